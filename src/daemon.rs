@@ -1,0 +1,372 @@
+//! The daemon: one tick over the three seams (record source, Docker, publish
+//! queue), the inspector loop, and the threads of `run` and `once`.
+//!
+//! Inspections are sequential on purpose: fanning out against the Docker
+//! daemon would make the watcher the noisiest client on a small host.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::config::{Command, Config, SinkKind};
+use crate::docker::{self, ContainerInspector, DockerClient, DockerError};
+use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::inspector::{Inspector, RuntimeRecord};
+use crate::publisher::{self, Delivery, EventSink, PublisherOptions, StdoutSink};
+use crate::records::{LabelRecords, RecordError, RecordSource};
+use crate::shutdown::{self, Shutdown};
+use crate::telemetry::Telemetry;
+
+/// How many events may wait for the sink before new ones are dropped.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// After this many timeouts in a row the daemon is taken to be hung, and the
+/// rest of the tick is skipped: a tick costs a few timeouts, not one per record.
+const TIMEOUTS_BEFORE_GIVING_UP: usize = 3;
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Records listed.
+    pub records: usize,
+    /// Events emitted.
+    pub events: usize,
+    /// Records skipped because their container is gone (404).
+    pub missing: usize,
+    /// Records skipped for any other error, invalid ids included.
+    pub errors: usize,
+    /// Records not inspected because shutdown was requested or Docker failed.
+    pub skipped: usize,
+}
+
+/// The inspector with its record source, its Docker client and its counters.
+pub struct Worker {
+    inspector: Inspector,
+    source: Box<dyn RecordSource + Send>,
+    docker: Box<dyn ContainerInspector + Send>,
+    shutdown: Shutdown,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Worker {
+    /// A worker with no baselines yet.
+    pub fn new(
+        source: Box<dyn RecordSource + Send>,
+        docker: Box<dyn ContainerInspector + Send>,
+        shutdown: Shutdown,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Worker {
+            inspector: Inspector::new(),
+            source,
+            docker,
+            shutdown,
+            telemetry,
+        }
+    }
+
+    /// The inspector state, for tests and persistence.
+    pub fn inspector(&self) -> &Inspector {
+        &self.inspector
+    }
+
+    /// One tick, per the SPEC: list, prune, inspect each record in order,
+    /// hand each event to `emit`. A listing failure ends the tick untouched.
+    pub fn tick(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
+        let result = self.tick_inner(emit);
+        self.telemetry.ticks.fetch_add(1, Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.telemetry.last_tick_unix_ms.store(now_ms, Relaxed);
+        result
+    }
+
+    fn tick_inner(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
+        let records = self.source.records()?;
+        self.telemetry.records.store(records.len() as u64, Relaxed);
+        self.inspector.prune(&records);
+
+        let mut report = TickReport {
+            records: records.len(),
+            ..TickReport::default()
+        };
+        let mut timeouts_in_a_row = 0;
+        for (i, record) in records.iter().enumerate() {
+            if self.shutdown.is_requested() {
+                report.skipped = records.len() - i;
+                break;
+            }
+            match self.inspect(record) {
+                Inspected::Event(event) => {
+                    report.events += 1;
+                    timeouts_in_a_row = 0;
+                    emit(event);
+                }
+                Inspected::Healthy => timeouts_in_a_row = 0,
+                Inspected::Missing => {
+                    report.missing += 1;
+                    timeouts_in_a_row = 0;
+                }
+                Inspected::Failed(e) => {
+                    report.errors += 1;
+                    let unreachable = matches!(e, DockerError::Unreachable { .. });
+                    if matches!(e, DockerError::Timeout(_)) {
+                        timeouts_in_a_row += 1;
+                    }
+                    if unreachable || timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
+                        report.skipped = records.len() - i - 1;
+                        log::warn!(err:% = e;
+                            "Docker is not answering; skipping the {} remaining records of this tick",
+                            report.skipped);
+                        break;
+                    }
+                }
+                Inspected::Invalid => report.errors += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    fn inspect(&mut self, record: &RuntimeRecord) -> Inspected {
+        let game_id = record.game_id.as_str();
+        let container_id = record.container_id.as_str();
+        if !docker::is_valid_container_ref(container_id) {
+            self.telemetry.inspect_error("invalid_id");
+            log::warn!(game_id, container_id:?; "record skipped: container id is empty or not a Docker id or name");
+            return Inspected::Invalid;
+        }
+        match self.docker.inspect(container_id) {
+            Ok(observation) => match self.inspector.observe(game_id, observation) {
+                Some(finding) => {
+                    let reasons: Vec<&str> = finding.reasons.iter().map(|r| r.as_str()).collect();
+                    log::debug!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
+                        "unhealthy: {}", reasons.join(","));
+                    Inspected::Event(HealthEvent::from_finding(finding, SystemTime::now()))
+                }
+                None => Inspected::Healthy,
+            },
+            Err(DockerError::NotFound) => {
+                self.telemetry.inspect_error("not_found");
+                log::debug!(game_id, container_id; "container missing");
+                Inspected::Missing
+            }
+            Err(e) => {
+                self.telemetry.inspect_error(e.kind());
+                log::warn!(game_id, container_id, err:% = e; "inspect failed");
+                Inspected::Failed(e)
+            }
+        }
+    }
+}
+
+enum Inspected {
+    Event(HealthEvent),
+    Healthy,
+    Missing,
+    Invalid,
+    Failed(DockerError),
+}
+
+/// Why the process ends unsuccessfully; each maps to an exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 64: the configuration cannot work.
+    Usage(String),
+    /// Exit 1: the work failed.
+    Runtime(String),
+}
+
+/// How long an idle Docker connection is kept: across one interval, so each
+/// tick reuses the last tick's connection.
+fn keep_idle(interval: Duration) -> Duration {
+    (interval * 2 + Duration::from_secs(5)).min(Duration::from_secs(900))
+}
+
+fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
+    match config.sink {
+        SinkKind::Stdout => Ok(Box::new(StdoutSink::stdout())),
+        SinkKind::Postgres => Err(Failure::Usage(
+            "the postgres sink is not available in this build; use --sink stdout".into(),
+        )),
+    }
+}
+
+fn build_source(
+    config: &Config,
+    docker: &DockerClient,
+) -> Result<Box<dyn RecordSource + Send>, Failure> {
+    match &config.database {
+        None => Ok(Box::new(LabelRecords::new(
+            docker.clone(),
+            config.label.clone(),
+        ))),
+        Some(_) => Err(Failure::Usage(
+            "PostgreSQL records are not available in this build; unset --database-url".into(),
+        )),
+    }
+}
+
+/// Runs `run` or `once` with the given configuration until done.
+pub fn run(config: &Config) -> Result<(), Failure> {
+    let telemetry = Arc::new(Telemetry::default());
+    let docker = DockerClient::new(
+        &config.docker_socket,
+        config.docker_timeout,
+        keep_idle(config.interval),
+    );
+    let source = build_source(config, &docker)?;
+    let sink = build_sink(config)?;
+
+    let (trigger, shutdown) = shutdown::channel();
+    let signals = shutdown::watch_signals(trigger.clone())
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+    let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+    let publisher = publisher::spawn(
+        sink,
+        queue,
+        shutdown.clone(),
+        PublisherOptions::default(),
+        telemetry.clone(),
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the publisher thread: {e}")))?;
+    let mut worker = Worker::new(
+        source,
+        Box::new(docker),
+        shutdown.clone(),
+        telemetry.clone(),
+    );
+
+    let work = match config.command {
+        Command::Once => once(&mut worker, events),
+        _ => {
+            log::info!(interval:? = config.interval, socket:% = config.docker_socket.display();
+                "rtinspect {} started", env!("CARGO_PKG_VERSION"));
+            let inspector = spawn_inspector(worker, events, config.interval)
+                .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
+            join(inspector);
+            Ok(())
+        }
+    };
+
+    // The inspector is done: whatever is queued now gets the drain deadline.
+    trigger.trigger();
+    let delivery = join(publisher);
+    signals.stop();
+    report_undelivered(&delivery)?;
+    work
+}
+
+fn once(worker: &mut Worker, events: Sender<HealthEvent>) -> Result<(), Failure> {
+    // `once` has no next tick to protect: it waits for queue room rather than drop.
+    let mut emit = |event: HealthEvent| {
+        let _ = events.send(event);
+    };
+    match worker.tick(&mut emit) {
+        Ok(report) => {
+            log::info!(
+                "tick: {} records, {} events, {} missing, {} errors",
+                report.records,
+                report.events,
+                report.missing,
+                report.errors
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::Runtime(e.to_string())),
+    }
+}
+
+fn spawn_inspector(
+    mut worker: Worker,
+    events: Sender<HealthEvent>,
+    interval: Duration,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("inspector".into())
+        .spawn(move || {
+            let telemetry = worker.telemetry.clone();
+            let mut emit = |event: HealthEvent| offer(&events, event, &telemetry);
+            let mut last_records = None;
+            loop {
+                let started = Instant::now();
+                match worker.tick(&mut emit) {
+                    Ok(report) => {
+                        let changed = last_records != Some(report.records);
+                        last_records = Some(report.records);
+                        if changed || report.events > 0 || report.errors > 0 {
+                            log::info!(
+                                "tick: {} records, {} events, {} missing, {} errors, {:?}",
+                                report.records,
+                                report.events,
+                                report.missing,
+                                report.errors,
+                                started.elapsed()
+                            );
+                        } else {
+                            log::debug!(
+                                "tick: {} records, no change, {:?}",
+                                report.records,
+                                started.elapsed()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!(err:% = e; "tick skipped: the record list could not be read");
+                    }
+                }
+                if worker
+                    .shutdown
+                    .wait(interval.saturating_sub(started.elapsed()))
+                {
+                    break;
+                }
+            }
+            log::info!("inspector stopped");
+        })
+}
+
+/// Offers an event to the publisher without waiting; a full queue drops it,
+/// counted and logged.
+fn offer(events: &Sender<HealthEvent>, event: HealthEvent, telemetry: &Telemetry) {
+    match events.try_send(event) {
+        Ok(()) => {}
+        Err(TrySendError::Full(event)) => {
+            telemetry.events_dropped.fetch_add(1, Relaxed);
+            log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+                event_type = INSPECT_UNHEALTHY; "publish queue full ({QUEUE_CAPACITY}): event dropped");
+        }
+        Err(TrySendError::Disconnected(event)) => {
+            telemetry.events_dropped.fetch_add(1, Relaxed);
+            log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+                event_type = INSPECT_UNHEALTHY; "publisher is gone: event dropped");
+        }
+    }
+}
+
+/// Joins a thread, re-raising its panic rather than swallowing it.
+fn join<T>(handle: JoinHandle<T>) -> T {
+    match handle.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn report_undelivered(delivery: &Delivery) -> Result<(), Failure> {
+    if delivery.undelivered.is_empty() {
+        return Ok(());
+    }
+    // Nothing is dropped silently: each envelope goes to the log, whole.
+    for event in &delivery.undelivered {
+        log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+            event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
+            "event not delivered before exit");
+    }
+    Err(Failure::Runtime(format!(
+        "{} events could not be delivered before the drain deadline (their envelopes are in the log)",
+        delivery.undelivered.len()
+    )))
+}

@@ -1,0 +1,650 @@
+//! The Docker Engine API client: version negotiation, container inspect and the
+//! labelled-container list, over the daemon's Unix socket.
+//!
+//! Only the fields rtinspect needs are decoded; every body is read to its end
+//! (or the pooled keep-alive connection would be lost) under a size limit, so a
+//! hostile or broken daemon costs an error, not an allocation.
+
+pub mod unix_socket;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use ureq::Agent;
+
+use crate::inspector::Observation;
+use unix_socket::{NoLookup, UnixConnector};
+
+/// The highest API version this client speaks. The fields read here have kept
+/// their shape from 1.24 on; Docker 29 refuses anything below 1.44.
+pub const MAX_API: ApiVersion = ApiVersion {
+    major: 1,
+    minor: 51,
+};
+
+/// The lowest API version whose inspect body has `State.Health` (Docker 1.12).
+pub const MIN_API: ApiVersion = ApiVersion {
+    major: 1,
+    minor: 24,
+};
+
+/// An inspect body is about 4.5 KB; anything over this is not one.
+pub const INSPECT_BODY_LIMIT: u64 = 1024 * 1024;
+
+/// A list body is about 1.5 KB per container; this allows some 40,000.
+pub const LIST_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Error bodies are `{"message": "..."}`; only that much is read.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// A Docker Engine API version, `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion {
+    /// Always 1 so far.
+    pub major: u16,
+    /// The part that moves.
+    pub minor: u16,
+}
+
+impl ApiVersion {
+    /// Parses `"1.41"`.
+    pub fn parse(s: &str) -> Option<ApiVersion> {
+        let (major, minor) = s.trim().split_once('.')?;
+        Some(ApiVersion {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Whether `s` may be put into a request path as a container id or name.
+///
+/// Docker's own rule for ids and names is `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`;
+/// the length cap is ours (full ids are 64 characters, names far shorter).
+pub fn is_valid_container_ref(s: &str) -> bool {
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let mut chars = s.chars();
+    s.len() >= 2
+        && s.len() <= 255
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Why a Docker request failed.
+#[derive(Debug)]
+pub enum DockerError {
+    /// 404: no such container.
+    NotFound,
+    /// The socket could not be connected to (missing, refused, permission denied).
+    Unreachable {
+        /// The socket path.
+        socket: PathBuf,
+        /// What `connect` said.
+        source: io::Error,
+    },
+    /// No complete answer within the per-request timeout.
+    Timeout(Duration),
+    /// The daemon answered with a status other than 2xx or 404.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Docker's `message`, or the start of the body.
+        message: String,
+    },
+    /// The body was larger than the limit for its kind.
+    TooLarge(u64),
+    /// The body was not the JSON expected.
+    Malformed(String),
+    /// The API versions of daemon and client do not meet.
+    Unsupported(String),
+    /// Any other failure on the connection (reset, truncated body, bad HTTP).
+    Transport(String),
+}
+
+impl DockerError {
+    /// The `kind` label of `rtinspect_inspect_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DockerError::NotFound => "not_found",
+            DockerError::Timeout(_) => "timeout",
+            _ => "docker",
+        }
+    }
+
+    /// Whether the failure says the connection or the daemon went away, so
+    /// that the API version must be negotiated again.
+    fn ends_connection_life(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Unreachable { .. } | DockerError::Transport(_) | DockerError::Timeout(_)
+        )
+    }
+}
+
+impl fmt::Display for DockerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DockerError::NotFound => write!(f, "no such container"),
+            DockerError::Unreachable { socket, source } => {
+                write!(f, "cannot connect to {}: {source}", socket.display())
+            }
+            DockerError::Timeout(d) => write!(f, "no answer within {d:?}"),
+            DockerError::Status { status, message } => write!(f, "HTTP {status}: {message}"),
+            DockerError::TooLarge(limit) => write!(f, "response body over {limit} bytes"),
+            DockerError::Malformed(e) => write!(f, "malformed response: {e}"),
+            DockerError::Unsupported(e) => write!(f, "{e}"),
+            DockerError::Transport(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DockerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DockerError::Unreachable { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A container that carries the records label, from the container list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledContainer {
+    /// Full container id.
+    pub id: String,
+    /// The label's value: the game id.
+    pub game_id: String,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+/// Inspects one container. The seam the tick driver talks to.
+pub trait ContainerInspector {
+    /// `GET /containers/<id>/json`, reduced to an [`Observation`].
+    fn inspect(&self, container: &str) -> Result<Observation, DockerError>;
+}
+
+/// A client for one dockerd, cheap to clone; clones share the connection pool
+/// and the negotiated API version.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    agent: Agent,
+    socket: PathBuf,
+    timeout: Duration,
+    api: Arc<Mutex<Option<ApiVersion>>>,
+}
+
+impl DockerClient {
+    /// A client for the daemon at `socket`. `timeout` bounds each request, whole;
+    /// `keep_idle` is how long an idle connection is kept for the next tick.
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration, keep_idle: Duration) -> Self {
+        let socket = socket.into();
+        let config = Agent::config_builder()
+            // A 404 is an answer we act on, and error bodies carry Docker's message.
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .max_idle_age(keep_idle)
+            .max_idle_connections(2)
+            .max_idle_connections_per_host(2)
+            .proxy(None)
+            .user_agent(concat!("rtinspect/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let agent = Agent::with_parts(config, UnixConnector::new(&socket), NoLookup);
+        DockerClient {
+            agent,
+            socket,
+            timeout,
+            api: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Asks `/_ping` for the daemon's API version and settles on the lower of
+    /// it and [`MAX_API`].
+    pub fn negotiate(&self) -> Result<ApiVersion, DockerError> {
+        let mut response = self.send("/_ping")?;
+        let daemon = response
+            .headers()
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ApiVersion::parse);
+        // Read the body to its end so the connection goes back to the pool.
+        let _ = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout);
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(DockerError::Status {
+                status,
+                message: "/_ping failed".into(),
+            });
+        }
+        // Every daemon since API 1.25 sends Api-Version; without it, assume the
+        // oldest version we speak rather than refuse.
+        let daemon = daemon.unwrap_or(MIN_API);
+        if daemon < MIN_API {
+            return Err(DockerError::Unsupported(format!(
+                "Docker API {daemon} is older than {MIN_API}, the lowest rtinspect speaks"
+            )));
+        }
+        let chosen = daemon.min(MAX_API);
+        log::debug!("negotiated Docker API {chosen} (daemon {daemon}, client {MAX_API})");
+        *self.api.lock().unwrap_or_else(|p| p.into_inner()) = Some(chosen);
+        Ok(chosen)
+    }
+
+    /// The negotiated API version, negotiating first when there is none.
+    pub fn api_version(&self) -> Result<ApiVersion, DockerError> {
+        let current = *self.api.lock().unwrap_or_else(|p| p.into_inner());
+        match current {
+            Some(v) => Ok(v),
+            None => self.negotiate(),
+        }
+    }
+
+    fn forget_version(&self) {
+        *self.api.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn send(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, DockerError> {
+        let url = format!("http://docker{path}");
+        self.agent.get(&url).call().map_err(|e| self.map_error(e))
+    }
+
+    fn map_error(&self, e: ureq::Error) -> DockerError {
+        match e {
+            ureq::Error::Timeout(_) => DockerError::Timeout(self.timeout),
+            ureq::Error::BodyExceedsLimit(limit) => DockerError::TooLarge(limit),
+            ureq::Error::Io(source)
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                DockerError::Unreachable {
+                    socket: self.socket.clone(),
+                    source,
+                }
+            }
+            ureq::Error::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut) => {
+                DockerError::Timeout(self.timeout)
+            }
+            other => DockerError::Transport(other.to_string()),
+        }
+    }
+
+    /// A versioned GET; the body of a 2xx is returned whole (up to `limit`).
+    ///
+    /// A 400 that says the client version is too old (Docker 29 and later
+    /// refuse below 1.44) makes the client negotiate again and retry once: the
+    /// daemon may have been upgraded under a pooled connection.
+    fn get(&self, path: &str, limit: u64) -> Result<Vec<u8>, DockerError> {
+        let mut retried = false;
+        loop {
+            let result = self.get_once(path, limit);
+            match &result {
+                Err(DockerError::Status {
+                    status: 400,
+                    message,
+                }) if !retried && is_version_refusal(message) => {
+                    log::info!(err:% = message; "Docker refused the API version; negotiating again");
+                    self.forget_version();
+                    retried = true;
+                }
+                Err(e) if e.ends_connection_life() => {
+                    self.forget_version();
+                    return result;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    fn get_once(&self, path: &str, limit: u64) -> Result<Vec<u8>, DockerError> {
+        let version = self.api_version()?;
+        let mut response = self.send(&format!("/v{version}{path}"))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return read_limited(&mut response, limit, self.timeout);
+        }
+        let body = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout).unwrap_or_default();
+        if status == 404 {
+            return Err(DockerError::NotFound);
+        }
+        Err(DockerError::Status {
+            status,
+            message: error_message(&body),
+        })
+    }
+
+    /// Lists every container, in any state, that carries `label`.
+    pub fn list_labelled(&self, label: &str) -> Result<Vec<LabelledContainer>, DockerError> {
+        let filters = serde_json::json!({ "label": [label] }).to_string();
+        let path = format!(
+            "/containers/json?all=1&filters={}",
+            percent_encode(&filters)
+        );
+        let body = self.get(&path, LIST_BODY_LIMIT)?;
+        decode_list(&body, label)
+    }
+}
+
+impl ContainerInspector for DockerClient {
+    fn inspect(&self, container: &str) -> Result<Observation, DockerError> {
+        // The caller validates; this guard keeps a bad id out of a path even so.
+        if !is_valid_container_ref(container) {
+            return Err(DockerError::Malformed(format!(
+                "refusing invalid container id {container:?}"
+            )));
+        }
+        let id = container.strip_prefix('/').unwrap_or(container);
+        let body = self.get(&format!("/containers/{id}/json"), INSPECT_BODY_LIMIT)?;
+        decode_inspect(&body)
+    }
+}
+
+fn is_version_refusal(message: &str) -> bool {
+    message.contains("client version") && message.contains("too old")
+}
+
+fn read_limited(
+    response: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, DockerError> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(l) => DockerError::TooLarge(l),
+            ureq::Error::Timeout(_) => DockerError::Timeout(timeout),
+            other => DockerError::Transport(other.to_string()),
+        })
+}
+
+/// Docker's error bodies are `{"message": "..."}`; anything else is shown as
+/// text, cut short.
+fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => b.message,
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+struct InspectBody {
+    #[serde(rename = "Id")]
+    id: String,
+    // RestartCount is top-level in the inspect body, not under State.
+    #[serde(rename = "RestartCount")]
+    restart_count: u64,
+    #[serde(rename = "State")]
+    state: StateBody,
+}
+
+#[derive(Deserialize)]
+struct StateBody {
+    #[serde(rename = "Status")]
+    status: String,
+    // State.Health is absent when no healthcheck is configured.
+    #[serde(rename = "Health", default)]
+    health: Option<HealthBody>,
+}
+
+#[derive(Deserialize)]
+struct HealthBody {
+    #[serde(rename = "Status")]
+    status: String,
+}
+
+/// Decodes an inspect body into an [`Observation`], reading only the four
+/// fields the rules use.
+pub fn decode_inspect(body: &[u8]) -> Result<Observation, DockerError> {
+    let b: InspectBody =
+        serde_json::from_slice(body).map_err(|e| DockerError::Malformed(e.to_string()))?;
+    if !is_valid_container_ref(&b.id) {
+        return Err(DockerError::Malformed(format!(
+            "bad container Id {:?}",
+            b.id
+        )));
+    }
+    if b.state.status.is_empty() || b.state.status.len() > 32 {
+        return Err(DockerError::Malformed(format!(
+            "bad State.Status {:?}",
+            b.state.status
+        )));
+    }
+    let health = b.state.health.map(|h| h.status).unwrap_or_default();
+    if health.len() > 32 {
+        return Err(DockerError::Malformed("bad State.Health.Status".into()));
+    }
+    Ok(Observation {
+        container_id: b.id,
+        restart_count: b.restart_count,
+        status: b.state.status,
+        health,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListedContainer {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Created", default)]
+    created: i64,
+    #[serde(rename = "Labels", default)]
+    labels: Option<std::collections::HashMap<String, String>>,
+}
+
+/// Decodes a container list body, keeping the containers that carry `label`.
+pub fn decode_list(body: &[u8], label: &str) -> Result<Vec<LabelledContainer>, DockerError> {
+    let listed: Vec<ListedContainer> =
+        serde_json::from_slice(body).map_err(|e| DockerError::Malformed(e.to_string()))?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|c| {
+            let game_id = c.labels?.remove(label)?;
+            Some(LabelledContainer {
+                id: c.id,
+                game_id,
+                created: c.created,
+            })
+        })
+        .collect())
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ref_rule_table() {
+        let table = [
+            ("a", false),
+            ("ab", true),
+            ("/game-1", true),
+            (&"f".repeat(64), true),
+            ("my_game.v2-x", true),
+            ("-lead", false),
+            ("_lead", false),
+            ("", false),
+            ("/", false),
+            ("../../v1.41/containers/create", false),
+            ("a/b", false),
+            ("a b", false),
+            ("a?x=1", false),
+            ("a%2F", false),
+            ("é1", false),
+            (&"a".repeat(256), false),
+        ];
+        for (s, ok) in table {
+            assert_eq!(is_valid_container_ref(s), ok, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn api_version_parse_and_order() {
+        assert_eq!(
+            ApiVersion::parse("1.41"),
+            Some(ApiVersion {
+                major: 1,
+                minor: 41
+            })
+        );
+        assert_eq!(ApiVersion::parse("1.x"), None);
+        assert_eq!(ApiVersion::parse("141"), None);
+        assert!(ApiVersion::parse("1.9").unwrap() < ApiVersion::parse("1.41").unwrap());
+        assert_eq!(ApiVersion::parse("1.52").unwrap().min(MAX_API), MAX_API);
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn decode_inspect_reads_the_four_fields() {
+        let body = format!(
+            r#"{{"Id":"{ID}","Created":"x","RestartCount":4,"Config":{{"Labels":{{"a":"b"}}}},
+                "State":{{"Status":"running","Running":true,"Health":{{"Status":"unhealthy","FailingStreak":3,"Log":[]}}}}}}"#
+        );
+        let o = decode_inspect(body.as_bytes()).unwrap();
+        assert_eq!(o.container_id, ID);
+        assert_eq!(o.restart_count, 4);
+        assert_eq!(o.status, "running");
+        assert_eq!(o.health, "unhealthy");
+    }
+
+    #[test]
+    fn decode_inspect_without_healthcheck_has_empty_health() {
+        let body = format!(r#"{{"Id":"{ID}","RestartCount":0,"State":{{"Status":"exited"}}}}"#);
+        assert_eq!(decode_inspect(body.as_bytes()).unwrap().health, "");
+        let body = format!(
+            r#"{{"Id":"{ID}","RestartCount":0,"State":{{"Status":"exited","Health":null}}}}"#
+        );
+        assert_eq!(decode_inspect(body.as_bytes()).unwrap().health, "");
+    }
+
+    #[test]
+    fn decode_inspect_rejects_bad_bodies() {
+        let bad = [
+            "".to_string(),
+            "{".to_string(),
+            "[]".to_string(),
+            "null".to_string(),
+            format!(r#"{{"Id":"{ID}","State":{{"Status":"running"}}}}"#),
+            format!(r#"{{"Id":"{ID}","RestartCount":"3","State":{{"Status":"running"}}}}"#),
+            format!(r#"{{"Id":"{ID}","RestartCount":-1,"State":{{"Status":"running"}}}}"#),
+            format!(r#"{{"Id":"{ID}","RestartCount":1}}"#),
+            r#"{"Id":"../x","RestartCount":1,"State":{"Status":"running"}}"#.to_string(),
+            format!(r#"{{"Id":"{ID}","RestartCount":1,"State":{{"Status":""}}}}"#),
+            format!(r#"{{"Id":"{ID}","RestartCount":1,"State":{{"Status":"running"}}"#),
+            format!(
+                r#"{{"Id":"{ID}","RestartCount":1,"State":{{"Status":{}{}}}}}"#,
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            ),
+        ];
+        for body in bad {
+            let got = decode_inspect(body.as_bytes());
+            assert!(
+                matches!(got, Err(DockerError::Malformed(_))),
+                "{body:.80}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_in_an_ignored_field_costs_no_stack() {
+        // serde_json skips ignored values without recursing.
+        let body = format!(
+            r#"{{"Id":"{ID}","RestartCount":1,"State":{{"Status":"running"}},"X":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(decode_inspect(body.as_bytes()).unwrap().restart_count, 1);
+    }
+
+    #[test]
+    fn decode_list_keeps_labelled_containers() {
+        let body = br#"[
+            {"Id":"aa11","Created":20,"Labels":{"rtinspect.game-id":"g-1","other":"x"}},
+            {"Id":"bb22","Created":10,"Labels":{}},
+            {"Id":"cc33","Created":30,"Labels":null},
+            {"Id":"dd44","Created":40,"Labels":{"rtinspect.game-id":"g-2"}}
+        ]"#;
+        let got = decode_list(body, "rtinspect.game-id").unwrap();
+        assert_eq!(
+            got,
+            vec![
+                LabelledContainer {
+                    id: "aa11".into(),
+                    game_id: "g-1".into(),
+                    created: 20
+                },
+                LabelledContainer {
+                    id: "dd44".into(),
+                    game_id: "g-2".into(),
+                    created: 40
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn error_message_prefers_docker_message() {
+        assert_eq!(
+            error_message(br#"{"message":"No such container: x"}"#),
+            "No such container: x"
+        );
+        assert_eq!(error_message(b"plain failure\n"), "plain failure");
+    }
+
+    #[test]
+    fn version_refusal_is_recognised() {
+        assert!(is_version_refusal(
+            "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version"
+        ));
+        assert!(!is_version_refusal("bad parameter"));
+    }
+
+    #[test]
+    fn percent_encode_filters() {
+        assert_eq!(
+            percent_encode(r#"{"label":["rtinspect.game-id"]}"#),
+            "%7B%22label%22%3A%5B%22rtinspect.game-id%22%5D%7D"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The health event and its envelope: the one JSON shape every sink carries.
+//!
+//! The envelope is rendered once, when the event is made, so that the stdout
+//! line, the database row and the NOTIFY payload are the same bytes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::inspector::Finding;
+
+/// The only event type rtinspect emits.
+pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
+
+/// One `inspect_unhealthy` event, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    /// A UUID made when the event was emitted; consumers de-duplicate on it.
+    pub event_id: String,
+    /// The game whose container is unhealthy.
+    pub game_id: String,
+    /// The container's full id.
+    pub container_id: String,
+    /// When the unhealthy observation was made.
+    pub occurred_at: SystemTime,
+    /// `RestartCount` at the observation.
+    pub restart_count: u64,
+    /// `State.Status` at the observation.
+    pub state: String,
+    /// `State.Health.Status`, `""` without a healthcheck.
+    pub health: String,
+    /// The envelope as JSON, one line, no trailing newline.
+    pub envelope: String,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    event_id: &'a str,
+    game_id: &'a str,
+    container_id: &'a str,
+    event_type: &'a str,
+    occurred_at: &'a str,
+    details: Details<'a>,
+}
+
+#[derive(Serialize)]
+struct Details<'a> {
+    restart_count: u64,
+    state: &'a str,
+    health: &'a str,
+}
+
+impl HealthEvent {
+    /// Makes the event for `finding`, with a fresh time-ordered UUID (v7).
+    pub fn from_finding(finding: Finding, occurred_at: SystemTime) -> Self {
+        let id = uuid::Uuid::now_v7().to_string();
+        Self::with_id(id, finding, occurred_at)
+    }
+
+    /// Makes the event with a given id (for tests and replays).
+    pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
+        let o = finding.observation;
+        let occurred = rfc3339_micros(occurred_at);
+        let envelope = serde_json::to_string(&Envelope {
+            event_id: &event_id,
+            game_id: &finding.game_id,
+            container_id: &o.container_id,
+            event_type: INSPECT_UNHEALTHY,
+            occurred_at: &occurred,
+            details: Details {
+                restart_count: o.restart_count,
+                state: &o.status,
+                health: &o.health,
+            },
+        })
+        .expect("an envelope of strings and integers always serialises");
+        HealthEvent {
+            event_id,
+            game_id: finding.game_id,
+            container_id: o.container_id,
+            occurred_at,
+            restart_count: o.restart_count,
+            state: o.status,
+            health: o.health,
+            envelope,
+        }
+    }
+
+    /// `occurred_at` as RFC 3339 UTC with microseconds and a `Z`.
+    pub fn occurred_at_rfc3339(&self) -> String {
+        rfc3339_micros(self.occurred_at)
+    }
+}
+
+/// Formats a time as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC). Times before 1970 are
+/// clamped to the epoch; none are made by this program.
+pub fn rfc3339_micros(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard
+/// Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspector::{Observation, Reason};
+
+    fn at(secs: u64, micros: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn rfc3339_table() {
+        let table = [
+            (at(0, 0), "1970-01-01T00:00:00.000000Z"),
+            (at(951_782_400, 1), "2000-02-29T00:00:00.000001Z"),
+            (at(1_798_318_800, 123_456), "2026-12-26T21:00:00.123456Z"),
+            (at(1_795_726_800, 999_999), "2026-11-26T21:00:00.999999Z"),
+            (at(4_107_542_399, 0), "2100-02-28T23:59:59.000000Z"),
+            (at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z"),
+        ];
+        for (t, want) in table {
+            assert_eq!(rfc3339_micros(t), want);
+        }
+    }
+
+    fn finding() -> Finding {
+        Finding {
+            game_id: "g-42".into(),
+            observation: Observation {
+                container_id: "c".repeat(64),
+                restart_count: 3,
+                status: "running".into(),
+                health: "unhealthy".into(),
+            },
+            reasons: vec![Reason::Unhealthy],
+        }
+    }
+
+    #[test]
+    fn envelope_has_the_spec_shape_in_order() {
+        let e = HealthEvent::with_id("0193-x".into(), finding(), at(1_795_726_800, 123_456));
+        let want = format!(
+            r#"{{"event_id":"0193-x","game_id":"g-42","container_id":"{}","event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.123456Z","details":{{"restart_count":3,"state":"running","health":"unhealthy"}}}}"#,
+            "c".repeat(64)
+        );
+        assert_eq!(e.envelope, want);
+    }
+
+    #[test]
+    fn envelope_escapes_hostile_strings() {
+        let mut f = finding();
+        f.game_id = "g\"\n\u{1}".into();
+        let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+        assert!(!e.envelope.contains('\n'));
+        let back: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+        assert_eq!(back["game_id"], "g\"\n\u{1}");
+    }
+
+    #[test]
+    fn event_ids_are_uuids_and_unique() {
+        let a = HealthEvent::from_finding(finding(), SystemTime::now());
+        let b = HealthEvent::from_finding(finding(), SystemTime::now());
+        assert_ne!(a.event_id, b.event_id);
+        assert!(uuid::Uuid::parse_str(&a.event_id).is_ok());
+        assert_eq!(a.event_id.len(), 36);
+    }
+}

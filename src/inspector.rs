@@ -1,0 +1,378 @@
+//! The inspector core: the rules that turn container observations into health
+//! findings.
+//!
+//! It is a plain state machine over the per-game [`Baseline`]s and does no I/O:
+//! the tick driver (`daemon`) lists the records, asks Docker, and feeds the
+//! answers in here one at a time. Everything the SPEC says about "one tick"
+//! that is a decision, not a request, lives in this file.
+
+use std::collections::HashMap;
+
+/// One game runtime that should be running, and the container that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeRecord {
+    /// The game's id, as the record source names it.
+    pub game_id: String,
+    /// The Docker container id or name the record points at.
+    pub container_id: String,
+}
+
+impl RuntimeRecord {
+    /// A record for `game_id` run by `container_id`.
+    pub fn new(game_id: impl Into<String>, container_id: impl Into<String>) -> Self {
+        RuntimeRecord {
+            game_id: game_id.into(),
+            container_id: container_id.into(),
+        }
+    }
+}
+
+/// What one successful inspect of a container said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The full container id Docker answered with (64 hex digits).
+    pub container_id: String,
+    /// Docker's `RestartCount`: restarts made by the restart policy.
+    pub restart_count: u64,
+    /// `State.Status`: created, running, paused, restarting, removing, exited or dead.
+    pub status: String,
+    /// `State.Health.Status`, or `""` when the container has no healthcheck.
+    pub health: String,
+}
+
+/// What the inspector last saw of a game: which container, at which restart count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    /// The full id of the container last observed for the game.
+    pub container_id: String,
+    /// Its `RestartCount` at that observation.
+    pub restart_count: u64,
+}
+
+/// Why an observation is unhealthy; one observation can have several reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `RestartCount` grew since the last observation of the same container.
+    Restarted,
+    /// `State.Status` is not `running`.
+    NotRunning,
+    /// The healthcheck reports `unhealthy`.
+    Unhealthy,
+}
+
+impl Reason {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Restarted => "restarted",
+            Reason::NotRunning => "not_running",
+            Reason::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// An unhealthy observation: the material of an `inspect_unhealthy` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The game the container runs.
+    pub game_id: String,
+    /// The observation that was judged unhealthy.
+    pub observation: Observation,
+    /// Every rule that fired, in rule order.
+    pub reasons: Vec<Reason>,
+}
+
+/// The per-game baselines and the rules applied to each observation.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inspector {
+    baselines: HashMap<String, Baseline>,
+}
+
+impl Inspector {
+    /// An inspector that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An inspector that starts from baselines saved earlier.
+    pub fn with_baselines(baselines: HashMap<String, Baseline>) -> Self {
+        Inspector { baselines }
+    }
+
+    /// The baselines, keyed by game id.
+    pub fn baselines(&self) -> &HashMap<String, Baseline> {
+        &self.baselines
+    }
+
+    /// The baseline of one game, if it has one.
+    pub fn baseline(&self, game_id: &str) -> Option<&Baseline> {
+        self.baselines.get(game_id)
+    }
+
+    /// Drops the baseline of every game that is not in the fresh record list.
+    ///
+    /// Called once per tick, after a successful listing and before any inspect,
+    /// so that a game that left and came back is seen afresh.
+    pub fn prune(&mut self, records: &[RuntimeRecord]) {
+        if self.baselines.is_empty() {
+            return;
+        }
+        let live: std::collections::HashSet<&str> =
+            records.iter().map(|r| r.game_id.as_str()).collect();
+        self.baselines
+            .retain(|game, _| live.contains(game.as_str()));
+    }
+
+    /// Applies the rules to one successful inspect and stores the new baseline.
+    ///
+    /// The restart rule needs a baseline of the same container: a first
+    /// observation of a game, or of a new container id for it, only seeds the
+    /// baseline, and a lower `RestartCount` (Docker resets it to 0 on a manual
+    /// `docker start` or `docker restart`) re-seeds it. The status and health
+    /// rules need no history and apply to every observation.
+    pub fn observe(&mut self, game_id: &str, observation: Observation) -> Option<Finding> {
+        let previous = self.baselines.insert(
+            game_id.to_owned(),
+            Baseline {
+                container_id: observation.container_id.clone(),
+                restart_count: observation.restart_count,
+            },
+        );
+
+        let mut reasons = Vec::new();
+        if let Some(previous) = previous {
+            if previous.container_id == observation.container_id
+                && observation.restart_count > previous.restart_count
+            {
+                reasons.push(Reason::Restarted);
+            }
+        }
+        if observation.status != "running" {
+            reasons.push(Reason::NotRunning);
+        }
+        if observation.health == "unhealthy" {
+            reasons.push(Reason::Unhealthy);
+        }
+
+        if reasons.is_empty() {
+            None
+        } else {
+            Some(Finding {
+                game_id: game_id.to_owned(),
+                observation,
+                reasons,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn obs(container: &str, restarts: u64, status: &str, health: &str) -> Observation {
+        Observation {
+            container_id: container.to_owned(),
+            restart_count: restarts,
+            status: status.to_owned(),
+            health: health.to_owned(),
+        }
+    }
+
+    /// Feeds a sequence of observations for one game and returns, per step,
+    /// the reasons that fired (empty when the step emitted nothing).
+    fn check(steps: &[Observation]) -> Vec<Vec<Reason>> {
+        let mut inspector = Inspector::new();
+        steps
+            .iter()
+            .map(|o| {
+                inspector
+                    .observe("g-1", o.clone())
+                    .map(|f| f.reasons)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    use Reason::*;
+
+    #[test]
+    fn first_observation_only_seeds_baseline() {
+        assert_eq!(check(&[obs(A, 7, "running", "")]), vec![vec![]]);
+        assert_eq!(check(&[obs(A, 7, "running", "healthy")]), vec![vec![]]);
+    }
+
+    #[test]
+    fn first_observation_still_reports_status_and_health() {
+        assert_eq!(
+            check(&[obs(A, 0, "exited", "")]),
+            vec![vec![NotRunning]],
+            "a stopped container is reported without history"
+        );
+        assert_eq!(
+            check(&[obs(A, 0, "running", "unhealthy")]),
+            vec![vec![Unhealthy]]
+        );
+    }
+
+    #[test]
+    fn restart_count_increase_emits_once() {
+        let steps = [
+            obs(A, 0, "running", ""),
+            obs(A, 2, "running", ""),
+            obs(A, 2, "running", ""),
+            obs(A, 2, "running", ""),
+        ];
+        assert_eq!(check(&steps), vec![vec![], vec![Restarted], vec![], vec![]]);
+    }
+
+    #[test]
+    fn every_rule_table() {
+        // (previous observation or none, current observation, expected reasons)
+        let table: &[(Option<Observation>, Observation, &[Reason])] = &[
+            (None, obs(A, 0, "running", ""), &[]),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 1, "running", ""),
+                &[Restarted],
+            ),
+            (
+                Some(obs(A, 3, "running", "")),
+                obs(A, 1, "running", ""),
+                &[],
+            ),
+            (
+                Some(obs(A, 3, "running", "")),
+                obs(B, 9, "running", ""),
+                &[],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "paused", ""),
+                &[NotRunning],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "restarting", ""),
+                &[NotRunning],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "created", ""),
+                &[NotRunning],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "dead", ""),
+                &[NotRunning],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "running", "starting"),
+                &[],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "running", "healthy"),
+                &[],
+            ),
+            (
+                Some(obs(A, 0, "running", "")),
+                obs(A, 0, "running", "unhealthy"),
+                &[Unhealthy],
+            ),
+            (
+                Some(obs(A, 1, "running", "")),
+                obs(A, 4, "restarting", "unhealthy"),
+                &[Restarted, NotRunning, Unhealthy],
+            ),
+            (
+                Some(obs(A, 1, "running", "")),
+                obs(B, 4, "exited", ""),
+                &[NotRunning],
+            ),
+        ];
+        for (previous, current, expected) in table {
+            let mut inspector = Inspector::new();
+            if let Some(previous) = previous {
+                inspector.observe("g", previous.clone());
+            }
+            let got = inspector
+                .observe("g", current.clone())
+                .map(|f| f.reasons)
+                .unwrap_or_default();
+            assert_eq!(&got, expected, "previous {previous:?}, current {current:?}");
+        }
+    }
+
+    #[test]
+    fn changed_container_id_reseeds_then_counts_from_new_container() {
+        let steps = [
+            obs(A, 5, "running", ""),
+            obs(B, 9, "running", ""),
+            obs(B, 10, "running", ""),
+        ];
+        assert_eq!(check(&steps), vec![vec![], vec![], vec![Restarted]]);
+    }
+
+    #[test]
+    fn lower_restart_count_reseeds() {
+        let steps = [
+            obs(A, 5, "running", ""),
+            obs(A, 0, "running", ""),
+            obs(A, 0, "running", ""),
+            obs(A, 1, "running", ""),
+        ];
+        assert_eq!(check(&steps), vec![vec![], vec![], vec![], vec![Restarted]]);
+    }
+
+    #[test]
+    fn stopped_container_is_reported_every_tick() {
+        let steps = [obs(A, 0, "exited", ""), obs(A, 0, "exited", "")];
+        assert_eq!(check(&steps), vec![vec![NotRunning], vec![NotRunning]]);
+    }
+
+    #[test]
+    fn observe_stores_the_new_baseline() {
+        let mut inspector = Inspector::new();
+        inspector.observe("g", obs(A, 3, "exited", ""));
+        assert_eq!(
+            inspector.baseline("g"),
+            Some(&Baseline {
+                container_id: A.into(),
+                restart_count: 3
+            })
+        );
+    }
+
+    #[test]
+    fn finding_carries_the_observation() {
+        let mut inspector = Inspector::new();
+        let finding = inspector.observe("g-9", obs(B, 2, "exited", "")).unwrap();
+        assert_eq!(finding.game_id, "g-9");
+        assert_eq!(finding.observation, obs(B, 2, "exited", ""));
+    }
+
+    #[test]
+    fn prune_drops_games_not_listed() {
+        let mut inspector = Inspector::new();
+        inspector.observe("kept", obs(A, 1, "running", ""));
+        inspector.observe("gone", obs(B, 1, "running", ""));
+        inspector.prune(&[RuntimeRecord::new("kept", A), RuntimeRecord::new("new", B)]);
+        assert!(inspector.baseline("kept").is_some());
+        assert!(inspector.baseline("gone").is_none());
+        assert_eq!(inspector.baselines().len(), 1);
+    }
+
+    #[test]
+    fn pruned_game_that_returns_is_seen_afresh() {
+        let mut inspector = Inspector::new();
+        inspector.observe("g", obs(A, 1, "running", ""));
+        inspector.prune(&[]);
+        let finding = inspector.observe("g", obs(A, 4, "running", ""));
+        assert_eq!(finding, None, "a returning game only re-seeds");
+    }
+}

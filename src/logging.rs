@@ -1,0 +1,181 @@
+//! Log lines on stderr: `key=value` text or one JSON object per line.
+//!
+//! Log calls carry the event's fields as structured key-values
+//! (`game_id`, `container_id`, `event_type`, `err`), so both formats show them
+//! as fields an operator can search. Under systemd (`JOURNAL_STREAM` set) each
+//! line starts with its syslog priority (`<4>` for a warning) and drops the
+//! timestamp journald already records, so `journalctl -p warning` works.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use log::Level;
+use log::kv::{self, Key, Value, VisitSource};
+
+use crate::config::LogFormat;
+use crate::event::rfc3339_micros;
+
+/// Installs the logger: level from `RUST_LOG` (default `info`), lines to stderr.
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    env_logger::Builder::new()
+        .parse_filters(&filter)
+        .target(env_logger::Target::Stderr)
+        .format(move |buf, record| {
+            let mut fields = Vec::new();
+            let _ = record.key_values().visit(&mut Collect(&mut fields));
+            let line = Line {
+                ts: (!journald).then(|| rfc3339_micros(SystemTime::now())),
+                level: record.level(),
+                target: record.target(),
+                msg: record.args().to_string(),
+                fields,
+            };
+            let mut text = match format {
+                LogFormat::Text => line.text(),
+                LogFormat::Json => line.json(),
+            };
+            if journald {
+                text.insert_str(0, &format!("<{}>", priority(record.level())));
+            }
+            text.push('\n');
+            buf.write_all(text.as_bytes())
+        })
+        .init();
+}
+
+/// The syslog priority journald reads from a `<N>` prefix.
+pub fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+struct Collect<'a>(&'a mut Vec<(String, String)>);
+
+impl<'kvs> VisitSource<'kvs> for Collect<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        self.0.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+}
+
+/// One log entry, ready to render.
+#[derive(Debug, Clone)]
+pub struct Line<'a> {
+    /// RFC 3339 time, or `None` when journald adds its own.
+    pub ts: Option<String>,
+    /// Level.
+    pub level: Level,
+    /// Module path.
+    pub target: &'a str,
+    /// The message.
+    pub msg: String,
+    /// Structured fields in call order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Line<'_> {
+    /// `TS LEVEL target: msg key=value …`; values with spaces, quotes or `=`
+    /// are quoted with Rust's escaping.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if let Some(ts) = &self.ts {
+            out.push_str(ts);
+            out.push(' ');
+        }
+        out.push_str(&format!("{:<5} {}: {}", self.level, self.target, self.msg));
+        for (k, v) in &self.fields {
+            let plain = !v.is_empty()
+                && !v
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '='));
+            if plain {
+                out.push_str(&format!(" {k}={v}"));
+            } else {
+                out.push_str(&format!(" {k}={v:?}"));
+            }
+        }
+        out
+    }
+
+    /// `{"ts":…,"level":…,"target":…,"msg":…,"game_id":…}`.
+    pub fn json(&self) -> String {
+        let mut map = serde_json::Map::new();
+        if let Some(ts) = &self.ts {
+            map.insert("ts".into(), ts.clone().into());
+        }
+        map.insert(
+            "level".into(),
+            self.level.as_str().to_ascii_lowercase().into(),
+        );
+        map.insert("target".into(), self.target.into());
+        map.insert("msg".into(), self.msg.clone().into());
+        for (k, v) in &self.fields {
+            // A field never overwrites the four members above.
+            map.entry(k.clone()).or_insert_with(|| v.clone().into());
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> Line<'static> {
+        Line {
+            ts: Some("2026-11-26T21:00:00.000000Z".into()),
+            level: Level::Warn,
+            target: "rtinspect::daemon",
+            msg: "inspect failed".into(),
+            fields: vec![
+                ("game_id".into(), "g-1".into()),
+                ("container_id".into(), "abc".into()),
+                ("err".into(), "HTTP 500: boom \"x\"".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn text_line_has_key_value_fields() {
+        assert_eq!(
+            line().text(),
+            r#"2026-11-26T21:00:00.000000Z WARN  rtinspect::daemon: inspect failed game_id=g-1 container_id=abc err="HTTP 500: boom \"x\"""#
+        );
+    }
+
+    #[test]
+    fn json_line_is_one_object_with_fields() {
+        let v: serde_json::Value = serde_json::from_str(&line().json()).unwrap();
+        assert_eq!(v["ts"], "2026-11-26T21:00:00.000000Z");
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["target"], "rtinspect::daemon");
+        assert_eq!(v["msg"], "inspect failed");
+        assert_eq!(v["game_id"], "g-1");
+        assert_eq!(v["err"], "HTTP 500: boom \"x\"");
+    }
+
+    #[test]
+    fn fields_cannot_forge_the_fixed_members() {
+        let mut l = line();
+        l.fields.push(("level".into(), "error".into()));
+        let v: serde_json::Value = serde_json::from_str(&l.json()).unwrap();
+        assert_eq!(v["level"], "warn");
+    }
+
+    #[test]
+    fn journald_priorities() {
+        assert_eq!(priority(Level::Error), 3);
+        assert_eq!(priority(Level::Warn), 4);
+        assert_eq!(priority(Level::Info), 6);
+        assert_eq!(priority(Level::Debug), 7);
+    }
+}
