@@ -1,0 +1,8 @@
+//! The integration tests, one binary: the fake engine for what a real daemon
+//! cannot be made to do, the real dockerd for everything else, and the CLI.
+
+mod cli;
+mod docker_client;
+mod live_docker;
+mod tick;
+mod util;

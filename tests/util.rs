@@ -1,0 +1,526 @@
+//! Shared fixtures: a fake Docker engine on a Unix socket, the real dockerd
+//! with a from-scratch busybox image, and helpers to run the binary.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A fresh, empty temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rtinspect-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the fake engine does with one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A JSON answer with this status.
+    Json(u16, String),
+    /// These bytes, verbatim, as the whole response.
+    Raw(Vec<u8>),
+    /// Never answer (until the engine is dropped).
+    Hang,
+    /// Headers promising `len` bytes, then `sent` of them, then close.
+    ResetMidBody { len: usize, sent: usize },
+    /// Close the connection without answering.
+    Close,
+}
+
+type Handler = dyn Fn(&str) -> Reply + Send + Sync;
+
+/// A fake Docker engine: answers `/_ping` with `api_version`, and every other
+/// request with the handler's reply. It refuses versioned paths below
+/// `min_api`, as Docker 29 does.
+pub struct FakeEngine {
+    pub socket: PathBuf,
+    _dir: TempDir,
+    state: Arc<EngineState>,
+}
+
+pub struct EngineState {
+    pub connections: AtomicUsize,
+    pub requests: Mutex<Vec<String>>,
+    pub api_version: Mutex<String>,
+    pub api_header: Mutex<String>,
+    pub min_api: Mutex<Option<(u16, u16)>>,
+    stopped: AtomicBool,
+    handler: Mutex<Arc<Handler>>,
+    open: Mutex<Vec<UnixStream>>,
+}
+
+impl FakeEngine {
+    pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeEngine {
+        let dir = TempDir::new("engine");
+        let socket = dir.path().join("docker.sock");
+        let state = listen(&socket, Arc::new(handler));
+        FakeEngine {
+            socket,
+            _dir: dir,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> &EngineState {
+        &self.state
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn set_api_version(&self, v: &str) {
+        *self.state.api_version.lock().unwrap() = v.into();
+    }
+
+    pub fn set_api_header_name(&self, name: &str) {
+        *self.state.api_header.lock().unwrap() = name.into();
+    }
+
+    /// Behave like Docker 29: refuse versioned paths below `min`.
+    pub fn set_min_api(&self, min: Option<(u16, u16)>) {
+        *self.state.min_api.lock().unwrap() = min;
+    }
+
+    pub fn set_handler(&self, handler: impl Fn(&str) -> Reply + Send + Sync + 'static) {
+        *self.state.handler.lock().unwrap() = Arc::new(handler);
+    }
+
+    /// Stops this engine (closing its connections) and starts a new one on the
+    /// same socket path, as a restarted dockerd would.
+    pub fn restart(&mut self) {
+        stop(&self.state, &self.socket);
+        let handler = self.state.handler.lock().unwrap().clone();
+        let _ = std::fs::remove_file(&self.socket);
+        self.state = listen(&self.socket, handler);
+    }
+}
+
+fn listen(socket: &Path, handler: Arc<Handler>) -> Arc<EngineState> {
+    let listener = UnixListener::bind(socket).unwrap();
+    let state = Arc::new(EngineState {
+        connections: AtomicUsize::new(0),
+        requests: Mutex::new(Vec::new()),
+        api_version: Mutex::new("1.41".into()),
+        api_header: Mutex::new("Api-Version".into()),
+        min_api: Mutex::new(None),
+        stopped: AtomicBool::new(false),
+        handler: Mutex::new(handler),
+        open: Mutex::new(Vec::new()),
+    });
+    let s = state.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if s.stopped.load(SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { break };
+            s.connections.fetch_add(1, SeqCst);
+            if let Ok(clone) = conn.try_clone() {
+                s.open.lock().unwrap().push(clone);
+            }
+            let s = s.clone();
+            std::thread::spawn(move || serve(conn, &s));
+        }
+    });
+    state
+}
+
+fn stop(state: &EngineState, socket: &Path) {
+    state.stopped.store(true, SeqCst);
+    for conn in state.open.lock().unwrap().drain(..) {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    }
+    // Wake the accept loop so it sees the flag.
+    let _ = UnixStream::connect(socket);
+}
+
+impl Drop for FakeEngine {
+    fn drop(&mut self) {
+        stop(&self.state, &self.socket);
+    }
+}
+
+fn parse_version(path: &str) -> Option<(u16, u16)> {
+    let rest = path.strip_prefix("/v")?;
+    let (v, _) = rest.split_once('/')?;
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn serve(conn: UnixStream, state: &EngineState) {
+    let handle = conn.try_clone().unwrap();
+    serve_requests(conn, state);
+    // A clone is kept for stop(); shut down so the peer sees the close.
+    let _ = handle.shutdown(std::net::Shutdown::Both);
+}
+
+fn serve_requests(conn: UnixStream, state: &EngineState) {
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        // Read one request head.
+        let mut request_line = String::new();
+        loop {
+            if state.stopped.load(SeqCst) {
+                return;
+            }
+            match reader.read_line(&mut request_line) {
+                Ok(0) => return,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => return,
+            }
+        }
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) => return,
+                Ok(_) if header == "\r\n" => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.stopped.load(SeqCst) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        state.requests.lock().unwrap().push(path.clone());
+
+        let reply = if path == "/_ping" {
+            let v = state.api_version.lock().unwrap().clone();
+            let h = state.api_header.lock().unwrap().clone();
+            Reply::Raw(
+                format!("HTTP/1.1 200 OK\r\n{h}: {v}\r\nContent-Length: 2\r\n\r\nOK").into_bytes(),
+            )
+        } else if let (Some(min), Some(asked)) =
+            (*state.min_api.lock().unwrap(), parse_version(&path))
+        {
+            if asked < min {
+                Reply::Json(
+                    400,
+                    format!(
+                        r#"{{"message":"client version {}.{} is too old. Minimum supported API version is {}.{}, please upgrade your client to a newer version"}}"#,
+                        asked.0, asked.1, min.0, min.1
+                    ),
+                )
+            } else {
+                let handler = state.handler.lock().unwrap().clone();
+                handler(&path)
+            }
+        } else if parse_version(&path).is_none() {
+            Reply::Json(
+                400,
+                r#"{"message":"unversioned path refused by the fake engine"}"#.into(),
+            )
+        } else {
+            let handler = state.handler.lock().unwrap().clone();
+            handler(&path)
+        };
+
+        let v = state.api_version.lock().unwrap().clone();
+        match reply {
+            Reply::Json(status, body) => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nApi-Version: {v}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if conn.write_all(head.as_bytes()).is_err()
+                    || conn.write_all(body.as_bytes()).is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Raw(bytes) => {
+                if conn.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Reply::Hang => {
+                while !state.stopped.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+            Reply::ResetMidBody { len, sent } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&vec![b' '; sent]);
+                return;
+            }
+            Reply::Close => return,
+        }
+    }
+}
+
+/// A realistic inspect body for the fake engine.
+pub fn inspect_body(id: &str, restarts: u64, status: &str, health: Option<&str>) -> String {
+    let health = health
+        .map(|h| format!(r#","Health":{{"Status":"{h}","FailingStreak":0,"Log":[]}}"#))
+        .unwrap_or_default();
+    let padding = "x".repeat(3000);
+    format!(
+        r#"{{"Id":"{id}","Created":"2026-11-26T21:00:00Z","Path":"sleep","Args":["1000"],
+        "State":{{"Status":"{status}","Running":{},"Paused":false,"Restarting":false,"OOMKilled":false,
+        "Dead":false,"Pid":1,"ExitCode":0,"Error":"","StartedAt":"2026-11-26T21:00:00Z"{health}}},
+        "Image":"sha256:{padding}","Name":"/game","RestartCount":{restarts},"Driver":"overlay2",
+        "Config":{{"Labels":{{"rtinspect.game-id":"g"}}}}}}"#,
+        status == "running"
+    )
+}
+
+/// A 64-hex container id made from a small number.
+pub fn hex_id(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// The built binary.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rtinspect"));
+    c.env_remove("RTINSPECT_DATABASE_URL")
+        .env_remove("DOCKER_HOST")
+        .env_remove("RTINSPECT_SINK")
+        .env_remove("RTINSPECT_LABEL")
+        .env_remove("RTINSPECT_INTERVAL")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("JOURNAL_STREAM")
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Parses stdout as one JSON envelope per line.
+pub fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// Waits until `f` holds, polling, or panics after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the environment demands the live services (CI sets it).
+pub fn live_required() -> bool {
+    std::env::var_os("RTINSPECT_TEST_REQUIRE_LIVE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The real dockerd the tests use.
+pub struct LiveDocker {
+    pub socket: PathBuf,
+}
+
+/// The image every live test runs: static busybox, imported from scratch.
+pub const IMAGE: &str = "rtinspect-test/busybox:1";
+
+/// The live dockerd, or `None` (with a note) when none answers and the
+/// environment does not demand one.
+pub fn live_docker() -> Option<&'static LiveDocker> {
+    static LIVE: OnceLock<Option<LiveDocker>> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        let host = std::env::var("RTINSPECT_TEST_DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let socket = PathBuf::from(host.strip_prefix("unix://").unwrap_or(&host));
+        let answers = UnixStream::connect(&socket)
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n")?;
+                let mut buf = String::new();
+                s.read_to_string(&mut buf)?;
+                Ok(buf.starts_with("HTTP/1.") && buf.contains(" 200 "))
+            })
+            .unwrap_or(false);
+        if !answers {
+            assert!(
+                !live_required(),
+                "RTINSPECT_TEST_REQUIRE_LIVE is set but no dockerd answers at {}",
+                socket.display()
+            );
+            eprintln!("skipped: no dockerd answers at {}", socket.display());
+            return None;
+        }
+        let live = LiveDocker { socket };
+        live.ensure_image();
+        Some(live)
+    })
+    .as_ref()
+}
+
+impl LiveDocker {
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Runs the docker CLI against this daemon; panics on failure.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(self.docker_host())
+            .args(args)
+            .output()
+            .expect("the docker CLI runs");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn ensure_image(&self) {
+        let present = Command::new("docker")
+            .args(["-H", &self.docker_host(), "image", "inspect", IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            return;
+        }
+        let root = TempDir::new("image");
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("static busybox at /bin/busybox (Debian's busybox-static)");
+        for applet in ["sh", "sleep", "true", "false", "kill"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(root.path())
+            .args(["-c", "."])
+            .output()
+            .unwrap();
+        assert!(tar.status.success());
+        let mut import = Command::new("docker")
+            .args(["-H", &self.docker_host(), "import", "-", IMAGE])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+        assert!(import.wait().unwrap().success(), "docker import failed");
+    }
+}
+
+/// Containers made by one test, removed (with force) on drop.
+pub struct Containers<'a> {
+    pub live: &'a LiveDocker,
+    /// The label key this test's records carry, unique per test.
+    pub label: String,
+    ids: Vec<String>,
+}
+
+impl<'a> Containers<'a> {
+    pub fn new(live: &'a LiveDocker, test: &str) -> Self {
+        Containers {
+            live,
+            label: format!("rtinspect-test.{test}.{}", std::process::id()),
+            ids: Vec::new(),
+        }
+    }
+
+    /// `docker run -d --network none` with the game label and `extra` flags,
+    /// then the command; returns the full id.
+    pub fn run(&mut self, game: &str, extra: &[&str], cmd: &[&str]) -> String {
+        let label = format!("{}={game}", self.label);
+        let mut args = vec!["run", "-d", "--network", "none", "--label", &label];
+        args.extend_from_slice(extra);
+        args.push(IMAGE);
+        args.extend_from_slice(cmd);
+        let id = self.live.docker(&args);
+        self.ids.push(id.clone());
+        id
+    }
+
+    pub fn inspect(&self, id: &str, format: &str) -> String {
+        self.live.docker(&["inspect", "-f", format, id])
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.live.docker(&["rm", "-f", id]);
+        self.ids.retain(|i| i != id);
+    }
+}
+
+impl Drop for Containers<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut args = vec![
+            "-H".to_string(),
+            self.live.docker_host(),
+            "rm".into(),
+            "-f".into(),
+        ];
+        args.extend(self.ids.iter().cloned());
+        let _ = Command::new("docker").args(&args).output();
+    }
+}
+
+/// Counts events per game id.
+pub fn by_game(events: &[serde_json::Value]) -> HashMap<String, Vec<serde_json::Value>> {
+    let mut m: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for e in events {
+        m.entry(e["game_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e.clone());
+    }
+    m
+}
