@@ -45,9 +45,12 @@ fn version_prints_the_crate_version() {
     );
 }
 
+/// Arguments, environment, and what the message must name.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_exits_64_with_one_line_naming_the_option() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (&["--interval", "0"], &[], "--interval \"0\""),
         (
             &["once"],
