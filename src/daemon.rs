@@ -15,6 +15,7 @@ use crate::config::{Command, Config, SinkKind};
 use crate::docker::{self, ContainerInspector, DockerClient, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
+use crate::postgres::{PgRecords, PgSink};
 use crate::publisher::{self, Delivery, EventSink, PublisherOptions, StdoutSink};
 use crate::records::{LabelRecords, RecordError, RecordSource};
 use crate::shutdown::{self, Shutdown};
@@ -136,7 +137,7 @@ impl Worker {
         let container_id = record.container_id.as_str();
         if !docker::is_valid_container_ref(container_id) {
             self.telemetry.inspect_error("invalid_id");
-            log::warn!(game_id, container_id:?; "record skipped: container id is empty or not a Docker id or name");
+            log::warn!(game_id, container_id; "record skipped: container id is empty or not a Docker id or name");
             return Inspected::Invalid;
         }
         match self.docker.inspect(container_id) {
@@ -186,40 +187,53 @@ fn keep_idle(interval: Duration) -> Duration {
     (interval * 2 + Duration::from_secs(5)).min(Duration::from_secs(900))
 }
 
-fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
-    match config.sink {
-        SinkKind::Stdout => Ok(Box::new(StdoutSink::stdout())),
-        SinkKind::Postgres => Err(Failure::Usage(
-            "the postgres sink is not available in this build; use --sink stdout".into(),
+fn build_sink(config: &Config) -> Box<dyn EventSink> {
+    match (config.sink, &config.database) {
+        (SinkKind::Postgres, Some(db)) => Box::new(PgSink::new(
+            db.clone(),
+            config.events_table.clone(),
+            config.notify_channel.clone(),
         )),
+        // Config validation refuses the postgres sink without a database.
+        _ => Box::new(StdoutSink::stdout()),
     }
 }
 
-fn build_source(
-    config: &Config,
-    docker: &DockerClient,
-) -> Result<Box<dyn RecordSource + Send>, Failure> {
+fn build_source(config: &Config, docker: &DockerClient) -> Box<dyn RecordSource + Send> {
     match &config.database {
-        None => Ok(Box::new(LabelRecords::new(
-            docker.clone(),
-            config.label.clone(),
-        ))),
-        Some(_) => Err(Failure::Usage(
-            "PostgreSQL records are not available in this build; unset --database-url".into(),
-        )),
+        None => Box::new(LabelRecords::new(docker.clone(), config.label.clone())),
+        Some(db) => Box::new(PgRecords::new(db.clone(), config.records_table.clone())),
     }
 }
 
-/// Runs `run` or `once` with the given configuration until done.
+/// `rtinspect migrate`: creates what is missing and says what it did on stdout.
+fn migrate(config: &Config) -> Result<(), Failure> {
+    let Some(db) = &config.database else {
+        return Err(Failure::Usage(
+            "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL".into(),
+        ));
+    };
+    let steps = crate::postgres::migrate(db, &config.records_table, &config.events_table)
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    for step in steps {
+        println!("{step}");
+    }
+    Ok(())
+}
+
+/// Runs `run`, `once` or `migrate` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
+    if config.command == Command::Migrate {
+        return migrate(config);
+    }
     let telemetry = Arc::new(Telemetry::default());
     let docker = DockerClient::new(
         &config.docker_socket,
         config.docker_timeout,
         keep_idle(config.interval),
     );
-    let source = build_source(config, &docker)?;
-    let sink = build_sink(config)?;
+    let source = build_source(config, &docker);
+    let sink = build_sink(config);
 
     let (trigger, shutdown) = shutdown::channel();
     let signals = shutdown::watch_signals(trigger.clone())

@@ -3,8 +3,8 @@
 //! running, or reports an unhealthy healthcheck.
 //!
 //! The inspector core (`inspector`) decides; everything else talks to one
-//! outside system each: `docker` to dockerd, `records` to wherever the list of
-//! runtimes lives, `publisher` to the event sink. `daemon` wires them into
+//! outside system each: `docker` to dockerd, `records` and `postgres` to wherever the
+//! list of runtimes lives, `publisher` to the event sink. `daemon` wires them into
 //! threads and channels. There is no async runtime in this crate.
 
 #![forbid(unsafe_code)]
@@ -16,6 +16,7 @@ pub mod docker;
 pub mod event;
 pub mod inspector;
 pub mod logging;
+pub mod postgres;
 pub mod publisher;
 pub mod records;
 pub mod shutdown;

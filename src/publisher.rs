@@ -195,15 +195,20 @@ fn deliver(
                     if deadline.is_none() && shutdown.is_requested() {
                         deadline = Some(now + options.drain);
                     }
-                    if let Some(d) = deadline {
-                        if now + delay > d {
+                    match deadline {
+                        // Draining: keep the backoff, but make a last try at
+                        // the deadline and give up after it.
+                        Some(d) if now >= d => {
                             delivery.undelivered.push(event);
                             delivery.undelivered.extend(events.iter());
                             return delivery;
                         }
-                    }
-                    if shutdown.wait(delay) && deadline.is_none() {
-                        deadline = Some(Instant::now() + options.drain);
+                        Some(d) => std::thread::sleep(delay.min(d - now)),
+                        None => {
+                            if shutdown.wait(delay) {
+                                deadline = Some(Instant::now() + options.drain);
+                            }
+                        }
                     }
                 }
             }
@@ -306,6 +311,30 @@ mod tests {
         assert_eq!(left, vec!["a", "b", "c"]);
         assert_eq!(telemetry.events_published.load(Relaxed), 0);
         assert!(accepted.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn draining_keeps_retrying_until_the_deadline() {
+        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Refuses for longer than a few instant retries would cover.
+        let sink = Flaky {
+            fail: 40,
+            accepted: accepted.clone(),
+        };
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let options = PublisherOptions {
+            drain: Duration::from_secs(30),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
+        };
+        let telemetry = Arc::new(Telemetry::default());
+        trigger.trigger();
+        let handle = spawn(Box::new(sink), rx, shutdown, options, telemetry).unwrap();
+        tx.send(event("a")).unwrap();
+        drop(tx);
+        let delivery = handle.join().unwrap();
+        assert!(delivery.undelivered.is_empty());
+        assert_eq!(*accepted.lock().unwrap(), vec!["a"]);
     }
 
     #[test]

@@ -4,5 +4,6 @@
 mod cli;
 mod docker_client;
 mod live_docker;
+mod postgres_mode;
 mod tick;
 mod util;

@@ -524,3 +524,232 @@ pub fn by_game(events: &[serde_json::Value]) -> HashMap<String, Vec<serde_json::
     }
     m
 }
+
+/// The PostgreSQL the tests use: `RTINSPECT_TEST_DATABASE_URL` (tests/run.sh
+/// starts a throwaway cluster and sets it), or `None` with a note when unset
+/// and not demanded.
+pub fn live_pg() -> Option<&'static str> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = std::env::var("RTINSPECT_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let reachable = url
+            .as_deref()
+            .is_some_and(|u| postgres::Client::connect(u, postgres::NoTls).is_ok());
+        if !reachable {
+            assert!(
+                !live_required(),
+                "RTINSPECT_TEST_REQUIRE_LIVE is set but no PostgreSQL answers at RTINSPECT_TEST_DATABASE_URL={url:?}"
+            );
+            eprintln!("skipped: no PostgreSQL (set RTINSPECT_TEST_DATABASE_URL, or use tests/run.sh)");
+            return None;
+        }
+        url
+    })
+    .as_deref()
+}
+
+/// A schema of its own for one test, dropped with everything in it on drop.
+pub struct TestSchema {
+    pub url: String,
+    pub name: String,
+    pub client: postgres::Client,
+}
+
+impl TestSchema {
+    pub fn new(url: &str, test: &str) -> TestSchema {
+        let name = format!("t_{test}_{}", std::process::id());
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .unwrap();
+        TestSchema {
+            url: url.to_owned(),
+            name,
+            client,
+        }
+    }
+
+    pub fn records(&self) -> String {
+        format!("{}.runtime_records", self.name)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}.runtime_health_events", self.name)
+    }
+
+    /// A notify channel of this test's own.
+    pub fn channel(&self) -> String {
+        format!("ch_{}", self.name)
+    }
+
+    /// The common flags: database, this schema's tables, this channel.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--database-url".into(),
+            self.url.clone(),
+            "--records-table".into(),
+            self.records(),
+            "--events-table".into(),
+            self.events(),
+            "--notify-channel".into(),
+            self.channel(),
+        ]
+    }
+
+    pub fn migrate(&self) {
+        let out = bin().arg("migrate").args(self.args()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn insert_record(&mut self, game: &str, status: &str, container: &str) {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {} (game_id, status, current_container_id) VALUES ($1, $2, $3)",
+                    self.records()
+                ),
+                &[&game, &status, &container],
+            )
+            .unwrap();
+    }
+
+    /// (event_id, game_id, container_id, details as JSON text), oldest first.
+    pub fn event_rows(&mut self) -> Vec<(String, String, String, serde_json::Value)> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT event_id::text, game_id, container_id, details::text FROM {} ORDER BY occurred_at",
+                    self.events()
+                ),
+                &[],
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let details: String = r.get(3);
+                (r.get(0), r.get(1), r.get(2), serde_json::from_str(&details).unwrap())
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+/// A PostgreSQL cluster of one test's own, for stopping and starting it.
+pub struct PgCluster {
+    dir: TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PgCluster {
+    /// Starts a fresh cluster (needs root, the `postgres` user and the server
+    /// binaries); `None` with a note when they are missing and not demanded.
+    pub fn start() -> Option<PgCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
+            .filter(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            assert!(!live_required(), "PostgreSQL server binaries are missing");
+            eprintln!("skipped: no PostgreSQL server binaries");
+            return None;
+        };
+        let dir = TempDir::new("pgcluster");
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let port = 40_000 + (std::process::id() % 20_000) as u16;
+        let cluster = PgCluster { dir, bin, port };
+        cluster.as_postgres(&[
+            "initdb",
+            "-D",
+            &cluster.data(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]);
+        cluster.up();
+        Some(cluster)
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.dir.path().display())
+    }
+
+    fn as_postgres(&self, args: &[&str]) {
+        let program = self.bin.join(args[0]);
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
+    pub fn up(&self) {
+        let opts = format!(
+            "-k {} -p {} -c listen_addresses=",
+            self.dir.path().display(),
+            self.port
+        );
+        let log = format!("{}/server.log", self.dir.path().display());
+        self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-o",
+            &opts,
+            "start",
+        ]);
+    }
+
+    pub fn down(&self) {
+        self.as_postgres(&["pg_ctl", "-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
