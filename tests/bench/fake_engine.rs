@@ -1,0 +1,114 @@
+//! A fake Docker engine for benchmarks: serves N labelled, healthy containers
+//! on a Unix socket, answering inspect with a real ~5 KB body captured from
+//! dockerd 20.10 (`inspect.json`), keep-alive, `Content-Length` framing.
+//!
+//! Usage: fake_engine SOCKET N
+//! Prints `ready` on stdout once listening; runs until killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+
+const CAPTURED_ID: &str = "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee";
+
+struct Engine {
+    list: Vec<u8>,
+    inspect_template: String,
+    count: usize,
+}
+
+fn container_id(i: usize) -> String {
+    format!("{:064x}", i + 1)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(socket), Some(count)) = (args.next(), args.next()) else {
+        eprintln!("usage: fake_engine SOCKET N");
+        std::process::exit(64);
+    };
+    let count: usize = count.parse().expect("N is a number");
+    let inspect_template = include_str!("inspect.json")
+        .trim()
+        .replace(CAPTURED_ID, "{ID}")
+        .replace("\"Status\":\"unhealthy\"", "\"Status\":\"healthy\"");
+    let list: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "Id": container_id(i),
+                "Names": [format!("/game-{i}")],
+                "Image": "rtinspect-test/busybox:1",
+                "Created": 1_795_726_800 + i as i64,
+                "State": "running",
+                "Status": "Up 2 hours",
+                "Labels": {"rtinspect.game-id": format!("g-{i:05}")},
+            })
+        })
+        .collect();
+    let engine = Arc::new(Engine {
+        list: serde_json::to_vec(&list).unwrap(),
+        inspect_template,
+        count,
+    });
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).expect("bind the socket");
+    println!("ready");
+    for conn in listener.incoming().flatten() {
+        let engine = engine.clone();
+        std::thread::spawn(move || serve(conn, &engine));
+    }
+}
+
+fn serve(conn: UnixStream, engine: &Engine) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let (status, body) = answer(&path, engine);
+        let head = format!(
+            "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() {
+            return;
+        }
+    }
+}
+
+fn answer(path: &str, engine: &Engine) -> (&'static str, Vec<u8>) {
+    if path == "/_ping" {
+        return ("200 OK", b"OK".to_vec());
+    }
+    if path.contains("/containers/json") {
+        return ("200 OK", engine.list.clone());
+    }
+    // /v1.41/containers/<id>/json
+    let id = path
+        .split('/')
+        .nth(3)
+        .filter(|id| usize::from_str_radix(id, 16).is_ok_and(|n| n >= 1 && n <= engine.count));
+    match id {
+        Some(id) => (
+            "200 OK",
+            engine.inspect_template.replace("{ID}", id).into_bytes(),
+        ),
+        None => (
+            "404 Not Found",
+            br#"{"message":"No such container"}"#.to_vec(),
+        ),
+    }
+}
