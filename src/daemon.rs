@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 
@@ -15,6 +15,8 @@ use crate::config::{Command, Config, SinkKind};
 use crate::docker::{self, ContainerInspector, DockerClient, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
+use crate::logging::WarnLimiter;
+use crate::metrics::{self, HealthInputs};
 use crate::postgres::{PgRecords, PgSink};
 use crate::publisher::{self, Delivery, EventSink, PublisherOptions, StdoutSink};
 use crate::records::{LabelRecords, RecordError, RecordSource};
@@ -50,7 +52,14 @@ pub struct Worker {
     docker: Box<dyn ContainerInspector + Send>,
     shutdown: Shutdown,
     telemetry: Arc<Telemetry>,
+    /// Inspect failures, per game.
+    warnings: WarnLimiter,
+    /// Docker as a whole not answering.
+    docker_warnings: WarnLimiter,
 }
+
+/// One warning a minute per cause while it lasts.
+const WARNING_PERIOD: Duration = Duration::from_secs(60);
 
 impl Worker {
     /// A worker with no baselines yet.
@@ -66,6 +75,8 @@ impl Worker {
             docker,
             shutdown,
             telemetry,
+            warnings: WarnLimiter::new(WARNING_PERIOD),
+            docker_warnings: WarnLimiter::new(WARNING_PERIOD),
         }
     }
 
@@ -77,12 +88,13 @@ impl Worker {
     /// One tick, per the SPEC: list, prune, inspect each record in order,
     /// hand each event to `emit`. A listing failure ends the tick untouched.
     pub fn tick(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
+        let started = Instant::now();
         let result = self.tick_inner(emit);
+        self.telemetry.tick_duration.observe(started.elapsed());
         self.telemetry.ticks.fetch_add(1, Relaxed);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.telemetry.last_tick_unix_ms.store(now_ms, Relaxed);
+        self.telemetry
+            .last_tick_unix_ms
+            .store(crate::telemetry::unix_ms_now(), Relaxed);
         result
     }
 
@@ -120,9 +132,11 @@ impl Worker {
                     }
                     if unreachable || timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
                         report.skipped = records.len() - i - 1;
-                        log::warn!(err:% = e;
-                            "Docker is not answering; skipping the {} remaining records of this tick",
-                            report.skipped);
+                        if let Some(held) = self.docker_warnings.allow("docker", Instant::now()) {
+                            log::warn!(err:% = e;
+                                "Docker is not answering; skipping the {} remaining records of this tick{}",
+                                report.skipped, held_back(held));
+                        }
                         break;
                     }
                 }
@@ -140,7 +154,16 @@ impl Worker {
             log::warn!(game_id, container_id; "record skipped: container id is empty or not a Docker id or name");
             return Inspected::Invalid;
         }
-        match self.docker.inspect(container_id) {
+        let result = self.docker.inspect(container_id);
+        if result.is_ok() || matches!(result, Err(DockerError::NotFound)) {
+            if self.warnings.clear(game_id) {
+                log::info!(game_id, container_id; "inspect works again");
+            }
+            if self.docker_warnings.clear("docker") {
+                log::info!("Docker answers again");
+            }
+        }
+        match result {
             Ok(observation) => match self.inspector.observe(game_id, observation) {
                 Some(finding) => {
                     let reasons: Vec<&str> = finding.reasons.iter().map(|r| r.as_str()).collect();
@@ -157,10 +180,21 @@ impl Worker {
             }
             Err(e) => {
                 self.telemetry.inspect_error(e.kind());
-                log::warn!(game_id, container_id, err:% = e; "inspect failed");
+                if let Some(held) = self.warnings.allow(game_id, Instant::now()) {
+                    log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
+                }
                 Inspected::Failed(e)
             }
         }
+    }
+}
+
+/// ` (N like it held back)` for a rate-limited warning, or nothing.
+fn held_back(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} more like it held back)")
     }
 }
 
@@ -239,6 +273,18 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let signals = shutdown::watch_signals(trigger.clone())
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+    let metrics = match config.metrics_addr {
+        None => None,
+        Some(addr) => {
+            let depth = queue.clone();
+            let inputs = HealthInputs {
+                interval: config.interval,
+                started_unix_ms: crate::telemetry::unix_ms_now(),
+                queue_depth: Box::new(move || depth.len()),
+            };
+            Some(metrics::serve(addr, telemetry.clone(), inputs).map_err(Failure::Runtime)?)
+        }
+    };
     let publisher = publisher::spawn(
         sink,
         queue,
@@ -270,6 +316,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     trigger.trigger();
     let delivery = join(publisher);
     signals.stop();
+    if let Some(metrics) = metrics {
+        metrics.stop();
+    }
     report_undelivered(&delivery)?;
     work
 }
@@ -305,10 +354,14 @@ fn spawn_inspector(
             let telemetry = worker.telemetry.clone();
             let mut emit = |event: HealthEvent| offer(&events, event, &telemetry);
             let mut last_records = None;
+            let mut listing = WarnLimiter::new(WARNING_PERIOD);
             loop {
                 let started = Instant::now();
                 match worker.tick(&mut emit) {
                     Ok(report) => {
+                        if listing.clear("records") {
+                            log::info!("the record list can be read again");
+                        }
                         let changed = last_records != Some(report.records);
                         last_records = Some(report.records);
                         if changed || report.events > 0 || report.errors > 0 {
@@ -329,7 +382,10 @@ fn spawn_inspector(
                         }
                     }
                     Err(e) => {
-                        log::warn!(err:% = e; "tick skipped: the record list could not be read");
+                        if let Some(held) = listing.allow("records", Instant::now()) {
+                            log::warn!(err:% = e;
+                                "tick skipped: the record list could not be read{}", held_back(held));
+                        }
                     }
                 }
                 if worker

@@ -5,7 +5,8 @@
 //! The inspector core (`inspector`) decides; everything else talks to one
 //! outside system each: `docker` to dockerd, `records` and `postgres` to wherever the
 //! list of runtimes lives, `publisher` to the event sink. `daemon` wires them into
-//! threads and channels. There is no async runtime in this crate.
+//! threads and channels; `metrics` serves the counters of `telemetry`. There is
+//! no async runtime in this crate.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@ pub mod docker;
 pub mod event;
 pub mod inspector;
 pub mod logging;
+pub mod metrics;
 pub mod postgres;
 pub mod publisher;
 pub mod records;

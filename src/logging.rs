@@ -6,8 +6,9 @@
 //! line starts with its syslog priority (`<4>` for a warning) and drops the
 //! timestamp journald already records, so `journalctl -p warning` works.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use log::Level;
 use log::kv::{self, Key, Value, VisitSource};
@@ -126,6 +127,51 @@ impl Line<'_> {
     }
 }
 
+/// Rate-limits a repeated warning per cause: the first one is logged, then at
+/// most one per period, saying how many were held back; so a week-long outage
+/// costs a line a minute, not a line per tick or per record.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    period: Duration,
+    causes: HashMap<String, (Instant, u64)>,
+}
+
+impl WarnLimiter {
+    /// A limiter letting one warning per cause through each `period`.
+    pub fn new(period: Duration) -> Self {
+        WarnLimiter {
+            period,
+            causes: HashMap::new(),
+        }
+    }
+
+    /// Whether to log a warning of `cause` now; `Some(n)` with the number of
+    /// warnings held back since the last one logged.
+    pub fn allow(&mut self, cause: &str, now: Instant) -> Option<u64> {
+        match self.causes.get_mut(cause) {
+            None => {
+                self.causes.insert(cause.to_owned(), (now, 0));
+                Some(0)
+            }
+            Some((last, held)) if now.duration_since(*last) >= self.period => {
+                let n = *held;
+                *last = now;
+                *held = 0;
+                Some(n)
+            }
+            Some((_, held)) => {
+                *held += 1;
+                None
+            }
+        }
+    }
+
+    /// The cause is over; true when it had been warned about.
+    pub fn clear(&mut self, cause: &str) -> bool {
+        !self.causes.is_empty() && self.causes.remove(cause).is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +215,26 @@ mod tests {
         l.fields.push(("level".into(), "error".into()));
         let v: serde_json::Value = serde_json::from_str(&l.json()).unwrap();
         assert_eq!(v["level"], "warn");
+    }
+
+    #[test]
+    fn limiter_lets_one_warning_per_period_through_and_counts_the_rest() {
+        let mut l = WarnLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(l.allow("db", t0), Some(0));
+        assert_eq!(l.allow("db", t0 + s(15)), None);
+        assert_eq!(l.allow("db", t0 + s(30)), None);
+        assert_eq!(l.allow("docker", t0 + s(30)), Some(0), "causes are apart");
+        assert_eq!(l.allow("db", t0 + s(61)), Some(2));
+        assert_eq!(l.allow("db", t0 + s(62)), None);
+        assert!(l.clear("db"));
+        assert!(!l.clear("db"));
+        assert_eq!(
+            l.allow("db", t0 + s(63)),
+            Some(0),
+            "a new outage warns at once"
+        );
     }
 
     #[test]

@@ -150,9 +150,20 @@ pub fn spawn(
     options: PublisherOptions,
     telemetry: Arc<Telemetry>,
 ) -> std::io::Result<JoinHandle<Delivery>> {
+    telemetry.publisher_alive.store(true, Relaxed);
     std::thread::Builder::new()
         .name("publisher".into())
-        .spawn(move || deliver(&mut *sink, &events, &shutdown, options, &telemetry))
+        .spawn(move || {
+            // Cleared however the thread ends, panics included, for /healthz.
+            struct Alive<'a>(&'a Telemetry);
+            impl Drop for Alive<'_> {
+                fn drop(&mut self) {
+                    self.0.publisher_alive.store(false, Relaxed);
+                }
+            }
+            let _alive = Alive(&telemetry);
+            deliver(&mut *sink, &events, &shutdown, options, &telemetry)
+        })
 }
 
 fn deliver(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite against real services.
 #
-# Installs what is missing (docker.io, busybox-static, postgresql; needs root
+# Installs what is missing (docker.io, busybox-static, postgresql, prometheus
+# for promtool; needs root
 # and Debian's apt), starts a throwaway dockerd when none answers and a
 # throwaway PostgreSQL cluster, runs `cargo test`, and stops what it started.
 # Extra arguments go to `cargo test`.
@@ -46,6 +47,7 @@ command -v docker >/dev/null || need_install+=(docker.io)
   need_install+=(busybox-static)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
 command -v file >/dev/null || need_install+=(file)
+command -v promtool >/dev/null || need_install+=(prometheus)
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing ${need_install[*]}"

@@ -1,0 +1,352 @@
+//! The metrics listener: `GET /metrics` in the Prometheus text format 0.0.4 and
+//! `GET /healthz`, on a thread of its own.
+//!
+//! tiny_http parses HTTP (no hand-written parser); this thread only reads the
+//! atomics of [`Telemetry`], so a slow or abusive scraper can stall this
+//! thread at most, never the inspector or the publisher.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::event::INSPECT_UNHEALTHY;
+use crate::telemetry::{INSPECT_ERROR_KINDS, TICK_BUCKETS, Telemetry};
+
+/// What `/healthz` needs besides the counters.
+pub struct HealthInputs {
+    /// The tick interval: ticks older than three of these are stale.
+    pub interval: Duration,
+    /// Unix milliseconds at start, the reference before the first tick.
+    pub started_unix_ms: u64,
+    /// Events waiting for the sink.
+    pub queue_depth: Box<dyn Fn() -> usize + Send>,
+}
+
+/// The running listener.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: JoinHandle<()>,
+}
+
+/// Binds `addr` and starts the listener thread.
+pub fn serve(
+    addr: SocketAddr,
+    telemetry: Arc<Telemetry>,
+    inputs: HealthInputs,
+) -> Result<MetricsServer, String> {
+    let server = Arc::new(
+        tiny_http::Server::http(addr)
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+    );
+    let s = server.clone();
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for request in s.incoming_requests() {
+                let (status, content_type, body) = answer(
+                    request.method(),
+                    request.url(),
+                    &telemetry,
+                    &inputs,
+                    crate::telemetry::unix_ms_now(),
+                );
+                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
+                    .expect("a valid static header");
+                let response = tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header);
+                // A client that went away is its own problem.
+                let _ = request.respond(response);
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    log::info!("serving /metrics and /healthz on http://{addr}");
+    Ok(MetricsServer { server, thread })
+}
+
+impl MetricsServer {
+    /// Stops listening and joins the thread.
+    pub fn stop(self) {
+        self.server.unblock();
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn answer(
+    method: &tiny_http::Method,
+    url: &str,
+    telemetry: &Telemetry,
+    inputs: &HealthInputs,
+    now_ms: u64,
+) -> (u16, &'static str, String) {
+    let path = url.split('?').next().unwrap_or("");
+    match (method, path) {
+        (tiny_http::Method::Get, "/metrics") => {
+            (200, EXPOSITION, render(telemetry, (inputs.queue_depth)()))
+        }
+        (tiny_http::Method::Get, "/healthz") => match health(telemetry, inputs, now_ms) {
+            Ok(msg) => (200, TEXT, format!("{msg}\n")),
+            Err(reason) => (503, TEXT, format!("{reason}\n")),
+        },
+        (_, "/metrics" | "/healthz") => (405, TEXT, "only GET\n".into()),
+        _ => (404, TEXT, "not found: try /metrics or /healthz\n".into()),
+    }
+}
+
+/// `Ok` while the last tick finished less than three intervals ago and the
+/// publisher runs; `Err` with a one-line reason otherwise.
+pub fn health(telemetry: &Telemetry, inputs: &HealthInputs, now_ms: u64) -> Result<String, String> {
+    if !telemetry.publisher_alive.load(Relaxed) {
+        return Err("unhealthy: the publisher thread is not running".into());
+    }
+    let limit_ms = inputs.interval.as_millis() as u64 * 3;
+    let last = telemetry.last_tick_unix_ms.load(Relaxed);
+    let (reference, what) = if last == 0 {
+        (inputs.started_unix_ms, "start, with no tick since")
+    } else {
+        (last, "the last finished tick")
+    };
+    let age_ms = now_ms.saturating_sub(reference);
+    if age_ms > limit_ms {
+        return Err(format!(
+            "unhealthy: {what} was {:.1}s ago, over three intervals ({:.1}s)",
+            age_ms as f64 / 1000.0,
+            limit_ms as f64 / 1000.0
+        ));
+    }
+    Ok(if last == 0 {
+        "ok: starting".into()
+    } else {
+        format!("ok: last tick {:.1}s ago", age_ms as f64 / 1000.0)
+    })
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The exposition text of every metric.
+pub fn render(t: &Telemetry, queue_depth: usize) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "rtinspect_build_info",
+        "gauge",
+        "Version of the running rtinspect.",
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    family(
+        &mut out,
+        "rtinspect_health_events_total",
+        "counter",
+        "Health events the sink accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_health_events_total{{event_type=\"{INSPECT_UNHEALTHY}\"}} {}",
+        t.events_published.load(Relaxed)
+    );
+
+    family(
+        &mut out,
+        "rtinspect_ticks_total",
+        "counter",
+        "Ticks finished.",
+    );
+    let _ = writeln!(out, "rtinspect_ticks_total {}", t.ticks.load(Relaxed));
+
+    family(
+        &mut out,
+        "rtinspect_tick_duration_seconds",
+        "histogram",
+        "Duration of a tick: listing the records and inspecting each.",
+    );
+    let cumulative = t.tick_duration.cumulative();
+    for (le, count) in TICK_BUCKETS.iter().zip(&cumulative) {
+        let _ = writeln!(
+            out,
+            "rtinspect_tick_duration_seconds_bucket{{le=\"{le}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "rtinspect_tick_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        cumulative.last().copied().unwrap_or(0)
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_tick_duration_seconds_sum {}",
+        t.tick_duration.sum_micros.load(Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_tick_duration_seconds_count {}",
+        t.tick_duration.count.load(Relaxed)
+    );
+
+    family(
+        &mut out,
+        "rtinspect_records",
+        "gauge",
+        "Records in the last tick that could list them.",
+    );
+    let _ = writeln!(out, "rtinspect_records {}", t.records.load(Relaxed));
+
+    family(
+        &mut out,
+        "rtinspect_inspect_errors_total",
+        "counter",
+        "Records not inspected, by cause.",
+    );
+    for (kind, count) in INSPECT_ERROR_KINDS.iter().zip(&t.inspect_errors) {
+        let _ = writeln!(
+            out,
+            "rtinspect_inspect_errors_total{{kind=\"{kind}\"}} {}",
+            count.load(Relaxed)
+        );
+    }
+
+    family(
+        &mut out,
+        "rtinspect_publish_failures_total",
+        "counter",
+        "Publish attempts the sink refused (each retry counts).",
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_publish_failures_total {}",
+        t.publish_failures.load(Relaxed)
+    );
+
+    family(
+        &mut out,
+        "rtinspect_events_dropped_total",
+        "counter",
+        "Events dropped because the publish queue was full.",
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_events_dropped_total {}",
+        t.events_dropped.load(Relaxed)
+    );
+
+    family(
+        &mut out,
+        "rtinspect_publish_queue_depth",
+        "gauge",
+        "Events waiting for the sink.",
+    );
+    let _ = writeln!(out, "rtinspect_publish_queue_depth {queue_depth}");
+
+    family(
+        &mut out,
+        "rtinspect_last_tick_timestamp_seconds",
+        "gauge",
+        "Unix time at which the last tick finished (0 before the first).",
+    );
+    let _ = writeln!(
+        out,
+        "rtinspect_last_tick_timestamp_seconds {}",
+        t.last_tick_unix_ms.load(Relaxed) as f64 / 1000.0
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn inputs(interval_ms: u64) -> HealthInputs {
+        HealthInputs {
+            interval: Duration::from_millis(interval_ms),
+            started_unix_ms: 1_000_000,
+            queue_depth: Box::new(|| 0),
+        }
+    }
+
+    #[test]
+    fn health_table() {
+        let t = Telemetry::default();
+        let i = inputs(1000);
+        assert!(health(&t, &i, 1_000_500).unwrap_err().contains("publisher"));
+        t.publisher_alive.store(true, Relaxed);
+        assert_eq!(health(&t, &i, 1_002_000).unwrap(), "ok: starting");
+        assert!(
+            health(&t, &i, 1_003_001)
+                .unwrap_err()
+                .contains("start, with no tick")
+        );
+        t.last_tick_unix_ms.store(1_010_000, Relaxed);
+        assert!(health(&t, &i, 1_012_900).is_ok());
+        let err = health(&t, &i, 1_013_100).unwrap_err();
+        assert_eq!(
+            err,
+            "unhealthy: the last finished tick was 3.1s ago, over three intervals (3.0s)"
+        );
+    }
+
+    #[test]
+    fn render_has_every_spec_metric_with_help_and_type() {
+        let t = Telemetry::default();
+        t.events_published.fetch_add(3, Relaxed);
+        t.inspect_error("timeout");
+        t.tick_duration.observe(Duration::from_millis(7));
+        let text = render(&t, 5);
+        for name in [
+            "rtinspect_health_events_total",
+            "rtinspect_ticks_total",
+            "rtinspect_tick_duration_seconds",
+            "rtinspect_records",
+            "rtinspect_inspect_errors_total",
+            "rtinspect_publish_failures_total",
+            "rtinspect_events_dropped_total",
+            "rtinspect_publish_queue_depth",
+            "rtinspect_last_tick_timestamp_seconds",
+            "rtinspect_build_info",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+        assert!(
+            text.contains("rtinspect_health_events_total{event_type=\"inspect_unhealthy\"} 3\n")
+        );
+        assert!(text.contains("rtinspect_inspect_errors_total{kind=\"timeout\"} 1\n"));
+        assert!(text.contains("rtinspect_inspect_errors_total{kind=\"invalid_id\"} 0\n"));
+        assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"0.01\"} 1\n"));
+        assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"0.005\"} 0\n"));
+        assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("rtinspect_tick_duration_seconds_count 1\n"));
+        assert!(text.contains("rtinspect_publish_queue_depth 5\n"));
+    }
+
+    #[test]
+    fn routes() {
+        let t = Telemetry::default();
+        t.publisher_alive.store(true, Relaxed);
+        let i = inputs(1000);
+        let get = tiny_http::Method::Get;
+        assert_eq!(answer(&get, "/metrics", &t, &i, 1_000_000).0, 200);
+        assert_eq!(answer(&get, "/healthz", &t, &i, 1_000_000).0, 200);
+        assert_eq!(answer(&get, "/healthz", &t, &i, 9_000_000).0, 503);
+        assert_eq!(answer(&get, "/", &t, &i, 1_000_000).0, 404);
+        assert_eq!(
+            answer(&tiny_http::Method::Post, "/metrics", &t, &i, 1_000_000).0,
+            405
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Observability: /metrics scraped during a real run and checked by promtool,
+//! /healthz following the ticks, JSON logs that parse.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{
+    Containers, FakeEngine, Reply, TestSchema, bin, free_addr, hex_id, http_get, inspect_body,
+    live_docker, live_pg, live_required, sample, wait_until,
+};
+
+fn promtool_check(exposition: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            !live_required(),
+            "promtool is missing (Debian package prometheus)"
+        );
+        eprintln!("skipped: promtool check (no promtool)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn terminate(child: std::process::Child) -> std::process::Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
+    let (Some(url), Some(live)) = (live_pg(), live_docker()) else {
+        return;
+    };
+    let mut s = TestSchema::new(url, "metrics");
+    s.migrate();
+    let mut c = Containers::new(live, "metrics");
+    let stopped = c.run("g-stopped", &[], &["true"]);
+    let healthy = c.run("g-healthy", &[], &["sleep", "1000"]);
+    wait_until(Duration::from_secs(30), "exited", || {
+        c.inspect(&stopped, "{{.State.Status}}") == "exited"
+    });
+    s.insert_record("g-stopped", "running", &stopped);
+    s.insert_record("g-healthy", "running", &healthy);
+    s.insert_record("g-invalid", "running", "../etc");
+    let addr = free_addr();
+    let child = bin()
+        .arg("run")
+        .args(s.args())
+        .args([
+            "--interval",
+            "200ms",
+            "--log-format",
+            "json",
+            "--metrics-addr",
+            &addr,
+        ])
+        .args(["--docker-host", &live.docker_host()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "a few events", || {
+        s.event_rows().len() >= 3
+    });
+    // Retire the records: the events stop, and the counters settle.
+    s.client
+        .execute(
+            &format!("UPDATE {} SET status = 'stopped'", s.records()),
+            &[],
+        )
+        .unwrap();
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(20), "an idle tick", || {
+        metrics = http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        sample(&metrics, "rtinspect_records") == Some(0.0)
+            && sample(&metrics, "rtinspect_publish_queue_depth") == Some(0.0)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, metrics) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    promtool_check(&metrics);
+    let rows = s.event_rows().len() as f64;
+    assert_eq!(
+        sample(
+            &metrics,
+            "rtinspect_health_events_total{event_type=\"inspect_unhealthy\"}"
+        ),
+        Some(rows),
+        "{metrics}"
+    );
+    let ticks = sample(&metrics, "rtinspect_ticks_total").unwrap();
+    assert!(ticks >= rows, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "rtinspect_tick_duration_seconds_count"),
+        Some(ticks)
+    );
+    let invalid = sample(
+        &metrics,
+        "rtinspect_inspect_errors_total{kind=\"invalid_id\"}",
+    )
+    .unwrap();
+    assert!(
+        invalid >= rows,
+        "one invalid record per emitting tick: {metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "rtinspect_events_dropped_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "rtinspect_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    assert_eq!(http_get(&addr, "/nope").unwrap().0, 404);
+
+    let out = terminate(child);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let mut warned_invalid = 0;
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        for key in ["ts", "level", "target", "msg"] {
+            assert!(v[key].is_string(), "{line} lacks {key}");
+        }
+        if v["game_id"] == "g-invalid" {
+            assert_eq!(v["level"], "warn");
+            assert_eq!(v["container_id"], "../etc");
+            warned_invalid += 1;
+        }
+    }
+    assert!(warned_invalid >= 1, "{stderr}");
+}
+
+#[test]
+fn healthz_turns_503_when_ticks_stall_and_200_when_they_resume() {
+    let healthy = |path: &str| {
+        if path.contains("/containers/json?") {
+            Reply::Json(
+                200,
+                format!(
+                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
+                    hex_id(1)
+                ),
+            )
+        } else {
+            Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
+        }
+    };
+    let engine = FakeEngine::start(healthy);
+    let addr = free_addr();
+    let child = bin()
+        .args([
+            "run",
+            "--interval",
+            "200ms",
+            "--docker-timeout",
+            "3s",
+            "--metrics-addr",
+            &addr,
+        ])
+        .args(["--docker-host", &engine.docker_host()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || http_get(&addr, "/healthz");
+    wait_until(Duration::from_secs(10), "healthy", || {
+        status().is_some_and(|s| s.0 == 200)
+    });
+    engine.set_handler(|_| Reply::Hang);
+    let mut reason = String::new();
+    wait_until(Duration::from_secs(15), "503", || {
+        status().is_some_and(|(code, body)| {
+            reason = body;
+            code == 503
+        })
+    });
+    assert!(reason.contains("over three intervals"), "{reason}");
+    engine.set_handler(healthy);
+    wait_until(Duration::from_secs(15), "healthy again", || {
+        status().is_some_and(|s| s.0 == 200)
+    });
+    let out = terminate(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let engine = FakeEngine::start(|_| Reply::Json(200, "[]".into()));
+    let out = bin()
+        .args([
+            "once",
+            "--metrics-addr",
+            &addr,
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cannot listen for metrics on {addr}"))
+    );
+}
