@@ -21,6 +21,7 @@ use crate::postgres::{PgRecords, PgSink};
 use crate::publisher::{self, Delivery, EventSink, PublisherOptions, StdoutSink};
 use crate::records::{LabelRecords, RecordError, RecordSource};
 use crate::shutdown::{self, Shutdown};
+use crate::state::StateDir;
 use crate::telemetry::Telemetry;
 
 /// How many events may wait for the sink before new ones are dropped.
@@ -56,6 +57,8 @@ pub struct Worker {
     warnings: WarnLimiter,
     /// Docker as a whole not answering.
     docker_warnings: WarnLimiter,
+    /// Where baselines are saved after each tick that changed them.
+    state: Option<StateDir>,
 }
 
 /// One warning a minute per cause while it lasts.
@@ -77,7 +80,25 @@ impl Worker {
             telemetry,
             warnings: WarnLimiter::new(WARNING_PERIOD),
             docker_warnings: WarnLimiter::new(WARNING_PERIOD),
+            state: None,
         }
+    }
+
+    /// Starts from the baselines saved in `state`, and saves them there after
+    /// every tick that changed them: a restart that happens while rtinspect
+    /// is down is then reported when it comes back.
+    pub fn with_state(mut self, state: StateDir) -> Result<Self, crate::state::StateError> {
+        let saved = state.load_baselines()?;
+        if !saved.is_empty() {
+            log::info!(
+                "{} baselines restored from {}",
+                saved.len(),
+                state.path().display()
+            );
+        }
+        self.inspector = Inspector::with_baselines(saved);
+        self.state = Some(state);
+        Ok(self)
     }
 
     /// The inspector state, for tests and persistence.
@@ -90,12 +111,25 @@ impl Worker {
     pub fn tick(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
         let started = Instant::now();
         let result = self.tick_inner(emit);
+        self.save_baselines();
         self.telemetry.tick_duration.observe(started.elapsed());
         self.telemetry.ticks.fetch_add(1, Relaxed);
         self.telemetry
             .last_tick_unix_ms
             .store(crate::telemetry::unix_ms_now(), Relaxed);
         result
+    }
+
+    fn save_baselines(&mut self) {
+        let Some(state) = &self.state else { return };
+        if !self.inspector.take_changed() {
+            return;
+        }
+        if let Err(e) = state.save_baselines(self.inspector.baselines()) {
+            if let Some(held) = self.docker_warnings.allow("state", Instant::now()) {
+                log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
+            }
+        }
     }
 
     fn tick_inner(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
@@ -268,6 +302,14 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     );
     let source = build_source(config, &docker);
     let sink = build_sink(config);
+    let state = match &config.state_dir {
+        None => None,
+        Some(dir) => Some(StateDir::open(dir).map_err(|e| {
+            Failure::Usage(format!(
+                "invalid state directory (--state-dir or STATE_DIRECTORY): {e}"
+            ))
+        })?),
+    };
 
     let (trigger, shutdown) = shutdown::channel();
     let signals = shutdown::watch_signals(trigger.clone())
@@ -299,6 +341,21 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         shutdown.clone(),
         telemetry.clone(),
     );
+    if let Some(state) = &state {
+        worker = worker
+            .with_state(state.clone())
+            .map_err(|e| Failure::Runtime(format!("reading the saved baselines: {e}")))?;
+        let spooled = state
+            .load_spool()
+            .map_err(|e| Failure::Runtime(format!("reading the spool: {e}")))?;
+        if !spooled.is_empty() {
+            log::info!("publishing {} spooled events first", spooled.len());
+        }
+        for event in spooled {
+            // The publisher is running: this waits for room, it cannot block for good.
+            let _ = events.send(event);
+        }
+    }
 
     let work = match config.command {
         Command::Once => once(&mut worker, events),
@@ -319,7 +376,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     if let Some(metrics) = metrics {
         metrics.stop();
     }
-    report_undelivered(&delivery)?;
+    let spooled = keep_undelivered(&delivery, state.as_ref())?;
+    if spooled > 0 && config.command == Command::Once {
+        return Err(Failure::Runtime(format!(
+            "the sink refused {spooled} events; they are spooled for the next start"
+        )));
+    }
     work
 }
 
@@ -425,18 +487,38 @@ fn join<T>(handle: JoinHandle<T>) -> T {
     }
 }
 
-fn report_undelivered(delivery: &Delivery) -> Result<(), Failure> {
-    if delivery.undelivered.is_empty() {
-        return Ok(());
+/// Saves what the publisher could not deliver to the spool (and clears a
+/// spool whose events were all delivered); without a state directory, or when
+/// the spool cannot be written, each envelope goes to the error log whole and
+/// the exit is a failure. Returns how many events were spooled.
+fn keep_undelivered(delivery: &Delivery, state: Option<&StateDir>) -> Result<usize, Failure> {
+    let undelivered = &delivery.undelivered;
+    if let Some(state) = state {
+        match state.save_spool(undelivered) {
+            Ok(()) => {
+                if !undelivered.is_empty() {
+                    log::warn!(
+                        "{} undelivered events spooled to {}; they are published at the next start",
+                        undelivered.len(),
+                        state.path().display()
+                    );
+                }
+                return Ok(undelivered.len());
+            }
+            Err(e) => log::error!(err:% = e; "cannot write the spool"),
+        }
+    }
+    if undelivered.is_empty() {
+        return Ok(0);
     }
     // Nothing is dropped silently: each envelope goes to the log, whole.
-    for event in &delivery.undelivered {
+    for event in undelivered {
         log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
             event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
             "event not delivered before exit");
     }
     Err(Failure::Runtime(format!(
         "{} events could not be delivered before the drain deadline (their envelopes are in the log)",
-        delivery.undelivered.len()
+        undelivered.len()
     )))
 }

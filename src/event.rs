@@ -21,8 +21,8 @@ pub struct HealthEvent {
     pub game_id: String,
     /// The container's full id.
     pub container_id: String,
-    /// When the unhealthy observation was made.
-    pub occurred_at: SystemTime,
+    /// When the unhealthy observation was made, RFC 3339 UTC with a `Z`.
+    pub occurred_at: String,
     /// `RestartCount` at the observation.
     pub restart_count: u64,
     /// `State.Status` at the observation.
@@ -78,7 +78,7 @@ impl HealthEvent {
             event_id,
             game_id: finding.game_id,
             container_id: o.container_id,
-            occurred_at,
+            occurred_at: occurred,
             restart_count: o.restart_count,
             state: o.status,
             health: o.health,
@@ -86,9 +86,41 @@ impl HealthEvent {
         }
     }
 
-    /// `occurred_at` as RFC 3339 UTC with microseconds and a `Z`.
-    pub fn occurred_at_rfc3339(&self) -> String {
-        rfc3339_micros(self.occurred_at)
+    /// Reads an event back from its envelope (a spool line); the envelope is
+    /// kept byte for byte, so a replayed event is the event that was emitted.
+    pub fn from_envelope(envelope: &str) -> Result<HealthEvent, String> {
+        #[derive(serde::Deserialize)]
+        struct Owned {
+            event_id: String,
+            game_id: String,
+            container_id: String,
+            event_type: String,
+            occurred_at: String,
+            details: OwnedDetails,
+        }
+        #[derive(serde::Deserialize)]
+        struct OwnedDetails {
+            restart_count: u64,
+            state: String,
+            health: String,
+        }
+        let e: Owned = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
+        if e.event_type != INSPECT_UNHEALTHY {
+            return Err(format!("unknown event_type {:?}", e.event_type));
+        }
+        if uuid::Uuid::parse_str(&e.event_id).is_err() {
+            return Err(format!("event_id {:?} is not a UUID", e.event_id));
+        }
+        Ok(HealthEvent {
+            event_id: e.event_id,
+            game_id: e.game_id,
+            container_id: e.container_id,
+            occurred_at: e.occurred_at,
+            restart_count: e.details.restart_count,
+            state: e.details.state,
+            health: e.details.health,
+            envelope: envelope.to_owned(),
+        })
     }
 }
 
@@ -178,6 +210,16 @@ mod tests {
         assert!(!e.envelope.contains('\n'));
         let back: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
         assert_eq!(back["game_id"], "g\"\n\u{1}");
+    }
+
+    #[test]
+    fn an_envelope_reads_back_into_the_same_event() {
+        let e = HealthEvent::from_finding(finding(), at(1_795_726_800, 5));
+        assert_eq!(HealthEvent::from_envelope(&e.envelope).unwrap(), e);
+        assert!(HealthEvent::from_envelope("{}").is_err());
+        assert!(
+            HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
+        );
     }
 
     #[test]

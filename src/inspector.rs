@@ -86,6 +86,8 @@ pub struct Finding {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Inspector {
     baselines: HashMap<String, Baseline>,
+    /// Whether the baselines changed since [`Inspector::take_changed`].
+    changed: bool,
 }
 
 impl Inspector {
@@ -96,7 +98,15 @@ impl Inspector {
 
     /// An inspector that starts from baselines saved earlier.
     pub fn with_baselines(baselines: HashMap<String, Baseline>) -> Self {
-        Inspector { baselines }
+        Inspector {
+            baselines,
+            changed: false,
+        }
+    }
+
+    /// Whether the baselines changed since the last call (so they need saving).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// The baselines, keyed by game id.
@@ -119,8 +129,10 @@ impl Inspector {
         }
         let live: std::collections::HashSet<&str> =
             records.iter().map(|r| r.game_id.as_str()).collect();
+        let before = self.baselines.len();
         self.baselines
             .retain(|game, _| live.contains(game.as_str()));
+        self.changed |= self.baselines.len() != before;
     }
 
     /// Applies the rules to one successful inspect and stores the new baseline.
@@ -139,6 +151,8 @@ impl Inspector {
             },
         );
 
+        let new = &self.baselines[game_id];
+        self.changed |= previous.as_ref() != Some(new);
         let mut reasons = Vec::new();
         if let Some(previous) = previous {
             if previous.container_id == observation.container_id
@@ -354,6 +368,41 @@ mod tests {
         let finding = inspector.observe("g-9", obs(B, 2, "exited", "")).unwrap();
         assert_eq!(finding.game_id, "g-9");
         assert_eq!(finding.observation, obs(B, 2, "exited", ""));
+    }
+
+    #[test]
+    fn changes_are_reported_once_and_only_when_real() {
+        let mut inspector = Inspector::new();
+        assert!(!inspector.take_changed());
+        inspector.observe("g", obs(A, 1, "running", ""));
+        assert!(inspector.take_changed());
+        assert!(!inspector.take_changed());
+        inspector.observe("g", obs(A, 1, "exited", ""));
+        assert!(
+            !inspector.take_changed(),
+            "status is not part of the baseline"
+        );
+        inspector.observe("g", obs(A, 2, "running", ""));
+        assert!(inspector.take_changed());
+        inspector.prune(&[RuntimeRecord::new("g", A)]);
+        assert!(!inspector.take_changed());
+        inspector.prune(&[]);
+        assert!(inspector.take_changed());
+    }
+
+    #[test]
+    fn saved_baselines_report_a_restart_made_while_away() {
+        let mut saved = HashMap::new();
+        saved.insert(
+            "g".to_string(),
+            Baseline {
+                container_id: A.into(),
+                restart_count: 3,
+            },
+        );
+        let mut inspector = Inspector::with_baselines(saved);
+        let f = inspector.observe("g", obs(A, 5, "running", "")).unwrap();
+        assert_eq!(f.reasons, vec![Reason::Restarted]);
     }
 
     #[test]

@@ -22,4 +22,5 @@ pub mod postgres;
 pub mod publisher;
 pub mod records;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;

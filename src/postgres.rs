@@ -254,7 +254,6 @@ impl PgSink {
             "health": event.health,
         })
         .to_string();
-        let occurred_at = event.occurred_at_rfc3339();
         let table = &self.table;
         let mut tx = client
             .transaction()
@@ -266,7 +265,7 @@ impl PgSink {
                 &event.game_id,
                 &event.container_id,
                 &INSPECT_UNHEALTHY,
-                &occurred_at,
+                &event.occurred_at,
                 &details,
             ],
         )

@@ -3,6 +3,7 @@
 
 mod cli;
 mod docker_client;
+mod faults;
 mod live_docker;
 mod observe;
 mod postgres_mode;
