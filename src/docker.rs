@@ -182,7 +182,13 @@ pub struct DockerClient {
     socket: PathBuf,
     timeout: Duration,
     api: Arc<Mutex<Option<ApiVersion>>>,
+    /// The body buffer, reused from request to request so a tick of N
+    /// inspects does not allocate and grow N buffers.
+    body: Arc<Mutex<Vec<u8>>>,
 }
+
+/// A buffer grown past this by a large list is given back after use.
+const KEEP_BUFFER: usize = 256 * 1024;
 
 impl DockerClient {
     /// A client for the daemon at `socket`. `timeout` bounds each request, whole;
@@ -205,6 +211,7 @@ impl DockerClient {
             socket,
             timeout,
             api: Arc::new(Mutex::new(None)),
+            body: Arc::new(Mutex::new(Vec::with_capacity(8192))),
         }
     }
 
@@ -223,7 +230,12 @@ impl DockerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(ApiVersion::parse);
         // Read the body to its end so the connection goes back to the pool.
-        let _ = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout);
+        let _ = read_limited(
+            &mut response,
+            ERROR_BODY_LIMIT,
+            self.timeout,
+            &mut Vec::new(),
+        );
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(DockerError::Status {
@@ -292,10 +304,15 @@ impl DockerClient {
     /// A 400 that says the client version is too old (Docker 29 and later
     /// refuse below 1.44) makes the client negotiate again and retry once: the
     /// daemon may have been upgraded under a pooled connection.
-    fn get(&self, path: &str, limit: u64) -> Result<Vec<u8>, DockerError> {
+    fn get<T>(
+        &self,
+        path: &str,
+        limit: u64,
+        decode: impl Fn(&[u8]) -> Result<T, DockerError>,
+    ) -> Result<T, DockerError> {
         let mut retried = false;
         loop {
-            let result = self.get_once(path, limit);
+            let result = self.get_once(path, limit, &decode);
             match &result {
                 Err(DockerError::Status {
                     status: 400,
@@ -314,21 +331,34 @@ impl DockerClient {
         }
     }
 
-    fn get_once(&self, path: &str, limit: u64) -> Result<Vec<u8>, DockerError> {
+    fn get_once<T>(
+        &self,
+        path: &str,
+        limit: u64,
+        decode: &impl Fn(&[u8]) -> Result<T, DockerError>,
+    ) -> Result<T, DockerError> {
         let version = self.api_version()?;
         let mut response = self.send(&format!("/v{version}{path}"))?;
         let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return read_limited(&mut response, limit, self.timeout);
+        let mut body = self.body.lock().unwrap_or_else(|p| p.into_inner());
+        body.clear();
+        let result = if (200..300).contains(&status) {
+            read_limited(&mut response, limit, self.timeout, &mut body).and_then(|()| decode(&body))
+        } else if status == 404 {
+            // Read to the end all the same, to keep the connection.
+            let _ = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout, &mut body);
+            Err(DockerError::NotFound)
+        } else {
+            let _ = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout, &mut body);
+            Err(DockerError::Status {
+                status,
+                message: error_message(&body),
+            })
+        };
+        if body.capacity() > KEEP_BUFFER {
+            *body = Vec::with_capacity(8192);
         }
-        let body = read_limited(&mut response, ERROR_BODY_LIMIT, self.timeout).unwrap_or_default();
-        if status == 404 {
-            return Err(DockerError::NotFound);
-        }
-        Err(DockerError::Status {
-            status,
-            message: error_message(&body),
-        })
+        result
     }
 
     /// Lists every container, in any state, that carries `label`.
@@ -338,8 +368,7 @@ impl DockerClient {
             "/containers/json?all=1&filters={}",
             percent_encode(&filters)
         );
-        let body = self.get(&path, LIST_BODY_LIMIT)?;
-        decode_list(&body, label)
+        self.get(&path, LIST_BODY_LIMIT, |body| decode_list(body, label))
     }
 }
 
@@ -352,8 +381,11 @@ impl ContainerInspector for DockerClient {
             )));
         }
         let id = container.strip_prefix('/').unwrap_or(container);
-        let body = self.get(&format!("/containers/{id}/json"), INSPECT_BODY_LIMIT)?;
-        decode_inspect(&body)
+        self.get(
+            &format!("/containers/{id}/json"),
+            INSPECT_BODY_LIMIT,
+            decode_inspect,
+        )
     }
 }
 
@@ -361,21 +393,37 @@ fn is_version_refusal(message: &str) -> bool {
     message.contains("client version") && message.contains("too old")
 }
 
+/// Reads the whole body into `into`, refusing one over `limit` bytes.
 fn read_limited(
     response: &mut ureq::http::Response<ureq::Body>,
     limit: u64,
     timeout: Duration,
-) -> Result<Vec<u8>, DockerError> {
-    response
-        .body_mut()
-        .with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(l) => DockerError::TooLarge(l),
-            ureq::Error::Timeout(_) => DockerError::Timeout(timeout),
-            other => DockerError::Transport(other.to_string()),
-        })
+    into: &mut Vec<u8>,
+) -> Result<(), DockerError> {
+    use std::io::Read;
+    let mut reader = response.body_mut().with_config().limit(limit).reader();
+    match reader.read_to_end(into) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // ureq's reader wraps its own errors in io::Error::other.
+            let inner = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>());
+            Err(match inner {
+                Some(ureq::Error::BodyExceedsLimit(l)) => DockerError::TooLarge(*l),
+                Some(ureq::Error::Timeout(_)) => DockerError::Timeout(timeout),
+                Some(other) => DockerError::Transport(other.to_string()),
+                None if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+                {
+                    DockerError::Timeout(timeout)
+                }
+                None => DockerError::Transport(e.to_string()),
+            })
+        }
+    }
 }
 
 /// Docker's error bodies are `{"message": "..."}`; anything else is shown as

@@ -143,23 +143,35 @@ impl Inspector {
     /// `docker start` or `docker restart`) re-seeds it. The status and health
     /// rules need no history and apply to every observation.
     pub fn observe(&mut self, game_id: &str, observation: Observation) -> Option<Finding> {
-        let previous = self.baselines.insert(
-            game_id.to_owned(),
-            Baseline {
-                container_id: observation.container_id.clone(),
-                restart_count: observation.restart_count,
-            },
-        );
-
-        let new = &self.baselines[game_id];
-        self.changed |= previous.as_ref() != Some(new);
-        let mut reasons = Vec::new();
-        if let Some(previous) = previous {
-            if previous.container_id == observation.container_id
-                && observation.restart_count > previous.restart_count
-            {
-                reasons.push(Reason::Restarted);
+        // Whether the restart rule fires, and the baseline updated in place
+        // (the steady state allocates nothing per record).
+        let restarted = match self.baselines.get_mut(game_id) {
+            Some(b) => {
+                let same_container = b.container_id == observation.container_id;
+                let restarted = same_container && observation.restart_count > b.restart_count;
+                if !same_container {
+                    b.container_id.clone_from(&observation.container_id);
+                }
+                self.changed |= !same_container || b.restart_count != observation.restart_count;
+                b.restart_count = observation.restart_count;
+                restarted
             }
+            None => {
+                self.baselines.insert(
+                    game_id.to_owned(),
+                    Baseline {
+                        container_id: observation.container_id.clone(),
+                        restart_count: observation.restart_count,
+                    },
+                );
+                self.changed = true;
+                false
+            }
+        };
+
+        let mut reasons = Vec::new();
+        if restarted {
+            reasons.push(Reason::Restarted);
         }
         if observation.status != "running" {
             reasons.push(Reason::NotRunning);

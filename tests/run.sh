@@ -2,116 +2,22 @@
 # The whole test suite against real services.
 #
 # Installs what is missing (docker.io, busybox-static, postgresql, prometheus
-# for promtool; needs root
-# and Debian's apt), starts a throwaway dockerd when none answers and a
-# throwaway PostgreSQL cluster, runs `cargo test` and packaging/check.sh, and
-# stops what it started. Extra arguments go to `cargo test` (and skip the
-# packaging checks).
+# for promtool; needs root and Debian's apt), starts a throwaway dockerd when
+# none answers and a throwaway PostgreSQL cluster (tests/services.sh), runs
+# `cargo test` and packaging/check.sh, and stops what it started. Extra
+# arguments go to `cargo test` (and skip the packaging checks).
 #
 #   RTINSPECT_TEST_DOCKER_HOST   use this dockerd (unix:///path) instead
 #   RTINSPECT_TEST_REQUIRE_LIVE  fail, not skip, when a service is missing
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-work=$(mktemp -d /tmp/rtinspect-run.XXXXXX)
-started_dockerd=""
-started_pg=""
-
-log() { printf 'tests/run.sh: %s\n' "$*" >&2; }
-
-cleanup() {
-  local rc=$?
-  if [ -n "$started_dockerd" ]; then
-    log "stopping the throwaway dockerd"
-    # Remove what the tests may have left, then stop the daemon.
-    docker -H "unix://$work/docker.sock" ps -aq 2>/dev/null |
-      xargs -r docker -H "unix://$work/docker.sock" rm -f >/dev/null 2>&1 || true
-    kill "$started_dockerd" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$started_dockerd" 2>/dev/null || true
-    umount -R "$work/docker-data" 2>/dev/null || true
-  fi
-  if [ -n "$started_pg" ]; then
-    log "stopping the throwaway PostgreSQL"
-    runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
-  fi
-  rm -rf "$work" 2>/dev/null || true
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-need_install=()
-command -v dockerd >/dev/null || need_install+=(docker.io)
-command -v docker >/dev/null || need_install+=(docker.io)
-[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
-  need_install+=(busybox-static)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
-command -v file >/dev/null || need_install+=(file)
-command -v promtool >/dev/null || need_install+=(prometheus)
-if [ ${#need_install[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing ${need_install[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${need_install[@]}" >/dev/null
-  else
-    log "missing ${need_install[*]} and cannot install (not root, or no apt-get)"
-  fi
-fi
-
-ping_docker() {
-  curl -sf --max-time 5 --unix-socket "$1" http://docker/_ping >/dev/null 2>&1 ||
-    docker -H "unix://$1" version >/dev/null 2>&1
-}
-
-# dockerd: the one named, else the system's, else a throwaway one.
-docker_socket="${RTINSPECT_TEST_DOCKER_HOST:-}"
-docker_socket="${docker_socket#unix://}"
-if [ -z "$docker_socket" ] || ! ping_docker "$docker_socket"; then
-  if ping_docker /var/run/docker.sock; then
-    docker_socket=/var/run/docker.sock
-  elif command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
-    docker_socket="$work/docker.sock"
-    log "starting a throwaway dockerd on $docker_socket"
-    dockerd --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-      -H "unix://$docker_socket" --pidfile "$work/docker.pid" \
-      --bridge=none --iptables=false --ip6tables=false \
-      >"$work/dockerd.log" 2>&1 &
-    started_dockerd=$!
-    for _ in $(seq 1 120); do
-      ping_docker "$docker_socket" && break
-      kill -0 "$started_dockerd" 2>/dev/null || break
-      sleep 0.5
-    done
-    if ! ping_docker "$docker_socket"; then
-      log "dockerd did not start; its log:"
-      tail -n 30 "$work/dockerd.log" >&2 || true
-      docker_socket=""
-    fi
-  else
-    docker_socket=""
-  fi
-fi
-[ -n "$docker_socket" ] && export RTINSPECT_TEST_DOCKER_HOST="unix://$docker_socket"
-
-# PostgreSQL: always a throwaway cluster on a Unix socket in $work.
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -n "$pgbin" ] && [ -x "$pgbin/initdb" ] && id postgres >/dev/null 2>&1; then
-  mkdir -p "$work/pg"
-  chown postgres "$work/pg"
-  chmod 755 "$work"
-  port=$(( 20000 + RANDOM % 20000 ))
-  log "starting a throwaway PostgreSQL on $work/pg (port $port)"
-  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg/data" -U postgres -A trust \
-    --no-sync >"$work/initdb.log" 2>&1
-  runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w \
-    -o "-k $work/pg -p $port -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-  started_pg=1
-  export RTINSPECT_TEST_DATABASE_URL="host=$work/pg port=$port user=postgres dbname=postgres"
-  export RTINSPECT_TEST_PG_CTL="$pgbin/pg_ctl"
-  export RTINSPECT_TEST_PG_DATA="$work/pg/data"
-fi
+log_tag=tests/run.sh
+# shellcheck source=tests/services.sh
+. tests/services.sh
+install_missing
+start_dockerd
+start_postgres
 
 log "dockerd: ${RTINSPECT_TEST_DOCKER_HOST:-none}; PostgreSQL: ${RTINSPECT_TEST_DATABASE_URL:-none}"
 cargo test "$@"

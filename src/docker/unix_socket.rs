@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rustix::net::RecvFlags;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
@@ -87,6 +88,19 @@ fn budget(timeout: NextTimeout) -> Result<Option<Duration>, ureq::Error> {
     Ok(timeout.not_zero().map(|d| *d))
 }
 
+/// How far the socket's timeout may be from the request's remaining budget
+/// before it is set again. The budget shrinks on every call; following it
+/// exactly would cost a `setsockopt` per read and per write.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
+/// Whether the socket timeout `current` must be replaced by `wanted`.
+fn needs_update(current: Option<Duration>, wanted: Option<Duration>) -> bool {
+    match (current, wanted) {
+        (Some(c), Some(w)) => c.abs_diff(w) > TIMEOUT_SLACK.max(c / 20),
+        (c, w) => c != w,
+    }
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -102,7 +116,7 @@ impl Transport for UnixTransport {
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let timeout = timeout.for_write();
         let limit = budget(timeout)?;
-        if limit != self.write_timeout {
+        if needs_update(self.write_timeout, limit) {
             self.stream.0.set_write_timeout(limit)?;
             self.write_timeout = limit;
         }
@@ -117,7 +131,7 @@ impl Transport for UnixTransport {
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         let timeout = timeout.for_read();
         let limit = budget(timeout)?;
-        if limit != self.read_timeout {
+        if needs_update(self.read_timeout, limit) {
             self.stream.0.set_read_timeout(limit)?;
             self.read_timeout = limit;
         }
@@ -135,16 +149,18 @@ impl Transport for UnixTransport {
     }
 
     /// A pooled connection is reusable only if the daemon has not closed it and
-    /// sent nothing unasked: a non-blocking read must find no bytes and no EOF.
+    /// sent nothing unasked: a non-blocking peek must find no bytes and no EOF.
+    ///
+    /// ureq asks twice per request (when the connection goes back to the pool
+    /// and when it is taken out), so this is one `recv(MSG_PEEK|MSG_DONTWAIT)`
+    /// rather than toggling the socket's blocking mode around a read (three
+    /// syscalls; std's `UnixStream::peek` is not stable).
     fn is_open(&mut self) -> bool {
-        let stream = &self.stream.0;
-        if stream.set_nonblocking(true).is_err() {
-            return false;
-        }
         let mut byte = [0u8; 1];
-        let open =
-            matches!((&*stream).read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        open && stream.set_nonblocking(false).is_ok()
+        matches!(
+            rustix::net::recv(&self.stream.0, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+            Err(e) if e == rustix::io::Errno::AGAIN
+        )
     }
 }
 
@@ -162,5 +178,43 @@ impl Resolver for NoLookup {
         let mut addrs = self.empty();
         addrs.push(SocketAddr::from(([127, 0, 0, 1], 80)));
         Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_timeout_follows_the_budget_loosely() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert!(needs_update(None, ms(10_000)));
+        assert!(needs_update(ms(10_000), None));
+        assert!(!needs_update(ms(10_000), ms(9_990)), "a shrinking budget");
+        assert!(
+            !needs_update(ms(9_990), ms(10_000)),
+            "the next request's fresh budget"
+        );
+        assert!(needs_update(ms(10_000), ms(9_000)));
+        assert!(needs_update(ms(300), ms(200)), "50 ms is the least slack");
+        assert!(!needs_update(ms(300), ms(260)));
+    }
+
+    #[test]
+    fn is_open_sees_a_closed_peer_and_unasked_bytes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut t = UnixTransport {
+            stream: Arc::new(SharedStream(a)),
+            buffers: LazyBuffers::new(1024, 1024),
+            read_timeout: None,
+            write_timeout: None,
+        };
+        assert!(t.is_open());
+        (&b).write_all(b"x").unwrap();
+        assert!(!t.is_open(), "bytes nobody asked for");
+        let (a, b) = UnixStream::pair().unwrap();
+        t.stream = Arc::new(SharedStream(a));
+        drop(b);
+        assert!(!t.is_open(), "the peer closed");
     }
 }
