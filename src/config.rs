@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::postgres::tls::{self, SslMode, split_tls_params};
+
 /// What the process was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -103,11 +105,15 @@ pub fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
-/// The database connection settings; the URL itself is kept only to connect.
+/// The database connection settings; the URL itself is not kept.
 #[derive(Clone)]
 pub struct Database {
     /// Parsed connection settings.
     pub config: postgres::Config,
+    /// libpq's `sslmode`, from the URL (default `prefer`).
+    pub ssl_mode: SslMode,
+    /// The TLS connector for that mode, its CA certificates loaded.
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl fmt::Debug for Database {
@@ -117,6 +123,7 @@ impl fmt::Debug for Database {
             .field("hosts", &self.config.get_hosts())
             .field("dbname", &self.config.get_dbname())
             .field("user", &self.config.get_user())
+            .field("ssl_mode", &self.ssl_mode)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +190,10 @@ const OPTIONS: &[OptionSpec] = &[
         env: "RTINSPECT_DATABASE_URL",
     },
     OptionSpec {
+        flag: "--database-ca-file",
+        env: "RTINSPECT_DATABASE_CA_FILE",
+    },
+    OptionSpec {
         flag: "--interval",
         env: "RTINSPECT_INTERVAL",
     },
@@ -244,6 +255,11 @@ Options (each also read from the environment variable shown; a flag wins):
                           'host=... user=... dbname=...'; without it the
                           records are the containers carrying --label
                           [RTINSPECT_DATABASE_URL; default: none, label mode]
+                          TLS follows the URL's sslmode: disable, prefer (the
+                          default), require, verify-ca, verify-full
+  --database-ca-file FILE CA certificates (PEM) for verify-ca and verify-full
+                          [RTINSPECT_DATABASE_CA_FILE; default the URL's
+                          sslrootcert, else the system bundle]
   --interval DURATION     time between ticks: 250ms, 15s, 2m, 1h
                           [RTINSPECT_INTERVAL; default 15s]
   --docker-timeout DURATION
@@ -417,6 +433,47 @@ fn table_option(
     }
 }
 
+/// The database URL, its TLS parameters taken out and checked, and the TLS
+/// connector built (so a bad CA file is a start-up error, not a tick error).
+fn database_option(
+    raw: &RawArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    source: &str,
+    value: &str,
+) -> Result<Database, ConfigError> {
+    let split = split_tls_params(value);
+    let mut config = postgres::Config::from_str(&split.rest).map_err(|e| ConfigError {
+        // The value may hold a password: name the option, not the value.
+        message: format!("invalid {source}: {e}"),
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(ConfigError {
+            message: format!("invalid {source}: no host given"),
+        });
+    }
+    let ssl_mode = match split.sslmode.as_deref() {
+        None => SslMode::Prefer,
+        Some(m) => SslMode::parse(m).ok_or_else(|| ConfigError {
+            message: format!(
+                "invalid {source}: sslmode {m:?} is not disable, prefer, require, verify-ca or verify-full"
+            ),
+        })?,
+    };
+    config.ssl_mode(ssl_mode.driver_mode());
+    let ca_file = match lookup(raw, env, "--database-ca-file", false) {
+        Some((_, v)) => Some(PathBuf::from(v)),
+        None => split.sslrootcert.map(PathBuf::from),
+    };
+    let tls = tls::connector(ssl_mode, ca_file.as_deref()).map_err(|e| ConfigError {
+        message: format!("invalid --database-ca-file or sslrootcert: {e}"),
+    })?;
+    Ok(Database {
+        config,
+        ssl_mode,
+        tls,
+    })
+}
+
 impl Config {
     /// Parses the command line and the environment into a validated config.
     pub fn parse(
@@ -473,18 +530,7 @@ impl Config {
 
         let database = match lookup(&raw, env, "--database-url", false) {
             None => None,
-            Some((source, value)) => {
-                let config = postgres::Config::from_str(&value).map_err(|e| ConfigError {
-                    // The value may hold a password: name the option, not the value.
-                    message: format!("invalid {source}: {e}"),
-                })?;
-                if config.get_hosts().is_empty() {
-                    return Err(ConfigError {
-                        message: format!("invalid {source}: no host given"),
-                    });
-                }
-                Some(Database { config })
-            }
+            Some((source, value)) => Some(database_option(&raw, env, &source, &value)?),
         };
 
         let interval = duration_option(
@@ -786,6 +832,32 @@ mod tests {
             assert!(got.starts_with("invalid --database-url"), "{got}");
             assert!(!got.contains("hunter2"), "{got}");
         }
+    }
+
+    #[test]
+    fn sslmode_comes_from_the_url_in_either_form() {
+        let c = parse(
+            &["--database-url", "postgres://u@db/x?sslmode=require"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Require);
+        let c = parse(&["--database-url", "host=db sslmode=disable"], &[]).unwrap();
+        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Disable);
+        let c = parse(&["--database-url", "host=db"], &[]).unwrap();
+        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Prefer);
+        let e = err(&["--database-url", "host=db sslmode=sometimes"], &[]);
+        assert!(e.contains("sslmode \"sometimes\""), "{e}");
+        let e = err(
+            &[
+                "--database-url",
+                "host=db sslmode=verify-full",
+                "--database-ca-file",
+                "/nonexistent.pem",
+            ],
+            &[],
+        );
+        assert!(e.contains("/nonexistent.pem"), "{e}");
     }
 
     #[test]

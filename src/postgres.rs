@@ -6,12 +6,15 @@
 //! sink each own a connection, opened lazily and dropped on failure, so that a
 //! restarted or failed-over server is reconnected on the next tick or retry.
 //! Table names come from validated configuration and are quoted; every value
-//! from configuration or from a row is a bind parameter.
+//! from configuration or from a row is a bind parameter. TLS is rustls
+//! (`tls`), following the URL's `sslmode`.
+
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 use crate::config::{Database, TableName};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
@@ -97,7 +100,7 @@ pub fn connect(db: &Database) -> Result<Client, PgError> {
         config.application_name("rtinspect");
     }
     config
-        .connect(NoTls)
+        .connect(db.tls.clone())
         .map_err(|e| PgError::new("connecting to PostgreSQL", &e))
 }
 

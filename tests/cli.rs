@@ -17,6 +17,7 @@ fn help_lists_every_command_and_option() {
         "--docker-host",
         "DOCKER_HOST",
         "--database-url",
+        "--database-ca-file",
         "RTINSPECT_DATABASE_URL",
         "--interval",
         "--docker-timeout",

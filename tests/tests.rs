@@ -8,4 +8,5 @@ mod live_docker;
 mod observe;
 mod postgres_mode;
 mod tick;
+mod tls;
 mod util;

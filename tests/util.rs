@@ -654,6 +654,8 @@ pub struct PgCluster {
     dir: TempDir,
     bin: PathBuf,
     port: u16,
+    /// Extra server options (TLS).
+    opts: String,
 }
 
 impl PgCluster {
@@ -677,7 +679,12 @@ impl PgCluster {
             .unwrap();
         assert!(status.success());
         let port = 40_000 + (std::process::id() % 20_000) as u16;
-        let cluster = PgCluster { dir, bin, port };
+        let cluster = PgCluster {
+            dir,
+            bin,
+            port,
+            opts: String::new(),
+        };
         cluster.as_postgres(&[
             "initdb",
             "-D",
@@ -720,11 +727,20 @@ impl PgCluster {
     }
 
     pub fn up(&self) {
-        let opts = format!(
-            "-k {} -p {} -c listen_addresses=",
-            self.dir.path().display(),
-            self.port
-        );
+        let opts = if self.opts.is_empty() {
+            format!(
+                "-k {} -p {} -c listen_addresses=",
+                self.dir.path().display(),
+                self.port
+            )
+        } else {
+            format!(
+                "-k {} -p {} {}",
+                self.dir.path().display(),
+                self.port,
+                self.opts
+            )
+        };
         let log = format!("{}/server.log", self.dir.path().display());
         self.as_postgres(&[
             "pg_ctl",
@@ -737,6 +753,59 @@ impl PgCluster {
             &opts,
             "start",
         ]);
+    }
+
+    /// Restarts the cluster as a TLS-only server on 127.0.0.1: a certificate
+    /// for `localhost` only, signed by a CA of its own (returned as a PEM
+    /// path); plain TCP connections are rejected by pg_hba.conf.
+    pub fn serve_tls_only(&mut self) -> PathBuf {
+        self.down();
+        let dir = self.dir.path();
+        let sh = |cmd: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rtinspect-test-ca \
+            -keyout ca.key -out ca.pem 2>/dev/null",
+        );
+        sh(
+            "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
+            -out server.csr 2>/dev/null",
+        );
+        sh("printf 'subjectAltName=DNS:localhost\\n' > san.ext && \
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile san.ext -out server.crt 2>/dev/null");
+        sh("chown postgres server.key server.crt && chmod 600 server.key");
+        let data = self.data();
+        std::fs::write(
+            format!("{data}/pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        self.opts = format!(
+            "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+            d = dir.display()
+        );
+        self.up();
+        dir.join("ca.pem")
+    }
+
+    /// A TCP URL to the TLS server, by `host` (localhost or 127.0.0.1).
+    pub fn tcp_url(&self, host: &str, sslmode: &str) -> String {
+        format!(
+            "host={host} port={} user=postgres dbname=postgres sslmode={sslmode}",
+            self.port
+        )
     }
 
     pub fn down(&self) {
