@@ -155,6 +155,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// An event for an exited container of `game`, for tests of the modules
+/// that carry events.
+#[cfg(test)]
+pub(crate) fn stopped_event(game: &str) -> HealthEvent {
+    use crate::inspector::{Observation, Reason};
+    HealthEvent::from_finding(
+        Finding {
+            game_id: game.into(),
+            observation: Observation {
+                container_id: "c".repeat(64),
+                restart_count: 1,
+                status: "exited".into(),
+                health: "".into(),
+            },
+            reasons: vec![Reason::NotRunning],
+        },
+        SystemTime::now(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,24 +231,7 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspector::{Finding, Observation, Reason};
-    use std::time::SystemTime;
-
-    fn event(game: &str) -> HealthEvent {
-        HealthEvent::from_finding(
-            Finding {
-                game_id: game.into(),
-                observation: Observation {
-                    container_id: "c".repeat(64),
-                    restart_count: 1,
-                    status: "exited".into(),
-                    health: "".into(),
-                },
-                reasons: vec![Reason::NotRunning],
-            },
-            SystemTime::now(),
-        )
-    }
+    use crate::event::stopped_event as event;
 
     /// Refuses the first `fail` publishes, then records what it accepts.
     struct Flaky {

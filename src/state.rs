@@ -241,29 +241,12 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspector::{Finding, Observation, Reason};
-    use std::time::SystemTime;
+    use crate::event::stopped_event as event;
 
     fn temp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rtinspect-state-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
-    }
-
-    fn event(game: &str) -> HealthEvent {
-        HealthEvent::from_finding(
-            Finding {
-                game_id: game.into(),
-                observation: Observation {
-                    container_id: "c".repeat(64),
-                    restart_count: 2,
-                    status: "exited".into(),
-                    health: "".into(),
-                },
-                reasons: vec![Reason::NotRunning],
-            },
-            SystemTime::now(),
-        )
     }
 
     #[test]

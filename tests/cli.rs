@@ -3,7 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::util::{FakeEngine, Reply, TempDir, bin, events, hex_id, inspect_body, wait_until};
+use crate::util::{
+    FakeEngine, Reply, TempDir, bin, events, hex_id, inspect_body, send_signal, wait_until,
+};
 
 #[test]
 fn help_lists_every_command_and_option() {
@@ -194,11 +196,7 @@ fn run_until_ticks_then_signal(signal: &str) {
             .count()
             >= 3
     });
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, signal);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -2,23 +2,15 @@
 //! survive kill -9, a daemon that keeps ticking through a hostile engine, and
 //! decoders and the config parser that never panic on generated input.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use crate::util::{
     Containers, FakeEngine, PgCluster, Reply, TempDir, TestSchema, bin, events, hex_id,
-    inspect_body, live_docker, wait_until,
+    inspect_body, live_docker, send_signal, terminate, wait_until,
 };
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 fn emitted(stderr: &str) -> usize {
     stderr
@@ -37,10 +29,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
     let mut s = TestSchema::new(&url, "spool");
     s.migrate();
     let mut c = Containers::new(live, "spool");
-    let stopped = c.run("g-stopped", &[], &["true"]);
-    wait_until(Duration::from_secs(30), "exited", || {
-        c.inspect(&stopped, "{{.State.Status}}") == "exited"
-    });
+    let stopped = c.exited("g-stopped");
     s.insert_record("g-stopped", "running", &stopped);
     let state = TempDir::new("spool-state");
     let state_dir = state.path().join("state");
@@ -68,8 +57,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     cluster.down();
-    signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let first = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         out.status.success(),
@@ -196,7 +184,7 @@ fn kill_9_then_restart_reports_a_restart_made_while_down() {
             None => false,
         }
     });
-    signal(&child, "-KILL");
+    send_signal(&child, "-KILL");
     let _ = child.wait_with_output();
 
     // While rtinspect is down, the policy restarts the container.
@@ -284,8 +272,7 @@ fn a_hostile_engine_costs_errors_not_memory_and_good_answers_still_count() {
         calls.load(SeqCst) >= 18
     });
     let peak = vm_hwm_kib(pid).unwrap();
-    signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let ev = events(&out);

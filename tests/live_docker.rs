@@ -11,16 +11,9 @@ use rtinspect::inspector::RuntimeRecord;
 use rtinspect::records::LabelRecords;
 
 use crate::tick::{FixedRecords, TestWorker, test_worker, tick};
-use crate::util::{Containers, LiveDocker, bin, by_game, events, live_docker, wait_until};
-
-const UNHEALTHY: &[&str] = &[
-    "--health-cmd",
-    "false",
-    "--health-interval",
-    "1s",
-    "--health-retries",
-    "1",
-];
+use crate::util::{
+    Containers, LiveDocker, UNHEALTHY, bin, by_game, events, live_docker, terminate, wait_until,
+};
 
 fn client(live: &LiveDocker) -> DockerClient {
     DockerClient::new(
@@ -52,12 +45,9 @@ fn once_reports_exactly_the_unhealthy_and_the_stopped() {
     let mut c = Containers::new(live, "once");
     let _healthy = c.run("g-healthy", &[], &["sleep", "1000"]);
     let sick = c.run("g-sick", UNHEALTHY, &["sleep", "1000"]);
-    let stopped = c.run("g-stopped", &[], &["true"]);
+    let stopped = c.exited("g-stopped");
     wait_until(Duration::from_secs(30), "unhealthy", || {
         c.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
-    });
-    wait_until(Duration::from_secs(30), "exited", || {
-        c.inspect(&stopped, "{{.State.Status}}") == "exited"
     });
 
     let out = bin()
@@ -227,12 +217,7 @@ fn run_reports_while_running_and_stops_on_sigterm() {
             >= 2
     });
     std::thread::sleep(Duration::from_millis(700));
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert!(stderr.contains("SIGTERM received"), "{stderr}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::util::{
     Containers, FakeEngine, Reply, TestSchema, bin, free_addr, hex_id, http_get, inspect_body,
-    live_docker, live_pg, live_required, sample, wait_until,
+    live_docker, live_pg, live_required, sample, terminate, wait_until,
 };
 
 fn promtool_check(exposition: &str) {
@@ -40,15 +40,6 @@ fn promtool_check(exposition: &str) {
     );
 }
 
-fn terminate(child: std::process::Child) -> std::process::Output {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
     let (Some(url), Some(live)) = (live_pg(), live_docker()) else {
@@ -57,11 +48,8 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
     let mut s = TestSchema::new(url, "metrics");
     s.migrate();
     let mut c = Containers::new(live, "metrics");
-    let stopped = c.run("g-stopped", &[], &["true"]);
+    let stopped = c.exited("g-stopped");
     let healthy = c.run("g-healthy", &[], &["sleep", "1000"]);
-    wait_until(Duration::from_secs(30), "exited", || {
-        c.inspect(&stopped, "{{.State.Status}}") == "exited"
-    });
     s.insert_record("g-stopped", "running", &stopped);
     s.insert_record("g-healthy", "running", &healthy);
     s.insert_record("g-invalid", "running", "../etc");

@@ -7,18 +7,9 @@ use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
 
 use crate::util::{
-    Containers, FakeEngine, PgCluster, Reply, TestSchema, bin, events, hex_id, inspect_body,
-    live_docker, live_pg, wait_until,
+    Containers, FakeEngine, PgCluster, Reply, TestSchema, UNHEALTHY, bin, events, hex_id,
+    inspect_body, live_docker, live_pg, terminate, wait_until,
 };
-
-const UNHEALTHY: &[&str] = &[
-    "--health-cmd",
-    "false",
-    "--health-interval",
-    "1s",
-    "--health-retries",
-    "1",
-];
 
 #[test]
 fn migrate_creates_the_schema_once_and_is_idempotent() {
@@ -351,10 +342,7 @@ fn postgres_outage_during_run_loses_nothing_and_floods_nothing() {
     let mut s = TestSchema::new(&url, "outage");
     s.migrate();
     let mut c = Containers::new(live, "pg-outage");
-    let stopped = c.run("g-stopped", &[], &["true"]);
-    wait_until(Duration::from_secs(30), "exited", || {
-        c.inspect(&stopped, "{{.State.Status}}") == "exited"
-    });
+    let stopped = c.exited("g-stopped");
     s.insert_record("g-stopped", "running", &stopped);
 
     let child = bin()
@@ -380,12 +368,7 @@ fn postgres_outage_during_run_loses_nothing_and_floods_nothing() {
     wait_until(Duration::from_secs(30), "events after the outage", || {
         count_rows(&url) >= 6
     });
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 

@@ -488,6 +488,15 @@ impl<'a> Containers<'a> {
         id
     }
 
+    /// A container that ran `true` and has exited; returns its full id.
+    pub fn exited(&mut self, game: &str) -> String {
+        let id = self.run(game, &[], &["true"]);
+        wait_until(Duration::from_secs(30), "exited", || {
+            self.inspect(&id, "{{.State.Status}}") == "exited"
+        });
+        id
+    }
+
     pub fn inspect(&self, id: &str, format: &str) -> String {
         self.live.docker(&["inspect", "-f", format, id])
     }
@@ -512,6 +521,31 @@ impl Drop for Containers<'_> {
         args.extend(self.ids.iter().cloned());
         let _ = Command::new("docker").args(&args).output();
     }
+}
+
+/// Docker flags for a healthcheck that fails at once: `unhealthy` in ~2 s.
+pub const UNHEALTHY: &[&str] = &[
+    "--health-cmd",
+    "false",
+    "--health-interval",
+    "1s",
+    "--health-retries",
+    "1",
+];
+
+/// Sends `sig` (as `kill` spells it: `-TERM`, `-INT`, `-KILL`) to a child.
+pub fn send_signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig}");
+}
+
+/// SIGTERM, then the child's whole output.
+pub fn terminate(child: std::process::Child) -> Output {
+    send_signal(&child, "-TERM");
+    child.wait_with_output().unwrap()
 }
 
 /// Counts events per game id.
