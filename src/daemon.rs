@@ -55,8 +55,8 @@ pub struct Worker {
     telemetry: Arc<Telemetry>,
     /// Inspect failures, per game.
     warnings: WarnLimiter,
-    /// Docker as a whole not answering.
-    docker_warnings: WarnLimiter,
+    /// Failures of a whole service: Docker not answering, baselines not saved.
+    service_warnings: WarnLimiter,
     /// Where baselines are saved after each tick that changed them.
     state: Option<StateDir>,
 }
@@ -79,7 +79,7 @@ impl Worker {
             shutdown,
             telemetry,
             warnings: WarnLimiter::new(WARNING_PERIOD),
-            docker_warnings: WarnLimiter::new(WARNING_PERIOD),
+            service_warnings: WarnLimiter::new(WARNING_PERIOD),
             state: None,
         }
     }
@@ -126,7 +126,7 @@ impl Worker {
             return;
         }
         if let Err(e) = state.save_baselines(self.inspector.baselines()) {
-            if let Some(held) = self.docker_warnings.allow("state", Instant::now()) {
+            if let Some(held) = self.service_warnings.allow("state", Instant::now()) {
                 log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
             }
         }
@@ -166,7 +166,7 @@ impl Worker {
                     }
                     if unreachable || timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
                         report.skipped = records.len() - i - 1;
-                        if let Some(held) = self.docker_warnings.allow("docker", Instant::now()) {
+                        if let Some(held) = self.service_warnings.allow("docker", Instant::now()) {
                             log::warn!(err:% = e;
                                 "Docker is not answering; skipping the {} remaining records of this tick{}",
                                 report.skipped, held_back(held));
@@ -193,7 +193,7 @@ impl Worker {
             if self.warnings.clear(game_id) {
                 log::info!(game_id, container_id; "inspect works again");
             }
-            if self.docker_warnings.clear("docker") {
+            if self.service_warnings.clear("docker") {
                 log::info!("Docker answers again");
             }
         }

@@ -9,7 +9,7 @@ pub mod unix_socket;
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -213,11 +213,6 @@ impl DockerClient {
             api: Arc::new(Mutex::new(None)),
             body: Arc::new(Mutex::new(Vec::with_capacity(8192))),
         }
-    }
-
-    /// The socket this client talks to.
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 
     /// Asks `/_ping` for the daemon's API version and settles on the lower of
