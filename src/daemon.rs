@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::config::{Command, Config, SinkKind};
-use crate::docker::{self, ContainerInspector, DockerClient, DockerError};
+use crate::docker::{ContainerInspector, DockerClient, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::WarnLimiter;
@@ -44,6 +44,16 @@ pub struct TickReport {
     pub errors: usize,
     /// Records not inspected because shutdown was requested or Docker failed.
     pub skipped: usize,
+}
+
+impl std::fmt::Display for TickReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} records, {} events, {} missing, {} errors",
+            self.records, self.events, self.missing, self.errors
+        )
+    }
 }
 
 /// The inspector with its record source, its Docker client and its counters.
@@ -183,11 +193,6 @@ impl Worker {
     fn inspect(&mut self, record: &RuntimeRecord) -> Inspected {
         let game_id = record.game_id.as_str();
         let container_id = record.container_id.as_str();
-        if !docker::is_valid_container_ref(container_id) {
-            self.telemetry.inspect_error("invalid_id");
-            log::warn!(game_id, container_id; "record skipped: container id is empty or not a Docker id or name");
-            return Inspected::Invalid;
-        }
         let result = self.docker.inspect(container_id);
         if result.is_ok() || matches!(result, Err(DockerError::NotFound)) {
             if self.warnings.clear(game_id) {
@@ -211,6 +216,11 @@ impl Worker {
                 self.telemetry.inspect_error("not_found");
                 log::debug!(game_id, container_id; "container missing");
                 Inspected::Missing
+            }
+            Err(DockerError::InvalidId(_)) => {
+                self.telemetry.inspect_error("invalid_id");
+                log::warn!(game_id, container_id; "record skipped: container id is empty or not a Docker id or name");
+                Inspected::Invalid
             }
             Err(e) => {
                 self.telemetry.inspect_error(e.kind());
@@ -392,13 +402,7 @@ fn once(worker: &mut Worker, events: Sender<HealthEvent>) -> Result<(), Failure>
     };
     match worker.tick(&mut emit) {
         Ok(report) => {
-            log::info!(
-                "tick: {} records, {} events, {} missing, {} errors",
-                report.records,
-                report.events,
-                report.missing,
-                report.errors
-            );
+            log::info!("tick: {report}");
             Ok(())
         }
         Err(e) => Err(Failure::Runtime(e.to_string())),
@@ -427,14 +431,7 @@ fn spawn_inspector(
                         let changed = last_records != Some(report.records);
                         last_records = Some(report.records);
                         if changed || report.events > 0 || report.errors > 0 {
-                            log::info!(
-                                "tick: {} records, {} events, {} missing, {} errors, {:?}",
-                                report.records,
-                                report.events,
-                                report.missing,
-                                report.errors,
-                                started.elapsed()
-                            );
+                            log::info!("tick: {report}, {:?}", started.elapsed());
                         } else {
                             log::debug!(
                                 "tick: {} records, no change, {:?}",

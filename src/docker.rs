@@ -85,6 +85,8 @@ pub fn is_valid_container_ref(s: &str) -> bool {
 pub enum DockerError {
     /// 404: no such container.
     NotFound,
+    /// The id was not a Docker id or name; no request was made.
+    InvalidId(String),
     /// The socket could not be connected to (missing, refused, permission denied).
     Unreachable {
         /// The socket path.
@@ -117,6 +119,7 @@ impl DockerError {
         match self {
             DockerError::NotFound => "not_found",
             DockerError::Timeout(_) => "timeout",
+            DockerError::InvalidId(_) => "invalid_id",
             _ => "docker",
         }
     }
@@ -135,6 +138,9 @@ impl fmt::Display for DockerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DockerError::NotFound => write!(f, "no such container"),
+            DockerError::InvalidId(id) => {
+                write!(f, "{id:?} is empty or not a Docker container id or name")
+            }
             DockerError::Unreachable { socket, source } => {
                 write!(f, "cannot connect to {}: {source}", socket.display())
             }
@@ -369,11 +375,9 @@ impl DockerClient {
 
 impl ContainerInspector for DockerClient {
     fn inspect(&self, container: &str) -> Result<Observation, DockerError> {
-        // The caller validates; this guard keeps a bad id out of a path even so.
+        // The one check that keeps a bad id out of a request path.
         if !is_valid_container_ref(container) {
-            return Err(DockerError::Malformed(format!(
-                "refusing invalid container id {container:?}"
-            )));
+            return Err(DockerError::InvalidId(container.to_owned()));
         }
         let id = container.strip_prefix('/').unwrap_or(container);
         self.get(

@@ -134,6 +134,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A metric family with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// The exposition text of every metric.
 pub fn render(t: &Telemetry, queue_depth: usize) -> String {
     let mut out = String::with_capacity(4096);
@@ -161,13 +167,13 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         t.events_published.load(Relaxed)
     );
 
-    family(
+    single(
         &mut out,
         "rtinspect_ticks_total",
         "counter",
         "Ticks finished.",
+        t.ticks.load(Relaxed),
     );
-    let _ = writeln!(out, "rtinspect_ticks_total {}", t.ticks.load(Relaxed));
 
     family(
         &mut out,
@@ -198,13 +204,13 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         t.tick_duration.count.load(Relaxed)
     );
 
-    family(
+    single(
         &mut out,
         "rtinspect_records",
         "gauge",
         "Records in the last tick that could list them.",
+        t.records.load(Relaxed),
     );
-    let _ = writeln!(out, "rtinspect_records {}", t.records.load(Relaxed));
 
     family(
         &mut out,
@@ -220,48 +226,36 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         );
     }
 
-    family(
+    single(
         &mut out,
         "rtinspect_publish_failures_total",
         "counter",
         "Publish attempts the sink refused (each retry counts).",
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_publish_failures_total {}",
-        t.publish_failures.load(Relaxed)
+        t.publish_failures.load(Relaxed),
     );
 
-    family(
+    single(
         &mut out,
         "rtinspect_events_dropped_total",
         "counter",
         "Events dropped because the publish queue was full.",
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_events_dropped_total {}",
-        t.events_dropped.load(Relaxed)
+        t.events_dropped.load(Relaxed),
     );
 
-    family(
+    single(
         &mut out,
         "rtinspect_publish_queue_depth",
         "gauge",
         "Events waiting for the sink.",
+        queue_depth,
     );
-    let _ = writeln!(out, "rtinspect_publish_queue_depth {queue_depth}");
 
-    family(
+    single(
         &mut out,
         "rtinspect_last_tick_timestamp_seconds",
         "gauge",
         "Unix time at which the last tick finished (0 before the first).",
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_last_tick_timestamp_seconds {}",
-        t.last_tick_unix_ms.load(Relaxed) as f64 / 1000.0
+        t.last_tick_unix_ms.load(Relaxed) as f64 / 1000.0,
     );
     out
 }

@@ -104,11 +104,19 @@ pub fn connect(db: &Database) -> Result<Client, PgError> {
         .map_err(|e| PgError::new("connecting to PostgreSQL", &e))
 }
 
-fn missing_table_hint(e: &postgres::Error, table: &TableName) -> Option<String> {
-    let db = e.as_db_error()?;
-    (db.code().code() == UNDEFINED_TABLE).then(|| {
-        format!("table {table} does not exist (create it with `rtinspect migrate`, or set the table option)")
-    })
+impl PgError {
+    /// A failure of a statement on `table`; a missing table says so by name.
+    fn on_table(step: impl Into<String>, e: &postgres::Error, table: &TableName) -> PgError {
+        let mut err = PgError::new(step, e);
+        if e.as_db_error()
+            .is_some_and(|db| db.code().code() == UNDEFINED_TABLE)
+        {
+            err.detail = format!(
+                "table {table} does not exist (create it with `rtinspect migrate`, or set the table option)"
+            );
+        }
+        err
+    }
 }
 
 /// Runtime records from `SELECT game_id, current_container_id FROM <table>
@@ -146,10 +154,12 @@ impl PgRecords {
     fn read(&mut self) -> Result<Vec<RuntimeRecord>, PgError> {
         if self.conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             let mut client = connect(&self.db)?;
-            let statement = client.prepare(&self.query).map_err(|e| PgError {
-                connection_lost: e.as_db_error().is_none(),
-                step: format!("preparing the query on {}", self.table),
-                detail: missing_table_hint(&e, &self.table).unwrap_or_else(|| describe(&e)),
+            let statement = client.prepare(&self.query).map_err(|e| {
+                PgError::on_table(
+                    format!("preparing the query on {}", self.table),
+                    &e,
+                    &self.table,
+                )
             })?;
             check_text_columns(&statement, &self.table)?;
             self.conn = Some((client, statement));
@@ -272,11 +282,7 @@ impl PgSink {
                 &details,
             ],
         )
-        .map_err(|e| PgError {
-            connection_lost: e.is_closed() || e.as_db_error().is_none(),
-            step: format!("inserting into {table}"),
-            detail: missing_table_hint(&e, table).unwrap_or_else(|| describe(&e)),
-        })?;
+        .map_err(|e| PgError::on_table(format!("inserting into {table}"), &e, table))?;
         if let Some(channel) = &self.channel {
             tx.execute("SELECT pg_notify($1, $2)", &[channel, &event.envelope])
                 .map_err(|e| PgError::new(format!("notifying {channel}"), &e))?;
