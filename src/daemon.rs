@@ -1,95 +1,103 @@
-//! The daemon: one tick over the three seams (record source, Docker, publish
-//! queue), the inspector loop, and the threads of `run` and `once`.
+//! The wiring layer: builds the adapters from the configuration, runs the
+//! inspector loop and the publisher on named threads, logs and counts what the
+//! tick core decides, tells systemd how it goes, and bounds the exit.
 //!
-//! Inspections are sequential on purpose: fanning out against the Docker
-//! daemon would make the watcher the noisiest client on a small host.
+//! Exit is bounded whatever the sink or dockerd is doing: after SIGTERM the
+//! inspector stops between records, delivery goes on for at most
+//! [`DRAIN`], then everything undelivered — the event in flight included —
+//! is spooled, and the process exits without waiting for a thread that is
+//! still blocked in a call.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{Command, Config, SinkKind};
-use crate::docker::{ContainerInspector, DockerClient, DockerError};
+use crate::docker::{ContainerInspector, DockerClient};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::WarnLimiter;
 use crate::metrics::{self, HealthInputs};
+use crate::notify::Notifier;
 use crate::postgres::{PgRecords, PgSink};
-use crate::publisher::{self, Delivery, EventSink, PublisherOptions, StdoutSink};
+use crate::publisher::{self, Backoff, Outbox, Rejects};
 use crate::records::{LabelRecords, RecordError, RecordSource};
 use crate::shutdown::{self, Shutdown};
-use crate::state::StateDir;
-use crate::telemetry::Telemetry;
+use crate::sink::{EventSink, StdoutSink};
+use crate::state::{OpenError, StateDir};
+use crate::telemetry::{Stage, Telemetry};
+use crate::tick::{self, Outcome, Skip, Summary};
 
-/// How many events may wait for the sink before new ones are dropped.
-pub const QUEUE_CAPACITY: usize = 4096;
-
-/// After this many timeouts in a row the daemon is taken to be hung, and the
-/// rest of the tick is skipped: a tick costs a few timeouts, not one per record.
-const TIMEOUTS_BEFORE_GIVING_UP: usize = 3;
-
-/// What one tick did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TickReport {
-    /// Records listed.
-    pub records: usize,
-    /// Events emitted.
-    pub events: usize,
-    /// Records skipped because their container is gone (404).
-    pub missing: usize,
-    /// Records skipped for any other error, invalid ids included.
-    pub errors: usize,
-    /// Records not inspected because shutdown was requested or Docker failed.
-    pub skipped: usize,
-}
-
-impl std::fmt::Display for TickReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} records, {} events, {} missing, {} errors",
-            self.records, self.events, self.missing, self.errors
-        )
-    }
-}
-
-/// The inspector with its record source, its Docker client and its counters.
-pub struct Worker {
-    inspector: Inspector,
-    source: Box<dyn RecordSource + Send>,
-    docker: Box<dyn ContainerInspector + Send>,
-    shutdown: Shutdown,
-    telemetry: Arc<Telemetry>,
-    /// Inspect failures, per game.
-    warnings: WarnLimiter,
-    /// Failures of a whole service: Docker not answering, baselines not saved.
-    service_warnings: WarnLimiter,
-    /// Where baselines are saved after each tick that changed them.
-    state: Option<StateDir>,
-}
+/// How long, after shutdown begins, delivery may go on before what is left
+/// is spooled: systemd's stop timeout must never have to kill rtinspect.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
 
+/// Why the process ends unsuccessfully; each maps to an exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 64: the configuration cannot work.
+    Usage(String),
+    /// Exit 1: the work failed.
+    Runtime(String),
+}
+
+/// The inspector: the baselines, the record source and the Docker client,
+/// with the logging and counting of every tick's outcomes.
+pub struct Worker {
+    inspector: Inspector,
+    source: Box<dyn RecordSource + Send>,
+    docker: Box<dyn ContainerInspector + Send>,
+    telemetry: Arc<Telemetry>,
+    /// The socket, to name it in "cannot reach dockerd at …".
+    docker_socket: PathBuf,
+    /// Logs and counts the outcomes of each record.
+    records: RecordLog,
+    /// Per service: the record list, dockerd, the baselines file.
+    service_warnings: WarnLimiter,
+    /// The current failure, for `STATUS=`: what fails and since when.
+    failing: Option<(String, SystemTime)>,
+    /// Where baselines are saved after each tick that changed them.
+    state: Option<StateDir>,
+}
+
+/// What is logged and counted per record, with what it remembers per game.
+struct RecordLog {
+    telemetry: Arc<Telemetry>,
+    /// Per game and cause: a failing inspect, an invalid record.
+    warnings: WarnLimiter,
+    /// Games whose last look was an event: their next event is no news.
+    unhealthy: HashSet<String>,
+}
+
 impl Worker {
-    /// A worker with no baselines yet.
+    /// A worker with no baselines yet; `docker_socket` names dockerd in messages.
     pub fn new(
         source: Box<dyn RecordSource + Send>,
         docker: Box<dyn ContainerInspector + Send>,
-        shutdown: Shutdown,
         telemetry: Arc<Telemetry>,
+        docker_socket: &Path,
     ) -> Self {
         Worker {
             inspector: Inspector::new(),
             source,
             docker,
-            shutdown,
-            telemetry,
-            warnings: WarnLimiter::new(WARNING_PERIOD),
+            telemetry: telemetry.clone(),
+            docker_socket: docker_socket.to_owned(),
+            records: RecordLog {
+                telemetry,
+                warnings: WarnLimiter::new(WARNING_PERIOD),
+                unhealthy: HashSet::new(),
+            },
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
+            failing: None,
             state: None,
         }
     }
@@ -116,11 +124,23 @@ impl Worker {
         &self.inspector
     }
 
-    /// One tick, per the SPEC: list, prune, inspect each record in order,
-    /// hand each event to `emit`. A listing failure ends the tick untouched.
-    pub fn tick(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
+    /// What fails right now and since when, for `STATUS=`; `None` when all is well.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .as_ref()
+            .map(|(what, since)| format!("{what} since {}", crate::event::rfc3339_micros(*since)))
+    }
+
+    /// One tick: lists the records and runs the tick core over them, logging
+    /// and counting each outcome and handing each event to `emit`. A listing
+    /// failure ends the tick untouched. `cancelled` is asked between records.
+    pub fn tick(
+        &mut self,
+        cancelled: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(HealthEvent),
+    ) -> Result<Summary, RecordError> {
         let started = Instant::now();
-        let result = self.tick_inner(emit);
+        let result = self.tick_inner(cancelled, emit);
         self.save_baselines();
         self.telemetry.tick_duration.observe(started.elapsed());
         self.telemetry.ticks.fetch_add(1, Relaxed);
@@ -128,6 +148,114 @@ impl Worker {
             .last_tick_unix_ms
             .store(crate::telemetry::unix_ms_now(), Relaxed);
         result
+    }
+
+    fn tick_inner(
+        &mut self,
+        cancelled: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(HealthEvent),
+    ) -> Result<Summary, RecordError> {
+        let records = match self.source.records() {
+            Ok(records) => records,
+            Err(e) => {
+                let (stage, what) = if e.is_docker() {
+                    (Stage::Docker, self.unreachable_docker())
+                } else {
+                    (Stage::Records, "cannot read records".to_owned())
+                };
+                self.failed(stage, &what, &e.to_string());
+                if let Some(held) = self.service_warnings.allow("records", Instant::now()) {
+                    log::warn!(err:% = e;
+                        "tick skipped: the record list could not be read{}", held_back(held));
+                }
+                return Err(e);
+            }
+        };
+        if self.service_warnings.clear("records") {
+            log::info!("the record list can be read again");
+        }
+        self.telemetry.records.store(records.len() as u64, Relaxed);
+        self.records.forget_games_not_in(&records);
+
+        let mut summary = Summary {
+            records: records.len(),
+            ..Summary::default()
+        };
+        // Whether any answer came from dockerd, and the last failure if none did.
+        let mut reached = false;
+        let mut docker_error: Option<String> = None;
+        let Worker {
+            inspector,
+            docker,
+            records: log,
+            ..
+        } = self;
+        tick::tick(
+            inspector,
+            &records,
+            &**docker,
+            &SystemTime::now,
+            cancelled,
+            &mut |record, outcome| {
+                summary.count(&outcome);
+                match outcome.reached_docker() {
+                    Some(true) => reached = true,
+                    Some(false) => {
+                        if let Outcome::Failed(e) = &outcome {
+                            docker_error = Some(e.to_string());
+                        }
+                    }
+                    None => {}
+                }
+                log.handle(record, outcome, emit);
+            },
+        );
+
+        // With no answer from any record (no records, or only invalid ones),
+        // dockerd's `/_ping` says whether it can be reached.
+        if !reached && docker_error.is_none() && summary.skipped == 0 {
+            match self.docker.ping() {
+                Ok(()) => reached = true,
+                Err(e) => docker_error = Some(e.to_string()),
+            }
+        }
+        if reached {
+            self.succeeded();
+        } else if let Some(err) = &docker_error {
+            let what = self.unreachable_docker();
+            self.failed(Stage::Docker, &what, err);
+        }
+        if summary.skipped > 0 && !cancelled() {
+            if let Some(held) = self.service_warnings.allow("docker", Instant::now()) {
+                log::warn!(err = docker_error.as_deref().unwrap_or("");
+                    "Docker is not answering; skipped the {} remaining records of this tick{}",
+                    summary.skipped, held_back(held));
+            }
+        }
+        Ok(summary)
+    }
+
+    fn unreachable_docker(&self) -> String {
+        format!("cannot reach dockerd at {}", self.docker_socket.display())
+    }
+
+    fn succeeded(&mut self) {
+        self.telemetry
+            .tick_succeeded(Instant::now(), SystemTime::now());
+        self.failing = None;
+        if self.service_warnings.clear("docker") {
+            log::info!("Docker answers again");
+        }
+    }
+
+    fn failed(&mut self, stage: Stage, what: &str, detail: &str) {
+        let now = SystemTime::now();
+        self.telemetry
+            .tick_failed(stage, what, detail, Instant::now(), now);
+        match &mut self.failing {
+            Some((w, _)) if w == what => {}
+            failing => *failing = Some((what.to_owned(), now)),
+        }
     }
 
     fn save_baselines(&mut self) {
@@ -141,96 +269,89 @@ impl Worker {
             }
         }
     }
+}
 
-    fn tick_inner(&mut self, emit: &mut dyn FnMut(HealthEvent)) -> Result<TickReport, RecordError> {
-        let records = self.source.records()?;
-        self.telemetry.records.store(records.len() as u64, Relaxed);
-        self.inspector.prune(&records);
-
-        let mut report = TickReport {
-            records: records.len(),
-            ..TickReport::default()
-        };
-        let mut timeouts_in_a_row = 0;
-        for (i, record) in records.iter().enumerate() {
-            if self.shutdown.is_requested() {
-                report.skipped = records.len() - i;
-                break;
-            }
-            match self.inspect(record) {
-                Inspected::Event(event) => {
-                    report.events += 1;
-                    timeouts_in_a_row = 0;
-                    emit(event);
-                }
-                Inspected::Healthy => timeouts_in_a_row = 0,
-                Inspected::Missing => {
-                    report.missing += 1;
-                    timeouts_in_a_row = 0;
-                }
-                Inspected::Failed(e) => {
-                    report.errors += 1;
-                    let unreachable = matches!(e, DockerError::Unreachable { .. });
-                    if matches!(e, DockerError::Timeout(_)) {
-                        timeouts_in_a_row += 1;
-                    }
-                    if unreachable || timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
-                        report.skipped = records.len() - i - 1;
-                        if let Some(held) = self.service_warnings.allow("docker", Instant::now()) {
-                            log::warn!(err:% = e;
-                                "Docker is not answering; skipping the {} remaining records of this tick{}",
-                                report.skipped, held_back(held));
-                        }
-                        break;
-                    }
-                }
-                Inspected::Invalid => report.errors += 1,
-            }
+impl RecordLog {
+    /// Drops what is kept per game for games no longer listed.
+    fn forget_games_not_in(&mut self, records: &[RuntimeRecord]) {
+        if self.unhealthy.is_empty() && self.warnings.is_empty() {
+            return;
         }
-        Ok(report)
+        let listed: HashSet<&str> = records.iter().map(|r| r.game_id.as_str()).collect();
+        self.unhealthy.retain(|g| listed.contains(g.as_str()));
+        self.warnings
+            .retain(|cause| listed.contains(cause.split_once('\0').map_or(cause, |(g, _)| g)));
     }
 
-    fn inspect(&mut self, record: &RuntimeRecord) -> Inspected {
+    /// Logs and counts one outcome; publishes an event.
+    fn handle(
+        &mut self,
+        record: &RuntimeRecord,
+        outcome: Outcome,
+        emit: &mut dyn FnMut(HealthEvent),
+    ) {
         let game_id = record.game_id.as_str();
         let container_id = record.container_id.as_str();
-        let result = self.docker.inspect(container_id);
-        if result.is_ok() || matches!(result, Err(DockerError::NotFound)) {
-            if self.warnings.clear(game_id) {
-                log::info!(game_id, container_id; "inspect works again");
-            }
-            if self.service_warnings.clear("docker") {
-                log::info!("Docker answers again");
-            }
+        let answered = matches!(
+            outcome,
+            Outcome::Event(..) | Outcome::Healthy | Outcome::Missing
+        );
+        if answered && self.warnings.clear(&per_game(game_id, "inspect")) {
+            log::info!(game_id, container_id; "inspect works again");
         }
-        match result {
-            Ok(observation) => match self.inspector.observe(game_id, observation) {
-                Some(finding) => {
-                    let reasons: Vec<&str> = finding.reasons.iter().map(|r| r.as_str()).collect();
-                    log::debug!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
+        match outcome {
+            Outcome::Event(event, reasons) => {
+                let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+                // A game that turns unhealthy is news; the same game still
+                // unhealthy at the next tick is only another event.
+                if self.unhealthy.insert(game_id.to_owned()) {
+                    log::info!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
                         "unhealthy: {}", reasons.join(","));
-                    Inspected::Event(HealthEvent::from_finding(finding, SystemTime::now()))
+                } else {
+                    log::debug!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
+                        "still unhealthy: {}", reasons.join(","));
                 }
-                None => Inspected::Healthy,
-            },
-            Err(DockerError::NotFound) => {
+                emit(event);
+            }
+            Outcome::Healthy => {
+                if self.unhealthy.remove(game_id) {
+                    log::info!(game_id, container_id; "healthy again");
+                }
+            }
+            Outcome::Missing => {
                 self.telemetry.inspect_error("not_found");
                 log::debug!(game_id, container_id; "container missing");
-                Inspected::Missing
             }
-            Err(DockerError::InvalidId(_)) => {
+            Outcome::Invalid(why) => {
                 self.telemetry.inspect_error("invalid_id");
-                log::warn!(game_id, container_id; "record skipped: container id is empty or not a Docker id or name");
-                Inspected::Invalid
-            }
-            Err(e) => {
-                self.telemetry.inspect_error(e.kind());
-                if let Some(held) = self.warnings.allow(game_id, Instant::now()) {
-                    log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
+                if let Some(held) = self
+                    .warnings
+                    .allow(&per_game(game_id, why.as_str()), Instant::now())
+                {
+                    log::warn!(game_id, container_id; "record skipped: {why}{}", held_back(held));
                 }
-                Inspected::Failed(e)
             }
+            Outcome::Failed(e) => {
+                self.telemetry.inspect_error(e.kind());
+                // dockerd as a whole not answering is warned about once per
+                // tick, after it; one container's failure is that game's.
+                if !e.means_unreachable() {
+                    if let Some(held) = self
+                        .warnings
+                        .allow(&per_game(game_id, "inspect"), Instant::now())
+                    {
+                        log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
+                    }
+                }
+            }
+            Outcome::Skipped(Skip::Shutdown | Skip::DockerDown) => {}
         }
     }
+}
+
+/// The warning cause of one game: the game id, a NUL, the cause.
+fn per_game(game_id: &str, cause: &str) -> String {
+    format!("{game_id}\0{cause}")
 }
 
 /// ` (N like it held back)` for a rate-limited warning, or nothing.
@@ -240,23 +361,6 @@ fn held_back(n: u64) -> String {
     } else {
         format!(" ({n} more like it held back)")
     }
-}
-
-enum Inspected {
-    Event(HealthEvent),
-    Healthy,
-    Missing,
-    Invalid,
-    Failed(DockerError),
-}
-
-/// Why the process ends unsuccessfully; each maps to an exit status.
-#[derive(Debug)]
-pub enum Failure {
-    /// Exit 64: the configuration cannot work.
-    Usage(String),
-    /// Exit 1: the work failed.
-    Runtime(String),
 }
 
 /// How long an idle Docker connection is kept: across one interval, so each
@@ -279,7 +383,10 @@ fn build_sink(config: &Config) -> Box<dyn EventSink> {
 
 fn build_source(config: &Config, docker: &DockerClient) -> Box<dyn RecordSource + Send> {
     match &config.database {
-        None => Box::new(LabelRecords::new(docker.clone(), config.label.clone())),
+        None => Box::new(LabelRecords::new(
+            Box::new(docker.clone()),
+            config.label.clone(),
+        )),
         Some(db) => Box::new(PgRecords::new(db.clone(), config.records_table.clone())),
     }
 }
@@ -299,11 +406,71 @@ fn migrate(config: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Opens and locks the state directory; any failure is a runtime one (a full
+/// disk, a directory held by another rtinspect), so systemd retries.
+fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
+    let Some(dir) = &config.state_dir else {
+        return Ok(None);
+    };
+    StateDir::open(dir).map(Some).map_err(|e| match e {
+        OpenError::Locked { .. } => Failure::Runtime(e.to_string()),
+        OpenError::Io(e) => Failure::Runtime(format!(
+            "cannot use the state directory (--state-dir or STATE_DIRECTORY): {e}"
+        )),
+    })
+}
+
+/// The spooled events to publish first; lines that do not parse are set aside.
+fn spooled(
+    state: Option<&StateDir>,
+    rejects: &Rejects,
+    telemetry: &Telemetry,
+) -> Result<Vec<HealthEvent>, Failure> {
+    let Some(state) = state else {
+        return Ok(Vec::new());
+    };
+    let (events, bad) = state
+        .load_spool()
+        .map_err(|e| Failure::Runtime(format!("reading the spool: {e}")))?;
+    for line in bad {
+        let why = format!("spool line {}: {}", line.number, line.why);
+        rejects.set_aside_line(&line.text, &why, telemetry);
+    }
+    if !events.is_empty() {
+        log::info!("publishing {} spooled events first", events.len());
+    }
+    Ok(events)
+}
+
+/// The final spool, written once: by the main thread at the end of the drain,
+/// or by the signal thread on a second signal, whichever comes first.
+struct FinalSpool {
+    outbox: Arc<Outbox>,
+    state: Option<StateDir>,
+    written: Mutex<Option<usize>>,
+}
+
+impl FinalSpool {
+    /// Closes the outbox and keeps what it held; the count of events spooled.
+    fn write(&self) -> Result<usize, Failure> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = *written {
+            return Ok(n);
+        }
+        let undelivered = self.outbox.close();
+        let n = keep_undelivered(&undelivered, self.state.as_ref())?;
+        *written = Some(n);
+        Ok(n)
+    }
+}
+
 /// Runs `run`, `once` or `migrate` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
     if config.command == Command::Migrate {
         return migrate(config);
     }
+    let notifier = Notifier::from_env(&|k| std::env::var_os(k));
+    let state = open_state(config)?;
     let telemetry = Arc::new(Telemetry::default());
     let docker = DockerClient::new(
         &config.docker_socket,
@@ -312,23 +479,39 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     );
     let source = build_source(config, &docker);
     let sink = build_sink(config);
-    let state = match &config.state_dir {
-        None => None,
-        Some(dir) => Some(StateDir::open(dir).map_err(|e| {
-            Failure::Usage(format!(
-                "invalid state directory (--state-dir or STATE_DIRECTORY): {e}"
-            ))
-        })?),
-    };
+    let rejects = Rejects::new(state.clone());
+    let backlog = spooled(state.as_ref(), &rejects, &telemetry)?;
+    let mut worker = Worker::new(
+        source,
+        Box::new(docker),
+        telemetry.clone(),
+        &config.docker_socket,
+    );
+    if let Some(state) = &state {
+        worker = worker
+            .with_state(state.clone())
+            .map_err(|e| Failure::Runtime(format!("reading the saved baselines: {e}")))?;
+    }
 
+    let (events, outbox) = Outbox::new(backlog);
+    let final_spool = Arc::new(FinalSpool {
+        outbox: outbox.clone(),
+        state: state.clone(),
+        written: Mutex::new(None),
+    });
     let (trigger, shutdown) = shutdown::channel();
-    let signals = shutdown::watch_signals(trigger.clone())
-        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
-    let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+    let on_second = final_spool.clone();
+    let signals = shutdown::watch_signals(
+        trigger.clone(),
+        Box::new(move || {
+            let _ = on_second.write();
+        }),
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
     let metrics = match config.metrics_addr {
         None => None,
         Some(addr) => {
-            let depth = queue.clone();
+            let depth = outbox.clone();
             let inputs = HealthInputs {
                 interval: config.interval,
                 started_unix_ms: crate::telemetry::unix_ms_now(),
@@ -339,139 +522,169 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     };
     let publisher = publisher::spawn(
         sink,
-        queue,
-        shutdown.clone(),
-        PublisherOptions::default(),
+        outbox.clone(),
+        rejects,
+        Backoff::default(),
         telemetry.clone(),
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the publisher thread: {e}")))?;
-    let mut worker = Worker::new(
-        source,
-        Box::new(docker),
-        shutdown.clone(),
-        telemetry.clone(),
+
+    notifier.ready();
+    if config.command == Command::Run {
+        log::info!(interval:? = config.interval, socket:% = config.docker_socket.display();
+            "rtinspect {} started", env!("CARGO_PKG_VERSION"));
+    }
+    let notifier = Arc::new(notifier);
+    let inspector = spawn_inspector(
+        worker,
+        events,
+        Turns {
+            once: config.command == Command::Once,
+            interval: config.interval,
+            shutdown: shutdown.clone(),
+            notifier: notifier.clone(),
+        },
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
+
+    // Until a signal, or the end of `once`'s tick.
+    crossbeam_channel::select! {
+        recv(shutdown.receiver()) -> _ => {},
+        recv(inspector.ended) -> _ => {},
+    }
+    notifier.stopping();
+    trigger.trigger();
+    let deadline = Instant::now() + DRAIN;
+
+    // The inspector stops between two records; a call it is blocked in is
+    // left behind at the deadline.
+    let inspector_done = matches!(
+        inspector.ended.recv_deadline(deadline),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
     );
-    if let Some(state) = &state {
-        worker = worker
-            .with_state(state.clone())
-            .map_err(|e| Failure::Runtime(format!("reading the saved baselines: {e}")))?;
-        let spooled = state
-            .load_spool()
-            .map_err(|e| Failure::Runtime(format!("reading the spool: {e}")))?;
-        if !spooled.is_empty() {
-            log::info!("publishing {} spooled events first", spooled.len());
-        }
-        for event in spooled {
-            // The publisher is running: this waits for room, it cannot block for good.
-            let _ = events.send(event);
+    let work = if inspector_done {
+        join(inspector.handle)
+    } else {
+        log::warn!("the inspector is blocked in a call; leaving it behind");
+        Ok(())
+    };
+    // With the inspector gone the queue's last sender is gone, and the
+    // publisher ends once it has delivered everything; else wait while
+    // anything is left to deliver.
+    if inspector_done {
+        publisher.wait_until(deadline);
+    } else {
+        while !outbox.is_empty() && Instant::now() < deadline {
+            publisher.wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
         }
     }
-
-    let work = match config.command {
-        Command::Once => once(&mut worker, events),
-        _ => {
-            log::info!(interval:? = config.interval, socket:% = config.docker_socket.display();
-                "rtinspect {} started", env!("CARGO_PKG_VERSION"));
-            let inspector = spawn_inspector(worker, events, config.interval)
-                .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
-            join(inspector);
-            Ok(())
-        }
-    };
-
-    // The inspector is done: whatever is queued now gets the drain deadline.
-    trigger.trigger();
-    let delivery = join(publisher);
+    let spooled = final_spool.write()?;
+    publisher.join_if_ended();
     signals.stop();
     if let Some(metrics) = metrics {
         metrics.stop();
     }
-    let spooled = keep_undelivered(&delivery, state.as_ref())?;
     if spooled > 0 && config.command == Command::Once {
         return Err(Failure::Runtime(format!(
-            "the sink refused {spooled} events; they are spooled for the next start"
+            "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
         )));
     }
     work
 }
 
-fn once(worker: &mut Worker, events: Sender<HealthEvent>) -> Result<(), Failure> {
-    // `once` has no next tick to protect: it waits for queue room rather than drop.
-    let mut emit = |event: HealthEvent| {
-        let _ = events.send(event);
-    };
-    match worker.tick(&mut emit) {
-        Ok(report) => {
-            log::info!("tick: {report}");
-            Ok(())
-        }
-        Err(e) => Err(Failure::Runtime(e.to_string())),
-    }
+/// How the inspector loop turns.
+struct Turns {
+    /// One tick, then return.
+    once: bool,
+    interval: Duration,
+    shutdown: Shutdown,
+    notifier: Arc<Notifier>,
 }
 
+/// The running inspector thread.
+struct InspectorThread {
+    handle: JoinHandle<Result<(), Failure>>,
+    /// Disconnects when the thread ends, however it ends.
+    ended: Receiver<()>,
+}
+
+/// Starts the inspector thread.
 fn spawn_inspector(
     mut worker: Worker,
     events: Sender<HealthEvent>,
-    interval: Duration,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+    turns: Turns,
+) -> std::io::Result<InspectorThread> {
+    let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::Builder::new()
         .name("inspector".into())
         .spawn(move || {
-            let telemetry = worker.telemetry.clone();
-            let mut emit = |event: HealthEvent| offer(&events, event, &telemetry);
-            let mut last_records = None;
-            let mut listing = WarnLimiter::new(WARNING_PERIOD);
-            loop {
-                let started = Instant::now();
-                match worker.tick(&mut emit) {
-                    Ok(report) => {
-                        if listing.clear("records") {
-                            log::info!("the record list can be read again");
-                        }
-                        let changed = last_records != Some(report.records);
-                        last_records = Some(report.records);
-                        if changed || report.events > 0 || report.errors > 0 {
-                            log::info!("tick: {report}, {:?}", started.elapsed());
-                        } else {
-                            log::debug!(
-                                "tick: {} records, no change, {:?}",
-                                report.records,
-                                started.elapsed()
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(held) = listing.allow("records", Instant::now()) {
-                            log::warn!(err:% = e;
-                                "tick skipped: the record list could not be read{}", held_back(held));
-                        }
-                    }
-                }
-                if worker
-                    .shutdown
-                    .wait(interval.saturating_sub(started.elapsed()))
-                {
-                    break;
-                }
-            }
-            log::info!("inspector stopped");
-        })
+            let _alive = alive;
+            inspect_loop(&mut worker, &events, &turns)
+        })?;
+    Ok(InspectorThread { handle, ended })
 }
 
-/// Offers an event to the publisher without waiting; a full queue drops it,
-/// counted and logged.
-fn offer(events: &Sender<HealthEvent>, event: HealthEvent, telemetry: &Telemetry) {
-    match events.try_send(event) {
-        Ok(()) => {}
-        Err(TrySendError::Full(event)) => {
-            telemetry.events_dropped.fetch_add(1, Relaxed);
-            log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-                event_type = INSPECT_UNHEALTHY; "publish queue full ({QUEUE_CAPACITY}): event dropped");
+fn inspect_loop(
+    worker: &mut Worker,
+    events: &Sender<HealthEvent>,
+    turns: &Turns,
+) -> Result<(), Failure> {
+    let telemetry = worker.telemetry.clone();
+    let mut last: Option<Summary> = None;
+    loop {
+        let started = Instant::now();
+        let cancelled = || turns.shutdown.is_requested();
+        let result = if turns.once {
+            // `once` has no next tick to protect: it waits for queue room rather than drop.
+            worker.tick(&cancelled, &mut |e| {
+                let _ = events.send(e);
+            })
+        } else {
+            worker.tick(&cancelled, &mut |e| publisher::offer(events, e, &telemetry))
+        };
+        let status = match &result {
+            Ok(summary) => {
+                // A steady state logs nothing at info: a tick like the last is debug.
+                if last.as_ref() != Some(summary) || turns.once {
+                    log::info!("tick: {summary}, {:?}", started.elapsed());
+                } else {
+                    log::debug!("tick: {summary}, {:?}", started.elapsed());
+                }
+                last = Some(*summary);
+                summary.to_string()
+            }
+            Err(_) => "the record list could not be read".to_owned(),
+        };
+        turns.notifier.watchdog();
+        turns.notifier.status(&match worker.failing() {
+            Some(failing) => format!("{status}; {failing}"),
+            None => status,
+        });
+        if turns.once {
+            return result
+                .map(|_| ())
+                .map_err(|e| Failure::Runtime(e.to_string()));
         }
-        Err(TrySendError::Disconnected(event)) => {
-            telemetry.events_dropped.fetch_add(1, Relaxed);
-            log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-                event_type = INSPECT_UNHEALTHY; "publisher is gone: event dropped");
+        // Wait for the next tick, turning at least as often as the watchdog asks.
+        let next = started + turns.interval;
+        loop {
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            let slice = turns
+                .notifier
+                .watchdog_every()
+                .map_or(next - now, |w| w.min(next - now));
+            if turns.shutdown.wait(slice) {
+                log::info!("inspector stopped");
+                return Ok(());
+            }
+            turns.notifier.watchdog();
+        }
+        if turns.shutdown.is_requested() {
+            log::info!("inspector stopped");
+            return Ok(());
         }
     }
 }
@@ -484,12 +697,14 @@ fn join<T>(handle: JoinHandle<T>) -> T {
     }
 }
 
-/// Saves what the publisher could not deliver to the spool (and clears a
-/// spool whose events were all delivered); without a state directory, or when
-/// the spool cannot be written, each envelope goes to the error log whole and
-/// the exit is a failure. Returns how many events were spooled.
-fn keep_undelivered(delivery: &Delivery, state: Option<&StateDir>) -> Result<usize, Failure> {
-    let undelivered = &delivery.undelivered;
+/// Saves what could not be delivered to the spool (and clears a spool whose
+/// events were all delivered); without a state directory, or when the spool
+/// cannot be written, each envelope goes to the error log whole and the exit
+/// is a failure. Returns how many events were spooled.
+fn keep_undelivered(
+    undelivered: &[HealthEvent],
+    state: Option<&StateDir>,
+) -> Result<usize, Failure> {
     if let Some(state) = state {
         match state.save_spool(undelivered) {
             Ok(()) => {
@@ -518,4 +733,133 @@ fn keep_undelivered(delivery: &Delivery, state: Option<&StateDir>) -> Result<usi
         "{} events could not be delivered before the drain deadline (their envelopes are in the log)",
         undelivered.len()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{Answer, FakeDocker, FakeRecords};
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn worker(records: &FakeRecords, docker: &FakeDocker) -> (Worker, Arc<Telemetry>) {
+        let telemetry = Arc::new(Telemetry::default());
+        let w = Worker::new(
+            Box::new(records.clone()),
+            Box::new(docker.clone()),
+            telemetry.clone(),
+            Path::new("/run/docker.sock"),
+        );
+        (w, telemetry)
+    }
+
+    fn tick(w: &mut Worker) -> (Result<Summary, RecordError>, Vec<HealthEvent>) {
+        let mut events = Vec::new();
+        let r = w.tick(&|| false, &mut |e| events.push(e));
+        (r, events)
+    }
+
+    #[test]
+    fn counts_follow_the_outcomes() {
+        let records = FakeRecords::new(vec![
+            RuntimeRecord::new("g-stop", "stop"),
+            RuntimeRecord::new("g-gone", "gone"),
+            RuntimeRecord::new("g-bad", "../x"),
+            RuntimeRecord::new("g-boom", "boom"),
+        ]);
+        let docker = FakeDocker::new()
+            .answer("stop", Answer::status(A, 0, "exited"))
+            .answer("boom", Answer::Status(500));
+        let (mut w, t) = worker(&records, &docker);
+        let (summary, events) = tick(&mut w);
+        let summary = summary.unwrap();
+        assert_eq!(
+            (
+                summary.records,
+                summary.events,
+                summary.missing,
+                summary.errors
+            ),
+            (4, 1, 1, 2)
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(t.inspect_errors_of("not_found"), 1);
+        assert_eq!(t.inspect_errors_of("invalid_id"), 1);
+        assert_eq!(t.inspect_errors_of("docker"), 1);
+        assert_eq!(t.ticks.load(Relaxed), 1);
+        assert_eq!(w.failing(), None, "dockerd answered");
+    }
+
+    #[test]
+    fn unreadable_records_fail_the_tick_at_the_records_stage() {
+        let records = FakeRecords::new(Vec::new());
+        records.set(None);
+        let (mut w, t) = worker(&records, &FakeDocker::new());
+        assert!(tick(&mut w).0.is_err());
+        assert_eq!(t.tick_failures[Stage::Records as usize].load(Relaxed), 1);
+        assert!(
+            w.failing()
+                .unwrap()
+                .starts_with("cannot read records since ")
+        );
+        records.set(Some(Vec::new()));
+        assert!(tick(&mut w).0.is_ok());
+        assert_eq!(w.failing(), None);
+    }
+
+    #[test]
+    fn with_no_records_dockerd_is_pinged() {
+        let records = FakeRecords::new(Vec::new());
+        let docker = FakeDocker::new();
+        docker.set_ping(Some(Answer::Unreachable));
+        let (mut w, t) = worker(&records, &docker);
+        assert!(tick(&mut w).0.is_ok());
+        assert_eq!(t.tick_failures[Stage::Docker as usize].load(Relaxed), 1);
+        let failing = w.failing().unwrap();
+        assert!(
+            failing.starts_with("cannot reach dockerd at /run/docker.sock since "),
+            "{failing}"
+        );
+        docker.set_ping(None);
+        tick(&mut w).0.unwrap();
+        assert_eq!(w.failing(), None);
+    }
+
+    #[test]
+    fn a_failure_streak_keeps_its_start() {
+        let records = FakeRecords::new(vec![RuntimeRecord::new("g", "c0")]);
+        let docker = FakeDocker::new().default_answer(Answer::Timeout);
+        let (mut w, t) = worker(&records, &docker);
+        tick(&mut w).0.unwrap();
+        let first = w.failing().unwrap();
+        tick(&mut w).0.unwrap();
+        assert_eq!(w.failing().unwrap(), first);
+        assert_eq!(t.tick_failures[Stage::Docker as usize].load(Relaxed), 2);
+    }
+
+    #[test]
+    fn only_invalid_records_still_check_dockerd() {
+        let records = FakeRecords::new(vec![RuntimeRecord::new("", "c0")]);
+        let docker = FakeDocker::new();
+        docker.set_ping(Some(Answer::Unreachable));
+        let (mut w, _) = worker(&records, &docker);
+        tick(&mut w).0.unwrap();
+        assert!(w.failing().is_some());
+        assert!(docker.asked().is_empty());
+    }
+
+    #[test]
+    fn per_game_warnings_are_forgotten_with_the_game() {
+        let records = FakeRecords::new(vec![
+            RuntimeRecord::new("g-bad", ""),
+            RuntimeRecord::new("g-boom", "boom"),
+        ]);
+        let docker = FakeDocker::new().answer("boom", Answer::Status(500));
+        let (mut w, _) = worker(&records, &docker);
+        tick(&mut w).0.unwrap();
+        assert!(!w.records.warnings.is_empty());
+        records.set(Some(Vec::new()));
+        tick(&mut w).0.unwrap();
+        assert!(w.records.warnings.is_empty());
+    }
 }

@@ -35,8 +35,10 @@ pub const MIN_API: ApiVersion = ApiVersion {
 /// An inspect body is about 4.5 KB; anything over this is not one.
 pub const INSPECT_BODY_LIMIT: u64 = 1024 * 1024;
 
-/// A list body is about 1.5 KB per container; this allows some 40,000.
-pub const LIST_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// A list body is about 1.5 KB per container; this allows some 5,000, far
+/// more than a small host runs, and keeps a hostile answer well inside the
+/// unit's `MemoryMax=64M` (the decoded list costs about as much again).
+pub const LIST_BODY_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// Error bodies are `{"message": "..."}`; only that much is read.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -94,6 +96,14 @@ pub enum DockerError {
         /// What `connect` said.
         source: io::Error,
     },
+    /// The socket answered nothing within the timeout while connecting (its
+    /// listen backlog is full: dockerd is wedged).
+    ConnectTimeout {
+        /// The socket path.
+        socket: PathBuf,
+        /// The bound.
+        timeout: Duration,
+    },
     /// No complete answer within the per-request timeout.
     Timeout(Duration),
     /// The daemon answered with a status other than 2xx or 404.
@@ -110,7 +120,7 @@ pub enum DockerError {
     /// The API versions of daemon and client do not meet.
     Unsupported(String),
     /// Any other failure on the connection (reset, truncated body, bad HTTP).
-    Transport(String),
+    Transport(crate::Cause),
 }
 
 impl DockerError {
@@ -118,7 +128,7 @@ impl DockerError {
     pub fn kind(&self) -> &'static str {
         match self {
             DockerError::NotFound => "not_found",
-            DockerError::Timeout(_) => "timeout",
+            DockerError::Timeout(_) | DockerError::ConnectTimeout { .. } => "timeout",
             DockerError::InvalidId(_) => "invalid_id",
             _ => "docker",
         }
@@ -127,9 +137,19 @@ impl DockerError {
     /// Whether the failure says the connection or the daemon went away, so
     /// that the API version must be negotiated again.
     fn ends_connection_life(&self) -> bool {
+        self.means_unreachable()
+    }
+
+    /// Whether dockerd gave no answer at all: a socket that cannot be
+    /// connected to, a timeout, a connection broken off. Any HTTP answer,
+    /// an error status or a 404 included, shows dockerd reachable.
+    pub fn means_unreachable(&self) -> bool {
         matches!(
             self,
-            DockerError::Unreachable { .. } | DockerError::Transport(_) | DockerError::Timeout(_)
+            DockerError::Unreachable { .. }
+                | DockerError::ConnectTimeout { .. }
+                | DockerError::Transport(_)
+                | DockerError::Timeout(_)
         )
     }
 }
@@ -142,8 +162,22 @@ impl fmt::Display for DockerError {
                 write!(f, "{id:?} is empty or not a Docker container id or name")
             }
             DockerError::Unreachable { socket, source } => {
-                write!(f, "cannot connect to {}: {source}", socket.display())
+                write!(f, "cannot connect to {}: {source}", socket.display())?;
+                match source.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                        f.write_str(" (is dockerd running? set --docker-host or DOCKER_HOST)")
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        write!(f, " ({})", permission_hint(socket))
+                    }
+                    _ => Ok(()),
+                }
             }
+            DockerError::ConnectTimeout { socket, timeout } => write!(
+                f,
+                "cannot connect to {}: no answer within {timeout:?} (dockerd accepts no connections)",
+                socket.display()
+            ),
             DockerError::Timeout(d) => write!(f, "no answer within {d:?}"),
             DockerError::Status { status, message } => write!(f, "HTTP {status}: {message}"),
             DockerError::TooLarge(limit) => write!(f, "response body over {limit} bytes"),
@@ -158,6 +192,7 @@ impl std::error::Error for DockerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             DockerError::Unreachable { source, .. } => Some(source),
+            DockerError::Transport(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -174,10 +209,47 @@ pub struct LabelledContainer {
     pub created: i64,
 }
 
-/// Inspects one container. The seam the tick driver talks to.
+/// Inspects one container. The seam the tick core talks to.
 pub trait ContainerInspector {
     /// `GET /containers/<id>/json`, reduced to an [`Observation`].
     fn inspect(&self, container: &str) -> Result<Observation, DockerError>;
+
+    /// `GET /_ping`: whether dockerd answers, for a tick with no records.
+    fn ping(&self) -> Result<(), DockerError>;
+}
+
+/// Lists the containers that carry a label. The seam label mode reads.
+pub trait ContainerLister {
+    /// Every container, in any state, that carries `label`.
+    fn list_labelled(&self, label: &str) -> Result<Vec<LabelledContainer>, DockerError>;
+}
+
+/// What to tell an operator whose user may not open the socket: the group
+/// that owns it, which the user must be in.
+fn permission_hint(socket: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(socket) else {
+        return "rtinspect's user may not open the socket".into();
+    };
+    let gid = meta.gid();
+    // /etc/group: name:password:gid:members
+    let name = std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|groups| {
+            groups.lines().find_map(|l| {
+                let mut parts = l.split(':');
+                let name = parts.next()?;
+                let id: u32 = parts.nth(1)?.parse().ok()?;
+                (id == gid).then(|| name.to_owned())
+            })
+        });
+    match name {
+        Some(name) => format!(
+            "the socket belongs to group {name} (gid {gid}); rtinspect's user must be in it, \
+             as the packaged unit's SupplementaryGroups=docker does"
+        ),
+        None => format!("the socket belongs to gid {gid}; rtinspect's user must be in that group"),
+    }
 }
 
 /// A client for one dockerd, cheap to clone; clones share the connection pool
@@ -219,6 +291,11 @@ impl DockerClient {
             api: Arc::new(Mutex::new(None)),
             body: Arc::new(Mutex::new(Vec::with_capacity(8192))),
         }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
     }
 
     /// Asks `/_ping` for the daemon's API version and settles on the lower of
@@ -293,10 +370,16 @@ impl DockerClient {
                     source,
                 }
             }
+            ureq::Error::Io(e) if unix_socket::is_connect_timeout(&e) => {
+                DockerError::ConnectTimeout {
+                    socket: self.socket.clone(),
+                    timeout: self.timeout,
+                }
+            }
             ureq::Error::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut) => {
                 DockerError::Timeout(self.timeout)
             }
-            other => DockerError::Transport(other.to_string()),
+            other => DockerError::Transport(Box::new(other)),
         }
     }
 
@@ -361,9 +444,10 @@ impl DockerClient {
         }
         result
     }
+}
 
-    /// Lists every container, in any state, that carries `label`.
-    pub fn list_labelled(&self, label: &str) -> Result<Vec<LabelledContainer>, DockerError> {
+impl ContainerLister for DockerClient {
+    fn list_labelled(&self, label: &str) -> Result<Vec<LabelledContainer>, DockerError> {
         let filters = serde_json::json!({ "label": [label] }).to_string();
         let path = format!(
             "/containers/json?all=1&filters={}",
@@ -385,6 +469,17 @@ impl ContainerInspector for DockerClient {
             INSPECT_BODY_LIMIT,
             decode_inspect,
         )
+    }
+
+    fn ping(&self) -> Result<(), DockerError> {
+        let result = self.negotiate().map(|_| ());
+        if result
+            .as_ref()
+            .is_err_and(DockerError::ends_connection_life)
+        {
+            self.forget_version();
+        }
+        result
     }
 }
 
@@ -411,7 +506,7 @@ fn read_limited(
             Err(match inner {
                 Some(ureq::Error::BodyExceedsLimit(l)) => DockerError::TooLarge(*l),
                 Some(ureq::Error::Timeout(_)) => DockerError::Timeout(timeout),
-                Some(other) => DockerError::Transport(other.to_string()),
+                Some(_) => DockerError::Transport(Box::new(e)),
                 None if matches!(
                     e.kind(),
                     io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
@@ -419,7 +514,7 @@ fn read_limited(
                 {
                     DockerError::Timeout(timeout)
                 }
-                None => DockerError::Transport(e.to_string()),
+                None => DockerError::Transport(Box::new(e)),
             })
         }
     }

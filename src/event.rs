@@ -51,9 +51,14 @@ struct Details<'a> {
 }
 
 impl HealthEvent {
-    /// Makes the event for `finding`, with a fresh time-ordered UUID (v7).
+    /// Makes the event for `finding` observed at `occurred_at`, with a fresh
+    /// UUID (v7) whose time part is that same instant.
     pub fn from_finding(finding: Finding, occurred_at: SystemTime) -> Self {
-        let id = uuid::Uuid::now_v7().to_string();
+        let since = occurred_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+        let id = uuid::Uuid::new_v7(ts).to_string();
         Self::with_id(id, finding, occurred_at)
     }
 

@@ -2,9 +2,9 @@
 //! findings.
 //!
 //! It is a plain state machine over the per-game [`Baseline`]s and does no I/O:
-//! the tick driver (`daemon`) lists the records, asks Docker, and feeds the
-//! answers in here one at a time. Everything the SPEC says about "one tick"
-//! that is a decision, not a request, lives in this file.
+//! the tick core (`tick`) feeds it the answers of Docker one at a time, and
+//! holds the decisions around them (which records are valid, when a tick gives
+//! up on dockerd).
 
 use std::collections::HashMap;
 

@@ -2,25 +2,36 @@
 //! API and publishes an `inspect_unhealthy` event when one restarted, is not
 //! running, or reports an unhealthy healthcheck.
 //!
-//! The inspector core (`inspector`) decides; everything else talks to one
-//! outside system each: `docker` to dockerd, `records` and `postgres` to wherever the
-//! list of runtimes lives, `publisher` to the event sink. `daemon` wires them into
-//! threads and channels; `metrics` serves the counters of `telemetry`. There is
-//! no async runtime in this crate.
+//! The core decides and does no I/O: `inspector` holds the rules and the
+//! baselines, `tick` every decision of a tick. Each outside system has one
+//! module: `docker` (dockerd), `records` and `postgres` (wherever the list of
+//! runtimes lives), `sink` and `postgres` (where events go), `state` (the
+//! state directory), `notify` (systemd). `publisher` runs the sink on a thread
+//! of its own; `daemon` wires everything into threads and channels, logs and
+//! counts; `metrics` serves the counters of `telemetry`. There is no async
+//! runtime in this crate.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// A boxed error cause, kept so that `source()` can reach it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod event;
+#[cfg(test)]
+mod fakes;
 pub mod inspector;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod postgres;
 pub mod publisher;
 pub mod records;
 pub mod shutdown;
+pub mod sink;
 pub mod state;
 pub mod telemetry;
+pub mod tick;

@@ -170,6 +170,16 @@ impl WarnLimiter {
     pub fn clear(&mut self, cause: &str) -> bool {
         !self.causes.is_empty() && self.causes.remove(cause).is_some()
     }
+
+    /// Whether no cause is being warned about.
+    pub fn is_empty(&self) -> bool {
+        self.causes.is_empty()
+    }
+
+    /// Forgets every cause for which `keep` is false (games that left).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.causes.retain(|cause, _| keep(cause));
+    }
 }
 
 #[cfg(test)]

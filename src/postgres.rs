@@ -5,6 +5,11 @@
 //! and blocks the caller; no thread of ours is async. The record source and the
 //! sink each own a connection, opened lazily and dropped on failure, so that a
 //! restarted or failed-over server is reconnected on the next tick or retry.
+//! Every call is bounded: connect (10 s), statements (30 s), and a peer that
+//! vanished (TCP keepalives and a TCP user timeout notice it within 60 s).
+//! A server frozen mid-call still has its kernel acknowledge every packet, so
+//! nothing here notices it: the wiring's bounded shutdown abandons the call.
+//! The sink tells an outage (retry) from a refusal of the event (set aside).
 //! Table names come from validated configuration and are quoted; every value
 //! from configuration or from a row is a bind parameter. TLS is rustls
 //! (`tls`), following the URL's `sslmode`.
@@ -19,14 +24,26 @@ use postgres::{Client, Statement};
 use crate::config::{Database, TableName};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::RuntimeRecord;
-use crate::publisher::{EventSink, SinkError};
 use crate::records::{RecordError, RecordSource};
+use crate::sink::{EventSink, SinkError};
 
 /// Bound on connecting when the URL sets none (libpq waits forever by default).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bound on any one statement, so a locked table cannot stall a tick forever.
 const STATEMENT_TIMEOUT_MS: u64 = 30_000;
+
+/// TCP keepalives: the first probe after this much silence, then one every
+/// [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`] times (the default idle time
+/// is two hours, during which a call on a half-open connection would wait).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 4;
+
+/// How long sent data may stay unacknowledged before the kernel drops the
+/// connection: a peer whose packets vanish is noticed within this, even
+/// mid-statement, where keepalives (idle connections only) would not.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// SQLSTATE undefined_table.
 const UNDEFINED_TABLE: &str = "42P01";
@@ -40,6 +57,10 @@ pub struct PgError {
     pub detail: String,
     /// Whether the connection is unusable afterwards.
     pub connection_lost: bool,
+    /// The server's SQLSTATE, when the server answered with an error.
+    pub sqlstate: Option<String>,
+    /// The driver's error.
+    pub source: Option<postgres::Error>,
 }
 
 impl fmt::Display for PgError {
@@ -48,15 +69,30 @@ impl fmt::Display for PgError {
     }
 }
 
-impl std::error::Error for PgError {}
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
 
 impl PgError {
-    fn new(step: impl Into<String>, e: &postgres::Error) -> PgError {
+    fn new(step: impl Into<String>, e: postgres::Error) -> PgError {
         PgError {
             step: step.into(),
-            detail: describe(e),
+            detail: describe(&e),
             connection_lost: e.is_closed() || e.as_db_error().is_none(),
+            sqlstate: e.as_db_error().map(|db| db.code().code().to_owned()),
+            source: Some(e),
         }
+    }
+
+    /// Whether the server refused the values of this statement, which no
+    /// retry changes: a data exception (SQLSTATE class 22, a NOTIFY payload
+    /// over 8000 bytes among them: 22023) or an integrity violation (23).
+    pub fn refuses_the_values(&self) -> bool {
+        self.sqlstate
+            .as_deref()
+            .is_some_and(|s| s.starts_with("22") || s.starts_with("23"))
     }
 }
 
@@ -91,6 +127,12 @@ pub fn connect(db: &Database) -> Result<Client, PgError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
     let options = match config.get_options() {
         Some(o) => format!("{o} -c statement_timeout={STATEMENT_TIMEOUT_MS}"),
         None => format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"),
@@ -101,16 +143,14 @@ pub fn connect(db: &Database) -> Result<Client, PgError> {
     }
     config
         .connect(db.tls.clone())
-        .map_err(|e| PgError::new("connecting to PostgreSQL", &e))
+        .map_err(|e| PgError::new("connecting to PostgreSQL", e))
 }
 
 impl PgError {
     /// A failure of a statement on `table`; a missing table says so by name.
-    fn on_table(step: impl Into<String>, e: &postgres::Error, table: &TableName) -> PgError {
+    fn on_table(step: impl Into<String>, e: postgres::Error, table: &TableName) -> PgError {
         let mut err = PgError::new(step, e);
-        if e.as_db_error()
-            .is_some_and(|db| db.code().code() == UNDEFINED_TABLE)
-        {
+        if err.sqlstate.as_deref() == Some(UNDEFINED_TABLE) {
             err.detail = format!(
                 "table {table} does not exist (create it with `rtinspect migrate`, or set the table option)"
             );
@@ -157,7 +197,7 @@ impl PgRecords {
             let statement = client.prepare(&self.query).map_err(|e| {
                 PgError::on_table(
                     format!("preparing the query on {}", self.table),
-                    &e,
+                    e,
                     &self.table,
                 )
             })?;
@@ -167,19 +207,15 @@ impl PgRecords {
         let (client, statement) = self.conn.as_mut().expect("connected above");
         let rows = client
             .query(&*statement, &[])
-            .map_err(|e| PgError::new(format!("reading {}", self.table), &e))?;
+            .map_err(|e| PgError::new(format!("reading {}", self.table), e))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let game_id: Option<String> = row.get(0);
             let container_id: Option<String> = row.get(1);
-            let Some(game_id) = game_id else {
-                log::warn!(container_id = container_id.as_deref().unwrap_or(""); "record skipped: game_id is NULL in {}", self.table);
-                continue;
-            };
-            // A NULL container id is skipped by the tick like an empty one, with
-            // a warning naming the game.
+            // A NULL game or container id is refused by the tick core like an
+            // empty one, with a warning.
             records.push(RuntimeRecord::new(
-                game_id,
+                game_id.unwrap_or_default(),
                 container_id.unwrap_or_default(),
             ));
         }
@@ -201,6 +237,8 @@ fn check_text_columns(statement: &Statement, table: &TableName) -> Result<(), Pg
                     ty.name()
                 ),
                 connection_lost: false,
+                sqlstate: None,
+                source: None,
             });
         }
     }
@@ -213,7 +251,7 @@ impl RecordSource for PgRecords {
             // Drop the connection on any failure: the next tick starts afresh,
             // and a schema fix is picked up without a restart.
             self.conn = None;
-            RecordError::Database(e.to_string())
+            RecordError::Database(Box::new(e))
         })
     }
 }
@@ -270,7 +308,7 @@ impl PgSink {
         let table = &self.table;
         let mut tx = client
             .transaction()
-            .map_err(|e| PgError::new("beginning a transaction", &e))?;
+            .map_err(|e| PgError::new("beginning a transaction", e))?;
         tx.execute(
             &self.insert,
             &[
@@ -282,12 +320,12 @@ impl PgSink {
                 &details,
             ],
         )
-        .map_err(|e| PgError::on_table(format!("inserting into {table}"), &e, table))?;
+        .map_err(|e| PgError::on_table(format!("inserting into {table}"), e, table))?;
         if let Some(channel) = &self.channel {
             tx.execute("SELECT pg_notify($1, $2)", &[channel, &event.envelope])
-                .map_err(|e| PgError::new(format!("notifying {channel}"), &e))?;
+                .map_err(|e| PgError::new(format!("notifying {channel}"), e))?;
         }
-        tx.commit().map_err(|e| PgError::new("committing", &e))
+        tx.commit().map_err(|e| PgError::new("committing", e))
     }
 }
 
@@ -297,7 +335,11 @@ impl EventSink for PgSink {
             if e.connection_lost {
                 self.client = None;
             }
-            SinkError(e.to_string())
+            if e.refuses_the_values() {
+                SinkError::Refused(Box::new(e))
+            } else {
+                SinkError::Unavailable(Box::new(e))
+            }
         })
     }
 }
@@ -342,7 +384,7 @@ pub fn migrate(
     let mut client = connect(db)?;
     let mut tx = client
         .transaction()
-        .map_err(|e| PgError::new("beginning a transaction", &e))?;
+        .map_err(|e| PgError::new("beginning a transaction", e))?;
     let (index, index_qualified) = status_index(records);
     let objects: [(&'static str, String, String); 3] = [
         (
@@ -386,11 +428,11 @@ pub fn migrate(
         let quoted_name = quote_qualified(&name);
         let existed: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted_name])
-            .map_err(|e| PgError::new(format!("looking up {name}"), &e))?
+            .map_err(|e| PgError::new(format!("looking up {name}"), e))?
             .get(0);
         if !existed {
             tx.batch_execute(&ddl)
-                .map_err(|e| PgError::new(format!("creating {kind} {name}"), &e))?;
+                .map_err(|e| PgError::new(format!("creating {kind} {name}"), e))?;
         }
         steps.push(MigrationStep {
             kind,
@@ -398,7 +440,7 @@ pub fn migrate(
             created: !existed,
         });
     }
-    tx.commit().map_err(|e| PgError::new("committing", &e))?;
+    tx.commit().map_err(|e| PgError::new("committing", e))?;
     Ok(steps)
 }
 

@@ -1,91 +1,33 @@
-//! The publisher: a thread that takes events off a bounded channel and hands
-//! them to the sink, in order, retrying a refused event until it is accepted.
+//! The publisher: a thread that takes events from the [`Outbox`] and hands
+//! them to the sink, in order.
 //!
-//! The inspector never waits for the sink: it offers each event to the queue
-//! and counts a drop when the queue is full. On shutdown the publisher keeps
-//! delivering until the queue is empty or the drain deadline passes; what is
-//! left then is returned to the caller, never silently discarded.
+//! A sink that is down is retried with capped, jittered backoff, the same
+//! event first; an event the sink refuses for good is set aside (to
+//! `rejected.jsonl`, or the error log) and the queue moves on, so that one bad
+//! event never holds up the others. The inspector never waits for the sink:
+//! it offers each event to the queue and counts a drop when the queue is full.
+//!
+//! Whatever the sink is doing, the owner of the outbox can [`Outbox::close`]
+//! it at any moment and get back every event not yet delivered, the one in
+//! flight included: that is what makes shutdown bounded when a statement is
+//! blocked or a peer is frozen.
 
-use std::fmt;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
-use crate::shutdown::Shutdown;
+use crate::sink::{EventSink, SinkError};
+use crate::state::StateDir;
 use crate::telemetry::Telemetry;
 
-/// Why a sink refused an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkError(pub String);
-
-impl fmt::Display for SinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SinkError {}
-
-/// Where events go. `publish` returns only once the event is durably handed
-/// over (written and flushed, or committed).
-pub trait EventSink: Send {
-    /// Publishes one event; an error means it was not accepted and will be retried.
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError>;
-}
-
-/// Writes each envelope as one line and flushes it.
-#[derive(Debug)]
-pub struct StdoutSink<W: Write + Send> {
-    out: W,
-}
-
-impl StdoutSink<std::io::Stdout> {
-    /// A sink on the process's standard output.
-    pub fn stdout() -> Self {
-        StdoutSink {
-            out: std::io::stdout(),
-        }
-    }
-}
-
-impl<W: Write + Send> StdoutSink<W> {
-    /// A sink on any writer.
-    pub fn new(out: W) -> Self {
-        StdoutSink { out }
-    }
-
-    /// The writer, for tests.
-    pub fn into_inner(self) -> W {
-        self.out
-    }
-}
-
-impl<W: Write + Send> EventSink for StdoutSink<W> {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
-        let mut line = Vec::with_capacity(event.envelope.len() + 1);
-        line.extend_from_slice(event.envelope.as_bytes());
-        line.push(b'\n');
-        self.out
-            .write_all(&line)
-            .and_then(|()| self.out.flush())
-            .map_err(|e| SinkError(format!("writing to stdout: {e}")))
-    }
-}
-
-/// How the publisher's run ended.
-#[derive(Debug, Default)]
-pub struct Delivery {
-    /// Events the sink accepted.
-    pub published: u64,
-    /// Events still undelivered when the drain deadline passed, in order.
-    pub undelivered: Vec<HealthEvent>,
-}
+/// How many events may wait for the sink before new ones are dropped.
+pub const QUEUE_CAPACITY: usize = 4096;
 
 /// Retry delays: exponential from `first`, capped, with up to 50% jitter so
 /// that many hosts recovering together do not retry in step.
@@ -123,222 +65,488 @@ impl Backoff {
     }
 }
 
-/// The publisher's settings.
-#[derive(Debug, Clone)]
-pub struct PublisherOptions {
-    /// How long, once shutdown is requested, delivery may go on.
-    pub drain: Duration,
-    /// Retry delays for a refused event.
-    pub backoff: Backoff,
+impl Default for Backoff {
+    /// 100 ms doubling to 30 s.
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(30))
+    }
 }
 
-impl Default for PublisherOptions {
-    fn default() -> Self {
-        PublisherOptions {
-            drain: Duration::from_secs(10),
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+/// The events waiting for the sink: a backlog read from the spool, the queue
+/// the inspector feeds, and the one event the publisher is delivering.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Receiver<HealthEvent>,
+    slot: Mutex<Slot>,
+    /// Dropped by [`Outbox::close`], which wakes the publisher at once.
+    closer: Mutex<Option<Sender<()>>>,
+    closed: Receiver<()>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    backlog: VecDeque<HealthEvent>,
+    in_flight: Option<HealthEvent>,
+    closed: bool,
+}
+
+impl Outbox {
+    /// An outbox with `backlog` (spooled events) first, and the sender that
+    /// feeds its bounded queue.
+    pub fn new(backlog: Vec<HealthEvent>) -> (Sender<HealthEvent>, Arc<Outbox>) {
+        let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let (closer, closed) = crossbeam_channel::bounded(0);
+        let outbox = Outbox {
+            queue,
+            slot: Mutex::new(Slot {
+                backlog: backlog.into(),
+                ..Slot::default()
+            }),
+            closer: Mutex::new(Some(closer)),
+            closed,
+        };
+        (events, Arc::new(outbox))
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events waiting, the one in flight included.
+    pub fn len(&self) -> usize {
+        let slot = self.slot();
+        slot.backlog.len() + usize::from(slot.in_flight.is_some()) + self.queue.len()
+    }
+
+    /// Whether nothing waits and nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops delivery and returns every event not yet delivered, in order: the
+    /// one in flight, the backlog, the queue. The publisher ends at its next
+    /// step; an event it is handing to the sink right now may still arrive
+    /// there too (delivery is at least once). Later calls return what was
+    /// queued since.
+    pub fn close(&self) -> Vec<HealthEvent> {
+        let mut slot = self.slot();
+        slot.closed = true;
+        self.closer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut left: Vec<HealthEvent> = slot.in_flight.take().into_iter().collect();
+        left.extend(slot.backlog.drain(..));
+        left.extend(self.queue.try_iter());
+        left
+    }
+
+    /// Waits until an event may be taken, the outbox is closed, or `limit` passes.
+    fn wait_ready(&self, limit: Duration) {
+        let mut select = Select::new();
+        select.recv(&self.queue);
+        select.recv(&self.closed);
+        let _ = select.ready_timeout(limit);
+    }
+
+    /// The next event to deliver, marked in flight; `None` once the outbox is
+    /// closed or every sender is gone and nothing is left.
+    fn take(&self) -> Option<HealthEvent> {
+        loop {
+            {
+                let mut slot = self.slot();
+                if slot.closed {
+                    return None;
+                }
+                let next = match slot.backlog.pop_front() {
+                    Some(e) => Some(e),
+                    None => match self.queue.try_recv() {
+                        Ok(e) => Some(e),
+                        Err(TryRecvError::Disconnected) => return None,
+                        Err(TryRecvError::Empty) => None,
+                    },
+                };
+                if let Some(event) = next {
+                    slot.in_flight = Some(event.clone());
+                    return Some(event);
+                }
+            }
+            self.wait_ready(Duration::from_secs(3600));
+        }
+    }
+
+    /// The event in flight was delivered or set aside. False when the outbox
+    /// was closed meanwhile (the event went back to its owner).
+    fn done(&self) -> bool {
+        let mut slot = self.slot();
+        slot.in_flight = None;
+        !slot.closed
+    }
+
+    /// Sleeps for `d`, or until the outbox is closed; true when it was.
+    fn sleep(&self, d: Duration) -> bool {
+        matches!(
+            self.closed.recv_timeout(d),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
+/// Offers an event to the queue without waiting; a full queue drops it,
+/// counted and logged.
+pub fn offer(events: &Sender<HealthEvent>, event: HealthEvent, telemetry: &Telemetry) {
+    let (event, why) = match events.try_send(event) {
+        Ok(()) => return,
+        Err(TrySendError::Full(e)) => (e, "publish queue full"),
+        Err(TrySendError::Disconnected(e)) => (e, "publisher is gone"),
+    };
+    telemetry.events_dropped.fetch_add(1, Relaxed);
+    log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+        event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
+        "{why} ({QUEUE_CAPACITY}): event dropped");
+}
+
+/// Where events the sink refused for good are set aside.
+#[derive(Debug, Clone, Default)]
+pub struct Rejects {
+    state: Option<StateDir>,
+}
+
+impl Rejects {
+    /// Into `rejected.jsonl` in `state`, or the error log without one.
+    pub fn new(state: Option<StateDir>) -> Self {
+        Rejects { state }
+    }
+
+    /// Sets `event` aside, counted; its envelope is never only dropped.
+    pub fn set_aside(
+        &self,
+        event: &HealthEvent,
+        why: &dyn std::fmt::Display,
+        telemetry: &Telemetry,
+    ) {
+        let reason = why.to_string();
+        let kept = self.keep(&event.envelope, &reason, telemetry);
+        match kept {
+            Some(path) => log::error!(game_id = event.game_id.as_str(),
+                container_id = event.container_id.as_str(), event_type = INSPECT_UNHEALTHY,
+                err = reason.as_str();
+                "event refused by the sink; set aside in {}", path.display()),
+            None => log::error!(game_id = event.game_id.as_str(),
+                container_id = event.container_id.as_str(), event_type = INSPECT_UNHEALTHY,
+                err = reason.as_str(), envelope = event.envelope.as_str();
+                "event refused by the sink; set aside here (no state directory)"),
+        }
+    }
+
+    /// Sets aside a spool line that does not parse, counted like an event.
+    pub fn set_aside_line(&self, line: &str, why: &str, telemetry: &Telemetry) {
+        match self.keep(line, why, telemetry) {
+            Some(path) => log::error!(err = why;
+                "spooled line does not parse; set aside in {}", path.display()),
+            None => log::error!(err = why, envelope = line;
+                "spooled line does not parse; set aside here"),
+        }
+    }
+
+    /// Counts the refusal and appends it to `rejected.jsonl`; the file's
+    /// path, or `None` when it could not be kept there.
+    fn keep(
+        &self,
+        envelope: &str,
+        reason: &str,
+        telemetry: &Telemetry,
+    ) -> Option<std::path::PathBuf> {
+        telemetry.events_rejected.fetch_add(1, Relaxed);
+        let state = self.state.as_ref()?;
+        match state.append_rejected(envelope, reason) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                log::error!(err:% = e; "cannot write to the rejected events file");
+                None
+            }
         }
     }
 }
 
-/// Starts the publisher thread. It ends when every sender of `events` is
-/// dropped and the queue is delivered, or when the drain deadline passes.
+/// The running publisher thread.
+#[derive(Debug)]
+pub struct Publisher {
+    thread: JoinHandle<()>,
+    /// Disconnected when the thread ends, however it ends.
+    ended: Receiver<()>,
+}
+
+impl Publisher {
+    /// Waits until the thread has ended or `deadline` passes; true when it ended.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        matches!(
+            self.ended.recv_deadline(deadline),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    }
+
+    /// Joins the thread if it has ended, re-raising its panic; a thread still
+    /// blocked in the sink is left behind (the process is about to exit).
+    pub fn join_if_ended(self) {
+        if self.thread.is_finished() {
+            if let Err(panic) = self.thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// Starts the publisher thread over `outbox`. It ends when the outbox is
+/// closed, or when every sender is gone and everything was delivered.
 pub fn spawn(
     mut sink: Box<dyn EventSink>,
-    events: Receiver<HealthEvent>,
-    shutdown: Shutdown,
-    options: PublisherOptions,
+    outbox: Arc<Outbox>,
+    rejects: Rejects,
+    backoff: Backoff,
     telemetry: Arc<Telemetry>,
-) -> std::io::Result<JoinHandle<Delivery>> {
+) -> std::io::Result<Publisher> {
+    let (alive, ended) = crossbeam_channel::bounded::<()>(0);
     telemetry.publisher_alive.store(true, Relaxed);
-    std::thread::Builder::new()
+    let t = telemetry.clone();
+    let spawned = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            // Cleared however the thread ends, panics included, for /healthz.
+            // Dropped however the thread ends, panics included: the flag
+            // for /healthz, and the sender whose end wakes `wait_until`.
             struct Alive<'a>(&'a Telemetry);
             impl Drop for Alive<'_> {
                 fn drop(&mut self) {
                     self.0.publisher_alive.store(false, Relaxed);
                 }
             }
-            let _alive = Alive(&telemetry);
-            deliver(&mut *sink, &events, &shutdown, options, &telemetry)
-        })
+            let _alive = (Alive(&t), alive);
+            deliver(&mut *sink, &outbox, &rejects, backoff, &t);
+        });
+    match spawned {
+        Ok(thread) => Ok(Publisher { thread, ended }),
+        Err(e) => {
+            telemetry.publisher_alive.store(false, Relaxed);
+            Err(e)
+        }
+    }
 }
 
 fn deliver(
     sink: &mut dyn EventSink,
-    events: &Receiver<HealthEvent>,
-    shutdown: &Shutdown,
-    mut options: PublisherOptions,
+    outbox: &Outbox,
+    rejects: &Rejects,
+    mut backoff: Backoff,
     telemetry: &Telemetry,
-) -> Delivery {
-    let mut delivery = Delivery::default();
-    let mut deadline: Option<Instant> = None;
+) {
     let mut failing_since: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
-
-    while let Ok(event) = events.recv() {
+    while let Some(event) = outbox.take() {
         loop {
             match sink.publish(&event) {
                 Ok(()) => {
                     telemetry.events_published.fetch_add(1, Relaxed);
-                    delivery.published += 1;
-                    options.backoff.reset();
+                    backoff.reset();
                     if let Some(since) = failing_since.take() {
                         log::info!("sink accepts events again after {:?}", since.elapsed());
                     }
                     break;
                 }
-                Err(e) => {
+                Err(SinkError::Refused(why)) => {
+                    // The sink answered, so it is not down; this event is bad.
+                    rejects.set_aside(&event, &why, telemetry);
+                    backoff.reset();
+                    break;
+                }
+                Err(e @ SinkError::Unavailable(_)) => {
                     telemetry.publish_failures.fetch_add(1, Relaxed);
                     let now = Instant::now();
                     failing_since.get_or_insert(now);
-                    // One warning a minute while the sink keeps refusing.
+                    // One warning a minute while the sink stays down.
                     if last_warning.is_none_or(|t| now - t >= Duration::from_secs(60)) {
                         last_warning = Some(now);
                         log::warn!(game_id = event.game_id.as_str(),
                             container_id = event.container_id.as_str(),
                             event_type = INSPECT_UNHEALTHY, err:% = e;
-                            "publish failed; retrying with backoff ({} queued)", events.len());
+                            "publish failed; retrying with backoff ({} waiting)", outbox.len());
                     }
-                    let delay = options.backoff.next_delay();
-                    if deadline.is_none() && shutdown.is_requested() {
-                        deadline = Some(now + options.drain);
-                    }
-                    match deadline {
-                        // Draining: keep the backoff, but make a last try at
-                        // the deadline and give up after it.
-                        Some(d) if now >= d => {
-                            delivery.undelivered.push(event);
-                            delivery.undelivered.extend(events.iter());
-                            return delivery;
-                        }
-                        Some(d) => std::thread::sleep(delay.min(d - now)),
-                        None => {
-                            if shutdown.wait(delay) {
-                                deadline = Some(Instant::now() + options.drain);
-                            }
-                        }
+                    if outbox.sleep(backoff.next_delay()) {
+                        return;
                     }
                 }
             }
         }
+        if !outbox.done() {
+            return;
+        }
     }
-    delivery
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::stopped_event as event;
+    use crate::fakes::{FakeSink, SinkAnswer};
 
-    /// Refuses the first `fail` publishes, then records what it accepts.
-    struct Flaky {
-        fail: usize,
-        accepted: Arc<std::sync::Mutex<Vec<String>>>,
+    fn fast() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(4))
     }
 
-    impl EventSink for Flaky {
-        fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
-            if self.fail > 0 {
-                self.fail -= 1;
-                return Err(SinkError("down".into()));
-            }
-            self.accepted.lock().unwrap().push(event.game_id.clone());
-            Ok(())
-        }
+    fn games(events: &[HealthEvent]) -> Vec<String> {
+        events.iter().map(|e| e.game_id.clone()).collect()
     }
 
-    fn fast() -> PublisherOptions {
-        PublisherOptions {
-            drain: Duration::from_millis(200),
-            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(4)),
-        }
-    }
-
-    #[test]
-    fn refused_events_are_retried_in_order() {
-        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = Flaky {
-            fail: 5,
-            accepted: accepted.clone(),
-        };
-        let (tx, rx) = crossbeam_channel::bounded(8);
-        let (_trigger, shutdown) = crate::shutdown::channel();
+    /// Publishes `sent` through a sink answering `script` (then accepting),
+    /// with every sender dropped; returns (accepted, telemetry).
+    fn run(script: Vec<SinkAnswer>, sent: &[&str]) -> (Vec<String>, Arc<Telemetry>) {
+        let sink = FakeSink::new(script);
+        let accepted = sink.accepted();
+        let (tx, outbox) = Outbox::new(Vec::new());
         let telemetry = Arc::new(Telemetry::default());
-        let handle = spawn(Box::new(sink), rx, shutdown, fast(), telemetry.clone()).unwrap();
-        for g in ["a", "b", "c"] {
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::default(),
+            fast(),
+            telemetry.clone(),
+        )
+        .unwrap();
+        for g in sent {
             tx.send(event(g)).unwrap();
         }
         drop(tx);
-        let delivery = handle.join().unwrap();
-        assert_eq!(*accepted.lock().unwrap(), vec!["a", "b", "c"]);
-        assert_eq!(delivery.published, 3);
-        assert!(delivery.undelivered.is_empty());
-        assert_eq!(telemetry.events_published.load(Relaxed), 3);
-        assert_eq!(telemetry.publish_failures.load(Relaxed), 5);
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        p.join_if_ended();
+        assert!(outbox.is_empty());
+        let got = games(&accepted.lock().unwrap());
+        (got, telemetry)
     }
 
     #[test]
-    fn after_the_drain_deadline_the_rest_is_returned_not_lost() {
-        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = Flaky {
-            fail: usize::MAX,
-            accepted: accepted.clone(),
-        };
-        let (tx, rx) = crossbeam_channel::bounded(8);
-        let (trigger, shutdown) = crate::shutdown::channel();
+    fn an_unavailable_sink_is_retried_in_order() {
+        let (accepted, t) = run(vec![SinkAnswer::Down; 5], &["a", "b", "c"]);
+        assert_eq!(accepted, vec!["a", "b", "c"]);
+        assert_eq!(t.events_published.load(Relaxed), 3);
+        assert_eq!(t.publish_failures.load(Relaxed), 5);
+        assert_eq!(t.events_rejected.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_refused_event_is_set_aside_and_the_next_goes_on() {
+        let (accepted, t) = run(
+            vec![SinkAnswer::Down, SinkAnswer::Refuse, SinkAnswer::Accept],
+            &["poison", "b", "c"],
+        );
+        assert_eq!(accepted, vec!["b", "c"]);
+        assert_eq!(t.events_rejected.load(Relaxed), 1);
+        assert_eq!(t.events_published.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn refused_events_go_to_rejected_jsonl_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-rejects-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).unwrap();
+        let sink = FakeSink::new(vec![SinkAnswer::Refuse]);
+        let (tx, outbox) = Outbox::new(Vec::new());
         let telemetry = Arc::new(Telemetry::default());
-        let handle = spawn(Box::new(sink), rx, shutdown, fast(), telemetry.clone()).unwrap();
-        for g in ["a", "b", "c"] {
-            tx.send(event(g)).unwrap();
-        }
-        trigger.trigger();
+        let p = spawn(
+            Box::new(sink),
+            outbox,
+            Rejects::new(Some(state.clone())),
+            fast(),
+            telemetry,
+        )
+        .unwrap();
+        let bad = event("bad");
+        tx.send(bad.clone()).unwrap();
         drop(tx);
-        let delivery = handle.join().unwrap();
-        let left: Vec<_> = delivery
-            .undelivered
-            .iter()
-            .map(|e| e.game_id.as_str())
-            .collect();
-        assert_eq!(left, vec!["a", "b", "c"]);
-        assert_eq!(telemetry.events_published.load(Relaxed), 0);
-        assert!(accepted.lock().unwrap().is_empty());
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        let text = std::fs::read_to_string(dir.join("rejected.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["reason"], "refused by the fake sink");
+        assert_eq!(line["envelope"]["event_id"], bad.event_id.as_str());
+        drop(state);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn draining_keeps_retrying_until_the_deadline() {
-        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
-        // Refuses for longer than a few instant retries would cover.
-        let sink = Flaky {
-            fail: 40,
-            accepted: accepted.clone(),
-        };
-        let (tx, rx) = crossbeam_channel::bounded(8);
-        let (trigger, shutdown) = crate::shutdown::channel();
-        let options = PublisherOptions {
-            drain: Duration::from_secs(30),
-            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
-        };
-        let telemetry = Arc::new(Telemetry::default());
-        trigger.trigger();
-        let handle = spawn(Box::new(sink), rx, shutdown, options, telemetry).unwrap();
+    fn the_backlog_goes_before_the_queue() {
+        let sink = FakeSink::new(Vec::new());
+        let accepted = sink.accepted();
+        let (tx, outbox) = Outbox::new(vec![event("spooled-1"), event("spooled-2")]);
+        tx.send(event("new")).unwrap();
+        drop(tx);
+        let p = spawn(
+            Box::new(sink),
+            outbox,
+            Rejects::default(),
+            fast(),
+            Arc::new(Telemetry::default()),
+        )
+        .unwrap();
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        assert_eq!(
+            games(&accepted.lock().unwrap()),
+            vec!["spooled-1", "spooled-2", "new"]
+        );
+    }
+
+    #[test]
+    fn close_returns_the_event_in_flight_and_the_rest_while_the_sink_hangs() {
+        let sink = FakeSink::new(vec![SinkAnswer::Hang]);
+        let entered = sink.entered();
+        let (tx, outbox) = Outbox::new(vec![event("backlog")]);
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::default(),
+            fast(),
+            Arc::new(Telemetry::default()),
+        )
+        .unwrap();
+        tx.send(event("queued")).unwrap();
+        // The sink is now blocked inside publish with the backlog event.
+        entered.recv_timeout(Duration::from_secs(30)).unwrap();
+        let left = outbox.close();
+        assert_eq!(games(&left), vec!["backlog", "queued"]);
+        assert!(
+            !p.wait_until(Instant::now() + Duration::from_millis(50)),
+            "the thread is still blocked in the sink"
+        );
+        tx.send(event("late")).unwrap();
+        assert_eq!(
+            games(&outbox.close()),
+            vec!["late"],
+            "a later close gets the rest"
+        );
+    }
+
+    #[test]
+    fn close_wakes_a_publisher_waiting_out_a_backoff() {
+        let sink = FakeSink::new(vec![SinkAnswer::Down]);
+        let (tx, outbox) = Outbox::new(Vec::new());
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::default(),
+            Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600)),
+            Arc::new(Telemetry::default()),
+        )
+        .unwrap();
         tx.send(event("a")).unwrap();
-        drop(tx);
-        let delivery = handle.join().unwrap();
-        assert!(delivery.undelivered.is_empty());
-        assert_eq!(*accepted.lock().unwrap(), vec!["a"]);
+        crate::fakes::wait_for(|| outbox.len() == 1 && tx.is_empty());
+        let left = outbox.close();
+        assert_eq!(games(&left), vec!["a"]);
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        p.join_if_ended();
     }
 
     #[test]
-    fn stdout_sink_writes_one_line_per_event() {
-        let mut sink = StdoutSink::new(Vec::new());
-        let (a, b) = (event("a"), event("b"));
-        sink.publish(&a).unwrap();
-        sink.publish(&b).unwrap();
-        let out = String::from_utf8(sink.into_inner()).unwrap();
-        assert_eq!(out, format!("{}\n{}\n", a.envelope, b.envelope));
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _outbox) = Outbox::new(Vec::new());
+        let t = Telemetry::default();
+        for _ in 0..QUEUE_CAPACITY + 2 {
+            offer(&tx, event("x"), &t);
+        }
+        assert_eq!(t.events_dropped.load(Relaxed), 2);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::docker::{DockerClient, DockerError, LabelledContainer};
+use crate::Cause;
+use crate::docker::{ContainerLister, DockerError, LabelledContainer};
 use crate::inspector::RuntimeRecord;
 
 /// Why the record list could not be read this tick.
@@ -16,7 +17,16 @@ pub enum RecordError {
     /// Listing labelled containers failed.
     Docker(DockerError),
     /// The database failed (connection, query, schema).
-    Database(String),
+    Database(Cause),
+    /// The source is not there for another reason.
+    Unavailable(String),
+}
+
+impl RecordError {
+    /// Whether the failure is dockerd's (label mode), not the record store's.
+    pub fn is_docker(&self) -> bool {
+        matches!(self, RecordError::Docker(_))
+    }
 }
 
 impl fmt::Display for RecordError {
@@ -24,11 +34,20 @@ impl fmt::Display for RecordError {
         match self {
             RecordError::Docker(e) => write!(f, "listing labelled containers: {e}"),
             RecordError::Database(e) => write!(f, "reading runtime records: {e}"),
+            RecordError::Unavailable(e) => f.write_str(e),
         }
     }
 }
 
-impl std::error::Error for RecordError {}
+impl std::error::Error for RecordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecordError::Docker(e) => Some(e),
+            RecordError::Database(e) => Some(e.as_ref()),
+            RecordError::Unavailable(_) => None,
+        }
+    }
+}
 
 /// A source of the runtimes that should be running.
 pub trait RecordSource {
@@ -38,15 +57,22 @@ pub trait RecordSource {
 
 /// Label mode: every container, in any state, that carries the label is a
 /// record, and the label's value is its game id.
-#[derive(Debug)]
 pub struct LabelRecords {
-    docker: DockerClient,
+    docker: Box<dyn ContainerLister + Send>,
     label: String,
+}
+
+impl fmt::Debug for LabelRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabelRecords")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LabelRecords {
     /// Records from the containers labelled `label` on `docker`.
-    pub fn new(docker: DockerClient, label: impl Into<String>) -> Self {
+    pub fn new(docker: Box<dyn ContainerLister + Send>, label: impl Into<String>) -> Self {
         LabelRecords {
             docker,
             label: label.into(),

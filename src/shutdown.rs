@@ -47,11 +47,16 @@ impl Shutdown {
     pub fn wait(&self, d: Duration) -> bool {
         matches!(self.0.recv_timeout(d), Err(RecvTimeoutError::Disconnected))
     }
+
+    /// The channel that disconnects on shutdown, for a `select!` beside others.
+    pub fn receiver(&self) -> &Receiver<()> {
+        &self.0
+    }
 }
 
 /// The signal thread: the first SIGTERM or SIGINT requests shutdown; a second
-/// one ends the process at once (exit 130), for an operator who will not wait
-/// for the drain.
+/// one runs `at_once` (which spools what is undelivered) and ends the process
+/// at once (exit 130), for an operator who will not wait for the drain.
 #[derive(Debug)]
 pub struct SignalWatcher {
     handle: Handle,
@@ -59,7 +64,10 @@ pub struct SignalWatcher {
 }
 
 /// Starts the signal thread.
-pub fn watch_signals(trigger: ShutdownTrigger) -> std::io::Result<SignalWatcher> {
+pub fn watch_signals(
+    trigger: ShutdownTrigger,
+    at_once: Box<dyn Fn() + Send>,
+) -> std::io::Result<SignalWatcher> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     let handle = signals.handle();
     let thread = std::thread::Builder::new()
@@ -73,7 +81,8 @@ pub fn watch_signals(trigger: ShutdownTrigger) -> std::io::Result<SignalWatcher>
                     "SIGINT"
                 };
                 if seen {
-                    log::warn!("second {name}: exiting without waiting for delivery");
+                    log::warn!("second {name}: spooling what is undelivered and exiting at once");
+                    at_once();
                     std::process::exit(130);
                 }
                 seen = true;

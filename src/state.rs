@@ -1,17 +1,23 @@
-//! The state directory: the spool of undelivered events and the saved
-//! baselines, so that neither a restart nor a crash loses what rtinspect knew.
+//! The state directory: the spool of undelivered events, the saved
+//! baselines and the events the sink refused for good, so that neither a
+//! restart nor a crash loses what rtinspect knew.
 //!
-//! Every file is written atomically (a temporary file in the same directory,
-//! fsync, rename, fsync of the directory), so a reader finds the old or the
-//! new content, never half of one. A file that does not parse is moved aside
-//! with a warning; a start never fails because of one.
+//! One process owns the directory: it holds an exclusive `flock` on
+//! `rtinspect.lock` (which names its pid) for as long as it runs. Every file is
+//! written atomically (a temporary file of a unique name in the same
+//! directory, fsync, rename, fsync of the directory), so a reader finds the
+//! old or the new content, never half of one. A baselines file that does not
+//! parse is moved aside with a warning; a spool line that does not parse is
+//! set aside in `rejected.jsonl`. A start never fails because of either.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +26,52 @@ use crate::inspector::Baseline;
 
 const SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
+const REJECTED: &str = "rejected.jsonl";
+const LOCK: &str = "rtinspect.lock";
+
+/// Why the state directory cannot be used.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process holds the lock.
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The holder's pid, as written in the lock file.
+        holder: Option<u32>,
+    },
+    /// The directory cannot be created, written or locked.
+    Io(StateError),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Locked { dir, holder } => {
+                write!(f, "state directory {} is in use by ", dir.display())?;
+                match holder {
+                    Some(pid) => write!(f, "another rtinspect (pid {pid})"),
+                    None => f.write_str("another rtinspect"),
+                }
+            }
+            OpenError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Locked { .. } => None,
+            OpenError::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<StateError> for OpenError {
+    fn from(e: StateError) -> Self {
+        OpenError::Io(e)
+    }
+}
 
 /// A state-directory failure, with the path it concerns.
 #[derive(Debug)]
@@ -49,10 +101,26 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     }
 }
 
-/// The state directory of one process.
+/// The state directory of one process; clones share the lock, which is
+/// released when the last one is dropped.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// The open, locked `rtinspect.lock`: the lock lives as long as this.
+    _lock: Arc<File>,
+    /// Makes each temporary file name unique within the process.
+    temp_seq: Arc<AtomicU64>,
+}
+
+/// A spool line that did not parse, kept whole for `rejected.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// Its line number in the spool, from 1.
+    pub number: usize,
+    /// The line, lossily decoded.
+    pub text: String,
+    /// Why it does not parse.
+    pub why: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,21 +136,45 @@ struct SavedBaseline {
 }
 
 impl StateDir {
-    /// Opens `dir`, creating it (mode 0750) when missing, and checks that a
-    /// file can be written in it.
-    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+    /// Opens `dir`, creating it (mode 0750) when missing, and takes its lock;
+    /// writing the pid into the lock file also proves the directory writable.
+    pub fn open(dir: &Path) -> Result<StateDir, OpenError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
             .create(dir)
             .map_err(at(dir))?;
-        let state = StateDir {
+        let path = dir.join(LOCK);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&path)
+            .map_err(at(&path))?;
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let mut text = String::new();
+                let _ = lock.read_to_string(&mut text);
+                return Err(OpenError::Locked {
+                    dir: dir.to_owned(),
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err(e) => return Err(at(&path)(e.into()).into()),
+        }
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| writeln!(lock, "{}", std::process::id()))
+            .and_then(|()| lock.sync_all())
+            .map_err(at(&path))?;
+        Ok(StateDir {
             dir: dir.to_owned(),
-        };
-        let probe = dir.join(".probe");
-        File::create(&probe).map_err(at(&probe))?;
-        let _ = fs::remove_file(&probe);
-        Ok(state)
+            _lock: Arc::new(lock),
+            temp_seq: Arc::default(),
+        })
     }
 
     /// The directory.
@@ -93,7 +185,11 @@ impl StateDir {
     /// Writes `bytes` to `name` atomically.
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let target = self.dir.join(name);
-        let temp = self.dir.join(format!(".{name}.tmp"));
+        let temp = self.dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            self.temp_seq.fetch_add(1, Relaxed)
+        ));
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -101,8 +197,11 @@ impl StateDir {
             .mode(0o640)
             .open(&temp)
             .map_err(at(&temp))?;
-        f.write_all(bytes).map_err(at(&temp))?;
-        f.sync_all().map_err(at(&temp))?;
+        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+            // A full disk must not leave temporary files behind.
+            let _ = fs::remove_file(&temp);
+            return Err(at(&temp)(e));
+        }
         drop(f);
         fs::rename(&temp, &target).map_err(at(&target))?;
         // The rename itself is durable only once the directory is synced.
@@ -141,32 +240,62 @@ impl StateDir {
         }
     }
 
-    /// The spooled events, oldest first; none when there is no spool. A spool
-    /// with any bad line is moved aside whole and its good lines are kept.
-    pub fn load_spool(&self) -> Result<Vec<HealthEvent>, StateError> {
-        let Some(text) = self.read(SPOOL)? else {
-            return Ok(Vec::new());
+    /// The spooled events, oldest first, and the lines that do not parse
+    /// (for the caller to set aside); none when there is no spool. The spool
+    /// stays until [`StateDir::save_spool`] replaces it at exit, so a crash in
+    /// between replays it again (delivery is at least once).
+    pub fn load_spool(&self) -> Result<(Vec<HealthEvent>, Vec<BadLine>), StateError> {
+        let path = self.dir.join(SPOOL);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(at(&path)(e)),
         };
         let mut events = Vec::new();
-        let mut bad = None;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            match HealthEvent::from_envelope(line) {
+        let mut bad = Vec::new();
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed = std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(HealthEvent::from_envelope);
+            match parsed {
                 Ok(e) => events.push(e),
-                Err(e) => {
-                    bad.get_or_insert(format!("line {}: {e}", n + 1));
-                }
+                Err(why) => bad.push(BadLine {
+                    number: n + 1,
+                    text: String::from_utf8_lossy(line).into_owned(),
+                    why,
+                }),
             }
         }
-        if let Some(why) = bad {
-            self.set_aside(SPOOL, &why);
-            // Keep what parsed, in a fresh spool, until it is delivered.
-            self.save_spool(&events)?;
-        }
-        Ok(events)
+        Ok((events, bad))
+    }
+
+    /// Appends one refused event to `rejected.jsonl` as
+    /// `{"rejected_at":…,"reason":…,"envelope":…}` and syncs it; an envelope
+    /// that is not JSON (a spool line) is kept as a string. Returns the path.
+    pub fn append_rejected(&self, envelope: &str, reason: &str) -> Result<PathBuf, StateError> {
+        let path = self.dir.join(REJECTED);
+        let envelope = serde_json::from_str::<serde_json::Value>(envelope)
+            .unwrap_or_else(|_| serde_json::Value::String(envelope.to_owned()));
+        let mut line = serde_json::json!({
+            "rejected_at": crate::event::rfc3339_micros(std::time::SystemTime::now()),
+            "reason": reason,
+            "envelope": envelope,
+        })
+        .to_string();
+        line.push('\n');
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(at(&path))?;
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(at(&path))?;
+        Ok(path)
     }
 
     /// Replaces the spool with `events`; removes it when there are none.
@@ -253,43 +382,77 @@ mod tests {
     fn spool_round_trips_byte_for_byte_and_empties() {
         let dir = temp("spool");
         let s = StateDir::open(&dir.join("nested")).unwrap();
-        assert!(s.load_spool().unwrap().is_empty());
+        assert!(s.load_spool().unwrap().0.is_empty());
         let events = vec![event("a"), event("b")];
         s.save_spool(&events).unwrap();
-        assert_eq!(s.load_spool().unwrap(), events);
+        assert_eq!(s.load_spool().unwrap(), (events, Vec::new()));
         s.save_spool(&[]).unwrap();
         assert!(!s.path().join(SPOOL).exists());
-        assert!(s.load_spool().unwrap().is_empty());
+        assert!(s.load_spool().unwrap().0.is_empty());
+        let leftovers: Vec<_> = fs::read_dir(s.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn corrupt_spool_is_set_aside_and_good_lines_kept() {
+    fn spool_lines_that_do_not_parse_are_returned_apart_from_good_ones() {
         let dir = temp("corrupt");
         let s = StateDir::open(&dir).unwrap();
         let good = event("ok");
-        fs::write(
-            dir.join(SPOOL),
-            format!("{}\n{{\"half\n\u{0}garbage\n", good.envelope),
-        )
-        .unwrap();
-        let loaded = s.load_spool().unwrap();
-        assert_eq!(loaded, vec![good.clone()]);
-        let aside: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("spool.jsonl.corrupt-")
-            })
+        let mut bytes = format!("{}\n{{\"half\n\u{0}garbage\n", good.envelope).into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe\n\n");
+        fs::write(dir.join(SPOOL), bytes).unwrap();
+        let (events, bad) = s.load_spool().unwrap();
+        assert_eq!(events, vec![good]);
+        let numbers: Vec<usize> = bad.iter().map(|b| b.number).collect();
+        assert_eq!(numbers, vec![2, 3, 4]);
+        assert_eq!(bad[0].text, "{\"half");
+        assert_eq!(bad[2].text, "\u{fffd}\u{fffd}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejected_events_are_appended_with_their_reason() {
+        let dir = temp("rejected");
+        let s = StateDir::open(&dir).unwrap();
+        let e = event("bad");
+        s.append_rejected(&e.envelope, "payload string too long")
+            .unwrap();
+        s.append_rejected("{not json", "line 2: expected value")
+            .unwrap();
+        let text = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(aside.len(), 1);
-        assert_eq!(
-            s.load_spool().unwrap(),
-            vec![good],
-            "the kept lines are spooled again"
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["reason"], "payload string too long");
+        assert_eq!(lines[0]["envelope"]["game_id"], "bad");
+        assert_eq!(lines[1]["envelope"], "{not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_naming_the_holder() {
+        let dir = temp("lock");
+        let first = StateDir::open(&dir).unwrap();
+        let err = StateDir::open(&dir).unwrap_err();
+        assert!(
+            matches!(err, OpenError::Locked { holder: Some(pid), .. } if pid == std::process::id()),
+            "{err:?}"
         );
+        assert!(
+            err.to_string()
+                .contains("in use by another rtinspect (pid "),
+            "{err}"
+        );
+        drop(first);
+        StateDir::open(&dir).expect("the lock goes with its owner");
         fs::remove_dir_all(&dir).unwrap();
     }
 

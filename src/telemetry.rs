@@ -30,6 +30,19 @@ pub struct Telemetry {
     pub tick_duration: Histogram,
     /// Whether the publisher thread is running.
     pub publisher_alive: AtomicBool,
+    /// Events the sink refused for good and set aside.
+    pub events_rejected: AtomicU64,
+    /// Ticks that failed, by stage (records, docker).
+    pub tick_failures: [AtomicU64; 2],
+}
+
+/// Which part of a tick failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The record list could not be read.
+    Records,
+    /// dockerd could not be reached.
+    Docker,
 }
 
 /// Unix time now, in milliseconds.
@@ -82,6 +95,21 @@ impl Histogram {
 }
 
 impl Telemetry {
+    /// A tick listed its records and reached dockerd; ends any failure streak.
+    pub fn tick_succeeded(&self, _now: std::time::Instant, _wall: std::time::SystemTime) {}
+
+    /// A tick failed at `stage`.
+    pub fn tick_failed(
+        &self,
+        stage: Stage,
+        _what: &str,
+        _detail: &str,
+        _now: std::time::Instant,
+        _wall: std::time::SystemTime,
+    ) {
+        self.tick_failures[stage as usize].fetch_add(1, Relaxed);
+    }
+
     /// Counts one inspect error of `kind` (one of [`INSPECT_ERROR_KINDS`]).
     pub fn inspect_error(&self, kind: &str) {
         if let Some(i) = INSPECT_ERROR_KINDS.iter().position(|k| *k == kind) {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use rtinspect::docker::{ApiVersion, ContainerInspector, DockerClient, DockerError};
+use rtinspect::docker::{
+    ApiVersion, ContainerInspector, ContainerLister, DockerClient, DockerError,
+};
 
 use crate::util::{FakeEngine, Reply, hex_id, inspect_body};
 

@@ -40,6 +40,8 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         .args(s.args())
         .args(["--interval", "200ms", "--state-dir", state_arg])
         .args(["--docker-host", &live.docker_host()])
+        // Ticks like the last one are logged at debug: count them all.
+        .env("RUST_LOG", "rtinspect=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -169,7 +169,7 @@ fn replaced_container_in_label_mode_reseeds_without_an_event() {
     let old = c.run("g-r", &[], &["sleep", "1000"]);
     let mut w = worker(
         live,
-        Box::new(LabelRecords::new(client(live), c.label.clone())),
+        Box::new(LabelRecords::new(Box::new(client(live)), c.label.clone())),
     );
     let (report, events) = tick(&mut w);
     assert_eq!(report.records, 1);

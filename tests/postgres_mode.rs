@@ -349,6 +349,8 @@ fn postgres_outage_during_run_loses_nothing_and_floods_nothing() {
         .arg("run")
         .args(s.args())
         .args(["--interval", "250ms", "--docker-host", &live.docker_host()])
+        // Ticks like the last one are logged at debug: count them all.
+        .env("RUST_LOG", "rtinspect=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

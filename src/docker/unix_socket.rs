@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ impl<In: Transport> Connector<In> for UnixConnector {
         details: &ConnectionDetails,
         _chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        let stream = UnixStream::connect(&self.path)?;
+        let stream = connect_within(&self.path, budget(details.timeout)?)?;
         let config = details.config;
         let transport = UnixTransport {
             stream: Arc::new(SharedStream(stream)),
@@ -57,6 +57,54 @@ impl<In: Transport> Connector<In> for UnixConnector {
         log::trace!("connected to {}", self.path.display());
         Ok(Some(transport))
     }
+}
+
+/// The marker inside the `io::Error` of a connect that timed out.
+#[derive(Debug)]
+struct ConnectTimedOut;
+
+impl std::fmt::Display for ConnectTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connect timed out")
+    }
+}
+
+impl std::error::Error for ConnectTimedOut {}
+
+/// Whether `e` is a connect that found no room within its time.
+pub fn is_connect_timeout(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ConnectTimedOut>())
+}
+
+/// Connects to `path`, waiting at most `timeout` for room in its listen backlog.
+///
+/// `UnixStream::connect` would wait for ever on a wedged dockerd whose
+/// backlog is full. Linux bounds that wait by the socket's send timeout
+/// (`af_unix.c`: `timeo = sock_sndtimeo(sk, …)`, then `EAGAIN`), so the
+/// timeout is set on the socket before `connect`, and cleared after it.
+fn connect_within(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    if timeout.is_some() {
+        sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, timeout)?;
+    }
+    let addr = SocketAddrUnix::new(path)?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::AGAIN => {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, ConnectTimedOut));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_write_timeout(None)?;
+    Ok(stream)
 }
 
 /// The stream, shared weakly with ureq's shutdown so a blocked call can be woken.
@@ -198,6 +246,32 @@ mod tests {
         assert!(needs_update(ms(10_000), ms(9_000)));
         assert!(needs_update(ms(300), ms(200)), "50 ms is the least slack");
         assert!(!needs_update(ms(300), ms(260)));
+    }
+
+    #[test]
+    fn connect_gives_up_on_a_full_backlog_within_the_timeout() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("full.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // Nobody accepts: fill the backlog until a bounded connect fails.
+        let mut held = Vec::new();
+        let started = std::time::Instant::now();
+        let err = loop {
+            match connect_within(&path, Some(Duration::from_millis(200))) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 10_000, "the backlog never filled");
+        };
+        assert!(is_connect_timeout(&err), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(listener);
+        let err =
+            connect_within(&dir.join("missing.sock"), Some(Duration::from_secs(1))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! systemd's notify protocol: `READY=1`, `WATCHDOG=1`, `STATUS=…` and
+//! `STOPPING=1`, each one datagram to the socket named by `$NOTIFY_SOCKET`.
+//!
+//! A handful of lines over std's `UnixDatagram` rather than a dependency. The
+//! socket is a path, or `@name` in the abstract namespace. Outside systemd
+//! (`NOTIFY_SOCKET` unset) every call does nothing. A datagram that cannot be
+//! sent is dropped: systemd not listening is no reason to stop watching.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// The link to systemd's notify socket, if there is one.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    socket: Option<(UnixDatagram, SocketAddr)>,
+    watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    /// A notifier that sends nothing.
+    pub fn none() -> Self {
+        Notifier::default()
+    }
+
+    /// The notifier systemd asks for through `NOTIFY_SOCKET`, with the
+    /// watchdog period of `WATCHDOG_USEC` (when `WATCHDOG_PID`, if set, is us).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let socket = env("NOTIFY_SOCKET").and_then(|path| {
+            let addr = address(&path)?;
+            let socket = UnixDatagram::unbound().ok()?;
+            Some((socket, addr))
+        });
+        let ours = env("WATCHDOG_PID")
+            .is_none_or(|pid| pid.to_str() == Some(&std::process::id().to_string()));
+        let watchdog = env("WATCHDOG_USEC")
+            .filter(|_| ours)
+            .and_then(|v| v.to_str()?.parse::<u64>().ok())
+            .filter(|usec| *usec > 0)
+            .map(Duration::from_micros);
+        Notifier { socket, watchdog }
+    }
+
+    /// Whether messages go anywhere.
+    pub fn is_active(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// How often the watchdog must hear from us: half its period, as systemd
+    /// recommends; `None` without a watchdog.
+    pub fn watchdog_every(&self) -> Option<Duration> {
+        self.watchdog.map(|d| d / 2)
+    }
+
+    /// Configuration valid, state directory locked, listener bound.
+    pub fn ready(&self) {
+        self.send("READY=1");
+    }
+
+    /// The inspector loop turned.
+    pub fn watchdog(&self) {
+        if self.watchdog.is_some() {
+            self.send("WATCHDOG=1");
+        }
+    }
+
+    /// A one-line summary for `systemctl status`.
+    pub fn status(&self, line: &str) {
+        if self.socket.is_some() {
+            // One line: a newline would start another assignment.
+            let line = line.replace('\n', " ");
+            self.send(&format!("STATUS={line}"));
+        }
+    }
+
+    /// Shutdown has begun.
+    pub fn stopping(&self) {
+        self.send("STOPPING=1");
+    }
+
+    fn send(&self, message: &str) {
+        if let Some((socket, addr)) = &self.socket {
+            if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
+                log::debug!(err:% = e; "cannot notify systemd");
+            }
+        }
+    }
+}
+
+/// `NOTIFY_SOCKET` as an address: `@name` is abstract, anything else a path.
+fn address(value: &OsStr) -> Option<SocketAddr> {
+    let bytes = value.as_bytes();
+    match bytes.split_first() {
+        None => None,
+        Some((b'@', name)) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name).ok()
+        }
+        Some(_) => SocketAddr::from_pathname(std::path::Path::new(value)).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn recv(socket: &UnixDatagram) -> String {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn messages_reach_a_path_socket_in_order() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::from_env(&env(&[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "20000000"),
+        ]));
+        assert!(n.is_active());
+        assert_eq!(n.watchdog_every(), Some(Duration::from_secs(10)));
+        n.ready();
+        n.watchdog();
+        n.status("3 records,\n0 events");
+        n.stopping();
+        let got: Vec<String> = (0..4).map(|_| recv(&systemd)).collect();
+        assert_eq!(
+            got,
+            [
+                "READY=1",
+                "WATCHDOG=1",
+                "STATUS=3 records, 0 events",
+                "STOPPING=1"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn abstract_socket_names_are_understood() {
+        let name = format!("rtinspect-notify-test-{}", std::process::id());
+        use std::os::linux::net::SocketAddrExt;
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let systemd = UnixDatagram::bind_addr(&addr).unwrap();
+        let n = Notifier::from_env(&env(&[("NOTIFY_SOCKET", &format!("@{name}"))]));
+        n.ready();
+        assert_eq!(recv(&systemd), "READY=1");
+    }
+
+    #[test]
+    fn without_systemd_nothing_is_sent_and_no_watchdog() {
+        let n = Notifier::from_env(&env(&[]));
+        assert!(!n.is_active());
+        assert_eq!(n.watchdog_every(), None);
+        n.ready();
+        n.stopping();
+    }
+
+    #[test]
+    fn a_watchdog_meant_for_another_pid_is_ignored() {
+        let n = Notifier::from_env(&env(&[("WATCHDOG_USEC", "1000000"), ("WATCHDOG_PID", "1")]));
+        assert_eq!(n.watchdog_every(), None);
+        let ours = std::process::id().to_string();
+        let n = Notifier::from_env(&env(&[
+            ("WATCHDOG_USEC", "1000000"),
+            ("WATCHDOG_PID", &ours),
+        ]));
+        assert_eq!(n.watchdog_every(), Some(Duration::from_millis(500)));
+    }
+}

@@ -1,0 +1,128 @@
+//! The event sink seam: where events go, and the one thing a sink must say
+//! when it fails — whether the sink is down (retry the same event) or this
+//! event is refused for good (set it aside and go on).
+//!
+//! The stdout sink lives here; the PostgreSQL sink lives with the rest of
+//! PostgreSQL in `postgres`.
+
+use std::error::Error;
+use std::fmt;
+use std::io::Write;
+
+use crate::event::HealthEvent;
+
+pub use crate::Cause;
+
+/// Why a sink did not accept an event.
+#[derive(Debug)]
+pub enum SinkError {
+    /// The sink cannot take events now (unreachable, timeout, server error):
+    /// the same event is retried, in order, with backoff.
+    Unavailable(Cause),
+    /// The sink refused this event, and no retry can change that (a value it
+    /// rejects, a NOTIFY payload over its limit): the event is set aside.
+    Refused(Cause),
+}
+
+impl SinkError {
+    /// A refusal whose cause is only a message.
+    pub fn refused(message: impl Into<String>) -> SinkError {
+        SinkError::Refused(message.into().into())
+    }
+
+    /// An outage whose cause is only a message.
+    pub fn unavailable(message: impl Into<String>) -> SinkError {
+        SinkError::Unavailable(message.into().into())
+    }
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Unavailable(e) => write!(f, "sink unavailable: {e}"),
+            SinkError::Refused(e) => write!(f, "event refused: {e}"),
+        }
+    }
+}
+
+impl Error for SinkError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SinkError::Unavailable(e) | SinkError::Refused(e) => Some(e.as_ref()),
+        }
+    }
+}
+
+/// Where events go. `publish` returns only once the event is durably handed
+/// over (written and flushed, or committed).
+pub trait EventSink: Send {
+    /// Publishes one event.
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError>;
+}
+
+/// Writes each envelope as one line and flushes it.
+#[derive(Debug)]
+pub struct StdoutSink<W: Write + Send> {
+    out: W,
+}
+
+impl StdoutSink<std::io::Stdout> {
+    /// A sink on the process's standard output.
+    pub fn stdout() -> Self {
+        StdoutSink {
+            out: std::io::stdout(),
+        }
+    }
+}
+
+impl<W: Write + Send> StdoutSink<W> {
+    /// A sink on any writer.
+    pub fn new(out: W) -> Self {
+        StdoutSink { out }
+    }
+
+    /// The writer, for tests.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write + Send> EventSink for StdoutSink<W> {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+        let mut line = Vec::with_capacity(event.envelope.len() + 1);
+        line.extend_from_slice(event.envelope.as_bytes());
+        line.push(b'\n');
+        // A closed or full stdout is the reader's outage, not this event's fault.
+        self.out
+            .write_all(&line)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| SinkError::Unavailable(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::stopped_event as event;
+
+    #[test]
+    fn stdout_sink_writes_one_line_per_event() {
+        let mut sink = StdoutSink::new(Vec::new());
+        let (a, b) = (event("a"), event("b"));
+        sink.publish(&a).unwrap();
+        sink.publish(&b).unwrap();
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(out, format!("{}\n{}\n", a.envelope, b.envelope));
+    }
+
+    #[test]
+    fn sink_errors_say_whose_fault_and_keep_the_cause() {
+        let e = SinkError::Unavailable(Box::new(std::io::Error::other("broken pipe")));
+        assert_eq!(e.to_string(), "sink unavailable: broken pipe");
+        assert_eq!(e.source().unwrap().to_string(), "broken pipe");
+        assert_eq!(
+            SinkError::refused("payload string too long").to_string(),
+            "event refused: payload string too long"
+        );
+    }
+}
