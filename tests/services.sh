@@ -1,7 +1,8 @@
 # Sourced by tests/run.sh and tests/bench/run.sh: installs what is missing and
 # starts throwaway services, stopped again when the sourcing script exits.
 #
-#   install_missing      docker.io, busybox-static, postgresql, prometheus, file
+#   install_missing      docker.io, busybox-static, postgresql, prometheus, file,
+#                        iptables
 #   start_dockerd        exports RTINSPECT_TEST_DOCKER_HOST: the one named, the
 #                        system's, or a throwaway dockerd (needs root)
 #   start_postgres       exports RTINSPECT_TEST_DATABASE_URL: a throwaway cluster
@@ -47,6 +48,7 @@ install_missing() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
   command -v file >/dev/null || need_install+=(file)
   command -v promtool >/dev/null || need_install+=(prometheus)
+  command -v iptables >/dev/null || need_install+=(iptables)
   if [ ${#need_install[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       log "installing ${need_install[*]}"

@@ -10,3 +10,4 @@ mod postgres_mode;
 mod tick;
 mod tls;
 mod util;
+mod wedge;

@@ -542,6 +542,93 @@ pub fn send_signal(child: &std::process::Child, sig: &str) {
     assert!(status.success(), "kill {sig}");
 }
 
+/// The stderr of a running child, read line by line on a thread of its own,
+/// each line with the moment it arrived.
+pub struct StderrLines(Arc<Mutex<Vec<(Instant, String)>>>);
+
+impl StderrLines {
+    /// Takes the child's piped stderr.
+    pub fn of(child: &mut std::process::Child) -> StderrLines {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        StderrLines(lines)
+    }
+
+    /// The first line containing `text` that arrived after `since`.
+    pub fn first_after(&self, since: Instant, text: &str) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, l)| *at >= since && l.contains(text))
+            .map(|(at, _)| *at)
+    }
+
+    /// Everything so far, one string.
+    pub fn text(&self) -> String {
+        let lines = self.0.lock().unwrap();
+        let mut s = String::new();
+        for (_, l) in lines.iter() {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Whether iptables can add rules here (root, a kernel that has them).
+pub fn iptables_usable() -> bool {
+    let ok = Command::new("iptables")
+        .args(["-w", "-L", "INPUT", "-n"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!live_required(), "iptables is not usable here");
+        eprintln!("skipped: iptables is not usable here (root and iptables needed)");
+    }
+    ok
+}
+
+/// Drops every packet to and from a loopback TCP port while it lives: a
+/// peer that vanished without a word (no RST, no FIN).
+pub struct Blackhole(u16);
+
+impl Blackhole {
+    pub fn port(port: u16) -> Blackhole {
+        for dir in ["--dport", "--sport"] {
+            let p = port.to_string();
+            let status = Command::new("iptables")
+                .args([
+                    "-w", "-I", "INPUT", "-i", "lo", "-p", "tcp", dir, &p, "-j", "DROP",
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success(), "iptables -I");
+        }
+        Blackhole(port)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        for dir in ["--dport", "--sport"] {
+            let p = self.0.to_string();
+            let _ = Command::new("iptables")
+                .args([
+                    "-w", "-D", "INPUT", "-i", "lo", "-p", "tcp", dir, &p, "-j", "DROP",
+                ])
+                .status();
+        }
+    }
+}
+
 /// SIGTERM, then the child's whole output.
 pub fn terminate(child: std::process::Child) -> Output {
     send_signal(&child, "-TERM");
@@ -712,7 +799,11 @@ impl PgCluster {
             .status()
             .unwrap();
         assert!(status.success());
-        let port = 40_000 + (std::process::id() % 20_000) as u16;
+        // A port free right now: tests that serve TCP run side by side.
+        let port = free_addr()
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap();
         let cluster = PgCluster {
             dir,
             bin,
@@ -844,6 +935,43 @@ impl PgCluster {
 
     pub fn down(&self) {
         self.as_postgres(&["pg_ctl", "-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Restarts the cluster listening on 127.0.0.1 too; returns a TCP URL.
+    pub fn serve_tcp(&mut self) -> String {
+        self.down();
+        self.opts = "-c listen_addresses=127.0.0.1".into();
+        self.up();
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+            self.port
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the postmaster and every backend.
+    pub fn freeze(&self, frozen: bool) {
+        let pid_file = std::fs::read_to_string(format!("{}/postmaster.pid", self.data())).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: the comm may hold spaces, so cut at ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").arg(sig).args(&pids).status().unwrap();
+        assert!(status.success(), "kill {sig} {pids:?}");
     }
 }
 

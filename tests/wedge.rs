@@ -1,0 +1,392 @@
+//! Never wedged: an event the sink refuses for good, a sink blocked or frozen
+//! at SIGTERM, a dockerd whose listen backlog is full, a database whose
+//! packets vanish. Each asserts what is delivered, what is set aside, and how
+//! long the bound takes.
+
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    Blackhole, Containers, PgCluster, StderrLines, TempDir, TestSchema, bin, iptables_usable,
+    live_docker, send_signal, wait_until,
+};
+
+/// Ticks that emitted one event, from the tick lines
+/// (`RUST_LOG=rtinspect=debug`) of a run over `records` records.
+fn emitted(stderr: &str, records: usize) -> usize {
+    let line = format!("tick: {records} records, 1 events");
+    stderr.lines().filter(|l| l.contains(&line)).count()
+}
+
+fn count(s: &mut TestSchema, filter: &str) -> i64 {
+    s.client
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE {filter}", s.events()),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// An envelope as rtinspect writes it, with the given id, game and time.
+fn envelope(id: &str, game: &str, container: &str, occurred_at: &str) -> String {
+    serde_json::json!({
+        "event_id": id, "game_id": game, "container_id": container,
+        "event_type": "inspect_unhealthy", "occurred_at": occurred_at,
+        "details": {"restart_count": 0, "state": "exited", "health": ""},
+    })
+    .to_string()
+}
+
+#[test]
+fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
+    let Some(live) = live_docker() else { return };
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let mut s = TestSchema::new(&cluster.url(), "poison");
+    s.migrate();
+    let mut c = Containers::new(live, "poison");
+    let stopped = c.exited("g-stopped");
+    s.insert_record("g-stopped", "running", &stopped);
+    let long_game = "g".repeat(9000);
+    s.insert_record(&long_game, "running", &stopped);
+
+    // A spool left by an earlier run: one good event, one whose NOTIFY
+    // payload is over PostgreSQL's 8000 bytes, one whose time is not a
+    // time, and a line that is not an envelope at all.
+    let state = TempDir::new("poison-state");
+    let good = "0190c1f3-0000-7000-8000-000000000001";
+    let spool = [
+        envelope(good, "g-spooled", &stopped, "2026-11-27T10:00:00.000000Z"),
+        envelope(
+            "0190c1f3-0000-7000-8000-000000000002",
+            &long_game,
+            &stopped,
+            "2026-11-27T10:00:00.000000Z",
+        ),
+        envelope(
+            "0190c1f3-0000-7000-8000-000000000003",
+            "g-badtime",
+            &stopped,
+            "the 32nd of May",
+        ),
+        "{\"event_id\": truncated".to_owned(),
+    ]
+    .join("\n");
+    std::fs::write(state.path().join("spool.jsonl"), spool + "\n").unwrap();
+
+    let mut child = bin()
+        .arg("run")
+        .args(s.args())
+        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
+        .args(["--state-dir", state.path().to_str().unwrap()])
+        .env("RUST_LOG", "rtinspect=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = StderrLines::of(&mut child);
+    // Tick after tick, the stopped game's events are stored.
+    wait_until(
+        Duration::from_secs(30),
+        "ten events of the good game",
+        || count(&mut s, "game_id = 'g-stopped'") >= 10,
+    );
+    send_signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    let log = stderr.text();
+
+    assert_eq!(count(&mut s, &format!("event_id = '{good}'")), 1, "{log}");
+    assert_eq!(
+        count(&mut s, "game_id <> 'g-stopped'"),
+        1,
+        "only the good spooled event besides the live game"
+    );
+    assert_eq!(
+        count(&mut s, "game_id = 'g-stopped'") as usize,
+        emitted(&log, 2),
+        "every event of the live game is a row: {log}"
+    );
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    let reasons: Vec<String> = rejected
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reason"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{rejected}");
+    assert!(reasons[0].starts_with("spool line 4: "), "{reasons:?}");
+    assert!(reasons[1].contains("SQLSTATE 22023"), "{reasons:?}");
+    assert!(reasons[2].contains("SQLSTATE 22007"), "{reasons:?}");
+    // The 9,000-byte game id never became an event: refused at intake,
+    // warned about once however many ticks saw it.
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("record skipped: game id is 9000 bytes, over 256"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+}
+
+#[test]
+fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_delivers() {
+    let Some(live) = live_docker() else { return };
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let mut s = TestSchema::new(&url, "locked");
+    s.migrate();
+    let mut c = Containers::new(live, "locked");
+    let stopped = c.exited("g-stopped");
+    s.insert_record("g-stopped", "running", &stopped);
+    let state = TempDir::new("locked-state");
+    let state_arg = state.path().to_str().unwrap();
+
+    let mut child = bin()
+        .arg("run")
+        .args(s.args())
+        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
+        .args(["--state-dir", state_arg])
+        .env("RUST_LOG", "rtinspect=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(20), "delivered events", || {
+        count(&mut s, "true") >= 2
+    });
+    // Another session holds the table: the next INSERT blocks for good.
+    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            s.events()
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    send_signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    let first = stderr.text();
+    assert!(status.success(), "{first}");
+    assert!(took < Duration::from_secs(15), "exit took {took:?}");
+    eprintln!("exit with the events table locked took {took:?}");
+    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    assert!(spool.lines().count() >= 1, "{first}");
+    locker.batch_execute("ROLLBACK").unwrap();
+
+    // The next start delivers the spool, the event that was in flight included.
+    s.client
+        .batch_execute(&format!("UPDATE {} SET status = 'stopped'", s.records()))
+        .unwrap();
+    let out = bin()
+        .arg("once")
+        .args(s.args())
+        .args([
+            "--docker-host",
+            &live.docker_host(),
+            "--state-dir",
+            state_arg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = count(&mut s, "true");
+    let distinct: i64 = s
+        .client
+        .query_one(
+            &format!("SELECT count(DISTINCT event_id) FROM {}", s.events()),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows as usize, emitted(&first, 1), "{first}");
+    assert_eq!(rows, distinct, "no event twice");
+}
+
+#[test]
+fn a_frozen_database_cannot_hold_up_the_exit() {
+    let Some(live) = live_docker() else { return };
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let mut s = TestSchema::new(&url, "frozen");
+    s.migrate();
+    let mut c = Containers::new(live, "frozen");
+    let stopped = c.exited("g-stopped");
+    s.insert_record("g-stopped", "running", &stopped);
+    let state = TempDir::new("frozen-state");
+    let state_arg = state.path().to_str().unwrap();
+    let mut child = bin()
+        .arg("run")
+        .args(s.args())
+        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
+        .args(["--state-dir", state_arg])
+        .env("RUST_LOG", "rtinspect=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(20), "delivered events", || {
+        count(&mut s, "true") >= 2
+    });
+    // Every process of the cluster stops; its kernel still acknowledges
+    // every packet, so no TCP setting notices it. The next tick's read of
+    // the records blocks for good.
+    cluster.freeze(true);
+    std::thread::sleep(Duration::from_millis(600));
+    let signalled = Instant::now();
+    send_signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    cluster.freeze(false);
+    let log = stderr.text();
+    assert!(status.success(), "{log}");
+    assert!(took < Duration::from_secs(15), "exit took {took:?}");
+    eprintln!("exit with the database frozen took {took:?}");
+    assert!(log.contains("leaving it behind"), "{log}");
+}
+
+#[test]
+fn a_full_docker_backlog_fails_once_within_the_timeout() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+    let dir = TempDir::new("backlog");
+    let path = dir.path().join("docker.sock");
+    // A listener that never accepts, with room for one pending connection.
+    let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+    rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+    rustix::net::listen(&listener, 0).unwrap();
+    let _pending = UnixStream::connect(&path).unwrap();
+
+    let started = Instant::now();
+    let out = bin()
+        .args(["once", "--docker-timeout", "1s"])
+        .arg(format!("--docker-host=unix://{}", path.display()))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no answer within 1s (dockerd accepts no connections)"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    eprintln!("once against a full backlog took {took:?}");
+}
+
+#[test]
+fn a_database_that_vanishes_mid_call_is_noticed_within_60s_and_recovered() {
+    let Some(live) = live_docker() else { return };
+    if !iptables_usable() {
+        return;
+    }
+    let Some(mut cluster) = PgCluster::start() else {
+        return;
+    };
+    let tcp = cluster.serve_tcp();
+    let mut s = TestSchema::new(&tcp, "vanish");
+    s.migrate();
+    let mut c = Containers::new(live, "vanish");
+    let stopped = c.exited("g-stopped");
+    s.insert_record("g-stopped", "running", &stopped);
+    let mut child = bin()
+        .arg("run")
+        .args(s.args())
+        .args(["--interval", "500ms", "--docker-host", &live.docker_host()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(20), "delivered events", || {
+        count(&mut s, "true") >= 2
+    });
+
+    // Packets to and from the server vanish: no RST, no FIN.
+    let hole = Blackhole::port(cluster.port());
+    let dropped = Instant::now();
+    wait_until(Duration::from_secs(70), "the vanished peer noticed", || {
+        stderr
+            .first_after(dropped, "tick skipped: the record list could not be read")
+            .is_some()
+    });
+    let noticed = stderr
+        .first_after(dropped, "tick skipped")
+        .unwrap()
+        .duration_since(dropped);
+    eprintln!("a vanished database was noticed after {noticed:?}");
+    assert!(noticed < Duration::from_secs(60), "{noticed:?}");
+
+    drop(hole);
+    let back = Instant::now();
+    let before = count(&mut s, "true");
+    wait_until(Duration::from_secs(60), "events stored again", || {
+        count(&mut s, "true") > before + 1
+    });
+    eprintln!(
+        "events flowed again {:?} after the path came back",
+        back.elapsed()
+    );
+    send_signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success(), "{}", stderr.text());
+}
+
+#[test]
+fn a_second_signal_spools_and_exits_130_at_once() {
+    let Some(live) = live_docker() else { return };
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let mut s = TestSchema::new(&url, "second");
+    s.migrate();
+    let mut c = Containers::new(live, "second");
+    let stopped = c.exited("g-stopped");
+    s.insert_record("g-stopped", "running", &stopped);
+    let state = TempDir::new("second-state");
+    let mut child = bin()
+        .arg("run")
+        .args(s.args())
+        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
+        .args(["--state-dir", state.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(20), "delivered events", || {
+        count(&mut s, "true") >= 1
+    });
+    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            s.events()
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    send_signal(&child, "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    send_signal(&child, "-INT");
+    let status = child.wait().unwrap();
+    let took = second.elapsed();
+    let log = stderr.text();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    assert!(spool.lines().count() >= 1, "{log}");
+    locker.batch_execute("ROLLBACK").unwrap();
+}
