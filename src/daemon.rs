@@ -633,7 +633,11 @@ fn inspect_loop(
     let mut last: Option<Summary> = None;
     loop {
         let started = Instant::now();
-        let cancelled = || turns.shutdown.is_requested();
+        // Asked between records: the loop turns there too, for the watchdog.
+        let cancelled = || {
+            turns.notifier.watchdog();
+            turns.shutdown.is_requested()
+        };
         let result = if turns.once {
             // `once` has no next tick to protect: it waits for queue room rather than drop.
             worker.tick(&cancelled, &mut |e| {

@@ -9,13 +9,19 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The least time between two `WATCHDOG=1`: the loop may turn once per
+/// record, and a thousand datagrams a tick would be noise.
+const WATCHDOG_THROTTLE: Duration = Duration::from_secs(1);
 
 /// The link to systemd's notify socket, if there is one.
 #[derive(Debug, Default)]
 pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
+    last_ping: Mutex<Option<Instant>>,
 }
 
 impl Notifier {
@@ -39,7 +45,11 @@ impl Notifier {
             .and_then(|v| v.to_str()?.parse::<u64>().ok())
             .filter(|usec| *usec > 0)
             .map(Duration::from_micros);
-        Notifier { socket, watchdog }
+        Notifier {
+            socket,
+            watchdog,
+            last_ping: Mutex::new(None),
+        }
     }
 
     /// Whether messages go anywhere.
@@ -58,9 +68,15 @@ impl Notifier {
         self.send("READY=1");
     }
 
-    /// The inspector loop turned.
+    /// The inspector loop turned (at most one datagram a second).
     pub fn watchdog(&self) {
-        if self.watchdog.is_some() {
+        if self.watchdog.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let mut last = self.last_ping.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= WATCHDOG_THROTTLE) {
+            *last = Some(now);
             self.send("WATCHDOG=1");
         }
     }

@@ -5,6 +5,7 @@ mod cli;
 mod docker_client;
 mod faults;
 mod live_docker;
+mod notify;
 mod observe;
 mod postgres_mode;
 mod tick;

@@ -1,0 +1,158 @@
+//! systemd's notify protocol, with a datagram socket of the test's own
+//! standing in for systemd: the messages in order, a watchdog that keeps
+//! being fed while dockerd hangs within the timeouts, and one that starves
+//! when the inspector is truly wedged.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{FakeEngine, Reply, TempDir, bin, hex_id, inspect_body, send_signal};
+
+/// A stand-in for systemd's notify socket.
+struct Systemd {
+    socket: UnixDatagram,
+    _dir: TempDir,
+    path: String,
+}
+
+impl Systemd {
+    fn new() -> Systemd {
+        let dir = TempDir::new("notify");
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        Systemd {
+            socket,
+            path: path.to_str().unwrap().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Every message that arrives within `d`, with its arrival time.
+    fn collect(&self, d: Duration) -> Vec<(Instant, String)> {
+        let end = Instant::now() + d;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            self.socket.set_read_timeout(Some(left)).unwrap();
+            match self.socket.recv(&mut buf) {
+                Ok(n) => got.push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                )),
+                Err(_) => return got,
+            }
+        }
+    }
+
+    /// Starts rtinspect under this stand-in, with a watchdog of `watchdog`.
+    fn start(&self, engine: &FakeEngine, watchdog: Duration, args: &[&str]) -> Child {
+        bin()
+            .arg("run")
+            .args(["--docker-host", &engine.docker_host()])
+            .args(args)
+            .env("NOTIFY_SOCKET", &self.path)
+            .env("WATCHDOG_USEC", watchdog.as_micros().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn one_stopped_game(path: &str) -> Reply {
+    if path.contains("/containers/json?") {
+        Reply::Json(
+            200,
+            format!(
+                r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
+                hex_id(1)
+            ),
+        )
+    } else {
+        Reply::Json(200, inspect_body(&hex_id(1), 0, "exited", None))
+    }
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_status_and_stopping_in_order() {
+    let engine = FakeEngine::start(one_stopped_game);
+    let systemd = Systemd::new();
+    let child = systemd.start(&engine, Duration::from_secs(2), &["--interval", "200ms"]);
+    let mut got = systemd.collect(Duration::from_millis(2500));
+    send_signal(&child, "-TERM");
+    got.extend(systemd.collect(Duration::from_secs(3)));
+    let messages: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(messages.first(), Some(&"READY=1"), "{messages:?}");
+    assert_eq!(messages.last(), Some(&"STOPPING=1"), "{messages:?}");
+    let pings = messages.iter().filter(|m| **m == "WATCHDOG=1").count();
+    assert!(pings >= 2, "{messages:?}");
+    assert!(
+        messages.contains(&"STATUS=1 records, 1 events, 0 missing, 0 errors"),
+        "{messages:?}"
+    );
+    let _ = child.wait_with_output();
+}
+
+#[test]
+fn a_hanging_dockerd_within_the_timeouts_keeps_the_watchdog_fed() {
+    let engine = FakeEngine::start(|_| Reply::Hang);
+    let systemd = Systemd::new();
+    let watchdog = Duration::from_secs(2);
+    let child = systemd.start(
+        &engine,
+        watchdog,
+        &["--interval", "300ms", "--docker-timeout", "500ms"],
+    );
+    let got = systemd.collect(Duration::from_secs(5));
+    send_signal(&child, "-TERM");
+    let _ = child.wait_with_output();
+    let pings: Vec<Instant> = got
+        .iter()
+        .filter(|(_, m)| m == "WATCHDOG=1")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(pings.len() >= 3, "{got:?}");
+    for pair in pings.windows(2) {
+        assert!(
+            pair[1] - pair[0] < watchdog,
+            "a gap of {:?}",
+            pair[1] - pair[0]
+        );
+    }
+    let status = got
+        .iter()
+        .rev()
+        .find_map(|(_, m)| m.strip_prefix("STATUS="))
+        .unwrap_or_default();
+    assert!(
+        status.contains("cannot reach dockerd at ") && status.contains(" since "),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_wedged_inspector_starves_the_watchdog() {
+    // One request may take 60 s: longer than the watchdog's 2 s.
+    let engine = FakeEngine::start(|_| Reply::Hang);
+    let systemd = Systemd::new();
+    let child = systemd.start(
+        &engine,
+        Duration::from_secs(2),
+        &["--interval", "300ms", "--docker-timeout", "60s"],
+    );
+    let got = systemd.collect(Duration::from_secs(4));
+    let messages: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(messages.first(), Some(&"READY=1"), "{messages:?}");
+    assert!(!messages.contains(&"WATCHDOG=1"), "{messages:?}");
+    // The bounded exit holds even so.
+    let signalled = Instant::now();
+    send_signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(signalled.elapsed() < Duration::from_secs(15));
+}
