@@ -143,13 +143,14 @@ impl Config {
                 )));
             }
         };
+        let docker_socket = docker_socket(&inputs.with_default(Opt::DockerHost)?)?;
+        let database = match inputs.given(Opt::DatabaseUrl) {
+            None => None,
+            Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
+        };
         let config = Config {
             command,
-            docker_socket: docker_socket(&inputs.with_default(Opt::DockerHost)?)?,
-            database: match inputs.given(Opt::DatabaseUrl) {
-                None => None,
-                Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
-            },
+            docker_socket,
             interval: duration(
                 &inputs.with_default(Opt::Interval)?,
                 Duration::from_secs(24 * 3600),
@@ -161,8 +162,8 @@ impl Config {
             records_table: table(&inputs.with_default(Opt::RecordsTable)?)?,
             events_table: table(&inputs.with_default(Opt::EventsTable)?)?,
             notify_channel: notify_channel(&inputs.with_default(Opt::NotifyChannel)?)?,
-            // Checked against the database below, once that is known.
-            sink: SinkKind::Stdout,
+            sink: sink(inputs.given(Opt::Sink), database.is_some())?,
+            database,
             label: label(&inputs.with_default(Opt::Label)?)?,
             metrics_addr: inputs
                 .given(Opt::MetricsAddr)
@@ -171,9 +172,8 @@ impl Config {
             state_dir: state_dir(&inputs)?,
             log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
         };
-        let sink = sink(inputs.given(Opt::Sink), config.database.is_some())?;
         check_mode(&inputs, config.database.is_some())?;
-        Ok(Invocation::Command(Box::new(Config { sink, ..config })))
+        Ok(Invocation::Command(Box::new(config)))
     }
 }
 

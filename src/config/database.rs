@@ -326,4 +326,30 @@ mod tests {
             assert_eq!(SslMode::parse(mode).map(SslMode::as_str), Some(mode));
         }
     }
+
+    #[test]
+    fn odd_connection_strings_split_without_panicking() {
+        for s in [
+            "",
+            " ",
+            "=",
+            "'",
+            "a='",
+            "a='\\",
+            "a='x\\'",
+            "sslmode='verify-full",
+            "sslmode",
+            "sslmode=",
+            "postgres://",
+            "postgres://?",
+            "postgres://h?&&=&sslmode",
+            "postgres://h?sslrootcert=%",
+            "postgres://h?sslrootcert=%zz%2",
+            "é=ü sslmode=é",
+        ] {
+            let split = split_tls_params(s);
+            assert!(split.rest.len() <= s.len(), "{s:?}: {split:?}");
+        }
+        assert_eq!(split_tls_params("sslmode").sslmode.as_deref(), Some(""));
+    }
 }
