@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use database::{CaFile, Database, SplitUrl, SslMode, split_tls_params};
 pub use error::ConfigError;
 pub use names::{TableName, is_identifier};
-pub use options::{OPTIONS, Opt, OptionDefault, OptionSpec, usage};
+pub use options::{Mode, OPTIONS, Opt, OptionDefault, OptionSpec, usage};
 pub use raw::RawArgs;
 
 use raw::{Given, Inputs, Resolved};
@@ -99,17 +99,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Options only PostgreSQL mode reads: setting one in label mode is an error.
-const DATABASE_ONLY: [Opt; 4] = [
-    Opt::DatabaseCaFile,
-    Opt::RecordsTable,
-    Opt::EventsTable,
-    Opt::NotifyChannel,
-];
-
-/// Options only label mode reads: setting one in PostgreSQL mode is an error.
-const LABEL_ONLY: [Opt; 1] = [Opt::Label];
-
 impl Config {
     /// Parses the command line (without the program name) and the environment.
     pub fn parse<A, V>(
@@ -177,24 +166,28 @@ impl Config {
     }
 }
 
-/// Refuses an option set for the mode that does not read it: an operator who
-/// sets `--records-table` without a database, or `--label` with one, expects
-/// it to matter, and silently ignoring it hides the mistake.
+/// Refuses an option set (by flag or environment) for the mode that does not
+/// read it: an operator who sets `--records-table` without a database, or
+/// `--label` with one, expects it to matter, and ignoring it hides the mistake.
 fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
-    let (unused, why): (&[Opt], &str) = if database {
+    let (unused, why) = if database {
         (
-            &LABEL_ONLY,
+            Mode::Label,
             "the records come from the database (--database-url or RTINSPECT_DATABASE_URL), \
              not from labels",
         )
     } else {
         (
-            &DATABASE_ONLY,
+            Mode::Postgres,
             "label mode uses no database (set --database-url or RTINSPECT_DATABASE_URL \
              for PostgreSQL mode)",
         )
     };
-    match unused.iter().find_map(|&opt| inputs.given(opt)) {
+    let set_for_the_other_mode = OPTIONS
+        .iter()
+        .filter(|spec| spec.mode == unused)
+        .find_map(|spec| inputs.given(spec.key));
+    match set_for_the_other_mode {
         None => Ok(()),
         Some(given) => Err(ConfigError::new(format!(
             "{} has no effect: {why}; remove it",

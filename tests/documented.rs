@@ -2,7 +2,7 @@
 //! man page, the README's table — against the one table the parser uses, so
 //! that none of them can drift.
 
-use rtinspect::config::{OPTIONS, OptionDefault};
+use rtinspect::config::{Mode, OPTIONS, OptionDefault};
 
 fn read(path: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -99,6 +99,18 @@ fn the_readme_table_agrees_with_the_options() {
             spec.flag,
             row[2]
         );
+        let mode_note = match spec.mode {
+            Mode::Any => None,
+            Mode::Postgres => Some("PostgreSQL mode only"),
+            Mode::Label => Some("label mode only"),
+        };
+        if let Some(note) = mode_note {
+            assert!(
+                row[2].contains(note),
+                "{}: README lacks {note:?}",
+                spec.flag
+            );
+        }
     }
     for row in &rows {
         assert!(

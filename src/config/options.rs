@@ -25,6 +25,28 @@ impl OptionDefault {
     }
 }
 
+/// Which mode reads an option; setting it for the other mode is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Both modes.
+    Any,
+    /// PostgreSQL mode only (a database URL is set).
+    Postgres,
+    /// Label mode only (no database URL).
+    Label,
+}
+
+impl Mode {
+    /// The line `--help` adds below the help text, if any.
+    fn note(self) -> Option<&'static str> {
+        match self {
+            Mode::Any => None,
+            Mode::Postgres => Some("(PostgreSQL mode only)"),
+            Mode::Label => Some("(label mode only)"),
+        }
+    }
+}
+
 /// One row of the table of options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OptionSpec {
@@ -42,6 +64,8 @@ pub struct OptionSpec {
     pub empty_env_is_value: bool,
     /// Whether the value may hold a secret and is never shown in a message.
     pub secret: bool,
+    /// Which mode reads it.
+    pub mode: Mode,
     /// The help text, one paragraph per line.
     pub help: &'static str,
 }
@@ -75,6 +99,7 @@ option_table! {
         default: OptionDefault::Value("unix:///var/run/docker.sock"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "dockerd's socket, unix:///PATH",
     }
     /// `--database-url`: PostgreSQL mode when set.
@@ -85,6 +110,7 @@ option_table! {
         default: OptionDefault::Unset("none (label mode)"),
         empty_env_is_value: false,
         secret: true,
+        mode: Mode::Any,
         help: "PostgreSQL, as postgres://user:pass@host/db or 'host=... user=... \
                dbname=...'; without it the records are the containers carrying --label\n\
                TLS follows the URL's sslmode: disable, prefer (the default), require, \
@@ -98,6 +124,7 @@ option_table! {
         default: OptionDefault::Unset("the URL's sslrootcert, else the system bundle"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Postgres,
         help: "trusted CAs (PEM) for sslmode verify-ca or verify-full",
     }
     /// `--interval`: time between ticks.
@@ -108,6 +135,7 @@ option_table! {
         default: OptionDefault::Value("15s"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "time between ticks: 250ms, 15s, 2m, 1h (at most 24h)",
     }
     /// `--docker-timeout`: bound on each Docker request.
@@ -118,6 +146,7 @@ option_table! {
         default: OptionDefault::Value("10s"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "bound on each Docker request (at most 10m)",
     }
     /// `--records-table`: the runtime records, in PostgreSQL mode.
@@ -128,7 +157,8 @@ option_table! {
         default: OptionDefault::Value("runtime_records"),
         empty_env_is_value: false,
         secret: false,
-        help: "records table, may be schema.table (PostgreSQL mode)",
+        mode: Mode::Postgres,
+        help: "records table, may be schema.table",
     }
     /// `--events-table`: where the postgres sink writes.
     EventsTable {
@@ -138,7 +168,8 @@ option_table! {
         default: OptionDefault::Value("runtime_health_events"),
         empty_env_is_value: false,
         secret: false,
-        help: "events table, may be schema.table (PostgreSQL mode)",
+        mode: Mode::Postgres,
+        help: "events table, may be schema.table",
     }
     /// `--notify-channel`: the pg_notify channel; empty disables NOTIFY.
     NotifyChannel {
@@ -148,7 +179,8 @@ option_table! {
         default: OptionDefault::Value("runtime_health_events"),
         empty_env_is_value: true,
         secret: false,
-        help: "pg_notify channel, empty for none (PostgreSQL mode)",
+        mode: Mode::Postgres,
+        help: "pg_notify channel; empty disables NOTIFY",
     }
     /// `--sink`: where events go.
     Sink {
@@ -158,6 +190,7 @@ option_table! {
         default: OptionDefault::Unset("postgres with a database, else stdout"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "where events go",
     }
     /// `--label`: the Docker label of records, in label mode.
@@ -168,7 +201,8 @@ option_table! {
         default: OptionDefault::Value("rtinspect.game-id"),
         empty_env_is_value: false,
         secret: false,
-        help: "Docker label whose value is the game id (label mode)",
+        mode: Mode::Label,
+        help: "the Docker label whose value is the game id",
     }
     /// `--metrics-addr`: the metrics listener.
     MetricsAddr {
@@ -178,6 +212,7 @@ option_table! {
         default: OptionDefault::Unset("off"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "serve /metrics and /healthz on HOST:PORT",
     }
     /// `--state-dir`: the spool and saved baselines.
@@ -188,6 +223,7 @@ option_table! {
         default: OptionDefault::Unset("$STATE_DIRECTORY, else off"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "keep the spool and saved baselines here",
     }
     /// `--log-format`: how log lines look.
@@ -198,6 +234,7 @@ option_table! {
         default: OptionDefault::Value("text"),
         empty_env_is_value: false,
         secret: false,
+        mode: Mode::Any,
         help: "log line format on stderr",
     }
 }
@@ -242,7 +279,7 @@ an option the chosen mode does not use is an error):
     for spec in OPTIONS {
         let head = format!("  {} {}", spec.flag, spec.value_name);
         let mut lines = Vec::new();
-        for paragraph in spec.help.lines() {
+        for paragraph in spec.help.lines().chain(spec.mode.note()) {
             lines.extend(wrap(paragraph, WIDTH - HELP_COLUMN));
         }
         lines.extend(wrap(
