@@ -1,20 +1,34 @@
 //! Configuration: flags and environment variables in, one validated [`Config`] out.
 //!
-//! Two stages, as in ripgrep: [`RawArgs`] holds the strings as given (a flag
-//! wins over its environment variable), then [`Config::from_raw`] checks every
-//! value and builds ready-to-use ones. Every error names the option and the bad
+//! Two stages, as in ripgrep: [`RawArgs`] holds the command line as given, and
+//! the environment is read beside it (a flag wins over its variable; anything
+//! not UTF-8 is refused, naming where it came from); then [`Config::from_raw`]
+//! checks every value and builds plain ones. Every option is a row of one
+//! table ([`OPTIONS`]) that the parser and `--help` both use. Config is values
+//! only: no file is read and no connection state is built here; the adapters
+//! do that when they are built. Every error names the option and the bad
 //! value, except the database URL, whose value may hold a password.
 
-use std::collections::HashMap;
-use std::fmt;
+mod database;
+mod error;
+mod names;
+mod options;
+mod raw;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use crate::postgres::tls::{self, SslMode, split_tls_params};
+pub use database::{CaFile, Database, SplitUrl, SslMode, split_tls_params};
+pub use error::ConfigError;
+pub use names::{TableName, is_identifier};
+pub use options::{Mode, OPTIONS, Opt, OptionDefault, OptionSpec, usage};
+pub use raw::RawArgs;
 
-/// What the process was asked to do.
+use raw::{Given, Inputs, Resolved};
+
+/// What the process was asked to do, once the configuration is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// The loop, until SIGTERM or SIGINT.
@@ -23,10 +37,17 @@ pub enum Command {
     Once,
     /// Create the tables and the index if missing.
     Migrate,
-    /// Print the usage text.
+}
+
+/// What the command line asks for: help and the version need no configuration.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// Print [`usage`].
     Help,
     /// Print the version.
     Version,
+    /// Run a command with this configuration (boxed: it is large, help is not).
+    Command(Box<Config>),
 }
 
 /// Where events go.
@@ -45,87 +66,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// A PostgreSQL table name, validated, optionally schema-qualified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
-    schema: Option<String>,
-    table: String,
-}
-
-impl TableName {
-    /// Parses `table` or `schema.table`; each part an SQL identifier of at most
-    /// 63 bytes made of letters, digits, `_` and `$`, not starting with a digit or `$`.
-    pub fn parse(s: &str) -> Option<TableName> {
-        let (schema, table) = match s.split_once('.') {
-            Some((schema, table)) => (Some(schema), table),
-            None => (None, s),
-        };
-        if !schema.is_none_or(is_identifier) || !is_identifier(table) {
-            return None;
-        }
-        Some(TableName {
-            schema: schema.map(str::to_owned),
-            table: table.to_owned(),
-        })
-    }
-
-    /// The name quoted for SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
-        match &self.schema {
-            Some(s) => format!("\"{s}\".\"{}\"", self.table),
-            None => format!("\"{}\"", self.table),
-        }
-    }
-
-    /// The unqualified table name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.schema {
-            Some(s) => write!(f, "{s}.{}", self.table),
-            None => f.write_str(&self.table),
-        }
-    }
-}
-
-/// Whether `s` is a plain SQL identifier that needs no escaping inside quotes.
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    !s.is_empty()
-        && s.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-}
-
-/// The database connection settings; the URL itself is not kept.
-#[derive(Clone)]
-pub struct Database {
-    /// Parsed connection settings.
-    pub config: postgres::Config,
-    /// libpq's `sslmode`, from the URL (default `prefer`).
-    pub ssl_mode: SslMode,
-    /// The TLS connector for that mode, its CA certificates loaded.
-    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // postgres::Config redacts the password in its Debug output too.
-        f.debug_struct("Database")
-            .field("hosts", &self.config.get_hosts())
-            .field("dbname", &self.config.get_dbname())
-            .field("user", &self.config.get_user())
-            .field("ssl_mode", &self.ssl_mode)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The whole validated configuration of one process.
@@ -159,213 +99,111 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// A bad command line or environment: exit status 64.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// What to print after `rtinspect: `.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl Config {
+    /// Parses the command line (without the program name) and the environment.
+    pub fn parse<A, V>(
+        args: impl IntoIterator<Item = A>,
+        env: &dyn Fn(&str) -> Option<V>,
+    ) -> Result<Invocation, ConfigError>
+    where
+        A: Into<OsString>,
+        V: Into<OsString>,
+    {
+        Config::from_raw(RawArgs::parse(args), &|name| env(name).map(Into::into))
     }
-}
 
-impl std::error::Error for ConfigError {}
-
-/// One option: its flag, its environment variable, its default.
-struct OptionSpec {
-    flag: &'static str,
-    env: &'static str,
-}
-
-const OPTIONS: &[OptionSpec] = &[
-    OptionSpec {
-        flag: "--docker-host",
-        env: "DOCKER_HOST",
-    },
-    OptionSpec {
-        flag: "--database-url",
-        env: "RTINSPECT_DATABASE_URL",
-    },
-    OptionSpec {
-        flag: "--database-ca-file",
-        env: "RTINSPECT_DATABASE_CA_FILE",
-    },
-    OptionSpec {
-        flag: "--interval",
-        env: "RTINSPECT_INTERVAL",
-    },
-    OptionSpec {
-        flag: "--docker-timeout",
-        env: "RTINSPECT_DOCKER_TIMEOUT",
-    },
-    OptionSpec {
-        flag: "--records-table",
-        env: "RTINSPECT_RECORDS_TABLE",
-    },
-    OptionSpec {
-        flag: "--events-table",
-        env: "RTINSPECT_EVENTS_TABLE",
-    },
-    OptionSpec {
-        flag: "--notify-channel",
-        env: "RTINSPECT_NOTIFY_CHANNEL",
-    },
-    OptionSpec {
-        flag: "--sink",
-        env: "RTINSPECT_SINK",
-    },
-    OptionSpec {
-        flag: "--label",
-        env: "RTINSPECT_LABEL",
-    },
-    OptionSpec {
-        flag: "--metrics-addr",
-        env: "RTINSPECT_METRICS_ADDR",
-    },
-    OptionSpec {
-        flag: "--state-dir",
-        env: "RTINSPECT_STATE_DIR",
-    },
-    OptionSpec {
-        flag: "--log-format",
-        env: "RTINSPECT_LOG_FORMAT",
-    },
-];
-
-/// The usage text of `--help`.
-pub const USAGE: &str = "\
-rtinspect: watches game-runtime containers through the Docker Engine API and
-publishes an inspect_unhealthy event when one restarted, is not running, or is
-unhealthy.
-
-Usage: rtinspect [COMMAND] [OPTIONS]
-
-Commands:
-  run        Inspect every interval until SIGTERM or SIGINT (the default)
-  once       Inspect once, wait until the events are delivered, exit
-  migrate    Create the records and events tables and the index if missing
-
-Options (each also read from the environment variable shown; a flag wins):
-  --docker-host URL       dockerd's socket, unix:///PATH
-                          [DOCKER_HOST; default unix:///var/run/docker.sock]
-  --database-url URL      PostgreSQL, as postgres://user:pass@host/db or
-                          'host=... user=... dbname=...'; without it the
-                          records are the containers carrying --label
-                          [RTINSPECT_DATABASE_URL; default: none, label mode]
-                          TLS follows the URL's sslmode: disable, prefer (the
-                          default), require, verify-ca, verify-full
-  --database-ca-file FILE CA certificates (PEM) for verify-ca and verify-full
-                          [RTINSPECT_DATABASE_CA_FILE; default the URL's
-                          sslrootcert, else the system bundle]
-  --interval DURATION     time between ticks: 250ms, 15s, 2m, 1h
-                          [RTINSPECT_INTERVAL; default 15s]
-  --docker-timeout DURATION
-                          bound on each Docker request
-                          [RTINSPECT_DOCKER_TIMEOUT; default 10s]
-  --records-table NAME    table of runtime records, may be schema.table
-                          [RTINSPECT_RECORDS_TABLE; default runtime_records]
-  --events-table NAME     table of health events, may be schema.table
-                          [RTINSPECT_EVENTS_TABLE; default runtime_health_events]
-  --notify-channel NAME   pg_notify channel; empty disables NOTIFY
-                          [RTINSPECT_NOTIFY_CHANNEL; default runtime_health_events]
-  --sink stdout|postgres  where events go
-                          [RTINSPECT_SINK; default postgres with a database,
-                          else stdout]
-  --label KEY             the Docker label whose value is the game id
-                          [RTINSPECT_LABEL; default rtinspect.game-id]
-  --metrics-addr ADDR     serve /metrics and /healthz on HOST:PORT
-                          [RTINSPECT_METRICS_ADDR; default off]
-  --state-dir DIR         keep the spool and saved baselines here
-                          [RTINSPECT_STATE_DIR; default $STATE_DIRECTORY, else off]
-  --log-format text|json  log line format on stderr
-                          [RTINSPECT_LOG_FORMAT; default text]
-  -h, --help              print this text
-  -V, --version           print the version
-
-Log level: RUST_LOG (default info). Events go to stdout, logs to stderr.
-Exit status: 0 success, 1 runtime failure, 64 bad usage or configuration.
-";
-
-/// The strings as given, before validation.
-#[derive(Debug, Default)]
-pub struct RawArgs {
-    command: Option<String>,
-    flags: HashMap<&'static str, String>,
-    help: bool,
-    version: bool,
-}
-
-impl RawArgs {
-    /// Reads the command line (without the program name).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RawArgs, ConfigError> {
-        let mut raw = RawArgs::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "-h" | "--help" => raw.help = true,
-                "-V" | "--version" => raw.version = true,
-                a if a.starts_with("--") => {
-                    let (name, inline) = match a.split_once('=') {
-                        Some((n, v)) => (n, Some(v.to_owned())),
-                        None => (a, None),
-                    };
-                    let spec =
-                        OPTIONS
-                            .iter()
-                            .find(|o| o.flag == name)
-                            .ok_or_else(|| ConfigError {
-                                message: format!("unknown option {name:?}; see --help"),
-                            })?;
-                    let value = match inline {
-                        Some(v) => v,
-                        None => args.next().ok_or_else(|| ConfigError {
-                            message: format!("option {} needs a value", spec.flag),
-                        })?,
-                    };
-                    raw.flags.insert(spec.flag, value);
-                }
-                a if a.starts_with('-') && a.len() > 1 => {
-                    return Err(ConfigError {
-                        message: format!("unknown option {a:?}; see --help"),
-                    });
-                }
-                a => {
-                    if let Some(first) = &raw.command {
-                        return Err(ConfigError {
-                            message: format!("unexpected argument {a:?} after command {first:?}"),
-                        });
-                    }
-                    raw.command = Some(a.to_owned());
-                }
+    /// Validates every value of `raw` and of the environment at once.
+    pub fn from_raw(
+        raw: RawArgs,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Invocation, ConfigError> {
+        let (command, inputs) = match raw.resolve(env)? {
+            Resolved::Help => return Ok(Invocation::Help),
+            Resolved::Version => return Ok(Invocation::Version),
+            Resolved::Command { command, inputs } => (command, inputs),
+        };
+        let command = match command.as_deref() {
+            None | Some("run") => Command::Run,
+            Some("once") => Command::Once,
+            Some("migrate") => Command::Migrate,
+            Some(other) => {
+                return Err(ConfigError::new(format!(
+                    "unknown command {other:?}; expected run, once or migrate"
+                )));
             }
+        };
+        let docker_socket = docker_socket(&inputs.with_default(Opt::DockerHost)?)?;
+        let database = match inputs.given(Opt::DatabaseUrl) {
+            None => None,
+            Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
+        };
+        let config = Config {
+            command,
+            docker_socket,
+            interval: duration(
+                &inputs.with_default(Opt::Interval)?,
+                Duration::from_secs(24 * 3600),
+            )?,
+            docker_timeout: duration(
+                &inputs.with_default(Opt::DockerTimeout)?,
+                Duration::from_secs(600),
+            )?,
+            records_table: table(&inputs.with_default(Opt::RecordsTable)?)?,
+            events_table: table(&inputs.with_default(Opt::EventsTable)?)?,
+            notify_channel: notify_channel(&inputs.with_default(Opt::NotifyChannel)?)?,
+            sink: sink(inputs.given(Opt::Sink), database.is_some())?,
+            database,
+            label: label(&inputs.with_default(Opt::Label)?)?,
+            metrics_addr: inputs
+                .given(Opt::MetricsAddr)
+                .map(metrics_addr)
+                .transpose()?,
+            state_dir: state_dir(&inputs)?,
+            log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
+        };
+        check_mode(&inputs, config.database.is_some())?;
+        Ok(Invocation::Command(Box::new(config)))
+    }
+}
+
+/// Refuses an option set (by flag or environment) for the mode that does not
+/// read it: an operator who sets `--records-table` without a database, or
+/// `--label` with one, expects it to matter, and ignoring it hides the mistake.
+fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
+    let (unused, why) = if database {
+        (
+            Mode::Label,
+            "the records come from the database (--database-url or RTINSPECT_DATABASE_URL), \
+             not from labels",
+        )
+    } else {
+        (
+            Mode::Postgres,
+            "label mode uses no database (set --database-url or RTINSPECT_DATABASE_URL \
+             for PostgreSQL mode)",
+        )
+    };
+    let set_for_the_other_mode = OPTIONS
+        .iter()
+        .filter(|spec| spec.mode == unused)
+        .find_map(|spec| inputs.given(spec.key));
+    match set_for_the_other_mode {
+        None => Ok(()),
+        Some(given) => Err(ConfigError::new(format!(
+            "{} has no effect: {why}; remove it",
+            given.described()
+        ))),
+    }
+}
+
+/// `unix:///path` → the socket's path.
+fn docker_socket(given: &Given) -> Result<PathBuf, ConfigError> {
+    match given.value.strip_prefix("unix://") {
+        Some(path) if path.starts_with('/') => Ok(PathBuf::from(path)),
+        _ => {
+            Err(given
+                .invalid("expected unix:///path/to/docker.sock (only Unix sockets are supported)"))
         }
-        Ok(raw)
-    }
-}
-
-/// Looks up one option: the flag's value, else the environment's (an empty
-/// variable counts as unset, except where `empty_is_value`).
-fn lookup(
-    raw: &RawArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    flag: &'static str,
-    empty_is_value: bool,
-) -> Option<(String, String)> {
-    let spec = OPTIONS.iter().find(|o| o.flag == flag).expect("known flag");
-    if let Some(v) = raw.flags.get(flag) {
-        return Some((flag.to_owned(), v.clone()));
-    }
-    env(spec.env)
-        .filter(|v| empty_is_value || !v.is_empty())
-        .map(|v| (spec.env.to_owned(), v))
-}
-
-fn invalid(source: &str, value: &str, why: &str) -> ConfigError {
-    ConfigError {
-        message: format!("invalid {source} {value:?}: {why}"),
     }
 }
 
@@ -384,286 +222,126 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-fn duration_option(
-    raw: &RawArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    flag: &'static str,
-    default: Duration,
-    max: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some((source, value)) = lookup(raw, env, flag, false) else {
-        return Ok(default);
-    };
-    let d = parse_duration(&value).ok_or_else(|| {
-        invalid(
-            &source,
-            &value,
-            "expected a duration such as 250ms, 15s, 2m or 1h",
-        )
-    })?;
+/// A duration greater than zero and at most `max`.
+fn duration(given: &Given, max: Duration) -> Result<Duration, ConfigError> {
+    let d = parse_duration(&given.value)
+        .ok_or_else(|| given.invalid("expected a duration such as 250ms, 15s, 2m or 1h"))?;
     if d.is_zero() {
-        return Err(invalid(&source, &value, "must be greater than zero"));
+        return Err(given.invalid("must be greater than zero"));
     }
     if d > max {
-        return Err(invalid(
-            &source,
-            &value,
-            &format!("must be at most {}s", max.as_secs()),
-        ));
+        return Err(given.invalid(&format!("must be at most {}s", max.as_secs())));
     }
     Ok(d)
 }
 
-fn table_option(
-    raw: &RawArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    flag: &'static str,
-    default: &str,
-) -> Result<TableName, ConfigError> {
-    match lookup(raw, env, flag, false) {
-        None => Ok(TableName::parse(default).expect("default table names are valid")),
-        Some((source, value)) => TableName::parse(&value).ok_or_else(|| {
-            invalid(
-                &source,
-                &value,
-                "expected a table name such as runtime_records or schema.runtime_records \
-                 (letters, digits, _ and $, at most 63 each)",
-            )
-        }),
-    }
-}
-
-/// The database URL, its TLS parameters taken out and checked, and the TLS
-/// connector built (so a bad CA file is a start-up error, not a tick error).
-fn database_option(
-    raw: &RawArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    source: &str,
-    value: &str,
-) -> Result<Database, ConfigError> {
-    let split = split_tls_params(value);
-    let mut config = postgres::Config::from_str(&split.rest).map_err(|e| ConfigError {
-        // The value may hold a password: name the option, not the value.
-        message: format!("invalid {source}: {e}"),
-    })?;
-    if config.get_hosts().is_empty() {
-        return Err(ConfigError {
-            message: format!("invalid {source}: no host given"),
-        });
-    }
-    let ssl_mode = match split.sslmode.as_deref() {
-        None => SslMode::Prefer,
-        Some(m) => SslMode::parse(m).ok_or_else(|| ConfigError {
-            message: format!(
-                "invalid {source}: sslmode {m:?} is not disable, prefer, require, verify-ca or verify-full"
-            ),
-        })?,
-    };
-    config.ssl_mode(ssl_mode.driver_mode());
-    let ca_file = match lookup(raw, env, "--database-ca-file", false) {
-        Some((_, v)) => Some(PathBuf::from(v)),
-        None => split.sslrootcert.map(PathBuf::from),
-    };
-    let tls = tls::connector(ssl_mode, ca_file.as_deref()).map_err(|e| ConfigError {
-        message: format!("invalid --database-ca-file or sslrootcert: {e}"),
-    })?;
-    Ok(Database {
-        config,
-        ssl_mode,
-        tls,
+fn table(given: &Given) -> Result<TableName, ConfigError> {
+    TableName::parse(&given.value).ok_or_else(|| {
+        given.invalid(
+            "expected a table name such as runtime_records or schema.runtime_records \
+             (letters, digits, _ and $, at most 63 each)",
+        )
     })
 }
 
-impl Config {
-    /// Parses the command line and the environment into a validated config.
-    pub fn parse(
-        args: impl IntoIterator<Item = String>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        Config::from_raw(RawArgs::parse(args)?, env)
+/// A channel name, or empty to disable NOTIFY.
+fn notify_channel(given: &Given) -> Result<Option<String>, ConfigError> {
+    if given.value.is_empty() {
+        return Ok(None);
     }
+    if !is_identifier(&given.value) {
+        return Err(given.invalid(
+            "expected a channel name of letters, digits, _ and $ (at most 63), or empty",
+        ));
+    }
+    Ok(Some(given.value.clone()))
+}
 
-    /// Validates every value of `raw` (and of the environment) at once.
-    pub fn from_raw(
-        raw: RawArgs,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        if raw.help || raw.version {
-            // Help and version need no valid configuration.
-            let mut config = Config::from_raw(RawArgs::default(), &|_| None)?;
-            config.command = if raw.help {
-                Command::Help
-            } else {
-                Command::Version
-            };
-            return Ok(config);
+/// The sink asked for, else the mode's default: postgres with a database.
+fn sink(given: Option<&Given>, database: bool) -> Result<SinkKind, ConfigError> {
+    match given.map(|g| (g, g.value.as_str())) {
+        None if database => Ok(SinkKind::Postgres),
+        None => Ok(SinkKind::Stdout),
+        Some((_, "stdout")) => Ok(SinkKind::Stdout),
+        Some((_, "postgres")) if database => Ok(SinkKind::Postgres),
+        Some((g, "postgres")) => Err(g.invalid("the postgres sink needs --database-url")),
+        Some((g, _)) => Err(g.invalid("expected stdout or postgres")),
+    }
+}
+
+fn label(given: &Given) -> Result<String, ConfigError> {
+    let v = &given.value;
+    if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) || v.trim() != v {
+        return Err(given.invalid(
+            "expected a Docker label key without spaces at the ends or control characters",
+        ));
+    }
+    Ok(v.clone())
+}
+
+fn metrics_addr(given: &Given) -> Result<SocketAddr, ConfigError> {
+    given
+        .value
+        .parse()
+        .map_err(|_| given.invalid("expected HOST:PORT such as 127.0.0.1:9464"))
+}
+
+/// `--state-dir`, else the first directory of systemd's `STATE_DIRECTORY`.
+fn state_dir(inputs: &Inputs) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(given) = inputs.given(Opt::StateDir) {
+        if !given.value.starts_with('/') {
+            return Err(given.invalid("expected an absolute directory path"));
         }
-        let command = {
-            match raw.command.as_deref() {
-                None | Some("run") => Command::Run,
-                Some("once") => Command::Once,
-                Some("migrate") => Command::Migrate,
-                Some("help") => Command::Help,
-                Some(other) => {
-                    return Err(ConfigError {
-                        message: format!(
-                            "unknown command {other:?}; expected run, once or migrate"
-                        ),
-                    });
-                }
-            }
-        };
+        return Ok(Some(PathBuf::from(&given.value)));
+    }
+    // systemd's StateDirectory= sets STATE_DIRECTORY, colon-separated when
+    // the unit names several; the first one is ours.
+    Ok(inputs
+        .state_directory()
+        .and_then(|g| g.value.split(':').next())
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from))
+}
 
-        let docker_socket = match lookup(&raw, env, "--docker-host", false) {
-            None => PathBuf::from("/var/run/docker.sock"),
-            Some((source, value)) => match value.strip_prefix("unix://") {
-                Some(path) if path.starts_with('/') => PathBuf::from(path),
-                _ => {
-                    return Err(invalid(
-                        &source,
-                        &value,
-                        "expected unix:///path/to/docker.sock (only Unix sockets are supported)",
-                    ));
-                }
-            },
-        };
-
-        let database = match lookup(&raw, env, "--database-url", false) {
-            None => None,
-            Some((source, value)) => Some(database_option(&raw, env, &source, &value)?),
-        };
-
-        let interval = duration_option(
-            &raw,
-            env,
-            "--interval",
-            Duration::from_secs(15),
-            Duration::from_secs(24 * 3600),
-        )?;
-        let docker_timeout = duration_option(
-            &raw,
-            env,
-            "--docker-timeout",
-            Duration::from_secs(10),
-            Duration::from_secs(600),
-        )?;
-        let records_table = table_option(&raw, env, "--records-table", "runtime_records")?;
-        let events_table = table_option(&raw, env, "--events-table", "runtime_health_events")?;
-
-        let notify_channel = match lookup(&raw, env, "--notify-channel", true) {
-            None => Some("runtime_health_events".to_owned()),
-            Some((_, v)) if v.is_empty() => None,
-            Some((source, v)) => {
-                if !is_identifier(&v) {
-                    return Err(invalid(
-                        &source,
-                        &v,
-                        "expected a channel name of letters, digits, _ and $ (at most 63), or empty",
-                    ));
-                }
-                Some(v)
-            }
-        };
-
-        let sink = match lookup(&raw, env, "--sink", false) {
-            None if database.is_some() => SinkKind::Postgres,
-            None => SinkKind::Stdout,
-            Some((_, v)) if v == "stdout" => SinkKind::Stdout,
-            Some((source, v)) if v == "postgres" => {
-                if database.is_none() {
-                    return Err(invalid(
-                        &source,
-                        &v,
-                        "the postgres sink needs --database-url",
-                    ));
-                }
-                SinkKind::Postgres
-            }
-            Some((source, v)) => return Err(invalid(&source, &v, "expected stdout or postgres")),
-        };
-
-        let label = match lookup(&raw, env, "--label", false) {
-            None => "rtinspect.game-id".to_owned(),
-            Some((source, v)) => {
-                if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) || v.trim() != v
-                {
-                    return Err(invalid(
-                        &source,
-                        &v,
-                        "expected a Docker label key without spaces at the ends or control characters",
-                    ));
-                }
-                v
-            }
-        };
-
-        let metrics_addr =
-            match lookup(&raw, env, "--metrics-addr", false) {
-                None => None,
-                Some((source, v)) => Some(v.parse::<SocketAddr>().map_err(|_| {
-                    invalid(&source, &v, "expected HOST:PORT such as 127.0.0.1:9464")
-                })?),
-            };
-
-        let state_dir = match lookup(&raw, env, "--state-dir", false) {
-            Some((source, v)) => {
-                if !v.starts_with('/') {
-                    return Err(invalid(&source, &v, "expected an absolute directory path"));
-                }
-                Some(PathBuf::from(v))
-            }
-            // systemd's StateDirectory= sets STATE_DIRECTORY, colon-separated when
-            // the unit names several; the first one is ours.
-            None => env("STATE_DIRECTORY")
-                .and_then(|v| v.split(':').next().map(str::to_owned))
-                .filter(|v| v.starts_with('/'))
-                .map(PathBuf::from),
-        };
-
-        let log_format = match lookup(&raw, env, "--log-format", false) {
-            None => LogFormat::Text,
-            Some((_, v)) if v == "text" => LogFormat::Text,
-            Some((_, v)) if v == "json" => LogFormat::Json,
-            Some((source, v)) => return Err(invalid(&source, &v, "expected text or json")),
-        };
-
-        Ok(Config {
-            command,
-            docker_socket,
-            database,
-            interval,
-            docker_timeout,
-            records_table,
-            events_table,
-            notify_channel,
-            sink,
-            label,
-            metrics_addr,
-            state_dir,
-            log_format,
-        })
+fn log_format(given: &Given) -> Result<LogFormat, ConfigError> {
+    match given.value.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(given.invalid("expected text or json")),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
-    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::parse(args.iter().map(|s| s.to_string()), &|k| env.get(k).cloned())
+        Config::parse(args.iter().copied(), &|k| env.get(k).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match parse(args, env) {
+            Ok(Invocation::Command(c)) => *c,
+            other => panic!("{args:?} {env:?}: expected a command, got {other:?}"),
+        }
     }
 
     fn err(args: &[&str], env: &[(&str, &str)]) -> String {
-        parse(args, env).unwrap_err().message
+        match parse(args, env) {
+            Err(e) => e.message,
+            Ok(other) => panic!("{args:?} {env:?}: expected an error, got {other:?}"),
+        }
     }
 
     #[test]
     fn defaults_are_label_mode_on_stdout() {
-        let c = parse(&[], &[]).unwrap();
+        let c = config(&[], &[]);
         assert_eq!(c.command, Command::Run);
         assert_eq!(c.docker_socket, PathBuf::from("/var/run/docker.sock"));
         assert!(c.database.is_none());
@@ -681,15 +359,14 @@ mod tests {
 
     #[test]
     fn flag_wins_over_environment() {
-        let c = parse(
+        let c = config(
             &["once", "--interval", "2m", "--label=team.game"],
             &[
                 ("RTINSPECT_INTERVAL", "5s"),
                 ("RTINSPECT_LABEL", "x"),
                 ("RTINSPECT_DOCKER_TIMEOUT", "250ms"),
             ],
-        )
-        .unwrap();
+        );
         assert_eq!(c.command, Command::Once);
         assert_eq!(c.interval, Duration::from_secs(120));
         assert_eq!(c.label, "team.game");
@@ -698,22 +375,23 @@ mod tests {
 
     #[test]
     fn database_selects_postgres_sink_by_default() {
-        let c = parse(
+        let c = config(
             &[],
             &[(
                 "RTINSPECT_DATABASE_URL",
                 "postgres://u:secret@db.example/rt",
             )],
-        )
-        .unwrap();
+        );
         assert!(c.database.is_some());
         assert_eq!(c.sink, SinkKind::Postgres);
-        let c = parse(
+        let c = config(
             &["--sink", "stdout", "--database-url", "host=/run/pg user=rt"],
             &[],
-        )
-        .unwrap();
+        );
         assert_eq!(c.sink, SinkKind::Stdout);
+        assert_eq!(c.command, Command::Run);
+        let c = config(&["migrate", "--database-url", "host=db"], &[]);
+        assert_eq!(c.command, Command::Migrate);
     }
 
     #[test]
@@ -818,6 +496,7 @@ mod tests {
                 got.contains(want),
                 "{args:?} {env:?}: got {got:?}, want {want:?}"
             );
+            assert!(!got.contains('\n'), "{got:?}");
         }
     }
 
@@ -836,90 +515,230 @@ mod tests {
 
     #[test]
     fn sslmode_comes_from_the_url_in_either_form() {
-        let c = parse(
-            &["--database-url", "postgres://u@db/x?sslmode=require"],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Require);
-        let c = parse(&["--database-url", "host=db sslmode=disable"], &[]).unwrap();
-        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Disable);
-        let c = parse(&["--database-url", "host=db"], &[]).unwrap();
-        assert_eq!(c.database.unwrap().ssl_mode, SslMode::Prefer);
+        let db = |url: &str| config(&["--database-url", url], &[]).database.unwrap();
+        assert_eq!(
+            db("postgres://u@db/x?sslmode=require").ssl_mode,
+            SslMode::Require
+        );
+        assert_eq!(db("host=db sslmode=disable").ssl_mode, SslMode::Disable);
+        assert_eq!(db("host=db").ssl_mode, SslMode::Prefer);
         let e = err(&["--database-url", "host=db sslmode=sometimes"], &[]);
         assert!(e.contains("sslmode \"sometimes\""), "{e}");
-        let e = err(
+    }
+
+    #[test]
+    fn the_ca_file_is_a_path_named_by_its_option_and_not_read_here() {
+        let ca = |args: &[&str], env: &[(&str, &str)]| config(args, env).database.unwrap().ca_file;
+        let url = "host=db sslmode=verify-full";
+        assert_eq!(
+            ca(
+                &[
+                    "--database-url",
+                    url,
+                    "--database-ca-file",
+                    "/nonexistent.pem"
+                ],
+                &[]
+            ),
+            Some(CaFile {
+                path: PathBuf::from("/nonexistent.pem"),
+                named_by: "--database-ca-file".into()
+            })
+        );
+        assert_eq!(
+            ca(
+                &["--database-url", url],
+                &[("RTINSPECT_DATABASE_CA_FILE", "/etc/db-ca.pem")]
+            )
+            .map(|c| c.named_by),
+            Some("RTINSPECT_DATABASE_CA_FILE".into())
+        );
+        assert_eq!(
+            ca(
+                &[],
+                &[(
+                    "RTINSPECT_DATABASE_URL",
+                    "postgres://db/x?sslmode=verify-ca&sslrootcert=/r.pem"
+                )]
+            ),
+            Some(CaFile {
+                path: PathBuf::from("/r.pem"),
+                named_by: "sslrootcert in RTINSPECT_DATABASE_URL".into()
+            })
+        );
+        // The flag wins over the URL's sslrootcert.
+        let c = ca(
             &[
                 "--database-url",
-                "host=db sslmode=verify-full",
-                "--database-ca-file",
-                "/nonexistent.pem",
+                "host=db sslmode=verify-ca sslrootcert=/r.pem",
+                "--database-ca-file=/f.pem",
             ],
             &[],
         );
-        assert!(e.contains("/nonexistent.pem"), "{e}");
+        assert_eq!(c.map(|c| c.path), Some(PathBuf::from("/f.pem")));
+        assert_eq!(ca(&["--database-url", url], &[]), None);
+    }
+
+    #[test]
+    fn a_ca_file_with_a_mode_that_does_not_verify_is_refused() {
+        let table: &[Case] = &[
+            (
+                &["--database-url", "host=db", "--database-ca-file", "/ca.pem"],
+                &[],
+                "--database-ca-file \"/ca.pem\" has no effect with sslmode prefer (the default)",
+            ),
+            (
+                &["--database-url", "host=db sslmode=require"],
+                &[("RTINSPECT_DATABASE_CA_FILE", "/ca.pem")],
+                "RTINSPECT_DATABASE_CA_FILE \"/ca.pem\" has no effect with sslmode require,",
+            ),
+            (
+                &[
+                    "--database-url",
+                    "postgres://u:hunter2@db/x?sslmode=disable&sslrootcert=/ca.pem",
+                ],
+                &[],
+                "sslrootcert in --database-url \"/ca.pem\" has no effect with sslmode disable,",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+            assert!(got.contains("verify-ca or verify-full"), "{got}");
+            assert!(!got.contains("hunter2"), "{got}");
+        }
+    }
+
+    #[test]
+    fn an_option_the_mode_does_not_read_is_refused() {
+        let table: &[Case] = &[
+            (
+                &["--records-table", "ops.rt"],
+                &[],
+                "--records-table \"ops.rt\" has no effect: label mode uses no database",
+            ),
+            (
+                &[],
+                &[("RTINSPECT_EVENTS_TABLE", "ev")],
+                "RTINSPECT_EVENTS_TABLE \"ev\" has no effect",
+            ),
+            (
+                &["--notify-channel", ""],
+                &[],
+                "--notify-channel \"\" has no effect",
+            ),
+            (
+                &["once", "--database-ca-file", "/ca.pem"],
+                &[],
+                "--database-ca-file \"/ca.pem\" has no effect: label mode",
+            ),
+            (
+                &["--database-url", "host=db", "--label", "team.game"],
+                &[],
+                "--label \"team.game\" has no effect: the records come from the database",
+            ),
+            (
+                &[],
+                &[
+                    ("RTINSPECT_DATABASE_URL", "host=db"),
+                    ("RTINSPECT_LABEL", "team.game"),
+                ],
+                "RTINSPECT_LABEL \"team.game\" has no effect",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(
+                got.contains(want),
+                "{args:?} {env:?}: got {got:?}, want {want:?}"
+            );
+        }
+        // Defaults are not "set": each mode runs with the other's defaults untouched.
+        config(&[], &[]);
+        config(&["--database-url", "host=db"], &[]);
+        // Empty variables count as unset, so a blanked line in the defaults file is fine.
+        config(&[], &[("RTINSPECT_RECORDS_TABLE", "")]);
+        // The stdout sink with a database still takes the events table and
+        // channel: `migrate` creates the table whatever the sink.
+        config(
+            &["--database-url", "host=db", "--sink", "stdout"],
+            &[
+                ("RTINSPECT_EVENTS_TABLE", "ev"),
+                ("RTINSPECT_NOTIFY_CHANNEL", "ch"),
+            ],
+        );
     }
 
     #[test]
     fn empty_notify_channel_disables_notify() {
-        let c = parse(&["--notify-channel", ""], &[]).unwrap();
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let c = config(&["--notify-channel", ""], &[db]);
         assert_eq!(c.notify_channel, None);
-        let c = parse(&[], &[("RTINSPECT_NOTIFY_CHANNEL", "")]).unwrap();
+        let c = config(&[], &[db, ("RTINSPECT_NOTIFY_CHANNEL", "")]);
         assert_eq!(c.notify_channel, None);
     }
 
     #[test]
     fn empty_environment_values_count_as_unset() {
-        let c = parse(
+        let c = config(
             &[],
             &[("RTINSPECT_DATABASE_URL", ""), ("RTINSPECT_INTERVAL", "")],
-        )
-        .unwrap();
+        );
         assert!(c.database.is_none());
         assert_eq!(c.interval, Duration::from_secs(15));
     }
 
     #[test]
     fn state_dir_defaults_to_systemd_state_directory() {
-        let c = parse(
+        let c = config(
             &[],
             &[("STATE_DIRECTORY", "/var/lib/rtinspect:/var/lib/other")],
-        )
-        .unwrap();
+        );
         assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/rtinspect")));
-        let c = parse(
+        let c = config(
             &["--state-dir", "/srv/rt"],
             &[("STATE_DIRECTORY", "/var/lib/rtinspect")],
-        )
-        .unwrap();
+        );
         assert_eq!(c.state_dir, Some(PathBuf::from("/srv/rt")));
     }
 
     #[test]
-    fn table_names_are_quoted_and_may_be_qualified() {
-        assert_eq!(
-            TableName::parse("ops.runtime_records").unwrap().quoted(),
-            "\"ops\".\"runtime_records\""
-        );
-        assert_eq!(TableName::parse("_t$1").unwrap().quoted(), "\"_t$1\"");
-        for bad in ["", ".", "a.", ".a", "a\"b", "a-b", "$a", &"t".repeat(64)] {
-            assert!(TableName::parse(bad).is_none(), "{bad:?}");
+    fn help_and_version_win_over_everything() {
+        let help: &[Case] = &[
+            (&["once", "--help"], &[], ""),
+            (
+                &["--interval", "0s", "--help"],
+                &[("RTINSPECT_SINK", "x")],
+                "",
+            ),
+            (&["help"], &[], ""),
+            (&["--bogus", "-h"], &[], ""),
+            (&["--help", "--interval"], &[], ""),
+            (
+                &["help", "once", "extra"],
+                &[("DOCKER_HOST", "tcp://x")],
+                "",
+            ),
+        ];
+        for (args, env, _) in help {
+            assert!(matches!(parse(args, env), Ok(Invocation::Help)), "{args:?}");
         }
+        assert!(matches!(parse(&["-V"], &[]), Ok(Invocation::Version)));
+        assert!(matches!(
+            parse(&["--version", "start"], &[("RTINSPECT_INTERVAL", "0s")]),
+            Ok(Invocation::Version)
+        ));
     }
 
     #[test]
-    fn help_and_version_win_over_everything() {
-        assert_eq!(
-            parse(&["once", "--help"], &[]).unwrap().command,
-            Command::Help
-        );
-        assert_eq!(
-            parse(&["--interval", "0s", "--help"], &[("RTINSPECT_SINK", "x")])
-                .unwrap()
-                .command,
-            Command::Help
-        );
-        assert_eq!(parse(&["-V"], &[]).unwrap().command, Command::Version);
-        assert_eq!(parse(&["help"], &[]).unwrap().command, Command::Help);
+    fn every_default_in_the_table_is_valid() {
+        // Each mode with nothing set validates every Value default of the table.
+        for spec in OPTIONS {
+            if let OptionDefault::Value(v) = spec.default {
+                assert!(!v.is_empty(), "{spec:?}");
+            }
+        }
+        config(&[], &[]);
+        config(&["--database-url", "host=db"], &[]);
     }
 }

@@ -24,7 +24,7 @@ use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::WarnLimiter;
 use crate::metrics::{self, HealthInputs};
 use crate::notify::Notifier;
-use crate::postgres::{PgRecords, PgSink};
+use crate::postgres::{Connector, PgRecords, PgSink};
 use crate::publisher::{self, Backoff, Outbox, Rejects};
 use crate::records::{LabelRecords, RecordError, RecordSource};
 use crate::shutdown::{self, Shutdown};
@@ -369,26 +369,37 @@ fn keep_idle(interval: Duration) -> Duration {
     (interval * 2 + Duration::from_secs(5)).min(Duration::from_secs(900))
 }
 
-fn build_sink(config: &Config) -> Box<dyn EventSink> {
-    match (config.sink, &config.database) {
+/// The PostgreSQL connector, its CA file read now: a bad one is bad configuration.
+fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
+    Connector::new(db.clone()).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
+    Ok(match (config.sink, &config.database) {
         (SinkKind::Postgres, Some(db)) => Box::new(PgSink::new(
-            db.clone(),
+            pg_connector(db)?,
             config.events_table.clone(),
             config.notify_channel.clone(),
         )),
         // Config validation refuses the postgres sink without a database.
         _ => Box::new(StdoutSink::stdout()),
-    }
+    })
 }
 
-fn build_source(config: &Config, docker: &DockerClient) -> Box<dyn RecordSource + Send> {
-    match &config.database {
+fn build_source(
+    config: &Config,
+    docker: &DockerClient,
+) -> Result<Box<dyn RecordSource + Send>, Failure> {
+    Ok(match &config.database {
         None => Box::new(LabelRecords::new(
             Box::new(docker.clone()),
             config.label.clone(),
         )),
-        Some(db) => Box::new(PgRecords::new(db.clone(), config.records_table.clone())),
-    }
+        Some(db) => Box::new(PgRecords::new(
+            pg_connector(db)?,
+            config.records_table.clone(),
+        )),
+    })
 }
 
 /// `rtinspect migrate`: creates what is missing and says what it did on stdout.
@@ -398,8 +409,12 @@ fn migrate(config: &Config) -> Result<(), Failure> {
             "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL".into(),
         ));
     };
-    let steps = crate::postgres::migrate(db, &config.records_table, &config.events_table)
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let steps = crate::postgres::migrate(
+        &pg_connector(db)?,
+        &config.records_table,
+        &config.events_table,
+    )
+    .map_err(|e| Failure::Runtime(e.to_string()))?;
     for step in steps {
         println!("{step}");
     }
@@ -477,8 +492,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         config.docker_timeout,
         keep_idle(config.interval),
     );
-    let source = build_source(config, &docker);
-    let sink = build_sink(config);
+    let source = build_source(config, &docker)?;
+    let sink = build_sink(config)?;
     let rejects = Rejects::new(state.clone());
     let backlog = spooled(state.as_ref(), &rejects, &telemetry)?;
     let mut worker = Worker::new(

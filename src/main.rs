@@ -1,9 +1,10 @@
 //! The `rtinspect` binary: parse the configuration, start logging, run, and map
 //! the outcome to an exit status.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use rtinspect::config::{Command, Config, USAGE};
+use rtinspect::config::{Config, Invocation, usage};
 use rtinspect::daemon::{self, Failure};
 
 /// Bad usage or configuration (sysexits' EX_USAGE).
@@ -14,35 +15,42 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let config = match Config::parse(std::env::args().skip(1), &|k| std::env::var(k).ok()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rtinspect: {e}");
-            return ExitCode::from(EXIT_USAGE);
+    // The `_os` readers: `std::env::args()` panics on an argument that is not
+    // UTF-8, and `var()` hides such a value; the parser refuses it by name.
+    let parsed = Config::parse(std::env::args_os().skip(1), &|name| std::env::var_os(name));
+    let config = match parsed {
+        Ok(Invocation::Command(config)) => *config,
+        Ok(Invocation::Help) => return print(&usage()),
+        Ok(Invocation::Version) => {
+            return print(&format!("rtinspect {}\n", env!("CARGO_PKG_VERSION")));
         }
+        Err(e) => return usage_error(&e.to_string()),
     };
-    match config.command {
-        Command::Help => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            println!("rtinspect {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
     rtinspect::logging::init(config.log_format);
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            log::error!("{message}");
-            eprintln!("rtinspect: {message}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Err(Failure::Usage(message)) => usage_error(&message),
         Err(Failure::Runtime(message)) => {
             log::error!("{message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` on stdout; a closed or full stdout is a failure, not a panic.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "rtinspect: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Bad usage or configuration: one line on stderr, once, and exit 64.
+fn usage_error(message: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "rtinspect: {message}");
+    ExitCode::from(EXIT_USAGE)
 }

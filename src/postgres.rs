@@ -12,7 +12,8 @@
 //! The sink tells an outage (retry) from a refusal of the event (set aside).
 //! Table names come from validated configuration and are quoted; every value
 //! from configuration or from a row is a bind parameter. TLS is rustls
-//! (`tls`), following the URL's `sslmode`.
+//! (`tls`), following the URL's `sslmode`; its connector is built, and the CA
+//! file read, when a [`Connector`] is made at start-up.
 
 pub mod tls;
 
@@ -20,12 +21,14 @@ use std::fmt;
 use std::time::Duration;
 
 use postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{Database, TableName};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::RuntimeRecord;
 use crate::records::{RecordError, RecordSource};
 use crate::sink::{EventSink, SinkError};
+use tls::TlsError;
 
 /// Bound on connecting when the URL sets none (libpq waits forever by default).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,8 +124,38 @@ pub fn describe(e: &postgres::Error) -> String {
     s
 }
 
+/// The database settings with their TLS connector: what every connection of
+/// an adapter is opened with.
+#[derive(Clone)]
+pub struct Connector {
+    db: Database,
+    tls: MakeRustlsConnect,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Builds the TLS connector for `db`'s sslmode, reading its CA file now,
+    /// so that a bad one is a start-up error rather than a failure of each tick.
+    pub fn new(db: Database) -> Result<Connector, TlsError> {
+        let tls = tls::connector(db.ssl_mode, db.ca_file.as_ref())?;
+        Ok(Connector { db, tls })
+    }
+
+    /// Opens a connection; see [`connect`].
+    pub fn connect(&self) -> Result<Client, PgError> {
+        connect(&self.db, &self.tls)
+    }
+}
+
 /// Opens a connection with a connect timeout and a statement timeout.
-pub fn connect(db: &Database) -> Result<Client, PgError> {
+pub fn connect(db: &Database, tls: &MakeRustlsConnect) -> Result<Client, PgError> {
     let mut config = db.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -142,7 +175,7 @@ pub fn connect(db: &Database) -> Result<Client, PgError> {
         config.application_name("rtinspect");
     }
     config
-        .connect(db.tls.clone())
+        .connect(tls.clone())
         .map_err(|e| PgError::new("connecting to PostgreSQL", e))
 }
 
@@ -162,7 +195,7 @@ impl PgError {
 /// Runtime records from `SELECT game_id, current_container_id FROM <table>
 /// WHERE status = 'running'`, as a prepared statement on a kept connection.
 pub struct PgRecords {
-    db: Database,
+    connector: Connector,
     table: TableName,
     query: String,
     conn: Option<(Client, Statement)>,
@@ -178,13 +211,13 @@ impl fmt::Debug for PgRecords {
 
 impl PgRecords {
     /// A source reading `table`; nothing is opened until the first tick.
-    pub fn new(db: Database, table: TableName) -> Self {
+    pub fn new(connector: Connector, table: TableName) -> Self {
         let query = format!(
             "SELECT game_id, current_container_id FROM {} WHERE status = 'running'",
             table.quoted()
         );
         PgRecords {
-            db,
+            connector,
             table,
             query,
             conn: None,
@@ -193,7 +226,7 @@ impl PgRecords {
 
     fn read(&mut self) -> Result<Vec<RuntimeRecord>, PgError> {
         if self.conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            let mut client = connect(&self.db)?;
+            let mut client = self.connector.connect()?;
             let statement = client.prepare(&self.query).map_err(|e| {
                 PgError::on_table(
                     format!("preparing the query on {}", self.table),
@@ -259,7 +292,7 @@ impl RecordSource for PgRecords {
 /// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
 /// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless.
 pub struct PgSink {
-    db: Database,
+    connector: Connector,
     table: TableName,
     channel: Option<String>,
     insert: String,
@@ -277,7 +310,7 @@ impl fmt::Debug for PgSink {
 
 impl PgSink {
     /// A sink writing to `table`, notifying on `channel` when set.
-    pub fn new(db: Database, table: TableName, channel: Option<String>) -> Self {
+    pub fn new(connector: Connector, table: TableName, channel: Option<String>) -> Self {
         // Parameters are cast from text so no extra type features are needed.
         let insert = format!(
             "INSERT INTO {} (event_id, game_id, container_id, event_type, occurred_at, details) \
@@ -286,7 +319,7 @@ impl PgSink {
             table.quoted()
         );
         PgSink {
-            db,
+            connector,
             table,
             channel,
             insert,
@@ -296,7 +329,7 @@ impl PgSink {
 
     fn write(&mut self, event: &HealthEvent) -> Result<(), PgError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect(&self.db)?);
+            self.client = Some(self.connector.connect()?);
         }
         let client = self.client.as_mut().expect("connected above");
         let details = serde_json::json!({
@@ -377,11 +410,11 @@ fn status_index(records: &TableName) -> (String, String) {
 /// Creates the records table, its status index and the events table when
 /// missing, in one transaction. Idempotent.
 pub fn migrate(
-    db: &Database,
+    connector: &Connector,
     records: &TableName,
     events: &TableName,
 ) -> Result<Vec<MigrationStep>, PgError> {
-    let mut client = connect(db)?;
+    let mut client = connector.connect()?;
     let mut tx = client
         .transaction()
         .map_err(|e| PgError::new("beginning a transaction", e))?;

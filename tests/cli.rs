@@ -1,7 +1,11 @@
 //! The binary as an operator meets it: help, exit codes, streams, signals.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::process::Stdio;
 use std::time::Duration;
+
+use rtinspect::config::OPTIONS;
 
 use crate::util::{
     FakeEngine, Reply, TempDir, bin, events, hex_id, inspect_body, send_signal, wait_until,
@@ -218,4 +222,228 @@ fn run_stops_on_sigterm_after_delivering() {
 #[test]
 fn run_stops_on_sigint_after_delivering() {
     run_until_ticks_then_signal("-INT");
+}
+
+/// The binary with none of the options' variables set, whatever the caller's
+/// environment holds.
+fn clean_bin() -> std::process::Command {
+    let mut cmd = bin();
+    for spec in OPTIONS {
+        cmd.env_remove(spec.env);
+    }
+    cmd
+}
+
+/// Runs `cmd` and checks the usage exit: 64, nothing on stdout, and exactly
+/// one line on stderr, `rtinspect: …`, that contains `names`.
+fn assert_usage_error(mut cmd: std::process::Command, names: &str, what: &str) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{what}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+    assert!(stderr.starts_with("rtinspect: "), "{what}: {stderr}");
+    assert!(stderr.contains(names), "{what}: {stderr} lacks {names}");
+    assert!(out.stdout.is_empty(), "{what}");
+    stderr
+}
+
+fn os(bytes: &[u8]) -> OsString {
+    OsString::from_vec(bytes.to_vec())
+}
+
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_naming_its_flag() {
+    for spec in OPTIONS {
+        let bad = b"x-pw-secret\xff";
+        let mut separate = clean_bin();
+        separate.arg("once").arg(spec.flag).arg(os(bad));
+        let stderr = assert_usage_error(separate, spec.flag, spec.flag);
+        assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+        if spec.secret {
+            assert!(!stderr.contains("pw-secret"), "{stderr}");
+        } else {
+            assert!(stderr.contains("x-pw-secret\u{fffd}"), "{stderr}");
+        }
+
+        let mut inline = clean_bin();
+        let mut arg = format!("{}=", spec.flag).into_bytes();
+        arg.extend_from_slice(bad);
+        inline.arg(os(&arg));
+        assert_usage_error(inline, spec.flag, spec.flag);
+    }
+    let mut command = clean_bin();
+    command.arg(os(b"on\xffce"));
+    assert_usage_error(command, "unknown command", "a command that is not UTF-8");
+    let mut flag = clean_bin();
+    flag.arg(os(b"--inter\xffval")).arg("5s");
+    assert_usage_error(flag, "unknown option", "a flag that is not UTF-8");
+}
+
+#[test]
+fn a_non_utf8_environment_value_is_a_usage_error_naming_its_variable() {
+    let variables = OPTIONS
+        .iter()
+        .map(|spec| (spec.env, spec.secret))
+        .chain([("STATE_DIRECTORY", false)]);
+    for (name, secret) in variables {
+        let mut cmd = clean_bin();
+        cmd.arg("once").env(name, os(b"/x-pw-secret\xff"));
+        let stderr = assert_usage_error(cmd, name, name);
+        assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+        assert_eq!(stderr.contains("pw-secret"), !secret, "{stderr}");
+    }
+}
+
+#[test]
+fn help_and_version_work_whatever_else_is_given() {
+    let garbage: &[&[&[u8]]] = &[
+        &[b"--bogus"],
+        &[b"--interval", b"0s"],
+        &[b"--label", b"\xff"],
+        &[b"\xff", b"extra"],
+        &[b"--sink=kafka", b"--records-table", b"a b"],
+    ];
+    for args in garbage {
+        for (flag, want) in [("--help", "Usage: rtinspect"), ("-V", "rtinspect 0.")] {
+            let mut cmd = clean_bin();
+            cmd.args(args.iter().map(|a| os(a))).arg(flag);
+            for spec in OPTIONS {
+                cmd.env(spec.env, os(b"\xff"));
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{args:?} {flag}: {stderr}");
+            assert!(stderr.is_empty(), "{args:?} {flag}: {stderr}");
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            assert!(
+                stdout.starts_with(want) || stdout.contains(want),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_shows_every_option_of_the_table_with_its_variable_and_default() {
+    let out = clean_bin().arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The bracketed `[VAR; default …]` may be wrapped: compare word by word.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let flat = words.join(" ");
+    for spec in OPTIONS {
+        assert!(flat.contains(&format!("{} {}", spec.flag, spec.value_name)));
+        let bracket = format!("[{}; default {}]", spec.env, spec.default.shown());
+        assert!(flat.contains(&bracket), "--help lacks {bracket}");
+    }
+}
+
+#[test]
+fn a_ca_file_with_a_mode_that_does_not_verify_is_a_usage_error() {
+    let cases: &[Case] = &[
+        (
+            &["--database-url", "host=127.0.0.1 port=9 sslmode=require"],
+            &[(
+                "RTINSPECT_DATABASE_CA_FILE",
+                "/etc/ssl/certs/ca-certificates.crt",
+            )],
+            "RTINSPECT_DATABASE_CA_FILE",
+        ),
+        (
+            &[
+                "--database-url",
+                "host=127.0.0.1 port=9",
+                "--database-ca-file",
+                "/ca.pem",
+            ],
+            &[],
+            "--database-ca-file \"/ca.pem\" has no effect with sslmode prefer",
+        ),
+        (
+            &[],
+            &[(
+                "RTINSPECT_DATABASE_URL",
+                "postgres://u:pw-secret@127.0.0.1:9/db?sslmode=disable&sslrootcert=/ca.pem",
+            )],
+            "sslrootcert in RTINSPECT_DATABASE_URL",
+        ),
+    ];
+    for command in ["once", "migrate"] {
+        for (args, env, names) in cases {
+            let mut cmd = clean_bin();
+            cmd.arg(command).args(*args).envs(env.iter().copied());
+            let stderr = assert_usage_error(cmd, names, names);
+            assert!(!stderr.contains("pw-secret"), "{stderr}");
+        }
+    }
+}
+
+/// The CA file is read when the PostgreSQL adapter is built, before any
+/// connection: a bad one exits 64 at start-up, said once.
+#[test]
+fn an_unreadable_ca_file_is_a_usage_error_at_start_up() {
+    let dir = TempDir::new("cli-ca");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.display().to_string();
+    let cases = [
+        ("/nonexistent/ca.pem", "cannot read CA certificates"),
+        (empty.as_str(), "no CA certificate"),
+    ];
+    for command in ["once", "run", "migrate"] {
+        for (path, why) in cases {
+            for mode in ["verify-ca", "verify-full"] {
+                let mut cmd = clean_bin();
+                cmd.args([
+                    command,
+                    "--database-url",
+                    &format!("host=127.0.0.1 port=9 sslmode={mode}"),
+                    "--database-ca-file",
+                    path,
+                ]);
+                let named = format!("--database-ca-file {path}");
+                let stderr = assert_usage_error(cmd, &named, command);
+                assert!(stderr.contains(why), "{stderr}");
+            }
+        }
+        let mut cmd = clean_bin();
+        cmd.args([
+            command,
+            "--database-url",
+            "postgres://127.0.0.1:9/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        ]);
+        assert_usage_error(
+            cmd,
+            "sslrootcert in --database-url /nonexistent/ca.pem",
+            command,
+        );
+    }
+}
+
+#[test]
+fn an_option_the_mode_does_not_use_is_a_usage_error() {
+    let cases: &[Case] = &[
+        (&["--records-table", "rt"], &[], "--records-table \"rt\""),
+        (
+            &[],
+            &[("RTINSPECT_EVENTS_TABLE", "ev")],
+            "RTINSPECT_EVENTS_TABLE",
+        ),
+        (&["--notify-channel", "ch"], &[], "--notify-channel"),
+        (
+            &["--database-ca-file", "/etc/ssl/certs/ca-certificates.crt"],
+            &[],
+            "--database-ca-file",
+        ),
+        (
+            &["--database-url", "host=127.0.0.1 port=9", "--label", "x"],
+            &[],
+            "--label \"x\"",
+        ),
+    ];
+    for (args, env, names) in cases {
+        let mut cmd = clean_bin();
+        cmd.arg("once").args(*args).envs(env.iter().copied());
+        let stderr = assert_usage_error(cmd, names, names);
+        assert!(stderr.contains("has no effect"), "{stderr}");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod docker_client;
+mod documented;
 mod faults;
 mod live_docker;
 mod notify;

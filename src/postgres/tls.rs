@@ -1,8 +1,4 @@
-//! TLS to PostgreSQL with rustls (no OpenSSL), and libpq's `sslmode` values.
-//!
-//! tokio-postgres understands only `disable`, `prefer` and `require`, so
-//! `sslmode` and `sslrootcert` are taken out of the database URL here, in
-//! either form, before the rest is handed to the driver:
+//! TLS to PostgreSQL with rustls (no OpenSSL), following libpq's `sslmode`:
 //!
 //! | sslmode | encrypted | certificate checked |
 //! |---|---|---|
@@ -12,233 +8,153 @@
 //! | `verify-ca` | yes | chain to a trusted CA |
 //! | `verify-full` | yes | chain, and the host name |
 //!
-//! The trusted CAs are `sslrootcert` (or `--database-ca-file`), else the
-//! system bundle.
+//! The trusted CAs are the configured CA file (`--database-ca-file`, else the
+//! URL's `sslrootcert`), else the system bundle. Configuration only names the
+//! file; it is read here, when the PostgreSQL adapter is built at start-up.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
+use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::config::{CaFile, SslMode};
+
 /// The system's CA bundle on Debian and its relatives.
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// libpq's `sslmode`, as far as it concerns a client without a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS when the server offers it, unverified.
-    Prefer,
-    /// TLS, unverified.
-    Require,
-    /// TLS, the chain verified.
-    VerifyCa,
-    /// TLS, the chain and the host name verified.
-    VerifyFull,
-}
+/// Bound on a CA file: Debian's whole bundle is about 220 KB, and a path to a
+/// device or a huge file must not exhaust memory.
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 
-impl SslMode {
-    /// Parses libpq's spelling (`allow` is taken as `prefer`).
-    pub fn parse(s: &str) -> Option<SslMode> {
-        Some(match s {
-            "disable" => SslMode::Disable,
-            "allow" | "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    /// What tokio-postgres is told.
-    pub fn driver_mode(self) -> postgres::config::SslMode {
-        match self {
-            SslMode::Disable => postgres::config::SslMode::Disable,
-            SslMode::Prefer => postgres::config::SslMode::Prefer,
-            _ => postgres::config::SslMode::Require,
-        }
-    }
-}
-
-/// A database URL with `sslmode` and `sslrootcert` taken out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitUrl {
-    /// The URL the driver gets.
-    pub rest: String,
-    /// `sslmode`, when given.
-    pub sslmode: Option<String>,
-    /// `sslrootcert`, when given.
-    pub sslrootcert: Option<String>,
-}
-
-/// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query or a
-/// `key=value` connection string, keeping everything else as it was.
-pub fn split_tls_params(url: &str) -> SplitUrl {
-    let mut split = SplitUrl {
-        rest: String::new(),
-        sslmode: None,
-        sslrootcert: None,
-    };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .filter(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                match k {
-                    "sslmode" => split.sslmode = Some(percent_decode(v)),
-                    "sslrootcert" => split.sslrootcert = Some(percent_decode(v)),
-                    _ => return true,
-                }
-                false
-            })
-            .collect();
-        split.rest = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        return split;
-    }
-    let mut kept = Vec::new();
-    for (key, value, raw) in key_value_tokens(url) {
-        match key.as_str() {
-            "sslmode" => split.sslmode = Some(value),
-            "sslrootcert" => split.sslrootcert = Some(value),
-            _ => kept.push(raw),
-        }
-    }
-    split.rest = kept.join(" ");
-    split
-}
-
-/// The `key=value` pairs of a libpq connection string, each with its
-/// unquoted value and its text as written. Values may be single-quoted with
-/// backslash escapes; spaces around `=` are allowed.
-fn key_value_tokens(s: &str) -> Vec<(String, String, String)> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    let mut out = Vec::new();
-    while i < chars.len() {
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        if i >= chars.len() {
-            break;
-        }
-        let start = i;
-        let mut key = String::new();
-        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
-            key.push(chars[i]);
-            i += 1;
-        }
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        if i < chars.len() && chars[i] == '=' {
-            i += 1;
-        }
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        let mut value = String::new();
-        if i < chars.len() && chars[i] == '\'' {
-            i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                if chars[i] == '\\' && i + 1 < chars.len() {
-                    i += 1;
-                }
-                value.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-        } else {
-            while i < chars.len() && !chars[i].is_whitespace() {
-                value.push(chars[i]);
-                i += 1;
-            }
-        }
-        let raw: String = chars[start..i.min(chars.len())].iter().collect();
-        out.push((key, value, raw));
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) if bytes[i] == b'%' => {
-                out.push(b);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Why the TLS setup failed.
+/// Why the TLS connector could not be built; each names the CA file and the
+/// option that named it.
 #[derive(Debug)]
-pub struct TlsError(pub String);
+pub enum TlsError {
+    /// The CA file cannot be read: missing, not permitted, not a regular file, too big.
+    ReadCa {
+        /// The file.
+        ca: CaFile,
+        /// The system's words.
+        source: io::Error,
+    },
+    /// The CA file is not PEM.
+    ParseCa {
+        /// The file.
+        ca: CaFile,
+        /// The PEM parser's words.
+        source: pem::Error,
+    },
+    /// A certificate in the CA file cannot be used as a trust anchor.
+    BadCa {
+        /// The file.
+        ca: CaFile,
+        /// rustls's words.
+        source: rustls::Error,
+    },
+    /// The CA file holds no certificate.
+    NoCa {
+        /// The file.
+        ca: CaFile,
+    },
+    /// rustls refused the client configuration.
+    Setup(rustls::Error),
+    /// The certificate verifier could not be built from the trusted CAs.
+    Verifier(VerifierBuilderError),
+}
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let named = |ca: &CaFile| format!("{} {}", ca.named_by, ca.path.display());
+        match self {
+            TlsError::ReadCa { ca, source } => {
+                write!(f, "{}: cannot read CA certificates: {source}", named(ca))
+            }
+            TlsError::ParseCa { ca, source } => {
+                write!(f, "{}: not PEM CA certificates: {source}", named(ca))
+            }
+            TlsError::BadCa { ca, source } => {
+                write!(f, "{}: unusable CA certificate: {source}", named(ca))
+            }
+            TlsError::NoCa { ca } => write!(f, "{}: no CA certificate in it", named(ca)),
+            TlsError::Setup(e) => write!(f, "cannot set up TLS: {e}"),
+            TlsError::Verifier(e) => write!(f, "cannot set up certificate verification: {e}"),
+        }
     }
 }
 
-impl std::error::Error for TlsError {}
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::ReadCa { source, .. } => Some(source),
+            TlsError::ParseCa { source, .. } => Some(source),
+            TlsError::BadCa { source, .. } | TlsError::Setup(source) => Some(source),
+            TlsError::Verifier(source) => Some(source),
+            TlsError::NoCa { .. } => None,
+        }
+    }
+}
 
-fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
-    let path: PathBuf = ca_file.map_or_else(|| PathBuf::from(SYSTEM_BUNDLE), Path::to_owned);
+/// The whole CA file, if it is a regular file of at most [`MAX_CA_FILE_BYTES`].
+fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, TlsError> {
+    let read_error = |source| TlsError::ReadCa {
+        ca: ca.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(read_error(io::Error::other("not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(read_error(io::Error::other(format!(
+            "larger than {MAX_CA_FILE_BYTES} bytes"
+        ))));
+    }
+    Ok(bytes)
+}
+
+/// The trust anchors of `ca_file`, else of the system bundle.
+fn load_roots(ca_file: Option<&CaFile>) -> Result<RootCertStore, TlsError> {
+    let ca = ca_file.cloned().unwrap_or_else(|| CaFile {
+        path: PathBuf::from(SYSTEM_BUNDLE),
+        named_by: "the system bundle (no --database-ca-file or sslrootcert)".into(),
+    });
+    let bytes = read_ca_file(&ca)?;
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&path).map_err(|e| {
-        TlsError(format!(
-            "cannot read CA certificates from {}: {e}",
-            path.display()
-        ))
-    })?;
-    for cert in certs {
-        let cert =
-            cert.map_err(|e| TlsError(format!("bad certificate in {}: {e}", path.display())))?;
-        roots.add(cert).map_err(|e| {
-            TlsError(format!(
-                "unusable CA certificate in {}: {e}",
-                path.display()
-            ))
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|source| TlsError::ParseCa {
+            ca: ca.clone(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsError::BadCa {
+            ca: ca.clone(),
+            source,
         })?;
     }
     if roots.is_empty() {
-        return Err(TlsError(format!("no CA certificate in {}", path.display())));
+        return Err(TlsError::NoCa { ca });
     }
     Ok(roots)
 }
 
 /// The connector for `mode`, trusting `ca_file` (else the system bundle)
-/// where the mode verifies.
-pub fn connector(mode: SslMode, ca_file: Option<&Path>) -> Result<MakeRustlsConnect, TlsError> {
+/// where the mode verifies; the CA file is read now.
+pub fn connector(mode: SslMode, ca_file: Option<&CaFile>) -> Result<MakeRustlsConnect, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError(e.to_string()))?;
+        .map_err(TlsError::Setup)?;
     let config = match mode {
         SslMode::VerifyFull => builder
             .with_root_certificates(load_roots(ca_file)?)
@@ -249,7 +165,7 @@ pub fn connector(mode: SslMode, ca_file: Option<&Path>) -> Result<MakeRustlsConn
                 provider,
             )
             .build()
-            .map_err(|e| TlsError(e.to_string()))?;
+            .map_err(TlsError::Verifier)?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
@@ -364,46 +280,53 @@ impl ServerCertVerifier for Unverified {
 mod tests {
     use super::*;
 
-    #[test]
-    fn url_form_loses_only_the_tls_params() {
-        let s = split_tls_params(
-            "postgres://u:p@db/x?sslmode=verify-full&connect_timeout=5&sslrootcert=%2Fetc%2Fca.pem",
-        );
-        assert_eq!(s.rest, "postgres://u:p@db/x?connect_timeout=5");
-        assert_eq!(s.sslmode.as_deref(), Some("verify-full"));
-        assert_eq!(s.sslrootcert.as_deref(), Some("/etc/ca.pem"));
-        let s = split_tls_params("postgresql://db/x?sslmode=require");
-        assert_eq!(s.rest, "postgresql://db/x");
-        let s = split_tls_params("postgres://db/x");
-        assert_eq!((s.rest.as_str(), s.sslmode), ("postgres://db/x", None));
+    fn ca(path: &str) -> CaFile {
+        CaFile {
+            path: PathBuf::from(path),
+            named_by: "--database-ca-file".into(),
+        }
+    }
+
+    fn error(mode: SslMode, ca_file: &CaFile) -> String {
+        match connector(mode, Some(ca_file)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{ca_file:?} was accepted"),
+        }
     }
 
     #[test]
-    fn key_value_form_loses_only_the_tls_params() {
-        let s = split_tls_params(
-            "host=db sslmode = verify-ca password='a b\\'c' sslrootcert='/etc/my ca.pem' user=rt",
-        );
-        assert_eq!(s.rest, "host=db password='a b\\'c' user=rt");
-        assert_eq!(s.sslmode.as_deref(), Some("verify-ca"));
-        assert_eq!(s.sslrootcert.as_deref(), Some("/etc/my ca.pem"));
+    fn a_bad_ca_file_is_named_with_its_option() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\n@@@\n").unwrap();
+        let dir_text = dir.display().to_string();
+        let table = [
+            (
+                "/nonexistent/ca.pem".to_owned(),
+                "--database-ca-file /nonexistent/ca.pem: cannot read CA certificates",
+            ),
+            (dir_text.clone(), "not a regular file"),
+            ("/dev/zero".to_owned(), "not a regular file"),
+            (empty.display().to_string(), "no CA certificate in it"),
+            (garbage.display().to_string(), "not PEM CA certificates"),
+        ];
+        for (path, want) in table {
+            for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+                let got = error(mode, &ca(&path));
+                assert!(got.contains(want), "{path}: got {got:?}, want {want:?}");
+                assert!(got.contains(&path), "{got}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn sslmode_table() {
-        assert_eq!(SslMode::parse("verify-full"), Some(SslMode::VerifyFull));
-        assert_eq!(SslMode::parse("allow"), Some(SslMode::Prefer));
-        assert_eq!(SslMode::parse("bogus"), None);
-        assert_eq!(
-            SslMode::VerifyCa.driver_mode(),
-            postgres::config::SslMode::Require
-        );
-    }
-
-    #[test]
-    fn a_missing_ca_file_is_named() {
-        let err = connector(SslMode::VerifyFull, Some(Path::new("/nonexistent/ca.pem")))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    fn modes_that_do_not_verify_read_no_file() {
+        for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
+            assert!(connector(mode, Some(&ca("/nonexistent/ca.pem"))).is_ok());
+        }
     }
 }

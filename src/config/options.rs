@@ -1,0 +1,382 @@
+//! The table of options: for each one its flag, its environment variable, the
+//! name of its value, its default as shown, and its help text.
+//!
+//! The parser, `--help`, and the test that keeps `packaging/rtinspect.default`,
+//! the man page and the README in step all read this one table; code names an
+//! option by its typed key [`Opt`], never by a string.
+
+use std::fmt::Write as _;
+
+/// What an option is when it is given neither as a flag nor in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionDefault {
+    /// This value, validated like a given one.
+    Value(&'static str),
+    /// No value; the text says what happens instead.
+    Unset(&'static str),
+}
+
+impl OptionDefault {
+    /// The default as `--help` and the README show it.
+    pub fn shown(self) -> &'static str {
+        match self {
+            OptionDefault::Value(s) | OptionDefault::Unset(s) => s,
+        }
+    }
+}
+
+/// Which mode reads an option; setting it for the other mode is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Both modes.
+    Any,
+    /// PostgreSQL mode only (a database URL is set).
+    Postgres,
+    /// Label mode only (no database URL).
+    Label,
+}
+
+impl Mode {
+    /// The line `--help` adds below the help text, if any.
+    fn note(self) -> Option<&'static str> {
+        match self {
+            Mode::Any => None,
+            Mode::Postgres => Some("(PostgreSQL mode only)"),
+            Mode::Label => Some("(label mode only)"),
+        }
+    }
+}
+
+/// One row of the table of options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    /// The typed key of this row.
+    pub key: Opt,
+    /// The command-line flag, `--name`.
+    pub flag: &'static str,
+    /// The environment variable read when the flag is absent.
+    pub env: &'static str,
+    /// The name of the value in `--help`.
+    pub value_name: &'static str,
+    /// The default.
+    pub default: OptionDefault,
+    /// Whether an empty environment variable is a value (else it counts as unset).
+    pub empty_env_is_value: bool,
+    /// Whether the value may hold a secret and is never shown in a message.
+    pub secret: bool,
+    /// Which mode reads it.
+    pub mode: Mode,
+    /// The help text, one paragraph per line.
+    pub help: &'static str,
+}
+
+/// Declares [`Opt`] and [`OPTIONS`] from one list, in the same order, so that
+/// a key without a row (or a row without a key) cannot be written.
+macro_rules! option_table {
+    ($(
+        $(#[doc = $doc:literal])*
+        $key:ident { $($field:ident: $value:expr),* $(,)? }
+    )*) => {
+        /// The typed key of one option; [`Opt::spec`] is its row of [`OPTIONS`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Opt {
+            $( $(#[doc = $doc])* $key, )*
+        }
+
+        /// Every option, in the order of [`Opt`] and of `--help`.
+        pub const OPTIONS: &[OptionSpec] = &[
+            $( OptionSpec { key: Opt::$key, $($field: $value),* }, )*
+        ];
+    };
+}
+
+option_table! {
+    /// `--docker-host`: dockerd's socket.
+    DockerHost {
+        flag: "--docker-host",
+        env: "DOCKER_HOST",
+        value_name: "URL",
+        default: OptionDefault::Value("unix:///var/run/docker.sock"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "dockerd's socket, unix:///PATH",
+    }
+    /// `--database-url`: PostgreSQL mode when set.
+    DatabaseUrl {
+        flag: "--database-url",
+        env: "RTINSPECT_DATABASE_URL",
+        value_name: "URL",
+        default: OptionDefault::Unset("none (label mode)"),
+        empty_env_is_value: false,
+        secret: true,
+        mode: Mode::Any,
+        help: "PostgreSQL, as postgres://user:pass@host/db or 'host=... user=... \
+               dbname=...'; without it the records are the containers carrying --label\n\
+               TLS follows the URL's sslmode: disable, prefer (the default), require, \
+               verify-ca, verify-full",
+    }
+    /// `--database-ca-file`: the trusted CAs for a verifying sslmode.
+    DatabaseCaFile {
+        flag: "--database-ca-file",
+        env: "RTINSPECT_DATABASE_CA_FILE",
+        value_name: "FILE",
+        default: OptionDefault::Unset("the URL's sslrootcert, else the system bundle"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        help: "trusted CAs (PEM) for sslmode verify-ca or verify-full",
+    }
+    /// `--interval`: time between ticks.
+    Interval {
+        flag: "--interval",
+        env: "RTINSPECT_INTERVAL",
+        value_name: "DURATION",
+        default: OptionDefault::Value("15s"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "time between ticks: 250ms, 15s, 2m, 1h (at most 24h)",
+    }
+    /// `--docker-timeout`: bound on each Docker request.
+    DockerTimeout {
+        flag: "--docker-timeout",
+        env: "RTINSPECT_DOCKER_TIMEOUT",
+        value_name: "DURATION",
+        default: OptionDefault::Value("10s"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "bound on each Docker request (at most 10m)",
+    }
+    /// `--records-table`: the runtime records, in PostgreSQL mode.
+    RecordsTable {
+        flag: "--records-table",
+        env: "RTINSPECT_RECORDS_TABLE",
+        value_name: "NAME",
+        default: OptionDefault::Value("runtime_records"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        help: "records table, may be schema.table",
+    }
+    /// `--events-table`: where the postgres sink writes.
+    EventsTable {
+        flag: "--events-table",
+        env: "RTINSPECT_EVENTS_TABLE",
+        value_name: "NAME",
+        default: OptionDefault::Value("runtime_health_events"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        help: "events table, may be schema.table",
+    }
+    /// `--notify-channel`: the pg_notify channel; empty disables NOTIFY.
+    NotifyChannel {
+        flag: "--notify-channel",
+        env: "RTINSPECT_NOTIFY_CHANNEL",
+        value_name: "NAME",
+        default: OptionDefault::Value("runtime_health_events"),
+        empty_env_is_value: true,
+        secret: false,
+        mode: Mode::Postgres,
+        help: "pg_notify channel; empty disables NOTIFY",
+    }
+    /// `--sink`: where events go.
+    Sink {
+        flag: "--sink",
+        env: "RTINSPECT_SINK",
+        value_name: "stdout|postgres",
+        default: OptionDefault::Unset("postgres with a database, else stdout"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "where events go",
+    }
+    /// `--label`: the Docker label of records, in label mode.
+    Label {
+        flag: "--label",
+        env: "RTINSPECT_LABEL",
+        value_name: "KEY",
+        default: OptionDefault::Value("rtinspect.game-id"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Label,
+        help: "the Docker label whose value is the game id",
+    }
+    /// `--metrics-addr`: the metrics listener.
+    MetricsAddr {
+        flag: "--metrics-addr",
+        env: "RTINSPECT_METRICS_ADDR",
+        value_name: "ADDR",
+        default: OptionDefault::Unset("off"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "serve /metrics and /healthz on HOST:PORT",
+    }
+    /// `--state-dir`: the spool and saved baselines.
+    StateDir {
+        flag: "--state-dir",
+        env: "RTINSPECT_STATE_DIR",
+        value_name: "DIR",
+        default: OptionDefault::Unset("$STATE_DIRECTORY, else off"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "keep the spool and saved baselines here",
+    }
+    /// `--log-format`: how log lines look.
+    LogFormat {
+        flag: "--log-format",
+        env: "RTINSPECT_LOG_FORMAT",
+        value_name: "text|json",
+        default: OptionDefault::Value("text"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "log line format on stderr",
+    }
+}
+
+impl Opt {
+    /// This option's row of [`OPTIONS`].
+    pub fn spec(self) -> &'static OptionSpec {
+        // The macro writes the rows in the order of the variants.
+        &OPTIONS[self as usize]
+    }
+
+    /// The option whose flag is `flag`, if any.
+    pub fn from_flag(flag: &str) -> Option<Opt> {
+        OPTIONS.iter().find(|o| o.flag == flag).map(|o| o.key)
+    }
+}
+
+/// Width of `--help`, and where the help texts start.
+const WIDTH: usize = 80;
+const HELP_COLUMN: usize = 26;
+
+/// The usage text of `--help`, its options written from [`OPTIONS`].
+pub fn usage() -> String {
+    let mut out = String::from(
+        "\
+rtinspect: watches game-runtime containers through the Docker Engine API and
+publishes an inspect_unhealthy event when one restarted, is not running, or is
+unhealthy.
+
+Usage: rtinspect [COMMAND] [OPTIONS]
+
+Commands:
+  run        Inspect every interval until SIGTERM or SIGINT (the default)
+  once       Inspect once, wait until the events are delivered, exit
+  migrate    Create the records and events tables and the index if missing
+
+Options (each also read from the environment variable shown; a flag wins, and
+an option the chosen mode does not use is an error):
+",
+    );
+    let indent = " ".repeat(HELP_COLUMN);
+    for spec in OPTIONS {
+        let head = format!("  {} {}", spec.flag, spec.value_name);
+        let mut lines = Vec::new();
+        for paragraph in spec.help.lines().chain(spec.mode.note()) {
+            lines.extend(wrap(paragraph, WIDTH - HELP_COLUMN));
+        }
+        lines.extend(wrap(
+            &format!("[{}; default {}]", spec.env, spec.default.shown()),
+            WIDTH - HELP_COLUMN,
+        ));
+        let mut lines = lines.into_iter();
+        if head.len() < HELP_COLUMN {
+            let first = lines.next().unwrap_or_default();
+            let _ = writeln!(out, "{head:HELP_COLUMN$}{first}");
+        } else {
+            let _ = writeln!(out, "{head}");
+        }
+        for line in lines {
+            let _ = writeln!(out, "{indent}{line}");
+        }
+    }
+    out.push_str(
+        "  -h, --help              print this text
+  -V, --version           print the version
+
+Log level: RUST_LOG (default info). Events go to stdout, logs to stderr.
+Exit status: 0 success, 1 runtime failure, 64 bad usage or configuration.
+",
+    );
+    out
+}
+
+/// `text` cut into lines of at most `width` characters at spaces (a longer
+/// word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_finds_its_own_row() {
+        for (i, spec) in OPTIONS.iter().enumerate() {
+            assert_eq!(spec.key as usize, i);
+            assert_eq!(spec.key.spec(), spec);
+            assert_eq!(Opt::from_flag(spec.flag), Some(spec.key));
+        }
+        assert_eq!(Opt::from_flag("--nope"), None);
+    }
+
+    #[test]
+    fn flags_and_variables_are_unique_and_well_formed() {
+        for (i, a) in OPTIONS.iter().enumerate() {
+            assert!(a.flag.starts_with("--") && !a.flag.contains('='), "{a:?}");
+            assert!(
+                a.env.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{a:?}"
+            );
+            for b in &OPTIONS[i + 1..] {
+                assert_ne!(a.flag, b.flag);
+                assert_ne!(a.env, b.env);
+            }
+        }
+    }
+
+    #[test]
+    fn usage_fits_in_80_columns_and_shows_every_row() {
+        let text = usage();
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "{line:?}");
+        }
+        for spec in OPTIONS {
+            let flag_line = format!("  {} {}", spec.flag, spec.value_name);
+            assert!(text.contains(&flag_line), "{flag_line}");
+            assert!(
+                text.contains(&format!("[{}; default", spec.env)),
+                "{spec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrap_cuts_at_spaces() {
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);
+        assert!(wrap("", 4).is_empty());
+    }
+}
