@@ -97,6 +97,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Whether Docker's events stream nudges the inspector between ticks.
+    pub events: bool,
 }
 
 impl Config {
@@ -160,6 +162,7 @@ impl Config {
                 .transpose()?,
             state_dir: state_dir(&inputs)?,
             log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
+            events: on_off(&inputs.with_default(Opt::Events)?)?,
         };
         check_mode(&inputs, config.database.is_some())?;
         Ok(Invocation::Command(Box::new(config)))
@@ -303,6 +306,14 @@ fn state_dir(inputs: &Inputs) -> Result<Option<PathBuf>, ConfigError> {
         .map(PathBuf::from))
 }
 
+fn on_off(given: &Given) -> Result<bool, ConfigError> {
+    match given.value.as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(given.invalid("expected on or off")),
+    }
+}
+
 fn log_format(given: &Given) -> Result<LogFormat, ConfigError> {
     match given.value.as_str() {
         "text" => Ok(LogFormat::Text),
@@ -355,6 +366,7 @@ mod tests {
         assert_eq!(c.metrics_addr, None);
         assert_eq!(c.state_dir, None);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.events);
     }
 
     #[test]

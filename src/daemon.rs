@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{Command, Config, SinkKind};
+use crate::docker::events::{self, ContainerEvent, Nudge, ReaderParts};
 use crate::docker::{ContainerInspector, DockerClient};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
@@ -36,6 +37,9 @@ use crate::tick::{self, Outcome, Skip, Summary};
 /// How long, after shutdown begins, delivery may go on before what is left
 /// is spooled: systemd's stop timeout must never have to kill rtinspect.
 pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// Docker events waiting for the inspector before they merge into a resync.
+const NUDGE_CAPACITY: usize = 256;
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
@@ -66,6 +70,9 @@ pub struct Worker {
     failing: Option<(String, SystemTime)>,
     /// Where baselines are saved after each tick that changed them.
     state: Option<StateDir>,
+    /// The records of the last tick that could list them: the set a Docker
+    /// event is matched against.
+    listed: Vec<RuntimeRecord>,
 }
 
 /// What is logged and counted per record, with what it remembers per game.
@@ -99,6 +106,7 @@ impl Worker {
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
             failing: None,
             state: None,
+            listed: Vec::new(),
         }
     }
 
@@ -225,6 +233,7 @@ impl Worker {
             let what = self.unreachable_docker();
             self.failed(Stage::Docker, &what, err);
         }
+        self.listed = records;
         if summary.skipped > 0 && !cancelled() {
             if let Some(held) = self.service_warnings.allow("docker", Instant::now()) {
                 log::warn!(err = docker_error.as_deref().unwrap_or("");
@@ -233,6 +242,42 @@ impl Worker {
             }
         }
         Ok(summary)
+    }
+
+    /// Inspects at once the record a Docker event concerns, with exactly the
+    /// rules of a tick; an event for a container not in the last listed
+    /// records is ignored. True when a record matched.
+    pub fn nudge(&mut self, event: &ContainerEvent, emit: &mut dyn FnMut(HealthEvent)) -> bool {
+        let Worker {
+            inspector,
+            docker,
+            records: log,
+            listed,
+            ..
+        } = self;
+        // A record names its container by full id, short id or name; the
+        // baseline holds the full id its last inspect answered with.
+        let concerned = listed.iter().find(|r| {
+            let c = r.container_id.trim_start_matches('/');
+            (c.len() >= 12 && event.id.starts_with(c))
+                || event.name.as_deref() == Some(c)
+                || inspector
+                    .baseline(&r.game_id)
+                    .is_some_and(|b| b.container_id == event.id)
+        });
+        let Some(record) = concerned else {
+            log::trace!(container_id = event.id.as_str(); "Docker event for another container: {}", event.action);
+            return false;
+        };
+        log::debug!(game_id = record.game_id.as_str(), container_id = event.id.as_str();
+            "Docker event: {}", event.action);
+        let outcome = tick::inspect(inspector, record, &**docker, &SystemTime::now);
+        let prompted_at = event.at;
+        log.handle(record, outcome, &mut |mut e: HealthEvent| {
+            e.prompted_at = Some(prompted_at);
+            emit(e)
+        });
+        true
     }
 
     fn unreachable_docker(&self) -> String {
@@ -492,6 +537,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         config.docker_timeout,
         keep_idle(config.interval),
     );
+    let events_client = docker.clone();
     let source = build_source(config, &docker)?;
     let sink = build_sink(config)?;
     let rejects = Rejects::new(state.clone());
@@ -550,6 +596,24 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             "rtinspect {} started", env!("CARGO_PKG_VERSION"));
     }
     let notifier = Arc::new(notifier);
+    // Subscribe before the first tick: the reader starts first.
+    let (reader, nudges) = if config.events && config.command == Command::Run {
+        let (sender, receiver) = crossbeam_channel::bounded(NUDGE_CAPACITY);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let reader = events::spawn(ReaderParts {
+            socket: config.docker_socket.clone(),
+            client: events_client,
+            timeout: config.docker_timeout,
+            nudges: sender,
+            overflow: overflow.clone(),
+            counters: telemetry.clone(),
+            silence: events::SILENCE,
+        })
+        .map_err(|e| Failure::Runtime(format!("cannot start the Docker events thread: {e}")))?;
+        (Some(reader), Some(Nudges { receiver, overflow }))
+    } else {
+        (None, None)
+    };
     let inspector = spawn_inspector(
         worker,
         events,
@@ -558,6 +622,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             interval: config.interval,
             shutdown: shutdown.clone(),
             notifier: notifier.clone(),
+            nudges,
         },
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
@@ -595,6 +660,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     let spooled = final_spool.write()?;
     publisher.join_if_ended();
+    if let Some(reader) = reader {
+        reader.stop();
+    }
     signals.stop();
     if let Some(metrics) = metrics {
         metrics.stop();
@@ -614,7 +682,21 @@ struct Turns {
     interval: Duration,
     shutdown: Shutdown,
     notifier: Arc<Notifier>,
+    /// Docker's events, when the events stream is on.
+    nudges: Option<Nudges>,
 }
+
+/// The inspector's end of the events stream.
+pub struct Nudges {
+    /// The reader's nudges.
+    pub receiver: Receiver<Nudge>,
+    /// Set by the reader when a nudge did not fit: resync.
+    pub overflow: Arc<AtomicBool>,
+}
+
+/// How long the first tick waits for the events stream to be subscribed:
+/// subscribe first, then tick, so nothing falls between the two.
+const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// The running inspector thread.
 struct InspectorThread {
@@ -639,73 +721,118 @@ fn spawn_inspector(
     Ok(InspectorThread { handle, ended })
 }
 
+/// The inspector loop: a tick every interval, and between ticks, with the
+/// events stream on, one record at once for each Docker event that concerns
+/// it, or a full tick when events may have been missed.
 fn inspect_loop(
     worker: &mut Worker,
     events: &Sender<HealthEvent>,
     turns: &Turns,
 ) -> Result<(), Failure> {
     let telemetry = worker.telemetry.clone();
-    let mut last: Option<Summary> = None;
-    loop {
-        let started = Instant::now();
-        // Asked between records: the loop turns there too, for the watchdog.
-        let cancelled = || {
-            turns.notifier.watchdog();
-            turns.shutdown.is_requested()
-        };
-        let result = if turns.once {
-            // `once` has no next tick to protect: it waits for queue room rather than drop.
-            worker.tick(&cancelled, &mut |e| {
-                let _ = events.send(e);
-            })
-        } else {
-            worker.tick(&cancelled, &mut |e| publisher::offer(events, e, &telemetry))
-        };
-        let status = match &result {
-            Ok(summary) => {
-                // A steady state logs nothing at info: a tick like the last is debug.
-                if last.as_ref() != Some(summary) || turns.once {
-                    log::info!("tick: {summary}, {:?}", started.elapsed());
-                } else {
-                    log::debug!("tick: {summary}, {:?}", started.elapsed());
-                }
-                last = Some(*summary);
-                summary.to_string()
-            }
-            Err(_) => "the record list could not be read".to_owned(),
-        };
-        turns.notifier.watchdog();
-        turns.notifier.status(&match worker.failing() {
-            Some(failing) => format!("{status}; {failing}"),
-            None => status,
-        });
+    let mut emit = |e: HealthEvent| {
         if turns.once {
-            return result
-                .map(|_| ())
-                .map_err(|e| Failure::Runtime(e.to_string()));
+            // `once` has no next tick to protect: it waits for queue room rather than drop.
+            let _ = events.send(e);
+        } else {
+            publisher::offer(events, e, &telemetry);
         }
-        // Wait for the next tick, turning at least as often as the watchdog asks.
-        let next = started + turns.interval;
-        loop {
-            let now = Instant::now();
-            if now >= next {
-                break;
+    };
+    // Asked between records: the loop turns there too, for the watchdog.
+    let cancelled = || {
+        turns.notifier.watchdog();
+        turns.shutdown.is_requested()
+    };
+    let never = crossbeam_channel::never();
+    let mut nudges = turns.nudges.as_ref().map_or(&never, |n| &n.receiver);
+    if let Some(n) = &turns.nudges {
+        // The reader's first message is its subscription (or nothing, if
+        // dockerd is not there yet: then the tick goes first).
+        if let Ok(Nudge::Container(e)) = n.receiver.recv_timeout(FIRST_SUBSCRIPTION_WAIT) {
+            worker.nudge(&e, &mut emit);
+        }
+    }
+    let mut last: Option<Summary> = None;
+    let mut next_tick = Instant::now();
+    let mut resync = false;
+    loop {
+        let overflowed = turns
+            .nudges
+            .as_ref()
+            .is_some_and(|n| n.overflow.swap(false, Relaxed));
+        if resync || overflowed || Instant::now() >= next_tick {
+            resync = false;
+            let started = Instant::now();
+            let result = worker.tick(&cancelled, &mut emit);
+            report_tick(worker, &result, started, &mut last, turns);
+            if turns.once {
+                return result
+                    .map(|_| ())
+                    .map_err(|e| Failure::Runtime(e.to_string()));
             }
-            let slice = turns
-                .notifier
-                .watchdog_every()
-                .map_or(next - now, |w| w.min(next - now));
-            if turns.shutdown.wait(slice) {
+            next_tick = started + turns.interval;
+        }
+        // Until the next tick, a nudge, or shutdown; turning at least as
+        // often as the watchdog asks.
+        let now = Instant::now();
+        let wait = turns
+            .notifier
+            .watchdog_every()
+            .map_or(next_tick - now.min(next_tick), |w| {
+                w.min(next_tick - now.min(next_tick))
+            });
+        crossbeam_channel::select! {
+            recv(turns.shutdown.receiver()) -> _ => {
                 log::info!("inspector stopped");
                 return Ok(());
             }
-            turns.notifier.watchdog();
+            recv(nudges) -> nudge => match nudge {
+                Ok(Nudge::Container(e)) => {
+                    worker.nudge(&e, &mut emit);
+                }
+                Ok(Nudge::Resync) => {
+                    log::debug!("events stream subscribed: inspecting every record");
+                    resync = true;
+                }
+                // The reader is gone; the poll goes on.
+                Err(_) => nudges = &never,
+            },
+            default(wait) => {}
         }
+        turns.notifier.watchdog();
         if turns.shutdown.is_requested() {
             log::info!("inspector stopped");
             return Ok(());
         }
     }
+}
+
+/// Logs a tick (a steady state logs nothing at info: a tick like the last
+/// one is debug) and tells systemd.
+fn report_tick(
+    worker: &Worker,
+    result: &Result<Summary, RecordError>,
+    started: Instant,
+    last: &mut Option<Summary>,
+    turns: &Turns,
+) {
+    let status = match result {
+        Ok(summary) => {
+            if last.as_ref() != Some(summary) || turns.once {
+                log::info!("tick: {summary}, {:?}", started.elapsed());
+            } else {
+                log::debug!("tick: {summary}, {:?}", started.elapsed());
+            }
+            *last = Some(*summary);
+            summary.to_string()
+        }
+        Err(_) => "the record list could not be read".to_owned(),
+    };
+    turns.notifier.watchdog();
+    turns.notifier.status(&match worker.failing() {
+        Some(failing) => format!("{status}; {failing}"),
+        None => status,
+    });
 }
 
 /// Joins a thread, re-raising its panic rather than swallowing it.

@@ -5,6 +5,7 @@
 //! (or the pooled keep-alive connection would be lost) under a size limit, so a
 //! hostile or broken daemon costs an error, not an allocation.
 
+pub mod events;
 pub mod unix_socket;
 
 use std::fmt;
@@ -357,29 +358,28 @@ impl DockerClient {
         match e {
             ureq::Error::Timeout(_) => DockerError::Timeout(self.timeout),
             ureq::Error::BodyExceedsLimit(limit) => DockerError::TooLarge(limit),
-            ureq::Error::Io(source)
-                if matches!(
-                    source.kind(),
-                    io::ErrorKind::NotFound
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                DockerError::Unreachable {
-                    socket: self.socket.clone(),
-                    source,
-                }
-            }
-            ureq::Error::Io(e) if unix_socket::is_connect_timeout(&e) => {
-                DockerError::ConnectTimeout {
-                    socket: self.socket.clone(),
-                    timeout: self.timeout,
-                }
-            }
-            ureq::Error::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut) => {
+            ureq::Error::Io(e) => self.map_io_error(e),
+            other => DockerError::Transport(Box::new(other)),
+        }
+    }
+
+    /// A socket error, said in Docker's terms.
+    fn map_io_error(&self, source: io::Error) -> DockerError {
+        match source.kind() {
+            io::ErrorKind::NotFound
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::PermissionDenied => DockerError::Unreachable {
+                socket: self.socket.clone(),
+                source,
+            },
+            _ if unix_socket::is_connect_timeout(&source) => DockerError::ConnectTimeout {
+                socket: self.socket.clone(),
+                timeout: self.timeout,
+            },
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
                 DockerError::Timeout(self.timeout)
             }
-            other => DockerError::Transport(Box::new(other)),
+            _ => DockerError::Transport(Box::new(source)),
         }
     }
 

@@ -31,6 +31,10 @@ pub struct HealthEvent {
     pub health: String,
     /// The envelope as JSON, one line, no trailing newline.
     pub envelope: String,
+    /// When dockerd reported what led to this event, for an event that a
+    /// Docker event prompted (not part of the envelope): the start of the
+    /// detection latency.
+    pub prompted_at: Option<SystemTime>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +92,7 @@ impl HealthEvent {
             state: o.status,
             health: o.health,
             envelope,
+            prompted_at: None,
         }
     }
 
@@ -125,6 +130,7 @@ impl HealthEvent {
             state: e.details.state,
             health: e.details.health,
             envelope: envelope.to_owned(),
+            prompted_at: None,
         })
     }
 }

@@ -17,6 +17,7 @@
 /// A boxed error cause, kept so that `source()` can reach it.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
+pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod docker;

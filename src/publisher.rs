@@ -13,7 +13,6 @@
 //! blocked or a peer is frozen.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -21,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
+pub use crate::backoff::Backoff;
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::sink::{EventSink, SinkError};
 use crate::state::StateDir;
@@ -28,49 +28,6 @@ use crate::telemetry::Telemetry;
 
 /// How many events may wait for the sink before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
-
-/// Retry delays: exponential from `first`, capped, with up to 50% jitter so
-/// that many hosts recovering together do not retry in step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    first: Duration,
-    cap: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Delays from `first` doubling up to `cap`.
-    pub fn new(first: Duration, cap: Duration) -> Self {
-        Backoff {
-            first,
-            cap,
-            next: first,
-        }
-    }
-
-    /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.cap);
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let jitter = base.mul_f64((random % 1000) as f64 / 2000.0);
-        base - jitter
-    }
-
-    /// Back to the first delay, after a success.
-    pub fn reset(&mut self) {
-        self.next = self.first;
-    }
-}
-
-impl Default for Backoff {
-    /// 100 ms doubling to 30 s.
-    fn default() -> Self {
-        Backoff::new(Duration::from_millis(100), Duration::from_secs(30))
-    }
-}
 
 /// The events waiting for the sink: a backlog read from the spool, the queue
 /// the inspector feeds, and the one event the publisher is delivering.
@@ -343,6 +300,12 @@ fn deliver(
             match sink.publish(&event) {
                 Ok(()) => {
                     telemetry.events_published.fetch_add(1, Relaxed);
+                    if let Some(at) = event.prompted_at {
+                        let latency = std::time::SystemTime::now()
+                            .duration_since(at)
+                            .unwrap_or_default();
+                        telemetry.detection_latency.observe(latency);
+                    }
                     backoff.reset();
                     if let Some(since) = failing_since.take() {
                         log::info!("sink accepts events again after {:?}", since.elapsed());
@@ -547,18 +510,5 @@ mod tests {
             offer(&tx, event("x"), &t);
         }
         assert_eq!(t.events_dropped.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let bases = [100, 200, 400, 800, 800];
-        for base in bases {
-            let d = b.next_delay();
-            let base = Duration::from_millis(base);
-            assert!(d <= base && d >= base / 2, "{d:?} for base {base:?}");
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -34,6 +34,30 @@ pub struct Telemetry {
     pub events_rejected: AtomicU64,
     /// Ticks that failed, by stage (records, docker).
     pub tick_failures: [AtomicU64; 2],
+    /// Docker events read, by action, indexed as [`DOCKER_EVENT_ACTIONS`].
+    pub docker_events: [AtomicU64; 6],
+    /// Times the events stream was reconnected after a break.
+    pub stream_reconnects: AtomicU64,
+    /// From a Docker event's time to the sink accepting the health event it led to.
+    pub detection_latency: Histogram,
+}
+
+/// The `action` labels of `rtinspect_docker_events_total`.
+pub const DOCKER_EVENT_ACTIONS: [&str; 6] =
+    ["die", "oom", "health_status", "start", "restart", "other"];
+
+impl crate::docker::events::StreamCounters for Telemetry {
+    fn event(&self, action: &'static str) {
+        let i = DOCKER_EVENT_ACTIONS
+            .iter()
+            .position(|a| *a == action)
+            .unwrap_or(DOCKER_EVENT_ACTIONS.len() - 1);
+        self.docker_events[i].fetch_add(1, Relaxed);
+    }
+
+    fn reconnected(&self) {
+        self.stream_reconnects.fetch_add(1, Relaxed);
+    }
 }
 
 /// Which part of a tick failed.

@@ -4,6 +4,7 @@
 mod cli;
 mod docker_client;
 mod documented;
+mod events;
 mod faults;
 mod live_docker;
 mod notify;

@@ -52,6 +52,9 @@ pub enum Reply {
     ResetMidBody { len: usize, sent: usize },
     /// Close the connection without answering.
     Close,
+    /// A chunked stream: one chunk per line received, the end of the stream
+    /// when every sender is gone (the events endpoint).
+    Stream(crossbeam_channel::Receiver<String>),
 }
 
 type Handler = dyn Fn(&str) -> Reply + Send + Sync;
@@ -71,6 +74,8 @@ pub struct EngineState {
     pub api_version: Mutex<String>,
     pub api_header: Mutex<String>,
     pub min_api: Mutex<Option<(u16, u16)>>,
+    /// `/_ping` never answers while set.
+    pub ping_hangs: AtomicBool,
     stopped: AtomicBool,
     handler: Mutex<Arc<Handler>>,
     open: Mutex<Vec<UnixStream>>,
@@ -117,6 +122,11 @@ impl FakeEngine {
         *self.state.min_api.lock().unwrap() = min;
     }
 
+    /// Makes `/_ping` hang (a dockerd that accepts but answers nothing).
+    pub fn set_ping_hangs(&self, hangs: bool) {
+        self.state.ping_hangs.store(hangs, SeqCst);
+    }
+
     pub fn set_handler(&self, handler: impl Fn(&str) -> Reply + Send + Sync + 'static) {
         *self.state.handler.lock().unwrap() = Arc::new(handler);
     }
@@ -139,6 +149,7 @@ fn listen(socket: &Path, handler: Arc<Handler>) -> Arc<EngineState> {
         api_version: Mutex::new("1.41".into()),
         api_header: Mutex::new("Api-Version".into()),
         min_api: Mutex::new(None),
+        ping_hangs: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         handler: Mutex::new(handler),
         open: Mutex::new(Vec::new()),
@@ -236,7 +247,9 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
             .to_owned();
         state.requests.lock().unwrap().push(path.clone());
 
-        let reply = if path == "/_ping" {
+        let reply = if path == "/_ping" && state.ping_hangs.load(SeqCst) {
+            Reply::Hang
+        } else if path == "/_ping" {
             let v = state.api_version.lock().unwrap().clone();
             let h = state.api_header.lock().unwrap().clone();
             Reply::Raw(
@@ -300,6 +313,32 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
                 return;
             }
             Reply::Close => return,
+            Reply::Stream(lines) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nApi-Version: {v}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                );
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                loop {
+                    if state.stopped.load(SeqCst) {
+                        return;
+                    }
+                    match lines.recv_timeout(Duration::from_millis(50)) {
+                        Ok(line) => {
+                            let chunk = format!("{:x}\r\n{line}\n\r\n", line.len() + 1);
+                            if conn.write_all(chunk.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            let _ = conn.write_all(b"0\r\n\r\n");
+                            return;
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -542,23 +581,41 @@ pub fn send_signal(child: &std::process::Child, sig: &str) {
     assert!(status.success(), "kill {sig}");
 }
 
-/// The stderr of a running child, read line by line on a thread of its own,
-/// each line with the moment it arrived.
+/// The stderr (or stdout) of a running child, read line by line on a thread
+/// of its own, each line with the moment it arrived.
 pub struct StderrLines(Arc<Mutex<Vec<(Instant, String)>>>);
 
 impl StderrLines {
     /// Takes the child's piped stderr.
     pub fn of(child: &mut std::process::Child) -> StderrLines {
+        Self::read(child.stderr.take().expect("stderr is piped"))
+    }
+
+    /// Takes the child's piped stdout.
+    pub fn stdout_of(child: &mut std::process::Child) -> StderrLines {
+        Self::read(child.stdout.take().expect("stdout is piped"))
+    }
+
+    fn read(from: impl Read + Send + 'static) -> StderrLines {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        let stderr = child.stderr.take().expect("stderr is piped");
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
+            for line in BufReader::new(from).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push((Instant::now(), line));
             }
         });
         StderrLines(lines)
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 
     /// The first line containing `text` that arrived after `since`.

@@ -226,6 +226,18 @@ option_table! {
         mode: Mode::Any,
         help: "keep the spool and saved baselines here",
     }
+    /// `--events`: Docker events beside the poll.
+    Events {
+        flag: "--events",
+        env: "RTINSPECT_EVENTS",
+        value_name: "on|off",
+        default: OptionDefault::Value("on"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        help: "on: also read Docker's events stream and inspect a container the moment \
+               it dies, runs out of memory or changes health; off: the poll alone",
+    }
     /// `--log-format`: how log lines look.
     LogFormat {
         flag: "--log-format",

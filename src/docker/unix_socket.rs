@@ -83,7 +83,7 @@ pub fn is_connect_timeout(e: &io::Error) -> bool {
 /// backlog is full. Linux bounds that wait by the socket's send timeout
 /// (`af_unix.c`: `timeo = sock_sndtimeo(sk, …)`, then `EAGAIN`), so the
 /// timeout is set on the socket before `connect`, and cleared after it.
-fn connect_within(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
+pub(crate) fn connect_within(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,

@@ -1,0 +1,689 @@
+//! The Docker events stream: a blocking read of `GET /events` on a thread of
+//! its own, telling the inspector which container just died, ran out of
+//! memory, changed health, started or restarted. It never inspects or
+//! publishes: it hands a [`Nudge`] to a bounded channel and goes back to
+//! reading, and the inspector decides with the rules of a tick.
+//!
+//! dockerd skips an event for a subscriber that has not taken it within about
+//! 100 ms, so the reader never blocks on the inspector: when the channel is
+//! full, nudges merge into one "resync" flag that the inspector honours with
+//! a full tick. Every (re)subscription is followed by a resync too: dockerd
+//! replays only its last 256 events (`since`), and none across its restart.
+//!
+//! The stream is read with a small HTTP/1.1 reader of its own rather than
+//! through ureq: ureq bounds a body as a whole, and a stream that has been
+//! silent for [`SILENCE`] must be checked with `/_ping` and then read on, not
+//! ended. Everything else about the connection (socket, connect timeout) is
+//! shared with the client.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, TrySendError};
+use serde::Deserialize;
+
+use super::{
+    ApiVersion, ContainerInspector, DockerClient, DockerError, error_message, is_version_refusal,
+    unix_socket,
+};
+use crate::backoff::Backoff;
+
+/// How long the stream may stay silent before dockerd is pinged.
+pub const SILENCE: Duration = Duration::from_secs(30);
+
+/// The container actions that may change a verdict. `health_status` matches
+/// `health_status: unhealthy` too (Docker's filter treats it as a prefix).
+pub const ACTIONS: [&str; 5] = ["die", "oom", "health_status", "start", "restart"];
+
+/// The longest event line read; an event is a few hundred bytes, but its
+/// attributes carry every label of the container.
+const LINE_LIMIT: usize = 256 * 1024;
+
+/// The response head's limit.
+const HEAD_LIMIT: usize = 16 * 1024;
+
+/// What the reader tells the inspector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nudge {
+    /// Something happened to one container.
+    Container(ContainerEvent),
+    /// Events may have been missed (a (re)subscription, a full channel):
+    /// inspect every record.
+    Resync,
+}
+
+/// One container event, reduced to what the inspector needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The container's full id.
+    pub id: String,
+    /// Its name, when Docker says (without the leading `/`).
+    pub name: Option<String>,
+    /// `die`, `oom`, `health_status: unhealthy`, …
+    pub action: String,
+    /// When dockerd says it happened.
+    pub at: SystemTime,
+}
+
+impl ContainerEvent {
+    /// The action's label for `rtinspect_docker_events_total{action}`: one of
+    /// [`ACTIONS`], `health_status` for every health change.
+    pub fn action_label(&self) -> &'static str {
+        ACTIONS
+            .iter()
+            .find(|a| self.action == **a || self.action.starts_with(&format!("{a}:")))
+            .copied()
+            .unwrap_or("other")
+    }
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(rename = "Type", default)]
+    kind: String,
+    // Read `Action`: the legacy `status` is back-filled only for API < 1.52.
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor", default)]
+    actor: Actor,
+    #[serde(default)]
+    time: i64,
+    #[serde(rename = "timeNano", default)]
+    time_nano: i64,
+}
+
+#[derive(Deserialize, Default)]
+struct Actor {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: HashMap<String, String>,
+}
+
+/// Decodes one event line; `None` for anything that is not a container event
+/// of interest (other types, other actions, garbage).
+pub fn decode_event(line: &[u8]) -> Option<ContainerEvent> {
+    let m: Message = serde_json::from_slice(line).ok()?;
+    if m.kind != "container" || m.actor.id.is_empty() {
+        return None;
+    }
+    let event = ContainerEvent {
+        at: if m.time_nano > 0 {
+            UNIX_EPOCH + Duration::from_nanos(m.time_nano as u64)
+        } else {
+            UNIX_EPOCH + Duration::from_secs(m.time.max(0) as u64)
+        },
+        name: m
+            .actor
+            .attributes
+            .get("name")
+            .map(|n| n.trim_start_matches('/').to_owned()),
+        id: m.actor.id,
+        action: m.action,
+    };
+    (event.action_label() != "other").then_some(event)
+}
+
+/// The query of the events request: containers only, the actions of
+/// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
+pub fn events_query(since: Option<SystemTime>) -> String {
+    let filters = serde_json::json!({ "type": ["container"], "event": ACTIONS }).to_string();
+    let mut query = format!("filters={}", super::percent_encode(&filters));
+    if let Some(since) = since {
+        let d = since.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        query = format!("since={}.{:09}&{query}", d.as_secs(), d.subsec_nanos());
+    }
+    query
+}
+
+/// What the reader counts, for the metrics.
+pub trait StreamCounters: Send + Sync {
+    /// One event of `action` (a label of [`ContainerEvent::action_label`]) arrived.
+    fn event(&self, action: &'static str);
+    /// The stream was reconnected after a break.
+    fn reconnected(&self);
+}
+
+/// The running reader thread.
+#[derive(Debug)]
+pub struct EventsReader {
+    thread: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    /// The current stream, so that `stop` can end a blocked read.
+    stream: Arc<Mutex<Option<UnixStream>>>,
+    /// Disconnects when the thread ends.
+    ended: crossbeam_channel::Receiver<()>,
+}
+
+/// How long `stop` waits for the thread: it may be in a `/_ping` bounded by
+/// the Docker timeout, which the exit does not wait for.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+impl EventsReader {
+    /// Stops reading; joins the thread unless it is blocked in a call.
+    pub fn stop(self) {
+        self.stop.store(true, Relaxed);
+        if let Some(s) = &*self.stream.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if self.ended.recv_timeout(STOP_WAIT).is_err() && self.thread.is_finished() {
+            if let Err(panic) = self.thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// Where the reader reads from and whom it tells.
+pub struct ReaderParts {
+    /// dockerd's socket.
+    pub socket: PathBuf,
+    /// A client of the same dockerd, for `/_ping` and the API version.
+    pub client: DockerClient,
+    /// Bound on connecting and on the response head.
+    pub timeout: Duration,
+    /// The inspector's end.
+    pub nudges: Sender<Nudge>,
+    /// Set when a nudge could not be queued: the inspector resyncs.
+    pub overflow: Arc<AtomicBool>,
+    /// The metrics.
+    pub counters: Arc<dyn StreamCounters>,
+    /// How long the stream may be silent before dockerd is pinged ([`SILENCE`]).
+    pub silence: Duration,
+}
+
+/// Starts the reader thread.
+pub fn spawn(parts: ReaderParts) -> io::Result<EventsReader> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = Arc::new(Mutex::new(None));
+    let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+    let (s, st) = (stop.clone(), stream.clone());
+    let thread = std::thread::Builder::new()
+        .name("docker-events".into())
+        .spawn(move || {
+            let _alive = alive;
+            read_forever(&parts, &s, &st)
+        })?;
+    Ok(EventsReader {
+        thread,
+        stop,
+        stream,
+        ended,
+    })
+}
+
+/// Why one subscription ended.
+#[derive(Debug)]
+enum Break {
+    /// The stream ended or failed; reconnect.
+    Stream(DockerError),
+    /// Asked to stop.
+    Stopped,
+}
+
+fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<UnixStream>>) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut last_event: Option<SystemTime> = None;
+    let mut warned = false;
+    let mut first = true;
+    let mut subscribed = false;
+    while !stop.load(Relaxed) {
+        let attempted_before = !first;
+        // Resume a second before the last event seen: a duplicate only
+        // costs an inspect, a gap would cost an event.
+        let since = last_event.map(|t| t - Duration::from_secs(1));
+        let state = Subscription {
+            last_event: &mut last_event,
+            backoff: &mut backoff,
+            warned: &mut warned,
+            subscribed: &mut subscribed,
+        };
+        match subscribe(parts, since, stop, slot, state) {
+            Break::Stopped => break,
+            Break::Stream(e) => {
+                if !stop.load(Relaxed) && !warned {
+                    warned = true;
+                    log::warn!(err:% = e; "Docker events stream broken; reconnecting with backoff (the poll goes on)");
+                }
+            }
+        }
+        if attempted_before {
+            parts.counters.reconnected();
+        } else if !subscribed {
+            // The inspector waits for the first subscription before its
+            // first tick; a failed one must not keep it waiting.
+            offer(parts, Nudge::Resync);
+        }
+        first = false;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let delay = backoff.next_delay();
+        let until = std::time::Instant::now() + delay;
+        while !stop.load(Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50).min(delay));
+        }
+    }
+}
+
+/// What one subscription reads and updates of the reader's state.
+struct Subscription<'a> {
+    /// The time of the last event seen (or of the subscription).
+    last_event: &'a mut Option<SystemTime>,
+    backoff: &'a mut Backoff,
+    /// Whether the break was warned about (once per outage).
+    warned: &'a mut bool,
+    /// Whether any subscription ever succeeded.
+    subscribed: &'a mut bool,
+}
+
+/// One subscription: connect, request, then read events until the stream
+/// breaks or `stop` is set.
+fn subscribe(
+    parts: &ReaderParts,
+    since: Option<SystemTime>,
+    stop: &AtomicBool,
+    slot: &Mutex<Option<UnixStream>>,
+    state: Subscription<'_>,
+) -> Break {
+    let Subscription {
+        last_event,
+        backoff,
+        warned,
+        subscribed,
+    } = state;
+    let version = match parts.client.negotiate() {
+        Ok(v) => v,
+        Err(e) => return Break::Stream(e),
+    };
+    let stream = match open(parts, version, since) {
+        Ok(s) => s,
+        Err(e) => return Break::Stream(e),
+    };
+    if let Ok(clone) = stream.try_clone() {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(clone);
+    }
+    if stop.load(Relaxed) {
+        return Break::Stopped;
+    }
+    let mut body = match read_head(stream, parts) {
+        Ok(b) => b,
+        Err(e) => return Break::Stream(e),
+    };
+    // Subscribed: whatever happened while not subscribed is caught by a full
+    // tick, and a break from now on resumes at least from here.
+    backoff.reset();
+    last_event.get_or_insert_with(SystemTime::now);
+    *subscribed = true;
+    if *warned {
+        *warned = false;
+        log::info!("Docker events stream subscribed again");
+    }
+    offer(parts, Nudge::Resync);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        match read_line(&mut body, &mut line) {
+            Ok(0) => {
+                return Break::Stream(DockerError::Transport(
+                    "the events stream ended (dockerd stopping or restarting)".into(),
+                ));
+            }
+            Ok(_) => {
+                if let Some(event) = decode_event(&line) {
+                    *last_event = Some(event.at);
+                    parts.counters.event(event.action_label());
+                    offer(parts, Nudge::Container(event));
+                }
+            }
+            Err(e) if stop.load(Relaxed) => {
+                let _ = e;
+                return Break::Stopped;
+            }
+            Err(e) if is_timeout(&e) => {
+                // Silent for a while: a quiet host, or a dockerd that hangs.
+                if let Err(e) = parts.client.ping() {
+                    return Break::Stream(e);
+                }
+            }
+            Err(e) => return Break::Stream(DockerError::Transport(Box::new(e))),
+        }
+    }
+}
+
+/// Hands a nudge over without waiting; a full channel turns into a resync.
+fn offer(parts: &ReaderParts, nudge: Nudge) {
+    match parts.nudges.try_send(nudge) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => parts.overflow.store(true, Relaxed),
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Connects and sends the request.
+fn open(
+    parts: &ReaderParts,
+    version: ApiVersion,
+    since: Option<SystemTime>,
+) -> Result<UnixStream, DockerError> {
+    let mut stream = unix_socket::connect_within(&parts.socket, Some(parts.timeout))
+        .map_err(|e| parts.client.map_io_error(e))?;
+    let request = format!(
+        "GET /v{version}/events?{} HTTP/1.1\r\nHost: docker\r\nUser-Agent: rtinspect/{}\r\n\r\n",
+        events_query(since),
+        env!("CARGO_PKG_VERSION")
+    );
+    stream
+        .set_write_timeout(Some(parts.timeout))
+        .and_then(|()| stream.set_read_timeout(Some(parts.timeout)))
+        .and_then(|()| stream.write_all(request.as_bytes()))
+        .map_err(|e| parts.client.map_io_error(e))?;
+    Ok(stream)
+}
+
+/// The body of a response to read events from.
+type Body = Box<dyn BufRead + Send>;
+
+/// Reads the response head; a 2xx gives the body (de-chunked when chunked),
+/// read with the silence limit from then on.
+fn read_head(stream: UnixStream, parts: &ReaderParts) -> Result<Body, DockerError> {
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = (&mut reader)
+            .take((HEAD_LIMIT - head.len()) as u64)
+            .read_until(b'\n', &mut head)
+            .map_err(|e| parts.client.map_io_error(e))?;
+        if n == 0 {
+            return Err(DockerError::Transport(
+                "the events stream closed before its response head".into(),
+            ));
+        }
+        if head[before..] == *b"\r\n" || head[before..] == *b"\n" {
+            break;
+        }
+        if head.len() >= HEAD_LIMIT {
+            return Err(DockerError::TooLarge(HEAD_LIMIT as u64));
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| DockerError::Malformed("bad status line on the events stream".into()))?;
+    let header = |name: &str| {
+        text.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if !(200..300).contains(&status) {
+        // An error body is `{"message": …}` of Content-Length bytes; the
+        // connection may stay open after it, so read no further.
+        let length = header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(64 * 1024);
+        let mut body = Vec::new();
+        let _ = (&mut reader).take(length).read_to_end(&mut body);
+        let message = error_message(&body);
+        if status == 400 && is_version_refusal(&message) {
+            parts.client.forget_version();
+        }
+        return Err(DockerError::Status { status, message });
+    }
+    let _ = reader.get_ref().set_read_timeout(Some(parts.silence));
+    Ok(if chunked {
+        Box::new(BufReader::new(Chunked::new(reader)))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// Reads one line (without its newline) into `line`, refusing one longer
+/// than [`LINE_LIMIT`]; `Ok(0)` at the end of the stream.
+fn read_line(body: &mut Body, line: &mut Vec<u8>) -> io::Result<usize> {
+    let n = body
+        .as_mut()
+        .take(LINE_LIMIT as u64 + 1)
+        .read_until(b'\n', line)?;
+    if n > LINE_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an event line over {LINE_LIMIT} bytes"),
+        ));
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(n)
+}
+
+/// HTTP/1.1 chunked transfer coding, decoded as a plain byte stream.
+struct Chunked<R> {
+    inner: R,
+    /// Bytes left in the current chunk; `None` before a chunk-size line.
+    left: Option<u64>,
+    done: bool,
+}
+
+impl<R: BufRead> Chunked<R> {
+    fn new(inner: R) -> Self {
+        Chunked {
+            inner,
+            left: None,
+            done: false,
+        }
+    }
+
+    fn bad(what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad chunked body: {what}"),
+        )
+    }
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.left {
+                None => {
+                    let mut size_line = Vec::new();
+                    let n = (&mut self.inner)
+                        .take(1024)
+                        .read_until(b'\n', &mut size_line)?;
+                    if n == 0 {
+                        return Ok(0);
+                    }
+                    if size_line.last() != Some(&b'\n') {
+                        return Err(Self::bad("a size line over 1 KiB"));
+                    }
+                    let text = String::from_utf8_lossy(&size_line);
+                    let hex = text.trim().split(';').next().unwrap_or("");
+                    let size = u64::from_str_radix(hex, 16).map_err(|_| Self::bad("a size"))?;
+                    if size == 0 {
+                        self.done = true;
+                        return Ok(0);
+                    }
+                    self.left = Some(size);
+                }
+                Some(0) => {
+                    let mut crlf = Vec::new();
+                    (&mut self.inner).take(2).read_until(b'\n', &mut crlf)?;
+                    if crlf != b"\r\n" && crlf != b"\n" {
+                        return Err(Self::bad("no CRLF after a chunk"));
+                    }
+                    self.left = None;
+                }
+                Some(left) => {
+                    let want = buf.len().min(left as usize);
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(Self::bad("the stream ended inside a chunk"));
+                    }
+                    self.left = Some(left - n as u64);
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// (action, its label, the container's name) expected of a line.
+    type Expected<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+
+    #[test]
+    fn event_lines_table() {
+        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+        let table: &[(&str, Expected)] = &[
+            // Docker 20.10: Action and the legacy status.
+            (
+                r#"{"status":"die","id":"ID","Type":"container","Action":"die","Actor":{"ID":"ID","Attributes":{"exitCode":"1","name":"game-1"}},"time":1795726800,"timeNano":1795726800123456789}"#,
+                Some(("die", "die", Some("game-1"))),
+            ),
+            // Docker 29: no status field.
+            (
+                r#"{"Type":"container","Action":"health_status: unhealthy","Actor":{"ID":"ID","Attributes":{"name":"/g"}},"time":1795726800,"timeNano":1795726800123456789}"#,
+                Some(("health_status: unhealthy", "health_status", Some("g"))),
+            ),
+            // Podman: a bare health_status.
+            (
+                r#"{"Type":"container","Action":"health_status","Actor":{"ID":"ID"},"time":1795726800,"timeNano":1795726800123456789}"#,
+                Some(("health_status", "health_status", None)),
+            ),
+            (
+                r#"{"Type":"container","Action":"oom","Actor":{"ID":"ID"},"timeNano":1795726800123456789}"#,
+                Some(("oom", "oom", None)),
+            ),
+            (
+                r#"{"Type":"network","Action":"connect","Actor":{"ID":"ID"},"timeNano":1}"#,
+                None,
+            ),
+            (
+                r#"{"Type":"container","Action":"exec_start: sh","Actor":{"ID":"ID"},"timeNano":1}"#,
+                None,
+            ),
+            (
+                r#"{"Type":"container","Action":"die","Actor":{"ID":""}}"#,
+                None,
+            ),
+            ("not json", None),
+            ("", None),
+        ];
+        for (line, want) in table {
+            let line = line.replace("\"ID\":\"ID\"", &format!("\"ID\":\"{ID}\""));
+            let got = decode_event(line.as_bytes());
+            match want {
+                None => assert_eq!(got, None, "{line}"),
+                Some((action, label, name)) => {
+                    let e = got.unwrap_or_else(|| panic!("{line}"));
+                    assert_eq!(e.id, ID);
+                    assert_eq!(e.action, *action);
+                    assert_eq!(e.action_label(), *label);
+                    assert_eq!(e.name.as_deref(), *name);
+                    assert_eq!(e.at, at(1_795_726_800_123_456_789));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seconds_are_used_without_nanoseconds() {
+        let e = decode_event(
+            format!(r#"{{"Type":"container","Action":"start","Actor":{{"ID":"{ID}"}},"time":5}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(e.at, UNIX_EPOCH + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_query_filters_containers_and_actions_and_resumes() {
+        let q = events_query(None);
+        let decoded = q
+            .replace("%22", "\"")
+            .replace("%3A", ":")
+            .replace("%2C", ",")
+            .replace("%5B", "[")
+            .replace("%5D", "]");
+        assert!(decoded.contains(r#""type":["container"]"#), "{decoded}");
+        assert!(
+            decoded.contains(r#""event":["die","oom","health_status","start","restart"]"#),
+            "{decoded}"
+        );
+        let since = UNIX_EPOCH + Duration::new(1_795_726_800, 5);
+        assert!(events_query(Some(since)).starts_with("since=1795726800.000000005&filters="));
+    }
+
+    fn dechunk(bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Chunked::new(BufReader::new(bytes)).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn chunked_bodies_table() {
+        let table: &[(&[u8], Option<&[u8]>)] = &[
+            (b"5\r\nhello\r\n0\r\n\r\n", Some(b"hello")),
+            (b"3\r\nab\n\r\n2\r\ncd\r\n0\r\n\r\n", Some(b"ab\ncd")),
+            (b"a;ext=1\r\n0123456789\r\n0\r\n\r\n", Some(b"0123456789")),
+            (b"5\r\nhello\r\n", Some(b"hello")),
+            (b"zz\r\nhello\r\n", None),
+            (b"5\r\nhel", None),
+            (b"5\r\nhelloXX0\r\n\r\n", None),
+        ];
+        for (input, want) in table {
+            let got = dechunk(input);
+            match want {
+                Some(w) => assert_eq!(got.unwrap(), *w, "{:?}", String::from_utf8_lossy(input)),
+                None => assert!(got.is_err(), "{:?}", String::from_utf8_lossy(input)),
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_split_across_chunks_is_one_line() {
+        let body = b"4\r\n{\"a\"\r\n3\r\n:1}\r\n1\r\n\n\r\n0\r\n\r\n";
+        let mut reader: Body = Box::new(BufReader::new(Chunked::new(BufReader::new(&body[..]))));
+        let mut line = Vec::new();
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), 8);
+        assert_eq!(line, b"{\"a\":1}");
+        line.clear();
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused() {
+        let long = vec![b'x'; LINE_LIMIT + 10];
+        let mut reader: Body = Box::new(BufReader::new(std::io::Cursor::new(long)));
+        let mut line = Vec::new();
+        assert!(read_line(&mut reader, &mut line).is_err());
+    }
+}

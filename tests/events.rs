@@ -1,0 +1,482 @@
+//! Docker events beside the poll: a failure is inspected the moment dockerd
+//! reports it, with the rules of a tick; a broken, silent, refused or
+//! flooded stream never costs a verdict the next tick would give. The fake
+//! engine plays what a real dockerd cannot be made to do on demand; the real
+//! one shows kills, exits and healthchecks seen within a second at an
+//! interval of an hour.
+
+use std::collections::HashMap;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rtinspect::docker::DockerClient;
+use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
+
+use crate::util::{
+    Containers, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, live_docker,
+    send_signal, wait_until,
+};
+
+/// A fake dockerd with labelled containers whose state the test changes, and
+/// an events stream the test writes to (a new stream per subscription).
+struct Engine {
+    engine: FakeEngine,
+    /// (restart count, status) per container number.
+    states: Arc<Mutex<HashMap<u32, (u64, String)>>>,
+    /// The sender of the current stream; dropping it ends the stream.
+    stream: Arc<Mutex<Option<Sender<String>>>>,
+}
+
+impl Engine {
+    fn start(containers: u32) -> Engine {
+        let states: Arc<Mutex<HashMap<u32, (u64, String)>>> = Arc::new(Mutex::new(
+            (1..=containers)
+                .map(|n| (n, (0, "running".to_owned())))
+                .collect(),
+        ));
+        let stream: Arc<Mutex<Option<Sender<String>>>> = Arc::new(Mutex::new(None));
+        let (st, sm) = (states.clone(), stream.clone());
+        let engine = FakeEngine::start(move |path| {
+            if path.contains("/events?") {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                *sm.lock().unwrap() = Some(tx);
+                return Reply::Stream(rx);
+            }
+            let states = st.lock().unwrap();
+            if path.contains("/containers/json?") {
+                let list: Vec<String> = states
+                    .keys()
+                    .map(|n| {
+                        format!(
+                            r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
+                            hex_id(*n)
+                        )
+                    })
+                    .collect();
+                return Reply::Json(200, format!("[{}]", list.join(",")));
+            }
+            for (n, (restarts, status)) in states.iter() {
+                if path.contains(&hex_id(*n)) {
+                    return Reply::Json(200, inspect_body(&hex_id(*n), *restarts, status, None));
+                }
+            }
+            Reply::Json(404, r#"{"message":"No such container"}"#.into())
+        });
+        Engine {
+            engine,
+            states,
+            stream,
+        }
+    }
+
+    fn set(&self, n: u32, restarts: u64, status: &str) {
+        self.states
+            .lock()
+            .unwrap()
+            .insert(n, (restarts, status.to_owned()));
+    }
+
+    /// Sends one container event on the current stream.
+    fn send(&self, n: u32, action: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let line = format!(
+            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}"}}}},"time":{},"timeNano":{}}}"#,
+            hex_id(n),
+            now.as_secs(),
+            now.as_nanos()
+        );
+        self.stream
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("subscribed")
+            .send(line)
+            .unwrap();
+    }
+
+    /// Ends the current stream, as a dockerd that stops does.
+    fn end_stream(&self) {
+        self.stream.lock().unwrap().take();
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        self.engine
+            .requests()
+            .into_iter()
+            .filter(|p| p.contains("/events?"))
+            .collect()
+    }
+
+    fn inspects_of(&self, n: u32) -> usize {
+        let id = hex_id(n);
+        self.engine
+            .requests()
+            .iter()
+            .filter(|p| p.contains(&format!("/containers/{id}/json")))
+            .count()
+    }
+
+    /// `rtinspect run` on this engine at an interval of an hour: only the
+    /// events stream (and its resync ticks) can find anything.
+    fn run(&self) -> (Child, StderrLines, StderrLines) {
+        let mut child = bin()
+            .args(["run", "--interval", "1h", "--docker-host"])
+            .arg(self.engine.docker_host())
+            .env("RUST_LOG", "rtinspect=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = StderrLines::stdout_of(&mut child);
+        let err = StderrLines::of(&mut child);
+        (child, out, err)
+    }
+}
+
+/// The (game, state, restart count) of each event printed so far.
+fn printed(out: &StderrLines) -> Vec<(String, String, u64)> {
+    out.lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["game_id"].as_str().unwrap().to_owned(),
+                v["details"]["state"].as_str().unwrap().to_owned(),
+                v["details"]["restart_count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn stop(child: Child, err: &StderrLines) {
+    send_signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", err.text());
+}
+
+fn subscribed_and_ticked(e: &Engine, containers: u32) {
+    wait_until(
+        Duration::from_secs(10),
+        "subscription and first tick",
+        || !e.subscriptions().is_empty() && (1..=containers).all(|n| e.inspects_of(n) >= 1),
+    );
+}
+
+#[test]
+fn a_die_event_inspects_that_record_at_once_and_no_other() {
+    let e = Engine::start(2);
+    let (child, out, err) = e.run();
+    subscribed_and_ticked(&e, 2);
+    let before = e.inspects_of(2);
+    e.set(1, 0, "exited");
+    e.send(1, "die");
+    e.send(9, "die"); // not a record: ignored
+    wait_until(Duration::from_secs(5), "the event", || {
+        !printed(&out).is_empty()
+    });
+    assert_eq!(printed(&out), vec![("g-1".into(), "exited".into(), 0)]);
+    assert_eq!(
+        e.inspects_of(2),
+        before,
+        "the other record was not inspected"
+    );
+    assert_eq!(e.inspects_of(9), 0, "a container that is no record");
+    stop(child, &err);
+}
+
+#[test]
+fn a_restart_seen_by_an_event_and_by_a_later_tick_is_reported_once() {
+    let e = Engine::start(1);
+    let (child, out, err) = e.run();
+    subscribed_and_ticked(&e, 1);
+    e.set(1, 1, "running");
+    e.send(1, "die");
+    e.send(1, "start");
+    wait_until(Duration::from_secs(5), "the event", || {
+        !printed(&out).is_empty()
+    });
+    // A resync (a new subscription) inspects every record again.
+    e.end_stream();
+    wait_until(Duration::from_secs(10), "the resync", || {
+        e.subscriptions().len() >= 2 && e.inspects_of(1) >= 4
+    });
+    assert_eq!(printed(&out), vec![("g-1".into(), "running".into(), 1)]);
+    stop(child, &err);
+}
+
+#[test]
+fn a_broken_stream_resumes_and_its_resync_tick_catches_what_happened_meanwhile() {
+    let e = Engine::start(2);
+    let (child, out, err) = e.run();
+    subscribed_and_ticked(&e, 2);
+    // dockerd goes away mid-stream; meanwhile a container stops unseen.
+    e.end_stream();
+    e.set(2, 0, "exited");
+    wait_until(Duration::from_secs(10), "the event", || {
+        !printed(&out).is_empty()
+    });
+    assert_eq!(printed(&out), vec![("g-2".into(), "exited".into(), 0)]);
+    let subs = e.subscriptions();
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    assert!(!subs[0].contains("since="), "{}", subs[0]);
+    assert!(
+        subs[1].contains("since="),
+        "resumes where it left: {}",
+        subs[1]
+    );
+    assert!(
+        err.text().contains("Docker events stream broken"),
+        "{}",
+        err.text()
+    );
+    stop(child, &err);
+}
+
+#[test]
+fn a_burst_of_1000_events_neither_blocks_nor_costs_a_verdict() {
+    let e = Engine::start(2);
+    let (child, out, err) = e.run();
+    subscribed_and_ticked(&e, 2);
+    let pid = child.id();
+    for _ in 0..1000 {
+        e.send(1, "health_status: healthy");
+    }
+    e.set(2, 1, "running");
+    e.send(2, "die");
+    wait_until(Duration::from_secs(20), "the restart", || {
+        !printed(&out).is_empty()
+    });
+    assert_eq!(printed(&out), vec![("g-2".into(), "running".into(), 1)]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    eprintln!("peak RSS through a burst of 1,000 events: {hwm_kib} KiB");
+    assert!(hwm_kib < 32 * 1024, "{hwm_kib} KiB");
+    stop(child, &err);
+}
+
+#[test]
+fn garbage_or_a_404_on_the_events_endpoint_leaves_the_poll_going() {
+    for reply in [
+        Reply::Json(404, r#"{"message":"page not found"}"#.into()),
+        Reply::Raw(b"\x00\xffnot http at all\r\n\r\n".to_vec()),
+    ] {
+        let engine = FakeEngine::start(move |path| {
+            if path.contains("/events?") {
+                reply.clone()
+            } else if path.contains("/containers/json?") {
+                Reply::Json(
+                    200,
+                    format!(
+                        r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
+                        hex_id(1)
+                    ),
+                )
+            } else {
+                Reply::Json(200, inspect_body(&hex_id(1), 0, "exited", None))
+            }
+        });
+        let mut child = bin()
+            .args(["run", "--interval", "200ms", "--docker-host"])
+            .arg(engine.docker_host())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = StderrLines::stdout_of(&mut child);
+        let err = StderrLines::of(&mut child);
+        wait_until(Duration::from_secs(15), "events from ticks", || {
+            out.lines().len() >= 5
+        });
+        assert!(
+            err.text().contains("Docker events stream broken"),
+            "{}",
+            err.text()
+        );
+        stop(child, &err);
+    }
+}
+
+#[test]
+fn an_api_version_change_under_the_stream_is_negotiated_again() {
+    let e = Engine::start(1);
+    let (child, _out, err) = e.run();
+    subscribed_and_ticked(&e, 1);
+    // dockerd is upgraded: it now speaks 1.45 and refuses below 1.44.
+    e.engine.set_api_version("1.45");
+    e.engine.set_min_api(Some((1, 44)));
+    e.end_stream();
+    wait_until(Duration::from_secs(10), "a new subscription", || {
+        e.subscriptions()
+            .iter()
+            .any(|p| p.starts_with("/v1.45/events?"))
+    });
+    stop(child, &err);
+}
+
+/// Counts what the reader reports.
+#[derive(Default)]
+struct Counted {
+    events: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+impl StreamCounters for Counted {
+    fn event(&self, _action: &'static str) {
+        self.events.fetch_add(1, SeqCst);
+    }
+    fn reconnected(&self) {
+        self.reconnects.fetch_add(1, SeqCst);
+    }
+}
+
+fn reader_on(
+    engine: &FakeEngine,
+    silence: Duration,
+) -> (events::EventsReader, Receiver<Nudge>, Arc<Counted>) {
+    let client = DockerClient::new(
+        &engine.socket,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    );
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    let counted = Arc::new(Counted::default());
+    let reader = events::spawn(ReaderParts {
+        socket: engine.socket.clone(),
+        client,
+        timeout: Duration::from_millis(500),
+        nudges: tx,
+        overflow: Arc::default(),
+        counters: counted.clone(),
+        silence,
+    })
+    .unwrap();
+    (reader, rx, counted)
+}
+
+#[test]
+fn a_silent_stream_is_pinged_and_read_on_while_dockerd_answers() {
+    let (_tx, rx) = crossbeam_channel::unbounded::<String>();
+    let engine = FakeEngine::start(move |_| Reply::Stream(rx.clone()));
+    let (reader, nudges, counted) = reader_on(&engine, Duration::from_millis(200));
+    assert_eq!(
+        nudges.recv_timeout(Duration::from_secs(5)),
+        Ok(Nudge::Resync)
+    );
+    wait_until(Duration::from_secs(5), "pings", || {
+        engine.requests().iter().filter(|p| *p == "/_ping").count() >= 4
+    });
+    let subscriptions = engine
+        .requests()
+        .iter()
+        .filter(|p| p.contains("/events?"))
+        .count();
+    assert_eq!(subscriptions, 1, "the same stream is read on");
+    assert_eq!(counted.reconnects.load(SeqCst), 0);
+    reader.stop();
+}
+
+#[test]
+fn a_silent_stream_whose_dockerd_hangs_is_dropped_and_resubscribed() {
+    let (_tx, rx) = crossbeam_channel::unbounded::<String>();
+    let engine = FakeEngine::start(move |_| Reply::Stream(rx.clone()));
+    let (reader, nudges, counted) = reader_on(&engine, Duration::from_millis(200));
+    assert_eq!(
+        nudges.recv_timeout(Duration::from_secs(5)),
+        Ok(Nudge::Resync)
+    );
+    // dockerd wedges: the stream stays open and silent, and pings hang.
+    engine.set_ping_hangs(true);
+    wait_until(Duration::from_secs(10), "the stream dropped", || {
+        counted.reconnects.load(SeqCst) >= 1
+    });
+    let subscriptions = || {
+        engine
+            .requests()
+            .iter()
+            .filter(|p| p.contains("/events?"))
+            .count()
+    };
+    assert_eq!(subscriptions(), 1, "no subscription while dockerd hangs");
+    engine.set_ping_hangs(false);
+    assert_eq!(
+        nudges.recv_timeout(Duration::from_secs(10)),
+        Ok(Nudge::Resync)
+    );
+    assert_eq!(subscriptions(), 2);
+    reader.stop();
+}
+
+#[test]
+fn real_dockerd_kills_exits_and_unhealthy_checks_are_seen_within_a_second() {
+    let Some(live) = live_docker() else { return };
+    let mut c = Containers::new(live, "events");
+    let killed = c.run("g-killed", &[], &["sleep", "1000"]);
+    let exits = c.run("g-exits", &[], &["sh", "-c", "sleep 4; exit 3"]);
+    // Healthy for the first look, unhealthy after about 4 s (the image has
+    // no /tmp: the flag file lives at the root).
+    let sick = c.run(
+        "g-sick",
+        &[
+            "--health-cmd",
+            "test ! -e /sick",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+        ],
+        &["sh", "-c", "sleep 3; touch /sick; sleep 1000"],
+    );
+    let mut child = bin()
+        .args(["run", "--interval", "1h", "--label", &c.label])
+        .env("DOCKER_HOST", live.docker_host())
+        .env("RUST_LOG", "rtinspect=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = StderrLines::stdout_of(&mut child);
+    let err = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(10), "the first tick", || {
+        err.text().contains("tick: 3 records")
+    });
+    let killed_at = Instant::now();
+    live.docker(&["kill", &killed]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while printed(&out).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three events; got {:?}\n{}",
+            printed(&out),
+            err.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got: HashMap<String, (String, u64)> = printed(&out)
+        .into_iter()
+        .map(|(g, s, r)| (g, (s, r)))
+        .collect();
+    assert_eq!(got.len(), 3, "{:?}", printed(&out));
+    assert_eq!(got["g-killed"].0, "exited");
+    assert_eq!(got["g-exits"].0, "exited");
+    assert_eq!(got["g-sick"].0, "running");
+    let first_line = out.first_after(killed_at, "g-killed").unwrap();
+    eprintln!(
+        "docker kill to the event on stdout: {:?}",
+        first_line.duration_since(killed_at)
+    );
+    assert!(first_line.duration_since(killed_at) < Duration::from_secs(2));
+    let _ = (exits, sick);
+    // Nothing more: each failure was one look, and the interval is an hour.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(printed(&out).len(), 3, "{:?}", printed(&out));
+    stop(child, &err);
+}
