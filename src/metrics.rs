@@ -1,16 +1,21 @@
-//! The metrics listener: `GET /metrics` in the Prometheus text format 0.0.4 and
-//! `GET /healthz`, on a thread of its own.
+//! The metrics endpoint: `GET /metrics` in the Prometheus text format 0.0.4
+//! and `GET /healthz`, answered by a listener of our own on one thread
+//! (`metrics/listener.rs`).
 //!
-//! tiny_http parses HTTP (no hand-written parser); this thread only reads the
-//! atomics of [`Telemetry`], so a slow or abusive scraper can stall this
-//! thread at most, never the inspector or the publisher.
+//! The answers only read the atomics of [`Telemetry`], so a slow or abusive
+//! scraper can cost the listener thread at most, never the inspector or the
+//! publisher; and the listener bounds what any client can cost it.
+
+mod listener;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+pub use listener::ListenError;
+use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::event::INSPECT_UNHEALTHY;
 use crate::telemetry::{INSPECT_ERROR_KINDS, TICK_BUCKETS, Telemetry};
@@ -27,8 +32,7 @@ pub struct HealthInputs {
 
 /// The running listener.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: JoinHandle<()>,
+    listener: Listener,
 }
 
 /// Binds `addr` and starts the listener thread.
@@ -37,67 +41,49 @@ pub fn serve(
     telemetry: Arc<Telemetry>,
     inputs: HealthInputs,
 ) -> Result<MetricsServer, String> {
-    let server = Arc::new(
-        tiny_http::Server::http(addr)
-            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+    let handler = Box::new(move |request: RequestLine<'_>| {
+        answer(
+            request,
+            &telemetry,
+            &inputs,
+            crate::telemetry::unix_ms_now(),
+        )
+    });
+    let listener = listener::spawn(addr, Limits::default(), handler).map_err(|e| e.to_string())?;
+    log::info!(
+        "serving /metrics and /healthz on http://{}",
+        listener.local_addr()
     );
-    let s = server.clone();
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for request in s.incoming_requests() {
-                let (status, content_type, body) = answer(
-                    request.method(),
-                    request.url(),
-                    &telemetry,
-                    &inputs,
-                    crate::telemetry::unix_ms_now(),
-                );
-                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-                    .expect("a valid static header");
-                let response = tiny_http::Response::from_string(body)
-                    .with_status_code(status)
-                    .with_header(header);
-                // A client that went away is its own problem.
-                let _ = request.respond(response);
-            }
-        })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-    log::info!("serving /metrics and /healthz on http://{addr}");
-    Ok(MetricsServer { server, thread })
+    Ok(MetricsServer { listener })
 }
 
 impl MetricsServer {
-    /// Stops listening and joins the thread.
+    /// Stops listening, closes every connection and joins the thread.
     pub fn stop(self) {
-        self.server.unblock();
-        if let Err(panic) = self.thread.join() {
-            std::panic::resume_unwind(panic);
-        }
+        self.listener.stop();
     }
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn answer(
-    method: &tiny_http::Method,
-    url: &str,
+    request: RequestLine<'_>,
     telemetry: &Telemetry,
     inputs: &HealthInputs,
     now_ms: u64,
-) -> (u16, &'static str, String) {
-    let path = url.split('?').next().unwrap_or("");
-    match (method, path) {
-        (tiny_http::Method::Get, "/metrics") => {
-            (200, EXPOSITION, render(telemetry, (inputs.queue_depth)()))
-        }
-        (tiny_http::Method::Get, "/healthz") => match health(telemetry, inputs, now_ms) {
-            Ok(msg) => (200, TEXT, format!("{msg}\n")),
-            Err(reason) => (503, TEXT, format!("{reason}\n")),
+) -> Response {
+    match (request.method, request.path) {
+        ("GET", "/metrics") => Response {
+            status: 200,
+            content_type: EXPOSITION,
+            body: render(telemetry, (inputs.queue_depth)()),
         },
-        (_, "/metrics" | "/healthz") => (405, TEXT, "only GET\n".into()),
-        _ => (404, TEXT, "not found: try /metrics or /healthz\n".into()),
+        ("GET", "/healthz") => match health(telemetry, inputs, now_ms) {
+            Ok(msg) => Response::text(200, format!("{msg}\n")),
+            Err(reason) => Response::text(503, format!("{reason}\n")),
+        },
+        (_, "/metrics" | "/healthz") => Response::text(405, "only GET\n"),
+        _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }
 
@@ -333,14 +319,31 @@ mod tests {
         let t = Telemetry::default();
         t.publisher_alive.store(true, Relaxed);
         let i = inputs(1000);
-        let get = tiny_http::Method::Get;
-        assert_eq!(answer(&get, "/metrics", &t, &i, 1_000_000).0, 200);
-        assert_eq!(answer(&get, "/healthz", &t, &i, 1_000_000).0, 200);
-        assert_eq!(answer(&get, "/healthz", &t, &i, 9_000_000).0, 503);
-        assert_eq!(answer(&get, "/", &t, &i, 1_000_000).0, 404);
-        assert_eq!(
-            answer(&tiny_http::Method::Post, "/metrics", &t, &i, 1_000_000).0,
-            405
+        let status =
+            |method, path, now_ms| answer(RequestLine { method, path }, &t, &i, now_ms).status;
+        let table = [
+            ("GET", "/metrics", 1_000_000, 200),
+            ("GET", "/healthz", 1_000_000, 200),
+            ("GET", "/healthz", 9_000_000, 503),
+            ("GET", "/", 1_000_000, 404),
+            ("GET", "/metrics/", 1_000_000, 404),
+            ("POST", "/metrics", 1_000_000, 405),
+            ("HEAD", "/healthz", 1_000_000, 405),
+            ("get", "/metrics", 1_000_000, 405),
+            ("POST", "/nope", 1_000_000, 404),
+        ];
+        for (method, path, now_ms, expected) in table {
+            assert_eq!(status(method, path, now_ms), expected, "{method} {path}");
+        }
+        let metrics = answer(
+            RequestLine {
+                method: "GET",
+                path: "/metrics",
+            },
+            &t,
+            &i,
+            1_000_000,
         );
+        assert_eq!(metrics.content_type, EXPOSITION);
     }
 }

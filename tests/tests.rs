@@ -4,6 +4,7 @@
 mod cli;
 mod docker_client;
 mod faults;
+mod listener;
 mod live_docker;
 mod observe;
 mod postgres_mode;
