@@ -12,13 +12,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 pub use listener::ListenError;
 use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::event::INSPECT_UNHEALTHY;
-use crate::telemetry::{INSPECT_ERROR_KINDS, TICK_BUCKETS, Telemetry};
+use crate::telemetry::{INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry};
 
 /// What `/healthz` needs besides the counters.
 pub struct HealthInputs {
@@ -243,6 +243,41 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         "Unix time at which the last tick finished (0 before the first).",
         t.last_tick_unix_ms.load(Relaxed) as f64 / 1000.0,
     );
+
+    family(
+        &mut out,
+        "rtinspect_tick_failures_total",
+        "counter",
+        "Ticks that failed, by stage: records (the list could not be read) or docker (dockerd could not be reached).",
+    );
+    for stage in Stage::ALL {
+        let _ = writeln!(
+            out,
+            "rtinspect_tick_failures_total{{stage=\"{}\"}} {}",
+            stage.label(),
+            t.tick_failures_of(stage)
+        );
+    }
+
+    let last_success = t.tick_outcome().last_success.map_or(0.0, |(_, wall)| {
+        wall.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+    });
+    single(
+        &mut out,
+        "rtinspect_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful tick, which listed the records and reached dockerd (0 before the first).",
+        last_success,
+    );
+
+    single(
+        &mut out,
+        "rtinspect_events_rejected_total",
+        "counter",
+        "Events the sink refused for good and set aside in rejected.jsonl.",
+        t.events_rejected.load(Relaxed),
+    );
     out
 }
 
@@ -286,6 +321,14 @@ mod tests {
         t.events_published.fetch_add(3, Relaxed);
         t.inspect_error("timeout");
         t.tick_duration.observe(Duration::from_millis(7));
+        t.events_rejected.fetch_add(2, Relaxed);
+        let now = std::time::Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
+        t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
+        t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
+        let text = render(&t, 5);
+        assert!(text.contains("rtinspect_last_success_timestamp_seconds 0\n"));
+        t.tick_succeeded(now, wall);
         let text = render(&t, 5);
         for name in [
             "rtinspect_health_events_total",
@@ -298,6 +341,9 @@ mod tests {
             "rtinspect_publish_queue_depth",
             "rtinspect_last_tick_timestamp_seconds",
             "rtinspect_build_info",
+            "rtinspect_tick_failures_total",
+            "rtinspect_last_success_timestamp_seconds",
+            "rtinspect_events_rejected_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
@@ -312,6 +358,13 @@ mod tests {
         assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_count 1\n"));
         assert!(text.contains("rtinspect_publish_queue_depth 5\n"));
+        assert!(text.contains("rtinspect_tick_failures_total{stage=\"records\"} 0\n"));
+        assert!(text.contains("rtinspect_tick_failures_total{stage=\"docker\"} 2\n"));
+        assert!(text.contains("rtinspect_last_success_timestamp_seconds 1800000000.25\n"));
+        assert!(text.contains("rtinspect_events_rejected_total 2\n"));
+        assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
+        assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));
+        assert!(text.contains("# TYPE rtinspect_events_rejected_total counter\n"));
     }
 
     #[test]
