@@ -2,6 +2,8 @@
 //! against the fake engine: a flood of idle connections with a client that
 //! sends one byte a second, the same under a pids limit of 16 (what the
 //! unit's `TasksMax=16` does), and garbage, oversized and wrong requests.
+//! Also what Prometheus makes of it: the exposition under `promtool check
+//! metrics`, and the shipped alert rules under their promtool unit tests.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -504,5 +506,83 @@ fn a_request_that_never_ends_is_closed_after_two_seconds() {
         "closed after {closed:?}"
     );
     assert!(daemon.metrics().is_some());
+    daemon.stop();
+}
+
+/// Runs promtool with `args` in `packaging/`, feeding it `stdin`; `None`
+/// (with a note, or a failure when live services are demanded) when
+/// promtool is missing.
+fn promtool(args: &[&str], stdin: &str) -> Option<Output> {
+    let child = Command::new("promtool")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        assert!(
+            !live_required(),
+            "promtool is missing (Debian package prometheus)"
+        );
+        eprintln!("skipped: promtool {} (no promtool)", args.join(" "));
+        return None;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    let Some(check) = promtool(&["check", "rules", "rtinspect.rules.yml"], "") else {
+        return;
+    };
+    assert_success(&check);
+    let Some(test) = promtool(&["test", "rules", "rtinspect.rules.test.yml"], "") else {
+        return;
+    };
+    assert_success(&test);
+}
+
+#[test]
+fn the_readme_shows_the_shipped_alert_rules() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let rules = std::fs::read_to_string(format!("{root}/packaging/rtinspect.rules.yml")).unwrap();
+    assert!(
+        readme.contains(&format!("```yaml\n{rules}```\n")),
+        "README.md must show packaging/rtinspect.rules.yml verbatim"
+    );
+}
+
+#[test]
+fn the_exposition_passes_promtool_check() {
+    let engine = engine();
+    let daemon = Daemon::start(&engine, None);
+    let metrics = daemon.metrics().unwrap();
+    for family in [
+        "rtinspect_tick_failures_total",
+        "rtinspect_last_success_timestamp_seconds",
+        "rtinspect_events_rejected_total",
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    if let Some(out) = promtool(&["check", "metrics"], &metrics) {
+        assert_success(&out);
+    }
     daemon.stop();
 }
