@@ -42,13 +42,14 @@ pub struct Telemetry {
     outcome: Mutex<TickOutcome>,
 }
 
-/// Which part of a tick failed.
+/// Which part of a tick failed; `stage as usize` indexes
+/// [`Telemetry::tick_failures`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Listing the records (the database, or the label query to dockerd).
-    Records,
-    /// Reaching dockerd to inspect.
-    Docker,
+    Records = 0,
+    /// Reaching dockerd.
+    Docker = 1,
 }
 
 impl Stage {
@@ -64,10 +65,7 @@ impl Stage {
     }
 
     fn index(self) -> usize {
-        match self {
-            Stage::Records => 0,
-            Stage::Docker => 1,
-        }
+        self as usize
     }
 }
 
