@@ -12,20 +12,22 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub use listener::ListenError;
 use listener::{Limits, Listener, RequestLine, Response};
 
-use crate::event::INSPECT_UNHEALTHY;
+use crate::event::{INSPECT_UNHEALTHY, rfc3339_micros};
 use crate::telemetry::{INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry};
 
 /// What `/healthz` needs besides the counters.
 pub struct HealthInputs {
-    /// The tick interval: ticks older than three of these are stale.
+    /// The tick interval: a last successful tick older than three of these
+    /// is stale.
     pub interval: Duration,
-    /// Unix milliseconds at start, the reference before the first tick.
-    pub started_unix_ms: u64,
+    /// When the process started, on the monotonic clock: the reference
+    /// before the first successful tick.
+    pub started: Instant,
     /// Events waiting for the sink.
     pub queue_depth: Box<dyn Fn() -> usize + Send>,
 }
@@ -35,21 +37,16 @@ pub struct MetricsServer {
     listener: Listener,
 }
 
-/// Binds `addr` and starts the listener thread.
+/// Binds `addr` and starts the listener thread; the error names the address.
 pub fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     inputs: HealthInputs,
-) -> Result<MetricsServer, String> {
+) -> Result<MetricsServer, ListenError> {
     let handler = Box::new(move |request: RequestLine<'_>| {
-        answer(
-            request,
-            &telemetry,
-            &inputs,
-            crate::telemetry::unix_ms_now(),
-        )
+        answer(request, &telemetry, &inputs, Instant::now())
     });
-    let listener = listener::spawn(addr, Limits::default(), handler).map_err(|e| e.to_string())?;
+    let listener = listener::spawn(addr, Limits::default(), handler)?;
     log::info!(
         "serving /metrics and /healthz on http://{}",
         listener.local_addr()
@@ -70,7 +67,7 @@ fn answer(
     request: RequestLine<'_>,
     telemetry: &Telemetry,
     inputs: &HealthInputs,
-    now_ms: u64,
+    now: Instant,
 ) -> Response {
     match (request.method, request.path) {
         ("GET", "/metrics") => Response {
@@ -78,7 +75,7 @@ fn answer(
             content_type: EXPOSITION,
             body: render(telemetry, (inputs.queue_depth)()),
         },
-        ("GET", "/healthz") => match health(telemetry, inputs, now_ms) {
+        ("GET", "/healthz") => match health(telemetry, inputs, now) {
             Ok(msg) => Response::text(200, format!("{msg}\n")),
             Err(reason) => Response::text(503, format!("{reason}\n")),
         },
@@ -87,32 +84,55 @@ fn answer(
     }
 }
 
-/// `Ok` while the last tick finished less than three intervals ago and the
-/// publisher runs; `Err` with a one-line reason otherwise.
-pub fn health(telemetry: &Telemetry, inputs: &HealthInputs, now_ms: u64) -> Result<String, String> {
+/// `Ok` while the publisher runs and the last successful tick (records
+/// listed, dockerd reached) is younger than three intervals — before the
+/// first one, while the process is; `Err` with one line naming what fails,
+/// and since when, otherwise. Ages are taken on the monotonic clock only
+/// (`now` against the `Instant`s of [`Telemetry::tick_succeeded`] and
+/// [`HealthInputs::started`]), so a step of the wall clock changes nothing:
+/// a watcher that cannot see must never say ok.
+pub fn health(
+    telemetry: &Telemetry,
+    inputs: &HealthInputs,
+    now: Instant,
+) -> Result<String, String> {
     if !telemetry.publisher_alive.load(Relaxed) {
         return Err("unhealthy: the publisher thread is not running".into());
     }
-    let limit_ms = inputs.interval.as_millis() as u64 * 3;
-    let last = telemetry.last_tick_unix_ms.load(Relaxed);
-    let (reference, what) = if last == 0 {
-        (inputs.started_unix_ms, "start, with no tick since")
-    } else {
-        (last, "the last finished tick")
-    };
-    let age_ms = now_ms.saturating_sub(reference);
-    if age_ms > limit_ms {
-        return Err(format!(
-            "unhealthy: {what} was {:.1}s ago, over three intervals ({:.1}s)",
-            age_ms as f64 / 1000.0,
-            limit_ms as f64 / 1000.0
-        ));
+    let limit = inputs.interval.saturating_mul(3);
+    let outcome = telemetry.tick_outcome();
+    let last_success = outcome.last_success.map(|(at, _)| at);
+    let age = now.saturating_duration_since(last_success.unwrap_or(inputs.started));
+    if age <= limit {
+        return Ok(match last_success {
+            Some(_) => format!("ok: last successful tick {:.1}s ago", age.as_secs_f64()),
+            None => "ok: starting, no successful tick yet".into(),
+        });
     }
-    Ok(if last == 0 {
-        "ok: starting".into()
-    } else {
-        format!("ok: last tick {:.1}s ago", age_ms as f64 / 1000.0)
+    Err(match (outcome.failing, last_success) {
+        (Some(failing), _) => format!(
+            "{} since {}: {}",
+            one_line(&failing.what),
+            rfc3339_micros(failing.since_wall),
+            one_line(&failing.detail)
+        ),
+        (None, Some(_)) => format!(
+            "no successful tick for {:.1}s (over three intervals, {:.1}s)",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
+        (None, None) => format!(
+            "no successful tick since the start {:.1}s ago (over three intervals, {:.1}s)",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
     })
+}
+
+/// `text` with every run of whitespace (the newlines of a multi-line
+/// database error included) made one space: the answer is one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -286,33 +306,118 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
 
-    fn inputs(interval_ms: u64) -> HealthInputs {
+    fn inputs(interval_ms: u64, started: Instant) -> HealthInputs {
         HealthInputs {
             interval: Duration::from_millis(interval_ms),
-            started_unix_ms: 1_000_000,
+            started,
             queue_depth: Box::new(|| 0),
         }
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A wall time, in Unix milliseconds.
+    fn wall(unix_ms: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + ms(unix_ms)
+    }
+
     #[test]
-    fn health_table() {
+    fn health_follows_the_last_successful_tick_on_the_monotonic_clock() {
+        let t0 = Instant::now();
+        let i = inputs(1000, t0);
         let t = Telemetry::default();
-        let i = inputs(1000);
-        assert!(health(&t, &i, 1_000_500).unwrap_err().contains("publisher"));
-        t.publisher_alive.store(true, Relaxed);
-        assert_eq!(health(&t, &i, 1_002_000).unwrap(), "ok: starting");
-        assert!(
-            health(&t, &i, 1_003_001)
-                .unwrap_err()
-                .contains("start, with no tick")
-        );
-        t.last_tick_unix_ms.store(1_010_000, Relaxed);
-        assert!(health(&t, &i, 1_012_900).is_ok());
-        let err = health(&t, &i, 1_013_100).unwrap_err();
+        let check = |now: Instant| health(&t, &i, now);
         assert_eq!(
-            err,
-            "unhealthy: the last finished tick was 3.1s ago, over three intervals (3.0s)"
+            check(t0 + ms(500)).unwrap_err(),
+            "unhealthy: the publisher thread is not running"
         );
+        t.publisher_alive.store(true, Relaxed);
+        assert_eq!(
+            check(t0 + ms(3000)).unwrap(),
+            "ok: starting, no successful tick yet"
+        );
+        assert_eq!(
+            check(t0 + ms(3100)).unwrap_err(),
+            "no successful tick since the start 3.1s ago (over three intervals, 3.0s)"
+        );
+
+        t.tick_succeeded(t0 + ms(10_000), wall(1_800_000_010_000));
+        assert_eq!(
+            check(t0 + ms(10_400)).unwrap(),
+            "ok: last successful tick 0.4s ago"
+        );
+        assert!(check(t0 + ms(12_900)).is_ok());
+        assert_eq!(
+            check(t0 + ms(13_100)).unwrap_err(),
+            "no successful tick for 3.1s (over three intervals, 3.0s)"
+        );
+
+        // Failures while the last success is fresh: still ok.
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd at /var/run/docker.sock",
+            "connection refused",
+            t0 + ms(11_000),
+            wall(1_800_000_011_000),
+        );
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd at /var/run/docker.sock",
+            "connection\nrefused",
+            t0 + ms(12_000),
+            wall(1_800_000_012_000),
+        );
+        assert!(check(t0 + ms(12_900)).is_ok());
+        assert_eq!(
+            check(t0 + ms(13_100)).unwrap_err(),
+            "cannot reach dockerd at /var/run/docker.sock since 2027-01-15T08:00:11.000000Z: \
+             connection refused"
+        );
+
+        t.tick_succeeded(t0 + ms(14_000), wall(1_800_000_014_000));
+        assert!(check(t0 + ms(14_100)).is_ok());
+        t.tick_failed(
+            Stage::Records,
+            "cannot read records",
+            "db error: ERROR: relation \"runtime_records\" does not exist",
+            t0 + ms(15_000),
+            wall(1_800_000_015_000),
+        );
+        assert_eq!(
+            check(t0 + ms(17_500)).unwrap_err(),
+            "cannot read records since 2027-01-15T08:00:15.000000Z: \
+             db error: ERROR: relation \"runtime_records\" does not exist"
+        );
+    }
+
+    #[test]
+    fn a_wall_clock_step_changes_no_health_verdict() {
+        let t0 = Instant::now();
+        let i = inputs(1000, t0);
+        for step in [wall(0), wall(1_000), wall(4_000_000_000_000)] {
+            let t = Telemetry::default();
+            t.publisher_alive.store(true, Relaxed);
+            // The wall clock jumped far back or ahead; the Instants move on.
+            t.tick_succeeded(t0 + ms(1000), step);
+            assert_eq!(
+                health(&t, &i, t0 + ms(1500)).unwrap(),
+                "ok: last successful tick 0.5s ago",
+                "{step:?}"
+            );
+            assert!(health(&t, &i, t0 + ms(4100)).is_err(), "{step:?}");
+            let failed_at = t0 + ms(2000);
+            t.tick_failed(
+                Stage::Docker,
+                "cannot reach dockerd",
+                "refused",
+                failed_at,
+                step,
+            );
+            assert!(health(&t, &i, t0 + ms(3900)).is_ok(), "{step:?}");
+            assert!(health(&t, &i, t0 + ms(4100)).is_err(), "{step:?}");
+        }
     }
 
     #[test]
@@ -369,34 +474,29 @@ mod tests {
 
     #[test]
     fn routes() {
+        let t0 = Instant::now();
         let t = Telemetry::default();
         t.publisher_alive.store(true, Relaxed);
-        let i = inputs(1000);
-        let status =
-            |method, path, now_ms| answer(RequestLine { method, path }, &t, &i, now_ms).status;
+        let i = inputs(1000, t0);
+        let status = |method, path, now| answer(RequestLine { method, path }, &t, &i, now).status;
         let table = [
-            ("GET", "/metrics", 1_000_000, 200),
-            ("GET", "/healthz", 1_000_000, 200),
-            ("GET", "/healthz", 9_000_000, 503),
-            ("GET", "/", 1_000_000, 404),
-            ("GET", "/metrics/", 1_000_000, 404),
-            ("POST", "/metrics", 1_000_000, 405),
-            ("HEAD", "/healthz", 1_000_000, 405),
-            ("get", "/metrics", 1_000_000, 405),
-            ("POST", "/nope", 1_000_000, 404),
+            ("GET", "/metrics", t0, 200),
+            ("GET", "/healthz", t0, 200),
+            ("GET", "/healthz", t0 + ms(8000), 503),
+            ("GET", "/", t0, 404),
+            ("GET", "/metrics/", t0, 404),
+            ("POST", "/metrics", t0, 405),
+            ("HEAD", "/healthz", t0, 405),
+            ("get", "/metrics", t0, 405),
+            ("POST", "/nope", t0, 404),
         ];
-        for (method, path, now_ms, expected) in table {
-            assert_eq!(status(method, path, now_ms), expected, "{method} {path}");
+        for (method, path, now, expected) in table {
+            assert_eq!(status(method, path, now), expected, "{method} {path}");
         }
-        let metrics = answer(
-            RequestLine {
-                method: "GET",
-                path: "/metrics",
-            },
-            &t,
-            &i,
-            1_000_000,
-        );
-        assert_eq!(metrics.content_type, EXPOSITION);
+        let get_metrics = RequestLine {
+            method: "GET",
+            path: "/metrics",
+        };
+        assert_eq!(answer(get_metrics, &t, &i, t0).content_type, EXPOSITION);
     }
 }

@@ -24,19 +24,21 @@ const MAX_CONNECTIONS: usize = 16;
 
 /// A fake engine with one labelled, running, healthy container.
 fn engine() -> FakeEngine {
-    FakeEngine::start(|path| {
-        if path.contains("/containers/json?") {
-            Reply::Json(
-                200,
-                format!(
-                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                    hex_id(1)
-                ),
-            )
-        } else {
-            Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
-        }
-    })
+    FakeEngine::start(engine_reply)
+}
+
+fn engine_reply(path: &str) -> Reply {
+    if path.contains("/containers/json?") {
+        Reply::Json(
+            200,
+            format!(
+                r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
+                hex_id(1)
+            ),
+        )
+    } else {
+        Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
+    }
 }
 
 /// `rtinspect run` at a 200 ms interval with metrics on; killed on drop
@@ -584,5 +586,50 @@ fn the_exposition_passes_promtool_check() {
     if let Some(out) = promtool(&["check", "metrics"], &metrics) {
         assert_success(&out);
     }
+    daemon.stop();
+}
+
+#[test]
+fn healthz_names_what_fails_while_dockerd_fails_and_recovers() {
+    let engine = engine();
+    let daemon = Daemon::start(&engine, None);
+    let healthz = || http_get(&daemon.addr, "/healthz").unwrap();
+    wait_until(Duration::from_secs(10), "a successful tick", || {
+        healthz().1.starts_with("ok: last successful tick ")
+    });
+    let success = |metrics: &str| sample(metrics, "rtinspect_last_success_timestamp_seconds");
+    assert!(success(&daemon.metrics().unwrap()).unwrap() > 0.0);
+
+    // dockerd accepts connections and closes them unanswered.
+    engine.set_handler(|_| Reply::Close);
+    let failing = Instant::now();
+    let mut reason = String::new();
+    wait_until(Duration::from_secs(10), "503 naming the failure", || {
+        let (status, body) = healthz();
+        reason = body;
+        status == 503 && reason.contains(" since ")
+    });
+    eprintln!("503 after {:?}: {}", failing.elapsed(), reason.trim_end());
+    assert_eq!(reason.trim_end().lines().count(), 1, "{reason}");
+    let metrics = daemon.metrics().unwrap();
+    let failures = ["records", "docker"]
+        .iter()
+        .map(|s| {
+            sample(
+                &metrics,
+                &format!("rtinspect_tick_failures_total{{stage=\"{s}\"}}"),
+            )
+        })
+        .map(Option::unwrap)
+        .sum::<f64>();
+    assert!(failures >= 1.0, "{metrics}");
+    let stale = success(&metrics).unwrap();
+    assert!(stale > 0.0);
+
+    engine.set_handler(engine_reply);
+    wait_until(Duration::from_secs(10), "ok again", || {
+        healthz().1.starts_with("ok: last successful tick ")
+    });
+    assert!(success(&daemon.metrics().unwrap()).unwrap() > stale);
     daemon.stop();
 }
