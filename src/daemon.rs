@@ -66,8 +66,6 @@ pub struct Worker {
     records: RecordLog,
     /// Per service: the record list, dockerd, the baselines file.
     service_warnings: WarnLimiter,
-    /// The current failure, for `STATUS=`: what fails and since when.
-    failing: Option<(String, SystemTime)>,
     /// Where baselines are saved after each tick that changed them.
     state: Option<StateDir>,
     /// The records of the last tick that could list them: the set a Docker
@@ -104,7 +102,6 @@ impl Worker {
                 unhealthy: HashSet::new(),
             },
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
-            failing: None,
             state: None,
             listed: Vec::new(),
         }
@@ -134,9 +131,12 @@ impl Worker {
 
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
     pub fn failing(&self) -> Option<String> {
-        self.failing
-            .as_ref()
-            .map(|(what, since)| format!("{what} since {}", crate::event::rfc3339_micros(*since)))
+        let f = self.telemetry.tick_outcome().failing?;
+        Some(format!(
+            "{} since {}",
+            f.what,
+            crate::event::rfc3339_micros(f.since_wall)
+        ))
     }
 
     /// One tick: lists the records and runs the tick core over them, logging
@@ -287,20 +287,14 @@ impl Worker {
     fn succeeded(&mut self) {
         self.telemetry
             .tick_succeeded(Instant::now(), SystemTime::now());
-        self.failing = None;
         if self.service_warnings.clear("docker") {
             log::info!("Docker answers again");
         }
     }
 
-    fn failed(&mut self, stage: Stage, what: &str, detail: &str) {
-        let now = SystemTime::now();
+    fn failed(&self, stage: Stage, what: &str, detail: &str) {
         self.telemetry
-            .tick_failed(stage, what, detail, Instant::now(), now);
-        match &mut self.failing {
-            Some((w, _)) if w == what => {}
-            failing => *failing = Some((what.to_owned(), now)),
-        }
+            .tick_failed(stage, what, detail, Instant::now(), SystemTime::now());
     }
 
     fn save_baselines(&mut self) {
@@ -575,10 +569,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             let depth = outbox.clone();
             let inputs = HealthInputs {
                 interval: config.interval,
-                started_unix_ms: crate::telemetry::unix_ms_now(),
+                started: Instant::now(),
                 queue_depth: Box::new(move || depth.len()),
             };
-            Some(metrics::serve(addr, telemetry.clone(), inputs).map_err(Failure::Runtime)?)
+            Some(
+                metrics::serve(addr, telemetry.clone(), inputs)
+                    .map_err(|e| Failure::Runtime(e.to_string()))?,
+            )
         }
     };
     let publisher = publisher::spawn(

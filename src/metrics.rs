@@ -1,132 +1,140 @@
-//! The metrics listener: `GET /metrics` in the Prometheus text format 0.0.4 and
-//! `GET /healthz`, on a thread of its own.
+//! The metrics endpoint: `GET /metrics` in the Prometheus text format 0.0.4
+//! and `GET /healthz`, answered by a listener of our own on one thread
+//! (`metrics/listener.rs`).
 //!
-//! tiny_http parses HTTP (no hand-written parser); this thread only reads the
-//! atomics of [`Telemetry`], so a slow or abusive scraper can stall this
-//! thread at most, never the inspector or the publisher.
+//! The answers only read the atomics of [`Telemetry`], so a slow or abusive
+//! scraper can cost the listener thread at most, never the inspector or the
+//! publisher; and the listener bounds what any client can cost it.
+
+mod listener;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::event::INSPECT_UNHEALTHY;
-use crate::telemetry::{INSPECT_ERROR_KINDS, TICK_BUCKETS, Telemetry};
+pub use listener::ListenError;
+use listener::{Limits, Listener, RequestLine, Response};
+
+use crate::event::{INSPECT_UNHEALTHY, rfc3339_micros};
+use crate::telemetry::{
+    DOCKER_EVENT_ACTIONS, Histogram, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry,
+};
 
 /// What `/healthz` needs besides the counters.
 pub struct HealthInputs {
-    /// The tick interval: ticks older than three of these are stale.
+    /// The tick interval: a last successful tick older than three of these
+    /// is stale.
     pub interval: Duration,
-    /// Unix milliseconds at start, the reference before the first tick.
-    pub started_unix_ms: u64,
+    /// When the process started, on the monotonic clock: the reference
+    /// before the first successful tick.
+    pub started: Instant,
     /// Events waiting for the sink.
     pub queue_depth: Box<dyn Fn() -> usize + Send>,
 }
 
 /// The running listener.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: JoinHandle<()>,
+    listener: Listener,
 }
 
-/// Binds `addr` and starts the listener thread.
+/// Binds `addr` and starts the listener thread; the error names the address.
 pub fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     inputs: HealthInputs,
-) -> Result<MetricsServer, String> {
-    let server = Arc::new(
-        tiny_http::Server::http(addr)
-            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+) -> Result<MetricsServer, ListenError> {
+    let handler = Box::new(move |request: RequestLine<'_>| {
+        answer(request, &telemetry, &inputs, Instant::now())
+    });
+    let listener = listener::spawn(addr, Limits::default(), handler)?;
+    log::info!(
+        "serving /metrics and /healthz on http://{}",
+        listener.local_addr()
     );
-    let s = server.clone();
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for request in s.incoming_requests() {
-                let (status, content_type, body) = answer(
-                    request.method(),
-                    request.url(),
-                    &telemetry,
-                    &inputs,
-                    crate::telemetry::unix_ms_now(),
-                );
-                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-                    .expect("a valid static header");
-                let response = tiny_http::Response::from_string(body)
-                    .with_status_code(status)
-                    .with_header(header);
-                // A client that went away is its own problem.
-                let _ = request.respond(response);
-            }
-        })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-    log::info!("serving /metrics and /healthz on http://{addr}");
-    Ok(MetricsServer { server, thread })
+    Ok(MetricsServer { listener })
 }
 
 impl MetricsServer {
-    /// Stops listening and joins the thread.
+    /// Stops listening, closes every connection and joins the thread.
     pub fn stop(self) {
-        self.server.unblock();
-        if let Err(panic) = self.thread.join() {
-            std::panic::resume_unwind(panic);
-        }
+        self.listener.stop();
     }
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn answer(
-    method: &tiny_http::Method,
-    url: &str,
+    request: RequestLine<'_>,
     telemetry: &Telemetry,
     inputs: &HealthInputs,
-    now_ms: u64,
-) -> (u16, &'static str, String) {
-    let path = url.split('?').next().unwrap_or("");
-    match (method, path) {
-        (tiny_http::Method::Get, "/metrics") => {
-            (200, EXPOSITION, render(telemetry, (inputs.queue_depth)()))
-        }
-        (tiny_http::Method::Get, "/healthz") => match health(telemetry, inputs, now_ms) {
-            Ok(msg) => (200, TEXT, format!("{msg}\n")),
-            Err(reason) => (503, TEXT, format!("{reason}\n")),
+    now: Instant,
+) -> Response {
+    match (request.method, request.path) {
+        ("GET", "/metrics") => Response {
+            status: 200,
+            content_type: EXPOSITION,
+            body: render(telemetry, (inputs.queue_depth)()),
         },
-        (_, "/metrics" | "/healthz") => (405, TEXT, "only GET\n".into()),
-        _ => (404, TEXT, "not found: try /metrics or /healthz\n".into()),
+        ("GET", "/healthz") => match health(telemetry, inputs, now) {
+            Ok(msg) => Response::text(200, format!("{msg}\n")),
+            Err(reason) => Response::text(503, format!("{reason}\n")),
+        },
+        (_, "/metrics" | "/healthz") => Response::text(405, "only GET\n"),
+        _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }
 
-/// `Ok` while the last tick finished less than three intervals ago and the
-/// publisher runs; `Err` with a one-line reason otherwise.
-pub fn health(telemetry: &Telemetry, inputs: &HealthInputs, now_ms: u64) -> Result<String, String> {
+/// `Ok` while the publisher runs and the last successful tick (records
+/// listed, dockerd reached) is younger than three intervals — before the
+/// first one, while the process is; `Err` with one line naming what fails,
+/// and since when, otherwise. Ages are taken on the monotonic clock only
+/// (`now` against the `Instant`s of [`Telemetry::tick_succeeded`] and
+/// [`HealthInputs::started`]), so a step of the wall clock changes nothing:
+/// a watcher that cannot see must never say ok.
+pub fn health(
+    telemetry: &Telemetry,
+    inputs: &HealthInputs,
+    now: Instant,
+) -> Result<String, String> {
     if !telemetry.publisher_alive.load(Relaxed) {
         return Err("unhealthy: the publisher thread is not running".into());
     }
-    let limit_ms = inputs.interval.as_millis() as u64 * 3;
-    let last = telemetry.last_tick_unix_ms.load(Relaxed);
-    let (reference, what) = if last == 0 {
-        (inputs.started_unix_ms, "start, with no tick since")
-    } else {
-        (last, "the last finished tick")
-    };
-    let age_ms = now_ms.saturating_sub(reference);
-    if age_ms > limit_ms {
-        return Err(format!(
-            "unhealthy: {what} was {:.1}s ago, over three intervals ({:.1}s)",
-            age_ms as f64 / 1000.0,
-            limit_ms as f64 / 1000.0
-        ));
+    let limit = inputs.interval.saturating_mul(3);
+    let outcome = telemetry.tick_outcome();
+    let last_success = outcome.last_success.map(|(at, _)| at);
+    let age = now.saturating_duration_since(last_success.unwrap_or(inputs.started));
+    if age <= limit {
+        return Ok(match last_success {
+            Some(_) => format!("ok: last successful tick {:.1}s ago", age.as_secs_f64()),
+            None => "ok: starting, no successful tick yet".into(),
+        });
     }
-    Ok(if last == 0 {
-        "ok: starting".into()
-    } else {
-        format!("ok: last tick {:.1}s ago", age_ms as f64 / 1000.0)
+    Err(match (outcome.failing, last_success) {
+        (Some(failing), _) => format!(
+            "{} since {}: {}",
+            one_line(&failing.what),
+            rfc3339_micros(failing.since_wall),
+            one_line(&failing.detail)
+        ),
+        (None, Some(_)) => format!(
+            "no successful tick for {:.1}s (over three intervals, {:.1}s)",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
+        (None, None) => format!(
+            "no successful tick since the start {:.1}s ago (over three intervals, {:.1}s)",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
     })
+}
+
+/// `text` with every run of whitespace (the newlines of a multi-line
+/// database error included) made one space: the answer is one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -175,33 +183,11 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         t.ticks.load(Relaxed),
     );
 
-    family(
+    histogram(
         &mut out,
         "rtinspect_tick_duration_seconds",
-        "histogram",
         "Duration of a tick: listing the records and inspecting each.",
-    );
-    let cumulative = t.tick_duration.cumulative();
-    for (le, count) in TICK_BUCKETS.iter().zip(&cumulative) {
-        let _ = writeln!(
-            out,
-            "rtinspect_tick_duration_seconds_bucket{{le=\"{le}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "rtinspect_tick_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        cumulative.last().copied().unwrap_or(0)
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_tick_duration_seconds_sum {}",
-        t.tick_duration.sum_micros.load(Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_tick_duration_seconds_count {}",
-        t.tick_duration.count.load(Relaxed)
+        &t.tick_duration,
     );
 
     single(
@@ -257,7 +243,91 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         "Unix time at which the last tick finished (0 before the first).",
         t.last_tick_unix_ms.load(Relaxed) as f64 / 1000.0,
     );
+
+    family(
+        &mut out,
+        "rtinspect_tick_failures_total",
+        "counter",
+        "Ticks that failed, by stage: records (the list could not be read) or docker (dockerd could not be reached).",
+    );
+    for stage in Stage::ALL {
+        let _ = writeln!(
+            out,
+            "rtinspect_tick_failures_total{{stage=\"{}\"}} {}",
+            stage.label(),
+            t.tick_failures_of(stage)
+        );
+    }
+
+    let last_success = t.tick_outcome().last_success.map_or(0.0, |(_, wall)| {
+        wall.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+    });
+    single(
+        &mut out,
+        "rtinspect_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful tick, which listed the records and reached dockerd (0 before the first).",
+        last_success,
+    );
+
+    single(
+        &mut out,
+        "rtinspect_events_rejected_total",
+        "counter",
+        "Events the sink refused for good and set aside in rejected.jsonl.",
+        t.events_rejected.load(Relaxed),
+    );
+
+    family(
+        &mut out,
+        "rtinspect_docker_events_total",
+        "counter",
+        "Docker events read from the events stream, by action.",
+    );
+    for (action, count) in DOCKER_EVENT_ACTIONS.iter().zip(&t.docker_events) {
+        let _ = writeln!(
+            out,
+            "rtinspect_docker_events_total{{action=\"{action}\"}} {}",
+            count.load(Relaxed)
+        );
+    }
+
+    single(
+        &mut out,
+        "rtinspect_event_stream_reconnects_total",
+        "counter",
+        "Times the Docker events stream was subscribed again after a break.",
+        t.stream_reconnects.load(Relaxed),
+    );
+
+    histogram(
+        &mut out,
+        "rtinspect_detection_latency_seconds",
+        "From the time of a Docker event to the sink accepting the health event it led to.",
+        &t.detection_latency,
+    );
     out
+}
+
+/// A histogram family over [`TICK_BUCKETS`].
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    family(out, name, "histogram", help);
+    let cumulative = h.cumulative();
+    for (le, count) in TICK_BUCKETS.iter().zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}",
+        cumulative.last().copied().unwrap_or(0)
+    );
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        h.sum_micros.load(Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count {}", h.count.load(Relaxed));
 }
 
 #[cfg(test)]
@@ -265,33 +335,118 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
 
-    fn inputs(interval_ms: u64) -> HealthInputs {
+    fn inputs(interval_ms: u64, started: Instant) -> HealthInputs {
         HealthInputs {
             interval: Duration::from_millis(interval_ms),
-            started_unix_ms: 1_000_000,
+            started,
             queue_depth: Box::new(|| 0),
         }
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A wall time, in Unix milliseconds.
+    fn wall(unix_ms: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + ms(unix_ms)
+    }
+
     #[test]
-    fn health_table() {
+    fn health_follows_the_last_successful_tick_on_the_monotonic_clock() {
+        let t0 = Instant::now();
+        let i = inputs(1000, t0);
         let t = Telemetry::default();
-        let i = inputs(1000);
-        assert!(health(&t, &i, 1_000_500).unwrap_err().contains("publisher"));
-        t.publisher_alive.store(true, Relaxed);
-        assert_eq!(health(&t, &i, 1_002_000).unwrap(), "ok: starting");
-        assert!(
-            health(&t, &i, 1_003_001)
-                .unwrap_err()
-                .contains("start, with no tick")
-        );
-        t.last_tick_unix_ms.store(1_010_000, Relaxed);
-        assert!(health(&t, &i, 1_012_900).is_ok());
-        let err = health(&t, &i, 1_013_100).unwrap_err();
+        let check = |now: Instant| health(&t, &i, now);
         assert_eq!(
-            err,
-            "unhealthy: the last finished tick was 3.1s ago, over three intervals (3.0s)"
+            check(t0 + ms(500)).unwrap_err(),
+            "unhealthy: the publisher thread is not running"
         );
+        t.publisher_alive.store(true, Relaxed);
+        assert_eq!(
+            check(t0 + ms(3000)).unwrap(),
+            "ok: starting, no successful tick yet"
+        );
+        assert_eq!(
+            check(t0 + ms(3100)).unwrap_err(),
+            "no successful tick since the start 3.1s ago (over three intervals, 3.0s)"
+        );
+
+        t.tick_succeeded(t0 + ms(10_000), wall(1_800_000_010_000));
+        assert_eq!(
+            check(t0 + ms(10_400)).unwrap(),
+            "ok: last successful tick 0.4s ago"
+        );
+        assert!(check(t0 + ms(12_900)).is_ok());
+        assert_eq!(
+            check(t0 + ms(13_100)).unwrap_err(),
+            "no successful tick for 3.1s (over three intervals, 3.0s)"
+        );
+
+        // Failures while the last success is fresh: still ok.
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd at /var/run/docker.sock",
+            "connection refused",
+            t0 + ms(11_000),
+            wall(1_800_000_011_000),
+        );
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd at /var/run/docker.sock",
+            "connection\nrefused",
+            t0 + ms(12_000),
+            wall(1_800_000_012_000),
+        );
+        assert!(check(t0 + ms(12_900)).is_ok());
+        assert_eq!(
+            check(t0 + ms(13_100)).unwrap_err(),
+            "cannot reach dockerd at /var/run/docker.sock since 2027-01-15T08:00:11.000000Z: \
+             connection refused"
+        );
+
+        t.tick_succeeded(t0 + ms(14_000), wall(1_800_000_014_000));
+        assert!(check(t0 + ms(14_100)).is_ok());
+        t.tick_failed(
+            Stage::Records,
+            "cannot read records",
+            "db error: ERROR: relation \"runtime_records\" does not exist",
+            t0 + ms(15_000),
+            wall(1_800_000_015_000),
+        );
+        assert_eq!(
+            check(t0 + ms(17_500)).unwrap_err(),
+            "cannot read records since 2027-01-15T08:00:15.000000Z: \
+             db error: ERROR: relation \"runtime_records\" does not exist"
+        );
+    }
+
+    #[test]
+    fn a_wall_clock_step_changes_no_health_verdict() {
+        let t0 = Instant::now();
+        let i = inputs(1000, t0);
+        for step in [wall(0), wall(1_000), wall(4_000_000_000_000)] {
+            let t = Telemetry::default();
+            t.publisher_alive.store(true, Relaxed);
+            // The wall clock jumped far back or ahead; the Instants move on.
+            t.tick_succeeded(t0 + ms(1000), step);
+            assert_eq!(
+                health(&t, &i, t0 + ms(1500)).unwrap(),
+                "ok: last successful tick 0.5s ago",
+                "{step:?}"
+            );
+            assert!(health(&t, &i, t0 + ms(4100)).is_err(), "{step:?}");
+            let failed_at = t0 + ms(2000);
+            t.tick_failed(
+                Stage::Docker,
+                "cannot reach dockerd",
+                "refused",
+                failed_at,
+                step,
+            );
+            assert!(health(&t, &i, t0 + ms(3900)).is_ok(), "{step:?}");
+            assert!(health(&t, &i, t0 + ms(4100)).is_err(), "{step:?}");
+        }
     }
 
     #[test]
@@ -300,6 +455,14 @@ mod tests {
         t.events_published.fetch_add(3, Relaxed);
         t.inspect_error("timeout");
         t.tick_duration.observe(Duration::from_millis(7));
+        t.events_rejected.fetch_add(2, Relaxed);
+        let now = std::time::Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
+        t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
+        t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
+        let text = render(&t, 5);
+        assert!(text.contains("rtinspect_last_success_timestamp_seconds 0\n"));
+        t.tick_succeeded(now, wall);
         let text = render(&t, 5);
         for name in [
             "rtinspect_health_events_total",
@@ -312,6 +475,12 @@ mod tests {
             "rtinspect_publish_queue_depth",
             "rtinspect_last_tick_timestamp_seconds",
             "rtinspect_build_info",
+            "rtinspect_tick_failures_total",
+            "rtinspect_last_success_timestamp_seconds",
+            "rtinspect_events_rejected_total",
+            "rtinspect_docker_events_total",
+            "rtinspect_event_stream_reconnects_total",
+            "rtinspect_detection_latency_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
@@ -326,21 +495,44 @@ mod tests {
         assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_count 1\n"));
         assert!(text.contains("rtinspect_publish_queue_depth 5\n"));
+        assert!(text.contains("rtinspect_tick_failures_total{stage=\"records\"} 0\n"));
+        assert!(text.contains("rtinspect_tick_failures_total{stage=\"docker\"} 2\n"));
+        assert!(text.contains("rtinspect_last_success_timestamp_seconds 1800000000.25\n"));
+        assert!(text.contains("rtinspect_events_rejected_total 2\n"));
+        assert!(text.contains("rtinspect_docker_events_total{action=\"die\"} 0\n"));
+        assert!(text.contains("rtinspect_docker_events_total{action=\"other\"} 0\n"));
+        assert!(text.contains("rtinspect_event_stream_reconnects_total 0\n"));
+        assert!(text.contains("rtinspect_detection_latency_seconds_count 0\n"));
+        assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
+        assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));
+        assert!(text.contains("# TYPE rtinspect_events_rejected_total counter\n"));
     }
 
     #[test]
     fn routes() {
+        let t0 = Instant::now();
         let t = Telemetry::default();
         t.publisher_alive.store(true, Relaxed);
-        let i = inputs(1000);
-        let get = tiny_http::Method::Get;
-        assert_eq!(answer(&get, "/metrics", &t, &i, 1_000_000).0, 200);
-        assert_eq!(answer(&get, "/healthz", &t, &i, 1_000_000).0, 200);
-        assert_eq!(answer(&get, "/healthz", &t, &i, 9_000_000).0, 503);
-        assert_eq!(answer(&get, "/", &t, &i, 1_000_000).0, 404);
-        assert_eq!(
-            answer(&tiny_http::Method::Post, "/metrics", &t, &i, 1_000_000).0,
-            405
-        );
+        let i = inputs(1000, t0);
+        let status = |method, path, now| answer(RequestLine { method, path }, &t, &i, now).status;
+        let table = [
+            ("GET", "/metrics", t0, 200),
+            ("GET", "/healthz", t0, 200),
+            ("GET", "/healthz", t0 + ms(8000), 503),
+            ("GET", "/", t0, 404),
+            ("GET", "/metrics/", t0, 404),
+            ("POST", "/metrics", t0, 405),
+            ("HEAD", "/healthz", t0, 405),
+            ("get", "/metrics", t0, 405),
+            ("POST", "/nope", t0, 404),
+        ];
+        for (method, path, now, expected) in table {
+            assert_eq!(status(method, path, now), expected, "{method} {path}");
+        }
+        let get_metrics = RequestLine {
+            method: "GET",
+            path: "/metrics",
+        };
+        assert_eq!(answer(get_metrics, &t, &i, t0).content_type, EXPOSITION);
     }
 }

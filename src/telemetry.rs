@@ -1,10 +1,14 @@
-//! Counters shared by the inspector and publisher threads, lock-free.
+//! Counters shared by the inspector and publisher threads, and what the
+//! ticks' outcome says about whether rtinspect can see.
 //!
 //! Every counter is an atomic, so the hot path of a tick or a publish costs one
-//! relaxed add. The metrics listener only reads them.
+//! relaxed add. The outcome of ticks (the last success, the failure streak
+//! under way) sits behind a mutex taken once per tick and once per
+//! `/healthz`. The metrics listener only reads.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The inspect error kinds, in the order of [`Telemetry::inspect_errors`].
 pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "invalid_id"];
@@ -30,10 +34,12 @@ pub struct Telemetry {
     pub tick_duration: Histogram,
     /// Whether the publisher thread is running.
     pub publisher_alive: AtomicBool,
-    /// Events the sink refused for good and set aside.
+    /// Events the sink refused for good and set aside in `rejected.jsonl`.
     pub events_rejected: AtomicU64,
-    /// Ticks that failed, by stage (records, docker).
+    /// Failed ticks by stage, indexed as [`Stage::ALL`].
     pub tick_failures: [AtomicU64; 2],
+    /// The last success and the failure streak under way.
+    outcome: Mutex<TickOutcome>,
     /// Docker events read, by action, indexed as [`DOCKER_EVENT_ACTIONS`].
     pub docker_events: [AtomicU64; 6],
     /// Times the events stream was reconnected after a break.
@@ -60,13 +66,55 @@ impl crate::docker::events::StreamCounters for Telemetry {
     }
 }
 
-/// Which part of a tick failed.
+/// Which part of a tick failed; `stage as usize` indexes
+/// [`Telemetry::tick_failures`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The record list could not be read.
-    Records,
-    /// dockerd could not be reached.
-    Docker,
+    /// Listing the records (the database, or the label query to dockerd).
+    Records = 0,
+    /// Reaching dockerd.
+    Docker = 1,
+}
+
+impl Stage {
+    /// Every stage, in the order of [`Telemetry::tick_failures`].
+    pub const ALL: [Stage; 2] = [Stage::Records, Stage::Docker];
+
+    /// The value of the `stage` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Records => "records",
+            Stage::Docker => "docker",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A run of failed ticks with no success between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureStreak {
+    /// The stage that failed last.
+    pub stage: Stage,
+    /// What fails, in one line ("cannot reach dockerd at /var/run/docker.sock").
+    pub what: String,
+    /// The last error ("connection refused").
+    pub detail: String,
+    /// Monotonic time of the first failure of the streak.
+    pub since: Instant,
+    /// Wall time of the first failure of the streak, for people to read.
+    pub since_wall: SystemTime,
+}
+
+/// What the ticks so far say, as one consistent snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickOutcome {
+    /// Monotonic and wall time of the last successful tick.
+    pub last_success: Option<(Instant, SystemTime)>,
+    /// The failures since the last success, if the last tick failed.
+    pub failing: Option<FailureStreak>,
 }
 
 /// Unix time now, in milliseconds.
@@ -120,18 +168,50 @@ impl Histogram {
 
 impl Telemetry {
     /// A tick listed its records and reached dockerd; ends any failure streak.
-    pub fn tick_succeeded(&self, _now: std::time::Instant, _wall: std::time::SystemTime) {}
+    pub fn tick_succeeded(&self, now: Instant, wall: SystemTime) {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        outcome.last_success = Some((now, wall));
+        outcome.failing = None;
+    }
 
-    /// A tick failed at `stage`.
+    /// A tick failed at `stage`; `what` is e.g. "cannot reach dockerd at
+    /// /var/run/docker.sock" or "cannot read records", `detail` the error
+    /// ("connection refused"). Counts `rtinspect_tick_failures_total{stage}`;
+    /// the streak's start time is kept until a success.
     pub fn tick_failed(
         &self,
         stage: Stage,
-        _what: &str,
-        _detail: &str,
-        _now: std::time::Instant,
-        _wall: std::time::SystemTime,
+        what: &str,
+        detail: &str,
+        now: Instant,
+        wall: SystemTime,
     ) {
-        self.tick_failures[stage as usize].fetch_add(1, Relaxed);
+        self.tick_failures[stage.index()].fetch_add(1, Relaxed);
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, since_wall) = outcome
+            .failing
+            .as_ref()
+            .map_or((now, wall), |f| (f.since, f.since_wall));
+        outcome.failing = Some(FailureStreak {
+            stage,
+            what: what.to_owned(),
+            detail: detail.to_owned(),
+            since,
+            since_wall,
+        });
+    }
+
+    /// The last success and the failure streak under way, read together.
+    pub fn tick_outcome(&self) -> TickOutcome {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The count of failed ticks at `stage`.
+    pub fn tick_failures_of(&self, stage: Stage) -> u64 {
+        self.tick_failures[stage.index()].load(Relaxed)
     }
 
     /// Counts one inspect error of `kind` (one of [`INSPECT_ERROR_KINDS`]).
@@ -169,6 +249,60 @@ mod tests {
         assert_eq!(c[15], 5);
         assert_eq!(h.count.load(Relaxed), 5);
         assert_eq!(h.sum_micros.load(Relaxed), 70_043_000);
+    }
+
+    #[test]
+    fn a_failure_streak_keeps_its_start_until_a_success() {
+        let t = Telemetry::default();
+        let t0 = Instant::now();
+        let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(t.tick_outcome(), TickOutcome::default());
+
+        t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", t0, wall0);
+        let later = t0 + Duration::from_secs(5);
+        t.tick_failed(
+            Stage::Records,
+            "cannot read records",
+            "timeout",
+            later,
+            wall0 + Duration::from_secs(5),
+        );
+        let failing = t.tick_outcome().failing.unwrap();
+        assert_eq!(failing.stage, Stage::Records);
+        assert_eq!(failing.what, "cannot read records");
+        assert_eq!(failing.detail, "timeout");
+        assert_eq!((failing.since, failing.since_wall), (t0, wall0));
+        assert_eq!(t.tick_failures_of(Stage::Docker), 1);
+        assert_eq!(t.tick_failures_of(Stage::Records), 1);
+
+        let wall = wall0 + Duration::from_secs(6);
+        t.tick_succeeded(later, wall);
+        let outcome = t.tick_outcome();
+        assert_eq!(outcome.last_success, Some((later, wall)));
+        assert_eq!(outcome.failing, None);
+
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd",
+            "refused",
+            later,
+            wall,
+        );
+        assert_eq!(
+            t.tick_outcome().failing.unwrap().since,
+            later,
+            "a new streak"
+        );
+        assert_eq!(t.tick_outcome().last_success, Some((later, wall)));
+    }
+
+    #[test]
+    fn stage_labels_follow_the_counter_order() {
+        let labels: Vec<&str> = Stage::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(labels, ["records", "docker"]);
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(stage.index(), i);
+        }
     }
 
     #[test]

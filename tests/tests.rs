@@ -6,6 +6,7 @@ mod docker_client;
 mod documented;
 mod events;
 mod faults;
+mod listener;
 mod live_docker;
 mod notify;
 mod observe;
