@@ -386,6 +386,7 @@ fn a_second_signal_spools_and_exits_130_at_once() {
     let log = stderr.text();
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
+    eprintln!("a second signal exited 130 after {took:?}");
     let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
     assert!(spool.lines().count() >= 1, "{log}");
     locker.batch_execute("ROLLBACK").unwrap();
