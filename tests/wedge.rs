@@ -39,6 +39,22 @@ fn envelope(id: &str, game: &str, container: &str, occurred_at: &str) -> String 
     .to_string()
 }
 
+/// Waits until an INSERT waits for a lock. (Not asked from the session that
+/// holds the lock: inside a transaction, `pg_stat_activity` is a snapshot.)
+fn wait_for_a_blocked_insert(observer: &mut postgres::Client) {
+    wait_until(Duration::from_secs(10), "a blocked INSERT", || {
+        let n: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        n >= 1
+    });
+}
+
 #[test]
 fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
     let Some(live) = live_docker() else { return };
@@ -167,7 +183,11 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
             s.events()
         ))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for_a_blocked_insert(&mut s.client);
+    let ticks = emitted(&stderr.text(), 1);
+    wait_until(Duration::from_secs(10), "events queued behind it", || {
+        emitted(&stderr.text(), 1) >= ticks + 2
+    });
     let signalled = Instant::now();
     send_signal(&child, "-TERM");
     let status = child.wait().unwrap();
@@ -245,6 +265,8 @@ fn a_frozen_database_cannot_hold_up_the_exit() {
     // every packet, so no TCP setting notices it. The next tick's read of
     // the records blocks for good.
     cluster.freeze(true);
+    // Nothing outside can see the inspector enter its blocked read: give
+    // it three intervals to get there.
     std::thread::sleep(Duration::from_millis(600));
     let signalled = Instant::now();
     send_signal(&child, "-TERM");
@@ -376,9 +398,11 @@ fn a_second_signal_spools_and_exits_130_at_once() {
             s.events()
         ))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for_a_blocked_insert(&mut s.client);
     send_signal(&child, "-TERM");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(Duration::from_secs(10), "the first signal taken", || {
+        stderr.text().contains("SIGTERM received")
+    });
     let second = Instant::now();
     send_signal(&child, "-INT");
     let status = child.wait().unwrap();
