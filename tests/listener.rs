@@ -189,7 +189,7 @@ impl PidsCgroup {
                 !live_required(),
                 "no pids cgroup controller to use (cgroup v1 /sys/fs/cgroup/pids or v2 with pids)"
             );
-            eprintln!("skipped: no pids cgroup controller to use (needs root and cgroups)");
+            crate::util::skipped("no pids cgroup controller to use: needs root and cgroups");
         }
         made
     }
@@ -527,7 +527,7 @@ fn promtool(args: &[&str], stdin: &str) -> Option<Output> {
             !live_required(),
             "promtool is missing (Debian package prometheus)"
         );
-        eprintln!("skipped: promtool {} (no promtool)", args.join(" "));
+        crate::util::skipped(&format!("no promtool for promtool {}", args.join(" ")));
         return None;
     };
     child

@@ -22,7 +22,7 @@ fn promtool_check(exposition: &str) {
             !live_required(),
             "promtool is missing (Debian package prometheus)"
         );
-        eprintln!("skipped: promtool check (no promtool)");
+        crate::util::skipped("no promtool");
         return;
     };
     child

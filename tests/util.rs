@@ -413,7 +413,7 @@ pub const IMAGE: &str = "rtinspect-test/busybox:1";
 /// environment does not demand one.
 pub fn live_docker() -> Option<&'static LiveDocker> {
     static LIVE: OnceLock<Option<LiveDocker>> = OnceLock::new();
-    LIVE.get_or_init(|| {
+    let live = LIVE.get_or_init(|| {
         let host = std::env::var("RTINSPECT_TEST_DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let socket = PathBuf::from(host.strip_prefix("unix://").unwrap_or(&host));
@@ -432,14 +432,29 @@ pub fn live_docker() -> Option<&'static LiveDocker> {
                 "RTINSPECT_TEST_REQUIRE_LIVE is set but no dockerd answers at {}",
                 socket.display()
             );
-            eprintln!("skipped: no dockerd answers at {}", socket.display());
+            eprintln!("no dockerd answers at {}", socket.display());
             return None;
         }
         let live = LiveDocker { socket };
         live.ensure_image();
         Some(live)
-    })
-    .as_ref()
+    });
+    if live.is_none() {
+        skipped("no dockerd");
+    }
+    live.as_ref()
+}
+
+/// Says, on stderr, that the running test skipped and why: the test harness
+/// names each test's thread after the test. Written to the stream itself, not
+/// with `eprintln!`, which the harness captures and shows only on failure.
+pub fn skipped(why: &str) {
+    let thread = std::thread::current();
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {} ({why})",
+        thread.name().unwrap_or("a test")
+    );
 }
 
 impl LiveDocker {
@@ -648,7 +663,7 @@ pub fn iptables_usable() -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(!live_required(), "iptables is not usable here");
-        eprintln!("skipped: iptables is not usable here (root and iptables needed)");
+        skipped("iptables is not usable here: root and iptables needed");
     }
     ok
 }
@@ -708,7 +723,7 @@ pub fn by_game(events: &[serde_json::Value]) -> HashMap<String, Vec<serde_json::
 /// and not demanded.
 pub fn live_pg() -> Option<&'static str> {
     static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
+    let url = URL.get_or_init(|| {
         let url = std::env::var("RTINSPECT_TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty());
@@ -720,12 +735,15 @@ pub fn live_pg() -> Option<&'static str> {
                 !live_required(),
                 "RTINSPECT_TEST_REQUIRE_LIVE is set but no PostgreSQL answers at RTINSPECT_TEST_DATABASE_URL={url:?}"
             );
-            eprintln!("skipped: no PostgreSQL (set RTINSPECT_TEST_DATABASE_URL, or use tests/run.sh)");
+            eprintln!("no PostgreSQL: set RTINSPECT_TEST_DATABASE_URL, or use tests/run.sh");
             return None;
         }
         url
-    })
-    .as_deref()
+    });
+    if url.is_none() {
+        skipped("no PostgreSQL");
+    }
+    url.as_deref()
 }
 
 /// A schema of its own for one test, dropped with everything in it on drop.
@@ -846,7 +864,7 @@ impl PgCluster {
             .filter(|b| b.join("initdb").exists());
         let Some(bin) = bin else {
             assert!(!live_required(), "PostgreSQL server binaries are missing");
-            eprintln!("skipped: no PostgreSQL server binaries");
+            skipped("no PostgreSQL server binaries");
             return None;
         };
         let dir = TempDir::new("pgcluster");
