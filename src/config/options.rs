@@ -275,7 +275,7 @@ option_table! {
         flag: "--webhook-url",
         env: "RTINSPECT_WEBHOOK_URL",
         value_name: "URL",
-        default: OptionDefault::Unset("none (required by --sink webhook)"),
+        default: OptionDefault::Unset("none (the webhook sink needs it)"),
         empty_env_is_value: false,
         secret: true,
         mode: Mode::Any,
