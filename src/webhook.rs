@@ -556,11 +556,11 @@ fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, SetupError> {
         ca: ca.clone(),
         source,
     };
-    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.is_file() {
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(&ca.path).map_err(read_error)?.is_file() {
         return Err(read_error(io::Error::other("not a regular file")));
     }
+    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
     let mut bytes = Vec::new();
     file.take(MAX_CA_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -922,6 +922,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
+        let fifo = dir.join("fifo.pem");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
         let garbage = dir.join("garbage.pem");
         std::fs::write(
             &garbage,
@@ -935,6 +938,7 @@ mod tests {
                 "cannot read CA certificates",
             ),
             (dir.clone(), "--webhook-ca-file", "not a regular file"),
+            (fifo, "--webhook-ca-file", "not a regular file"),
             (empty, "--webhook-ca-file", "no CA certificate in it"),
             (garbage, "--webhook-ca-file", "not PEM CA certificates"),
         ];
