@@ -7,7 +7,8 @@
 //! table ([`OPTIONS`]) that the parser and `--help` both use. Config is values
 //! only: no file is read and no connection state is built here; the adapters
 //! do that when they are built. Every error names the option and the bad
-//! value, except the database URL, whose value may hold a password.
+//! value, except the database URL and the webhook URL, whose values may hold
+//! a password or a token.
 
 mod database;
 mod error;
