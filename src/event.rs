@@ -1,7 +1,9 @@
 //! The health event and its envelope: the one JSON shape every sink carries.
 //!
 //! The envelope is rendered once, when the event is made, so that the stdout
-//! line, the database row and the NOTIFY payload are the same bytes.
+//! line, the database row, the NOTIFY payload and the webhook's body are the
+//! same bytes. How much its `details` carry is [`DetailLevel`]'s choice, made
+//! when Docker's answer is decoded.
 
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
