@@ -382,8 +382,9 @@ impl WebhookSink {
 
     /// The start of an answer's body, on one line, without the URL's secret.
     fn quote(&self, body: &[u8]) -> String {
-        let text = String::from_utf8_lossy(body);
-        self.url.redact(&one_line(&text, QUOTED_BODY_BYTES))
+        // Redacted before it is cut: a token cut in two would match no part.
+        let text = self.url.redact(&String::from_utf8_lossy(body));
+        one_line(&text, QUOTED_BODY_BYTES)
     }
 
     /// A failed request, in words that hold no more of the URL than its host.
@@ -914,6 +915,12 @@ mod tests {
         let quoted = sink.quote(b"unknown hook /hook/SECRETTOKEN?sig=SECRETSIG\n or SECRETTOKEN");
         assert!(!quoted.contains("SECRET"), "{quoted}");
         assert!(!format!("{sink:?}").contains("SECRET"));
+        // A token across the end of the quote is hidden whole, not cut.
+        for pad in 185..200 {
+            let body = format!("{}SECRETTOKEN tail", "x".repeat(pad));
+            let quoted = sink.quote(body.as_bytes());
+            assert!(!quoted.contains("SECRET"), "{pad}: {quoted}");
+        }
     }
 
     #[test]
