@@ -47,6 +47,16 @@ impl WebhookUrl {
         if host.is_empty() {
             return Err("the URL has no host");
         }
+        // `Uri` takes a port it cannot read (`:99999`) as no port at all.
+        let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+        if let Some((_, p)) = host_port
+            .rsplit_once(':')
+            .filter(|_| !host_port.ends_with(']'))
+        {
+            if !p.is_empty() && !p.parse::<u16>().is_ok_and(|p| p > 0) {
+                return Err("the port must be a number from 1 to 65535");
+            }
+        }
         let port = authority
             .port_u16()
             .map(|p| format!(":{p}"))
@@ -236,6 +246,9 @@ mod tests {
             ("https://example.org", "https://example.org/"),
             ("https://example.org/", "https://example.org/"),
             ("http://[::1]:9/SECRET", "http://[::1]:9/…"),
+            ("http://[::1]/SECRET", "http://[::1]/…"),
+            ("http://h:/SECRET", "http://h/…"),
+            ("https://h/SECRET#part", "https://h/…"),
             ("HTTPS://Example.org/SECRET", "https://Example.org/…"),
         ];
         for (url, shown) in table {
@@ -282,6 +295,18 @@ mod tests {
                 "expected an http:// or https:// URL",
             ),
             ("https:///SECRET", "expected an http:// or https:// URL"),
+            (
+                "https://h:99999/SECRET",
+                "the port must be a number from 1 to 65535",
+            ),
+            (
+                "https://h:0/SECRET",
+                "the port must be a number from 1 to 65535",
+            ),
+            (
+                "https://u:p@h:70000/SECRET",
+                "the port must be a number from 1 to 65535",
+            ),
         ] {
             let got = WebhookUrl::parse(url).map(|u| u.shown().to_owned());
             match got {
