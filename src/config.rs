@@ -7,13 +7,15 @@
 //! table ([`OPTIONS`]) that the parser and `--help` both use. Config is values
 //! only: no file is read and no connection state is built here; the adapters
 //! do that when they are built. Every error names the option and the bad
-//! value, except the database URL, whose value may hold a password.
+//! value, except the database URL and the webhook URL, whose values may hold
+//! a password or a token.
 
 mod database;
 mod error;
 mod names;
 mod options;
 mod raw;
+mod webhook;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ pub use error::ConfigError;
 pub use names::{TableName, is_identifier};
 pub use options::{Mode, OPTIONS, Opt, OptionDefault, OptionSpec, usage};
 pub use raw::RawArgs;
+pub use webhook::{Webhook, WebhookFormat, WebhookUrl};
+
+pub use crate::event::DetailLevel;
 
 use raw::{Given, Inputs, Resolved};
 
@@ -57,6 +62,19 @@ pub enum SinkKind {
     Stdout,
     /// A row in the events table plus `pg_notify`.
     Postgres,
+    /// A `POST` to a webhook.
+    Webhook,
+}
+
+impl SinkKind {
+    /// The `--sink` value that names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Stdout => "stdout",
+            SinkKind::Postgres => "postgres",
+            SinkKind::Webhook => "webhook",
+        }
+    }
 }
 
 /// How log lines are written on stderr.
@@ -99,6 +117,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether Docker's events stream nudges the inspector between ticks.
     pub events: bool,
+    /// How much an event's details carry.
+    pub details: DetailLevel,
+    /// The webhook, exactly when the sink is [`SinkKind::Webhook`].
+    pub webhook: Option<Webhook>,
 }
 
 impl Config {
@@ -139,7 +161,7 @@ impl Config {
             None => None,
             Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
         };
-        let config = Config {
+        let mut config = Config {
             command,
             docker_socket,
             interval: duration(
@@ -163,8 +185,21 @@ impl Config {
             state_dir: state_dir(&inputs)?,
             log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
             events: on_off(&inputs.with_default(Opt::Events)?)?,
+            details: details(&inputs.with_default(Opt::Details)?)?,
+            webhook: None,
         };
         check_mode(&inputs, config.database.is_some())?;
+        check_sink(&inputs, config.sink)?;
+        // Only a given --sink chooses the webhook; `check_sink` has refused
+        // every webhook option for another sink.
+        if let (SinkKind::Webhook, Some(sink)) = (config.sink, inputs.given(Opt::Sink)) {
+            config.webhook = Some(webhook::webhook(
+                sink,
+                inputs.given(Opt::WebhookUrl),
+                &inputs.with_default(Opt::WebhookFormat)?,
+                inputs.given(Opt::WebhookCaFile),
+            )?);
+        }
         Ok(Invocation::Command(Box::new(config)))
     }
 }
@@ -195,6 +230,24 @@ fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
         Some(given) => Err(ConfigError::new(format!(
             "{} has no effect: {why}; remove it",
             given.described()
+        ))),
+    }
+}
+
+/// Refuses an option that only another sink reads (`--webhook-url` with the
+/// stdout sink, say), for the same reason as [`check_mode`].
+fn check_sink(inputs: &Inputs, sink: SinkKind) -> Result<(), ConfigError> {
+    let set_for_another_sink = OPTIONS
+        .iter()
+        .filter(|spec| spec.sink.is_some_and(|k| k != sink))
+        .find_map(|spec| Some((spec, inputs.given(spec.key)?)));
+    match set_for_another_sink {
+        None => Ok(()),
+        Some((spec, given)) => Err(ConfigError::new(format!(
+            "{} has no effect: events go to the {} sink, and only --sink {} reads it; remove it",
+            given.described(),
+            sink.as_str(),
+            spec.sink.map_or("", SinkKind::as_str),
         ))),
     }
 }
@@ -266,9 +319,10 @@ fn sink(given: Option<&Given>, database: bool) -> Result<SinkKind, ConfigError> 
         None if database => Ok(SinkKind::Postgres),
         None => Ok(SinkKind::Stdout),
         Some((_, "stdout")) => Ok(SinkKind::Stdout),
+        Some((_, "webhook")) => Ok(SinkKind::Webhook),
         Some((_, "postgres")) if database => Ok(SinkKind::Postgres),
         Some((g, "postgres")) => Err(g.invalid("the postgres sink needs --database-url")),
-        Some((g, _)) => Err(g.invalid("expected stdout or postgres")),
+        Some((g, _)) => Err(g.invalid("expected stdout, postgres or webhook")),
     }
 }
 
@@ -311,6 +365,14 @@ fn on_off(given: &Given) -> Result<bool, ConfigError> {
         "on" => Ok(true),
         "off" => Ok(false),
         _ => Err(given.invalid("expected on or off")),
+    }
+}
+
+fn details(given: &Given) -> Result<DetailLevel, ConfigError> {
+    match given.value.as_str() {
+        "basic" => Ok(DetailLevel::Basic),
+        "extended" => Ok(DetailLevel::Extended),
+        _ => Err(given.invalid("expected basic or extended")),
     }
 }
 
@@ -476,7 +538,7 @@ mod tests {
             (
                 &["--sink", "kafka"],
                 &[],
-                "invalid --sink \"kafka\": expected stdout or postgres",
+                "invalid --sink \"kafka\": expected stdout, postgres or webhook",
             ),
             (
                 &["--sink", "postgres"],
@@ -678,6 +740,153 @@ mod tests {
                 ("RTINSPECT_EVENTS_TABLE", "ev"),
                 ("RTINSPECT_NOTIFY_CHANNEL", "ch"),
             ],
+        );
+    }
+
+    const SLACK: &str = "https://hooks.slack.com/services/T000/B000/SECRETTOKEN";
+
+    #[test]
+    fn the_webhook_sink_takes_its_url_format_and_ca_file() {
+        let c = config(&["--sink", "webhook", "--webhook-url", SLACK], &[]);
+        assert_eq!(c.sink, SinkKind::Webhook);
+        let w = c.webhook.as_ref().unwrap();
+        assert_eq!(w.url.secret(), SLACK);
+        assert_eq!(w.format, WebhookFormat::Envelope);
+        assert_eq!(w.ca_file, None);
+        assert!(!format!("{c:?}").contains("SECRETTOKEN"), "{c:?}");
+
+        let c = config(
+            &[
+                "--webhook-format=slack",
+                "--webhook-ca-file",
+                "/etc/rt/ca.pem",
+            ],
+            &[
+                ("RTINSPECT_SINK", "webhook"),
+                ("RTINSPECT_WEBHOOK_URL", SLACK),
+                ("RTINSPECT_DATABASE_URL", "host=db"),
+            ],
+        );
+        let w = c.webhook.unwrap();
+        assert_eq!(w.format, WebhookFormat::Slack);
+        assert_eq!(
+            w.ca_file,
+            Some(CaFile {
+                path: PathBuf::from("/etc/rt/ca.pem"),
+                named_by: "--webhook-ca-file".into()
+            })
+        );
+        assert!(
+            c.database.is_some(),
+            "records from the database, events to a webhook"
+        );
+        assert_eq!(config(&[], &[]).webhook, None);
+    }
+
+    #[test]
+    fn webhook_options_without_the_webhook_sink_are_refused_without_the_url() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let table: &[Case] = &[
+            (
+                &["--sink", "webhook"],
+                &[],
+                "--sink \"webhook\" needs a URL: set --webhook-url or RTINSPECT_WEBHOOK_URL",
+            ),
+            (
+                &[],
+                &[("RTINSPECT_SINK", "webhook"), ("RTINSPECT_WEBHOOK_URL", "")],
+                "RTINSPECT_SINK \"webhook\" needs a URL",
+            ),
+            (
+                &["--webhook-url", SLACK],
+                &[],
+                "--webhook-url has no effect: events go to the stdout sink, and only \
+                 --sink webhook reads it; remove it",
+            ),
+            (
+                &[],
+                &[db, ("RTINSPECT_WEBHOOK_URL", SLACK)],
+                "RTINSPECT_WEBHOOK_URL has no effect: events go to the postgres sink",
+            ),
+            (
+                &["--sink", "stdout", "--webhook-format", "slack"],
+                &[],
+                "--webhook-format \"slack\" has no effect: events go to the stdout sink",
+            ),
+            (
+                &["--webhook-ca-file", "/ca.pem"],
+                &[],
+                "--webhook-ca-file \"/ca.pem\" has no effect: events go to the stdout sink",
+            ),
+            (
+                &[
+                    "--sink=webhook",
+                    "--webhook-url=http://10.0.0.1/SECRETTOKEN",
+                    "--webhook-ca-file=/ca.pem",
+                ],
+                &[],
+                "--webhook-ca-file \"/ca.pem\" has no effect: --webhook-url is an http:// URL, \
+                 which uses no TLS; remove it",
+            ),
+            (
+                &[
+                    "--sink=webhook",
+                    "--webhook-url",
+                    SLACK,
+                    "--webhook-ca-file=ca.pem",
+                ],
+                &[],
+                "invalid --webhook-ca-file \"ca.pem\": expected an absolute path",
+            ),
+            (
+                &[
+                    "--sink=webhook",
+                    "--webhook-url",
+                    SLACK,
+                    "--webhook-format=teams",
+                ],
+                &[],
+                "invalid --webhook-format \"teams\": expected envelope or slack",
+            ),
+            (
+                &[
+                    "--sink=webhook",
+                    "--webhook-url",
+                    "hooks.slack.com/SECRETTOKEN",
+                ],
+                &[],
+                "invalid --webhook-url: expected an http:// or https:// URL",
+            ),
+            (
+                &["--sink=webhook"],
+                &[("RTINSPECT_WEBHOOK_URL", "ftp://x/SECRETTOKEN")],
+                "invalid RTINSPECT_WEBHOOK_URL: the scheme must be http or https (the value \
+                 is not shown: it may hold a token)",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(
+                got.contains(want),
+                "{args:?} {env:?}: got {got:?}, want {want:?}"
+            );
+            assert!(!got.contains("SECRETTOKEN"), "{got}");
+        }
+    }
+
+    #[test]
+    fn details_are_basic_unless_extended_is_asked_for() {
+        assert_eq!(config(&[], &[]).details, DetailLevel::Basic);
+        let c = config(&[], &[("RTINSPECT_DETAILS", "extended")]);
+        assert_eq!(c.details, DetailLevel::Extended);
+        let c = config(
+            &["--details", "basic"],
+            &[("RTINSPECT_DETAILS", "extended")],
+        );
+        assert_eq!(c.details, DetailLevel::Basic);
+        assert!(
+            err(&["--details", "full"], &[])
+                .contains("invalid --details \"full\": expected basic or extended")
         );
     }
 

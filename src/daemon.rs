@@ -33,6 +33,7 @@ use crate::sink::{EventSink, StdoutSink};
 use crate::state::{OpenError, StateDir};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{self, Outcome, Skip, Summary};
+use crate::webhook::WebhookSink;
 
 /// How long, after shutdown begins, delivery may go on before what is left
 /// is spooled: systemd's stop timeout must never have to kill rtinspect.
@@ -414,12 +415,27 @@ fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
 }
 
 fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
-    Ok(match (config.sink, &config.database) {
-        (SinkKind::Postgres, Some(db)) => Box::new(PgSink::new(
+    Ok(match (config.sink, &config.database, &config.webhook) {
+        (SinkKind::Postgres, Some(db), _) => Box::new(PgSink::new(
             pg_connector(db)?,
             config.events_table.clone(),
             config.notify_channel.clone(),
         )),
+        // The CA file is read now: a bad one is bad configuration.
+        (SinkKind::Webhook, _, Some(webhook)) => {
+            let sink = WebhookSink::new(webhook).map_err(|e| Failure::Usage(e.to_string()))?;
+            log::info!(
+                "events go to the webhook {} in the {} format",
+                webhook.url,
+                webhook.format.as_str()
+            );
+            Box::new(sink)
+        }
+        (SinkKind::Webhook, _, None) => {
+            return Err(Failure::Usage(
+                "--sink webhook needs --webhook-url or RTINSPECT_WEBHOOK_URL".into(),
+            ));
+        }
         // Config validation refuses the postgres sink without a database.
         _ => Box::new(StdoutSink::stdout()),
     })
@@ -530,7 +546,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         &config.docker_socket,
         config.docker_timeout,
         keep_idle(config.interval),
-    );
+    )
+    .with_details(config.details);
     let events_client = docker.clone();
     let source = build_source(config, &docker)?;
     let sink = build_sink(config)?;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::inspector::Observation;
+use crate::event::DetailLevel;
+use crate::inspector::{Observation, StateDetails};
 use unix_socket::{NoLookup, UnixConnector};
 
 /// The highest API version this client speaks. The fields read here have kept
@@ -264,6 +265,8 @@ pub struct DockerClient {
     /// The body buffer, reused from request to request so a tick of N
     /// inspects does not allocate and grow N buffers.
     body: Arc<Mutex<Vec<u8>>>,
+    /// How much of each inspect body is decoded.
+    details: DetailLevel,
 }
 
 /// A buffer grown past this by a large list is given back after use.
@@ -291,7 +294,15 @@ impl DockerClient {
             timeout,
             api: Arc::new(Mutex::new(None)),
             body: Arc::new(Mutex::new(Vec::with_capacity(8192))),
+            details: DetailLevel::Basic,
         }
+    }
+
+    /// The same client, decoding `details` of each inspect: with
+    /// [`DetailLevel::Extended`] the observations carry [`StateDetails`].
+    pub fn with_details(mut self, details: DetailLevel) -> Self {
+        self.details = details;
+        self
     }
 
     /// The socket this client talks to.
@@ -464,10 +475,11 @@ impl ContainerInspector for DockerClient {
             return Err(DockerError::InvalidId(container.to_owned()));
         }
         let id = container.strip_prefix('/').unwrap_or(container);
+        let details = self.details;
         self.get(
             &format!("/containers/{id}/json"),
             INSPECT_BODY_LIMIT,
-            decode_inspect,
+            |body| decode_inspect_with(body, details),
         )
     }
 
@@ -536,58 +548,225 @@ fn error_message(body: &[u8]) -> String {
 }
 
 #[derive(Deserialize)]
-struct InspectBody {
+struct InspectBody<S> {
     #[serde(rename = "Id")]
     id: String,
     // RestartCount is top-level in the inspect body, not under State.
     #[serde(rename = "RestartCount")]
     restart_count: u64,
     #[serde(rename = "State")]
-    state: StateBody,
+    state: S,
 }
 
+/// The two fields of `State` the rules read.
 #[derive(Deserialize)]
-struct StateBody {
+struct BasicState {
     #[serde(rename = "Status")]
     status: String,
     // State.Health is absent when no healthcheck is configured.
     #[serde(rename = "Health", default)]
-    health: Option<HealthBody>,
+    health: Option<BasicHealth>,
 }
 
 #[derive(Deserialize)]
-struct HealthBody {
+struct BasicHealth {
     #[serde(rename = "Status")]
     status: String,
+}
+
+/// `State` as `--details extended` reads it: the rules' two fields and what
+/// tells an operator why. Anything else in the body is skipped unread.
+#[derive(Deserialize)]
+struct ExtendedState {
+    #[serde(rename = "Status")]
+    status: String,
+    #[serde(rename = "ExitCode", default)]
+    exit_code: Option<i64>,
+    #[serde(rename = "OOMKilled", default)]
+    oom_killed: Option<bool>,
+    #[serde(rename = "Error", default)]
+    error: Option<String>,
+    #[serde(rename = "StartedAt", default)]
+    started_at: Option<String>,
+    #[serde(rename = "FinishedAt", default)]
+    finished_at: Option<String>,
+    #[serde(rename = "Health", default)]
+    health: Option<ExtendedHealth>,
+}
+
+#[derive(Deserialize)]
+struct ExtendedHealth {
+    #[serde(rename = "Status")]
+    status: String,
+    #[serde(rename = "FailingStreak", default)]
+    failing_streak: Option<u64>,
+    // Docker keeps the last five probe results, oldest first.
+    #[serde(rename = "Log", default)]
+    log: Option<LastProbe>,
+}
+
+/// The output of the last entry of `State.Health.Log`; the earlier entries
+/// are read one at a time and dropped.
+struct LastProbe(Option<String>);
+
+impl<'de> Deserialize<'de> for LastProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(rename = "Output", default)]
+            output: Option<String>,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = LastProbe;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of healthcheck results")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LastProbe, A::Error> {
+                let mut last = None;
+                while let Some(probe) = seq.next_element::<Probe>()? {
+                    last = probe.output;
+                }
+                Ok(LastProbe(last))
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
 }
 
 /// Decodes an inspect body into an [`Observation`], reading only the four
 /// fields the rules use.
 pub fn decode_inspect(body: &[u8]) -> Result<Observation, DockerError> {
-    let b: InspectBody =
-        serde_json::from_slice(body).map_err(|e| DockerError::Malformed(e.to_string()))?;
-    if !is_valid_container_ref(&b.id) {
+    decode_inspect_with(body, DetailLevel::Basic)
+}
+
+/// Decodes an inspect body into an [`Observation`]; with
+/// [`DetailLevel::Extended`] it also reads the [`StateDetails`].
+pub fn decode_inspect_with(body: &[u8], level: DetailLevel) -> Result<Observation, DockerError> {
+    let malformed = |e: serde_json::Error| DockerError::Malformed(e.to_string());
+    let (id, restart_count, status, health, details) = match level {
+        DetailLevel::Basic => {
+            let b: InspectBody<BasicState> = serde_json::from_slice(body).map_err(malformed)?;
+            let health = b.state.health.map(|h| h.status);
+            (b.id, b.restart_count, b.state.status, health, None)
+        }
+        DetailLevel::Extended => {
+            let b: InspectBody<ExtendedState> = serde_json::from_slice(body).map_err(malformed)?;
+            let s = b.state;
+            let (health, streak, output) = match s.health {
+                Some(h) => (Some(h.status), h.failing_streak, h.log.and_then(|l| l.0)),
+                None => (None, None, None),
+            };
+            let details = state_details(
+                &s.status,
+                RawDetails {
+                    exit_code: s.exit_code,
+                    oom_killed: s.oom_killed,
+                    error: s.error,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                    health_failing_streak: streak,
+                    health_output: output,
+                },
+            );
+            (b.id, b.restart_count, s.status, health, details)
+        }
+    };
+    if !is_valid_container_ref(&id) {
+        return Err(DockerError::Malformed(format!("bad container Id {id:?}")));
+    }
+    if status.is_empty() || status.len() > 32 {
         return Err(DockerError::Malformed(format!(
-            "bad container Id {:?}",
-            b.id
+            "bad State.Status {status:?}"
         )));
     }
-    if b.state.status.is_empty() || b.state.status.len() > 32 {
-        return Err(DockerError::Malformed(format!(
-            "bad State.Status {:?}",
-            b.state.status
-        )));
-    }
-    let health = b.state.health.map(|h| h.status).unwrap_or_default();
+    let health = health.unwrap_or_default();
     if health.len() > 32 {
         return Err(DockerError::Malformed("bad State.Health.Status".into()));
     }
     Ok(Observation {
-        container_id: b.id,
-        restart_count: b.restart_count,
-        status: b.state.status,
+        container_id: id,
+        restart_count,
+        status,
         health,
+        details,
     })
+}
+
+/// The extended fields as Docker sent them, before placeholders are dropped.
+struct RawDetails {
+    exit_code: Option<i64>,
+    oom_killed: Option<bool>,
+    error: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    health_failing_streak: Option<u64>,
+    health_output: Option<String>,
+}
+
+/// Drops what Docker reports only as a placeholder, and bounds the texts:
+///
+/// - `StartedAt`/`FinishedAt` are Go's zero time `0001-01-01T00:00:00Z` for a
+///   container that never started or never finished; a value that is not a
+///   timestamp at all is dropped too.
+/// - `Error` is `""` when there is none.
+/// - `ExitCode` and `OOMKilled` are reset to 0 and false each time the
+///   container starts (moby's `State.SetRunning`), so while it is `running`
+///   or `paused` they describe no exit; nor do they for a container that
+///   never ran (exit code 0, not OOM-killed, never finished).
+/// - `Error` and the probe output are cut to [`MAX_TEXT_BYTES`].
+fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
+    let time = |t: Option<String>| t.filter(|t| is_timestamp(t) && !t.starts_with("0001-01-01"));
+    let finished_at = time(raw.finished_at);
+    let oom_killed = raw.oom_killed.unwrap_or(false);
+    let exited = !matches!(status, "running" | "paused")
+        && (raw.exit_code.is_some_and(|c| c != 0) || oom_killed || finished_at.is_some());
+    let text = |t: Option<String>| {
+        t.filter(|t| !t.is_empty()).map(|mut t| {
+            let kept = cut_at_char_boundary(&t, MAX_TEXT_BYTES).len();
+            t.truncate(kept);
+            t
+        })
+    };
+    let details = StateDetails {
+        exit_code: raw.exit_code.filter(|_| exited),
+        oom_killed: raw.oom_killed.filter(|_| exited),
+        error: text(raw.error),
+        started_at: time(raw.started_at),
+        finished_at,
+        health_failing_streak: raw.health_failing_streak,
+        health_output: text(raw.health_output),
+    };
+    (!details.is_empty()).then(|| Box::new(details))
+}
+
+/// Whether `t` looks like an RFC 3339 timestamp as Docker writes them
+/// (`2026-11-26T21:00:00.123456789Z`): short, and only the characters of one.
+fn is_timestamp(t: &str) -> bool {
+    (20..=40).contains(&t.len())
+        && t.as_bytes()[4] == b'-'
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'T' | b'.' | b'Z' | b'+'))
+}
+
+/// The most bytes kept of a free text Docker reports (`State.Error`, a
+/// probe's output): the envelope must stay well inside PostgreSQL's NOTIFY
+/// limit of 8000 bytes.
+pub const MAX_TEXT_BYTES: usize = 512;
+
+/// `text` cut to at most `max` bytes without splitting a UTF-8 character.
+pub fn cut_at_char_boundary(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[derive(Deserialize)]
@@ -724,6 +903,188 @@ mod tests {
             assert!(
                 matches!(got, Err(DockerError::Malformed(_))),
                 "{body:.80}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_is_cut_on_a_character_boundary() {
+        // (text, limit, kept)
+        let table: &[(&str, usize, &str)] = &[
+            ("", 4, ""),
+            ("abc", 4, "abc"),
+            ("abcd", 4, "abcd"),
+            ("abcde", 4, "abcd"),
+            ("é", 1, ""),
+            ("aé", 2, "a"),
+            ("aé", 3, "aé"),
+            ("€uro", 1, ""),
+            ("€uro", 2, ""),
+            ("€uro", 3, "€"),
+            ("a😀", 4, "a"),
+            ("a😀", 5, "a😀"),
+            ("😀😀", 7, "😀"),
+        ];
+        for (text, max, kept) in table {
+            assert_eq!(cut_at_char_boundary(text, *max), *kept, "{text:?} at {max}");
+        }
+        let long = "ü".repeat(400);
+        let cut = cut_at_char_boundary(&long, MAX_TEXT_BYTES);
+        assert_eq!(cut.len(), MAX_TEXT_BYTES);
+        let odd = format!("a{long}");
+        assert_eq!(
+            cut_at_char_boundary(&odd, MAX_TEXT_BYTES).len(),
+            MAX_TEXT_BYTES - 1
+        );
+    }
+
+    fn extended(state: &str) -> Result<Observation, DockerError> {
+        let body = format!(r#"{{"Id":"{ID}","RestartCount":2,"State":{state}}}"#);
+        decode_inspect_with(body.as_bytes(), DetailLevel::Extended)
+    }
+
+    fn details(state: &str) -> StateDetails {
+        extended(state)
+            .unwrap()
+            .details
+            .map(|d| *d)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn basic_decoding_reads_no_details() {
+        let body = format!(
+            r#"{{"Id":"{ID}","RestartCount":0,"State":{{"Status":"exited","ExitCode":3,"Error":"x"}}}}"#
+        );
+        assert_eq!(decode_inspect(body.as_bytes()).unwrap().details, None);
+    }
+
+    #[test]
+    fn extended_decoding_reads_why() {
+        let d = details(
+            r#"{"Status":"exited","Running":false,"OOMKilled":true,"ExitCode":137,"Error":"",
+                "StartedAt":"2026-11-27T09:42:59.106860293Z","FinishedAt":"2026-11-27T09:42:59.189598172Z",
+                "Health":{"Status":"unhealthy","FailingStreak":3,"Log":[
+                    {"Start":"a","End":"b","ExitCode":1,"Output":"first\n"},
+                    {"ExitCode":1,"Output":"probe says no\n"}]}}"#,
+        );
+        assert_eq!(
+            d,
+            StateDetails {
+                exit_code: Some(137),
+                oom_killed: Some(true),
+                error: None,
+                started_at: Some("2026-11-27T09:42:59.106860293Z".into()),
+                finished_at: Some("2026-11-27T09:42:59.189598172Z".into()),
+                health_failing_streak: Some(3),
+                health_output: Some("probe says no\n".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn placeholders_are_left_out() {
+        // (State, what is kept) — as dockerd 20.10 reports them here.
+        let table: &[(&str, StateDetails)] = &[
+            // Created, never started.
+            (
+                r#"{"Status":"created","ExitCode":0,"OOMKilled":false,"Error":"",
+                    "StartedAt":"0001-01-01T00:00:00Z","FinishedAt":"0001-01-01T00:00:00Z"}"#,
+                StateDetails::default(),
+            ),
+            // Created, failed to start: the exit code and the error say why.
+            (
+                r#"{"Status":"created","ExitCode":127,"OOMKilled":false,"Error":"exec: no such file",
+                    "StartedAt":"0001-01-01T00:00:00Z","FinishedAt":"0001-01-01T00:00:00Z"}"#,
+                StateDetails {
+                    exit_code: Some(127),
+                    oom_killed: Some(false),
+                    error: Some("exec: no such file".into()),
+                    ..StateDetails::default()
+                },
+            ),
+            // Running after restarts: the exit fields were reset, FinishedAt is the last exit's.
+            (
+                r#"{"Status":"running","ExitCode":0,"OOMKilled":false,"Error":"",
+                    "StartedAt":"2026-11-27T09:42:57.6Z","FinishedAt":"2026-11-27T09:42:57.5Z"}"#,
+                StateDetails {
+                    started_at: Some("2026-11-27T09:42:57.6Z".into()),
+                    finished_at: Some("2026-11-27T09:42:57.5Z".into()),
+                    ..StateDetails::default()
+                },
+            ),
+            // Exited 0: a real exit.
+            (
+                r#"{"Status":"exited","ExitCode":0,"OOMKilled":false,
+                    "StartedAt":"2026-11-27T09:42:57.6Z","FinishedAt":"2026-11-27T09:42:58Z"}"#,
+                StateDetails {
+                    exit_code: Some(0),
+                    oom_killed: Some(false),
+                    started_at: Some("2026-11-27T09:42:57.6Z".into()),
+                    finished_at: Some("2026-11-27T09:42:58Z".into()),
+                    ..StateDetails::default()
+                },
+            ),
+            // Restarting: the exit that made it restart.
+            (
+                r#"{"Status":"restarting","ExitCode":3,"FinishedAt":"2026-11-27T09:42:58Z"}"#,
+                StateDetails {
+                    exit_code: Some(3),
+                    finished_at: Some("2026-11-27T09:42:58Z".into()),
+                    ..StateDetails::default()
+                },
+            ),
+            // Podman-like: fields absent or null are simply not there.
+            (
+                r#"{"Status":"exited","ExitCode":null,"Error":null,"Health":{"Status":"healthy","Log":null}}"#,
+                StateDetails::default(),
+            ),
+            // Not timestamps: dropped rather than carried.
+            (
+                r#"{"Status":"running","StartedAt":"yesterday","FinishedAt":"2026-11-27T09:42:58Z<script>"}"#,
+                StateDetails::default(),
+            ),
+            // A healthcheck that has not run yet.
+            (
+                r#"{"Status":"running","Health":{"Status":"starting","FailingStreak":0,"Log":[]}}"#,
+                StateDetails {
+                    health_failing_streak: Some(0),
+                    ..StateDetails::default()
+                },
+            ),
+        ];
+        for (state, want) in table {
+            assert_eq!(&details(state), want, "{state}");
+        }
+    }
+
+    #[test]
+    fn extended_texts_are_cut_to_512_bytes_on_a_character_boundary() {
+        let long = format!("a{}", "é".repeat(600));
+        let d = details(&format!(
+            r#"{{"Status":"exited","ExitCode":1,"Error":"{long}","Health":{{"Status":"unhealthy","Log":[{{"Output":"{long}"}}]}}}}"#
+        ));
+        for text in [d.error.unwrap(), d.health_output.unwrap()] {
+            assert_eq!(
+                text.len(),
+                MAX_TEXT_BYTES - 1,
+                "one byte short of a split é"
+            );
+            assert!(long.starts_with(&text));
+        }
+    }
+
+    #[test]
+    fn extended_decoding_refuses_wrong_types() {
+        for state in [
+            r#"{"Status":"exited","ExitCode":"137"}"#,
+            r#"{"Status":"exited","OOMKilled":1}"#,
+            r#"{"Status":"running","Health":{"Status":"unhealthy","Log":{"Output":"x"}}}"#,
+            r#"{"Status":"running","Health":{"Status":"unhealthy","FailingStreak":-1}}"#,
+        ] {
+            assert!(
+                matches!(extended(state), Err(DockerError::Malformed(_))),
+                "{state}"
             );
         }
     }

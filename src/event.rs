@@ -1,16 +1,31 @@
 //! The health event and its envelope: the one JSON shape every sink carries.
 //!
 //! The envelope is rendered once, when the event is made, so that the stdout
-//! line, the database row and the NOTIFY payload are the same bytes.
+//! line, the database row, the NOTIFY payload and the webhook's body are the
+//! same bytes. How much its `details` carry is [`DetailLevel`]'s choice, made
+//! when Docker's answer is decoded.
 
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use crate::inspector::Finding;
+use crate::inspector::{Finding, StateDetails};
 
 /// The only event type rtinspect emits.
 pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
+
+/// How much an event's `details` carry (`--details`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DetailLevel {
+    /// `restart_count`, `state` and `health`, always present.
+    #[default]
+    Basic,
+    /// Those three, and what else Docker's `State` says about why: see
+    /// [`StateDetails`]; a field Docker does not report is left out.
+    Extended,
+}
 
 /// One `inspect_unhealthy` event, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +44,13 @@ pub struct HealthEvent {
     pub state: String,
     /// `State.Health.Status`, `""` without a healthcheck.
     pub health: String,
+    /// With `--details extended`, what else Docker said about why (`None`
+    /// otherwise, or when it said nothing more).
+    pub details: Option<Box<StateDetails>>,
     /// The envelope as JSON, one line, no trailing newline.
     pub envelope: String,
+    /// Where the `details` object lies in `envelope`.
+    details_span: Range<usize>,
     /// When dockerd reported what led to this event, for an event that a
     /// Docker event prompted (not part of the envelope): the start of the
     /// detection latency.
@@ -44,14 +64,30 @@ struct Envelope<'a> {
     container_id: &'a str,
     event_type: &'a str,
     occurred_at: &'a str,
-    details: Details<'a>,
+    // Last, so that its place in the envelope is known: see `with_id`.
+    details: &'a RawValue,
 }
 
-#[derive(Serialize)]
-struct Details<'a> {
+/// `details`, in the order of the contract; the extended fields only when known.
+#[derive(Serialize, Deserialize)]
+struct Details<S> {
     restart_count: u64,
-    state: &'a str,
-    health: &'a str,
+    state: S,
+    health: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oom_killed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finished_at: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_failing_streak: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_output: Option<S>,
 }
 
 impl HealthEvent {
@@ -70,19 +106,34 @@ impl HealthEvent {
     pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
         let o = finding.observation;
         let occurred = rfc3339_micros(occurred_at);
+        let details = o.details.filter(|d| !d.is_empty());
+        let x = details.as_deref();
+        let details_json = serde_json::to_string(&Details {
+            restart_count: o.restart_count,
+            state: o.status.as_str(),
+            health: o.health.as_str(),
+            exit_code: x.and_then(|x| x.exit_code),
+            oom_killed: x.and_then(|x| x.oom_killed),
+            error: x.and_then(|x| x.error.as_deref()),
+            started_at: x.and_then(|x| x.started_at.as_deref()),
+            finished_at: x.and_then(|x| x.finished_at.as_deref()),
+            health_failing_streak: x.and_then(|x| x.health_failing_streak),
+            health_output: x.and_then(|x| x.health_output.as_deref()),
+        })
+        .and_then(RawValue::from_string)
+        .expect("details of strings, integers and booleans always serialise");
         let envelope = serde_json::to_string(&Envelope {
             event_id: &event_id,
             game_id: &finding.game_id,
             container_id: &o.container_id,
             event_type: INSPECT_UNHEALTHY,
             occurred_at: &occurred,
-            details: Details {
-                restart_count: o.restart_count,
-                state: &o.status,
-                health: &o.health,
-            },
+            details: &details_json,
         })
-        .expect("an envelope of strings and integers always serialises");
+        .expect("an envelope of strings and JSON always serialises");
+        // `details` is the last member: the envelope ends with it and `}`.
+        let end = envelope.len() - 1;
+        let details_span = end - details_json.get().len()..end;
         HealthEvent {
             event_id,
             game_id: finding.game_id,
@@ -91,28 +142,32 @@ impl HealthEvent {
             restart_count: o.restart_count,
             state: o.status,
             health: o.health,
+            details,
             envelope,
+            details_span,
             prompted_at: None,
         }
+    }
+
+    /// The envelope's `details` object, byte for byte as the envelope has it:
+    /// what the PostgreSQL sink stores, so that the row and the NOTIFY
+    /// payload say the same.
+    pub fn details_json(&self) -> &str {
+        &self.envelope[self.details_span.clone()]
     }
 
     /// Reads an event back from its envelope (a spool line); the envelope is
     /// kept byte for byte, so a replayed event is the event that was emitted.
     pub fn from_envelope(envelope: &str) -> Result<HealthEvent, String> {
-        #[derive(serde::Deserialize)]
-        struct Owned {
+        #[derive(Deserialize)]
+        struct Owned<'a> {
             event_id: String,
             game_id: String,
             container_id: String,
             event_type: String,
             occurred_at: String,
-            details: OwnedDetails,
-        }
-        #[derive(serde::Deserialize)]
-        struct OwnedDetails {
-            restart_count: u64,
-            state: String,
-            health: String,
+            #[serde(borrow)]
+            details: &'a RawValue,
         }
         let e: Owned = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
         if e.event_type != INSPECT_UNHEALTHY {
@@ -121,15 +176,34 @@ impl HealthEvent {
         if uuid::Uuid::parse_str(&e.event_id).is_err() {
             return Err(format!("event_id {:?} is not a UUID", e.event_id));
         }
+        // The raw value borrows from `envelope`: its offset there is its span.
+        let raw = e.details.get();
+        let start = (raw.as_ptr() as usize).wrapping_sub(envelope.as_ptr() as usize);
+        let details_span = start..start.saturating_add(raw.len());
+        if envelope.get(details_span.clone()) != Some(raw) {
+            return Err("details not found in the envelope".into());
+        }
+        let d: Details<String> = serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
+        let details = StateDetails {
+            exit_code: d.exit_code,
+            oom_killed: d.oom_killed,
+            error: d.error,
+            started_at: d.started_at,
+            finished_at: d.finished_at,
+            health_failing_streak: d.health_failing_streak,
+            health_output: d.health_output,
+        };
         Ok(HealthEvent {
             event_id: e.event_id,
             game_id: e.game_id,
             container_id: e.container_id,
             occurred_at: e.occurred_at,
-            restart_count: e.details.restart_count,
-            state: e.details.state,
-            health: e.details.health,
+            restart_count: d.restart_count,
+            state: d.state,
+            health: d.health,
+            details: (!details.is_empty()).then(|| Box::new(details)),
             envelope: envelope.to_owned(),
+            details_span,
             prompted_at: None,
         })
     }
@@ -179,6 +253,7 @@ pub(crate) fn stopped_event(game: &str) -> HealthEvent {
                 restart_count: 1,
                 status: "exited".into(),
                 health: "".into(),
+                details: None,
             },
             reasons: vec![Reason::NotRunning],
         },
@@ -218,6 +293,7 @@ mod tests {
                 restart_count: 3,
                 status: "running".into(),
                 health: "unhealthy".into(),
+                details: None,
             },
             reasons: vec![Reason::Unhealthy],
         }
@@ -251,6 +327,83 @@ mod tests {
         assert!(
             HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
         );
+    }
+
+    fn extended() -> Finding {
+        let mut f = finding();
+        f.observation.status = "exited".into();
+        f.observation.details = Some(Box::new(StateDetails {
+            exit_code: Some(137),
+            oom_killed: Some(true),
+            error: None,
+            started_at: Some("2026-11-26T20:59:00.5Z".into()),
+            finished_at: Some("2026-11-26T21:00:00.25Z".into()),
+            health_failing_streak: Some(4),
+            health_output: Some("probe says \"no\"\n".into()),
+        }));
+        f
+    }
+
+    #[test]
+    fn extended_details_follow_the_three_in_the_contract_order() {
+        let e = HealthEvent::with_id("id".into(), extended(), at(1_795_726_800, 0));
+        assert_eq!(
+            e.details_json(),
+            r#"{"restart_count":3,"state":"exited","health":"unhealthy","exit_code":137,"oom_killed":true,"started_at":"2026-11-26T20:59:00.5Z","finished_at":"2026-11-26T21:00:00.25Z","health_failing_streak":4,"health_output":"probe says \"no\"\n"}"#
+        );
+        assert!(
+            e.envelope
+                .ends_with(&format!(r#","details":{}}}"#, e.details_json()))
+        );
+    }
+
+    #[test]
+    fn details_json_is_the_envelopes_details_byte_for_byte() {
+        for f in [finding(), extended()] {
+            let e = HealthEvent::from_finding(f, at(1_795_726_800, 9));
+            let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+            let d: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
+            assert_eq!(v["details"], d);
+            assert!(e.envelope.contains(e.details_json()));
+        }
+        let basic = HealthEvent::with_id("id".into(), finding(), at(0, 0));
+        assert_eq!(
+            basic.details_json(),
+            r#"{"restart_count":3,"state":"running","health":"unhealthy"}"#
+        );
+    }
+
+    #[test]
+    fn empty_extended_details_render_as_basic() {
+        let mut f = finding();
+        f.observation.details = Some(Box::default());
+        let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+        let b = HealthEvent::with_id("id".into(), finding(), at(0, 0));
+        assert_eq!(e, b);
+    }
+
+    #[test]
+    fn an_extended_envelope_reads_back_into_the_same_event() {
+        let e = HealthEvent::from_finding(extended(), at(1_795_726_800, 5));
+        let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.details.as_ref().unwrap().exit_code, Some(137));
+        assert_eq!(back.details_json(), e.details_json());
+    }
+
+    #[test]
+    fn details_of_a_spooled_envelope_are_found_wherever_they_are() {
+        // A line written by hand, details first and spaced: kept as it is.
+        let line = r#"{ "details" : {"state":"exited", "health":"","restart_count":2,"exit_code":1},
+            "event_id":"0193a1b2-0000-7000-8000-000000000000","game_id":"g","container_id":"c",
+            "event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.000000Z"}"#;
+        let e = HealthEvent::from_envelope(line).unwrap();
+        assert_eq!(
+            e.details_json(),
+            r#"{"state":"exited", "health":"","restart_count":2,"exit_code":1}"#
+        );
+        assert_eq!(e.details.unwrap().exit_code, Some(1));
+        assert!(HealthEvent::from_envelope(&line.replace(r#""restart_count":2,"#, "")).is_err());
     }
 
     #[test]

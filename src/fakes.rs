@@ -37,6 +37,7 @@ impl Answer {
             restart_count: restarts,
             status: "running".into(),
             health: health.into(),
+            details: None,
         })
     }
 
@@ -47,6 +48,7 @@ impl Answer {
             restart_count: restarts,
             status: status.into(),
             health: String::new(),
+            details: None,
         })
     }
 

@@ -38,6 +38,42 @@ pub struct Observation {
     pub status: String,
     /// `State.Health.Status`, or `""` when the container has no healthcheck.
     pub health: String,
+    /// What else `State` says about why, read only with `--details extended`
+    /// (`None` otherwise, and when Docker reported none of it).
+    pub details: Option<Box<StateDetails>>,
+}
+
+/// The rest of an inspect's `State` that tells an operator why a container
+/// is unhealthy: how it last exited, and what its healthcheck last said.
+///
+/// Every field is optional: Docker does not report it, or reports only a
+/// placeholder (Go's zero time for a container that never started or never
+/// finished, an empty `Error`, the exit code and OOM flag it resets to 0 and
+/// false each time the container starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateDetails {
+    /// `State.ExitCode` of the last exit.
+    pub exit_code: Option<i64>,
+    /// `State.OOMKilled`: whether the kernel's OOM killer ended the last run.
+    pub oom_killed: Option<bool>,
+    /// `State.Error`: why Docker could not start or run the container.
+    pub error: Option<String>,
+    /// `State.StartedAt`, RFC 3339 as Docker wrote it.
+    pub started_at: Option<String>,
+    /// `State.FinishedAt`, RFC 3339 as Docker wrote it.
+    pub finished_at: Option<String>,
+    /// `State.Health.FailingStreak`: failed probes in a row.
+    pub health_failing_streak: Option<u64>,
+    /// The `Output` of the last probe in `State.Health.Log`, cut to
+    /// [`crate::docker::MAX_TEXT_BYTES`] on a character boundary.
+    pub health_output: Option<String>,
+}
+
+impl StateDetails {
+    /// Whether nothing at all is known.
+    pub fn is_empty(&self) -> bool {
+        *self == StateDetails::default()
+    }
 }
 
 /// What the inspector last saw of a game: which container, at which restart count.
@@ -205,6 +241,7 @@ mod tests {
             restart_count: restarts,
             status: status.to_owned(),
             health: health.to_owned(),
+            details: None,
         }
     }
 

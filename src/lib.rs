@@ -5,11 +5,11 @@
 //! The core decides and does no I/O: `inspector` holds the rules and the
 //! baselines, `tick` every decision of a tick. Each outside system has one
 //! module: `docker` (dockerd), `records` and `postgres` (wherever the list of
-//! runtimes lives), `sink` and `postgres` (where events go), `state` (the
-//! state directory), `notify` (systemd). `publisher` runs the sink on a thread
-//! of its own; `daemon` wires everything into threads and channels, logs and
-//! counts; `metrics` serves the counters of `telemetry`. There is no async
-//! runtime in this crate.
+//! runtimes lives), `sink`, `postgres` and `webhook` (where events go),
+//! `state` (the state directory), `notify` (systemd). `publisher` runs the
+//! sink on a thread of its own; `daemon` wires everything into threads and
+//! channels, logs and counts; `metrics` serves the counters of `telemetry`.
+//! There is no async runtime in this crate.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -36,3 +36,4 @@ pub mod sink;
 pub mod state;
 pub mod telemetry;
 pub mod tick;
+pub mod webhook;

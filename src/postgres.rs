@@ -332,12 +332,8 @@ impl PgSink {
             self.client = Some(self.connector.connect()?);
         }
         let client = self.client.as_mut().expect("connected above");
-        let details = serde_json::json!({
-            "restart_count": event.restart_count,
-            "state": event.state,
-            "health": event.health,
-        })
-        .to_string();
+        // The row's details are the envelope's, byte for byte.
+        let details = event.details_json();
         let table = &self.table;
         let mut tx = client
             .transaction()

@@ -2,6 +2,7 @@
 //! cannot be made to do, the real dockerd for everything else, and the CLI.
 
 mod cli;
+mod details;
 mod docker_client;
 mod documented;
 mod events;
@@ -14,4 +15,5 @@ mod postgres_mode;
 mod tick;
 mod tls;
 mod util;
+mod webhook;
 mod wedge;

@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use super::SinkKind;
+
 /// What an option is when it is given neither as a flag nor in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionDefault {
@@ -66,6 +68,9 @@ pub struct OptionSpec {
     pub secret: bool,
     /// Which mode reads it.
     pub mode: Mode,
+    /// The one sink that reads it, if only one does: setting it for another
+    /// sink is an error too.
+    pub sink: Option<SinkKind>,
     /// The help text, one paragraph per line.
     pub help: &'static str,
 }
@@ -100,6 +105,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "dockerd's socket, unix:///PATH",
     }
     /// `--database-url`: PostgreSQL mode when set.
@@ -111,6 +117,7 @@ option_table! {
         empty_env_is_value: false,
         secret: true,
         mode: Mode::Any,
+        sink: None,
         help: "PostgreSQL, as postgres://user:pass@host/db or 'host=... user=... \
                dbname=...'; without it the records are the containers carrying --label\n\
                TLS follows the URL's sslmode: disable, prefer (the default), require, \
@@ -125,6 +132,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Postgres,
+        sink: None,
         help: "trusted CAs (PEM) for sslmode verify-ca or verify-full",
     }
     /// `--interval`: time between ticks.
@@ -136,6 +144,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "time between ticks: 250ms, 15s, 2m, 1h (at most 24h)",
     }
     /// `--docker-timeout`: bound on each Docker request.
@@ -147,6 +156,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "bound on each Docker request (at most 10m)",
     }
     /// `--records-table`: the runtime records, in PostgreSQL mode.
@@ -158,6 +168,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Postgres,
+        sink: None,
         help: "records table, may be schema.table",
     }
     /// `--events-table`: where the postgres sink writes.
@@ -169,6 +180,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Postgres,
+        sink: None,
         help: "events table, may be schema.table",
     }
     /// `--notify-channel`: the pg_notify channel; empty disables NOTIFY.
@@ -180,18 +192,21 @@ option_table! {
         empty_env_is_value: true,
         secret: false,
         mode: Mode::Postgres,
+        sink: None,
         help: "pg_notify channel; empty disables NOTIFY",
     }
     /// `--sink`: where events go.
     Sink {
         flag: "--sink",
         env: "RTINSPECT_SINK",
-        value_name: "stdout|postgres",
+        value_name: "stdout|postgres|webhook",
         default: OptionDefault::Unset("postgres with a database, else stdout"),
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
-        help: "where events go",
+        sink: None,
+        help: "where events go: one JSON line each on stdout, a row and a NOTIFY \
+               in PostgreSQL, or a POST to --webhook-url",
     }
     /// `--label`: the Docker label of records, in label mode.
     Label {
@@ -202,6 +217,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Label,
+        sink: None,
         help: "the Docker label whose value is the game id",
     }
     /// `--metrics-addr`: the metrics listener.
@@ -213,6 +229,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "serve /metrics and /healthz on HOST:PORT",
     }
     /// `--state-dir`: the spool and saved baselines.
@@ -224,6 +241,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "keep the spool and saved baselines here",
     }
     /// `--events`: Docker events beside the poll.
@@ -235,6 +253,7 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "on: also read Docker's events stream and inspect a container the moment \
                it dies, runs out of memory or changes health; off: the poll alone",
     }
@@ -247,7 +266,60 @@ option_table! {
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
+        sink: None,
         help: "log line format on stderr",
+    }
+    /// `--details`: how much an event's details carry.
+    Details {
+        flag: "--details",
+        env: "RTINSPECT_DETAILS",
+        value_name: "basic|extended",
+        default: OptionDefault::Value("basic"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "basic: restart_count, state, health; extended adds, as Docker \
+               reports them, exit_code, oom_killed, error, started_at, finished_at, \
+               health_failing_streak and health_output (the last probe's output)",
+    }
+    /// `--webhook-url`: where the webhook sink posts; a secret.
+    WebhookUrl {
+        flag: "--webhook-url",
+        env: "RTINSPECT_WEBHOOK_URL",
+        value_name: "URL",
+        default: OptionDefault::Unset("none (the webhook sink needs it)"),
+        empty_env_is_value: false,
+        secret: true,
+        mode: Mode::Any,
+        sink: Some(SinkKind::Webhook),
+        help: "POST each event to this http:// or https:// URL; it is a secret \
+               (logs show only its scheme and host)",
+    }
+    /// `--webhook-format`: the body of each webhook request.
+    WebhookFormat {
+        flag: "--webhook-format",
+        env: "RTINSPECT_WEBHOOK_FORMAT",
+        value_name: "envelope|slack",
+        default: OptionDefault::Value("envelope"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: Some(SinkKind::Webhook),
+        help: "envelope: the event's JSON, with Idempotency-Key: <event_id>; \
+               slack: {\"text\": \"...\"}, one line for Slack or Discord's /slack endpoint",
+    }
+    /// `--webhook-ca-file`: the trusted CAs for an https:// webhook.
+    WebhookCaFile {
+        flag: "--webhook-ca-file",
+        env: "RTINSPECT_WEBHOOK_CA_FILE",
+        value_name: "FILE",
+        default: OptionDefault::Unset("the system bundle"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: Some(SinkKind::Webhook),
+        help: "trusted CAs (PEM) for an https:// --webhook-url",
     }
 }
 
@@ -291,7 +363,13 @@ an option the chosen mode does not use is an error):
     for spec in OPTIONS {
         let head = format!("  {} {}", spec.flag, spec.value_name);
         let mut lines = Vec::new();
-        for paragraph in spec.help.lines().chain(spec.mode.note()) {
+        let sink_note = spec.sink.map(|k| format!("(--sink {} only)", k.as_str()));
+        for paragraph in spec
+            .help
+            .lines()
+            .chain(spec.mode.note())
+            .chain(sink_note.as_deref())
+        {
             lines.extend(wrap(paragraph, WIDTH - HELP_COLUMN));
         }
         lines.extend(wrap(
@@ -313,7 +391,7 @@ an option the chosen mode does not use is an error):
         "  -h, --help              print this text
   -V, --version           print the version
 
-Log level: RUST_LOG (default info). Events go to stdout, logs to stderr.
+Log level: RUST_LOG (default info). Logs go to stderr, never to stdout.
 Exit status: 0 success, 1 runtime failure, 64 bad usage or configuration.
 ",
     );

@@ -1,0 +1,982 @@
+//! The webhook sink: each event is one `POST` to `--webhook-url`, its body
+//! the envelope or a one-line `{"text": …}` that Slack's incoming webhooks
+//! and Discord's Slack-compatible endpoint take.
+//!
+//! The answer decides what the publisher does with the event: 2xx is
+//! delivered; 408, 429 and 5xx (and no answer at all) mean the webhook is
+//! down, and the same event is retried, a 429's or 503's `Retry-After` waited
+//! out first; any other status (a redirect included: a webhook that redirects
+//! is misconfigured, and its target is not trusted with the event) refuses
+//! this event, which is set aside. Every request is bounded by
+//! [`REQUEST_TIMEOUT`], and runs on the publisher's thread: the agent's
+//! resolver looks names up in that thread, without starting one per request.
+//!
+//! The URL carries the webhook's token: no message from here holds more of
+//! it than its scheme and host.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{self, PemObject};
+use ureq::Agent;
+use ureq::http::Uri;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use crate::config::{CaFile, Webhook, WebhookFormat, WebhookUrl};
+use crate::docker::cut_at_char_boundary;
+use crate::event::HealthEvent;
+use crate::sink::{EventSink, SinkError};
+
+/// Bound on one request, whole: connecting, TLS, sending, the answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `Retry-After` waited out; a longer one is cut to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The system's CA bundle on Debian and its relatives.
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Bound on a CA file, as for PostgreSQL's: Debian's whole bundle is about
+/// 220 KB.
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+
+/// How much of an answer's body is read (to the end, so the connection can
+/// be kept); a longer one costs the connection.
+const BODY_LIMIT: u64 = 64 * 1024;
+
+/// How much of an error answer's body a message quotes.
+const QUOTED_BODY_BYTES: usize = 200;
+
+/// How long a name's addresses are reused: the resolver runs before every
+/// request, a pooled connection's included.
+const LOOKUP_TTL: Duration = Duration::from_secs(60);
+
+/// Why the webhook sink could not be built: its CA certificates. A start-up
+/// usage error, named after the option (or the system bundle).
+#[derive(Debug)]
+pub enum SetupError {
+    /// The CA file cannot be read: missing, not permitted, not a regular file, too big.
+    ReadCa {
+        /// The file.
+        ca: CaFile,
+        /// The system's words.
+        source: io::Error,
+    },
+    /// The CA file is not PEM.
+    ParseCa {
+        /// The file.
+        ca: CaFile,
+        /// The PEM parser's words.
+        source: pem::Error,
+    },
+    /// A certificate in the CA file cannot be a trust anchor.
+    BadCa {
+        /// The file.
+        ca: CaFile,
+        /// rustls's words.
+        source: rustls::Error,
+    },
+    /// The CA file holds no certificate.
+    NoCa {
+        /// The file.
+        ca: CaFile,
+    },
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let named = |ca: &CaFile| format!("{} {}", ca.named_by, ca.path.display());
+        match self {
+            SetupError::ReadCa { ca, source } => {
+                write!(f, "{}: cannot read CA certificates: {source}", named(ca))
+            }
+            SetupError::ParseCa { ca, source } => {
+                write!(f, "{}: not PEM CA certificates: {source}", named(ca))
+            }
+            SetupError::BadCa { ca, source } => {
+                write!(f, "{}: unusable CA certificate: {source}", named(ca))
+            }
+            SetupError::NoCa { ca } => write!(f, "{}: no CA certificate in it", named(ca)),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::ReadCa { source, .. } => Some(source),
+            SetupError::ParseCa { source, .. } => Some(source),
+            SetupError::BadCa { source, .. } => Some(source),
+            SetupError::NoCa { .. } => None,
+        }
+    }
+}
+
+/// Why one request did not deliver an event. Each names the webhook by its
+/// scheme and host only.
+#[derive(Debug)]
+pub enum WebhookError {
+    /// The webhook answered with a status other than 2xx or a redirect.
+    Status {
+        /// The webhook, as shown.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body, on one line.
+        body: String,
+        /// The wait it asked for (`Retry-After`), as honoured.
+        retry_after: Option<Duration>,
+    },
+    /// The webhook answered with a redirect, which is not followed.
+    Redirect {
+        /// The webhook, as shown.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No complete answer within [`REQUEST_TIMEOUT`].
+    Timeout {
+        /// The webhook, as shown.
+        url: String,
+    },
+    /// The TLS handshake failed: most often the server's certificate.
+    Tls {
+        /// The webhook, as shown.
+        url: String,
+        /// rustls's words.
+        detail: String,
+    },
+    /// The host's name did not resolve.
+    HostNotFound {
+        /// The webhook, as shown.
+        url: String,
+    },
+    /// The connection could not be made, or broke.
+    Connection {
+        /// The webhook, as shown.
+        url: String,
+        /// What went wrong, without the URL.
+        detail: String,
+    },
+}
+
+impl fmt::Display for WebhookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WebhookError::Status {
+                url,
+                status,
+                body,
+                retry_after,
+            } => {
+                write!(f, "{url} answered {status} {}", reason(*status))?;
+                if !body.is_empty() {
+                    write!(f, ": {body}")?;
+                }
+                if let Some(wait) = retry_after {
+                    write!(
+                        f,
+                        " (waited {}s as its Retry-After asked)",
+                        wait.as_secs_f32()
+                    )?;
+                }
+                Ok(())
+            }
+            WebhookError::Redirect { url, status } => write!(
+                f,
+                "{url} answered {status} {}, a redirect, which rtinspect does not follow: \
+                 the webhook is misconfigured, or --webhook-url is not its final address",
+                reason(*status)
+            ),
+            WebhookError::Timeout { url } => {
+                write!(
+                    f,
+                    "no answer from {url} within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            }
+            WebhookError::Tls { url, detail } => write!(
+                f,
+                "TLS with {url} failed: {detail} (is the server's CA in --webhook-ca-file, \
+                 or in the system bundle {SYSTEM_BUNDLE}?)"
+            ),
+            WebhookError::HostNotFound { url } => write!(f, "cannot resolve the host of {url}"),
+            WebhookError::Connection { url, detail } => {
+                write!(f, "cannot reach {url}: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WebhookError {}
+
+/// What an answer's status means for the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: delivered.
+    Accepted,
+    /// 408, 429, 5xx: the webhook cannot take it now; retry the same event.
+    Retry,
+    /// 3xx: a redirect, not followed; this event is refused.
+    Redirect,
+    /// Any other status: this event is refused, and no retry changes that.
+    Refused,
+}
+
+/// Classifies an answer's status.
+pub fn classify(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Accepted,
+        300..=399 => Verdict::Redirect,
+        408 | 429 | 500..=599 => Verdict::Retry,
+        _ => Verdict::Refused,
+    }
+}
+
+/// The wait a `Retry-After` header asks for, in seconds (a fraction is
+/// allowed: some rate limiters send one), cut to [`MAX_RETRY_AFTER`]. An
+/// HTTP date, or anything else, is `None`: the publisher's backoff applies.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(
+        secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+    ))
+}
+
+/// Posts each event to a webhook.
+pub struct WebhookSink {
+    agent: Agent,
+    url: WebhookUrl,
+    format: WebhookFormat,
+    lookup: Arc<Lookup>,
+}
+
+impl fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("url", &self.url)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookSink {
+    /// The sink for `webhook`; for an `https://` URL its CA file (else the
+    /// system bundle) is read now, so a bad one stops the start.
+    pub fn new(webhook: &Webhook) -> Result<WebhookSink, SetupError> {
+        let roots = if webhook.url.is_https() {
+            load_roots(webhook.ca_file.as_ref())?
+        } else {
+            Vec::new()
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::from(roots))
+            // ring, as for PostgreSQL: no second crypto library in the binary.
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let config = Agent::config_builder()
+            // Every status is an answer this sink classifies itself.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            // Shorter than the idle timeout of the usual front ends (60 s).
+            .max_idle_age(Duration::from_secs(30))
+            .proxy(None)
+            .user_agent(concat!("rtinspect/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        let lookup = Arc::new(Lookup::default());
+        let agent = Agent::with_parts(
+            config,
+            DefaultConnector::new(),
+            SharedLookup(lookup.clone()),
+        );
+        Ok(WebhookSink {
+            agent,
+            url: webhook.url.clone(),
+            format: webhook.format,
+            lookup,
+        })
+    }
+
+    /// One request; what it means for the event.
+    fn post(&self, event: &HealthEvent) -> Result<(), SinkError> {
+        let body = match self.format {
+            WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
+            WebhookFormat::Slack => Cow::Owned(slack_body(event)),
+        };
+        let sent = self
+            .agent
+            .post(self.url.secret())
+            .header("Content-Type", "application/json")
+            // Delivery is at least once: the receiver de-duplicates on it.
+            .header("Idempotency-Key", event.event_id.as_str())
+            .send(body.as_bytes());
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                // The next attempt looks the name up afresh.
+                self.lookup.forget();
+                return Err(SinkError::Unavailable(Box::new(self.failure(e))));
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // Read to the end, so the connection is kept; a 2xx whose body
+        // breaks off was still accepted.
+        let mut text = Vec::new();
+        let _ = response
+            .body_mut()
+            .with_config()
+            .limit(BODY_LIMIT)
+            .reader()
+            .read_to_end(&mut text);
+        let url = self.url.shown().to_owned();
+        match classify(status) {
+            Verdict::Accepted => Ok(()),
+            Verdict::Redirect => Err(SinkError::Refused(Box::new(WebhookError::Redirect {
+                url,
+                status,
+            }))),
+            Verdict::Refused => Err(SinkError::Refused(Box::new(WebhookError::Status {
+                url,
+                status,
+                body: self.quote(&text),
+                retry_after: None,
+            }))),
+            Verdict::Retry => {
+                // Honoured here: the publisher's backoff knows no hint. The
+                // publisher thread waits, and an exit meanwhile spools the
+                // event as for any call in flight.
+                let wait = retry_after.filter(|_| matches!(status, 429 | 503));
+                if let Some(wait) = wait {
+                    std::thread::sleep(wait);
+                }
+                Err(SinkError::Unavailable(Box::new(WebhookError::Status {
+                    url,
+                    status,
+                    body: self.quote(&text),
+                    retry_after: wait,
+                })))
+            }
+        }
+    }
+
+    /// The start of an answer's body, on one line, without the URL's secret.
+    fn quote(&self, body: &[u8]) -> String {
+        // Redacted before it is cut: a token cut in two would match no part.
+        let text = self.url.redact(&String::from_utf8_lossy(body));
+        one_line(&text, QUOTED_BODY_BYTES)
+    }
+
+    /// A failed request, in words that hold no more of the URL than its host.
+    fn failure(&self, e: ureq::Error) -> WebhookError {
+        let url = self.url.shown().to_owned();
+        match e {
+            ureq::Error::Timeout(_) => WebhookError::Timeout { url },
+            ureq::Error::HostNotFound => WebhookError::HostNotFound { url },
+            ureq::Error::Rustls(e) => WebhookError::Tls {
+                url,
+                detail: e.to_string(),
+            },
+            ureq::Error::Tls(e) => WebhookError::Tls {
+                url,
+                detail: e.to_owned(),
+            },
+            ureq::Error::Io(e) => {
+                // rustls reports a failed handshake as an io::Error around its own.
+                if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return WebhookError::Tls {
+                        url,
+                        detail: tls.to_string(),
+                    };
+                }
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) {
+                    return WebhookError::Timeout { url };
+                }
+                WebhookError::Connection {
+                    url,
+                    detail: self.url.redact(&e.to_string()),
+                }
+            }
+            other => WebhookError::Connection {
+                url,
+                detail: self.url.redact(&other.to_string()),
+            },
+        }
+    }
+}
+
+impl EventSink for WebhookSink {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+        self.post(event)
+    }
+}
+
+/// The `{"text": …}` body of the slack format.
+pub fn slack_body(event: &HealthEvent) -> String {
+    serde_json::json!({ "text": slack_line(event) }).to_string()
+}
+
+/// One readable line: the game, the short container id, the state, the
+/// health, the restart count, and with extended details the exit, the error
+/// and the last probe's output.
+///
+/// Text that comes from outside (the game id, Docker's error and probe
+/// output) is made inert: Slack's `&`, `<`, `>` escaped so that `<!channel>`
+/// pings no one, a zero-width space after `@` so that Discord's `@everyone`
+/// does not either, backticks taken out of code spans, all on one line.
+pub fn slack_line(event: &HealthEvent) -> String {
+    let x = event.details.as_deref();
+    let mut state = event.state.clone();
+    let exit = x
+        .and_then(|x| x.exit_code)
+        .map(|c| format!("exit code {c}"));
+    let oom = x.and_then(|x| x.oom_killed) == Some(true);
+    match (exit, oom) {
+        (Some(exit), true) => state.push_str(&format!(" ({exit}, OOM-killed)")),
+        (Some(exit), false) => state.push_str(&format!(" ({exit})")),
+        (None, true) => state.push_str(" (OOM-killed)"),
+        (None, false) => {}
+    }
+    let mut health = if event.health.is_empty() {
+        "no healthcheck".to_owned()
+    } else {
+        format!("health {}", event.health)
+    };
+    let streak = x.and_then(|x| x.health_failing_streak).filter(|n| *n > 0);
+    let output = x
+        .and_then(|x| x.health_output.as_deref())
+        .map(|o| one_line(o, 120));
+    match (streak, output.filter(|o| !o.is_empty())) {
+        (Some(n), Some(o)) => health.push_str(&format!(
+            " ({n} failed probes, last said \"{}\")",
+            inert(&o)
+        )),
+        (Some(n), None) => health.push_str(&format!(" ({n} failed probes)")),
+        (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", inert(&o))),
+        (None, None) => {}
+    }
+    let mut line = format!(
+        "rtinspect: game `{}` container `{}`: {}, {}, restart count {}",
+        inert(&event.game_id).replace('`', "'"),
+        cut_at_char_boundary(&event.container_id, 12),
+        inert(&state),
+        inert(&health),
+        event.restart_count,
+    );
+    if let Some(error) = x.and_then(|x| x.error.as_deref()) {
+        line.push_str(&format!(", error \"{}\"", inert(&one_line(error, 160))));
+    }
+    line
+}
+
+/// `text` on one line (control characters as spaces, trimmed), cut to at
+/// most `max` bytes, with `…` where it was cut.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    let cut = cut_at_char_boundary(flat, max);
+    if cut.len() < flat.len() {
+        format!("{}…", cut.trim_end())
+    } else {
+        cut.to_owned()
+    }
+}
+
+/// Text that cannot address anyone or break out of Slack's markup.
+fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' => out.push_str("@\u{200B}"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The reason phrase of the statuses a webhook answers with.
+fn reason(status: u16) -> &'static str {
+    match status {
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// The whole CA file, if it is a regular file of at most [`MAX_CA_FILE_BYTES`].
+fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, SetupError> {
+    let read_error = |source| SetupError::ReadCa {
+        ca: ca.clone(),
+        source,
+    };
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(&ca.path).map_err(read_error)?.is_file() {
+        return Err(read_error(io::Error::other("not a regular file")));
+    }
+    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(read_error(io::Error::other(format!(
+            "larger than {MAX_CA_FILE_BYTES} bytes"
+        ))));
+    }
+    Ok(bytes)
+}
+
+/// The trust anchors of `ca_file`, else of the system bundle, each checked
+/// as rustls will use it.
+fn load_roots(ca_file: Option<&CaFile>) -> Result<Vec<Certificate<'static>>, SetupError> {
+    let ca = ca_file.cloned().unwrap_or_else(|| CaFile {
+        path: PathBuf::from(SYSTEM_BUNDLE),
+        named_by: "the system bundle (no --webhook-ca-file)".into(),
+    });
+    let bytes = read_ca_file(&ca)?;
+    let mut check = rustls::RootCertStore::empty();
+    let mut roots = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|source| SetupError::ParseCa {
+            ca: ca.clone(),
+            source,
+        })?;
+        roots.push(Certificate::from_der(cert.as_ref()).to_owned());
+        check.add(cert).map_err(|source| SetupError::BadCa {
+            ca: ca.clone(),
+            source,
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(SetupError::NoCa { ca });
+    }
+    Ok(roots)
+}
+
+/// Name lookups for the agent, in the calling thread and remembered for
+/// [`LOOKUP_TTL`].
+///
+/// ureq's default resolver starts a thread for each lookup when a timeout is
+/// set, and panics if it cannot; under the unit's `TasksMax` that is a crash
+/// waiting for a busy day. Here the lookup runs in the publisher's thread,
+/// bounded by the C library's resolver timeouts (musl: 5 s, 2 attempts, the
+/// name servers asked in parallel), and its answer is kept: the resolver is
+/// asked before every request, a pooled connection's included.
+#[derive(Debug, Default)]
+struct Lookup {
+    cached: Mutex<Option<(String, Instant, Vec<SocketAddr>)>>,
+}
+
+impl Lookup {
+    fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn addresses(&self, host_port: &str) -> io::Result<Vec<SocketAddr>> {
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((key, at, addrs)) = cached.as_ref() {
+            if key == host_port && at.elapsed() < LOOKUP_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs: Vec<SocketAddr> = host_port.to_socket_addrs()?.collect();
+        *cached = Some((host_port.to_owned(), Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+/// The agent's handle on the shared [`Lookup`].
+#[derive(Debug)]
+struct SharedLookup(Arc<Lookup>);
+
+impl Resolver for SharedLookup {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ureq::Error::BadUri("no host".into()))?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let host_port = format!("{}:{port}", authority.host());
+        let found = self.0.addresses(&host_port).map_err(|e| {
+            log::debug!(err:% = e; "looking up {} failed", authority.host());
+            ureq::Error::HostNotFound
+        })?;
+        let mut addrs = self.empty();
+        for addr in config.ip_family().keep_wanted(found.into_iter()).take(16) {
+            addrs.push(addr);
+        }
+        if addrs.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspector::{Finding, Observation, Reason, StateDetails};
+    use std::time::SystemTime;
+
+    #[test]
+    fn status_classification_table() {
+        use Verdict::*;
+        let table = [
+            (200, Accepted),
+            (201, Accepted),
+            (202, Accepted),
+            (204, Accepted),
+            (299, Accepted),
+            (100, Refused),
+            (101, Refused),
+            (301, Redirect),
+            (302, Redirect),
+            (307, Redirect),
+            (308, Redirect),
+            (400, Refused),
+            (401, Refused),
+            (403, Refused),
+            (404, Refused),
+            (408, Retry),
+            (409, Refused),
+            (410, Refused),
+            (413, Refused),
+            (422, Refused),
+            (429, Retry),
+            (499, Refused),
+            (500, Retry),
+            (502, Retry),
+            (503, Retry),
+            (504, Retry),
+            (599, Retry),
+            (600, Refused),
+        ];
+        for (status, want) in table {
+            assert_eq!(classify(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_table() {
+        let table = [
+            ("1", Some(Duration::from_secs(1))),
+            (" 30 ", Some(Duration::from_secs(30))),
+            ("0", Some(Duration::ZERO)),
+            ("0.5", Some(Duration::from_millis(500))),
+            ("3600", Some(MAX_RETRY_AFTER)),
+            ("1e300", Some(MAX_RETRY_AFTER)),
+            ("-1", None),
+            ("NaN", None),
+            ("inf", None),
+            ("", None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(parse_retry_after(value), want, "{value:?}");
+        }
+    }
+
+    fn event(game: &str, status: &str, health: &str, details: Option<StateDetails>) -> HealthEvent {
+        HealthEvent::with_id(
+            "0193a1b2-0000-7000-8000-000000000000".into(),
+            Finding {
+                game_id: game.into(),
+                observation: Observation {
+                    container_id:
+                        "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee".into(),
+                    restart_count: 3,
+                    status: status.into(),
+                    health: health.into(),
+                    details: details.map(Box::new),
+                },
+                reasons: vec![Reason::NotRunning],
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn the_slack_line_table() {
+        let table = [
+            (
+                event("g-42", "exited", "", None),
+                "rtinspect: game `g-42` container `d3c207677dd0`: exited, no healthcheck, restart count 3",
+            ),
+            (
+                event("g-42", "running", "unhealthy", None),
+                "rtinspect: game `g-42` container `d3c207677dd0`: running, health unhealthy, restart count 3",
+            ),
+            (
+                event(
+                    "g-42",
+                    "exited",
+                    "",
+                    Some(StateDetails {
+                        exit_code: Some(137),
+                        oom_killed: Some(true),
+                        ..StateDetails::default()
+                    }),
+                ),
+                "rtinspect: game `g-42` container `d3c207677dd0`: exited (exit code 137, OOM-killed), \
+                 no healthcheck, restart count 3",
+            ),
+            (
+                event(
+                    "g-42",
+                    "exited",
+                    "",
+                    Some(StateDetails {
+                        exit_code: Some(3),
+                        oom_killed: Some(false),
+                        finished_at: Some("2026-11-27T09:42:58Z".into()),
+                        ..StateDetails::default()
+                    }),
+                ),
+                "rtinspect: game `g-42` container `d3c207677dd0`: exited (exit code 3), \
+                 no healthcheck, restart count 3",
+            ),
+            (
+                event(
+                    "g-42",
+                    "running",
+                    "unhealthy",
+                    Some(StateDetails {
+                        health_failing_streak: Some(3),
+                        health_output: Some("probe says no\n".into()),
+                        ..StateDetails::default()
+                    }),
+                ),
+                "rtinspect: game `g-42` container `d3c207677dd0`: running, health unhealthy \
+                 (3 failed probes, last said \"probe says no\"), restart count 3",
+            ),
+            (
+                event(
+                    "g-42",
+                    "created",
+                    "",
+                    Some(StateDetails {
+                        exit_code: Some(127),
+                        error: Some("exec: \"/x\": no such file\n".into()),
+                        ..StateDetails::default()
+                    }),
+                ),
+                "rtinspect: game `g-42` container `d3c207677dd0`: created (exit code 127), \
+                 no healthcheck, restart count 3, error \"exec: \"/x\": no such file\"",
+            ),
+            (
+                event("<!channel> @everyone `x`\n&", "exited", "", None),
+                "rtinspect: game `&lt;!channel&gt; @\u{200B}everyone 'x' &amp;` container \
+                 `d3c207677dd0`: exited, no healthcheck, restart count 3",
+            ),
+        ];
+        for (event, want) in table {
+            assert_eq!(slack_line(&event), want);
+        }
+    }
+
+    #[test]
+    fn the_slack_body_is_one_json_text() {
+        let e = event("g\"1", "exited", "", None);
+        let v: serde_json::Value = serde_json::from_str(&slack_body(&e)).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        assert_eq!(v["text"], slack_line(&e));
+    }
+
+    #[test]
+    fn long_texts_are_cut_with_an_ellipsis_on_one_line() {
+        assert_eq!(one_line("  a\nb\tc  ", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("ab  cdef", 4), "ab…");
+        assert_eq!(one_line("éé", 3), "é…");
+        let e = event(
+            "g",
+            "running",
+            "unhealthy",
+            Some(StateDetails {
+                health_output: Some("x".repeat(512)),
+                ..StateDetails::default()
+            }),
+        );
+        let line = slack_line(&e);
+        assert!(
+            line.contains(&format!("(last probe said \"{}…\")", "x".repeat(120))),
+            "{line}"
+        );
+    }
+
+    fn url(u: &str) -> WebhookUrl {
+        WebhookUrl::parse(u).unwrap()
+    }
+
+    #[test]
+    fn errors_name_the_host_never_the_token() {
+        let shown = url("https://hooks.slack.com/services/T0/B0/SECRETTOKEN")
+            .shown()
+            .to_owned();
+        let errors = [
+            WebhookError::Status {
+                url: shown.clone(),
+                status: 404,
+                body: "no_service".into(),
+                retry_after: None,
+            },
+            WebhookError::Redirect {
+                url: shown.clone(),
+                status: 301,
+            },
+            WebhookError::Timeout { url: shown.clone() },
+            WebhookError::Tls {
+                url: shown.clone(),
+                detail: "invalid peer certificate: UnknownIssuer".into(),
+            },
+            WebhookError::HostNotFound { url: shown.clone() },
+        ];
+        let want = [
+            "https://hooks.slack.com/… answered 404 Not Found: no_service",
+            "https://hooks.slack.com/… answered 301 Moved Permanently, a redirect, which rtinspect \
+             does not follow: the webhook is misconfigured, or --webhook-url is not its final address",
+            "no answer from https://hooks.slack.com/… within 10s",
+            "TLS with https://hooks.slack.com/… failed: invalid peer certificate: UnknownIssuer \
+             (is the server's CA in --webhook-ca-file, or in the system bundle \
+             /etc/ssl/certs/ca-certificates.crt?)",
+            "cannot resolve the host of https://hooks.slack.com/…",
+        ];
+        for (e, want) in errors.iter().zip(want) {
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn a_quoted_body_loses_the_token() {
+        let sink = WebhookSink::new(&Webhook {
+            url: url("http://127.0.0.1:9/hook/SECRETTOKEN?sig=SECRETSIG"),
+            format: WebhookFormat::Envelope,
+            ca_file: None,
+        })
+        .unwrap();
+        let quoted = sink.quote(b"unknown hook /hook/SECRETTOKEN?sig=SECRETSIG\n or SECRETTOKEN");
+        assert!(!quoted.contains("SECRET"), "{quoted}");
+        assert!(!format!("{sink:?}").contains("SECRET"));
+        // A token across the end of the quote is hidden whole, not cut.
+        for pad in 185..200 {
+            let body = format!("{}SECRETTOKEN tail", "x".repeat(pad));
+            let quoted = sink.quote(body.as_bytes());
+            assert!(!quoted.contains("SECRET"), "{pad}: {quoted}");
+        }
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-webhook-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let fifo = dir.join("fifo.pem");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let table = [
+            (
+                dir.join("missing.pem"),
+                "--webhook-ca-file",
+                "cannot read CA certificates",
+            ),
+            (dir.clone(), "--webhook-ca-file", "not a regular file"),
+            (fifo, "--webhook-ca-file", "not a regular file"),
+            (empty, "--webhook-ca-file", "no CA certificate in it"),
+            (garbage, "--webhook-ca-file", "not PEM CA certificates"),
+        ];
+        for (path, named_by, want) in table {
+            let e = WebhookSink::new(&Webhook {
+                url: url("https://example.org/SECRETTOKEN"),
+                format: WebhookFormat::Envelope,
+                ca_file: Some(CaFile {
+                    path: path.clone(),
+                    named_by: named_by.into(),
+                }),
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with(&format!("{named_by} {}", path.display())),
+                "{e}"
+            );
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_http_webhook_reads_no_ca_file() {
+        WebhookSink::new(&Webhook {
+            url: url("http://127.0.0.1:9/x"),
+            format: WebhookFormat::Slack,
+            ca_file: None,
+        })
+        .unwrap();
+    }
+}

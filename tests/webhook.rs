@@ -1,0 +1,457 @@
+//! The webhook sink against webhooks started here on 127.0.0.1, plain and
+//! TLS with a CA of their own: what each format posts, what each answer
+//! makes of the event, bounded requests and exits, a wrong CA, threads under
+//! a burst, and the URL's token never in a log line.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    FakeEngine, HookReply, HookRequest, HookServer, Reply, StderrLines, TempDir, TestCa, bin,
+    hex_id, send_signal, thread_count, wait_until,
+};
+
+/// The path of every test webhook: its token and signature must never be
+/// seen outside the request.
+const HOOK: &str = "/hook/SECRETTOKEN?sig=SECRETSIG";
+
+fn assert_no_secret(stderr: &str) {
+    assert!(
+        !stderr.contains("SECRET"),
+        "the URL's token leaked: {stderr}"
+    );
+}
+
+/// An inspect body of a container killed by the OOM killer.
+fn oom_killed_body(id: &str) -> String {
+    format!(
+        r#"{{"Id":"{id}","RestartCount":2,"Name":"/game",
+        "State":{{"Status":"exited","Running":false,"OOMKilled":true,"ExitCode":137,"Error":"",
+        "StartedAt":"2026-11-27T09:42:59.1Z","FinishedAt":"2026-11-27T09:43:00.2Z"}}}}"#
+    )
+}
+
+/// A Docker whose label lists `games` exited containers, g-0 (id 1) on.
+fn engine(games: u32) -> FakeEngine {
+    let list = (0..games)
+        .map(|n| {
+            format!(
+                r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
+                hex_id(n + 1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return Reply::Json(200, format!("[{list}]"));
+        }
+        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
+        Reply::Json(200, oom_killed_body(&id))
+    })
+}
+
+fn once(engine: &FakeEngine, url: &str, extra: &[&str]) -> Output {
+    bin()
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", url])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn run(engine: &FakeEngine, url: &str, extra: &[&str]) -> (Child, StderrLines) {
+    let mut child = bin()
+        .args([
+            "run",
+            "--interval",
+            "1h",
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .args(["--sink", "webhook", "--webhook-url", url])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = StderrLines::of(&mut child);
+    (child, lines)
+}
+
+/// SIGTERM, then how long the exit took and whether it was clean.
+fn stop(mut child: Child) -> (Duration, bool) {
+    let start = Instant::now();
+    send_signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    (start.elapsed(), status.success())
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_posted_as(req: &HookRequest, format: &str) {
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, HOOK);
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert!(req.header("user-agent").unwrap().starts_with("rtinspect/"));
+    let key = req.header("idempotency-key").expect("an Idempotency-Key");
+    assert!(uuid::Uuid::parse_str(key).is_ok(), "{key}");
+    let body = req.json();
+    match format {
+        "envelope" => {
+            assert_eq!(body["event_id"], key);
+            assert_eq!(body["game_id"], "g-0");
+            assert_eq!(body["container_id"], hex_id(1));
+            assert_eq!(body["event_type"], "inspect_unhealthy");
+            assert_eq!(
+                body["details"],
+                serde_json::json!({
+                    "restart_count": 2, "state": "exited", "health": "",
+                    "exit_code": 137, "oom_killed": true,
+                    "started_at": "2026-11-27T09:42:59.1Z",
+                    "finished_at": "2026-11-27T09:43:00.2Z"
+                })
+            );
+        }
+        _ => assert_eq!(
+            body,
+            serde_json::json!({
+                "text": "rtinspect: game `g-0` container `000000000000`: exited \
+                         (exit code 137, OOM-killed), no healthcheck, restart count 2"
+            })
+        ),
+    }
+}
+
+#[test]
+fn each_format_is_delivered_over_http_and_over_https_with_its_own_ca() {
+    let ca = TestCa::new();
+    let engine = engine(1);
+    for tls in [false, true] {
+        for format in ["envelope", "slack"] {
+            let hook = if tls {
+                HookServer::start_tls(&ca, |_, _| HookReply::ok())
+            } else {
+                HookServer::start(|_, _| HookReply::ok())
+            };
+            let ca_file = ca.ca();
+            let mut extra = vec!["--webhook-format", format, "--details", "extended"];
+            if tls {
+                extra.extend(["--webhook-ca-file", ca_file.to_str().unwrap()]);
+            }
+            let out = once(&engine, &hook.url(HOOK), &extra);
+            let err = stderr(&out);
+            assert!(out.status.success(), "{tls} {format}: {err}");
+            assert!(out.stdout.is_empty(), "events go to the webhook only");
+            let requests = hook.requests();
+            assert_eq!(requests.len(), 1, "{tls} {format}: {err}");
+            assert_posted_as(&requests[0], format);
+            let scheme = if tls { "https" } else { "http" };
+            assert!(
+                err.contains(&format!(
+                    "events go to the webhook {scheme}://{}/… in the {format} format",
+                    hook.addr
+                )),
+                "{err}"
+            );
+            assert_no_secret(&err);
+        }
+    }
+}
+
+#[test]
+fn a_server_error_is_retried_and_delivered_once_with_the_same_idempotency_key() {
+    let engine = engine(1);
+    let hook = HookServer::start(|n, _| match n {
+        0 => HookReply::Status(500, Vec::new(), "overloaded".into()),
+        _ => HookReply::ok(),
+    });
+    let out = once(&engine, &hook.url(HOOK), &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let r = hook.requests();
+    assert_eq!(r.len(), 2, "{err}");
+    assert_eq!(
+        r[0].header("idempotency-key"),
+        r[1].header("idempotency-key")
+    );
+    assert_eq!(r[0].body, r[1].body);
+    assert!(
+        err.contains("answered 500 Internal Server Error: overloaded"),
+        "{err}"
+    );
+    assert!(
+        err.contains("publish failed; retrying with backoff"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_429_retry_after_is_waited_out_before_the_retry() {
+    let engine = engine(1);
+    let hook = HookServer::start(|n, _| match n {
+        0 => HookReply::Status(429, vec![("Retry-After", "1".into())], "slow down".into()),
+        _ => HookReply::ok(),
+    });
+    let out = once(&engine, &hook.url(HOOK), &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let r = hook.requests();
+    assert_eq!(r.len(), 2, "{err}");
+    let gap = r[1].at - r[0].at;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_secs(3),
+        "{gap:?}"
+    );
+    assert!(
+        err.contains(
+            "answered 429 Too Many Requests: slow down (waited 1s as its Retry-After asked)"
+        ),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_refused_event_is_set_aside_and_the_next_one_is_delivered() {
+    let engine = engine(2);
+    let hook = HookServer::start(|n, _| match n {
+        0 => HookReply::Status(
+            400,
+            Vec::new(),
+            "invalid_payload for /hook/SECRETTOKEN?sig=SECRETSIG".into(),
+        ),
+        _ => HookReply::ok(),
+    });
+    let state = TempDir::new("webhook-rejected");
+    let out = once(
+        &engine,
+        &hook.url(HOOK),
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let r = hook.requests();
+    assert_eq!(
+        r.len(),
+        2,
+        "one refused, the next delivered, no retry: {err}"
+    );
+    assert_ne!(r[0].json()["game_id"], r[1].json()["game_id"]);
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = rejected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{rejected}");
+    assert_eq!(lines[0]["envelope"], r[0].json());
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "http://{}/… answered 400 Bad Request: invalid_payload for",
+            hook.addr
+        )),
+        "{reason}"
+    );
+    assert_no_secret(&rejected);
+    assert!(
+        err.contains("event refused by the sink; set aside in"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_redirect_is_refused_and_not_followed() {
+    let engine = engine(1);
+    let elsewhere = HookServer::start(|_, _| HookReply::ok());
+    let location = elsewhere.url("/steal");
+    let hook = HookServer::start(move |_, _| {
+        HookReply::Status(308, vec![("Location", location.clone())], String::new())
+    });
+    let state = TempDir::new("webhook-redirect");
+    let out = once(
+        &engine,
+        &hook.url(HOOK),
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(hook.requests().len(), 1, "{err}");
+    assert_eq!(elsewhere.connections(), 0);
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    assert!(
+        rejected.contains(
+            "answered 308 Permanent Redirect, a redirect, which rtinspect does not follow"
+        ),
+        "{rejected}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_webhook_that_never_answers_is_bounded_retried_spooled_and_delivered_next_start() {
+    let engine = engine(1);
+    let hook = HookServer::start(|_, _| HookReply::Hang);
+    let state = TempDir::new("webhook-hang");
+    let state_arg = state.path().to_str().unwrap().to_owned();
+    let (child, lines) = run(&engine, &hook.url(HOOK), &["--state-dir", &state_arg]);
+    wait_until(
+        Duration::from_secs(30),
+        "a retry after the first timeout",
+        || hook.requests().len() >= 2,
+    );
+    let r = hook.requests();
+    let gap = r[1].at - r[0].at;
+    assert!(
+        gap >= Duration::from_secs(10) && gap < Duration::from_secs(13),
+        "one request is bounded by 10 s: {gap:?}"
+    );
+    assert_eq!(
+        r[0].header("idempotency-key"),
+        r[1].header("idempotency-key")
+    );
+    let (took, clean) = stop(child);
+    let err = lines.text();
+    assert!(took < Duration::from_secs(15), "{took:?}: {err}");
+    assert!(clean, "a stop with everything spooled is clean: {err}");
+    assert!(
+        err.contains(&format!("no answer from http://{}/… within 10s", hook.addr)),
+        "{err}"
+    );
+    assert!(err.contains("1 undelivered events spooled"), "{err}");
+    assert_no_secret(&err);
+    let spooled = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(spooled.trim()).unwrap();
+    assert_eq!(event["event_id"], r[0].header("idempotency-key").unwrap());
+
+    // The webhook answers again: the next start delivers the spool first.
+    hook.set_handler(|_, _| HookReply::ok());
+    let out = once(&engine, &hook.url(HOOK), &["--state-dir", &state_arg]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let delivered: Vec<serde_json::Value> = hook.requests()[2..].iter().map(|r| r.json()).collect();
+    assert_eq!(
+        delivered.len(),
+        2,
+        "the spooled event, then this tick's: {err}"
+    );
+    assert_eq!(delivered[0], event);
+    assert!(!state.path().join("spool.jsonl").exists());
+    assert_no_secret(&err);
+}
+
+#[test]
+fn an_untrusted_certificate_fails_the_handshake_naming_the_problem() {
+    let ca = TestCa::new();
+    let engine = engine(1);
+    let hook = HookServer::start_tls(&ca, |_, _| HookReply::ok());
+    let state = TempDir::new("webhook-wrong-ca");
+    let other = ca.other_ca();
+    let (child, lines) = run(
+        &engine,
+        &hook.url(HOOK),
+        &[
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--webhook-ca-file",
+            other.to_str().unwrap(),
+        ],
+    );
+    wait_until(Duration::from_secs(20), "a failed handshake", || {
+        lines.text().contains("publish failed")
+    });
+    let (took, clean) = stop(child);
+    let err = lines.text();
+    assert!(
+        err.contains(&format!(
+            "TLS with https://{}/… failed: invalid peer certificate: UnknownIssuer",
+            hook.addr
+        )),
+        "{err}"
+    );
+    assert!(hook.connections() >= 1, "it connected");
+    assert!(hook.requests().is_empty(), "and sent nothing unverified");
+    assert!(took < Duration::from_secs(15) && clean, "{took:?}: {err}");
+    assert!(err.contains("1 undelivered events spooled"), "{err}");
+    assert_no_secret(&err);
+}
+
+#[test]
+fn an_unreachable_webhook_keeps_the_event_and_once_says_so() {
+    let engine = engine(1);
+    // A port that was free a moment ago: nothing listens there.
+    let addr = crate::util::free_addr();
+    let state = TempDir::new("webhook-refused");
+    let started = Instant::now();
+    let out = once(
+        &engine,
+        &format!("http://{addr}{HOOK}"),
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach http://{addr}/…: ")),
+        "{err}"
+    );
+    assert!(state.path().join("spool.jsonl").exists(), "{err}");
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_bad_ca_file_stops_the_start_naming_the_option() {
+    let engine = engine(1);
+    let out = once(
+        &engine,
+        "https://127.0.0.1:9/hook/SECRETTOKEN",
+        &["--webhook-ca-file", "/nonexistent/ca.pem"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("--webhook-ca-file /nonexistent/ca.pem: cannot read CA certificates"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_burst_of_100_posts_starts_no_thread() {
+    let engine = engine(100);
+    let hook = HookServer::start(|_, _| {
+        // Long enough for the sampling below to see the burst.
+        std::thread::sleep(Duration::from_millis(5));
+        HookReply::ok()
+    });
+    let (child, lines) = run(&engine, &hook.url(HOOK), &[]);
+    let pid = child.id();
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook.requests().len() < 100 && Instant::now() < deadline {
+        most = most.max(thread_count(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = hook.requests();
+    assert_eq!(r.len(), 100, "{}", lines.text());
+    let idle = thread_count(pid).unwrap();
+    let keys: std::collections::HashSet<_> =
+        r.iter().map(|r| r.header("idempotency-key")).collect();
+    assert_eq!(keys.len(), 100);
+    assert!(
+        most <= idle,
+        "threads during the burst {most}, idle after it {idle}"
+    );
+    assert!(
+        hook.connections() <= 2,
+        "kept alive: {} connections for 100 posts",
+        hook.connections()
+    );
+    eprintln!("threads: {most} during a burst of 100 posts, {idle} idle");
+    let (_, clean) = stop(child);
+    assert!(clean);
+    assert_no_secret(&lines.text());
+}
