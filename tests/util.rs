@@ -1070,3 +1070,24 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A tar of a root filesystem made of Debian's static busybox and a symlink
+/// per applet, for `docker import` or `podman import` (no registry here).
+pub fn busybox_rootfs_tar(applets: &[&str]) -> Vec<u8> {
+    let root = TempDir::new("rootfs");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("static busybox at /bin/busybox (Debian's busybox-static)");
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .args(["-c", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar of the busybox root");
+    tar.stdout
+}
