@@ -179,16 +179,44 @@ start_podman() {
 stop_podman() {
   [ -n "$started_podman" ] || return 0
   log "stopping the throwaway Podman"
-  podman --remote --url "unix://$work/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
+  timeout 60 podman --remote --url "unix://$work/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
   kill "$started_podman" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$started_podman" 2>/dev/null || break; sleep 0.1; done
+  local _
+  for _ in $(seq 1 100); do
+    # Gone, or a zombie (it died before: the trap has not reaped it).
+    case "$(ps -o stat= -p "$started_podman" 2>/dev/null)" in "" | Z*) break ;; esac
+    sleep 0.1
+  done
   kill -9 "$started_podman" 2>/dev/null || true
   if [ -n "$podman_ns" ] && [ "$podman_ns" != "$(readlink /proc/self/ns/mnt)" ]; then
-    local proc
-    for proc in /proc/[0-9]*; do
-      if [ "$(readlink "$proc/ns/mnt" 2>/dev/null)" = "$podman_ns" ]; then
-        kill -9 "${proc#/proc/}" 2>/dev/null || true
-      fi
+    # What is left when the service could not remove its containers (it
+    # died): conmons in its namespace, and their children, the containers'
+    # first processes, each in namespaces of its own (killing one ends its
+    # container).
+    local pattern link pid child pids=()
+    pattern=$(printf '%s' "$podman_ns" | sed 's/[][*?\\]/\\&/g')
+    while read -r link; do
+      pid=${link#/proc/}
+      pid=${pid%%/*}
+      pids+=("$pid")
+      while read -r child; do pids+=("$child"); done < <(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    done < <(find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/mnt' -lname "$pattern" 2>/dev/null || true)
+    if [ ${#pids[@]} -gt 0 ]; then
+      kill -9 "${pids[@]}" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        # Until each is gone or a zombie (init reaps them in its own time).
+        ps -o stat= -p "$(IFS=,; echo "${pids[*]}")" 2>/dev/null | grep -qv '^Z' || break
+        sleep 0.1
+      done
+    fi
+    # And the cgroups (cgroupfs) that only Podman's own cleanup removes.
+    local container id cgroup
+    for container in "$work"/podman/root/overlay-containers/*/; do
+      [ -d "$container" ] || continue
+      id=$(basename "$container")
+      for cgroup in /sys/fs/cgroup/libpod_parent/libpod-"$id" /sys/fs/cgroup/*/libpod_parent/libpod-"$id"; do
+        if [ -d "$cgroup" ]; then rmdir "$cgroup" 2>/dev/null || true; fi
+      done
     done
   fi
   started_podman=""
