@@ -247,8 +247,13 @@ impl Worker {
 
     /// Inspects at once the record a Docker event concerns, with exactly the
     /// rules of a tick; an event for a container not in the last listed
-    /// records is ignored. True when a record matched.
-    pub fn nudge(&mut self, event: &ContainerEvent, emit: &mut dyn FnMut(HealthEvent)) -> bool {
+    /// records is ignored (`None`). `Some(true)` when the inspect led to a
+    /// health event.
+    pub fn nudge(
+        &mut self,
+        event: &ContainerEvent,
+        emit: &mut dyn FnMut(HealthEvent),
+    ) -> Option<bool> {
         let Worker {
             inspector,
             docker,
@@ -268,17 +273,18 @@ impl Worker {
         });
         let Some(record) = concerned else {
             log::trace!(container_id = event.id.as_str(); "Docker event for another container: {}", event.action);
-            return false;
+            return None;
         };
         log::debug!(game_id = record.game_id.as_str(), container_id = event.id.as_str();
             "Docker event: {}", event.action);
         let outcome = tick::inspect(inspector, record, &**docker, &SystemTime::now);
+        let reported = matches!(outcome, Outcome::Event(..));
         let prompted_at = event.at;
         log.handle(record, outcome, &mut |mut e: HealthEvent| {
             e.prompted_at = Some(prompted_at);
             emit(e)
         });
-        true
+        Some(reported)
     }
 
     fn unreachable_docker(&self) -> String {
@@ -708,6 +714,14 @@ pub struct Nudges {
     pub overflow: Arc<AtomicBool>,
 }
 
+/// How long after a bare `health_status` (Podman's) a container that still
+/// looked healthy is inspected again: Podman 4.3 sends the event while its
+/// probe runs, before it records the verdict (containers/podman#19245).
+const HEALTH_RECHECK: Duration = Duration::from_secs(1);
+
+/// Re-inspections waiting at most; past that a tick catches up.
+const RECHECKS_MAX: usize = 256;
+
 /// How long the first tick waits for the events stream to be subscribed:
 /// subscribe first, then tick, so nothing falls between the two.
 const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
@@ -766,6 +780,8 @@ fn inspect_loop(
             worker.nudge(&e, &mut emit);
         }
     }
+    let mut rechecks: std::collections::VecDeque<(Instant, ContainerEvent)> =
+        std::collections::VecDeque::new();
     let mut last: Option<Summary> = None;
     let mut next_tick = Instant::now();
     let mut resync = false;
@@ -789,12 +805,13 @@ fn inspect_loop(
         // Until the next tick, a nudge, or shutdown; turning at least as
         // often as the watchdog asks.
         let now = Instant::now();
+        let until = rechecks
+            .front()
+            .map_or(next_tick, |(at, _)| (*at).min(next_tick));
         let wait = turns
             .notifier
             .watchdog_every()
-            .map_or(next_tick - now.min(next_tick), |w| {
-                w.min(next_tick - now.min(next_tick))
-            });
+            .map_or(until - now.min(until), |w| w.min(until - now.min(until)));
         crossbeam_channel::select! {
             recv(turns.shutdown.receiver()) -> _ => {
                 log::info!("inspector stopped");
@@ -802,7 +819,10 @@ fn inspect_loop(
             }
             recv(nudges) -> nudge => match nudge {
                 Ok(Nudge::Container(e)) => {
-                    worker.nudge(&e, &mut emit);
+                    let reported = worker.nudge(&e, &mut emit);
+                    if e.action == "health_status" && reported == Some(false) && rechecks.len() < RECHECKS_MAX {
+                        rechecks.push_back((Instant::now() + HEALTH_RECHECK, e));
+                    }
                 }
                 Ok(Nudge::Resync) => {
                     log::debug!("events stream subscribed: inspecting every record");
@@ -812,6 +832,14 @@ fn inspect_loop(
                 Err(_) => nudges = &never,
             },
             default(wait) => {}
+        }
+        while rechecks
+            .front()
+            .is_some_and(|(at, _)| *at <= Instant::now())
+        {
+            if let Some((_, e)) = rechecks.pop_front() {
+                worker.nudge(&e, &mut emit);
+            }
         }
         turns.notifier.watchdog();
         if turns.shutdown.is_requested() {

@@ -6,7 +6,7 @@
 //! interval of an hour.
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +16,8 @@ use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
-    Containers, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, live_docker,
-    send_signal, wait_until,
+    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, live_docker,
+    wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -123,7 +123,7 @@ impl Engine {
 
     /// `rtinspect run` on this engine at an interval of an hour: only the
     /// events stream (and its resync ticks) can find anything.
-    fn run(&self) -> (Child, StderrLines, StderrLines) {
+    fn run(&self) -> (Daemon, StderrLines, StderrLines) {
         let mut child = bin()
             .args(["run", "--interval", "1h", "--docker-host"])
             .arg(self.engine.docker_host())
@@ -134,7 +134,7 @@ impl Engine {
             .unwrap();
         let out = StderrLines::stdout_of(&mut child);
         let err = StderrLines::of(&mut child);
-        (child, out, err)
+        (Daemon(Some(child)), out, err)
     }
 }
 
@@ -153,10 +153,8 @@ fn printed(out: &StderrLines) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-fn stop(child: Child, err: &StderrLines) {
-    send_signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", err.text());
+fn stop(daemon: Daemon, err: &StderrLines) {
+    assert!(daemon.terminate().success(), "{}", err.text());
 }
 
 fn subscribed_and_ticked(e: &Engine, containers: u32) {
@@ -293,6 +291,7 @@ fn garbage_or_a_404_on_the_events_endpoint_leaves_the_poll_going() {
             .unwrap();
         let out = StderrLines::stdout_of(&mut child);
         let err = StderrLines::of(&mut child);
+        let child = Daemon(Some(child));
         wait_until(Duration::from_secs(15), "events from ticks", || {
             out.lines().len() >= 5
         });
@@ -445,6 +444,7 @@ fn real_dockerd_kills_exits_and_unhealthy_checks_are_seen_within_a_second() {
         .unwrap();
     let out = StderrLines::stdout_of(&mut child);
     let err = StderrLines::of(&mut child);
+    let child = Daemon(Some(child));
     wait_until(Duration::from_secs(10), "the first tick", || {
         err.text().contains("tick: 3 records")
     });

@@ -18,6 +18,7 @@ log_tag=tests/run.sh
 install_missing
 start_dockerd
 start_postgres
+start_podman
 
 log "dockerd: ${RTINSPECT_TEST_DOCKER_HOST:-none}; PostgreSQL: ${RTINSPECT_TEST_DATABASE_URL:-none}"
 cargo test "$@"

@@ -7,6 +7,8 @@
 #                        system's, or a throwaway dockerd (needs root)
 #   start_postgres       exports RTINSPECT_TEST_DATABASE_URL: a throwaway cluster
 #                        on a Unix socket (needs root and the postgres user)
+#   start_podman         exports RTINSPECT_TEST_PODMAN_HOST: the one named, or a
+#                        throwaway Podman API service (needs root and podman)
 #
 # Set `log_tag` before sourcing to name the caller in messages.
 
@@ -14,6 +16,8 @@ work=$(mktemp -d /tmp/rtinspect-run.XXXXXX)
 started_dockerd=""
 started_pg=""
 pgbin=""
+started_podman=""
+podman_ns=""
 
 log() { printf '%s: %s\n' "${log_tag:-tests}" "$*" >&2; }
 
@@ -33,6 +37,7 @@ cleanup() {
     log "stopping the throwaway PostgreSQL"
     runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
   fi
+  stop_podman
   rm -rf "$work" 2>/dev/null || true
   exit $rc
 }
@@ -49,6 +54,7 @@ install_missing() {
   command -v file >/dev/null || need_install+=(file)
   command -v promtool >/dev/null || need_install+=(prometheus)
   command -v iptables >/dev/null || need_install+=(iptables)
+  command -v podman >/dev/null || need_install+=(podman)
   if [ ${#need_install[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       log "installing ${need_install[*]}"
@@ -116,4 +122,102 @@ start_postgres() {
     started_pg=1
     export RTINSPECT_TEST_DATABASE_URL="host=$work/pg port=$port user=postgres dbname=postgres"
   fi
+}
+
+# Podman's Docker-compatible API (Debian's podman 4.3 serves API 1.41), with
+# every path of its own under $work: storage (--root), run state (--runroot),
+# its tmp dir (events log, exit files), volumes and network configs. It runs in
+# a mount namespace of its own where /var/lib is an overlay whose writes land
+# in $work too, because the image library writes its blob-info cache to
+# /var/lib/containers/cache whatever the roots; the containers' own mounts
+# live and die with that namespace. No systemd here: --cgroup-manager cgroupfs,
+# and --events-backend file (the journal backend needs journald).
+# `podman --remote --url $RTINSPECT_TEST_PODMAN_HOST` is the CLI for it.
+start_podman() {
+  local socket="${RTINSPECT_TEST_PODMAN_HOST:-}"
+  socket="${socket#unix://}"
+  if [ -n "$socket" ] && ping_docker "$socket"; then
+    export RTINSPECT_TEST_PODMAN_HOST="unix://$socket"
+    return
+  fi
+  unset RTINSPECT_TEST_PODMAN_HOST
+  if ! command -v podman >/dev/null || [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
+    log "no Podman (needs root, unshare and Debian's podman)"
+    return
+  fi
+  local p="$work/podman"
+  socket="$work/podman.sock"
+  mkdir -p "$p/tmp" "$p/var-lib" "$p/var-lib.work"
+  log "starting a throwaway Podman API service on $socket"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  TMPDIR="$p/tmp" unshare --mount --propagation private sh -c '
+    p=$1; shift
+    mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$p/var-lib,workdir=$p/var-lib.work" /var/lib ||
+      echo "/var/lib could not be overlaid: the blob-info cache goes to /var/lib/containers/cache" >&2
+    exec "$@"' sh "$p" \
+    podman --root "$p/root" --runroot "$p/run" --tmpdir "$p/tmp" --volumepath "$p/volumes" \
+      --network-config-dir "$p/networks" --cgroup-manager cgroupfs --events-backend file \
+      system service --time=0 "unix://$socket" >"$work/podman.log" 2>&1 &
+  started_podman=$!
+  for _ in $(seq 1 120); do
+    ping_docker "$socket" && break
+    kill -0 "$started_podman" 2>/dev/null || break
+    sleep 0.25
+  done
+  if ping_docker "$socket"; then
+    podman_ns=$(readlink "/proc/$started_podman/ns/mnt" 2>/dev/null || true)
+    export RTINSPECT_TEST_PODMAN_HOST="unix://$socket"
+  else
+    log "the Podman service did not start; its log:"
+    tail -n 30 "$work/podman.log" >&2 || true
+  fi
+}
+
+# Stops what start_podman started: the containers first (conmon keeps them,
+# and exec sessions, alive after the service is gone), then the service, then
+# whatever is left in its mount namespace.
+stop_podman() {
+  [ -n "$started_podman" ] || return 0
+  log "stopping the throwaway Podman"
+  timeout 60 podman --remote --url "unix://$work/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
+  kill "$started_podman" 2>/dev/null || true
+  local _
+  for _ in $(seq 1 100); do
+    # Gone, or a zombie (it died before: the trap has not reaped it).
+    case "$(ps -o stat= -p "$started_podman" 2>/dev/null)" in "" | Z*) break ;; esac
+    sleep 0.1
+  done
+  kill -9 "$started_podman" 2>/dev/null || true
+  if [ -n "$podman_ns" ] && [ "$podman_ns" != "$(readlink /proc/self/ns/mnt)" ]; then
+    # What is left when the service could not remove its containers (it
+    # died): conmons in its namespace, and their children, the containers'
+    # first processes, each in namespaces of its own (killing one ends its
+    # container).
+    local pattern link pid child pids=()
+    pattern=$(printf '%s' "$podman_ns" | sed 's/[][*?\\]/\\&/g')
+    while read -r link; do
+      pid=${link#/proc/}
+      pid=${pid%%/*}
+      pids+=("$pid")
+      while read -r child; do pids+=("$child"); done < <(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    done < <(find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/mnt' -lname "$pattern" 2>/dev/null || true)
+    if [ ${#pids[@]} -gt 0 ]; then
+      kill -9 "${pids[@]}" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        # Until each is gone or a zombie (init reaps them in its own time).
+        ps -o stat= -p "$(IFS=,; echo "${pids[*]}")" 2>/dev/null | grep -qv '^Z' || break
+        sleep 0.1
+      done
+    fi
+    # And the cgroups (cgroupfs) that only Podman's own cleanup removes.
+    local container id cgroup
+    for container in "$work"/podman/root/overlay-containers/*/; do
+      [ -d "$container" ] || continue
+      id=$(basename "$container")
+      for cgroup in /sys/fs/cgroup/libpod_parent/libpod-"$id" /sys/fs/cgroup/*/libpod_parent/libpod-"$id"; do
+        if [ -d "$cgroup" ]; then rmdir "$cgroup" 2>/dev/null || true; fi
+      done
+    done
+  fi
+  started_podman=""
 }

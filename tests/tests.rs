@@ -11,6 +11,7 @@ mod listener;
 mod live_docker;
 mod notify;
 mod observe;
+mod podman;
 mod postgres_mode;
 mod tick;
 mod tls;

@@ -1414,3 +1414,50 @@ impl Containers<'_> {
         Some(id)
     }
 }
+
+/// A tar of a root filesystem made of Debian's static busybox and a symlink
+/// per applet, for `docker import` or `podman import` (no registry here).
+pub fn busybox_rootfs_tar(applets: &[&str]) -> Vec<u8> {
+    let root = TempDir::new("rootfs");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("static busybox at /bin/busybox (Debian's busybox-static)");
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .args(["-c", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar of the busybox root");
+    tar.stdout
+}
+
+/// A running rtinspect, killed should the test fail before stopping it.
+pub struct Daemon(pub Option<std::process::Child>);
+
+impl Daemon {
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGTERM, then its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("running");
+        send_signal(&child, "-TERM");
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

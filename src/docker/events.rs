@@ -130,10 +130,16 @@ pub fn decode_event(line: &[u8]) -> Option<ContainerEvent> {
     (event.action_label() != "other").then_some(event)
 }
 
+/// The event filter's values: [`ACTIONS`], and `died`, because Podman 4.3
+/// matches the filter against its internal name for `die` (containers/podman
+/// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
+/// ignores a value it never sends.
+const FILTER_ACTIONS: [&str; 6] = ["die", "died", "oom", "health_status", "start", "restart"];
+
 /// The query of the events request: containers only, the actions of
 /// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
 pub fn events_query(since: Option<SystemTime>) -> String {
-    let filters = serde_json::json!({ "type": ["container"], "event": ACTIONS }).to_string();
+    let filters = serde_json::json!({ "type": ["container"], "event": FILTER_ACTIONS }).to_string();
     let mut query = format!("filters={}", super::percent_encode(&filters));
     if let Some(since) = since {
         let d = since.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -635,7 +641,7 @@ mod tests {
             .replace("%5D", "]");
         assert!(decoded.contains(r#""type":["container"]"#), "{decoded}");
         assert!(
-            decoded.contains(r#""event":["die","oom","health_status","start","restart"]"#),
+            decoded.contains(r#""event":["die","died","oom","health_status","start","restart"]"#),
             "{decoded}"
         );
         let since = UNIX_EPOCH + Duration::new(1_795_726_800, 5);
