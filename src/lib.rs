@@ -36,4 +36,5 @@ pub mod sink;
 pub mod state;
 pub mod telemetry;
 pub mod tick;
+pub mod tls;
 pub mod webhook;

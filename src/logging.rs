@@ -23,7 +23,7 @@ pub fn init(format: LogFormat) {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "info".to_owned());
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    env_logger::Builder::new()
+    let logger = env_logger::Builder::new()
         .parse_filters(&filter)
         .target(env_logger::Target::Stderr)
         .format(move |buf, record| {
@@ -46,7 +46,39 @@ pub fn init(format: LogFormat) {
             text.push('\n');
             buf.write_all(text.as_bytes())
         })
-        .init();
+        .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(NoWireTrace(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The logger, less ureq's trace level: there ureq writes whole request
+/// lines and hex dumps, and a webhook URL carries its token in its path
+/// (at debug and above ureq redacts the path itself, as long as its trace
+/// level is off, which is what this makes sure of).
+struct NoWireTrace(env_logger::Logger);
+
+impl NoWireTrace {
+    fn allows(metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() < Level::Trace || !metadata.target().starts_with("ureq")
+    }
+}
+
+impl log::Log for NoWireTrace {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        Self::allows(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if Self::allows(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// The syslog priority journald reads from a `<N>` prefix.

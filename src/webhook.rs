@@ -18,35 +18,26 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::{self, PemObject};
 use ureq::Agent;
 use ureq::http::Uri;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::config::{CaFile, Webhook, WebhookFormat, WebhookUrl};
+use crate::config::{Webhook, WebhookFormat, WebhookUrl};
 use crate::docker::cut_at_char_boundary;
 use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
+use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` waited out; a longer one is cut to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// The system's CA bundle on Debian and its relatives.
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Bound on a CA file, as for PostgreSQL's: Debian's whole bundle is about
-/// 220 KB.
-const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 
 /// How much of an answer's body is read (to the end, so the connection can
 /// be kept); a longer one costs the connection.
@@ -61,64 +52,7 @@ const LOOKUP_TTL: Duration = Duration::from_secs(60);
 
 /// Why the webhook sink could not be built: its CA certificates. A start-up
 /// usage error, named after the option (or the system bundle).
-#[derive(Debug)]
-pub enum SetupError {
-    /// The CA file cannot be read: missing, not permitted, not a regular file, too big.
-    ReadCa {
-        /// The file.
-        ca: CaFile,
-        /// The system's words.
-        source: io::Error,
-    },
-    /// The CA file is not PEM.
-    ParseCa {
-        /// The file.
-        ca: CaFile,
-        /// The PEM parser's words.
-        source: pem::Error,
-    },
-    /// A certificate in the CA file cannot be a trust anchor.
-    BadCa {
-        /// The file.
-        ca: CaFile,
-        /// rustls's words.
-        source: rustls::Error,
-    },
-    /// The CA file holds no certificate.
-    NoCa {
-        /// The file.
-        ca: CaFile,
-    },
-}
-
-impl fmt::Display for SetupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let named = |ca: &CaFile| format!("{} {}", ca.named_by, ca.path.display());
-        match self {
-            SetupError::ReadCa { ca, source } => {
-                write!(f, "{}: cannot read CA certificates: {source}", named(ca))
-            }
-            SetupError::ParseCa { ca, source } => {
-                write!(f, "{}: not PEM CA certificates: {source}", named(ca))
-            }
-            SetupError::BadCa { ca, source } => {
-                write!(f, "{}: unusable CA certificate: {source}", named(ca))
-            }
-            SetupError::NoCa { ca } => write!(f, "{}: no CA certificate in it", named(ca)),
-        }
-    }
-}
-
-impl std::error::Error for SetupError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SetupError::ReadCa { source, .. } => Some(source),
-            SetupError::ParseCa { source, .. } => Some(source),
-            SetupError::BadCa { source, .. } => Some(source),
-            SetupError::NoCa { .. } => None,
-        }
-    }
-}
+pub type SetupError = CaError;
 
 /// Why one request did not deliver an event. Each names the webhook by its
 /// scheme and host only.
@@ -276,7 +210,13 @@ impl WebhookSink {
     /// system bundle) is read now, so a bad one stops the start.
     pub fn new(webhook: &Webhook) -> Result<WebhookSink, SetupError> {
         let roots = if webhook.url.is_https() {
-            load_roots(webhook.ca_file.as_ref())?
+            load_roots(
+                webhook.ca_file.as_ref(),
+                "the system bundle (no --webhook-ca-file)",
+            )?
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect()
         } else {
             Vec::new()
         };
@@ -551,56 +491,6 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// The whole CA file, if it is a regular file of at most [`MAX_CA_FILE_BYTES`].
-fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, SetupError> {
-    let read_error = |source| SetupError::ReadCa {
-        ca: ca.clone(),
-        source,
-    };
-    // Looked at before it is opened: opening a FIFO would wait for a writer.
-    if !std::fs::metadata(&ca.path).map_err(read_error)?.is_file() {
-        return Err(read_error(io::Error::other("not a regular file")));
-    }
-    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(read_error(io::Error::other(format!(
-            "larger than {MAX_CA_FILE_BYTES} bytes"
-        ))));
-    }
-    Ok(bytes)
-}
-
-/// The trust anchors of `ca_file`, else of the system bundle, each checked
-/// as rustls will use it.
-fn load_roots(ca_file: Option<&CaFile>) -> Result<Vec<Certificate<'static>>, SetupError> {
-    let ca = ca_file.cloned().unwrap_or_else(|| CaFile {
-        path: PathBuf::from(SYSTEM_BUNDLE),
-        named_by: "the system bundle (no --webhook-ca-file)".into(),
-    });
-    let bytes = read_ca_file(&ca)?;
-    let mut check = rustls::RootCertStore::empty();
-    let mut roots = Vec::new();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|source| SetupError::ParseCa {
-            ca: ca.clone(),
-            source,
-        })?;
-        roots.push(Certificate::from_der(cert.as_ref()).to_owned());
-        check.add(cert).map_err(|source| SetupError::BadCa {
-            ca: ca.clone(),
-            source,
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(SetupError::NoCa { ca });
-    }
-    Ok(roots)
-}
-
 /// Name lookups for the agent, in the calling thread and remembered for
 /// [`LOOKUP_TTL`].
 ///
@@ -673,6 +563,7 @@ impl Resolver for SharedLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CaFile;
     use crate::inspector::{Finding, Observation, Reason, StateDetails};
     use std::time::SystemTime;
 

@@ -455,3 +455,23 @@ fn a_burst_of_100_posts_starts_no_thread() {
     assert!(clean);
     assert_no_secret(&lines.text());
 }
+
+#[test]
+fn the_token_stays_out_of_the_log_even_at_trace() {
+    let engine = engine(1);
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    let out = bin()
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", &hook.url(HOOK)])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(hook.requests().len(), 1);
+    assert!(
+        err.contains("ureq"),
+        "ureq's own debug lines are kept: {err}"
+    );
+    assert_no_secret(&err);
+}

@@ -13,56 +13,23 @@
 //! file; it is read here, when the PostgreSQL adapter is built at start-up.
 
 use std::fmt;
-use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
-use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{CaFile, SslMode};
+use crate::tls::CaError;
 
-/// The system's CA bundle on Debian and its relatives.
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Bound on a CA file: Debian's whole bundle is about 220 KB, and a path to a
-/// device or a huge file must not exhaust memory.
-const MAX_CA_FILE_BYTES: u64 = 4 << 20;
-
-/// Why the TLS connector could not be built; each names the CA file and the
-/// option that named it.
+/// Why the TLS connector could not be built.
 #[derive(Debug)]
 pub enum TlsError {
-    /// The CA file cannot be read: missing, not permitted, not a regular file, too big.
-    ReadCa {
-        /// The file.
-        ca: CaFile,
-        /// The system's words.
-        source: io::Error,
-    },
-    /// The CA file is not PEM.
-    ParseCa {
-        /// The file.
-        ca: CaFile,
-        /// The PEM parser's words.
-        source: pem::Error,
-    },
-    /// A certificate in the CA file cannot be used as a trust anchor.
-    BadCa {
-        /// The file.
-        ca: CaFile,
-        /// rustls's words.
-        source: rustls::Error,
-    },
-    /// The CA file holds no certificate.
-    NoCa {
-        /// The file.
-        ca: CaFile,
-    },
+    /// The trusted CA certificates: each names the CA file and the option
+    /// that named it.
+    Ca(CaError),
     /// rustls refused the client configuration.
     Setup(rustls::Error),
     /// The certificate verifier could not be built from the trusted CAs.
@@ -71,18 +38,8 @@ pub enum TlsError {
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let named = |ca: &CaFile| format!("{} {}", ca.named_by, ca.path.display());
         match self {
-            TlsError::ReadCa { ca, source } => {
-                write!(f, "{}: cannot read CA certificates: {source}", named(ca))
-            }
-            TlsError::ParseCa { ca, source } => {
-                write!(f, "{}: not PEM CA certificates: {source}", named(ca))
-            }
-            TlsError::BadCa { ca, source } => {
-                write!(f, "{}: unusable CA certificate: {source}", named(ca))
-            }
-            TlsError::NoCa { ca } => write!(f, "{}: no CA certificate in it", named(ca)),
+            TlsError::Ca(e) => e.fmt(f),
             TlsError::Setup(e) => write!(f, "cannot set up TLS: {e}"),
             TlsError::Verifier(e) => write!(f, "cannot set up certificate verification: {e}"),
         }
@@ -92,59 +49,27 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TlsError::ReadCa { source, .. } => Some(source),
-            TlsError::ParseCa { source, .. } => Some(source),
-            TlsError::BadCa { source, .. } | TlsError::Setup(source) => Some(source),
+            TlsError::Ca(e) => e.source(),
+            TlsError::Setup(source) => Some(source),
             TlsError::Verifier(source) => Some(source),
-            TlsError::NoCa { .. } => None,
         }
     }
 }
 
-/// The whole CA file, if it is a regular file of at most [`MAX_CA_FILE_BYTES`].
-fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, TlsError> {
-    let read_error = |source| TlsError::ReadCa {
-        ca: ca.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&ca.path).map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(read_error(io::Error::other("not a regular file")));
+impl From<CaError> for TlsError {
+    fn from(e: CaError) -> Self {
+        TlsError::Ca(e)
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(read_error(io::Error::other(format!(
-            "larger than {MAX_CA_FILE_BYTES} bytes"
-        ))));
-    }
-    Ok(bytes)
 }
 
 /// The trust anchors of `ca_file`, else of the system bundle.
 fn load_roots(ca_file: Option<&CaFile>) -> Result<RootCertStore, TlsError> {
-    let ca = ca_file.cloned().unwrap_or_else(|| CaFile {
-        path: PathBuf::from(SYSTEM_BUNDLE),
-        named_by: "the system bundle (no --database-ca-file or sslrootcert)".into(),
-    });
-    let bytes = read_ca_file(&ca)?;
+    let certs = crate::tls::load_roots(
+        ca_file,
+        "the system bundle (no --database-ca-file or sslrootcert)",
+    )?;
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|source| TlsError::ParseCa {
-            ca: ca.clone(),
-            source,
-        })?;
-        roots.add(cert).map_err(|source| TlsError::BadCa {
-            ca: ca.clone(),
-            source,
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::NoCa { ca });
-    }
+    roots.add_parsable_certificates(certs);
     Ok(roots)
 }
 
@@ -279,6 +204,7 @@ impl ServerCertVerifier for Unverified {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn ca(path: &str) -> CaFile {
         CaFile {
