@@ -5,6 +5,7 @@ mod cli;
 mod docker_client;
 mod documented;
 mod faults;
+mod fleets;
 mod live_docker;
 mod notify;
 mod observe;
