@@ -840,8 +840,11 @@ pub struct Pruned {
 /// clock, which wrote `recorded_at`), at most `batch` rows per transaction,
 /// oldest first, until none is left. The cutoff is fixed at the start, so
 /// events recorded meanwhile are never touched. Each batch finds its rows
-/// through the `recorded_at` index and deletes them by `ctid` (a TID scan);
-/// a batch committed stays deleted if a later one fails.
+/// through the `recorded_at` index and deletes them by `event_id`, whose
+/// unique index `ON CONFLICT (event_id)` needs anyway: so a role needs only
+/// `DELETE` and `SELECT (event_id, recorded_at)` (a `ctid` would need
+/// `SELECT` on the whole table). A batch committed stays deleted if a later
+/// one fails.
 pub fn prune_events(
     connector: &Connector,
     events: &TableName,
@@ -860,10 +863,10 @@ pub fn prune_events(
         .try_get(0)
         .map_err(|e| PgError::new("computing the cutoff", e))
     })?;
-    // The outer `recorded_at < $1` re-checks each row the TID scan finds.
+    // The outer `recorded_at < $1` keeps a row whose time changed meanwhile.
     let delete = format!(
-        "DELETE FROM {t} WHERE ctid = ANY (ARRAY(\
-         SELECT ctid FROM {t} WHERE recorded_at < $1 ORDER BY recorded_at LIMIT $2)) \
+        "DELETE FROM {t} WHERE event_id = ANY (ARRAY(\
+         SELECT event_id FROM {t} WHERE recorded_at < $1 ORDER BY recorded_at LIMIT $2)) \
          AND recorded_at < $1",
         t = events.quoted()
     );
