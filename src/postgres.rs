@@ -578,9 +578,12 @@ impl fmt::Display for MigrationStep {
 /// so that the whole fits PostgreSQL's 63-byte identifiers (as PostgreSQL
 /// names indexes itself: cutting the suffix instead could make two indexes,
 /// or an index and its table, one name); and that name in the table's schema.
+/// A suffix longer than 62 bytes (a long host column's) keeps its end.
+/// Names here are ASCII (validated identifiers): bytes are characters.
 fn index_name(table: &TableName, suffix: &str) -> (String, String) {
-    let mut head = table.table().to_owned();
-    head.truncate(63 - suffix.len() - 1);
+    let suffix = &suffix[suffix.len().saturating_sub(62)..];
+    let table_part = table.table();
+    let head = &table_part[..table_part.len().min(62 - suffix.len())];
     let name = format!("{head}_{suffix}");
     let qualified = match table.to_string().rsplit_once('.') {
         Some((schema, _)) => format!("{schema}.{name}"),
@@ -914,6 +917,11 @@ mod tests {
         assert_eq!(status.len(), 63);
         assert!(status.ends_with("_status_idx") && host.ends_with("_host_status_idx"));
         assert_ne!(status, long.table());
+        // A 63-byte host column still gives a name PostgreSQL keeps whole.
+        let column = "c".repeat(63);
+        let (name, _) = index_name(&long, &format!("{column}_status_idx"));
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("c_status_idx"), "{name}");
     }
 
     #[test]

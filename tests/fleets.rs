@@ -659,3 +659,51 @@ fn four_hosts_through_pgbouncer_in_transaction_mode_store_every_event_once() {
         "{out}"
     );
 }
+
+#[test]
+fn a_locked_records_table_is_bounded_by_the_statement_timeout_directly_and_through_pgbouncer() {
+    let Some(direct) = live_pg() else { return };
+    let s = TestSchema::new(direct, "locked");
+    s.migrate();
+    let mut urls = vec![direct];
+    urls.extend(live_pgbouncer());
+    // Held by an open transaction of the test's until the end.
+    let mut holder = postgres::Client::connect(direct, postgres::NoTls).unwrap();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        s.records()
+    ))
+    .unwrap();
+    let engine = exited_engine();
+    let started = Instant::now();
+    let children: Vec<Child> = urls
+        .iter()
+        .map(|url| {
+            bin()
+                .arg("once")
+                .args(s.args())
+                .args(["--database-url", url])
+                .args(["--docker-host", &engine.docker_host()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("canceling statement due to statement timeout (SQLSTATE 57014)"),
+            "{stderr}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29) && waited < Duration::from_secs(45),
+        "{waited:?}"
+    );
+    tx.rollback().unwrap();
+}
