@@ -463,12 +463,22 @@ fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
         &mut |n| log::debug!("deleted a batch of {n} events from {table}"),
     )
     .map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!(
+    // A closed stdout is a failure to report, not a panic (println! would).
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "deleted {} events recorded before {} from {table}",
         pruned.deleted,
         crate::event::rfc3339_micros(pruned.before)
-    );
-    Ok(())
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| {
+        Failure::Runtime(format!(
+            "deleted {} events, but cannot write to stdout: {e}",
+            pruned.deleted
+        ))
+    })
 }
 
 /// Opens and locks the state directory; any failure is a runtime one (a full
