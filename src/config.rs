@@ -12,6 +12,7 @@
 
 mod database;
 mod error;
+mod host;
 mod names;
 mod options;
 mod raw;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use database::{CaFile, Database, SplitUrl, SslMode, split_tls_params};
 pub use error::ConfigError;
+pub use host::{HostId, HostScope, MAX_HOST_ID};
 pub use names::{TableName, is_identifier};
 pub use options::{Mode, OPTIONS, Opt, OptionDefault, OptionSpec, usage};
 pub use raw::RawArgs;
@@ -40,8 +42,13 @@ pub enum Command {
     Run,
     /// One tick, then exit once its events are delivered.
     Once,
-    /// Create the tables and the index if missing.
+    /// Create the tables and their indexes if missing.
     Migrate,
+    /// Delete the events recorded longer ago than this.
+    PruneEvents {
+        /// The age beyond which an event goes.
+        older_than: Duration,
+    },
 }
 
 /// What the command line asks for: help and the version need no configuration.
@@ -121,6 +128,8 @@ pub struct Config {
     pub details: DetailLevel,
     /// The webhook, exactly when the sink is [`SinkKind::Webhook`].
     pub webhook: Option<Webhook>,
+    /// Host scoping of the records (PostgreSQL mode), when configured.
+    pub host_scope: Option<HostScope>,
 }
 
 impl Config {
@@ -150,12 +159,28 @@ impl Config {
             None | Some("run") => Command::Run,
             Some("once") => Command::Once,
             Some("migrate") => Command::Migrate,
+            Some("prune-events") => Command::PruneEvents {
+                older_than: older_than(&inputs)?,
+            },
             Some(other) => {
                 return Err(ConfigError::new(format!(
-                    "unknown command {other:?}; expected run, once or migrate"
+                    "unknown command {other:?}; expected run, once, migrate or prune-events"
                 )));
             }
         };
+        if let (false, Some(given)) = (
+            matches!(command, Command::PruneEvents { .. }),
+            inputs.given(Opt::OlderThan),
+        ) {
+            // The variable may sit in the defaults file every command reads;
+            // the flag on another command is a mistake.
+            if matches!(given.source, raw::Source::Flag(_)) {
+                return Err(ConfigError::new(format!(
+                    "{} has no effect: only prune-events reads it; remove it",
+                    given.described()
+                )));
+            }
+        }
         let docker_socket = docker_socket(&inputs.with_default(Opt::DockerHost)?)?;
         let database = match inputs.given(Opt::DatabaseUrl) {
             None => None,
@@ -187,6 +212,7 @@ impl Config {
             events: on_off(&inputs.with_default(Opt::Events)?)?,
             details: details(&inputs.with_default(Opt::Details)?)?,
             webhook: None,
+            host_scope: host_scope(&inputs)?,
         };
         check_mode(&inputs, config.database.is_some())?;
         check_sink(&inputs, config.sink)?;
@@ -276,6 +302,57 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_millis(ms))
+}
+
+/// `--older-than`: a duration as [`parse_duration`] reads it, or whole days
+/// (`30d`); greater than zero, at most 10000 days (27 years: the cutoff stays after 1970).
+fn older_than(inputs: &Inputs) -> Result<Duration, ConfigError> {
+    let Some(given) = inputs.given(Opt::OlderThan) else {
+        return Err(ConfigError::new(
+            "prune-events needs --older-than (or RTINSPECT_PRUNE_OLDER_THAN), e.g. --older-than 30d",
+        ));
+    };
+    let age = match given.value.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs),
+        _ => parse_duration(&given.value),
+    }
+    .ok_or_else(|| given.invalid("expected a duration such as 12h or 30d"))?;
+    if age.is_zero() {
+        return Err(given.invalid("must be greater than zero"));
+    }
+    if age > Duration::from_secs(10_000 * 86_400) {
+        return Err(given.invalid("must be at most 10000d"));
+    }
+    Ok(age)
+}
+
+/// `--host-column` and `--host-id`; the id alone would scope nothing.
+fn host_scope(inputs: &Inputs) -> Result<Option<HostScope>, ConfigError> {
+    let id = inputs.given(Opt::HostId).map(host::host_id).transpose()?;
+    let Some(column) = inputs.given(Opt::HostColumn) else {
+        return match inputs.given(Opt::HostId) {
+            Some(given) => Err(ConfigError::new(format!(
+                "{} has no effect without --host-column (or RTINSPECT_HOST_COLUMN); \
+                 set the column or remove it",
+                given.described()
+            ))),
+            None => Ok(None),
+        };
+    };
+    if !is_identifier(&column.value) {
+        return Err(column.invalid(
+            "expected a column name of letters, digits, _ and $ (at most 63), \
+             not starting with a digit or $",
+        ));
+    }
+    Ok(Some(HostScope {
+        column: column.value.clone(),
+        id: id.unwrap_or(HostId::Hostname),
+    }))
 }
 
 /// A duration greater than zero and at most `max`.
@@ -888,6 +965,166 @@ mod tests {
             err(&["--details", "full"], &[])
                 .contains("invalid --details \"full\": expected basic or extended")
         );
+    }
+
+    #[test]
+    fn host_scoping_takes_a_column_and_defaults_the_id_to_the_hostname() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        assert_eq!(config(&[], &[db]).host_scope, None);
+        let c = config(&["--host-column", "host_name"], &[db]);
+        assert_eq!(
+            c.host_scope,
+            Some(HostScope {
+                column: "host_name".into(),
+                id: HostId::Hostname
+            })
+        );
+        let c = config(
+            &["--host-id", "game-7.eu"],
+            &[db, ("RTINSPECT_HOST_COLUMN", "host")],
+        );
+        assert_eq!(
+            c.host_scope.map(|s| s.id),
+            Some(HostId::Given("game-7.eu".into()))
+        );
+    }
+
+    #[test]
+    fn bad_host_scoping_is_refused_by_name() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let long = "h".repeat(256);
+        let table: &[Case] = &[
+            (
+                &["--host-column", "host; drop table x"],
+                &[db],
+                "invalid --host-column \"host; drop table x\": expected a column name",
+            ),
+            (
+                &["--host-column", "a.b"],
+                &[db],
+                "invalid --host-column \"a.b\"",
+            ),
+            (
+                &["--host-column", "host", "--host-id", &long],
+                &[db],
+                "invalid --host-id",
+            ),
+            (
+                &["--host-column", "host"],
+                &[db, ("RTINSPECT_HOST_ID", "a\u{1}b")],
+                "invalid RTINSPECT_HOST_ID \"a\\u{1}b\": it holds a control character",
+            ),
+            (
+                &["--host-id", "h1"],
+                &[db],
+                "--host-id \"h1\" has no effect without --host-column",
+            ),
+            (
+                &["--host-column", "host"],
+                &[],
+                "--host-column \"host\" has no effect: label mode uses no database",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+        // An empty variable counts as unset: no scoping, no error.
+        let c = config(&[], &[db, ("RTINSPECT_HOST_ID", "")]);
+        assert_eq!(c.host_scope, None);
+    }
+
+    #[test]
+    fn prune_events_takes_an_age_in_days_or_as_an_interval() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let age = |args: &[&str], env: &[(&str, &str)]| match config(args, env).command {
+            Command::PruneEvents { older_than } => older_than,
+            other => panic!("{other:?}"),
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            age(&["prune-events", "--older-than", "30d"], &[db]),
+            day * 30
+        );
+        assert_eq!(age(&["prune-events", "--older-than=12h"], &[db]), day / 2);
+        assert_eq!(
+            age(
+                &["prune-events"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "90m")]
+            ),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            age(
+                &["prune-events", "--older-than", "1d"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "90m")]
+            ),
+            day
+        );
+        assert_eq!(
+            age(&["prune-events", "--older-than", "10000d"], &[db]),
+            day * 10_000
+        );
+        // The variable may live in the defaults file the daemon reads too.
+        let c = config(&["run"], &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "30d")]);
+        assert_eq!(c.command, Command::Run);
+    }
+
+    #[test]
+    fn bad_prune_ages_are_refused_by_name() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let table: &[Case] = &[
+            (&["prune-events"], &[db], "prune-events needs --older-than"),
+            (
+                &["prune-events", "--older-than", "0d"],
+                &[db],
+                "invalid --older-than \"0d\": must be greater than zero",
+            ),
+            (
+                &["prune-events", "--older-than", "10001d"],
+                &[db],
+                "must be at most 10000d",
+            ),
+            (
+                &["prune-events", "--older-than", "99999999999999999999d"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events", "--older-than", "d"],
+                &[db],
+                "expected a duration such as 12h or 30d",
+            ),
+            (
+                &["prune-events", "--older-than", "-3d"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events", "--older-than", "1w"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "soon")],
+                "invalid RTINSPECT_PRUNE_OLDER_THAN \"soon\"",
+            ),
+            (
+                &["run", "--older-than", "30d"],
+                &[db],
+                "--older-than \"30d\" has no effect: only prune-events reads it",
+            ),
+            (
+                &["prune-events", "--older-than", "30d"],
+                &[],
+                "--older-than \"30d\" has no effect: label mode uses no database",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
     }
 
     #[test]

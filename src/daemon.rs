@@ -25,7 +25,7 @@ use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::WarnLimiter;
 use crate::metrics::{self, HealthInputs};
 use crate::notify::Notifier;
-use crate::postgres::{Connector, PgRecords, PgSink};
+use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
 use crate::publisher::{self, Backoff, Outbox, Rejects};
 use crate::records::{LabelRecords, RecordError, RecordSource};
 use crate::shutdown::{self, Shutdown};
@@ -420,12 +420,29 @@ fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
     Connector::new(db.clone()).map_err(|e| Failure::Usage(e.to_string()))
 }
 
+/// With host scoping, this host's slice of the records table, the hostname
+/// read now when no id is set (an unusable one is bad configuration).
+fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
+    let Some(scope) = &config.host_scope else {
+        return Ok(None);
+    };
+    let host_id = scope
+        .id
+        .resolve()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Some(HostFilter {
+        column: scope.column.clone(),
+        host_id,
+    }))
+}
+
 fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
     Ok(match (config.sink, &config.database, &config.webhook) {
         (SinkKind::Postgres, Some(db), _) => Box::new(PgSink::new(
             pg_connector(db)?,
             config.events_table.clone(),
             config.notify_channel.clone(),
+            host_filter(config)?.map(|h| h.host_id),
         )),
         // The CA file is read now: a bad one is bad configuration.
         (SinkKind::Webhook, _, Some(webhook)) => {
@@ -456,10 +473,18 @@ fn build_source(
             Box::new(docker.clone()),
             config.label.clone(),
         )),
-        Some(db) => Box::new(PgRecords::new(
-            pg_connector(db)?,
-            config.records_table.clone(),
-        )),
+        Some(db) => {
+            let host = host_filter(config)?;
+            if let Some(h) = &host {
+                log::info!(column = h.column.as_str(), host_id = h.host_id.as_str();
+                    "reading only this host's records");
+            }
+            Box::new(PgRecords::new(
+                pg_connector(db)?,
+                config.records_table.clone(),
+                host,
+            ))
+        }
     })
 }
 
@@ -474,12 +499,47 @@ fn migrate(config: &Config) -> Result<(), Failure> {
         &pg_connector(db)?,
         &config.records_table,
         &config.events_table,
+        config.host_scope.as_ref().map(|s| s.column.as_str()),
     )
     .map_err(|e| Failure::Runtime(e.to_string()))?;
     for step in steps {
         println!("{step}");
     }
     Ok(())
+}
+
+/// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
+fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
+    let Some(db) = &config.database else {
+        return Err(Failure::Usage(
+            "prune-events needs a database: set --database-url or RTINSPECT_DATABASE_URL".into(),
+        ));
+    };
+    let table = &config.events_table;
+    let pruned = crate::postgres::prune_events(
+        &pg_connector(db)?,
+        table,
+        older_than,
+        crate::postgres::PRUNE_BATCH,
+        &mut |n| log::debug!("deleted a batch of {n} events from {table}"),
+    )
+    .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // A closed stdout is a failure to report, not a panic (println! would).
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "deleted {} events recorded before {} from {table}",
+        pruned.deleted,
+        crate::event::rfc3339_micros(pruned.before)
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| {
+        Failure::Runtime(format!(
+            "deleted {} events, but cannot write to stdout: {e}",
+            pruned.deleted
+        ))
+    })
 }
 
 /// Opens and locks the state directory; any failure is a runtime one (a full
@@ -540,10 +600,12 @@ impl FinalSpool {
     }
 }
 
-/// Runs `run`, `once` or `migrate` with the given configuration until done.
+/// Runs `run`, `once`, `migrate` or `prune-events` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
-    if config.command == Command::Migrate {
-        return migrate(config);
+    match config.command {
+        Command::Migrate => return migrate(config),
+        Command::PruneEvents { older_than } => return prune_events(config, older_than),
+        Command::Run | Command::Once => {}
     }
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = open_state(config)?;

@@ -22,8 +22,9 @@ fn migrate_creates_the_schema_once_and_is_idempotent() {
     assert_eq!(
         String::from_utf8(first.stdout).unwrap(),
         format!(
-            "created table {records}\ncreated index {}.runtime_records_status_idx\ncreated table {events}\n",
-            s.name
+            "created table {records}\ncreated index {}.runtime_records_status_idx\ncreated table {events}\n\
+             created index {}.runtime_health_events_recorded_at_idx\n",
+            s.name, s.name
         )
     );
     let second = bin().arg("migrate").args(s.args()).output().unwrap();

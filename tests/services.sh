@@ -1,12 +1,21 @@
 # Sourced by tests/run.sh and tests/bench/run.sh: installs what is missing and
 # starts throwaway services, stopped again when the sourcing script exits.
 #
-#   install_missing      docker.io, busybox-static, postgresql, prometheus, file,
-#                        iptables
+#   install_missing      docker.io, busybox-static, postgresql, pgbouncer,
+#                        prometheus, file, iptables
 #   start_dockerd        exports RTINSPECT_TEST_DOCKER_HOST: the one named, the
 #                        system's, or a throwaway dockerd (needs root)
 #   start_postgres       exports RTINSPECT_TEST_DATABASE_URL: a throwaway cluster
-#                        on a Unix socket (needs root and the postgres user)
+#                        on a Unix socket (needs root and the postgres user);
+#                        PG_SERVER_OPTS adds server options (-c name=value).
+#                        Then starts PgBouncer in front of it, in transaction
+#                        pooling mode, and exports RTINSPECT_TEST_PGBOUNCER_URL
+#                        (TCP on 127.0.0.1). Its settings are PgBouncer's
+#                        defaults but for a pool of 2 server connections, so
+#                        that consecutive transactions of one client land on
+#                        different server connections, as on a busy pool;
+#                        PGBOUNCER_SETTINGS adds lines to its [pgbouncer]
+#                        section (a later line wins).
 #   start_podman         exports RTINSPECT_TEST_PODMAN_HOST: the one named, or a
 #                        throwaway Podman API service (needs root and podman)
 #
@@ -15,9 +24,11 @@
 work=$(mktemp -d /tmp/rtinspect-run.XXXXXX)
 started_dockerd=""
 started_pg=""
+started_pgbouncer=""
 pgbin=""
 started_podman=""
 podman_ns=""
+pg_port=""
 
 log() { printf '%s: %s\n' "${log_tag:-tests}" "$*" >&2; }
 
@@ -32,6 +43,10 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$started_dockerd" 2>/dev/null || true
     umount -R "$work/docker-data" 2>/dev/null || true
+  fi
+  if [ -n "$started_pgbouncer" ]; then
+    log "stopping the throwaway PgBouncer"
+    kill "$(cat "$work/pgbouncer/pgbouncer.pid" 2>/dev/null)" 2>/dev/null || true
   fi
   if [ -n "$started_pg" ]; then
     log "stopping the throwaway PostgreSQL"
@@ -51,6 +66,7 @@ install_missing() {
   [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
     need_install+=(busybox-static)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
+  command -v pgbouncer >/dev/null || need_install+=(pgbouncer)
   command -v file >/dev/null || need_install+=(file)
   command -v promtool >/dev/null || need_install+=(prometheus)
   command -v iptables >/dev/null || need_install+=(iptables)
@@ -113,14 +129,16 @@ start_postgres() {
     mkdir -p "$work/pg"
     chown postgres "$work/pg"
     chmod 755 "$work"
-    local port=$(( 20000 + RANDOM % 20000 ))
-    log "starting a throwaway PostgreSQL on $work/pg (port $port)"
+    pg_port=$(( 20000 + RANDOM % 20000 ))
+    log "starting a throwaway PostgreSQL on $work/pg (port $pg_port)"
     runuser -u postgres -- "$pgbin/initdb" -D "$work/pg/data" -U postgres -A trust \
       --no-sync >"$work/initdb.log" 2>&1
     runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w \
-      -o "-k $work/pg -p $port -c listen_addresses= -c fsync=off" start >/dev/null
+      -o "-k $work/pg -p $pg_port -c listen_addresses= -c fsync=off ${PG_SERVER_OPTS:-}" \
+      start >/dev/null
     started_pg=1
-    export RTINSPECT_TEST_DATABASE_URL="host=$work/pg port=$port user=postgres dbname=postgres"
+    export RTINSPECT_TEST_DATABASE_URL="host=$work/pg port=$pg_port user=postgres dbname=postgres"
+    start_pgbouncer
   fi
 }
 
@@ -220,4 +238,37 @@ stop_podman() {
     done
   fi
   started_podman=""
+}
+
+# PgBouncer in front of the throwaway cluster. It refuses to run as root: it
+# runs as postgres, with its files in a directory that user owns.
+start_pgbouncer() {
+  unset RTINSPECT_TEST_PGBOUNCER_URL
+  command -v pgbouncer >/dev/null || return 0
+  local dir="$work/pgbouncer"
+  local port=$(( 40000 + RANDOM % 20000 ))
+  mkdir -p "$dir"
+  printf '"postgres" ""\n' >"$dir/userlist.txt"
+  {
+    printf '[databases]\n* = host=%s port=%s\n\n[pgbouncer]\n' "$work/pg" "$pg_port"
+    printf '%s\n' \
+      "listen_addr = 127.0.0.1" "listen_port = $port" "unix_socket_dir = $dir" \
+      "auth_type = trust" "auth_file = $dir/userlist.txt" "admin_users = postgres" \
+      "pidfile = $dir/pgbouncer.pid" "logfile = $dir/pgbouncer.log" \
+      "pool_mode = transaction" "default_pool_size = 2" "${PGBOUNCER_SETTINGS:-}"
+  } >"$dir/pgbouncer.ini"
+  chown -R postgres "$dir"
+  log "starting a throwaway PgBouncer on 127.0.0.1:$port (transaction pooling)"
+  if ! runuser -u postgres -- pgbouncer -d "$dir/pgbouncer.ini" >"$dir/start.out" 2>&1; then
+    log "PgBouncer did not start:"
+    cat "$dir/start.out" "$dir/pgbouncer.log" >&2 2>/dev/null || true
+    return 0
+  fi
+  started_pgbouncer=1
+  local url="host=127.0.0.1 port=$port user=postgres dbname=postgres sslmode=disable"
+  for _ in $(seq 1 50); do
+    psql -qAt "$url" -c 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  export RTINSPECT_TEST_PGBOUNCER_URL="$url"
 }

@@ -7,6 +7,7 @@ mod docker_client;
 mod documented;
 mod events;
 mod faults;
+mod fleets;
 mod listener;
 mod live_docker;
 mod notify;

@@ -1461,3 +1461,46 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// PgBouncer in transaction pooling mode in front of the test PostgreSQL:
+/// `RTINSPECT_TEST_PGBOUNCER_URL` (tests/services.sh starts one and sets
+/// it), or `None` with a note when unset and not demanded. Its admin console
+/// must confirm transaction pooling, so that a session-mode bouncer cannot
+/// pass for one.
+pub fn live_pgbouncer() -> Option<&'static str> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    let url = URL.get_or_init(|| {
+        let url = std::env::var("RTINSPECT_TEST_PGBOUNCER_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let mode = url.as_deref().and_then(|u| pgbouncer_setting(u, "pool_mode"));
+        if mode.is_none() {
+            assert!(
+                !live_required(),
+                "RTINSPECT_TEST_REQUIRE_LIVE is set but no PgBouncer answers at RTINSPECT_TEST_PGBOUNCER_URL={url:?}"
+            );
+            eprintln!("no PgBouncer: set RTINSPECT_TEST_PGBOUNCER_URL, or use tests/run.sh");
+            return None;
+        }
+        assert_eq!(mode.as_deref(), Some("transaction"), "PgBouncer's pool_mode");
+        url
+    });
+    if url.is_none() {
+        skipped("no PgBouncer");
+    }
+    url.as_deref()
+}
+
+/// A setting of the PgBouncer at `url`, from `SHOW CONFIG` on its admin
+/// console (the database `pgbouncer`, simple queries only).
+pub fn pgbouncer_setting(url: &str, key: &str) -> Option<String> {
+    let admin = url.replace("dbname=postgres", "dbname=pgbouncer");
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).ok()?;
+    let messages = client.simple_query("SHOW CONFIG").ok()?;
+    messages.into_iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some(key) => {
+            row.get(1).map(str::to_owned)
+        }
+        _ => None,
+    })
+}

@@ -195,6 +195,44 @@ option_table! {
         sink: None,
         help: "pg_notify channel; empty disables NOTIFY",
     }
+    /// `--host-column`: the records table's column naming each record's host.
+    HostColumn {
+        flag: "--host-column",
+        env: "RTINSPECT_HOST_COLUMN",
+        value_name: "COLUMN",
+        default: OptionDefault::Unset("off"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        sink: None,
+        help: "read only the records whose COLUMN is --host-id, for many hosts \
+               sharing one records table; events then carry host_id",
+    }
+    /// `--host-id`: this host's value in `--host-column`.
+    HostId {
+        flag: "--host-id",
+        env: "RTINSPECT_HOST_ID",
+        value_name: "ID",
+        default: OptionDefault::Unset("the hostname"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        sink: None,
+        help: "this host's value in --host-column (at most 255 bytes)",
+    }
+    /// `--older-than`: what `prune-events` deletes.
+    OlderThan {
+        flag: "--older-than",
+        env: "RTINSPECT_PRUNE_OLDER_THAN",
+        value_name: "DURATION",
+        default: OptionDefault::Unset("none (prune-events needs it)"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        sink: None,
+        help: "prune-events deletes the events recorded longer ago than this: \
+               12h, 30d (other commands ignore the variable and refuse the flag)",
+    }
     /// `--sink`: where events go.
     Sink {
         flag: "--sink",
@@ -353,7 +391,9 @@ Usage: rtinspect [COMMAND] [OPTIONS]
 Commands:
   run        Inspect every interval until SIGTERM or SIGINT (the default)
   once       Inspect once, wait until the events are delivered, exit
-  migrate    Create the records and events tables and the index if missing
+  migrate    Create the records and events tables and their indexes if missing
+  prune-events
+             Delete the events older than --older-than, 10,000 rows at a time
 
 Options (each also read from the environment variable shown; a flag wins, and
 an option the chosen mode does not use is an error):

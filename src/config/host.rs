@@ -1,0 +1,110 @@
+//! Host scoping, for fleets whose hosts share one records table: the column
+//! that names a record's host, and this host's id in it.
+//!
+//! The id defaults to the machine's hostname, which is asked of the kernel
+//! (`uname`) only when a command needs it, so that parsing stays free of
+//! outside calls. `uname` rather than `/proc/sys/kernel/hostname`: the
+//! shipped unit's `ProcSubset=pid` hides `/proc/sys`.
+
+use super::error::ConfigError;
+use super::raw::Given;
+
+/// Bound on a host id: a hostname is at most 253 bytes; 255 leaves room for
+/// an operator's own scheme without letting a value grow unbounded.
+pub const MAX_HOST_ID: usize = 255;
+
+/// Where this host's id comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostId {
+    /// `--host-id` or `RTINSPECT_HOST_ID`, validated.
+    Given(String),
+    /// The machine's hostname, read by [`HostId::resolve`].
+    Hostname,
+}
+
+impl HostId {
+    /// The id: the given one, or the machine's hostname, which must pass the
+    /// same checks (an empty hostname is an error naming `--host-id`).
+    pub fn resolve(&self) -> Result<String, ConfigError> {
+        match self {
+            HostId::Given(id) => Ok(id.clone()),
+            HostId::Hostname => {
+                let uname = rustix::system::uname();
+                let name = uname.nodename().to_string_lossy().into_owned();
+                check_host_id(&name).map_err(|why| {
+                    ConfigError::new(format!(
+                        "the hostname {name:?} cannot be the host id: {why}; set --host-id \
+                         or RTINSPECT_HOST_ID"
+                    ))
+                })?;
+                Ok(name)
+            }
+        }
+    }
+}
+
+/// Host scoping as configured: each host reads the records whose `column`
+/// holds its id, and writes its id into the events' `host_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostScope {
+    /// The records table's column naming the host (a plain identifier).
+    pub column: String,
+    /// This host's id.
+    pub id: HostId,
+}
+
+/// Why `id` cannot be a host id, if it cannot: it is a bind parameter, so
+/// any text is safe in SQL, but an empty one matches nothing useful, and a
+/// control character (NUL above all, which `text` refuses) is a mistake.
+pub(super) fn check_host_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("it is empty");
+    }
+    if id.len() > MAX_HOST_ID {
+        return Err("it is longer than 255 bytes");
+    }
+    if id.chars().any(char::is_control) {
+        return Err("it holds a control character");
+    }
+    Ok(())
+}
+
+/// `--host-id` as given.
+pub(super) fn host_id(given: &Given) -> Result<HostId, ConfigError> {
+    check_host_id(&given.value)
+        .map(|()| HostId::Given(given.value.clone()))
+        .map_err(|why| {
+            given.invalid(&format!(
+                "{why}; expected this host's value in --host-column, at most 255 bytes"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_table() {
+        let table = [
+            ("web-1", true),
+            ("é-ü", true),
+            (&"h".repeat(255) as &str, true),
+            (&"h".repeat(256), false),
+            ("", false),
+            ("a\0b", false),
+            ("a\nb", false),
+        ];
+        for (id, ok) in table {
+            assert_eq!(check_host_id(id).is_ok(), ok, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn the_hostname_resolves_to_the_kernels() {
+        let id = HostId::Hostname.resolve().unwrap();
+        let uname = rustix::system::uname();
+        assert_eq!(id, uname.nodename().to_string_lossy());
+        assert_eq!(HostId::Given("h".into()).resolve().unwrap(), "h");
+    }
+}
