@@ -420,6 +420,24 @@ fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
     Connector::new(db.clone()).map_err(|e| Failure::Usage(e.to_string()))
 }
 
+/// What the PostgreSQL adapters of one process are built with, made once:
+/// the connector (its CA file read) and this host's slice of the records.
+struct PgParts {
+    connector: Connector,
+    host: Option<HostFilter>,
+}
+
+/// The PostgreSQL parts in PostgreSQL mode, `None` in label mode.
+fn pg_parts(config: &Config) -> Result<Option<PgParts>, Failure> {
+    let Some(db) = &config.database else {
+        return Ok(None);
+    };
+    Ok(Some(PgParts {
+        connector: pg_connector(db)?,
+        host: host_filter(config)?,
+    }))
+}
+
 /// With host scoping, this host's slice of the records table, the hostname
 /// read now when no id is set (an unusable one is bad configuration).
 fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
@@ -436,13 +454,13 @@ fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
     }))
 }
 
-fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
-    Ok(match (config.sink, &config.database, &config.webhook) {
-        (SinkKind::Postgres, Some(db), _) => Box::new(PgSink::new(
-            pg_connector(db)?,
+fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink>, Failure> {
+    Ok(match (config.sink, pg, &config.webhook) {
+        (SinkKind::Postgres, Some(pg), _) => Box::new(PgSink::new(
+            pg.connector.clone(),
             config.events_table.clone(),
             config.notify_channel.clone(),
-            host_filter(config)?.map(|h| h.host_id),
+            pg.host.as_ref().map(|h| h.host_id.clone()),
         )),
         // The CA file is read now: a bad one is bad configuration.
         (SinkKind::Webhook, _, Some(webhook)) => {
@@ -467,25 +485,25 @@ fn build_sink(config: &Config) -> Result<Box<dyn EventSink>, Failure> {
 fn build_source(
     config: &Config,
     docker: &DockerClient,
-) -> Result<Box<dyn RecordSource + Send>, Failure> {
-    Ok(match &config.database {
+    pg: Option<&PgParts>,
+) -> Box<dyn RecordSource + Send> {
+    match pg {
         None => Box::new(LabelRecords::new(
             Box::new(docker.clone()),
             config.label.clone(),
         )),
-        Some(db) => {
-            let host = host_filter(config)?;
-            if let Some(h) = &host {
+        Some(pg) => {
+            if let Some(h) = &pg.host {
                 log::info!(column = h.column.as_str(), host_id = h.host_id.as_str();
                     "reading only this host's records");
             }
             Box::new(PgRecords::new(
-                pg_connector(db)?,
+                pg.connector.clone(),
                 config.records_table.clone(),
-                host,
+                pg.host.clone(),
             ))
         }
-    })
+    }
 }
 
 /// `rtinspect migrate`: creates what is missing and says what it did on stdout.
@@ -502,10 +520,18 @@ fn migrate(config: &Config) -> Result<(), Failure> {
         config.host_scope.as_ref().map(|s| s.column.as_str()),
     )
     .map_err(|e| Failure::Runtime(e.to_string()))?;
-    for step in steps {
-        println!("{step}");
-    }
-    Ok(())
+    let text: String = steps.iter().map(|s| format!("{s}\n")).collect();
+    print_out(&text)
+}
+
+/// `text` on stdout; a closed stdout is a failure to report, not a panic
+/// (as `println!` would make it).
+fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Runtime(format!("cannot write to stdout: {e}")))
 }
 
 /// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
@@ -617,8 +643,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     )
     .with_details(config.details);
     let events_client = docker.clone();
-    let source = build_source(config, &docker)?;
-    let sink = build_sink(config)?;
+    let pg = pg_parts(config)?;
+    let source = build_source(config, &docker, pg.as_ref());
+    let sink = build_sink(config, pg.as_ref())?;
     let rejects = Rejects::new(state.clone());
     let backlog = spooled(state.as_ref(), &rejects, &telemetry)?;
     let mut worker = Worker::new(
