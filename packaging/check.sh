@@ -25,7 +25,8 @@ targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 declare -A deb_arch=([x86_64-unknown-linux-musl]=amd64 [aarch64-unknown-linux-musl]=arm64)
 # The machine as file(1) names it.
 declare -A machine=([x86_64-unknown-linux-musl]=x86-64 [aarch64-unknown-linux-musl]="ARM aarch64")
-# What runs a binary of the target here (empty: natively).
+# What runs a binary of the target here (empty: natively; qemu user mode
+# needs no binfmt_misc registration).
 declare -A runner=([x86_64-unknown-linux-musl]="" [aarch64-unknown-linux-musl]=qemu-aarch64-static)
 host_target=x86_64-unknown-linux-musl
 version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
@@ -89,13 +90,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Runs a binary of target $1 here: natively, or under qemu user mode.
-run_on() {
-  local t=$1; shift
-  if [ -n "${runner[$t]}" ]; then "${runner[$t]}" "$@"; else "$@"; fi
-}
-
-# 1. The static binaries.
+# 1. The static binaries, in cargo's target directory (CARGO_TARGET_DIR or
+# ./target).
+target_dir=$(cargo metadata --locked --no-deps --format-version 1 |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$target_dir" ] || { fail "cargo metadata named no target directory"; exit 1; }
+binary() { printf '%s/%s/release/rtinspect' "$target_dir" "$1"; }
 for t in "${targets[@]}"; do
   start=$(date +%s)
   cargo build --release --locked --target "$t" --quiet
@@ -138,7 +138,8 @@ reported_sick() {
 # Static-pie (no interpreter, no libraries, loaded at a random address), full
 # RELRO, no executable stack, within the size budget, and it runs.
 check_binary() {
-  local t=$1 bin="target/$1/release/rtinspect" desc headers dynamic size out
+  local t=$1 bin desc headers dynamic size out
+  bin=$(binary "$t")
   desc=$(file -b "$bin")
   case "$desc" in
     *"${machine[$t]}"*"static-pie linked"*) pass "$t: $(printf '%s' "$desc" | cut -d, -f1-5)" ;;
@@ -162,7 +163,7 @@ check_binary() {
     fail "$t: binary size $size bytes is over the 3 MiB budget"
   fi
   summary+=("binary $t: $size bytes")
-  out=$(run_on "$t" "$bin" --version 2>&1 || true)
+  out=$(timeout 60 "${runner[$t]:-env}" "$bin" --version 2>&1 || true)
   [ "$out" = "rtinspect $version" ] && pass "$t: --version${runner[$t]:+ under ${runner[$t]}}" ||
     fail "$t: --version printed: $out"
   if [ -n "$sick" ]; then
@@ -235,9 +236,9 @@ check_deb() {
   mkdir -p "$work/x-$a"
   dpkg-deb -x "$deb" "$work/x-$a/data"
   dpkg-deb -e "$deb" "$work/x-$a/DEBIAN"
-  cmp -s "$work/x-$a/data/usr/bin/rtinspect" "target/$t/release/rtinspect" &&
+  cmp -s "$work/x-$a/data/usr/bin/rtinspect" "$(binary "$t")" &&
     pass "$a: /usr/bin/rtinspect is the binary checked above" ||
-    fail "$a: /usr/bin/rtinspect differs from target/$t/release/rtinspect"
+    fail "$a: /usr/bin/rtinspect differs from $(binary "$t")"
   # Against the first architecture's package: the same unit, conffile,
   # maintainer scripts and documents.
   ref="$work/x-${deb_arch[${targets[0]}]}"
@@ -312,7 +313,7 @@ check_image() {
   local run=(--rm --network none --platform "linux/$a" -v "$sock:/var/run/docker.sock"
     --group-add "$(stat -c %g "$sock")")
   mkdir -p "$ctx"
-  cp "target/$t/release/rtinspect" "$ctx/rtinspect"; cp packaging/Dockerfile "$ctx/"
+  cp "$(binary "$t")" "$ctx/rtinspect"; cp packaging/Dockerfile "$ctx/"
   if ! DOCKER_BUILDKIT=0 docker_ build -q --platform "linux/$a" -t "$tag" "$ctx" >/dev/null 2>"$work/build-$a.err"; then
     fail "$a: docker build: $(cat "$work/build-$a.err")"; return
   fi
@@ -330,7 +331,7 @@ check_image() {
   [ -n "$got" ] && tar -x -C "$layer/fs" -f "$layer/save/$got" || true
   layer="$layer/fs"
   if [ "$(cd "$layer" && find . ! -type d | sort)" = ./usr/bin/rtinspect ] &&
-     cmp -s "$layer/usr/bin/rtinspect" "target/$t/release/rtinspect"; then
+     cmp -s "$layer/usr/bin/rtinspect" "$(binary "$t")"; then
     pass "$a: the image holds the checked binary and nothing else"
   else
     fail "$a: the image's files: $(cd "$layer" && find . ! -type d | tr '\n' ' ')"
