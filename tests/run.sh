@@ -2,10 +2,14 @@
 # The whole test suite against real services.
 #
 # Installs what is missing (docker.io, busybox-static, postgresql, prometheus
-# for promtool; needs root and Debian's apt), starts a throwaway dockerd when
-# none answers and a throwaway PostgreSQL cluster (tests/services.sh), runs
-# `cargo test` and packaging/check.sh, and stops what it started. Extra
-# arguments go to `cargo test` (and skip the packaging checks).
+# for promtool, iptables, file; needs root and Debian's apt), starts a
+# throwaway dockerd when none answers and a throwaway PostgreSQL cluster
+# (tests/services.sh), runs `cargo test` and packaging/check.sh, and stops what
+# it started. packaging/check.sh installs what the packaging needs (lintian,
+# musl-tools, the aarch64 cross gcc, qemu-user-static, the musl targets,
+# cargo-deb: see there), builds and checks amd64 and arm64, and installs and
+# purges the amd64 .deb. Extra arguments go to `cargo test` (and skip the
+# packaging checks).
 #
 #   RTINSPECT_TEST_DOCKER_HOST   use this dockerd (unix:///path) instead
 #   RTINSPECT_TEST_REQUIRE_LIVE  fail, not skip, when a service is missing
