@@ -235,12 +235,13 @@ impl Worker {
             self.failed(Stage::Docker, &what, err);
         }
         self.listed = records;
-        if summary.skipped > 0 && !cancelled() {
-            if let Some(held) = self.service_warnings.allow("docker", Instant::now()) {
-                log::warn!(err = docker_error.as_deref().unwrap_or("");
+        if summary.skipped > 0
+            && !cancelled()
+            && let Some(held) = self.service_warnings.allow("docker", Instant::now())
+        {
+            log::warn!(err = docker_error.as_deref().unwrap_or("");
                     "Docker is not answering; skipped the {} remaining records of this tick{}",
                     summary.skipped, held_back(held));
-            }
         }
         Ok(summary)
     }
@@ -309,10 +310,10 @@ impl Worker {
         if !self.inspector.take_changed() {
             return;
         }
-        if let Err(e) = state.save_baselines(self.inspector.baselines()) {
-            if let Some(held) = self.service_warnings.allow("state", Instant::now()) {
-                log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
-            }
+        if let Err(e) = state.save_baselines(self.inspector.baselines())
+            && let Some(held) = self.service_warnings.allow("state", Instant::now())
+        {
+            log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
         }
     }
 }
@@ -381,13 +382,12 @@ impl RecordLog {
                 self.telemetry.inspect_error(e.kind());
                 // dockerd as a whole not answering is warned about once per
                 // tick, after it; one container's failure is that game's.
-                if !e.means_unreachable() {
-                    if let Some(held) = self
+                if !e.means_unreachable()
+                    && let Some(held) = self
                         .warnings
                         .allow(&per_game(game_id, "inspect"), Instant::now())
-                    {
-                        log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
-                    }
+                {
+                    log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
                 }
             }
             Outcome::Skipped(Skip::Shutdown | Skip::DockerDown) => {}

@@ -96,10 +96,10 @@ impl Notifier {
     }
 
     fn send(&self, message: &str) {
-        if let Some((socket, addr)) = &self.socket {
-            if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
-                log::debug!(err:% = e; "cannot notify systemd");
-            }
+        if let Some((socket, addr)) = &self.socket
+            && let Err(e) = socket.send_to_addr(message.as_bytes(), addr)
+        {
+            log::debug!(err:% = e; "cannot notify systemd");
         }
     }
 }

@@ -243,10 +243,10 @@ impl Publisher {
     /// Joins the thread if it has ended, re-raising its panic; a thread still
     /// blocked in the sink is left behind (the process is about to exit).
     pub fn join_if_ended(self) {
-        if self.thread.is_finished() {
-            if let Err(panic) = self.thread.join() {
-                std::panic::resume_unwind(panic);
-            }
+        if self.thread.is_finished()
+            && let Err(panic) = self.thread.join()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }

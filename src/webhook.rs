@@ -512,10 +512,11 @@ impl Lookup {
 
     fn addresses(&self, host_port: &str) -> io::Result<Vec<SocketAddr>> {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((key, at, addrs)) = cached.as_ref() {
-            if key == host_port && at.elapsed() < LOOKUP_TTL {
-                return Ok(addrs.clone());
-            }
+        if let Some((key, at, addrs)) = cached.as_ref()
+            && key == host_port
+            && at.elapsed() < LOOKUP_TTL
+        {
+            return Ok(addrs.clone());
         }
         let addrs: Vec<SocketAddr> = host_port.to_socket_addrs()?.collect();
         *cached = Some((host_port.to_owned(), Instant::now(), addrs.clone()));

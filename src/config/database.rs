@@ -133,22 +133,22 @@ pub(super) fn database(url: &Given, ca_option: Option<&Given>) -> Result<Databas
         }),
         (None, _) => None,
     };
-    if let Some(ca) = &ca_file {
-        if !ssl_mode.verifies() {
-            let default = if split.sslmode.is_none() {
-                " (the default)"
-            } else {
-                ""
-            };
-            return Err(ConfigError::new(format!(
-                "{} {:?} has no effect with sslmode {}{default}, which does not check the \
+    if let Some(ca) = &ca_file
+        && !ssl_mode.verifies()
+    {
+        let default = if split.sslmode.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        return Err(ConfigError::new(format!(
+            "{} {:?} has no effect with sslmode {}{default}, which does not check the \
                  server's certificate: set sslmode=verify-ca or verify-full in {source}, \
                  or remove it",
-                ca.named_by,
-                ca.path.display().to_string(),
-                ssl_mode.as_str(),
-            )));
-        }
+            ca.named_by,
+            ca.path.display().to_string(),
+            ssl_mode.as_str(),
+        )));
     }
     Ok(Database {
         config,

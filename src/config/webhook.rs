@@ -52,10 +52,10 @@ impl WebhookUrl {
         if let Some((_, p)) = host_port
             .rsplit_once(':')
             .filter(|_| !host_port.ends_with(']'))
+            && !p.is_empty()
+            && !p.parse::<u16>().is_ok_and(|p| p > 0)
         {
-            if !p.is_empty() && !p.parse::<u16>().is_ok_and(|p| p > 0) {
-                return Err("the port must be a number from 1 to 65535");
-            }
+            return Err("the port must be a number from 1 to 65535");
         }
         let port = authority
             .port_u16()

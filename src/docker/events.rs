@@ -178,10 +178,11 @@ impl EventsReader {
         if let Some(s) = &*self.stream.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
-        if self.ended.recv_timeout(STOP_WAIT).is_err() && self.thread.is_finished() {
-            if let Err(panic) = self.thread.join() {
-                std::panic::resume_unwind(panic);
-            }
+        if self.ended.recv_timeout(STOP_WAIT).is_err()
+            && self.thread.is_finished()
+            && let Err(panic) = self.thread.join()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }
