@@ -188,7 +188,10 @@ expected_files=$(printf '%s\n' \
   ./etc/default/rtinspect \
   ./usr/bin/rtinspect \
   ./usr/lib/systemd/system/rtinspect.service \
+  ./usr/lib/systemd/system/rtinspect-prune.service \
+  ./usr/lib/systemd/system/rtinspect-prune.timer \
   ./usr/share/doc/rtinspect/README \
+  ./usr/share/doc/rtinspect/examples/rtinspect.rules.yml \
   ./usr/share/doc/rtinspect/changelog.Debian.gz \
   ./usr/share/doc/rtinspect/copyright \
   ./usr/share/man/man1/rtinspect.1.gz | sort)
@@ -268,18 +271,29 @@ dpkg -i "$deb" >/dev/null 2>"$work/dpkg.err" || { cat "$work/dpkg.err" >&2; fail
   pass "installed: $(/usr/bin/rtinspect --version)" || fail "/usr/bin/rtinspect --version"
 getent passwd rtinspect >/dev/null && pass "system user rtinspect" || fail "no rtinspect user"
 unit=/usr/lib/systemd/system/rtinspect.service
-if verify=$(systemd-analyze verify "$unit" 2>&1); then
-  pass "systemd-analyze verify"
-else
-  # Without a running systemd, verify may only complain about the docker group
-  # or the missing docker.service; anything else is a unit error.
-  real=$(grep -v -e 'docker' -e 'postgresql' -e 'network-online' <<<"$verify" || true)
-  [ -z "$real" ] && pass "systemd-analyze verify (only outside units missing)" ||
-    fail "systemd-analyze verify: $verify"
-fi
+prune_units=(/usr/lib/systemd/system/rtinspect-prune.service /usr/lib/systemd/system/rtinspect-prune.timer)
+for u in "$unit" "${prune_units[@]}"; do
+  if verify=$(systemd-analyze verify "$u" 2>&1); then
+    pass "systemd-analyze verify $(basename "$u")"
+  else
+    # Without a running systemd, verify may only complain about the docker group
+    # or the missing docker.service; anything else is a unit error.
+    real=$(grep -v -e 'docker' -e 'postgresql' -e 'network-online' <<<"$verify" || true)
+    [ -z "$real" ] && pass "systemd-analyze verify $(basename "$u") (only outside units missing)" ||
+      fail "systemd-analyze verify $(basename "$u"): $verify"
+  fi
+done
 score=$(systemd-analyze security --offline=true "$unit" 2>/dev/null | tail -n 1 || true)
 say "security: $score"
 summary+=("exposure: ${score:-n/a}")
+score=$(systemd-analyze security --offline=true "${prune_units[0]}" 2>/dev/null | tail -n 1 || true)
+summary+=("exposure of rtinspect-prune.service: ${score:-n/a}")
+# The pruning timer ships disabled: one machine of a fleet enables it.
+if [ -e /etc/systemd/system/timers.target.wants/rtinspect-prune.timer ]; then
+  fail "rtinspect-prune.timer was enabled by the install"
+else
+  pass "rtinspect-prune.timer is installed disabled"
+fi
 
 echo "RTINSPECT_INTERVAL=42s" >> /etc/default/rtinspect
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb2" >/dev/null
@@ -295,7 +309,7 @@ mkdir -p /var/lib/rtinspect
 dpkg -P rtinspect >/dev/null
 installed=""
 left=()
-for f in /usr/bin/rtinspect /etc/default/rtinspect "$unit" /usr/share/doc/rtinspect /var/lib/rtinspect; do
+for f in /usr/bin/rtinspect /etc/default/rtinspect "$unit" "${prune_units[@]}" /usr/share/doc/rtinspect /var/lib/rtinspect; do
   [ -e "$f" ] && left+=("$f")
 done
 getent passwd rtinspect >/dev/null && left+=("user rtinspect")
