@@ -1,11 +1,14 @@
 //! A fake Docker engine for benchmarks: serves N labelled, healthy containers
 //! on a Unix socket, answering inspect with a real ~5 KB body captured from
 //! dockerd 20.10 (`inspect.json`), keep-alive, `Content-Length` framing.
+//! `GET /v1.41/events` answers like a dockerd where nothing happens: a
+//! chunked 200 that sends no event and stays open until the client leaves,
+//! so that a footprint with the events stream on holds its real connection.
 //!
 //! Usage: fake_engine SOCKET N
 //! Prints `ready` on stdout once listening; runs until killed.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 
@@ -78,6 +81,10 @@ fn serve(conn: UnixStream, engine: &Engine) {
                 break;
             }
         }
+        if path.contains("/events") {
+            silent_events(&mut reader, &mut out);
+            return;
+        }
         let (status, body) = answer(&path, engine);
         let head = format!(
             "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -87,6 +94,17 @@ fn serve(conn: UnixStream, engine: &Engine) {
             return;
         }
     }
+}
+
+/// A subscription to a dockerd where nothing happens: the head, then no
+/// chunk at all, until the client closes the connection.
+fn silent_events(reader: &mut BufReader<UnixStream>, out: &mut UnixStream) {
+    let head = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let mut ignored = [0u8; 512];
+    while matches!(reader.read(&mut ignored), Ok(n) if n > 0) {}
 }
 
 fn answer(path: &str, engine: &Engine) -> (&'static str, Vec<u8>) {
