@@ -8,6 +8,7 @@
 //! is spooled, and the process exits without waiting for a thread that is
 //! still blocked in a call.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -142,14 +143,17 @@ impl Worker {
 
     /// One tick: lists the records and runs the tick core over them, logging
     /// and counting each outcome and handing each event to `emit`. A listing
-    /// failure ends the tick untouched. `cancelled` is asked between records.
+    /// failure ends the tick untouched. Between records, `cancelled` is asked,
+    /// and each Docker event `pending` has queued is taken at once (a tick of
+    /// many records must not hold up a failure it has already passed).
     pub fn tick(
         &mut self,
         cancelled: &dyn Fn() -> bool,
+        pending: &mut dyn FnMut() -> Option<ContainerEvent>,
         emit: &mut dyn FnMut(HealthEvent),
     ) -> Result<Summary, RecordError> {
         let started = Instant::now();
-        let result = self.tick_inner(cancelled, emit);
+        let result = self.tick_inner(cancelled, pending, emit);
         self.save_baselines();
         self.telemetry.tick_duration.observe(started.elapsed());
         self.telemetry.ticks.fetch_add(1, Relaxed);
@@ -162,6 +166,7 @@ impl Worker {
     fn tick_inner(
         &mut self,
         cancelled: &dyn Fn() -> bool,
+        pending: &mut dyn FnMut() -> Option<ContainerEvent>,
         emit: &mut dyn FnMut(HealthEvent),
     ) -> Result<Summary, RecordError> {
         let records = match self.source.records() {
@@ -199,12 +204,29 @@ impl Worker {
             records: log,
             ..
         } = self;
+        // Both callbacks log and emit, never at the same time.
+        let log = RefCell::new(log);
+        let emit = RefCell::new(emit);
         tick::tick(
             inspector,
             &records,
             &**docker,
             &SystemTime::now,
-            cancelled,
+            &mut |inspector| {
+                while let Some(event) = pending() {
+                    let mut log = log.borrow_mut();
+                    let mut emit = emit.borrow_mut();
+                    take_event(
+                        inspector,
+                        &records,
+                        &**docker,
+                        &mut log,
+                        &event,
+                        &mut **emit,
+                    );
+                }
+                cancelled()
+            },
             &mut |record, outcome| {
                 summary.count(&outcome);
                 match outcome.reached_docker() {
@@ -216,7 +238,8 @@ impl Worker {
                     }
                     None => {}
                 }
-                log.handle(record, outcome, emit);
+                log.borrow_mut()
+                    .handle(record, outcome, &mut **emit.borrow_mut());
             },
         );
 
@@ -262,30 +285,7 @@ impl Worker {
             listed,
             ..
         } = self;
-        // A record names its container by full id, short id or name; the
-        // baseline holds the full id its last inspect answered with.
-        let concerned = listed.iter().find(|r| {
-            let c = r.container_id.trim_start_matches('/');
-            (c.len() >= 12 && event.id.starts_with(c))
-                || event.name.as_deref() == Some(c)
-                || inspector
-                    .baseline(&r.game_id)
-                    .is_some_and(|b| b.container_id == event.id)
-        });
-        let Some(record) = concerned else {
-            log::trace!(container_id = event.id.as_str(); "Docker event for another container: {}", event.action);
-            return None;
-        };
-        log::debug!(game_id = record.game_id.as_str(), container_id = event.id.as_str();
-            "Docker event: {}", event.action);
-        let outcome = tick::inspect(inspector, record, &**docker, &SystemTime::now);
-        let reported = matches!(outcome, Outcome::Event(..));
-        let prompted_at = event.at;
-        log.handle(record, outcome, &mut |mut e: HealthEvent| {
-            e.prompted_at = Some(prompted_at);
-            emit(e)
-        });
-        Some(reported)
+        take_event(inspector, listed, &**docker, log, event, emit)
     }
 
     fn unreachable_docker(&self) -> String {
@@ -393,6 +393,43 @@ impl RecordLog {
             Outcome::Skipped(Skip::Shutdown | Skip::DockerDown) => {}
         }
     }
+}
+
+/// Inspects the record among `records` that a Docker event concerns, if
+/// any, and logs and publishes the outcome, the event dated from the Docker
+/// event's time for the detection latency. `Some(true)` when it led to a
+/// health event; `None` when no record is concerned.
+fn take_event(
+    inspector: &mut Inspector,
+    records: &[RuntimeRecord],
+    docker: &dyn ContainerInspector,
+    log: &mut RecordLog,
+    event: &ContainerEvent,
+    emit: &mut dyn FnMut(HealthEvent),
+) -> Option<bool> {
+    // A record names its container by full id, short id or name; the
+    // baseline holds the full id its last inspect answered with.
+    let concerned = records.iter().find(|r| {
+        let c = r.container_id.trim_start_matches('/');
+        (c.len() >= 12 && event.id.starts_with(c))
+            || event.name.as_deref() == Some(c)
+            || inspector
+                .baseline(&r.game_id)
+                .is_some_and(|b| b.container_id == event.id)
+    });
+    let Some(record) = concerned else {
+        log::trace!(container_id = event.id.as_str(); "Docker event for another container: {}", event.action);
+        return None;
+    };
+    log::debug!(game_id = record.game_id.as_str(), container_id = event.id.as_str();
+        "Docker event: {}", event.action);
+    let outcome = tick::inspect(inspector, record, docker, &SystemTime::now);
+    let reported = matches!(outcome, Outcome::Event(..));
+    log.handle(record, outcome, &mut |mut e: HealthEvent| {
+        e.prompted_at = Some(event.at);
+        emit(e)
+    });
+    Some(reported)
 }
 
 /// The warning cause of one game: the game id, a NUL, the cause.
@@ -882,7 +919,16 @@ fn inspect_loop(
         if resync || overflowed || Instant::now() >= next_tick {
             resync = false;
             let started = Instant::now();
-            let result = worker.tick(&cancelled, &mut emit);
+            // Docker events that arrive during the tick are taken between
+            // its records; a resubscription means another full tick after.
+            let mut pending = || loop {
+                match nudges.try_recv() {
+                    Ok(Nudge::Container(e)) => return Some(e),
+                    Ok(Nudge::Resync) => resync = true,
+                    Err(_) => return None,
+                }
+            };
+            let result = worker.tick(&cancelled, &mut pending, &mut emit);
             report_tick(worker, &result, started, &mut last, turns);
             if turns.once {
                 return result
@@ -1032,8 +1078,46 @@ mod tests {
 
     fn tick(w: &mut Worker) -> (Result<Summary, RecordError>, Vec<HealthEvent>) {
         let mut events = Vec::new();
-        let r = w.tick(&|| false, &mut |e| events.push(e));
+        let r = w.tick(&|| false, &mut || None, &mut |e| events.push(e));
         (r, events)
+    }
+
+    #[test]
+    fn a_docker_event_during_a_tick_is_taken_between_its_records() {
+        let records = FakeRecords::new(vec![
+            RuntimeRecord::new("g-a", "ca"),
+            RuntimeRecord::new("g-b", "cb"),
+        ]);
+        let docker = FakeDocker::new().default_answer(Answer::running(A, 0, ""));
+        let (mut w, _) = worker(&records, &docker);
+        tick(&mut w).0.unwrap();
+        // During the next tick, after g-a's look, g-a's container restarts.
+        let mut calls = 0;
+        let docker_in = docker.clone();
+        let mut pending = || {
+            calls += 1;
+            (calls == 2).then(|| {
+                docker_in.set("ca", Answer::running(A, 1, ""));
+                ContainerEvent {
+                    id: A.into(),
+                    name: None,
+                    action: "die".into(),
+                    at: SystemTime::UNIX_EPOCH,
+                }
+            })
+        };
+        let mut events = Vec::new();
+        w.tick(&|| false, &mut pending, &mut |e| events.push(e))
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].game_id, "g-a");
+        assert_eq!(events[0].restart_count, 1);
+        assert_eq!(events[0].prompted_at, Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(
+            docker.asked(),
+            vec!["ca", "cb", "ca", "ca", "cb"],
+            "the event's record was inspected before the tick went on"
+        );
     }
 
     #[test]

@@ -155,20 +155,23 @@ pub fn validate(record: &RuntimeRecord) -> Result<(), Invalid> {
 
 /// One tick over a freshly listed `records`: forgets the baselines of games no
 /// longer listed, then inspects each record in order and hands its outcome to
-/// `report`. `cancelled` is asked between records; `clock` dates the events.
+/// `report`. `between` is called before each record with the baselines, so
+/// that the caller can inspect at once, with [`inspect`], a record a Docker
+/// event points at rather than wait for the tick to end; it returns true to
+/// stop the tick (shutdown). `clock` dates the events.
 pub fn tick(
     inspector: &mut Inspector,
     records: &[RuntimeRecord],
     docker: &dyn ContainerInspector,
     clock: &dyn Fn() -> SystemTime,
-    cancelled: &dyn Fn() -> bool,
+    between: &mut dyn FnMut(&mut Inspector) -> bool,
     report: &mut dyn FnMut(&RuntimeRecord, Outcome),
 ) {
     inspector.prune(records);
     let mut timeouts_in_a_row = 0;
     let mut given_up: Option<Skip> = None;
     for record in records {
-        if given_up.is_none() && cancelled() {
+        if given_up.is_none() && between(inspector) {
             given_up = Some(Skip::Shutdown);
         }
         if let Some(skip) = given_up {
@@ -259,7 +262,7 @@ mod tests {
                     records,
                     docker,
                     &clock,
-                    &|| false,
+                    &mut |_| false,
                     &mut |r, o| got.push(format!("{}: {}", r.game_id, short(&o))),
                 );
                 got
@@ -365,10 +368,10 @@ mod tests {
     fn shutdown_is_checked_between_records() {
         let docker = FakeDocker::new().default_answer(Answer::running(A, 0, ""));
         let records = [rec("a", "c1"), rec("b", "c2"), rec("c", "c3")];
-        let asked = std::cell::Cell::new(0);
-        let cancelled = || {
-            asked.set(asked.get() + 1);
-            asked.get() > 1
+        let mut asked = 0;
+        let mut cancelled = |_: &mut Inspector| {
+            asked += 1;
+            asked > 1
         };
         let mut got = Vec::new();
         tick(
@@ -376,7 +379,7 @@ mod tests {
             &records,
             &docker,
             &clock,
-            &cancelled,
+            &mut cancelled,
             &mut |r, o| got.push(format!("{}: {}", r.game_id, short(&o))),
         );
         assert_eq!(

@@ -54,7 +54,9 @@ pub fn test_worker(source: Box<dyn RecordSource + Send>, docker: DockerClient) -
 /// Runs one tick, collecting its events.
 pub fn tick(w: &mut Worker) -> (Summary, Vec<HealthEvent>) {
     let mut events = Vec::new();
-    let summary = w.tick(&|| false, &mut |e| events.push(e)).unwrap();
+    let summary = w
+        .tick(&|| false, &mut || None, &mut |e| events.push(e))
+        .unwrap();
     (summary, events)
 }
 
