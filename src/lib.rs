@@ -6,10 +6,11 @@
 //! baselines, `tick` every decision of a tick. Each outside system has one
 //! module: `docker` (dockerd), `records` and `postgres` (wherever the list of
 //! runtimes lives), `sink`, `postgres` and `webhook` (where events go),
-//! `state` (the state directory), `notify` (systemd). `publisher` runs the
-//! sink on a thread of its own; `daemon` wires everything into threads and
-//! channels, logs and counts; `metrics` serves the counters of `telemetry`.
-//! There is no async runtime in this crate.
+//! `state` (the state directory), `tls` (trusted CAs), `notify` (systemd).
+//! `publisher` runs the sink on a thread of its own; `worker` is the shell of
+//! I/O around the tick core (it logs and counts what the core decides);
+//! `daemon` wires everything into threads and channels; `metrics` serves the
+//! counters of `telemetry`. There is no async runtime in this crate.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -38,3 +39,4 @@ pub mod telemetry;
 pub mod tick;
 pub mod tls;
 pub mod webhook;
+pub mod worker;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtinspect::daemon::Worker;
 use rtinspect::docker::DockerClient;
 use rtinspect::event::HealthEvent;
 use rtinspect::inspector::RuntimeRecord;
 use rtinspect::records::{RecordError, RecordSource};
 use rtinspect::telemetry::Telemetry;
 use rtinspect::tick::Summary;
+use rtinspect::worker::Worker;
 
 use crate::util::{FakeEngine, Reply, hex_id, inspect_body};
 
