@@ -372,6 +372,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             shutdown: shutdown.clone(),
             notifier: notifier.clone(),
             nudges,
+            outbox: outbox.clone(),
         },
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
@@ -381,8 +382,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         recv(shutdown.receiver()) -> _ => {},
         recv(inspector.ended) -> _ => {},
     }
-    notifier.stopping();
     trigger.trigger();
+    notifier.stopping();
     let deadline = Instant::now() + DRAIN;
 
     // The inspector stops between two records; a call it is blocked in is
@@ -433,6 +434,8 @@ struct Turns {
     notifier: Arc<Notifier>,
     /// Docker's events, when the events stream is on.
     nudges: Option<Nudges>,
+    /// Where `once` puts what does not fit in the queue before the drain ends.
+    outbox: Arc<Outbox>,
 }
 
 /// The inspector's end of the events stream.
@@ -447,6 +450,9 @@ pub struct Nudges {
 /// looked healthy is inspected again: Podman 4.3 sends the event while its
 /// probe runs, before it records the verdict (containers/podman#19245).
 const HEALTH_RECHECK: Duration = Duration::from_secs(1);
+
+/// The least time between two full ticks that resyncs ask for.
+const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
 
 /// Re-inspections waiting at most; past that a tick catches up.
 const RECHECKS_MAX: usize = 256;
@@ -487,10 +493,15 @@ fn inspect_loop(
     turns: &Turns,
 ) -> Result<(), Failure> {
     let telemetry = worker.telemetry().clone();
+    let once_deadline = Instant::now() + DRAIN;
     let mut emit = |e: HealthEvent| {
         if turns.once {
-            // `once` has no next tick to protect: it waits for queue room rather than drop.
-            let _ = events.send(e);
+            // `once` has no next tick to protect: it waits for queue room
+            // rather than drop, but not past the drain (a sink that is down
+            // and more events than the queue holds): then into the spool.
+            if let Err(e) = events.send_deadline(e, once_deadline) {
+                turns.outbox.push_back(e.into_inner());
+            }
         } else {
             publisher::offer(events, e, &telemetry);
         }
@@ -513,15 +524,23 @@ fn inspect_loop(
         std::collections::VecDeque::new();
     let mut last: Option<Summary> = None;
     let mut next_tick = Instant::now();
+    let mut last_started: Option<Instant> = None;
     let mut resync = false;
     loop {
         let overflowed = turns
             .nudges
             .as_ref()
             .is_some_and(|n| n.overflow.swap(false, Relaxed));
-        if resync || overflowed || Instant::now() >= next_tick {
+        if resync || overflowed {
+            // A full tick at once, but not more than one a second, however
+            // often the stream breaks or overflows.
             resync = false;
+            let soonest = last_started.map_or(Instant::now(), |t| t + MIN_RESYNC_GAP);
+            next_tick = next_tick.min(soonest);
+        }
+        if Instant::now() >= next_tick {
             let started = Instant::now();
+            last_started = Some(started);
             // Docker events that arrive during the tick are taken between
             // its records; a resubscription means another full tick after.
             let mut pending = || loop {

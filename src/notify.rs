@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// record, and a thousand datagrams a tick would be noise.
 const WATCHDOG_THROTTLE: Duration = Duration::from_secs(1);
 
+/// The shortest watchdog period honoured.
+const MIN_WATCHDOG: Duration = Duration::from_millis(200);
+
 /// The link to systemd's notify socket, if there is one.
 #[derive(Debug, Default)]
 pub struct Notifier {
@@ -36,15 +39,20 @@ impl Notifier {
         let socket = env("NOTIFY_SOCKET").and_then(|path| {
             let addr = address(&path)?;
             let socket = UnixDatagram::unbound().ok()?;
+            // A send to a socket whose queue is full (a busy or stuck PID 1:
+            // its queue is every unit's) must never block the loop or the
+            // exit: a datagram that does not fit is dropped.
+            socket.set_nonblocking(true).ok()?;
             Some((socket, addr))
         });
         let ours = env("WATCHDOG_PID")
             .is_none_or(|pid| pid.to_str() == Some(&std::process::id().to_string()));
+        // A watchdog needs a socket to be fed through; and a period below
+        // 200 ms would turn the loop into a busy one.
         let watchdog = env("WATCHDOG_USEC")
-            .filter(|_| ours)
+            .filter(|_| ours && socket.is_some())
             .and_then(|v| v.to_str()?.parse::<u64>().ok())
-            .filter(|usec| *usec > 0)
-            .map(Duration::from_micros);
+            .map(|usec| Duration::from_micros(usec).max(MIN_WATCHDOG));
         Notifier {
             socket,
             watchdog,
@@ -188,14 +196,43 @@ mod tests {
     }
 
     #[test]
-    fn a_watchdog_meant_for_another_pid_is_ignored() {
-        let n = Notifier::from_env(&env(&[("WATCHDOG_USEC", "1000000"), ("WATCHDOG_PID", "1")]));
+    fn a_watchdog_meant_for_another_pid_or_without_a_socket_is_ignored() {
+        let sock = "@rtinspect-notify-watchdog-test";
+        let n = Notifier::from_env(&env(&[
+            ("NOTIFY_SOCKET", sock),
+            ("WATCHDOG_USEC", "1000000"),
+            ("WATCHDOG_PID", "1"),
+        ]));
         assert_eq!(n.watchdog_every(), None);
         let ours = std::process::id().to_string();
         let n = Notifier::from_env(&env(&[
+            ("NOTIFY_SOCKET", sock),
             ("WATCHDOG_USEC", "1000000"),
             ("WATCHDOG_PID", &ours),
         ]));
         assert_eq!(n.watchdog_every(), Some(Duration::from_millis(500)));
+        let n = Notifier::from_env(&env(&[("WATCHDOG_USEC", "1000000")]));
+        assert_eq!(n.watchdog_every(), None, "no socket to feed it through");
+        let n = Notifier::from_env(&env(&[("NOTIFY_SOCKET", sock), ("WATCHDOG_USEC", "2")]));
+        assert_eq!(
+            n.watchdog_every(),
+            Some(Duration::from_millis(100)),
+            "no busy loop"
+        );
+    }
+
+    #[test]
+    fn a_full_notify_queue_never_blocks() {
+        let name = format!("rtinspect-notify-full-{}", std::process::id());
+        use std::os::linux::net::SocketAddrExt;
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        // Bound and never read: its queue fills after a few datagrams.
+        let _systemd = UnixDatagram::bind_addr(&addr).unwrap();
+        let n = Notifier::from_env(&env(&[("NOTIFY_SOCKET", &format!("@{name}"))]));
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            n.status("a status line that nobody reads");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

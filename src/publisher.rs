@@ -80,6 +80,12 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Adds an event behind the backlog, for one that the queue had no room
+    /// for in time; the publisher takes the backlog before the queue.
+    pub fn push_back(&self, event: HealthEvent) {
+        self.slot().backlog.push_back(event);
+    }
+
     /// Stops delivery and returns every event not yet delivered, in order: the
     /// one in flight, the backlog, the queue. The publisher ends at its next
     /// step; an event it is handing to the sink right now may still arrive

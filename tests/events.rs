@@ -480,3 +480,50 @@ fn real_dockerd_kills_exits_and_unhealthy_checks_are_seen_within_a_second() {
     assert_eq!(printed(&out).len(), 3, "{:?}", printed(&out));
     stop(child, &err);
 }
+
+#[test]
+fn a_stream_that_breaks_at_once_backs_off_and_ticks_at_most_once_a_second() {
+    let engine = FakeEngine::start(|path| {
+        if path.contains("/events?") {
+            // A 200 whose chunked body is broken from its first byte.
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec())
+        } else if path.contains("/containers/json?") {
+            Reply::Json(
+                200,
+                format!(
+                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
+                    hex_id(1)
+                ),
+            )
+        } else {
+            Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
+        }
+    });
+    let mut child = bin()
+        .args(["run", "--interval", "1h", "--docker-host"])
+        .arg(engine.docker_host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = StderrLines::of(&mut child);
+    let child = Daemon(Some(child));
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = engine.requests();
+    let subscriptions = requests.iter().filter(|p| p.contains("/events?")).count();
+    let lists = requests
+        .iter()
+        .filter(|p| p.contains("/containers/json?"))
+        .count();
+    eprintln!("in 5 s: {subscriptions} subscriptions, {lists} ticks");
+    // 100 ms doubling: 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, then 3.2 s.
+    assert!((3..=7).contains(&subscriptions), "{subscriptions}");
+    assert!(lists <= 6, "at most one full tick a second: {lists}");
+    let warnings = err
+        .lines()
+        .iter()
+        .filter(|l| l.contains("Docker events stream broken"))
+        .count();
+    assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
+    stop(child, &err);
+}

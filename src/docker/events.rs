@@ -323,29 +323,45 @@ fn subscribe(
     };
     // Subscribed: whatever happened while not subscribed is caught by a full
     // tick, and a break from now on resumes at least from here.
-    backoff.reset();
     last_event.get_or_insert_with(SystemTime::now);
     *subscribed = true;
-    if *warned {
-        *warned = false;
-        log::info!("Docker events stream subscribed again");
-    }
     offer(parts, Nudge::Resync);
+    // The backoff and the warning start afresh only once the stream has
+    // proved itself (an event, or a silence whose ping was answered): a
+    // stream that breaks at once must not reconnect, and tick, in a loop.
+    let mut proven = false;
+    let mut prove = |backoff: &mut Backoff, warned: &mut bool| {
+        if !proven {
+            proven = true;
+            backoff.reset();
+            if *warned {
+                *warned = false;
+                log::info!("Docker events stream subscribed again");
+            }
+        }
+    };
     let mut line = Vec::with_capacity(1024);
     loop {
-        line.clear();
         match read_line(&mut body, &mut line) {
-            Ok(0) => {
+            Ok(Got::End) => {
                 return Break::Stream(DockerError::Transport(
                     "the events stream ended (dockerd stopping or restarting)".into(),
                 ));
             }
-            Ok(_) => {
+            Ok(Got::Line) => {
                 if let Some(event) = decode_event(&line) {
                     *last_event = Some(event.at);
                     parts.counters.event(event.action_label());
                     offer(parts, Nudge::Container(event));
+                    prove(backoff, warned);
                 }
+                line.clear();
+            }
+            Ok(Got::Skipped) => {
+                log::warn!(
+                    "skipped a Docker event line over {LINE_LIMIT} bytes; a tick will catch up"
+                );
+                offer(parts, Nudge::Resync);
             }
             Err(e) if stop.load(Relaxed) => {
                 let _ = e;
@@ -356,6 +372,7 @@ fn subscribe(
                 if let Err(e) = parts.client.ping() {
                     return Break::Stream(e);
                 }
+                prove(backoff, warned);
             }
             Err(e) => return Break::Stream(DockerError::Transport(Box::new(e))),
         }
@@ -464,23 +481,49 @@ fn read_head(stream: UnixStream, parts: &ReaderParts) -> Result<Body, DockerErro
     })
 }
 
-/// Reads one line (without its newline) into `line`, refusing one longer
-/// than [`LINE_LIMIT`]; `Ok(0)` at the end of the stream.
-fn read_line(body: &mut Body, line: &mut Vec<u8>) -> io::Result<usize> {
-    let n = body
-        .as_mut()
-        .take(LINE_LIMIT as u64 + 1)
-        .read_until(b'\n', line)?;
-    if n > LINE_LIMIT {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("an event line over {LINE_LIMIT} bytes"),
-        ));
-    }
+/// What one read of the stream gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    /// A whole line is in the buffer, without its newline.
+    Line,
+    /// A line over [`LINE_LIMIT`] was read past and dropped.
+    Skipped,
+    /// The stream ended.
+    End,
+}
+
+/// Reads on into `line` (which may hold the start of a line a timeout cut)
+/// until it holds a whole line. A line over [`LINE_LIMIT`] (a container whose
+/// labels are huge) is read past to its newline and dropped, so that the
+/// stream goes on rather than break and replay the same line for ever.
+fn read_line(body: &mut Body, line: &mut Vec<u8>) -> io::Result<Got> {
+    let room = (LINE_LIMIT + 1).saturating_sub(line.len()) as u64;
+    body.as_mut().take(room).read_until(b'\n', line)?;
     if line.last() == Some(&b'\n') {
         line.pop();
+        return Ok(Got::Line);
     }
-    Ok(n)
+    if line.len() <= LINE_LIMIT {
+        // Neither a newline nor the limit: the end of the stream.
+        return Ok(Got::End);
+    }
+    line.clear();
+    loop {
+        let buf = body.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(Got::End);
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                body.consume(i + 1);
+                return Ok(Got::Skipped);
+            }
+            None => {
+                let n = buf.len();
+                body.consume(n);
+            }
+        }
+    }
 }
 
 /// HTTP/1.1 chunked transfer coding, decoded as a plain byte stream.
@@ -680,17 +723,29 @@ mod tests {
         let body = b"4\r\n{\"a\"\r\n3\r\n:1}\r\n1\r\n\n\r\n0\r\n\r\n";
         let mut reader: Body = Box::new(BufReader::new(Chunked::new(BufReader::new(&body[..]))));
         let mut line = Vec::new();
-        assert_eq!(read_line(&mut reader, &mut line).unwrap(), 8);
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), Got::Line);
         assert_eq!(line, b"{\"a\":1}");
         line.clear();
-        assert_eq!(read_line(&mut reader, &mut line).unwrap(), 0);
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), Got::End);
     }
 
     #[test]
-    fn an_endless_line_is_refused() {
-        let long = vec![b'x'; LINE_LIMIT + 10];
-        let mut reader: Body = Box::new(BufReader::new(std::io::Cursor::new(long)));
+    fn an_overlong_line_is_read_past_and_the_next_one_read() {
+        let mut bytes = vec![b'x'; LINE_LIMIT * 3];
+        bytes.extend_from_slice(b"\nnext\n");
+        let mut reader: Body = Box::new(BufReader::new(std::io::Cursor::new(bytes)));
         let mut line = Vec::new();
-        assert!(read_line(&mut reader, &mut line).is_err());
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), Got::Skipped);
+        assert!(line.is_empty());
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), Got::Line);
+        assert_eq!(line, b"next");
+    }
+
+    #[test]
+    fn a_line_cut_by_a_timeout_is_read_on_not_lost() {
+        let mut line = b"{\"Type\":".to_vec();
+        let mut reader: Body = Box::new(BufReader::new(&b"\"container\"}\n"[..]));
+        assert_eq!(read_line(&mut reader, &mut line).unwrap(), Got::Line);
+        assert_eq!(line, b"{\"Type\":\"container\"}");
     }
 }
