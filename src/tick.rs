@@ -21,8 +21,11 @@ use crate::inspector::{Inspector, Reason, RuntimeRecord};
 /// which PostgreSQL caps below 8000 bytes.
 pub const MAX_GAME_ID_BYTES: usize = 256;
 
-/// After this many timeouts in a row dockerd is taken to be hung and the rest
-/// of the tick is skipped: a tick costs a few timeouts, not one per record.
+/// After this many timeouts in a row dockerd is asked `/_ping`: when it does
+/// not answer either, it is taken to be hung and the rest of the tick is
+/// skipped (a tick costs a few timeouts, not one per record); when it does,
+/// the timeouts were those containers' own (an inspect waits on the
+/// container's lock, which a stuck container can hold) and the tick goes on.
 pub const TIMEOUTS_BEFORE_GIVING_UP: usize = 3;
 
 /// Why a record is refused before any request is made.
@@ -184,9 +187,18 @@ pub fn tick(
             Outcome::Invalid(_) => {}
             _ => timeouts_in_a_row = 0,
         }
-        let unreachable = matches!(outcome, Outcome::Failed(DockerError::Unreachable { .. }));
-        if unreachable || timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
+        let unreachable = matches!(
+            outcome,
+            Outcome::Failed(DockerError::Unreachable { .. } | DockerError::ConnectTimeout { .. })
+        );
+        if unreachable {
             given_up = Some(Skip::DockerDown);
+        } else if timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
+            if docker.ping().is_ok() {
+                timeouts_in_a_row = 0;
+            } else {
+                given_up = Some(Skip::DockerDown);
+            }
         }
         report(record, outcome);
     }
@@ -321,8 +333,9 @@ mod tests {
     }
 
     #[test]
-    fn three_timeouts_in_a_row_skip_the_rest_of_the_tick() {
+    fn three_timeouts_in_a_row_and_no_ping_skip_the_rest_of_the_tick() {
         let docker = FakeDocker::new().default_answer(Answer::Timeout);
+        docker.set_ping(Some(Answer::Timeout));
         let records: Vec<_> = (0..6).map(|i| rec(&format!("g{i}"), "c1")).collect();
         assert_eq!(
             check(&records, &docker),
@@ -333,6 +346,30 @@ mod tests {
                 "g3: skipped docker",
                 "g4: skipped docker",
                 "g5: skipped docker",
+            ]
+        );
+    }
+
+    #[test]
+    fn containers_that_hang_while_dockerd_answers_its_ping_hide_no_other() {
+        let docker = FakeDocker::new()
+            .answer("ok", Answer::status(A, 0, "exited"))
+            .default_answer(Answer::Timeout);
+        let records = [
+            rec("a", "t1"),
+            rec("b", "t2"),
+            rec("c", "t3"),
+            rec("d", "t4"),
+            rec("e", "ok"),
+        ];
+        assert_eq!(
+            check(&records, &docker),
+            vec![
+                "a: failed timeout",
+                "b: failed timeout",
+                "c: failed timeout",
+                "d: failed timeout",
+                "e: event exited not_running",
             ]
         );
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::docker::ContainerInspector;
+use crate::docker::{ContainerInspector, DockerError};
 use crate::docker::events::ContainerEvent;
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
@@ -218,9 +218,10 @@ impl Worker {
             },
         );
 
-        // With no answer from any record (no records, or only invalid ones),
-        // dockerd's `/_ping` says whether it can be reached.
-        if !reached && docker_error.is_none() && summary.skipped == 0 {
+        // With no answer from any record (no records, only invalid ones, or
+        // only inspects that hung), dockerd's `/_ping` says whether it can
+        // be reached.
+        if !reached {
             match self.docker.ping() {
                 Ok(()) => reached = true,
                 Err(e) => docker_error = Some(e.to_string()),
@@ -355,9 +356,14 @@ impl RecordLog {
             }
             Outcome::Failed(e) => {
                 self.telemetry.inspect_error(e.kind());
-                // dockerd as a whole not answering is warned about once per
-                // tick, after it; one container's failure is that game's.
-                if !e.means_unreachable()
+                // A socket that cannot be connected to is dockerd's, warned
+                // about once per tick, after it; anything else (a timeout
+                // included) may be this one container's, warned about per game.
+                let socket = matches!(
+                    e,
+                    DockerError::Unreachable { .. } | DockerError::ConnectTimeout { .. }
+                );
+                if !socket
                     && let Some(held) = self
                         .warnings
                         .allow(&per_game(game_id, "inspect"), Instant::now())
@@ -553,6 +559,7 @@ mod tests {
     fn a_failure_streak_keeps_its_start() {
         let records = FakeRecords::new(vec![RuntimeRecord::new("g", "c0")]);
         let docker = FakeDocker::new().default_answer(Answer::Timeout);
+        docker.set_ping(Some(Answer::Timeout));
         let (mut w, t) = worker(&records, &docker);
         tick(&mut w).0.unwrap();
         let first = w.failing().unwrap();

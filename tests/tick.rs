@@ -131,6 +131,7 @@ fn restart_across_ticks_emits_once_with_the_envelope() {
 #[test]
 fn hung_daemon_ends_the_tick_after_three_timeouts() {
     let engine = FakeEngine::start(|_| Reply::Hang);
+    engine.set_ping_hangs(true);
     let records = (0..20)
         .map(|i| RuntimeRecord::new(format!("g-{i}"), format!("game-{i}")))
         .collect();
