@@ -223,25 +223,29 @@ fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
 }
 
 /// The spooled events to publish first; lines that do not parse are set aside.
-fn spooled(
-    state: Option<&StateDir>,
-    rejects: &Rejects,
-    telemetry: &Telemetry,
-) -> Result<Vec<HealthEvent>, Failure> {
+fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<HealthEvent>, Failure> {
     let Some(state) = state else {
         return Ok(Vec::new());
     };
-    let (events, bad) = state
+    let loaded = state
         .load_spool()
         .map_err(|e| Failure::Runtime(format!("reading the spool: {e}")))?;
-    for line in bad {
-        let why = format!("spool line {}: {}", line.number, line.why);
-        rejects.set_aside_line(&line.text, &why, telemetry);
+    let aside = loaded.bad + loaded.over_limit;
+    if aside > 0 {
+        telemetry.events_rejected.fetch_add(aside as u64, Relaxed);
+        log::error!(
+            "{} spool lines did not parse and {} events were past the spool's {} limit; \
+             set aside in {}",
+            loaded.bad,
+            loaded.over_limit,
+            crate::state::SPOOL_LIMIT,
+            state.path().join("rejected.jsonl").display()
+        );
     }
-    if !events.is_empty() {
-        log::info!("publishing {} spooled events first", events.len());
+    if !loaded.events.is_empty() {
+        log::info!("publishing {} spooled events first", loaded.events.len());
     }
-    Ok(events)
+    Ok(loaded.events)
 }
 
 /// The final spool, written once: by the main thread at the end of the drain,
@@ -273,6 +277,21 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         Command::PruneEvents { older_than } => return prune_events(config, older_than),
         Command::Run | Command::Once => {}
     }
+    // Signals first: a SIGTERM while the start reads a long spool must stop
+    // it cleanly. Until the outbox exists, a second signal has nothing to
+    // spool (the spool file is still there) and only exits.
+    let (trigger, shutdown) = shutdown::channel();
+    let at_exit: Arc<std::sync::OnceLock<Arc<FinalSpool>>> = Arc::default();
+    let on_second = at_exit.clone();
+    let signals = shutdown::watch_signals(
+        trigger.clone(),
+        Box::new(move || {
+            if let Some(spool) = on_second.get() {
+                let _ = spool.write();
+            }
+        }),
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = open_state(config)?;
     let telemetry = Arc::new(Telemetry::default());
@@ -287,7 +306,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let source = build_source(config, &docker, pg.as_ref());
     let sink = build_sink(config, pg.as_ref())?;
     let rejects = Rejects::new(state.clone());
-    let backlog = spooled(state.as_ref(), &rejects, &telemetry)?;
+    let backlog = spooled(state.as_ref(), &telemetry)?;
     let mut worker = Worker::new(
         source,
         Box::new(docker),
@@ -306,15 +325,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         state: state.clone(),
         written: Mutex::new(None),
     });
-    let (trigger, shutdown) = shutdown::channel();
-    let on_second = final_spool.clone();
-    let signals = shutdown::watch_signals(
-        trigger.clone(),
-        Box::new(move || {
-            let _ = on_second.write();
-        }),
-    )
-    .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
+    let _ = at_exit.set(final_spool.clone());
     let metrics = match config.metrics_addr {
         None => None,
         Some(addr) => {

@@ -199,16 +199,6 @@ impl Rejects {
         }
     }
 
-    /// Sets aside a spool line that does not parse, counted like an event.
-    pub fn set_aside_line(&self, line: &str, why: &str, telemetry: &Telemetry) {
-        match self.keep(line, why, telemetry) {
-            Some(path) => log::error!(err = why;
-                "spooled line does not parse; set aside in {}", path.display()),
-            None => log::error!(err = why, envelope = line;
-                "spooled line does not parse; set aside here"),
-        }
-    }
-
     /// Counts the refusal and appends it to `rejected.jsonl`; the file's
     /// path, or `None` when it could not be kept there.
     fn keep(

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,15 +112,38 @@ pub struct StateDir {
     temp_seq: Arc<AtomicU64>,
 }
 
-/// A spool line that did not parse, kept whole for `rejected.jsonl`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadLine {
-    /// Its line number in the spool, from 1.
-    pub number: usize,
-    /// The line, lossily decoded.
-    pub text: String,
-    /// Why it does not parse.
-    pub why: String,
+/// The most events a spool keeps: twice the publish queue. An event takes
+/// about 1 KB in memory, so a spool grown over many exits with the sink down
+/// costs at most some 8 MB at start, inside the unit's `MemoryMax=64M`.
+pub const SPOOL_LIMIT: usize = 8192;
+
+/// The longest spool line read; an envelope is well under 8000 bytes.
+const SPOOL_LINE_LIMIT: usize = 64 * 1024;
+
+/// What a start found in the spool.
+#[derive(Debug, Default)]
+pub struct LoadedSpool {
+    /// The events to publish first, oldest first.
+    pub events: Vec<HealthEvent>,
+    /// Lines that did not parse, set aside in `rejected.jsonl`.
+    pub bad: usize,
+    /// The oldest events past [`SPOOL_LIMIT`], set aside in `rejected.jsonl`.
+    pub over_limit: usize,
+}
+
+/// One line of `rejected.jsonl`: `{"rejected_at":…,"reason":…,"envelope":…}`,
+/// the envelope as a string when it is not JSON.
+fn rejected_line(envelope: &str, reason: &str) -> String {
+    let envelope = serde_json::from_str::<serde_json::Value>(envelope)
+        .unwrap_or_else(|_| serde_json::Value::String(envelope.to_owned()));
+    let mut line = serde_json::json!({
+        "rejected_at": crate::event::rfc3339_micros(std::time::SystemTime::now()),
+        "reason": reason,
+        "envelope": envelope,
+    })
+    .to_string();
+    line.push('\n');
+    line
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,52 +263,98 @@ impl StateDir {
         }
     }
 
-    /// The spooled events, oldest first, and the lines that do not parse
-    /// (for the caller to set aside); none when there is no spool. The spool
-    /// stays until [`StateDir::save_spool`] replaces it at exit, so a crash in
-    /// between replays it again (delivery is at least once).
-    pub fn load_spool(&self) -> Result<(Vec<HealthEvent>, Vec<BadLine>), StateError> {
+    /// The spooled events, oldest first; none when there is no spool.
+    ///
+    /// The spool is read line by line and at most [`SPOOL_LIMIT`] events are
+    /// kept, the newest: a spool grown over many exits with the sink down
+    /// must not make every start run out of memory. What is not kept — lines
+    /// that do not parse, events past the limit — is appended to
+    /// `rejected.jsonl` in one write and one fsync, and the spool rewritten
+    /// without it, so that the next start does not set it aside again. The
+    /// spool otherwise stays until [`StateDir::save_spool`] replaces it at
+    /// exit, so a crash in between replays it (delivery is at least once).
+    pub fn load_spool(&self) -> Result<LoadedSpool, StateError> {
         let path = self.dir.join(SPOOL);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoadedSpool::default()),
             Err(e) => return Err(at(&path)(e)),
         };
-        let mut events = Vec::new();
-        let mut bad = Vec::new();
-        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let mut reader = io::BufReader::new(file);
+        let mut kept: std::collections::VecDeque<HealthEvent> = Default::default();
+        let mut loaded = LoadedSpool::default();
+        let mut aside = Vec::new();
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            number += 1;
+            let n = (&mut reader)
+                .take(SPOOL_LINE_LIMIT as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(at(&path))?;
+            if n == 0 {
+                break;
+            }
+            if line.len() > SPOOL_LINE_LIMIT && line.last() != Some(&b'\n') {
+                // Read past the rest of an endless line.
+                let mut rest = Vec::new();
+                reader.read_until(b'\n', &mut rest).map_err(at(&path))?;
+                line.truncate(200);
+                loaded.bad += 1;
+                aside.push(rejected_line(
+                    &String::from_utf8_lossy(&line),
+                    &format!("spool line {number}: over {SPOOL_LINE_LIMIT} bytes"),
+                ));
+                continue;
+            }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let parsed = std::str::from_utf8(line)
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            let parsed = std::str::from_utf8(&line)
                 .map_err(|e| e.to_string())
-                .and_then(HealthEvent::from_envelope);
+                .and_then(|l| HealthEvent::from_envelope(l.trim_end_matches('\n')));
             match parsed {
-                Ok(e) => events.push(e),
-                Err(why) => bad.push(BadLine {
-                    number: n + 1,
-                    text: String::from_utf8_lossy(line).into_owned(),
-                    why,
-                }),
+                Ok(e) => {
+                    kept.push_back(e);
+                    if kept.len() > SPOOL_LIMIT
+                        && let Some(old) = kept.pop_front()
+                    {
+                        loaded.over_limit += 1;
+                        aside.push(rejected_line(
+                            &old.envelope,
+                            &format!("the spool held more than {SPOOL_LIMIT} events"),
+                        ));
+                    }
+                }
+                Err(why) => {
+                    loaded.bad += 1;
+                    aside.push(rejected_line(text, &format!("spool line {number}: {why}")));
+                }
             }
         }
-        Ok((events, bad))
+        loaded.events = kept.into();
+        if !aside.is_empty() {
+            self.append_rejected_lines(&aside)?;
+            self.save_spool(&loaded.events)?;
+        }
+        Ok(loaded)
     }
 
     /// Appends one refused event to `rejected.jsonl` as
     /// `{"rejected_at":…,"reason":…,"envelope":…}` and syncs it; an envelope
     /// that is not JSON (a spool line) is kept as a string. Returns the path.
     pub fn append_rejected(&self, envelope: &str, reason: &str) -> Result<PathBuf, StateError> {
+        self.append_rejected_lines(&[rejected_line(envelope, reason)])
+    }
+
+    /// Appends lines made by [`rejected_line`] to `rejected.jsonl`, in one
+    /// write and one fsync. Returns the path.
+    fn append_rejected_lines(&self, lines: &[String]) -> Result<PathBuf, StateError> {
         let path = self.dir.join(REJECTED);
-        let envelope = serde_json::from_str::<serde_json::Value>(envelope)
-            .unwrap_or_else(|_| serde_json::Value::String(envelope.to_owned()));
-        let mut line = serde_json::json!({
-            "rejected_at": crate::event::rfc3339_micros(std::time::SystemTime::now()),
-            "reason": reason,
-            "envelope": envelope,
-        })
-        .to_string();
-        line.push('\n');
+        let line = lines.concat();
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
@@ -382,13 +451,13 @@ mod tests {
     fn spool_round_trips_byte_for_byte_and_empties() {
         let dir = temp("spool");
         let s = StateDir::open(&dir.join("nested")).unwrap();
-        assert!(s.load_spool().unwrap().0.is_empty());
+        assert!(s.load_spool().unwrap().events.is_empty());
         let events = vec![event("a"), event("b")];
         s.save_spool(&events).unwrap();
-        assert_eq!(s.load_spool().unwrap(), (events, Vec::new()));
+        assert_eq!(s.load_spool().unwrap().events, events);
         s.save_spool(&[]).unwrap();
         assert!(!s.path().join(SPOOL).exists());
-        assert!(s.load_spool().unwrap().0.is_empty());
+        assert!(s.load_spool().unwrap().events.is_empty());
         let leftovers: Vec<_> = fs::read_dir(s.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -400,19 +469,57 @@ mod tests {
     }
 
     #[test]
-    fn spool_lines_that_do_not_parse_are_returned_apart_from_good_ones() {
+    fn spool_lines_that_do_not_parse_are_set_aside_once_in_one_write() {
         let dir = temp("corrupt");
         let s = StateDir::open(&dir).unwrap();
         let good = event("ok");
         let mut bytes = format!("{}\n{{\"half\n\u{0}garbage\n", good.envelope).into_bytes();
         bytes.extend_from_slice(b"\xff\xfe\n\n");
+        bytes.extend(std::iter::repeat_n(b'x', SPOOL_LINE_LIMIT + 10));
+        bytes.push(b'\n');
         fs::write(dir.join(SPOOL), bytes).unwrap();
-        let (events, bad) = s.load_spool().unwrap();
-        assert_eq!(events, vec![good]);
-        let numbers: Vec<usize> = bad.iter().map(|b| b.number).collect();
-        assert_eq!(numbers, vec![2, 3, 4]);
-        assert_eq!(bad[0].text, "{\"half");
-        assert_eq!(bad[2].text, "\u{fffd}\u{fffd}");
+        let loaded = s.load_spool().unwrap();
+        assert_eq!(loaded.events, vec![good.clone()]);
+        assert_eq!((loaded.bad, loaded.over_limit), (4, 0));
+        let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        let reasons: Vec<String> = rejected
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["reason"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(reasons.len(), 4);
+        assert!(reasons[0].starts_with("spool line 2: "), "{reasons:?}");
+        assert!(
+            reasons[3].starts_with("spool line 6: over 65536 bytes"),
+            "{reasons:?}"
+        );
+        // The spool was rewritten: the next start sets nothing aside again.
+        let again = s.load_spool().unwrap();
+        assert_eq!((again.events, again.bad), (vec![good], 0));
+        assert_eq!(fs::read_to_string(dir.join(REJECTED)).unwrap(), rejected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spool_over_its_limit_keeps_the_newest_events() {
+        let dir = temp("limit");
+        let s = StateDir::open(&dir).unwrap();
+        let events: Vec<HealthEvent> = (0..SPOOL_LIMIT + 3)
+            .map(|i| event(&format!("g-{i}")))
+            .collect();
+        s.save_spool(&events).unwrap();
+        let loaded = s.load_spool().unwrap();
+        assert_eq!(loaded.over_limit, 3);
+        assert_eq!(loaded.events.len(), SPOOL_LIMIT);
+        assert_eq!(
+            loaded.events[0].game_id, "g-3",
+            "the oldest three set aside"
+        );
+        let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        assert_eq!(rejected.lines().count(), 3);
+        assert!(rejected.contains("\"game_id\":\"g-0\""));
         fs::remove_dir_all(&dir).unwrap();
     }
 

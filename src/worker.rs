@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::docker::{ContainerInspector, DockerError};
 use crate::docker::events::ContainerEvent;
+use crate::docker::{ContainerInspector, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::WarnLimiter;
