@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 
 use crate::inspector::{Finding, StateDetails};
 
+/// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
+/// or more (SQLSTATE 22023), with room to spare.
+pub const MAX_ENVELOPE_BYTES: usize = 7900;
+
 /// The only event type rtinspect emits.
 pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
 
@@ -106,31 +110,49 @@ impl HealthEvent {
     pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
         let o = finding.observation;
         let occurred = rfc3339_micros(occurred_at);
-        let details = o.details.filter(|d| !d.is_empty());
-        let x = details.as_deref();
-        let details_json = serde_json::to_string(&Details {
-            restart_count: o.restart_count,
-            state: o.status.as_str(),
-            health: o.health.as_str(),
-            exit_code: x.and_then(|x| x.exit_code),
-            oom_killed: x.and_then(|x| x.oom_killed),
-            error: x.and_then(|x| x.error.as_deref()),
-            started_at: x.and_then(|x| x.started_at.as_deref()),
-            finished_at: x.and_then(|x| x.finished_at.as_deref()),
-            health_failing_streak: x.and_then(|x| x.health_failing_streak),
-            health_output: x.and_then(|x| x.health_output.as_deref()),
-        })
-        .and_then(RawValue::from_string)
-        .expect("details of strings, integers and booleans always serialise");
-        let envelope = serde_json::to_string(&Envelope {
-            event_id: &event_id,
-            game_id: &finding.game_id,
-            container_id: &o.container_id,
-            event_type: INSPECT_UNHEALTHY,
-            occurred_at: &occurred,
-            details: &details_json,
-        })
-        .expect("an envelope of strings and JSON always serialises");
+        let mut details = o.details.filter(|d| !d.is_empty());
+        let render = |x: Option<&StateDetails>| {
+            let details_json = serde_json::to_string(&Details {
+                restart_count: o.restart_count,
+                state: o.status.as_str(),
+                health: o.health.as_str(),
+                exit_code: x.and_then(|x| x.exit_code),
+                oom_killed: x.and_then(|x| x.oom_killed),
+                error: x.and_then(|x| x.error.as_deref()),
+                started_at: x.and_then(|x| x.started_at.as_deref()),
+                finished_at: x.and_then(|x| x.finished_at.as_deref()),
+                health_failing_streak: x.and_then(|x| x.health_failing_streak),
+                health_output: x.and_then(|x| x.health_output.as_deref()),
+            })
+            .and_then(RawValue::from_string)
+            .expect("details of strings, integers and booleans always serialise");
+            let envelope = serde_json::to_string(&Envelope {
+                event_id: &event_id,
+                game_id: &finding.game_id,
+                container_id: &o.container_id,
+                event_type: INSPECT_UNHEALTHY,
+                occurred_at: &occurred,
+                details: &details_json,
+            })
+            .expect("an envelope of strings and JSON always serialises");
+            (details_json, envelope)
+        };
+        let (mut details_json, mut envelope) = render(details.as_deref());
+        // The texts are cut to 512 bytes, but escaping can make a control
+        // character six: past the NOTIFY limit, drop the probe's output, then
+        // the error, rather than have PostgreSQL refuse the whole event.
+        for drop_text in [
+            (|d: &mut StateDetails| d.health_output = None) as fn(&mut StateDetails),
+            |d: &mut StateDetails| d.error = None,
+        ] {
+            if envelope.len() <= MAX_ENVELOPE_BYTES {
+                break;
+            }
+            if let Some(d) = details.as_deref_mut() {
+                drop_text(d);
+                (details_json, envelope) = render(Some(d));
+            }
+        }
         // `details` is the last member: the envelope ends with it and `}`.
         let end = envelope.len() - 1;
         let details_span = end - details_json.get().len()..end;
@@ -327,6 +349,30 @@ mod tests {
         assert!(
             HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
         );
+    }
+
+    #[test]
+    fn an_envelope_that_escaping_would_push_past_notify_sheds_its_texts() {
+        let mut f = extended();
+        let controls = "\u{1}".repeat(512);
+        f.game_id = "\u{1}".repeat(256);
+        if let Some(d) = f.observation.details.as_deref_mut() {
+            d.error = Some(controls.clone());
+            d.health_output = Some(controls);
+        }
+        let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+        assert!(e.envelope.len() <= MAX_ENVELOPE_BYTES, "{}", e.envelope.len());
+        let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+        assert!(v["details"].get("health_output").is_none(), "dropped first");
+        assert!(v["details"].get("error").is_some(), "the error fits after that");
+        assert_eq!(v["details"]["exit_code"], 137, "the rest is kept");
+        assert_eq!(e.details_json(), v["details"].to_string());
+        let mut small = extended();
+        if let Some(d) = small.observation.details.as_deref_mut() {
+            d.error = Some("short".into());
+        }
+        let e = HealthEvent::with_id("id".into(), small, at(0, 0));
+        assert!(e.envelope.contains("\"error\":\"short\""), "nothing shed when it fits");
     }
 
     fn extended() -> Finding {
