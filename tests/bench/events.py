@@ -625,7 +625,8 @@ def table(a):
             out("")
             t = sorted(r.get("tick_ms", []))
             if t:
-                out(f"A nudge that arrives during a tick waits for it: {len(t)} "
+                out(f"A nudge that arrives during a tick is taken between its records, so a "
+                    f"tick delays it by one inspect at most. For scale: {len(t)} "
                     f"tick{'s' if len(t) != 1 else ''} over "
                     f"{3 * r['failures_per_kind']} records after go took {fmt_ms(percentile(t, 50))} "
                     f"(median), {fmt_ms(t[-1])} (longest).")
