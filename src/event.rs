@@ -361,10 +361,17 @@ mod tests {
             d.health_output = Some(controls);
         }
         let e = HealthEvent::with_id("id".into(), f, at(0, 0));
-        assert!(e.envelope.len() <= MAX_ENVELOPE_BYTES, "{}", e.envelope.len());
+        assert!(
+            e.envelope.len() <= MAX_ENVELOPE_BYTES,
+            "{}",
+            e.envelope.len()
+        );
         let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
         assert!(v["details"].get("health_output").is_none(), "dropped first");
-        assert!(v["details"].get("error").is_some(), "the error fits after that");
+        assert!(
+            v["details"].get("error").is_some(),
+            "the error fits after that"
+        );
         assert_eq!(v["details"]["exit_code"], 137, "the rest is kept");
         let details: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
         assert_eq!(details, v["details"]);
@@ -373,7 +380,10 @@ mod tests {
             d.error = Some("short".into());
         }
         let e = HealthEvent::with_id("id".into(), small, at(0, 0));
-        assert!(e.envelope.contains("\"error\":\"short\""), "nothing shed when it fits");
+        assert!(
+            e.envelope.contains("\"error\":\"short\""),
+            "nothing shed when it fits"
+        );
     }
 
     fn extended() -> Finding {

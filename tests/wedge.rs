@@ -415,3 +415,34 @@ fn a_second_signal_spools_and_exits_130_at_once() {
     assert!(spool.lines().count() >= 1, "{log}");
     locker.batch_execute("ROLLBACK").unwrap();
 }
+
+#[test]
+fn a_database_port_that_accepts_and_never_speaks_fails_within_the_connect_bound() {
+    // A frozen server's kernel still accepts connections: this is what the
+    // startup exchange meets then, and the driver itself would wait for ever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let engine = crate::util::FakeEngine::start(|_| crate::util::Reply::Json(200, "[]".into()));
+    let started = Instant::now();
+    let out = bin()
+        .arg("once")
+        .args([
+            "--database-url",
+            &format!(
+                "host=127.0.0.1 port={port} user=rt dbname=rt sslmode=disable connect_timeout=2"
+            ),
+            "--sink",
+            "stdout",
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no server answered within 2s"), "{stderr}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    eprintln!("once against a silent database port took {took:?}");
+    drop(silent);
+}
