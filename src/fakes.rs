@@ -156,7 +156,7 @@ impl RecordSource for FakeRecords {
             .lock()
             .unwrap()
             .clone()
-            .ok_or_else(|| RecordError::Unavailable("the fake source is down".into()))
+            .ok_or_else(|| RecordError::Database("the fake source is down".into()))
     }
 }
 

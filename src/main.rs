@@ -26,6 +26,11 @@ fn run() -> ExitCode {
         }
         Err(e) => return usage_error(&e.to_string()),
     };
+    // The log filter is read by the logger, not the parser: refuse it here
+    // the same way, rather than let a bad one silently mean `info`.
+    if std::env::var_os("RUST_LOG").is_some_and(|v| v.to_str().is_none()) {
+        return usage_error("invalid RUST_LOG: not valid UTF-8");
+    }
     rtinspect::logging::init(config.log_format);
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,

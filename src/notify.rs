@@ -28,11 +28,6 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier that sends nothing.
-    pub fn none() -> Self {
-        Notifier::default()
-    }
-
     /// The notifier systemd asks for through `NOTIFY_SOCKET`, with the
     /// watchdog period of `WATCHDOG_USEC` (when `WATCHDOG_PID`, if set, is us).
     pub fn from_env(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Self {

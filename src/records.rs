@@ -18,8 +18,6 @@ pub enum RecordError {
     Docker(DockerError),
     /// The database failed (connection, query, schema).
     Database(Cause),
-    /// The source is not there for another reason.
-    Unavailable(String),
 }
 
 impl RecordError {
@@ -34,7 +32,6 @@ impl fmt::Display for RecordError {
         match self {
             RecordError::Docker(e) => write!(f, "listing labelled containers: {e}"),
             RecordError::Database(e) => write!(f, "reading runtime records: {e}"),
-            RecordError::Unavailable(e) => f.write_str(e),
         }
     }
 }
@@ -44,7 +41,6 @@ impl std::error::Error for RecordError {
         match self {
             RecordError::Docker(e) => Some(e),
             RecordError::Database(e) => Some(e.as_ref()),
-            RecordError::Unavailable(_) => None,
         }
     }
 }

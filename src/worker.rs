@@ -319,7 +319,11 @@ impl RecordLog {
             outcome,
             Outcome::Event(..) | Outcome::Healthy | Outcome::Missing
         );
-        if answered && self.warnings.clear(&per_game(game_id, "inspect")) {
+        // No allocation per answered record while nothing is being warned about.
+        if answered
+            && !self.warnings.is_empty()
+            && self.warnings.clear(&per_game(game_id, "inspect"))
+        {
             log::info!(game_id, container_id; "inspect works again");
         }
         match outcome {

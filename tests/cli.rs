@@ -447,3 +447,20 @@ fn an_option_the_mode_does_not_use_is_a_usage_error() {
         assert!(stderr.contains("has no effect"), "{stderr}");
     }
 }
+
+#[test]
+fn a_non_utf8_log_filter_is_a_usage_error_too() {
+    let mut cmd = clean_bin();
+    cmd.arg("once").env("RUST_LOG", os(b"rtinspect=debug\xff"));
+    assert_usage_error(cmd, "RUST_LOG", "RUST_LOG");
+}
+
+#[test]
+fn a_huge_bad_value_is_shown_cut_with_its_length() {
+    let huge = "x\n".repeat(50_000);
+    let mut cmd = clean_bin();
+    cmd.args(["once", "--label", &huge]);
+    let stderr = assert_usage_error(cmd, "--label", "a 100 KB label");
+    assert!(stderr.len() < 600, "{} bytes", stderr.len());
+    assert!(stderr.contains("(100000 bytes)"), "{stderr}");
+}

@@ -63,6 +63,18 @@ impl Given {
     pub(super) fn described(&self) -> String {
         if self.source.opt().spec().secret {
             self.source.to_string()
+        } else if self.value.len() > SHOWN_VALUE_BYTES {
+            // A value of megabytes makes a message nobody reads whole.
+            let mut end = SHOWN_VALUE_BYTES;
+            while !self.value.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!(
+                "{} {:?}… ({} bytes)",
+                self.source,
+                &self.value[..end],
+                self.value.len()
+            )
         } else {
             format!("{} {:?}", self.source, self.value)
         }
@@ -73,6 +85,9 @@ impl Given {
         ConfigError::new(format!("invalid {}: {why}", self.described()))
     }
 }
+
+/// How much of a bad value a message shows.
+const SHOWN_VALUE_BYTES: usize = 200;
 
 /// A value that is not UTF-8, named, and shown lossily unless it may hold a secret.
 fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
