@@ -446,3 +446,46 @@ fn a_database_port_that_accepts_and_never_speaks_fails_within_the_connect_bound(
     eprintln!("once against a silent database port took {took:?}");
     drop(silent);
 }
+
+#[test]
+fn once_with_more_events_than_the_queue_and_the_sink_down_spools_within_the_drain() {
+    let n = 5000;
+    let list = (1..=n)
+        .map(|i| {
+            format!(
+                r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g-{i}"}}}}"#,
+                crate::util::hex_id(i)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let engine = crate::util::FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return crate::util::Reply::Json(200, format!("[{list}]"));
+        }
+        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
+        crate::util::Reply::Json(200, crate::util::inspect_body(&id, 0, "exited", None))
+    });
+    // Nothing listens on port 9 of the loopback: every delivery fails.
+    let state = TempDir::new("once-overflow");
+    let started = Instant::now();
+    let out = bin()
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args([
+            "--sink",
+            "webhook",
+            "--webhook-url",
+            "http://127.0.0.1:9/hook",
+        ])
+        .args(["--state-dir", state.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    assert_eq!(spool.lines().count(), n as usize, "every event spooled");
+    eprintln!("once with {n} events and the sink down took {took:?}");
+    // At most the drain while the tick fills the queue, then the drain after it.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
