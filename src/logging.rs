@@ -159,6 +159,16 @@ impl Line<'_> {
     }
 }
 
+/// ` (N more like it held back)` for a warning [`WarnLimiter`] let through
+/// after holding N back, or nothing.
+pub fn held_back(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} more like it held back)")
+    }
+}
+
 /// Rate-limits a repeated warning per cause: the first one is logged, then at
 /// most one per period, saying how many were held back; so a week-long outage
 /// costs a line a minute, not a line per tick or per record.

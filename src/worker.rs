@@ -16,7 +16,7 @@ use crate::docker::events::ContainerEvent;
 use crate::docker::{ContainerInspector, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
-use crate::logging::WarnLimiter;
+use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
 use crate::state::StateDir;
 use crate::telemetry::{Stage, Telemetry};
@@ -420,15 +420,6 @@ fn take_event(
 /// The warning cause of one game: the game id, a NUL, the cause.
 fn per_game(game_id: &str, cause: &str) -> String {
     format!("{game_id}\0{cause}")
-}
-
-/// ` (N like it held back)` for a rate-limited warning, or nothing.
-fn held_back(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!(" ({n} more like it held back)")
-    }
 }
 
 #[cfg(test)]

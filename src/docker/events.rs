@@ -367,7 +367,7 @@ fn subscribe(
                 let _ = e;
                 return Break::Stopped;
             }
-            Err(e) if is_timeout(&e) => {
+            Err(e) if unix_socket::is_timeout(&e) => {
                 // Silent for a while: a quiet host, or a dockerd that hangs.
                 if let Err(e) = parts.client.ping() {
                     return Break::Stream(e);
@@ -386,13 +386,6 @@ fn offer(parts: &ReaderParts, nudge: Nudge) {
         Err(TrySendError::Full(_)) => parts.overflow.store(true, Relaxed),
         Err(TrySendError::Disconnected(_)) => {}
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// Connects and sends the request.

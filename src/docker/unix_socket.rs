@@ -149,7 +149,8 @@ fn needs_update(current: Option<Duration>, wanted: Option<Duration>) -> bool {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+/// Whether a socket read or write ran out of its time.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-use crate::logging::WarnLimiter;
+use crate::logging::{WarnLimiter, held_back};
 
 /// The bounds the listener keeps, whatever its clients do.
 #[derive(Debug, Clone, Copy)]
@@ -552,15 +552,6 @@ pub fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     }
     let path = target.split(['?', '#']).next().unwrap_or(target);
     Some(RequestLine { method, path })
-}
-
-/// ` (N like it held back)` for a rate-limited warning, or nothing.
-fn held_back(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!(" ({n} more like it held back)")
-    }
 }
 
 fn reason(status: u16) -> &'static str {
