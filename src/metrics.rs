@@ -119,16 +119,32 @@ pub fn health(
             one_line(&failing.detail)
         ),
         (None, Some(_)) => format!(
-            "no successful tick for {:.1}s (over three intervals, {:.1}s)",
+            "no successful tick for {:.1}s (over three intervals, {:.1}s){}",
             age.as_secs_f64(),
-            limit.as_secs_f64()
+            limit.as_secs_f64(),
+            stuck(telemetry, now)
         ),
         (None, None) => format!(
-            "no successful tick since the start {:.1}s ago (over three intervals, {:.1}s)",
+            "no successful tick since the start {:.1}s ago (over three intervals, {:.1}s){}",
             age.as_secs_f64(),
-            limit.as_secs_f64()
+            limit.as_secs_f64(),
+            stuck(telemetry, now)
         ),
     })
+}
+
+/// `: stuck reading the records for 20.1s` when a tick has been in one
+/// outside call for over a second, or nothing.
+fn stuck(telemetry: &Telemetry, now: Instant) -> String {
+    match telemetry.busy() {
+        Some((what, since)) if now.saturating_duration_since(since) > Duration::from_secs(1) => {
+            format!(
+                ": stuck {what} for {:.1}s",
+                now.saturating_duration_since(since).as_secs_f64()
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// `text` with every run of whitespace (the newlines of a multi-line
@@ -350,6 +366,26 @@ mod tests {
     /// A wall time, in Unix milliseconds.
     fn wall(unix_ms: u64) -> std::time::SystemTime {
         UNIX_EPOCH + ms(unix_ms)
+    }
+
+    #[test]
+    fn health_names_the_call_a_hung_tick_is_stuck_in() {
+        let t0 = Instant::now();
+        let i = inputs(1000, t0);
+        let t = Telemetry::default();
+        t.publisher_alive.store(true, Relaxed);
+        t.tick_succeeded(t0, wall(1_800_000_000_000));
+        t.busy_with(Some("reading the records"), t0 + ms(1000));
+        assert_eq!(
+            health(&t, &i, t0 + ms(21_100)).unwrap_err(),
+            "no successful tick for 21.1s (over three intervals, 3.0s): \
+             stuck reading the records for 20.1s"
+        );
+        t.busy_with(None, t0 + ms(21_200));
+        assert_eq!(
+            health(&t, &i, t0 + ms(21_300)).unwrap_err(),
+            "no successful tick for 21.3s (over three intervals, 3.0s)"
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Telemetry {
     pub tick_failures: [AtomicU64; 2],
     /// The last success and the failure streak under way.
     outcome: Mutex<TickOutcome>,
+    /// The outside call a tick is in, and since when: what `/healthz` names
+    /// when ticks stop finishing without failing (a call that hangs).
+    busy: Mutex<Option<(&'static str, Instant)>>,
     /// Docker events read, by action, indexed as [`DOCKER_EVENT_ACTIONS`].
     pub docker_events: [AtomicU64; 6],
     /// Times the events stream was reconnected after a break.
@@ -199,6 +202,17 @@ impl Telemetry {
             since,
             since_wall,
         });
+    }
+
+    /// The tick starts `what` ("reading the records", "inspecting the
+    /// containers"); `None` when it is done with it.
+    pub fn busy_with(&self, what: Option<&'static str>, now: Instant) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = what.map(|w| (w, now));
+    }
+
+    /// What the tick is doing and since when, if anything.
+    pub fn busy(&self) -> Option<(&'static str, Instant)> {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last success and the failure streak under way, read together.

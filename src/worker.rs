@@ -129,6 +129,7 @@ impl Worker {
     ) -> Result<Summary, RecordError> {
         let started = Instant::now();
         let result = self.tick_inner(cancelled, pending, emit);
+        self.telemetry.busy_with(None, Instant::now());
         self.save_baselines();
         self.telemetry.tick_duration.observe(started.elapsed());
         self.telemetry.ticks.fetch_add(1, Relaxed);
@@ -144,7 +145,12 @@ impl Worker {
         pending: &mut dyn FnMut() -> Option<ContainerEvent>,
         emit: &mut dyn FnMut(HealthEvent),
     ) -> Result<Summary, RecordError> {
-        let records = match self.source.records() {
+        self.telemetry
+            .busy_with(Some("reading the records"), Instant::now());
+        let listed = self.source.records();
+        self.telemetry
+            .busy_with(Some("inspecting the containers"), Instant::now());
+        let records = match listed {
             Ok(records) => records,
             Err(e) => {
                 let (stage, what) = if e.is_docker() {
