@@ -16,8 +16,8 @@ use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
-    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, live_docker,
-    wait_until,
+    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, labelled_list,
+    live_docker, one_labelled_reply, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -47,16 +47,8 @@ impl Engine {
             }
             let states = st.lock().unwrap();
             if path.contains("/containers/json?") {
-                let list: Vec<String> = states
-                    .keys()
-                    .map(|n| {
-                        format!(
-                            r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
-                            hex_id(*n)
-                        )
-                    })
-                    .collect();
-                return Reply::Json(200, format!("[{}]", list.join(",")));
+                let games = states.keys().map(|n| (*n, format!("g-{n}")));
+                return Reply::Json(200, labelled_list(games));
             }
             for (n, (restarts, status)) in states.iter() {
                 if path.contains(&hex_id(*n)) {
@@ -124,17 +116,12 @@ impl Engine {
     /// `rtinspect run` on this engine at an interval of an hour: only the
     /// events stream (and its resync ticks) can find anything.
     fn run(&self) -> (Daemon, StderrLines, StderrLines) {
-        let mut child = bin()
-            .args(["run", "--interval", "1h", "--docker-host"])
-            .arg(self.engine.docker_host())
-            .env("RUST_LOG", "rtinspect=debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = StderrLines::stdout_of(&mut child);
-        let err = StderrLines::of(&mut child);
-        (Daemon(Some(child)), out, err)
+        Daemon::watched(
+            bin()
+                .args(["run", "--interval", "1h", "--docker-host"])
+                .arg(self.engine.docker_host())
+                .env("RUST_LOG", "rtinspect=debug"),
+        )
     }
 }
 
@@ -270,28 +257,15 @@ fn garbage_or_a_404_on_the_events_endpoint_leaves_the_poll_going() {
         let engine = FakeEngine::start(move |path| {
             if path.contains("/events?") {
                 reply.clone()
-            } else if path.contains("/containers/json?") {
-                Reply::Json(
-                    200,
-                    format!(
-                        r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                        hex_id(1)
-                    ),
-                )
             } else {
-                Reply::Json(200, inspect_body(&hex_id(1), 0, "exited", None))
+                one_labelled_reply(path, "exited")
             }
         });
-        let mut child = bin()
-            .args(["run", "--interval", "200ms", "--docker-host"])
-            .arg(engine.docker_host())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = StderrLines::stdout_of(&mut child);
-        let err = StderrLines::of(&mut child);
-        let child = Daemon(Some(child));
+        let (child, out, err) = Daemon::watched(
+            bin()
+                .args(["run", "--interval", "200ms", "--docker-host"])
+                .arg(engine.docker_host()),
+        );
         wait_until(Duration::from_secs(15), "events from ticks", || {
             out.lines().len() >= 5
         });
@@ -434,17 +408,12 @@ fn real_dockerd_kills_exits_and_unhealthy_checks_are_seen_within_a_second() {
         ],
         &["sh", "-c", "sleep 3; touch /sick; sleep 1000"],
     );
-    let mut child = bin()
-        .args(["run", "--interval", "1h", "--label", &c.label])
-        .env("DOCKER_HOST", live.docker_host())
-        .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = StderrLines::stdout_of(&mut child);
-    let err = StderrLines::of(&mut child);
-    let child = Daemon(Some(child));
+    let (child, out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "1h", "--label", &c.label])
+            .env("DOCKER_HOST", live.docker_host())
+            .env("RUST_LOG", "rtinspect=debug"),
+    );
     wait_until(Duration::from_secs(10), "the first tick", || {
         err.text().contains("tick: 3 records")
     });
@@ -487,16 +456,8 @@ fn a_stream_that_breaks_at_once_backs_off_and_ticks_at_most_once_a_second() {
         if path.contains("/events?") {
             // A 200 whose chunked body is broken from its first byte.
             Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec())
-        } else if path.contains("/containers/json?") {
-            Reply::Json(
-                200,
-                format!(
-                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                    hex_id(1)
-                ),
-            )
         } else {
-            Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
+            one_labelled_reply(path, "running")
         }
     });
     let mut child = bin()

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use crate::util::{
-    Containers, FakeEngine, PgCluster, Reply, TempDir, TestSchema, bin, events, hex_id,
-    inspect_body, live_docker, send_signal, terminate, wait_until,
+    Containers, FakeEngine, Reply, StoppedGame, TempDir, bin, events, hex_id, inspect_body,
+    labelled_list, live_docker, send_signal, terminate, wait_until,
 };
 
 fn emitted(stderr: &str) -> usize {
@@ -21,31 +21,22 @@ fn emitted(stderr: &str) -> usize {
 
 #[test]
 fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start("spool") else {
         return;
     };
-    let url = cluster.url();
-    let mut s = TestSchema::new(&url, "spool");
-    s.migrate();
-    let mut c = Containers::new(live, "spool");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
+    let (live, url) = (g.live, g.url.clone());
     let state = TempDir::new("spool-state");
     let state_dir = state.path().join("state");
     let state_arg = state_dir.to_str().unwrap();
 
-    let child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "200ms", "--state-dir", state_arg])
-        .args(["--docker-host", &live.docker_host()])
+    let child = g
+        .command("200ms")
+        .args(["--state-dir", state_arg])
         // Ticks like the last one are logged at debug: count them all.
         .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let s = &mut g.schema;
     wait_until(Duration::from_secs(20), "a delivered event", || {
         s.event_rows().len() >= 2
     });
@@ -58,7 +49,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         ))
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    cluster.down();
+    g.cluster.down();
     let out = terminate(child);
     let first = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -74,7 +65,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
     );
 
     // Back up, table back; the next start publishes the spool first.
-    cluster.up();
+    g.cluster.up();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
         .batch_execute(&format!(
@@ -235,13 +226,7 @@ fn a_hostile_engine_costs_errors_not_memory_and_good_answers_still_count() {
     let k = calls.clone();
     let engine = FakeEngine::start(move |path| {
         if path.contains("/containers/json?") {
-            return Reply::Json(
-                200,
-                format!(
-                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                    hex_id(1)
-                ),
-            );
+            return Reply::Json(200, labelled_list([(1, "g")]));
         }
         match k.fetch_add(1, SeqCst) % 6 {
             0 => Reply::Hang,

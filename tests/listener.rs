@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    FakeEngine, Reply, bin, free_addr, hex_id, http_get, inspect_body, live_required, sample,
+    FakeEngine, Reply, bin, free_addr, http_get, live_required, one_labelled_reply, sample,
     terminate, wait_until,
 };
 
@@ -28,17 +28,7 @@ fn engine() -> FakeEngine {
 }
 
 fn engine_reply(path: &str) -> Reply {
-    if path.contains("/containers/json?") {
-        Reply::Json(
-            200,
-            format!(
-                r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                hex_id(1)
-            ),
-        )
-    } else {
-        Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
-    }
+    one_labelled_reply(path, "running")
 }
 
 /// `rtinspect run` at a 200 ms interval with metrics on; killed on drop

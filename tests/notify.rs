@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{FakeEngine, Reply, TempDir, bin, hex_id, inspect_body, send_signal};
+use crate::util::{FakeEngine, Reply, TempDir, bin, one_labelled_reply, send_signal};
 
 /// A stand-in for systemd's notify socket.
 struct Systemd {
@@ -64,23 +64,9 @@ impl Systemd {
     }
 }
 
-fn one_stopped_game(path: &str) -> Reply {
-    if path.contains("/containers/json?") {
-        Reply::Json(
-            200,
-            format!(
-                r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                hex_id(1)
-            ),
-        )
-    } else {
-        Reply::Json(200, inspect_body(&hex_id(1), 0, "exited", None))
-    }
-}
-
 #[test]
 fn systemd_hears_ready_watchdog_status_and_stopping_in_order() {
-    let engine = FakeEngine::start(one_stopped_game);
+    let engine = FakeEngine::start(|path| one_labelled_reply(path, "exited"));
     let systemd = Systemd::new();
     let child = systemd.start(&engine, Duration::from_secs(2), &["--interval", "200ms"]);
     let mut got = systemd.collect(Duration::from_millis(2500));

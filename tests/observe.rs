@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    Containers, FakeEngine, Reply, TestSchema, bin, free_addr, hex_id, http_get, inspect_body,
-    live_docker, live_pg, live_required, sample, terminate, wait_until,
+    Containers, FakeEngine, Reply, TestSchema, bin, free_addr, http_get, live_docker, live_pg,
+    live_required, one_labelled_reply, sample, terminate, wait_until,
 };
 
 fn promtool_check(exposition: &str) {
@@ -152,19 +152,7 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
 
 #[test]
 fn healthz_turns_503_when_ticks_stall_and_200_when_they_resume() {
-    let healthy = |path: &str| {
-        if path.contains("/containers/json?") {
-            Reply::Json(
-                200,
-                format!(
-                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g"}}}}]"#,
-                    hex_id(1)
-                ),
-            )
-        } else {
-            Reply::Json(200, inspect_body(&hex_id(1), 0, "running", None))
-        }
-    };
+    let healthy = |path: &str| one_labelled_reply(path, "running");
     let engine = FakeEngine::start(healthy);
     let addr = free_addr();
     let child = bin()

@@ -7,7 +7,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
 
 use crate::util::{
-    Containers, FakeEngine, PgCluster, Reply, TestSchema, UNHEALTHY, bin, events, hex_id,
+    Containers, FakeEngine, Reply, StoppedGame, TestSchema, UNHEALTHY, bin, events, hex_id,
     inspect_body, live_docker, live_pg, terminate, wait_until,
 };
 
@@ -335,25 +335,17 @@ fn least_privilege_role_reads_records_and_inserts_events() {
 
 #[test]
 fn postgres_outage_during_run_loses_nothing_and_floods_nothing() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(g) = StoppedGame::start("outage") else {
         return;
     };
-    let url = cluster.url();
-    let mut s = TestSchema::new(&url, "outage");
-    s.migrate();
-    let mut c = Containers::new(live, "pg-outage");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
+    let (cluster, url) = (&g.cluster, g.url.clone());
+    let s = &g.schema;
 
-    let child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "250ms", "--docker-host", &live.docker_host()])
+    let child = g
+        .command("250ms")
         // Ticks like the last one are logged at debug: count them all.
         .env("RUST_LOG", "rtinspect=debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let count_rows = |url: &str| -> i64 {

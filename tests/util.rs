@@ -359,6 +359,33 @@ pub fn inspect_body(id: &str, restarts: u64, status: &str, health: Option<&str>)
     )
 }
 
+/// A `/containers/json` body listing one container per `(n, game)`: id
+/// `hex_id(n)`, created at 1, labelled `rtinspect.game-id=game`.
+pub fn labelled_list<G: AsRef<str>>(games: impl IntoIterator<Item = (u32, G)>) -> String {
+    let list: Vec<String> = games
+        .into_iter()
+        .map(|(n, game)| {
+            format!(
+                r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
+                hex_id(n),
+                game.as_ref()
+            )
+        })
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+/// A fake engine's answer for one container, `hex_id(1)`, labelled game `g`
+/// and in state `status`: the list for `/containers/json?`, its inspect body
+/// for anything else.
+pub fn one_labelled_reply(path: &str, status: &str) -> Reply {
+    if path.contains("/containers/json?") {
+        Reply::Json(200, labelled_list([(1, "g")]))
+    } else {
+        Reply::Json(200, inspect_body(&hex_id(1), 0, status, None))
+    }
+}
+
 /// A 64-hex container id made from a small number.
 pub fn hex_id(n: u32) -> String {
     format!("{n:064x}")
@@ -1450,6 +1477,112 @@ impl Daemon {
         let mut child = self.0.take().expect("running");
         send_signal(&child, "-TERM");
         child.wait().unwrap()
+    }
+
+    /// Starts `cmd` with its stdout and stderr piped and read:
+    /// (the daemon, its stdout, its stderr).
+    pub fn watched(cmd: &mut Command) -> (Daemon, StderrLines, StderrLines) {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = StderrLines::stdout_of(&mut child);
+        let err = StderrLines::of(&mut child);
+        (Daemon(Some(child)), out, err)
+    }
+
+    /// Sends `sig` (as `kill` spells it) without waiting.
+    pub fn signal(&self, sig: &str) {
+        send_signal(self.0.as_ref().expect("running"), sig);
+    }
+
+    /// Waits for its exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.0.take().expect("running").wait().unwrap()
+    }
+}
+
+/// A PostgreSQL cluster of its own with a migrated schema holding one
+/// record, game `g-stopped`, `running` in the database while its container on
+/// the live dockerd has exited: every tick of a daemon over it emits one
+/// event. The schema, the container and the cluster go with it.
+pub struct StoppedGame {
+    pub live: &'static LiveDocker,
+    pub schema: TestSchema,
+    pub containers: Containers<'static>,
+    /// The exited container's id.
+    pub stopped: String,
+    /// The URL the schema was made through.
+    pub url: String,
+    // Last: the schema is dropped through it.
+    pub cluster: PgCluster,
+}
+
+impl StoppedGame {
+    /// The fixture, `test` naming the schema and the containers' label;
+    /// `None` (with the note) when dockerd or PostgreSQL is absent and not
+    /// demanded.
+    pub fn start(test: &str) -> Option<StoppedGame> {
+        Self::start_over(test, |cluster| cluster.url())
+    }
+
+    /// The same, reaching the cluster through the URL `url` returns.
+    pub fn start_over(
+        test: &str,
+        url: impl FnOnce(&mut PgCluster) -> String,
+    ) -> Option<StoppedGame> {
+        let live = live_docker()?;
+        let mut cluster = PgCluster::start()?;
+        let url = url(&mut cluster);
+        let mut schema = TestSchema::new(&url, test);
+        schema.migrate();
+        let mut containers = Containers::new(live, test);
+        let stopped = containers.exited("g-stopped");
+        schema.insert_record("g-stopped", "running", &stopped);
+        Some(StoppedGame {
+            live,
+            schema,
+            containers,
+            stopped,
+            url,
+            cluster,
+        })
+    }
+
+    /// `rtinspect run` over the schema and the live dockerd at `interval`,
+    /// stdout discarded; add the rest, then [`StoppedGame::spawn`] it.
+    pub fn command(&self, interval: &str) -> Command {
+        let mut cmd = bin();
+        cmd.arg("run")
+            .args(self.schema.args())
+            .args([
+                "--interval",
+                interval,
+                "--docker-host",
+                &self.live.docker_host(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
+    /// Starts `cmd` and reads its stderr.
+    pub fn spawn(cmd: &mut Command) -> (Daemon, StderrLines) {
+        let mut child = cmd.spawn().unwrap();
+        let stderr = StderrLines::of(&mut child);
+        (Daemon(Some(child)), stderr)
+    }
+
+    /// The usual daemon: 200 ms ticks, state in `state`, every tick logged
+    /// (`RUST_LOG=rtinspect=debug`).
+    pub fn run(&self, state: &Path) -> (Daemon, StderrLines) {
+        Self::spawn(
+            self.command("200ms")
+                .arg("--state-dir")
+                .arg(state)
+                .env("RUST_LOG", "rtinspect=debug"),
+        )
     }
 }
 

@@ -4,12 +4,11 @@
 //! long the bound takes.
 
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Blackhole, Containers, PgCluster, StderrLines, TempDir, TestSchema, bin, iptables_usable,
-    live_docker, send_signal, wait_until,
+    Blackhole, PgCluster, StoppedGame, TempDir, TestSchema, bin, iptables_usable, live_docker,
+    wait_until,
 };
 
 /// Ticks that emitted one event, from the tick lines
@@ -39,6 +38,21 @@ fn envelope(id: &str, game: &str, container: &str, occurred_at: &str) -> String 
     .to_string()
 }
 
+/// Another session takes the events table, and holds it until `ROLLBACK`
+/// on the client returned: the daemon's next INSERT blocks for good. Returns
+/// once it does.
+fn lock_the_events_table(g: &mut StoppedGame) -> postgres::Client {
+    let mut locker = postgres::Client::connect(&g.url, postgres::NoTls).unwrap();
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            g.schema.events()
+        ))
+        .unwrap();
+    wait_for_a_blocked_insert(&mut g.schema.client);
+    locker
+}
+
 /// Waits until an INSERT waits for a lock. (Not asked from the session that
 /// holds the lock: inside a transaction, `pg_stat_activity` is a snapshot.)
 fn wait_for_a_blocked_insert(observer: &mut postgres::Client) {
@@ -57,17 +71,12 @@ fn wait_for_a_blocked_insert(observer: &mut postgres::Client) {
 
 #[test]
 fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start("poison") else {
         return;
     };
-    let mut s = TestSchema::new(&cluster.url(), "poison");
-    s.migrate();
-    let mut c = Containers::new(live, "poison");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
+    let stopped = g.stopped.clone();
     let long_game = "g".repeat(9000);
-    s.insert_record(&long_game, "running", &stopped);
+    g.schema.insert_record(&long_game, "running", &stopped);
 
     // A spool left by an earlier run: one good event, one whose NOTIFY
     // payload is over PostgreSQL's 8000 bytes, one whose time is not a
@@ -93,35 +102,28 @@ fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
     .join("\n");
     std::fs::write(state.path().join("spool.jsonl"), spool + "\n").unwrap();
 
-    let mut child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
-        .args(["--state-dir", state.path().to_str().unwrap()])
-        .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = StderrLines::of(&mut child);
+    let (child, stderr) = g.run(state.path());
     // Tick after tick, the stopped game's events are stored.
     wait_until(
         Duration::from_secs(30),
         "ten events of the good game",
-        || count(&mut s, "game_id = 'g-stopped'") >= 10,
+        || count(&mut g.schema, "game_id = 'g-stopped'") >= 10,
     );
-    send_signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
     let log = stderr.text();
 
-    assert_eq!(count(&mut s, &format!("event_id = '{good}'")), 1, "{log}");
     assert_eq!(
-        count(&mut s, "game_id <> 'g-stopped'"),
+        count(&mut g.schema, &format!("event_id = '{good}'")),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        count(&mut g.schema, "game_id <> 'g-stopped'"),
         1,
         "only the good spooled event besides the live game"
     );
     assert_eq!(
-        count(&mut s, "game_id = 'g-stopped'") as usize,
+        count(&mut g.schema, "game_id = 'g-stopped'") as usize,
         emitted(&log, 2),
         "every event of the live game is a row: {log}"
     );
@@ -148,49 +150,25 @@ fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
 
 #[test]
 fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_delivers() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start("locked") else {
         return;
     };
-    let url = cluster.url();
-    let mut s = TestSchema::new(&url, "locked");
-    s.migrate();
-    let mut c = Containers::new(live, "locked");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
     let state = TempDir::new("locked-state");
     let state_arg = state.path().to_str().unwrap();
 
-    let mut child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
-        .args(["--state-dir", state_arg])
-        .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = StderrLines::of(&mut child);
+    let (child, stderr) = g.run(state.path());
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut s, "true") >= 2
+        count(&mut g.schema, "true") >= 2
     });
     // Another session holds the table: the next INSERT blocks for good.
-    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    locker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-            s.events()
-        ))
-        .unwrap();
-    wait_for_a_blocked_insert(&mut s.client);
+    let mut locker = lock_the_events_table(&mut g);
     let ticks = emitted(&stderr.text(), 1);
     wait_until(Duration::from_secs(10), "events queued behind it", || {
         emitted(&stderr.text(), 1) >= ticks + 2
     });
     let signalled = Instant::now();
-    send_signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    child.signal("-TERM");
+    let status = child.wait();
     let took = signalled.elapsed();
     let first = stderr.text();
     assert!(status.success(), "{first}");
@@ -201,15 +179,19 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
     locker.batch_execute("ROLLBACK").unwrap();
 
     // The next start delivers the spool, the event that was in flight included.
-    s.client
-        .batch_execute(&format!("UPDATE {} SET status = 'stopped'", s.records()))
+    g.schema
+        .client
+        .batch_execute(&format!(
+            "UPDATE {} SET status = 'stopped'",
+            g.schema.records()
+        ))
         .unwrap();
     let out = bin()
         .arg("once")
-        .args(s.args())
+        .args(g.schema.args())
         .args([
             "--docker-host",
-            &live.docker_host(),
+            &g.live.docker_host(),
             "--state-dir",
             state_arg,
         ])
@@ -220,11 +202,12 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = count(&mut s, "true");
-    let distinct: i64 = s
+    let rows = count(&mut g.schema, "true");
+    let distinct: i64 = g
+        .schema
         .client
         .query_one(
-            &format!("SELECT count(DISTINCT event_id) FROM {}", s.events()),
+            &format!("SELECT count(DISTINCT event_id) FROM {}", g.schema.events()),
             &[],
         )
         .unwrap()
@@ -235,44 +218,26 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
 
 #[test]
 fn a_frozen_database_cannot_hold_up_the_exit() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start("frozen") else {
         return;
     };
-    let url = cluster.url();
-    let mut s = TestSchema::new(&url, "frozen");
-    s.migrate();
-    let mut c = Containers::new(live, "frozen");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
     let state = TempDir::new("frozen-state");
-    let state_arg = state.path().to_str().unwrap();
-    let mut child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
-        .args(["--state-dir", state_arg])
-        .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = StderrLines::of(&mut child);
+    let (child, stderr) = g.run(state.path());
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut s, "true") >= 2
+        count(&mut g.schema, "true") >= 2
     });
     // Every process of the cluster stops; its kernel still acknowledges
     // every packet, so no TCP setting notices it. The next tick's read of
     // the records blocks for good.
-    cluster.freeze(true);
+    g.cluster.freeze(true);
     // Nothing outside can see the inspector enter its blocked read: give
     // it three intervals to get there.
     std::thread::sleep(Duration::from_millis(600));
     let signalled = Instant::now();
-    send_signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    child.signal("-TERM");
+    let status = child.wait();
     let took = signalled.elapsed();
-    cluster.freeze(false);
+    g.cluster.freeze(false);
     let log = stderr.text();
     assert!(status.success(), "{log}");
     assert!(took < Duration::from_secs(15), "exit took {took:?}");
@@ -310,34 +275,19 @@ fn a_full_docker_backlog_fails_once_within_the_timeout() {
 
 #[test]
 fn a_database_that_vanishes_mid_call_is_noticed_within_60s_and_recovered() {
-    let Some(live) = live_docker() else { return };
-    if !iptables_usable() {
+    if live_docker().is_none() || !iptables_usable() {
         return;
     }
-    let Some(mut cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start_over("vanish", PgCluster::serve_tcp) else {
         return;
     };
-    let tcp = cluster.serve_tcp();
-    let mut s = TestSchema::new(&tcp, "vanish");
-    s.migrate();
-    let mut c = Containers::new(live, "vanish");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
-    let mut child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "500ms", "--docker-host", &live.docker_host()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = StderrLines::of(&mut child);
+    let (child, stderr) = StoppedGame::spawn(&mut g.command("500ms"));
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut s, "true") >= 2
+        count(&mut g.schema, "true") >= 2
     });
 
     // Packets to and from the server vanish: no RST, no FIN.
-    let hole = Blackhole::port(cluster.port());
+    let hole = Blackhole::port(g.cluster.port());
     let dropped = Instant::now();
     wait_until(Duration::from_secs(70), "the vanished peer noticed", || {
         stderr
@@ -353,59 +303,36 @@ fn a_database_that_vanishes_mid_call_is_noticed_within_60s_and_recovered() {
 
     drop(hole);
     let back = Instant::now();
-    let before = count(&mut s, "true");
+    let before = count(&mut g.schema, "true");
     wait_until(Duration::from_secs(60), "events stored again", || {
-        count(&mut s, "true") > before + 1
+        count(&mut g.schema, "true") > before + 1
     });
     eprintln!(
         "events flowed again {:?} after the path came back",
         back.elapsed()
     );
-    send_signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success(), "{}", stderr.text());
+    assert!(child.terminate().success(), "{}", stderr.text());
 }
 
 #[test]
 fn a_second_signal_spools_and_exits_130_at_once() {
-    let Some(live) = live_docker() else { return };
-    let Some(cluster) = PgCluster::start() else {
+    let Some(mut g) = StoppedGame::start("second") else {
         return;
     };
-    let url = cluster.url();
-    let mut s = TestSchema::new(&url, "second");
-    s.migrate();
-    let mut c = Containers::new(live, "second");
-    let stopped = c.exited("g-stopped");
-    s.insert_record("g-stopped", "running", &stopped);
     let state = TempDir::new("second-state");
-    let mut child = bin()
-        .arg("run")
-        .args(s.args())
-        .args(["--interval", "200ms", "--docker-host", &live.docker_host()])
-        .args(["--state-dir", state.path().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = StderrLines::of(&mut child);
+    let (child, stderr) =
+        StoppedGame::spawn(g.command("200ms").arg("--state-dir").arg(state.path()));
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut s, "true") >= 1
+        count(&mut g.schema, "true") >= 1
     });
-    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    locker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-            s.events()
-        ))
-        .unwrap();
-    wait_for_a_blocked_insert(&mut s.client);
-    send_signal(&child, "-TERM");
+    let mut locker = lock_the_events_table(&mut g);
+    child.signal("-TERM");
     wait_until(Duration::from_secs(10), "the first signal taken", || {
         stderr.text().contains("SIGTERM received")
     });
     let second = Instant::now();
-    send_signal(&child, "-INT");
-    let status = child.wait().unwrap();
+    child.signal("-INT");
+    let status = child.wait();
     let took = second.elapsed();
     let log = stderr.text();
     assert_eq!(status.code(), Some(130), "{log}");
@@ -450,18 +377,10 @@ fn a_database_port_that_accepts_and_never_speaks_fails_within_the_connect_bound(
 #[test]
 fn once_with_more_events_than_the_queue_and_the_sink_down_spools_within_the_drain() {
     let n = 5000;
-    let list = (1..=n)
-        .map(|i| {
-            format!(
-                r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g-{i}"}}}}"#,
-                crate::util::hex_id(i)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = crate::util::labelled_list((1..=n).map(|i| (i, format!("g-{i}"))));
     let engine = crate::util::FakeEngine::start(move |path| {
         if path.contains("/containers/json?") {
-            return crate::util::Reply::Json(200, format!("[{list}]"));
+            return crate::util::Reply::Json(200, list.clone());
         }
         let id = path.split('/').nth(3).unwrap_or_default().to_owned();
         crate::util::Reply::Json(200, crate::util::inspect_body(&id, 0, "exited", None))
