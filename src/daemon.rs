@@ -639,10 +639,12 @@ fn report_tick(
         Err(_) => "the record list could not be read".to_owned(),
     };
     turns.notifier.watchdog();
-    turns.notifier.status(&match worker.failing() {
-        Some(failing) => format!("{status}; {failing}"),
-        None => status,
-    });
+    if turns.notifier.is_active() {
+        turns.notifier.status(&match worker.failing() {
+            Some(failing) => format!("{status}; {failing}"),
+            None => status,
+        });
+    }
 }
 
 /// Joins a thread, re-raising its panic rather than swallowing it.

@@ -77,7 +77,11 @@ impl ContainerEvent {
     pub fn action_label(&self) -> &'static str {
         ACTIONS
             .iter()
-            .find(|a| self.action == **a || self.action.starts_with(&format!("{a}:")))
+            .find(|a| {
+                self.action
+                    .strip_prefix(**a)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+            })
             .copied()
             .unwrap_or("other")
     }

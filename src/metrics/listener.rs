@@ -554,17 +554,12 @@ pub fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     Some(RequestLine { method, path })
 }
 
+/// The reason phrase of a status, as the `http` crate knows it.
 fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
+    ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
 }
 
 /// The bytes of a whole answer: status line, headers, body.
