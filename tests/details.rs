@@ -8,21 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{Containers, LiveDocker, bin, by_game, events, live_docker, wait_until};
+use crate::util::{Containers, by_game, events, live_docker, wait_until};
 
 /// `once` over the test's label; each game's one event's `details`.
-fn details_by_game(live: &LiveDocker, c: &Containers, level: &str) -> HashMap<String, Value> {
-    let out = bin()
-        .args([
-            "once",
-            "--label",
-            &c.label,
-            "--docker-host",
-            &live.docker_host(),
-        ])
-        .args(["--details", level])
-        .output()
-        .unwrap();
+fn details_by_game(c: &Containers, level: &str) -> HashMap<String, Value> {
+    let out = c.once(&["--details", level]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     by_game(&events(&out))
@@ -101,7 +91,7 @@ fn extended_details_say_why_each_container_failed() {
         killed
     });
 
-    let d = details_by_game(live, &c, "extended");
+    let d = details_by_game(&c, "extended");
     let killed = &d["g-killed"];
     assert_eq!(
         without_times(killed),
@@ -144,7 +134,7 @@ fn extended_details_say_why_each_container_failed() {
     }
 
     // The default is the three fields, whatever Docker says.
-    let basic = details_by_game(live, &c, "basic");
+    let basic = details_by_game(&c, "basic");
     assert_eq!(basic.len(), d.len());
     for (game, details) in basic {
         // (serde_json's map sorts its keys; the order is pinned in event.rs.)
@@ -160,7 +150,7 @@ fn a_container_that_cannot_start_says_why() {
     // docker run fails (exit 127), but the container is made: status created.
     let id = c.try_run("g-nostart", &[], &["/nonexistent"]);
     assert!(id.is_none(), "docker run of a missing command fails");
-    let d = details_by_game(live, &c, "extended");
+    let d = details_by_game(&c, "extended");
     let nostart = &d["g-nostart"];
     assert_eq!(nostart["state"], "created");
     assert_eq!(nostart["exit_code"], 127);

@@ -23,10 +23,11 @@ fn hostname() -> String {
         .to_owned()
 }
 
-/// `rtinspect migrate` with these extra arguments; (exit code, stdout, stderr).
-fn migrate(s: &TestSchema, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+/// `rtinspect COMMAND` on this schema and `url` with these extra arguments;
+/// (exit code, stdout, stderr).
+fn command(cmd: &str, s: &TestSchema, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let out = bin()
-        .arg("migrate")
+        .arg(cmd)
         .args(s.args())
         .args(["--database-url", url])
         .args(extra)
@@ -37,6 +38,11 @@ fn migrate(s: &TestSchema, url: &str, extra: &[&str]) -> (Option<i32>, String, S
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+/// `rtinspect migrate` with these extra arguments.
+fn migrate(s: &TestSchema, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    command("migrate", s, url, extra)
 }
 
 fn insert_host_record(s: &mut TestSchema, game: &str, status: &str, container: &str, host: &str) {
@@ -394,20 +400,9 @@ fn the_scoped_query_is_an_index_only_scan_of_one_host_among_a_million_records() 
     assert!(plan.contains("Heap Fetches: 0"), "{plan}");
 }
 
-/// `rtinspect prune-events` with these arguments; (exit code, stdout, stderr).
+/// `rtinspect prune-events` with these arguments.
 fn prune(s: &TestSchema, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
-    let out = bin()
-        .arg("prune-events")
-        .args(s.args())
-        .args(["--database-url", url])
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    command("prune-events", s, url, extra)
 }
 
 /// `n` events recorded `age` ago (an SQL interval), each a second apart.

@@ -50,16 +50,7 @@ fn once_reports_exactly_the_unhealthy_and_the_stopped() {
         c.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
     });
 
-    let out = bin()
-        .args([
-            "once",
-            "--label",
-            &c.label,
-            "--docker-host",
-            &live.docker_host(),
-        ])
-        .output()
-        .unwrap();
+    let out = c.once(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let events = events(&out);

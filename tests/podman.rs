@@ -262,26 +262,21 @@ fn detection_latency(c: &Pods<'_>, id: &str, envelope: &str) -> Duration {
 /// `rtinspect run` at an interval of an hour with the events stream on:
 /// after the first tick, only an event can make it look again.
 fn run_an_hour(live: &LivePodman, label: &str) -> (Daemon, StderrLines, StderrLines) {
-    let mut child = bin()
-        .args([
-            "run",
-            "--interval",
-            "1h",
-            "--events",
-            "on",
-            "--label",
-            label,
-        ])
-        .arg("--docker-host")
-        .arg(live.host())
-        .env("RUST_LOG", "rtinspect=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = StderrLines::stdout_of(&mut child);
-    let err = StderrLines::of(&mut child);
-    (Daemon(Some(child)), out, err)
+    Daemon::watched(
+        bin()
+            .args([
+                "run",
+                "--interval",
+                "1h",
+                "--events",
+                "on",
+                "--label",
+                label,
+            ])
+            .arg("--docker-host")
+            .arg(live.host())
+            .env("RUST_LOG", "rtinspect=debug"),
+    )
 }
 
 /// (game, state, restart count, health) of each event printed so far.

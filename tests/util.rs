@@ -548,6 +548,16 @@ pub struct Containers<'a> {
 }
 
 impl<'a> Containers<'a> {
+    /// `rtinspect once` over this test's label on the live dockerd, with `extra`.
+    pub fn once(&self, extra: &[&str]) -> Output {
+        bin()
+            .args(["once", "--label", &self.label])
+            .args(["--docker-host", &self.live.docker_host()])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     pub fn new(live: &'a LiveDocker, test: &str) -> Self {
         Containers {
             live,

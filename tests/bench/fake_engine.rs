@@ -8,9 +8,11 @@
 //! Usage: fake_engine SOCKET N
 //! Prints `ready` on stdout once listening; runs until killed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
+
+#[path = "engine_http.rs"]
+mod engine_http;
 
 const CAPTURED_ID: &str = "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee";
 
@@ -58,53 +60,8 @@ fn main() {
     println!("ready");
     for conn in listener.incoming().flatten() {
         let engine = engine.clone();
-        std::thread::spawn(move || serve(conn, &engine));
+        std::thread::spawn(move || engine_http::serve(conn, |path| answer(path, &engine)));
     }
-}
-
-fn serve(conn: UnixStream, engine: &Engine) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        if path.contains("/events") {
-            silent_events(&mut reader, &mut out);
-            return;
-        }
-        let (status, body) = answer(&path, engine);
-        let head = format!(
-            "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() {
-            return;
-        }
-    }
-}
-
-/// A subscription to a dockerd where nothing happens: the head, then no
-/// chunk at all, until the client closes the connection.
-fn silent_events(reader: &mut BufReader<UnixStream>, out: &mut UnixStream) {
-    let head = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    if out.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let mut ignored = [0u8; 512];
-    while matches!(reader.read(&mut ignored), Ok(n) if n > 0) {}
 }
 
 fn answer(path: &str, engine: &Engine) -> (&'static str, Vec<u8>) {

@@ -9,9 +9,11 @@
 //! Usage: fleet_engine DIR HOSTS RECORDS STOPPED
 //! Prints `ready` on stdout once every socket listens; runs until killed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
+
+#[path = "engine_http.rs"]
+mod engine_http;
 
 const CAPTURED_ID: &str = "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee";
 
@@ -71,7 +73,12 @@ fn main() {
                     let bodies = bodies.clone();
                     let _ = std::thread::Builder::new()
                         .stack_size(STACK)
-                        .spawn(move || serve(conn, &bodies));
+                        .spawn(move || {
+                            engine_http::serve(conn, |path| {
+                                let (status, body) = answer(path, &bodies);
+                                (status, body.into_bytes())
+                            })
+                        });
                 }
             })
             .expect("a listener thread");
@@ -79,47 +86,6 @@ fn main() {
     println!("ready");
     loop {
         std::thread::park();
-    }
-}
-
-fn serve(conn: UnixStream, bodies: &Bodies) {
-    let Ok(read_half) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut out = conn;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        if path.contains("/events") {
-            // A stream with nothing to say, until the client goes.
-            let head = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-            if out.write_all(head.as_bytes()).is_ok() {
-                let _ = reader.read(&mut [0; 1]);
-            }
-            return;
-        }
-        let (status, body) = answer(&path, bodies);
-        let head = format!(
-            "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(body.as_bytes()).is_err() {
-            return;
-        }
     }
 }
 
