@@ -19,7 +19,7 @@ use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::event::{INSPECT_UNHEALTHY, rfc3339_micros};
 use crate::telemetry::{
-    DOCKER_EVENT_ACTIONS, Histogram, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry,
+    DOCKER_EVENT_ACTIONS, HistogramCounts, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry,
 };
 
 /// What `/healthz` needs besides the counters.
@@ -191,19 +191,22 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         t.events_published.load(Relaxed)
     );
 
+    // One snapshot for both families: a tick that ends during the scrape
+    // cannot make the tick count and the histogram's count disagree.
+    let tick_durations = t.tick_duration.snapshot();
     single(
         &mut out,
         "rtinspect_ticks_total",
         "counter",
         "Ticks finished.",
-        t.ticks.load(Relaxed),
+        tick_durations.count,
     );
 
     histogram(
         &mut out,
         "rtinspect_tick_duration_seconds",
         "Duration of a tick: listing the records and inspecting each.",
-        &t.tick_duration,
+        &tick_durations,
     );
 
     single(
@@ -321,13 +324,13 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         &mut out,
         "rtinspect_detection_latency_seconds",
         "From the time of a Docker event to the sink accepting the health event it led to.",
-        &t.detection_latency,
+        &t.detection_latency.snapshot(),
     );
     out
 }
 
 /// A histogram family over [`TICK_BUCKETS`].
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramCounts) {
     family(out, name, "histogram", help);
     let cumulative = h.cumulative();
     for (le, count) in TICK_BUCKETS.iter().zip(&cumulative) {
@@ -338,12 +341,8 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
         "{name}_bucket{{le=\"+Inf\"}} {}",
         cumulative.last().copied().unwrap_or(0)
     );
-    let _ = writeln!(
-        out,
-        "{name}_sum {}",
-        h.sum_micros.load(Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "{name}_count {}", h.count.load(Relaxed));
+    let _ = writeln!(out, "{name}_sum {}", h.sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
 #[cfg(test)]
@@ -542,6 +541,42 @@ mod tests {
         assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
         assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));
         assert!(text.contains("# TYPE rtinspect_events_rejected_total counter\n"));
+    }
+
+    #[test]
+    fn a_scrape_during_ticks_shows_one_tick_count() {
+        let t = Arc::new(Telemetry::default());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let (t, done) = (t.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Relaxed) {
+                    t.tick_duration.observe(Duration::from_micros(300));
+                }
+            })
+        };
+        let value = |text: &str, name: &str| -> u64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line[name.len()..].trim().parse().unwrap()
+        };
+        for _ in 0..2_000 {
+            let text = render(&t, 0);
+            let ticks = value(&text, "rtinspect_ticks_total ");
+            assert_eq!(
+                value(&text, "rtinspect_tick_duration_seconds_count "),
+                ticks
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    "rtinspect_tick_duration_seconds_bucket{le=\"+Inf\"} "
+                ),
+                ticks
+            );
+        }
+        done.store(true, Relaxed);
+        ticker.join().unwrap();
+        assert!(t.tick_duration.snapshot().count > 0);
     }
 
     #[test]

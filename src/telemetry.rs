@@ -2,9 +2,9 @@
 //! ticks' outcome says about whether rtinspect can see.
 //!
 //! Every counter is an atomic, so the hot path of a tick or a publish costs one
-//! relaxed add. The outcome of ticks (the last success, the failure streak
-//! under way) sits behind a mutex taken once per tick and once per
-//! `/healthz`. The metrics listener only reads.
+//! relaxed add. A histogram, and the outcome of ticks (the last success, the
+//! failure streak under way), each sit behind a mutex taken once per tick (or
+//! delivery) and once per scrape or `/healthz`. The metrics listener only reads.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -18,8 +18,6 @@ pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "i
 pub struct Telemetry {
     /// Events the sink accepted.
     pub events_published: AtomicU64,
-    /// Ticks finished (listing failed or not).
-    pub ticks: AtomicU64,
     /// Records in the last tick whose listing succeeded.
     pub records: AtomicU64,
     /// Inspect errors by kind, indexed as [`INSPECT_ERROR_KINDS`].
@@ -30,7 +28,8 @@ pub struct Telemetry {
     pub events_dropped: AtomicU64,
     /// Unix time, in milliseconds, at which the last tick finished; 0 before.
     pub last_tick_unix_ms: AtomicU64,
-    /// How long ticks take.
+    /// How long ticks take; its count is the number of ticks finished
+    /// (listing failed or not).
     pub tick_duration: Histogram,
     /// Whether the publisher thread is running.
     pub publisher_alive: AtomicBool,
@@ -132,15 +131,21 @@ pub const TICK_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// A Prometheus histogram over [`TICK_BUCKETS`], lock-free.
+/// A Prometheus histogram over [`TICK_BUCKETS`]. Its counts sit behind one
+/// mutex, taken once per observation and once per scrape, so a scrape never
+/// shows a count that disagrees with its buckets.
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub struct Histogram(Mutex<HistogramCounts>);
+
+/// The counts of a [`Histogram`] at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HistogramCounts {
     /// Observations per bucket (not cumulative); the last one is `+Inf`.
-    pub buckets: [AtomicU64; TICK_BUCKETS.len() + 1],
+    buckets: [u64; TICK_BUCKETS.len() + 1],
     /// Sum of all observations, in microseconds.
-    pub sum_micros: AtomicU64,
+    pub sum_micros: u64,
     /// Number of observations.
-    pub count: AtomicU64,
+    pub count: u64,
 }
 
 impl Histogram {
@@ -151,18 +156,26 @@ impl Histogram {
             .iter()
             .position(|le| secs <= *le)
             .unwrap_or(TICK_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.buckets[i] += 1;
+        counts.sum_micros += d.as_micros() as u64;
+        counts.count += 1;
     }
 
+    /// The counts now, all taken together.
+    pub fn snapshot(&self) -> HistogramCounts {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl HistogramCounts {
     /// Cumulative counts per bucket, `+Inf` last, as Prometheus wants them.
     pub fn cumulative(&self) -> Vec<u64> {
         let mut total = 0;
         self.buckets
             .iter()
             .map(|b| {
-                total += b.load(Relaxed);
+                total += b;
                 total
             })
             .collect()
@@ -254,15 +267,16 @@ mod tests {
         for ms in [0, 1, 2, 40, 70_000] {
             h.observe(Duration::from_millis(ms));
         }
-        let c = h.cumulative();
+        let s = h.snapshot();
+        let c = s.cumulative();
         assert_eq!(c.len(), 16);
         assert_eq!(c[0], 2, "0 ms and 1 ms are <= 1 ms");
         assert_eq!(c[1], 3, "2 ms is <= 2.5 ms");
         assert_eq!(c[5], 4, "40 ms is <= 50 ms");
         assert_eq!(c[14], 4, "70 s is over 60 s");
         assert_eq!(c[15], 5);
-        assert_eq!(h.count.load(Relaxed), 5);
-        assert_eq!(h.sum_micros.load(Relaxed), 70_043_000);
+        assert_eq!(s.count, 5);
+        assert_eq!(s.sum_micros, 70_043_000);
     }
 
     #[test]

@@ -122,10 +122,7 @@ fn restart_across_ticks_emits_once_with_the_envelope() {
     assert_eq!(e["details"]["restart_count"], 3);
     assert_eq!(e["details"]["state"], "running");
     assert_eq!(e["details"]["health"], "");
-    assert_eq!(
-        telemetry.ticks.load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
+    assert_eq!(telemetry.tick_duration.snapshot().count, 3);
 }
 
 #[test]
