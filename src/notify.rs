@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The least time between two `WATCHDOG=1`: the loop may turn once per
@@ -25,6 +26,8 @@ pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
     last_ping: Mutex<Option<Instant>>,
+    /// `STOPPING=1` was sent: no status line may follow it.
+    stopping: AtomicBool,
 }
 
 impl Notifier {
@@ -52,6 +55,7 @@ impl Notifier {
             socket,
             watchdog,
             last_ping: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -84,17 +88,20 @@ impl Notifier {
         }
     }
 
-    /// A one-line summary for `systemctl status`.
+    /// A one-line summary for `systemctl status`; none once stopping (a tick
+    /// that ends during the exit must not paper over "stopping").
     pub fn status(&self, line: &str) {
-        if self.socket.is_some() {
+        if self.socket.is_some() && !self.stopping.load(Relaxed) {
             // One line: a newline would start another assignment.
             let line = line.replace('\n', " ");
             self.send(&format!("STATUS={line}"));
         }
     }
 
-    /// Shutdown has begun.
+    /// Shutdown has begun. The watchdog is still fed: systemd keeps
+    /// watching while a unit stops.
     pub fn stopping(&self) {
+        self.stopping.store(true, Relaxed);
         self.send("STOPPING=1");
     }
 
@@ -157,7 +164,15 @@ mod tests {
         n.watchdog();
         n.status("3 records,\n0 events");
         n.stopping();
-        let got: Vec<String> = (0..4).map(|_| recv(&systemd)).collect();
+        n.status("a tick that ended during the exit");
+        systemd
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(len) = systemd.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
         assert_eq!(
             got,
             [
