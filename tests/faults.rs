@@ -163,22 +163,23 @@ fn kill_9_then_restart_reports_a_restart_made_while_down() {
         .spawn()
         .unwrap();
     let saved = state.path().join("baselines.json");
-    let mut seen = 0;
-    wait_until(Duration::from_secs(10), "saved baselines", || {
-        let Ok(text) = std::fs::read_to_string(&saved) else {
-            return false;
-        };
+    // The restart count in the saved baselines, if they hold this container.
+    let saved_count = || {
+        let text = std::fs::read_to_string(&saved).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        match v["baselines"]["g-crash"]["restart_count"].as_u64() {
-            Some(n) => {
-                seen = n;
-                v["baselines"]["g-crash"]["container_id"] == crash.as_str()
-            }
-            None => false,
-        }
+        let b = &v["baselines"]["g-crash"];
+        (b["container_id"] == crash.as_str())
+            .then(|| b["restart_count"].as_u64())
+            .flatten()
+    };
+    wait_until(Duration::from_secs(10), "saved baselines", || {
+        saved_count().is_some()
     });
     send_signal(&child, "-KILL");
     let _ = child.wait_with_output();
+    // Read after the kill: a restart seen and saved just before it is no
+    // longer news to the next start.
+    let seen = saved_count().unwrap();
 
     // While rtinspect is down, the policy restarts the container.
     wait_until(Duration::from_secs(30), "a restart while down", || {

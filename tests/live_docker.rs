@@ -94,7 +94,9 @@ fn restart_count_increase_on_a_real_container_emits_once() {
     let id = c.run(
         "g-crash",
         &["--restart", "always"],
-        &["sh", "-c", "sleep 3; exit 1"],
+        // Running long enough for two ticks after a restart, even when each
+        // `docker inspect` of the wait below is slow.
+        &["sh", "-c", "sleep 8; exit 1"],
     );
     let mut w = worker(
         live,

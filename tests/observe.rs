@@ -86,19 +86,19 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
         sample(&metrics, "rtinspect_records") == Some(0.0)
             && sample(&metrics, "rtinspect_publish_queue_depth") == Some(0.0)
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // An empty queue may still have one event in flight: wait until the
+    // counter of accepted events matches the rows stored.
+    let events = "rtinspect_health_events_total{event_type=\"inspect_unhealthy\"}";
+    let mut rows = 0.0;
+    wait_until(Duration::from_secs(20), "every row counted", || {
+        metrics = http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        rows = s.event_rows().len() as f64;
+        sample(&metrics, events) == Some(rows)
+    });
     let (status, metrics) = http_get(&addr, "/metrics").unwrap();
     assert_eq!(status, 200);
     promtool_check(&metrics);
-    let rows = s.event_rows().len() as f64;
-    assert_eq!(
-        sample(
-            &metrics,
-            "rtinspect_health_events_total{event_type=\"inspect_unhealthy\"}"
-        ),
-        Some(rows),
-        "{metrics}"
-    );
+    assert_eq!(sample(&metrics, events), Some(rows), "{metrics}");
     let ticks = sample(&metrics, "rtinspect_ticks_total").unwrap();
     assert!(ticks >= rows, "{metrics}");
     assert_eq!(

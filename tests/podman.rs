@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use rtinspect::docker::{ApiVersion, ContainerInspector, ContainerLister, DockerClient, MAX_API};
 
 use crate::util::{
-    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, send_signal, wait_until,
+    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, send_signal, unix_nanos,
+    wait_until,
 };
 
 /// The Podman API service the tests use.
@@ -237,16 +238,6 @@ impl Drop for Pods<'_> {
     }
 }
 
-/// Nanoseconds since the epoch of an RFC 3339 time, as `date` reads it.
-fn unix_nanos(rfc3339: &str) -> i128 {
-    let out = Command::new("date")
-        .args(["-u", "-d", rfc3339, "+%s%N"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "date -d {rfc3339}");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 /// How long after the container stopped (Podman's `State.FinishedAt`) an
 /// envelope was made (its `occurred_at`).
 fn detection_latency(c: &Pods<'_>, id: &str, envelope: &str) -> Duration {
@@ -447,7 +438,9 @@ fn events_report_a_container_that_exits_by_itself_after_the_first_tick() {
     assert_eq!(printed_ids(&out), vec![exits.clone()]);
     let latency = detection_latency(&c, &exits, &out.lines()[0]);
     eprintln!("container exit to the event (Podman): {latency:?}");
-    assert!(latency < Duration::from_secs(5), "{latency:?}");
+    // Podman 4.3 records `died` from a cleanup process it spawns, and its
+    // events API polls a file: seconds on a loaded machine, never an hour.
+    assert!(latency < Duration::from_secs(15), "{latency:?}");
     assert!(
         err.text().contains("Docker event: die"),
         "an event, not a tick, found it:\n{}",

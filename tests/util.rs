@@ -1647,3 +1647,13 @@ pub fn pgbouncer_setting(url: &str, key: &str) -> Option<String> {
         _ => None,
     })
 }
+
+/// Nanoseconds since the epoch of an RFC 3339 time, as `date` reads it.
+pub fn unix_nanos(rfc3339: &str) -> i128 {
+    let out = Command::new("date")
+        .args(["-u", "-d", rfc3339, "+%s%N"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "date -d {rfc3339}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}

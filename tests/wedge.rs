@@ -231,8 +231,8 @@ fn a_frozen_database_cannot_hold_up_the_exit() {
     // the records blocks for good.
     g.cluster.freeze(true);
     // Nothing outside can see the inspector enter its blocked read: give
-    // it three intervals to get there.
-    std::thread::sleep(Duration::from_millis(600));
+    // it ten intervals to get there, room for a slow inspect on the way.
+    std::thread::sleep(Duration::from_secs(2));
     let signalled = Instant::now();
     child.signal("-TERM");
     let status = child.wait();

@@ -732,11 +732,13 @@ mod tests {
             request_timeout: Duration::from_millis(300),
             ..Limits::default()
         });
+        // Before the connect: the deadline runs from the accept, which
+        // cannot come earlier.
+        let started = Instant::now();
         let mut s = TcpStream::connect(listener.local_addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
             .unwrap();
-        let started = Instant::now();
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         assert_eq!(text, "", "closed without an answer");
