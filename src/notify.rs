@@ -10,7 +10,6 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The least time between two `WATCHDOG=1`: the loop may turn once per
@@ -26,8 +25,9 @@ pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
     last_ping: Mutex<Option<Instant>>,
-    /// `STOPPING=1` was sent: no status line may follow it.
-    stopping: AtomicBool,
+    /// Whether `STOPPING=1` was sent, held while a message is checked and
+    /// sent, so that nothing can follow it.
+    stopping: Mutex<bool>,
 }
 
 impl Notifier {
@@ -55,7 +55,7 @@ impl Notifier {
             socket,
             watchdog,
             last_ping: Mutex::new(None),
-            stopping: AtomicBool::new(false),
+            stopping: Mutex::new(false),
         }
     }
 
@@ -84,25 +84,38 @@ impl Notifier {
         let mut last = self.last_ping.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| now.duration_since(t) >= WATCHDOG_THROTTLE) {
             *last = Some(now);
-            self.send("WATCHDOG=1");
+            self.send_unless_stopping("WATCHDOG=1");
         }
     }
 
-    /// A one-line summary for `systemctl status`; none once stopping (a tick
-    /// that ends during the exit must not paper over "stopping").
+    /// A one-line summary for `systemctl status`.
     pub fn status(&self, line: &str) {
-        if self.socket.is_some() && !self.stopping.load(Relaxed) {
+        if self.socket.is_some() {
             // One line: a newline would start another assignment.
             let line = line.replace('\n', " ");
-            self.send(&format!("STATUS={line}"));
+            self.send_unless_stopping(&format!("STATUS={line}"));
         }
     }
 
-    /// Shutdown has begun. The watchdog is still fed: systemd keeps
-    /// watching while a unit stops.
+    /// Shutdown has begun; the status says so, and nothing follows. systemd
+    /// stops the watchdog of a unit that stops (`TimeoutStopSec` bounds the
+    /// exit instead) and a late ping would arm it again; a tick that ends
+    /// during the exit must not put its summary over "stopping".
     pub fn stopping(&self) {
-        self.stopping.store(true, Relaxed);
-        self.send("STOPPING=1");
+        let mut stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        if !*stopping {
+            *stopping = true;
+            self.send("STOPPING=1\nSTATUS=stopping: delivering what is queued");
+        }
+    }
+
+    /// Sends `message` unless `STOPPING=1` was sent; the lock is held across
+    /// the send (which never blocks), so the two cannot cross.
+    fn send_unless_stopping(&self, message: &str) {
+        let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        if !*stopping {
+            self.send(message);
+        }
     }
 
     fn send(&self, message: &str) {
@@ -165,6 +178,7 @@ mod tests {
         n.status("3 records,\n0 events");
         n.stopping();
         n.status("a tick that ended during the exit");
+        n.watchdog();
         systemd
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -179,7 +193,7 @@ mod tests {
                 "READY=1",
                 "WATCHDOG=1",
                 "STATUS=3 records, 0 events",
-                "STOPPING=1"
+                "STOPPING=1\nSTATUS=stopping: delivering what is queued"
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,10 +1,12 @@
 //! Counters shared by the inspector and publisher threads, and what the
 //! ticks' outcome says about whether rtinspect can see.
 //!
-//! Every counter is an atomic, so the hot path of a tick or a publish costs one
-//! relaxed add. A histogram, and the outcome of ticks (the last success, the
-//! failure streak under way), each sit behind a mutex taken once per tick (or
-//! delivery) and once per scrape or `/healthz`. The metrics listener only reads.
+//! Plain counters are atomics, so the hot path of a tick or a publish costs one
+//! relaxed add. A histogram (the tick count is the tick-duration histogram's
+//! count), and the outcome of ticks (the last success, the failure streak
+//! under way), each sit behind a mutex taken once per tick (or delivery) and
+//! once per scrape or `/healthz`, never across I/O. The metrics listener only
+//! reads.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

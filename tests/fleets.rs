@@ -18,8 +18,8 @@ use crate::util::{
 
 /// Taken by the tests that disturb one another on the shared cluster: the
 /// locked table's blocked queries hold a snapshot (so VACUUM cannot mark the
-/// pages that an index-only scan needs all-visible) and hold PgBouncer's
-/// server connections for 30 s (which the four hosts need).
+/// pages that an index-only scan needs all-visible) and hold one of
+/// PgBouncer's two server connections for 30 s (which the four hosts need).
 static SHARED_CLUSTER: Mutex<()> = Mutex::new(());
 
 fn shared_cluster() -> MutexGuard<'static, ()> {
@@ -649,9 +649,8 @@ fn four_hosts_through_pgbouncer_in_transaction_mode_store_every_event_once() {
         .collect();
     eprintln!("events emitted per host {emitted:?}, rows per host {rows:?}");
     assert_eq!(rows, emitted, "every event stored exactly once");
-    // A minute at 200 ms: about 300 ticks per host, fewer on a loaded
-    // machine; half of them shows the daemons kept going.
-    assert!(emitted.values().all(|&n| n >= 150), "{emitted:?}");
+    // A minute at 200 ms: about 300 ticks per host.
+    assert!(emitted.values().all(|&n| n >= 200), "{emitted:?}");
 
     // Retention works through the bouncer too.
     s.client

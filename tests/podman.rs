@@ -422,11 +422,11 @@ fn events_report_a_container_that_exits_by_itself_after_the_first_tick() {
     });
 
     live.podman(&["exec", &exits, "touch", "/go"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while printed(&out).is_empty() {
         assert!(
             Instant::now() < deadline,
-            "no event within 9 s of the container's exit, at an interval of an hour: \
+            "no event within 19 s of the container's exit, at an interval of an hour: \
              the events stream did not bring its death.\nPodman's own log of it:\n{}\
              rtinspect's log:\n{}",
             live.events_of(&exits),
