@@ -17,7 +17,7 @@ use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
     Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, labelled_list,
-    live_docker, one_labelled_reply, unix_nanos, wait_until,
+    live_docker, one_labelled_reply, printed, tuple, unix_nanos, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -125,21 +125,6 @@ impl Engine {
     }
 }
 
-/// The (game, state, restart count) of each event printed so far.
-fn printed(out: &StderrLines) -> Vec<(String, String, u64)> {
-    out.lines()
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["game_id"].as_str().unwrap().to_owned(),
-                v["details"]["state"].as_str().unwrap().to_owned(),
-                v["details"]["restart_count"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn stop(daemon: Daemon, err: &StderrLines) {
     assert!(daemon.terminate().success(), "{}", err.text());
 }
@@ -164,7 +149,7 @@ fn a_die_event_inspects_that_record_at_once_and_no_other() {
     wait_until(Duration::from_secs(5), "the event", || {
         !printed(&out).is_empty()
     });
-    assert_eq!(printed(&out), vec![("g-1".into(), "exited".into(), 0)]);
+    assert_eq!(printed(&out), vec![tuple("g-1", "exited", 0, "")]);
     assert_eq!(
         e.inspects_of(2),
         before,
@@ -190,7 +175,7 @@ fn a_restart_seen_by_an_event_and_by_a_later_tick_is_reported_once() {
     wait_until(Duration::from_secs(10), "the resync", || {
         e.subscriptions().len() >= 2 && e.inspects_of(1) >= 4
     });
-    assert_eq!(printed(&out), vec![("g-1".into(), "running".into(), 1)]);
+    assert_eq!(printed(&out), vec![tuple("g-1", "running", 1, "")]);
     stop(child, &err);
 }
 
@@ -205,7 +190,7 @@ fn a_broken_stream_resumes_and_its_resync_tick_catches_what_happened_meanwhile()
     wait_until(Duration::from_secs(10), "the event", || {
         !printed(&out).is_empty()
     });
-    assert_eq!(printed(&out), vec![("g-2".into(), "exited".into(), 0)]);
+    assert_eq!(printed(&out), vec![tuple("g-2", "exited", 0, "")]);
     let subs = e.subscriptions();
     assert_eq!(subs.len(), 2, "{subs:?}");
     assert!(!subs[0].contains("since="), "{}", subs[0]);
@@ -236,7 +221,7 @@ fn a_burst_of_1000_events_neither_blocks_nor_costs_a_verdict() {
     wait_until(Duration::from_secs(20), "the restart", || {
         !printed(&out).is_empty()
     });
-    assert_eq!(printed(&out), vec![("g-2".into(), "running".into(), 1)]);
+    assert_eq!(printed(&out), vec![tuple("g-2", "running", 1, "")]);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let hwm_kib: u64 = status
         .lines()
@@ -432,7 +417,7 @@ fn real_dockerd_kills_exits_and_unhealthy_checks_are_seen_within_a_second() {
     }
     let got: HashMap<String, (String, u64)> = printed(&out)
         .into_iter()
-        .map(|(g, s, r)| (g, (s, r)))
+        .map(|(g, s, r, _)| (g, (s, r)))
         .collect();
     assert_eq!(got.len(), 3, "{:?}", printed(&out));
     assert_eq!(got["g-killed"].0, "exited");

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use rtinspect::docker::{ApiVersion, ContainerInspector, ContainerLister, DockerClient, MAX_API};
 
 use crate::util::{
-    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, send_signal, unix_nanos,
-    wait_until,
+    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, printed, send_signal,
+    tuple, unix_nanos, wait_until,
 };
 
 /// The Podman API service the tests use.
@@ -270,22 +270,6 @@ fn run_an_hour(live: &LivePodman, label: &str) -> (Daemon, StderrLines, StderrLi
     )
 }
 
-/// (game, state, restart count, health) of each event printed so far.
-fn printed(out: &StderrLines) -> Vec<(String, String, u64, String)> {
-    out.lines()
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["game_id"].as_str().unwrap().to_owned(),
-                v["details"]["state"].as_str().unwrap().to_owned(),
-                v["details"]["restart_count"].as_u64().unwrap(),
-                v["details"]["health"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// The container id of each event printed so far.
 fn printed_ids(out: &StderrLines) -> Vec<String> {
     out.lines()
@@ -310,10 +294,6 @@ fn stop(mut daemon: Daemon, err: &StderrLines) {
     send_signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", err.text());
-}
-
-fn tuple(game: &str, state: &str, restarts: u64, health: &str) -> (String, String, u64, String) {
-    (game.into(), state.into(), restarts, health.into())
 }
 
 #[test]

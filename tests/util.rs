@@ -1657,3 +1657,29 @@ pub fn unix_nanos(rfc3339: &str) -> i128 {
     assert!(out.status.success(), "date -d {rfc3339}");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// (game, state, restart count, health) of each event printed so far.
+pub fn printed(out: &StderrLines) -> Vec<(String, String, u64, String)> {
+    out.lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["game_id"].as_str().unwrap().to_owned(),
+                v["details"]["state"].as_str().unwrap().to_owned(),
+                v["details"]["restart_count"].as_u64().unwrap(),
+                v["details"]["health"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One row of [`printed`].
+pub fn tuple(
+    game: &str,
+    state: &str,
+    restarts: u64,
+    health: &str,
+) -> (String, String, u64, String) {
+    (game.into(), state.into(), restarts, health.into())
+}
