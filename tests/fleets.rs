@@ -456,16 +456,6 @@ fn deletes(s: &mut TestSchema) -> (Vec<i64>, usize) {
     (rows.iter().map(|r| r.get(0)).collect(), txs.len())
 }
 
-fn count_events(s: &mut TestSchema, filter: &str) -> i64 {
-    s.client
-        .query_one(
-            &format!("SELECT count(*) FROM {} WHERE {filter}", s.events()),
-            &[],
-        )
-        .unwrap()
-        .get(0)
-}
-
 #[test]
 fn prune_events_deletes_exactly_the_old_rows_in_batches_of_ten_thousand() {
     let Some(url) = live_pg() else { return };
@@ -483,9 +473,9 @@ fn prune_events_deletes_exactly_the_old_rows_in_batches_of_ten_thousand() {
             && out.ends_with(&format!(" from {}\n", s.events())),
         "{out}"
     );
-    assert_eq!(count_events(&mut s, "true"), 400);
+    assert_eq!(s.count_events("true"), 400);
     assert_eq!(
-        count_events(&mut s, "recorded_at < now() - interval '30 days'"),
+        s.count_events("recorded_at < now() - interval '30 days'"),
         0
     );
     let (batches, transactions) = deletes(&mut s);
@@ -507,7 +497,7 @@ fn prune_events_deletes_exactly_the_old_rows_in_batches_of_ten_thousand() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("deleted 100 events"));
-    assert_eq!(count_events(&mut s, "true"), 300);
+    assert_eq!(s.count_events("true"), 300);
 }
 
 #[test]

@@ -854,6 +854,17 @@ impl TestSchema {
             .unwrap();
     }
 
+    /// The number of events rows matching the SQL condition `filter`.
+    pub fn count_events(&mut self, filter: &str) -> i64 {
+        self.client
+            .query_one(
+                &format!("SELECT count(*) FROM {} WHERE {filter}", self.events()),
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     /// (event_id, game_id, container_id, details as JSON text), oldest first.
     pub fn event_rows(&mut self) -> Vec<(String, String, String, serde_json::Value)> {
         self.client

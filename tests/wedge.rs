@@ -7,8 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Blackhole, PgCluster, StoppedGame, TempDir, TestSchema, bin, iptables_usable, live_docker,
-    wait_until,
+    Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, live_docker, wait_until,
 };
 
 /// Ticks that emitted one event, from the tick lines
@@ -16,16 +15,6 @@ use crate::util::{
 fn emitted(stderr: &str, records: usize) -> usize {
     let line = format!("tick: {records} records, 1 events");
     stderr.lines().filter(|l| l.contains(&line)).count()
-}
-
-fn count(s: &mut TestSchema, filter: &str) -> i64 {
-    s.client
-        .query_one(
-            &format!("SELECT count(*) FROM {} WHERE {filter}", s.events()),
-            &[],
-        )
-        .unwrap()
-        .get(0)
 }
 
 /// An envelope as rtinspect writes it, with the given id, game and time.
@@ -107,23 +96,23 @@ fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
     wait_until(
         Duration::from_secs(30),
         "ten events of the good game",
-        || count(&mut g.schema, "game_id = 'g-stopped'") >= 10,
+        || g.schema.count_events("game_id = 'g-stopped'") >= 10,
     );
     assert!(child.terminate().success());
     let log = stderr.text();
 
     assert_eq!(
-        count(&mut g.schema, &format!("event_id = '{good}'")),
+        g.schema.count_events(&format!("event_id = '{good}'")),
         1,
         "{log}"
     );
     assert_eq!(
-        count(&mut g.schema, "game_id <> 'g-stopped'"),
+        g.schema.count_events("game_id <> 'g-stopped'"),
         1,
         "only the good spooled event besides the live game"
     );
     assert_eq!(
-        count(&mut g.schema, "game_id = 'g-stopped'") as usize,
+        g.schema.count_events("game_id = 'g-stopped'") as usize,
         emitted(&log, 2),
         "every event of the live game is a row: {log}"
     );
@@ -158,7 +147,7 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
 
     let (child, stderr) = g.run(state.path());
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut g.schema, "true") >= 2
+        g.schema.count_events("true") >= 2
     });
     // Another session holds the table: the next INSERT blocks for good.
     let mut locker = lock_the_events_table(&mut g);
@@ -202,7 +191,7 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = count(&mut g.schema, "true");
+    let rows = g.schema.count_events("true");
     let distinct: i64 = g
         .schema
         .client
@@ -224,7 +213,7 @@ fn a_frozen_database_cannot_hold_up_the_exit() {
     let state = TempDir::new("frozen-state");
     let (child, stderr) = g.run(state.path());
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut g.schema, "true") >= 2
+        g.schema.count_events("true") >= 2
     });
     // Every process of the cluster stops; its kernel still acknowledges
     // every packet, so no TCP setting notices it. The next tick's read of
@@ -283,7 +272,7 @@ fn a_database_that_vanishes_mid_call_is_noticed_within_60s_and_recovered() {
     };
     let (child, stderr) = StoppedGame::spawn(&mut g.command("500ms"));
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut g.schema, "true") >= 2
+        g.schema.count_events("true") >= 2
     });
 
     // Packets to and from the server vanish: no RST, no FIN.
@@ -303,9 +292,9 @@ fn a_database_that_vanishes_mid_call_is_noticed_within_60s_and_recovered() {
 
     drop(hole);
     let back = Instant::now();
-    let before = count(&mut g.schema, "true");
+    let before = g.schema.count_events("true");
     wait_until(Duration::from_secs(60), "events stored again", || {
-        count(&mut g.schema, "true") > before + 1
+        g.schema.count_events("true") > before + 1
     });
     eprintln!(
         "events flowed again {:?} after the path came back",
@@ -323,7 +312,7 @@ fn a_second_signal_spools_and_exits_130_at_once() {
     let (child, stderr) =
         StoppedGame::spawn(g.command("200ms").arg("--state-dir").arg(state.path()));
     wait_until(Duration::from_secs(20), "delivered events", || {
-        count(&mut g.schema, "true") >= 1
+        g.schema.count_events("true") >= 1
     });
     let mut locker = lock_the_events_table(&mut g);
     child.signal("-TERM");
