@@ -88,6 +88,27 @@ ping_docker() {
     docker -H "unix://$1" version >/dev/null 2>&1
 }
 
+# Starts a dockerd of its own on socket $1 (data and exec roots under $work,
+# no bridge, no iptables), sets started_dockerd, and waits up to a minute for
+# it to answer; fails, with its log, when it does not.
+throwaway_dockerd() {
+  log "starting a throwaway dockerd on $1"
+  dockerd --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
+    -H "unix://$1" --pidfile "$work/docker.pid" \
+    --bridge=none --iptables=false --ip6tables=false \
+    >"$work/dockerd.log" 2>&1 &
+  started_dockerd=$!
+  for _ in $(seq 1 120); do
+    ping_docker "$1" && return 0
+    kill -0 "$started_dockerd" 2>/dev/null || break
+    sleep 0.5
+  done
+  ping_docker "$1" && return 0
+  log "dockerd did not start; its log:"
+  tail -n 30 "$work/dockerd.log" >&2 || true
+  return 1
+}
+
 start_dockerd() {
   local docker_socket="${RTINSPECT_TEST_DOCKER_HOST:-}"
   docker_socket="${docker_socket#unix://}"
@@ -96,22 +117,7 @@ start_dockerd() {
       docker_socket=/var/run/docker.sock
     elif command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
       docker_socket="$work/docker.sock"
-      log "starting a throwaway dockerd on $docker_socket"
-      dockerd --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-        -H "unix://$docker_socket" --pidfile "$work/docker.pid" \
-        --bridge=none --iptables=false --ip6tables=false \
-        >"$work/dockerd.log" 2>&1 &
-      started_dockerd=$!
-      for _ in $(seq 1 120); do
-        ping_docker "$docker_socket" && break
-        kill -0 "$started_dockerd" 2>/dev/null || break
-        sleep 0.5
-      done
-      if ! ping_docker "$docker_socket"; then
-        log "dockerd did not start; its log:"
-        tail -n 30 "$work/dockerd.log" >&2 || true
-        docker_socket=""
-      fi
+      throwaway_dockerd "$docker_socket" || docker_socket=""
     else
       docker_socket=""
     fi

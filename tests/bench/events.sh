@@ -127,22 +127,7 @@ if [ -n "${BENCH_DOCKER_HOST:-}" ]; then
   [ -n "$dockerd_pid" ] || { log "cannot find the process listening on $host"; exit 1; }
 else
   sock="$work/docker.sock"
-  log "starting a throwaway dockerd on $sock"
-  dockerd --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-    -H "unix://$sock" --pidfile "$work/docker.pid" \
-    --bridge=none --iptables=false --ip6tables=false \
-    >"$work/dockerd.log" 2>&1 &
-  started_dockerd=$!
-  for _ in $(seq 1 120); do
-    ping_docker "$sock" && break
-    kill -0 "$started_dockerd" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ! ping_docker "$sock"; then
-    log "dockerd did not start; its log:"
-    tail -n 30 "$work/dockerd.log" >&2 || true
-    exit 1
-  fi
+  throwaway_dockerd "$sock" || exit 1
   host="unix://$sock"
   dockerd_pid=$started_dockerd
   daemon_desc="a throwaway daemon of this run"
