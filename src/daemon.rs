@@ -12,26 +12,27 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{Command, Config, SinkKind};
 use crate::docker::DockerClient;
-use crate::docker::events::{self, ContainerEvent, Nudge, ReaderParts};
+use crate::docker::events::{self, Nudge, ReaderParts};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::inspector::Inspector;
 use crate::metrics::{self, HealthInputs};
 use crate::notify::Notifier;
 use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
 use crate::publisher::{self, Backoff, Outbox, Rejects};
-use crate::records::{LabelRecords, RecordError, RecordSource};
+use crate::records::{LabelRecords, RecordSource};
+use crate::schedule::{Action, Follow, Input, Schedule, Settings};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::{EventSink, StdoutSink};
 use crate::state::{OpenError, StateDir};
 use crate::telemetry::Telemetry;
-use crate::tick::Summary;
 use crate::webhook::WebhookSink;
-use crate::worker::Worker;
+use crate::worker::{Carried, Worker};
 
 /// How long, after shutdown begins, delivery may go on before what is left
 /// is spooled: systemd's stop timeout must never have to kill rtinspect.
@@ -249,24 +250,47 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
 }
 
 /// The final spool, written once: by the main thread at the end of the drain,
-/// or by the signal thread on a second signal, whichever comes first.
+/// or by the signal thread on a second signal, whichever comes first; events
+/// that come later (from an inspect still under way then) are added to it.
 struct FinalSpool {
     outbox: Arc<Outbox>,
     state: Option<StateDir>,
-    written: Mutex<Option<usize>>,
+    /// What was spooled, once it was.
+    written: Mutex<Option<Vec<HealthEvent>>>,
 }
 
 impl FinalSpool {
     /// Closes the outbox and keeps what it held; the count of events spooled.
     fn write(&self) -> Result<usize, Failure> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = *written {
-            return Ok(n);
+        if let Some(events) = &*written {
+            return Ok(events.len());
         }
         let undelivered = self.outbox.close();
         let n = keep_undelivered(&undelivered, self.state.as_ref())?;
-        *written = Some(n);
+        *written = Some(undelivered);
         Ok(n)
+    }
+
+    /// Keeps an event that came after the outbox closed: the spool is
+    /// written again with it, or, without one, its envelope is logged whole.
+    fn keep_late(&self, event: HealthEvent) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = written.take().unwrap_or_default();
+        events.push(event);
+        let kept = match &self.state {
+            Some(state) => keep_undelivered(&events, Some(state)),
+            None => keep_undelivered(&events[events.len() - 1..], None),
+        };
+        if let Err(e) = kept {
+            log::error!("{}", failure_text(&e));
+        }
+        *written = Some(events);
+    }
+
+    /// Waits for a late event being spooled right now, before the exit.
+    fn settle(&self) {
+        drop(self.written.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
@@ -313,8 +337,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         telemetry.clone(),
         &config.docker_socket,
     );
+    let mut baselines = Inspector::new();
     if let Some(state) = &state {
-        worker = worker
+        (worker, baselines) = worker
             .with_state(state.clone())
             .map_err(|e| Failure::Runtime(format!("reading the saved baselines: {e}")))?;
     }
@@ -368,22 +393,46 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             overflow: overflow.clone(),
             counters: telemetry.clone(),
             silence: events::SILENCE,
+            label: config.database.is_none().then(|| config.label.clone()),
         })
         .map_err(|e| Failure::Runtime(format!("cannot start the Docker events thread: {e}")))?;
         (Some(reader), Some(Nudges { receiver, overflow }))
     } else {
         (None, None)
     };
+    let once = config.command == Command::Once;
+    let schedule = Schedule::new(
+        Settings {
+            interval: config.interval,
+            once,
+            events: nudges.is_some(),
+            follow: if config.database.is_some() {
+                Follow::Database
+            } else {
+                Follow::Labels
+            },
+        },
+        baselines,
+        Instant::now(),
+    );
+    let emitter = Emitter {
+        events,
+        outbox: outbox.clone(),
+        spool: final_spool.clone(),
+        telemetry: telemetry.clone(),
+        // `once` has no next tick to protect: it waits for queue room rather
+        // than drop, but not past the drain (a sink that is down and more
+        // events than the queue holds): then into the spool.
+        once_deadline: once.then(|| Instant::now() + DRAIN),
+    };
     let inspector = spawn_inspector(
         worker,
-        events,
+        schedule,
+        emitter,
         Turns {
-            once: config.command == Command::Once,
-            interval: config.interval,
             shutdown: shutdown.clone(),
             notifier: notifier.clone(),
             nudges,
-            outbox: outbox.clone(),
         },
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
@@ -421,6 +470,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     let spooled = final_spool.write()?;
     publisher.join_if_ended();
+    final_spool.settle();
     if let Some(reader) = reader {
         reader.stop();
     }
@@ -438,15 +488,10 @@ pub fn run(config: &Config) -> Result<(), Failure> {
 
 /// How the inspector loop turns.
 struct Turns {
-    /// One tick, then return.
-    once: bool,
-    interval: Duration,
     shutdown: Shutdown,
     notifier: Arc<Notifier>,
     /// Docker's events, when the events stream is on.
     nudges: Option<Nudges>,
-    /// Where `once` puts what does not fit in the queue before the drain ends.
-    outbox: Arc<Outbox>,
 }
 
 /// The inspector's end of the events stream.
@@ -457,20 +502,33 @@ pub struct Nudges {
     pub overflow: Arc<AtomicBool>,
 }
 
-/// How long after a bare `health_status` (Podman's) a container that still
-/// looked healthy is inspected again: Podman 4.3 sends the event while its
-/// probe runs, before it records the verdict (containers/podman#19245).
-const HEALTH_RECHECK: Duration = Duration::from_secs(1);
+/// Nudges taken from the channel in one turn at most, so that a flood of
+/// events never keeps the loop from its next action.
+const NUDGES_PER_TURN: usize = 64;
 
-/// The least time between two full ticks that resyncs ask for.
-const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
+/// Where the inspector's events go: the publisher's queue while the outbox
+/// is open, the spool once it is closed (an inspect that was still under way
+/// when the drain ended), never a channel nobody reads.
+struct Emitter {
+    events: Sender<HealthEvent>,
+    outbox: Arc<Outbox>,
+    spool: Arc<FinalSpool>,
+    telemetry: Arc<Telemetry>,
+    /// `once`: wait for queue room until then rather than drop.
+    once_deadline: Option<Instant>,
+}
 
-/// Re-inspections waiting at most; past that a tick catches up.
-const RECHECKS_MAX: usize = 256;
-
-/// How long the first tick waits for the events stream to be subscribed:
-/// subscribe first, then tick, so nothing falls between the two.
-const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
+impl Emitter {
+    fn emit(&self, event: HealthEvent) {
+        let offered = match self.once_deadline {
+            Some(deadline) => publisher::offer_until(&self.outbox, &self.events, event, deadline),
+            None => publisher::offer(&self.outbox, &self.events, event, &self.telemetry),
+        };
+        if let Err(late) = offered {
+            self.spool.keep_late(*late);
+        }
+    }
+}
 
 /// The running inspector thread.
 struct InspectorThread {
@@ -482,7 +540,8 @@ struct InspectorThread {
 /// Starts the inspector thread.
 fn spawn_inspector(
     mut worker: Worker,
-    events: Sender<HealthEvent>,
+    mut schedule: Schedule,
+    emitter: Emitter,
     turns: Turns,
 ) -> std::io::Result<InspectorThread> {
     let (alive, ended) = crossbeam_channel::bounded::<()>(0);
@@ -490,160 +549,95 @@ fn spawn_inspector(
         .name("inspector".into())
         .spawn(move || {
             let _alive = alive;
-            inspect_loop(&mut worker, &events, &turns)
+            inspect_loop(&mut worker, &mut schedule, &emitter, &turns)
         })?;
     Ok(InspectorThread { handle, ended })
 }
 
-/// The inspector loop: a tick every interval, and between ticks, with the
-/// events stream on, one record at once for each Docker event that concerns
-/// it, or a full tick when events may have been missed.
+/// The inspector loop: carries out what the schedule decides, tells it what
+/// happened (answers, Docker events, shutdown), waits when it says wait, and
+/// feeds the watchdog at every turn. It decides nothing itself.
 fn inspect_loop(
     worker: &mut Worker,
-    events: &Sender<HealthEvent>,
+    schedule: &mut Schedule,
+    emitter: &Emitter,
     turns: &Turns,
 ) -> Result<(), Failure> {
-    let telemetry = worker.telemetry().clone();
-    let once_deadline = Instant::now() + DRAIN;
-    let mut emit = |e: HealthEvent| {
-        if turns.once {
-            // `once` has no next tick to protect: it waits for queue room
-            // rather than drop, but not past the drain (a sink that is down
-            // and more events than the queue holds): then into the spool.
-            if let Err(e) = events.send_deadline(e, once_deadline) {
-                turns.outbox.push_back(e.into_inner());
-            }
-        } else {
-            publisher::offer(events, e, &telemetry);
-        }
-    };
-    // Asked between records: the loop turns there too, for the watchdog.
-    let cancelled = || {
-        turns.notifier.watchdog();
-        turns.shutdown.is_requested()
-    };
     let never = crossbeam_channel::never();
     let mut nudges = turns.nudges.as_ref().map_or(&never, |n| &n.receiver);
-    if let Some(n) = &turns.nudges {
-        // The reader's first message is its subscription (or nothing, if
-        // dockerd is not there yet: then the tick goes first).
-        if let Ok(Nudge::Container(e)) = n.receiver.recv_timeout(FIRST_SUBSCRIPTION_WAIT) {
-            worker.nudge(&e, &mut emit);
-        }
-    }
-    let mut rechecks: std::collections::VecDeque<(Instant, ContainerEvent)> =
-        std::collections::VecDeque::new();
-    let mut last: Option<Summary> = None;
-    let mut next_tick = Instant::now();
-    let mut last_started: Option<Instant> = None;
-    let mut resync = false;
+    let mut listed = true;
     loop {
-        let overflowed = turns
-            .nudges
-            .as_ref()
-            .is_some_and(|n| n.overflow.swap(false, Relaxed));
-        if resync || overflowed {
-            // A full tick at once, but not more than one a second, however
-            // often the stream breaks or overflows.
-            resync = false;
-            let soonest = last_started.map_or(Instant::now(), |t| t + MIN_RESYNC_GAP);
-            next_tick = next_tick.min(soonest);
-        }
-        if Instant::now() >= next_tick {
-            let started = Instant::now();
-            last_started = Some(started);
-            // Docker events that arrive during the tick are taken between
-            // its records; a resubscription means another full tick after.
-            let mut pending = || loop {
-                match nudges.try_recv() {
-                    Ok(Nudge::Container(e)) => return Some(e),
-                    Ok(Nudge::Resync) => resync = true,
-                    Err(_) => return None,
+        let input = match schedule.next(Instant::now()) {
+            Action::Stop => break,
+            Action::Wait(until) => {
+                let now = Instant::now();
+                let mut wait = until.saturating_duration_since(now);
+                if let Some(w) = turns.notifier.watchdog_every() {
+                    wait = wait.min(w);
                 }
-            };
-            let result = worker.tick(&cancelled, &mut pending, &mut emit);
-            report_tick(worker, &result, started, &mut last, turns);
-            if turns.once {
-                return result
-                    .map(|_| ())
-                    .map_err(|e| Failure::Runtime(e.to_string()));
+                crossbeam_channel::select! {
+                    recv(turns.shutdown.receiver()) -> _ => Some(Input::Shutdown),
+                    recv(nudges) -> nudge => match nudge {
+                        Ok(nudge) => Some(from_nudge(nudge)),
+                        // The reader is gone; the poll goes on.
+                        Err(_) => {
+                            nudges = &never;
+                            None
+                        }
+                    },
+                    default(wait) => None,
+                }
             }
-            next_tick = started + turns.interval;
-        }
-        // Until the next tick, a nudge, or shutdown; turning at least as
-        // often as the watchdog asks.
-        let now = Instant::now();
-        let until = rechecks
-            .front()
-            .map_or(next_tick, |(at, _)| (*at).min(next_tick));
-        let wait = turns
-            .notifier
-            .watchdog_every()
-            .map_or(until - now.min(until), |w| w.min(until - now.min(until)));
-        crossbeam_channel::select! {
-            recv(turns.shutdown.receiver()) -> _ => {
-                log::info!("inspector stopped");
-                return Ok(());
-            }
-            recv(nudges) -> nudge => match nudge {
-                Ok(Nudge::Container(e)) => {
-                    let reported = worker.nudge(&e, &mut emit);
-                    if e.action == "health_status" && reported == Some(false) && rechecks.len() < RECHECKS_MAX {
-                        rechecks.push_back((Instant::now() + HEALTH_RECHECK, e));
-                    }
+            action => match worker.carry_out(action, schedule, &mut |e| emitter.emit(e)) {
+                Carried::Answer(input) => Some(input),
+                Carried::TickEnded { status, listed: l } => {
+                    listed = l;
+                    turns.notifier.status(&status);
+                    None
                 }
-                Ok(Nudge::Resync) => {
-                    log::debug!("events stream subscribed: inspecting every record");
-                    resync = true;
-                }
-                // The reader is gone; the poll goes on.
-                Err(_) => nudges = &never,
+                Carried::Nothing => None,
             },
-            default(wait) => {}
+        };
+        if let Some(input) = input {
+            schedule.on(input, Instant::now());
         }
-        while rechecks
-            .front()
-            .is_some_and(|(at, _)| *at <= Instant::now())
+        for nudge in nudges.try_iter().take(NUDGES_PER_TURN) {
+            schedule.on(from_nudge(nudge), Instant::now());
+        }
+        if let Some(n) = &turns.nudges
+            && n.overflow.swap(false, Relaxed)
         {
-            if let Some((_, e)) = rechecks.pop_front() {
-                worker.nudge(&e, &mut emit);
-            }
+            schedule.on(Input::Overflowed, Instant::now());
+        }
+        if turns.shutdown.is_requested() {
+            schedule.on(Input::Shutdown, Instant::now());
         }
         turns.notifier.watchdog();
-        if turns.shutdown.is_requested() {
-            log::info!("inspector stopped");
-            return Ok(());
+    }
+    if turns.shutdown.is_requested() {
+        log::info!("inspector stopped");
+    }
+    match worker.take_list_error() {
+        Some(e) if !listed => Err(Failure::Runtime(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// What the reader said, as the schedule's input, stamped with when the
+/// inspector took it.
+fn from_nudge(nudge: Nudge) -> Input {
+    match nudge {
+        Nudge::Container(e) => Input::Docker(e, SystemTime::now()),
+        Nudge::Resync => {
+            log::debug!("events stream subscribed: inspecting every record");
+            Input::Subscribed
         }
     }
 }
 
-/// Logs a tick (a steady state logs nothing at info: a tick like the last
-/// one is debug) and tells systemd.
-fn report_tick(
-    worker: &Worker,
-    result: &Result<Summary, RecordError>,
-    started: Instant,
-    last: &mut Option<Summary>,
-    turns: &Turns,
-) {
-    let status = match result {
-        Ok(summary) => {
-            if last.as_ref() != Some(summary) || turns.once {
-                log::info!("tick: {summary}, {:?}", started.elapsed());
-            } else {
-                log::debug!("tick: {summary}, {:?}", started.elapsed());
-            }
-            *last = Some(*summary);
-            summary.to_string()
-        }
-        Err(_) => "the record list could not be read".to_owned(),
-    };
-    turns.notifier.watchdog();
-    if turns.notifier.is_active() {
-        turns.notifier.status(&match worker.failing() {
-            Some(failing) => format!("{status}; {failing}"),
-            None => status,
-        });
+fn failure_text(f: &Failure) -> &str {
+    match f {
+        Failure::Usage(m) | Failure::Runtime(m) => m,
     }
 }
 

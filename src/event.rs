@@ -55,10 +55,23 @@ pub struct HealthEvent {
     pub envelope: String,
     /// Where the `details` object lies in `envelope`.
     details_span: Range<usize>,
-    /// When dockerd reported what led to this event, for an event that a
-    /// Docker event prompted (not part of the envelope): the start of the
-    /// detection latency.
-    pub prompted_at: Option<SystemTime>,
+    /// For an event that a Docker event prompted (not part of the
+    /// envelope): the stages of its detection, the first of which starts
+    /// the detection latency. Boxed: most events have none.
+    pub prompt: Option<Box<Prompt>>,
+}
+
+/// When a Docker event led to an inspect: the stages of its detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prompt {
+    /// The Docker action that prompted it (`die`, `start`, …).
+    pub action: &'static str,
+    /// When dockerd says the (earliest merged) event happened.
+    pub event_at: SystemTime,
+    /// When the inspector took it.
+    pub read_at: SystemTime,
+    /// When the inspect answered.
+    pub answered_at: SystemTime,
 }
 
 #[derive(Serialize)]
@@ -167,7 +180,7 @@ impl HealthEvent {
             details,
             envelope,
             details_span,
-            prompted_at: None,
+            prompt: None,
         }
     }
 
@@ -226,7 +239,7 @@ impl HealthEvent {
             details: (!details.is_empty()).then(|| Box::new(details)),
             envelope: envelope.to_owned(),
             details_span,
-            prompted_at: None,
+            prompt: None,
         })
     }
 }

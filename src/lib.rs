@@ -32,6 +32,7 @@ pub mod notify;
 pub mod postgres;
 pub mod publisher;
 pub mod records;
+pub mod schedule;
 pub mod shutdown;
 pub mod sink;
 pub mod state;

@@ -80,12 +80,6 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Adds an event behind the backlog, for one that the queue had no room
-    /// for in time; the publisher takes the backlog before the queue.
-    pub fn push_back(&self, event: HealthEvent) {
-        self.slot().backlog.push_back(event);
-    }
-
     /// Stops delivery and returns every event not yet delivered, in order: the
     /// one in flight, the backlog, the queue. The publisher ends at its next
     /// step; an event it is handing to the sink right now may still arrive
@@ -153,17 +147,58 @@ impl Outbox {
 }
 
 /// Offers an event to the queue without waiting; a full queue drops it,
-/// counted and logged.
-pub fn offer(events: &Sender<HealthEvent>, event: HealthEvent, telemetry: &Telemetry) {
+/// counted and logged. A closed outbox refuses it (`Err`), for the caller to
+/// spool: after the close, nobody reads the queue.
+pub fn offer(
+    outbox: &Outbox,
+    events: &Sender<HealthEvent>,
+    event: HealthEvent,
+    telemetry: &Telemetry,
+) -> Result<(), Box<HealthEvent>> {
+    // Under the slot's lock, which `close` holds while it drains the queue:
+    // an event is either drained by the close or refused here.
+    let slot = outbox.slot();
+    if slot.closed {
+        return Err(Box::new(event));
+    }
     let (event, why) = match events.try_send(event) {
-        Ok(()) => return,
+        Ok(()) => return Ok(()),
         Err(TrySendError::Full(e)) => (e, "publish queue full"),
         Err(TrySendError::Disconnected(e)) => (e, "publisher is gone"),
     };
+    drop(slot);
     telemetry.events_dropped.fetch_add(1, Relaxed);
     log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
         event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
         "{why} ({QUEUE_CAPACITY}): event dropped");
+    Ok(())
+}
+
+/// Offers an event to the queue, waiting for room until `deadline` and then
+/// putting it behind the backlog (for `once`, which has no next tick to
+/// protect). A closed outbox refuses it (`Err`), for the caller to spool.
+pub fn offer_until(
+    outbox: &Outbox,
+    events: &Sender<HealthEvent>,
+    mut event: HealthEvent,
+    deadline: Instant,
+) -> Result<(), Box<HealthEvent>> {
+    loop {
+        let mut slot = outbox.slot();
+        if slot.closed {
+            return Err(Box::new(event));
+        }
+        event = match events.try_send(event) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => e,
+        };
+        if Instant::now() >= deadline {
+            slot.backlog.push_back(event);
+            return Ok(());
+        }
+        drop(slot);
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Where events the sink refused for good are set aside.
@@ -282,6 +317,21 @@ pub fn spawn(
     }
 }
 
+/// Counts the detection latency of an event a Docker event prompted, and
+/// says at debug level where the time went: from dockerd's time of the event
+/// to the inspector taking it, to the inspect's answer, to the sink's accepting.
+fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, telemetry: &Telemetry) {
+    let accepted = std::time::SystemTime::now();
+    let since = |t: std::time::SystemTime| t.duration_since(prompt.event_at).unwrap_or_default();
+    telemetry.detection_latency.observe(since(accepted));
+    if log::log_enabled!(log::Level::Debug) {
+        let ms = |t| format!("{:.3}", since(t).as_secs_f64() * 1000.0);
+        log::debug!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+            action = prompt.action, read_ms = ms(prompt.read_at).as_str(), answered_ms = ms(prompt.answered_at).as_str(),
+            accepted_ms = ms(accepted).as_str(); "detected");
+    }
+}
+
 fn deliver(
     sink: &mut dyn EventSink,
     outbox: &Outbox,
@@ -296,11 +346,8 @@ fn deliver(
             match sink.publish(&event) {
                 Ok(()) => {
                     telemetry.events_published.fetch_add(1, Relaxed);
-                    if let Some(at) = event.prompted_at {
-                        let latency = std::time::SystemTime::now()
-                            .duration_since(at)
-                            .unwrap_or_default();
-                        telemetry.detection_latency.observe(latency);
+                    if let Some(prompt) = &event.prompt {
+                        detected(&event, prompt, telemetry);
                     }
                     backoff.reset();
                     if let Some(since) = failing_since.take() {
@@ -500,11 +547,29 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let (tx, _outbox) = Outbox::new(Vec::new());
+        let (tx, outbox) = Outbox::new(Vec::new());
         let t = Telemetry::default();
         for _ in 0..QUEUE_CAPACITY + 2 {
-            offer(&tx, event("x"), &t);
+            offer(&outbox, &tx, event("x"), &t).unwrap();
         }
         assert_eq!(t.events_dropped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn an_event_offered_after_the_close_is_handed_back_not_queued() {
+        let (tx, outbox) = Outbox::new(Vec::new());
+        let t = Telemetry::default();
+        offer(&outbox, &tx, event("before"), &t).unwrap();
+        let left = outbox.close();
+        assert_eq!(left.len(), 1);
+        let late = offer(&outbox, &tx, event("late"), &t).unwrap_err();
+        assert_eq!(late.game_id, "late");
+        let late = offer_until(&outbox, &tx, event("late2"), Instant::now()).unwrap_err();
+        assert_eq!(late.game_id, "late2");
+        assert!(
+            outbox.close().is_empty(),
+            "nothing went into the queue after the close"
+        );
+        assert_eq!(t.events_dropped.load(Relaxed), 0);
     }
 }

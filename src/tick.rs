@@ -1,19 +1,19 @@
-//! The tick core: every decision of one tick, and of the one-record inspect
-//! that a Docker event asks for, over the records, the answers of a
-//! [`ContainerInspector`] and the baselines.
+//! The tick core: every decision of one tick — which records are valid, what
+//! an inspect's answer means for a record ([`judge`]), when to give up on
+//! dockerd — and of the one-record inspect that a Docker event asks for.
 //!
-//! It does no I/O of its own, logs nothing, counts nothing and reads no clock
-//! but the one it is given: it hands each record's [`Outcome`] to the caller,
-//! and the wiring layer (`daemon`) logs, counts and publishes them. Listing the
-//! records is the caller's too, since a failed listing ends the tick before
-//! anything here runs.
+//! A [`Tick`] makes no request and reads no clock: it hands out one [`Step`]
+//! at a time, its caller carries it out and hands the answer back, and each
+//! record's [`Outcome`] is returned, never called back; the shell (`worker`)
+//! logs, counts and publishes them. Listing the records is the caller's too,
+//! since a failed listing ends the tick before anything here runs.
 //!
 //! Inspections are sequential on purpose: fanning out against the Docker
 //! daemon would make the watcher the noisiest client on a small host.
 
 use std::time::SystemTime;
 
-use crate::docker::{ContainerInspector, DockerError, is_valid_container_ref};
+use crate::docker::{DockerError, is_valid_container_ref};
 use crate::event::HealthEvent;
 use crate::inspector::{Inspector, Reason, RuntimeRecord};
 
@@ -156,70 +156,189 @@ pub fn validate(record: &RuntimeRecord) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// One tick over a freshly listed `records`: forgets the baselines of games no
-/// longer listed, then inspects each record in order and hands its outcome to
-/// `report`. `between` is called before each record with the baselines, so
-/// that the caller can inspect at once, with [`inspect`], a record a Docker
-/// event points at rather than wait for the tick to end; it returns true to
-/// stop the tick (shutdown). `clock` dates the events.
-pub fn tick(
-    inspector: &mut Inspector,
-    records: &[RuntimeRecord],
-    docker: &dyn ContainerInspector,
-    clock: &dyn Fn() -> SystemTime,
-    between: &mut dyn FnMut(&mut Inspector) -> bool,
-    report: &mut dyn FnMut(&RuntimeRecord, Outcome),
-) {
-    inspector.prune(records);
-    let mut timeouts_in_a_row = 0;
-    let mut given_up: Option<Skip> = None;
-    for record in records {
-        if given_up.is_none() && between(inspector) {
-            given_up = Some(Skip::Shutdown);
+/// What a tick asks its caller to do next.
+// One step at a time is made and moved once, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// Inspect this record's container and hand the answer to
+    /// [`Tick::answered`].
+    Inspect(RuntimeRecord),
+    /// This record's outcome, decided without a request (invalid, or skipped).
+    Decided(RuntimeRecord, Outcome),
+    /// Ask dockerd's `/_ping` and hand the result to [`Tick::pinged`]: after
+    /// [`TIMEOUTS_BEFORE_GIVING_UP`] timeouts in a row, or at the end of a
+    /// tick that had no answer from dockerd at all.
+    Ping,
+    /// The tick is over.
+    Done,
+}
+
+/// Whether a tick could see dockerd, for `/healthz` and the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Some answer came from dockerd (a 404 and an error status included).
+    Reached,
+    /// Nothing answered; the last error's text.
+    Unreachable(String),
+}
+
+/// One tick over a freshly listed set of records, one step at a time: the
+/// records in order, and when to give up on dockerd. It makes no request
+/// itself; its caller carries out each [`Step`] and hands the answer back.
+#[derive(Debug)]
+pub struct Tick {
+    records: std::vec::IntoIter<RuntimeRecord>,
+    timeouts_in_a_row: usize,
+    given_up: Option<Skip>,
+    /// Why a ping was asked for, while its answer is awaited.
+    ping: Option<PingFor>,
+    /// Whether the closing ping was asked already.
+    closed: bool,
+    summary: Summary,
+    reached: bool,
+    docker_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PingFor {
+    /// Three timeouts in a row: is dockerd hung, or only those containers?
+    Timeouts,
+    /// No record answered: can dockerd be reached at all?
+    Closing,
+}
+
+impl Tick {
+    /// A tick over `records`, in their order.
+    pub fn new(records: Vec<RuntimeRecord>) -> Tick {
+        Tick {
+            summary: Summary {
+                records: records.len(),
+                ..Summary::default()
+            },
+            records: records.into_iter(),
+            timeouts_in_a_row: 0,
+            given_up: None,
+            ping: None,
+            closed: false,
+            reached: false,
+            docker_error: None,
         }
-        if let Some(skip) = given_up {
-            report(record, Outcome::Skipped(skip));
-            continue;
+    }
+
+    /// The next step. A step that asks for a request waits for its answer
+    /// ([`Tick::answered`], [`Tick::pinged`]) before this is called again.
+    pub fn next_step(&mut self) -> Step {
+        if self.ping.is_some() {
+            return Step::Ping;
         }
-        let outcome = inspect(inspector, record, docker, clock);
-        match &outcome {
-            Outcome::Failed(DockerError::Timeout(_)) => timeouts_in_a_row += 1,
+        if let Some(record) = self.records.next() {
+            let decided = match (self.given_up, validate(&record)) {
+                (Some(skip), _) => Outcome::Skipped(skip),
+                (None, Err(invalid)) => Outcome::Invalid(invalid),
+                (None, Ok(())) => return Step::Inspect(record),
+            };
+            self.summary.count(&decided);
+            return Step::Decided(record, decided);
+        }
+        // With no answer from any record (no records, only invalid ones, or
+        // only inspects that hung), dockerd's `/_ping` says whether it can be
+        // reached.
+        if !self.reached && !self.closed {
+            self.closed = true;
+            self.ping = Some(PingFor::Closing);
+            return Step::Ping;
+        }
+        Step::Done
+    }
+
+    /// Takes the outcome of the record last handed out by [`Step::Inspect`].
+    pub fn answered(&mut self, outcome: &Outcome) {
+        self.summary.count(outcome);
+        match outcome.reached_docker() {
+            Some(true) => self.reached = true,
+            Some(false) => {
+                if let Outcome::Failed(e) = outcome {
+                    self.docker_error = Some(e.to_string());
+                }
+            }
+            None => {}
+        }
+        match outcome {
+            Outcome::Failed(DockerError::Timeout(_)) => self.timeouts_in_a_row += 1,
             Outcome::Invalid(_) => {}
-            _ => timeouts_in_a_row = 0,
+            _ => self.timeouts_in_a_row = 0,
         }
         let unreachable = matches!(
             outcome,
             Outcome::Failed(DockerError::Unreachable { .. } | DockerError::ConnectTimeout { .. })
         );
         if unreachable {
-            given_up = Some(Skip::DockerDown);
-        } else if timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
-            if docker.ping().is_ok() {
-                timeouts_in_a_row = 0;
-            } else {
-                given_up = Some(Skip::DockerDown);
-            }
+            self.given_up = Some(Skip::DockerDown);
+        } else if self.timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
+            self.ping = Some(PingFor::Timeouts);
         }
-        report(record, outcome);
+    }
+
+    /// Takes the answer of the ping [`Step::Ping`] asked for: after three
+    /// timeouts in a row, a ping that fails too gives up on dockerd for the
+    /// rest of the tick (a tick costs a few timeouts, not one per record);
+    /// one that answers says the timeouts were those containers' own.
+    pub fn pinged(&mut self, result: Result<(), String>) {
+        match (self.ping.take(), result) {
+            (Some(PingFor::Timeouts), Ok(())) => self.timeouts_in_a_row = 0,
+            (Some(PingFor::Timeouts), Err(_)) => self.given_up = Some(Skip::DockerDown),
+            (Some(PingFor::Closing), Ok(())) => self.reached = true,
+            (Some(PingFor::Closing), Err(e)) => self.docker_error = Some(e),
+            (None, _) => {}
+        }
+    }
+
+    /// Stops the tick at shutdown: the records not yet inspected are
+    /// counted as skipped.
+    pub fn cancel(&mut self) {
+        self.given_up.get_or_insert(Skip::Shutdown);
+        self.ping = None;
+        self.closed = true;
+        for _ in self.records.by_ref() {
+            self.summary.skipped += 1;
+        }
+    }
+
+    /// What the tick did so far.
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    /// Whether the tick could see dockerd; `None` while nothing says either way
+    /// (a tick cancelled before any answer).
+    pub fn reach(&self) -> Option<Reach> {
+        if self.reached {
+            Some(Reach::Reached)
+        } else {
+            self.docker_error.clone().map(Reach::Unreachable)
+        }
+    }
+
+    /// Whether the tick gave up on dockerd (not at shutdown).
+    pub fn gave_up_on_docker(&self) -> bool {
+        self.given_up == Some(Skip::DockerDown)
     }
 }
 
-/// Inspects one record with exactly the rules of a tick: the same validation,
-/// the same baselines, the same event.
-pub fn inspect(
+/// Judges one record's inspect with the rules of a tick: the same baselines,
+/// the same event, dated `at`.
+pub fn judge(
     inspector: &mut Inspector,
     record: &RuntimeRecord,
-    docker: &dyn ContainerInspector,
-    clock: &dyn Fn() -> SystemTime,
+    answer: Result<crate::inspector::Observation, DockerError>,
+    at: SystemTime,
 ) -> Outcome {
-    if let Err(invalid) = validate(record) {
-        return Outcome::Invalid(invalid);
-    }
-    match docker.inspect(&record.container_id) {
+    match answer {
         Ok(observation) => match inspector.observe(&record.game_id, observation) {
             Some(finding) => {
                 let reasons = finding.reasons.clone();
-                Outcome::Event(HealthEvent::from_finding(finding, clock()), reasons)
+                Outcome::Event(HealthEvent::from_finding(finding, at), reasons)
             }
             None => Outcome::Healthy,
         },
@@ -233,6 +352,7 @@ pub fn inspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::ContainerInspector;
     use crate::fakes::{Answer, FakeDocker};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -258,6 +378,34 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_795_726_800)
     }
 
+    /// Carries out one tick's steps with the fake's answers, stopping it
+    /// when `cancel` says so before a record; per record, `game: outcome`.
+    fn drive(
+        inspector: &mut Inspector,
+        docker: &FakeDocker,
+        records: &[RuntimeRecord],
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> (Vec<String>, Tick) {
+        inspector.prune(records);
+        let mut tick = Tick::new(records.to_vec());
+        let mut got = Vec::new();
+        loop {
+            if cancel() {
+                tick.cancel();
+            }
+            match tick.next_step() {
+                Step::Inspect(r) => {
+                    let o = judge(inspector, &r, docker.inspect(&r.container_id), clock());
+                    tick.answered(&o);
+                    got.push(format!("{}: {}", r.game_id, short(&o)));
+                }
+                Step::Decided(r, o) => got.push(format!("{}: {}", r.game_id, short(&o))),
+                Step::Ping => tick.pinged(docker.ping().map_err(|e| e.to_string())),
+                Step::Done => return (got, tick),
+            }
+        }
+    }
+
     /// Runs ticks over `records` with the fake's answers; per tick, per record,
     /// `game: outcome`.
     fn check_ticks(
@@ -267,18 +415,7 @@ mod tests {
         ticks: usize,
     ) -> Vec<Vec<String>> {
         (0..ticks)
-            .map(|_| {
-                let mut got = Vec::new();
-                tick(
-                    inspector,
-                    records,
-                    docker,
-                    &clock,
-                    &mut |_| false,
-                    &mut |r, o| got.push(format!("{}: {}", r.game_id, short(&o))),
-                );
-                got
-            })
+            .map(|_| drive(inspector, docker, records, &mut || false).0)
             .collect()
     }
 
@@ -406,23 +543,14 @@ mod tests {
         let docker = FakeDocker::new().default_answer(Answer::running(A, 0, ""));
         let records = [rec("a", "c1"), rec("b", "c2"), rec("c", "c3")];
         let mut asked = 0;
-        let mut cancelled = |_: &mut Inspector| {
+        let mut cancelled = || {
             asked += 1;
             asked > 1
         };
-        let mut got = Vec::new();
-        tick(
-            &mut Inspector::new(),
-            &records,
-            &docker,
-            &clock,
-            &mut cancelled,
-            &mut |r, o| got.push(format!("{}: {}", r.game_id, short(&o))),
-        );
-        assert_eq!(
-            got,
-            vec!["a: healthy", "b: skipped shutdown", "c: skipped shutdown"]
-        );
+        let (got, tick) = drive(&mut Inspector::new(), &docker, &records, &mut cancelled);
+        assert_eq!(got, vec!["a: healthy"]);
+        assert_eq!(tick.summary().skipped, 2);
+        assert_eq!(tick.reach(), Some(Reach::Reached));
         assert_eq!(docker.asked(), vec!["c1"]);
     }
 
@@ -477,7 +605,8 @@ mod tests {
     fn events_are_dated_by_the_clock_given() {
         let docker = FakeDocker::new().answer("c0", Answer::status(A, 0, "exited"));
         let mut inspector = Inspector::new();
-        let Outcome::Event(e, _) = inspect(&mut inspector, &rec("g", "c0"), &docker, &clock) else {
+        let answer = docker.inspect("c0");
+        let Outcome::Event(e, _) = judge(&mut inspector, &rec("g", "c0"), answer, clock()) else {
             panic!("an exited container is an event");
         };
         assert_eq!(e.occurred_at, "2026-11-26T21:00:00.000000Z");

@@ -1,34 +1,33 @@
-//! The worker: the shell of I/O around the tick core. It lists the records,
-//! runs the tick core over them and takes the Docker events that concern one
-//! record; it logs and counts each outcome, keeps the per-game warnings and
-//! the record set events are matched against, tells telemetry whether the
-//! tick could see, and saves the baselines. Threads, channels and the exit
-//! are the daemon's.
+//! The worker: the shell of I/O around the schedule and the tick core. It
+//! carries out each [`Action`] the schedule decides — lists the records,
+//! inspects a container, pings dockerd, saves the baselines — and hands the
+//! answer back as an [`Input`]; it logs and counts each record's outcome,
+//! keeps the per-game warnings, tells telemetry whether a tick could see, and
+//! publishes events through the `emit` it is given. Threads, channels and
+//! the exit are the daemon's.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::docker::events::ContainerEvent;
 use crate::docker::{ContainerInspector, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
+use crate::schedule::{Action, Input, ListFor, Report, Schedule, Settings, TickEnd};
 use crate::state::StateDir;
 use crate::telemetry::{Stage, Telemetry};
-use crate::tick::{self, Outcome, Skip, Summary};
+use crate::tick::{Outcome, Reach, Skip, Summary};
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
 
-/// The inspector: the baselines, the record source and the Docker client,
-/// with the logging and counting of every tick's outcomes.
+/// The shell: the record source, the Docker client and the state directory,
+/// with the logging and counting of every outcome.
 pub struct Worker {
-    inspector: Inspector,
     source: Box<dyn RecordSource + Send>,
     docker: Box<dyn ContainerInspector + Send>,
     telemetry: Arc<Telemetry>,
@@ -38,11 +37,29 @@ pub struct Worker {
     records: RecordLog,
     /// Per service: the record list, dockerd, the baselines file.
     service_warnings: WarnLimiter,
-    /// Where baselines are saved after each tick that changed them.
+    /// Where baselines are saved.
     state: Option<StateDir>,
-    /// The records of the last tick that could list them: the set a Docker
-    /// event is matched against.
-    listed: Vec<RuntimeRecord>,
+    /// Why the last tick's records could not be listed.
+    list_error: Option<RecordError>,
+    /// The last tick's summary, so that a steady state logs at debug only.
+    last: Option<Summary>,
+}
+
+/// What carrying out an action gave.
+#[derive(Debug)]
+pub enum Carried {
+    /// The answer the schedule waits for.
+    Answer(Input),
+    /// A tick ended: the status line for systemd, and whether its records
+    /// could be listed.
+    TickEnded {
+        /// One line: records, events, and what fails.
+        status: String,
+        /// Whether the records could be listed.
+        listed: bool,
+    },
+    /// Nothing to hand back.
+    Nothing,
 }
 
 /// What is logged and counted per record, with what it remembers per game.
@@ -55,7 +72,7 @@ struct RecordLog {
 }
 
 impl Worker {
-    /// A worker with no baselines yet; `docker_socket` names dockerd in messages.
+    /// A worker; `docker_socket` names dockerd in messages.
     pub fn new(
         source: Box<dyn RecordSource + Send>,
         docker: Box<dyn ContainerInspector + Send>,
@@ -63,7 +80,6 @@ impl Worker {
         docker_socket: &Path,
     ) -> Self {
         Worker {
-            inspector: Inspector::new(),
             source,
             docker,
             telemetry: telemetry.clone(),
@@ -75,14 +91,18 @@ impl Worker {
             },
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
             state: None,
-            listed: Vec::new(),
+            list_error: None,
+            last: None,
         }
     }
 
-    /// Starts from the baselines saved in `state`, and saves them there after
-    /// every tick that changed them: a restart that happens while rtinspect
-    /// is down is then reported when it comes back.
-    pub fn with_state(mut self, state: StateDir) -> Result<Self, crate::state::StateError> {
+    /// Saves baselines to `state` from now on, and returns the ones saved
+    /// there before: a restart that happens while rtinspect is down is then
+    /// reported when it comes back.
+    pub fn with_state(
+        mut self,
+        state: StateDir,
+    ) -> Result<(Self, Inspector), crate::state::StateError> {
         let saved = state.load_baselines()?;
         if !saved.is_empty() {
             log::info!(
@@ -91,19 +111,13 @@ impl Worker {
                 state.path().display()
             );
         }
-        self.inspector = Inspector::with_baselines(saved);
         self.state = Some(state);
-        Ok(self)
+        Ok((self, Inspector::with_baselines(saved)))
     }
 
     /// The counters this worker feeds.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
-    }
-
-    /// The inspector state, for tests and persistence.
-    pub fn inspector(&self) -> &Inspector {
-        &self.inspector
     }
 
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
@@ -116,41 +130,104 @@ impl Worker {
         ))
     }
 
-    /// One tick: lists the records and runs the tick core over them, logging
-    /// and counting each outcome and handing each event to `emit`. A listing
-    /// failure ends the tick untouched. Between records, `cancelled` is asked,
-    /// and each Docker event `pending` has queued is taken at once (a tick of
-    /// many records must not hold up a failure it has already passed).
-    pub fn tick(
-        &mut self,
-        cancelled: &dyn Fn() -> bool,
-        pending: &mut dyn FnMut() -> Option<ContainerEvent>,
-        emit: &mut dyn FnMut(HealthEvent),
-    ) -> Result<Summary, RecordError> {
-        let started = Instant::now();
-        let result = self.tick_inner(cancelled, pending, emit);
-        self.telemetry.busy_with(None, Instant::now());
-        self.save_baselines();
-        self.telemetry.tick_duration.observe(started.elapsed());
-        self.telemetry
-            .last_tick_unix_ms
-            .store(crate::telemetry::unix_ms_now(), Relaxed);
-        result
+    /// Why the last tick's records could not be listed, taken.
+    pub fn take_list_error(&mut self) -> Option<RecordError> {
+        self.list_error.take()
     }
 
-    fn tick_inner(
+    /// One tick now, outside any loop: lists the records and inspects each
+    /// with `inspector`'s baselines, handing each event to `emit`. Returns
+    /// the tick's summary (or why the records could not be listed) and the
+    /// baselines after it.
+    pub fn tick_once(
         &mut self,
-        cancelled: &dyn Fn() -> bool,
-        pending: &mut dyn FnMut() -> Option<ContainerEvent>,
+        inspector: Inspector,
         emit: &mut dyn FnMut(HealthEvent),
-    ) -> Result<Summary, RecordError> {
+    ) -> (Result<Summary, RecordError>, Inspector) {
+        let settings = Settings {
+            interval: Duration::from_secs(3600),
+            once: true,
+            events: false,
+            follow: crate::schedule::Follow::Database,
+        };
+        let mut schedule = Schedule::new(settings, inspector, Instant::now());
+        let mut summary = None;
+        loop {
+            match schedule.next(Instant::now()) {
+                Action::Stop | Action::Wait(_) => break,
+                Action::TickEnded(end) => {
+                    summary = end.summary;
+                    self.carry_out(Action::TickEnded(end), &schedule, emit);
+                }
+                action => {
+                    if let Carried::Answer(input) = self.carry_out(action, &schedule, emit) {
+                        schedule.on(input, Instant::now());
+                    }
+                }
+            }
+        }
+        let result = match (summary, self.list_error.take()) {
+            (Some(s), _) => Ok(s),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(Summary::default()),
+        };
+        (result, schedule.into_inspector())
+    }
+
+    /// Carries out one action of `schedule`, handing each event to `emit`.
+    pub fn carry_out(
+        &mut self,
+        action: Action,
+        schedule: &Schedule,
+        emit: &mut dyn FnMut(HealthEvent),
+    ) -> Carried {
+        match action {
+            Action::List(purpose) => Carried::Answer(Input::Listed(self.list(purpose))),
+            Action::Inspect(record) => {
+                let answer = self.docker.inspect(&record.container_id);
+                Carried::Answer(Input::Answered(answer, SystemTime::now()))
+            }
+            Action::Ping => {
+                Carried::Answer(Input::Pinged(self.docker.ping().map_err(|e| e.to_string())))
+            }
+            Action::Report(report) => {
+                self.records.handle(report, emit);
+                Carried::Nothing
+            }
+            Action::SaveBaselines => {
+                self.save_baselines(schedule.inspector());
+                Carried::Nothing
+            }
+            Action::TickEnded(end) => self.tick_ended(end),
+            Action::Wait(_) | Action::Stop => Carried::Nothing,
+        }
+    }
+
+    fn list(&mut self, purpose: ListFor) -> Option<Vec<RuntimeRecord>> {
+        if purpose == ListFor::Nudges {
+            return match self.source.records() {
+                Ok(records) => Some(records),
+                Err(e) => {
+                    log::debug!(err:% = e; "reading the records for Docker events failed");
+                    None
+                }
+            };
+        }
         self.telemetry
             .busy_with(Some("reading the records"), Instant::now());
         let listed = self.source.records();
         self.telemetry
             .busy_with(Some("inspecting the containers"), Instant::now());
-        let records = match listed {
-            Ok(records) => records,
+        match listed {
+            Ok(records) => {
+                if self.service_warnings.clear("records") {
+                    log::info!("the record list can be read again");
+                }
+                self.telemetry.records.store(records.len() as u64, Relaxed);
+                self.records.forget_games_not_in(&records);
+                self.list_error = None;
+                Some(records)
+            }
             Err(e) => {
                 let (stage, what) = if e.is_docker() {
                     (Stage::Docker, self.unreachable_docker())
@@ -162,111 +239,61 @@ impl Worker {
                     log::warn!(err:% = e;
                         "tick skipped: the record list could not be read{}", held_back(held));
                 }
-                return Err(e);
-            }
-        };
-        if self.service_warnings.clear("records") {
-            log::info!("the record list can be read again");
-        }
-        self.telemetry.records.store(records.len() as u64, Relaxed);
-        self.records.forget_games_not_in(&records);
-
-        let mut summary = Summary {
-            records: records.len(),
-            ..Summary::default()
-        };
-        // Whether any answer came from dockerd, and the last failure if none did.
-        let mut reached = false;
-        let mut docker_error: Option<String> = None;
-        let Worker {
-            inspector,
-            docker,
-            records: log,
-            ..
-        } = self;
-        // Both callbacks log and emit, never at the same time.
-        let log = RefCell::new(log);
-        let emit = RefCell::new(emit);
-        tick::tick(
-            inspector,
-            &records,
-            &**docker,
-            &SystemTime::now,
-            &mut |inspector| {
-                while let Some(event) = pending() {
-                    let mut log = log.borrow_mut();
-                    let mut emit = emit.borrow_mut();
-                    take_event(
-                        inspector,
-                        &records,
-                        &**docker,
-                        &mut log,
-                        &event,
-                        &mut **emit,
-                    );
-                }
-                cancelled()
-            },
-            &mut |record, outcome| {
-                summary.count(&outcome);
-                match outcome.reached_docker() {
-                    Some(true) => reached = true,
-                    Some(false) => {
-                        if let Outcome::Failed(e) = &outcome {
-                            docker_error = Some(e.to_string());
-                        }
-                    }
-                    None => {}
-                }
-                log.borrow_mut()
-                    .handle(record, outcome, &mut **emit.borrow_mut());
-            },
-        );
-
-        // With no answer from any record (no records, only invalid ones, or
-        // only inspects that hung), dockerd's `/_ping` says whether it can
-        // be reached.
-        if !reached {
-            match self.docker.ping() {
-                Ok(()) => reached = true,
-                Err(e) => docker_error = Some(e.to_string()),
+                self.list_error = Some(e);
+                None
             }
         }
-        if reached {
-            self.succeeded();
-        } else if let Some(err) = &docker_error {
-            let what = self.unreachable_docker();
-            self.failed(Stage::Docker, &what, err);
-        }
-        self.listed = records;
-        if summary.skipped > 0
-            && !cancelled()
-            && let Some(held) = self.service_warnings.allow("docker", Instant::now())
-        {
-            log::warn!(err = docker_error.as_deref().unwrap_or("");
-                    "Docker is not answering; skipped the {} remaining records of this tick{}",
-                    summary.skipped, held_back(held));
-        }
-        Ok(summary)
     }
 
-    /// Inspects at once the record a Docker event concerns, with exactly the
-    /// rules of a tick; an event for a container not in the last listed
-    /// records is ignored (`None`). `Some(true)` when the inspect led to a
-    /// health event.
-    pub fn nudge(
-        &mut self,
-        event: &ContainerEvent,
-        emit: &mut dyn FnMut(HealthEvent),
-    ) -> Option<bool> {
-        let Worker {
-            inspector,
-            docker,
-            records: log,
-            listed,
-            ..
-        } = self;
-        take_event(inspector, listed, &**docker, log, event, emit)
+    /// Counts a tick, says whether it could see, and logs it (a steady state
+    /// logs nothing at info: a tick like the last one is debug).
+    fn tick_ended(&mut self, end: TickEnd) -> Carried {
+        let now = Instant::now();
+        self.telemetry.busy_with(None, now);
+        self.telemetry.tick_duration.observe(now - end.started);
+        self.telemetry
+            .last_tick_unix_ms
+            .store(crate::telemetry::unix_ms_now(), Relaxed);
+        let Some(summary) = end.summary else {
+            return Carried::TickEnded {
+                status: "the record list could not be read".to_owned(),
+                listed: false,
+            };
+        };
+        let docker_error = match &end.reach {
+            Some(Reach::Reached) => {
+                self.succeeded();
+                None
+            }
+            Some(Reach::Unreachable(err)) => {
+                let what = self.unreachable_docker();
+                self.failed(Stage::Docker, &what, err);
+                Some(err.as_str())
+            }
+            None => None,
+        };
+        if end.gave_up_on_docker
+            && summary.skipped > 0
+            && let Some(held) = self.service_warnings.allow("docker", now)
+        {
+            log::warn!(err = docker_error.unwrap_or("");
+                "Docker is not answering; skipped the {} remaining records of this tick{}",
+                summary.skipped, held_back(held));
+        }
+        if self.last.as_ref() != Some(&summary) {
+            log::info!("tick: {summary}, {:?}", end.started.elapsed());
+        } else {
+            log::debug!("tick: {summary}, {:?}", end.started.elapsed());
+        }
+        self.last = Some(summary);
+        let status = match self.failing() {
+            Some(failing) => format!("{summary}; {failing}"),
+            None => summary.to_string(),
+        };
+        Carried::TickEnded {
+            status,
+            listed: true,
+        }
     }
 
     fn unreachable_docker(&self) -> String {
@@ -286,12 +313,11 @@ impl Worker {
             .tick_failed(stage, what, detail, Instant::now(), SystemTime::now());
     }
 
-    fn save_baselines(&mut self) {
+    /// Saves the baselines with the durability of the state directory
+    /// (written whole, fsynced, renamed).
+    fn save_baselines(&mut self, inspector: &Inspector) {
         let Some(state) = &self.state else { return };
-        if !self.inspector.take_changed() {
-            return;
-        }
-        if let Err(e) = state.save_baselines(self.inspector.baselines())
+        if let Err(e) = state.save_baselines(inspector.baselines())
             && let Some(held) = self.service_warnings.allow("state", Instant::now())
         {
             log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
@@ -312,13 +338,17 @@ impl RecordLog {
     }
 
     /// Logs and counts one outcome; publishes an event.
-    fn handle(
-        &mut self,
-        record: &RuntimeRecord,
-        outcome: Outcome,
-        emit: &mut dyn FnMut(HealthEvent),
-    ) {
+    fn handle(&mut self, report: Report, emit: &mut dyn FnMut(HealthEvent)) {
+        let Report {
+            record,
+            outcome,
+            prompt,
+        } = report;
         let game_id = record.game_id.as_str();
+        if let Some(p) = &prompt {
+            log::debug!(game_id, container_id = record.container_id.as_str();
+                "Docker event: {}", p.action);
+        }
         let container_id = record.container_id.as_str();
         let answered = matches!(
             outcome,
@@ -343,6 +373,8 @@ impl RecordLog {
                     log::debug!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
                         "still unhealthy: {}", reasons.join(","));
                 }
+                let mut event = event;
+                event.prompt = prompt.map(Box::new);
                 emit(event);
             }
             Outcome::Healthy => {
@@ -385,43 +417,6 @@ impl RecordLog {
     }
 }
 
-/// Inspects the record among `records` that a Docker event concerns, if
-/// any, and logs and publishes the outcome, the event dated from the Docker
-/// event's time for the detection latency. `Some(true)` when it led to a
-/// health event; `None` when no record is concerned.
-fn take_event(
-    inspector: &mut Inspector,
-    records: &[RuntimeRecord],
-    docker: &dyn ContainerInspector,
-    log: &mut RecordLog,
-    event: &ContainerEvent,
-    emit: &mut dyn FnMut(HealthEvent),
-) -> Option<bool> {
-    // A record names its container by full id, short id or name; the
-    // baseline holds the full id its last inspect answered with.
-    let concerned = records.iter().find(|r| {
-        let c = r.container_id.trim_start_matches('/');
-        (c.len() >= 12 && event.id.starts_with(c))
-            || event.name.as_deref() == Some(c)
-            || inspector
-                .baseline(&r.game_id)
-                .is_some_and(|b| b.container_id == event.id)
-    });
-    let Some(record) = concerned else {
-        log::trace!(container_id = event.id.as_str(); "Docker event for another container: {}", event.action);
-        return None;
-    };
-    log::debug!(game_id = record.game_id.as_str(), container_id = event.id.as_str();
-        "Docker event: {}", event.action);
-    let outcome = tick::inspect(inspector, record, docker, &SystemTime::now);
-    let reported = matches!(outcome, Outcome::Event(..));
-    log.handle(record, outcome, &mut |mut e: HealthEvent| {
-        e.prompted_at = Some(event.at);
-        emit(e)
-    });
-    Some(reported)
-}
-
 /// The warning cause of one game: the game id, a NUL, the cause.
 fn per_game(game_id: &str, cause: &str) -> String {
     format!("{game_id}\0{cause}")
@@ -447,46 +442,8 @@ mod tests {
 
     fn tick(w: &mut Worker) -> (Result<Summary, RecordError>, Vec<HealthEvent>) {
         let mut events = Vec::new();
-        let r = w.tick(&|| false, &mut || None, &mut |e| events.push(e));
+        let (r, _) = w.tick_once(Inspector::new(), &mut |e| events.push(e));
         (r, events)
-    }
-
-    #[test]
-    fn a_docker_event_during_a_tick_is_taken_between_its_records() {
-        let records = FakeRecords::new(vec![
-            RuntimeRecord::new("g-a", "ca"),
-            RuntimeRecord::new("g-b", "cb"),
-        ]);
-        let docker = FakeDocker::new().default_answer(Answer::running(A, 0, ""));
-        let (mut w, _) = worker(&records, &docker);
-        tick(&mut w).0.unwrap();
-        // During the next tick, after g-a's look, g-a's container restarts.
-        let mut calls = 0;
-        let docker_in = docker.clone();
-        let mut pending = || {
-            calls += 1;
-            (calls == 2).then(|| {
-                docker_in.set("ca", Answer::running(A, 1, ""));
-                ContainerEvent {
-                    id: A.into(),
-                    name: None,
-                    action: "die".into(),
-                    at: SystemTime::UNIX_EPOCH,
-                }
-            })
-        };
-        let mut events = Vec::new();
-        w.tick(&|| false, &mut pending, &mut |e| events.push(e))
-            .unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].game_id, "g-a");
-        assert_eq!(events[0].restart_count, 1);
-        assert_eq!(events[0].prompted_at, Some(SystemTime::UNIX_EPOCH));
-        assert_eq!(
-            docker.asked(),
-            vec!["ca", "cb", "ca", "ca", "cb"],
-            "the event's record was inspected before the tick went on"
-        );
     }
 
     #[test]

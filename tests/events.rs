@@ -71,13 +71,14 @@ impl Engine {
             .insert(n, (restarts, status.to_owned()));
     }
 
-    /// Sends one container event on the current stream.
+    /// Sends one container event on the current stream; like Docker's, its
+    /// attributes carry the container's labels.
     fn send(&self, n: u32, action: &str) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
         let line = format!(
-            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}"}}}},"time":{},"timeNano":{}}}"#,
+            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"g-{n}"}}}},"time":{},"timeNano":{}}}"#,
             hex_id(n),
             now.as_secs(),
             now.as_nanos()
@@ -111,6 +112,25 @@ impl Engine {
             .iter()
             .filter(|p| p.contains(&format!("/containers/{id}/json")))
             .count()
+    }
+
+    /// Whether container `n` was inspected after the `lists`-th list of the
+    /// records (that tick's inspect, not an event's before it).
+    fn inspected_after_list(&self, n: u32, lists: usize) -> bool {
+        let id = hex_id(n);
+        let requests = self.engine.requests();
+        let Some(at) = requests
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.contains("/containers/json?"))
+            .nth(lists - 1)
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        requests[at..]
+            .iter()
+            .any(|p| p.contains(&format!("/containers/{id}/json")))
     }
 
     /// `rtinspect run` on this engine at an interval of an hour: only the
@@ -170,10 +190,10 @@ fn a_restart_seen_by_an_event_and_by_a_later_tick_is_reported_once() {
     wait_until(Duration::from_secs(5), "the event", || {
         !printed(&out).is_empty()
     });
-    // A resync (a new subscription) inspects every record again.
+    // A resync (a new subscription) lists and inspects every record again.
     e.end_stream();
     wait_until(Duration::from_secs(10), "the resync", || {
-        e.subscriptions().len() >= 2 && e.inspects_of(1) >= 4
+        e.subscriptions().len() >= 2 && e.inspected_after_list(1, 2)
     });
     assert_eq!(printed(&out), vec![tuple("g-1", "running", 1, "")]);
     stop(child, &err);
@@ -315,6 +335,7 @@ fn reader_on(
         overflow: Arc::default(),
         counters: counted.clone(),
         silence,
+        label: None,
     })
     .unwrap();
     (reader, rx, counted)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rtinspect::docker::DockerClient;
 use rtinspect::event::HealthEvent;
-use rtinspect::inspector::RuntimeRecord;
+use rtinspect::inspector::{Inspector, RuntimeRecord};
 use rtinspect::records::{RecordError, RecordSource};
 use rtinspect::telemetry::Telemetry;
 use rtinspect::tick::Summary;
@@ -24,10 +24,19 @@ impl RecordSource for FixedRecords {
     }
 }
 
-/// A worker over `source` and `docker`, with its counters.
+/// A worker over `source` and `docker`, with its counters and the baselines
+/// its ticks carry from one to the next.
 pub struct TestWorker {
     pub worker: Worker,
     pub telemetry: Arc<Telemetry>,
+    pub baselines: Inspector,
+}
+
+impl TestWorker {
+    /// The baselines after the last tick.
+    pub fn inspector(&self) -> &Inspector {
+        &self.baselines
+    }
 }
 
 impl std::ops::Deref for TestWorker {
@@ -48,16 +57,20 @@ pub fn test_worker(source: Box<dyn RecordSource + Send>, docker: DockerClient) -
     let telemetry = Arc::new(Telemetry::default());
     let socket = docker.socket().to_owned();
     let worker = Worker::new(source, Box::new(docker), telemetry.clone(), &socket);
-    TestWorker { worker, telemetry }
+    TestWorker {
+        worker,
+        telemetry,
+        baselines: Inspector::new(),
+    }
 }
 
 /// Runs one tick, collecting its events.
-pub fn tick(w: &mut Worker) -> (Summary, Vec<HealthEvent>) {
+pub fn tick(w: &mut TestWorker) -> (Summary, Vec<HealthEvent>) {
     let mut events = Vec::new();
-    let summary = w
-        .tick(&|| false, &mut || None, &mut |e| events.push(e))
-        .unwrap();
-    (summary, events)
+    let baselines = std::mem::take(&mut w.baselines);
+    let (summary, baselines) = w.worker.tick_once(baselines, &mut |e| events.push(e));
+    w.baselines = baselines;
+    (summary.unwrap(), events)
 }
 
 fn worker(

@@ -37,9 +37,11 @@ use crate::backoff::Backoff;
 /// How long the stream may stay silent before dockerd is pinged.
 pub const SILENCE: Duration = Duration::from_secs(30);
 
-/// The container actions that may change a verdict. `health_status` matches
-/// `health_status: unhealthy` too (Docker's filter treats it as a prefix).
-pub const ACTIONS: [&str; 5] = ["die", "oom", "health_status", "start", "restart"];
+/// The container actions that may change a verdict, or the record set.
+/// `health_status` matches `health_status: unhealthy` too (Docker's filter
+/// treats it as a prefix). `create` only moves a game's record to its newest
+/// container (label mode); it never asks for an inspect.
+pub const ACTIONS: [&str; 6] = ["die", "oom", "health_status", "start", "restart", "create"];
 
 /// The longest event line read; an event is a few hundred bytes, but its
 /// attributes carry every label of the container.
@@ -69,6 +71,14 @@ pub struct ContainerEvent {
     pub action: String,
     /// When dockerd says it happened.
     pub at: SystemTime,
+    /// Label mode: the value of the game label, when the container carries
+    /// it. Docker copies every label of the container into a container
+    /// event's `Actor.Attributes` (moby `daemon/events.go`, `copyAttributes`;
+    /// seen on Docker 20.10 for `create`, `start` and `die`, and the same in
+    /// Docker 29), and so does Podman 4.3's Docker API (beside its own
+    /// `podId` and `containerExitCode`): an event without the label is of a
+    /// container that is not a game's. `None` in PostgreSQL mode.
+    pub game: Option<String>,
 }
 
 impl ContainerEvent {
@@ -111,13 +121,16 @@ struct Actor {
 }
 
 /// Decodes one event line; `None` for anything that is not a container event
-/// of interest (other types, other actions, garbage).
-pub fn decode_event(line: &[u8]) -> Option<ContainerEvent> {
+/// of interest (other types, other actions, garbage). `label` names the game
+/// label whose value the event carries on (label mode).
+pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> {
     let m: Message = serde_json::from_slice(line).ok()?;
     if m.kind != "container" || m.actor.id.is_empty() {
         return None;
     }
+    let game = label.and_then(|l| m.actor.attributes.get(l).cloned());
     let event = ContainerEvent {
+        game,
         at: if m.time_nano > 0 {
             UNIX_EPOCH + Duration::from_nanos(m.time_nano as u64)
         } else {
@@ -138,7 +151,15 @@ pub fn decode_event(line: &[u8]) -> Option<ContainerEvent> {
 /// matches the filter against its internal name for `die` (containers/podman
 /// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
 /// ignores a value it never sends.
-const FILTER_ACTIONS: [&str; 6] = ["die", "died", "oom", "health_status", "start", "restart"];
+const FILTER_ACTIONS: [&str; 7] = [
+    "die",
+    "died",
+    "oom",
+    "health_status",
+    "start",
+    "restart",
+    "create",
+];
 
 /// The query of the events request: containers only, the actions of
 /// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
@@ -207,6 +228,8 @@ pub struct ReaderParts {
     pub counters: Arc<dyn StreamCounters>,
     /// How long the stream may be silent before dockerd is pinged ([`SILENCE`]).
     pub silence: Duration,
+    /// Label mode: the game label, whose value each event carries on.
+    pub label: Option<String>,
 }
 
 /// Starts the reader thread.
@@ -353,7 +376,7 @@ fn subscribe(
                 ));
             }
             Ok(Got::Line) => {
-                if let Some(event) = decode_event(&line) {
+                if let Some(event) = decode_event(&line, parts.label.as_deref()) {
                     *last_event = Some(event.at);
                     parts.counters.event(event.action_label());
                     offer(parts, Nudge::Container(event));
@@ -646,7 +669,7 @@ mod tests {
         ];
         for (line, want) in table {
             let line = line.replace("\"ID\":\"ID\"", &format!("\"ID\":\"{ID}\""));
-            let got = decode_event(line.as_bytes());
+            let got = decode_event(line.as_bytes(), None);
             match want {
                 None => assert_eq!(got, None, "{line}"),
                 Some((action, label, name)) => {
@@ -666,9 +689,31 @@ mod tests {
         let e = decode_event(
             format!(r#"{{"Type":"container","Action":"start","Actor":{{"ID":"{ID}"}},"time":5}}"#)
                 .as_bytes(),
+            None,
         )
         .unwrap();
         assert_eq!(e.at, UNIX_EPOCH + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_game_label_is_read_from_the_attributes_in_label_mode() {
+        // As Docker 20.10 sent it for `docker run --label rtinspect.game-id=gx`.
+        let line = format!(
+            r#"{{"Type":"container","Action":"start","Actor":{{"ID":"{ID}","Attributes":{{"image":"probe/bb:1","name":"probe1","rtinspect.game-id":"gx"}}}},"timeNano":5}}"#
+        );
+        let label = Some("rtinspect.game-id");
+        let e = decode_event(line.as_bytes(), label).unwrap();
+        assert_eq!(e.game.as_deref(), Some("gx"));
+        assert_eq!(decode_event(line.as_bytes(), None).unwrap().game, None);
+        let other = line.replace("rtinspect.game-id", "other.label");
+        assert_eq!(decode_event(other.as_bytes(), label).unwrap().game, None);
+        let created = line.replace("\"start\"", "\"create\"");
+        assert_eq!(
+            decode_event(created.as_bytes(), label)
+                .unwrap()
+                .action_label(),
+            "create"
+        );
     }
 
     #[test]
@@ -682,7 +727,9 @@ mod tests {
             .replace("%5D", "]");
         assert!(decoded.contains(r#""type":["container"]"#), "{decoded}");
         assert!(
-            decoded.contains(r#""event":["die","died","oom","health_status","start","restart"]"#),
+            decoded.contains(
+                r#""event":["die","died","oom","health_status","start","restart","create"]"#
+            ),
             "{decoded}"
         );
         let since = UNIX_EPOCH + Duration::new(1_795_726_800, 5);
