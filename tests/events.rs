@@ -489,3 +489,67 @@ fn a_stream_that_breaks_at_once_backs_off_and_ticks_at_most_once_a_second() {
     assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
     stop(child, &err);
 }
+
+/// A chunked 200 on `/events` that carries one `die` of container 1 at
+/// `at`, then ends: what a dockerd asked to resume from `since` sends when
+/// its ring holds that one event and the stream is cut at once.
+fn one_replayed_die_then_the_end(at: std::time::SystemTime) -> Reply {
+    let at = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let line = format!(
+        r#"{{"Type":"container","Action":"die","Actor":{{"ID":"{}","Attributes":{{"name":"game-1","exitCode":"1"}}}},"time":{},"timeNano":{}}}"#,
+        hex_id(1),
+        at.as_secs(),
+        at.as_nanos()
+    );
+    Reply::Raw(
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{line}\n\r\n0\r\n\r\n",
+            line.len() + 1
+        )
+        .into_bytes(),
+    )
+}
+
+#[test]
+fn a_replayed_event_on_a_stream_that_ends_at_once_does_not_reset_the_backoff() {
+    // Every subscription replays the same old `die` of a stopped record and
+    // ends: the event is no news, so the stream has proved nothing.
+    let died = std::time::SystemTime::now() - Duration::from_secs(60);
+    let engine = FakeEngine::start(move |path| {
+        if path.contains("/events?") {
+            one_replayed_die_then_the_end(died)
+        } else {
+            one_labelled_reply(path, "exited")
+        }
+    });
+    let (child, out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "1h", "--docker-host"])
+            .arg(engine.docker_host()),
+    );
+    wait_until(Duration::from_secs(5), "the first subscription", || {
+        engine.requests().iter().any(|p| p.contains("/events?"))
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = engine.requests();
+    let subscriptions = requests.iter().filter(|p| p.contains("/events?")).count();
+    let lists = requests
+        .iter()
+        .filter(|p| p.contains("/containers/json?"))
+        .count();
+    let events = printed(&out).len();
+    let warnings = err
+        .lines()
+        .iter()
+        .filter(|l| l.contains("Docker events stream broken"))
+        .count();
+    eprintln!("in 5 s: {subscriptions} subscriptions, {lists} ticks, {events} health events");
+    // The backoff of a stream broken from its first byte: 100 ms doubling,
+    // 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, then 3.2 s (jitter takes up to half).
+    assert!((3..=8).contains(&subscriptions), "{subscriptions}");
+    assert!(lists <= 7, "at most one full tick a second: {lists}");
+    // Each look at the stopped record (a tick or the replayed die) is one.
+    assert!(events <= lists + subscriptions, "{events}");
+    assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
+    stop(child, &err);
+}
