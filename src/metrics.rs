@@ -329,8 +329,16 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         &mut out,
         "rtinspect_event_stream_reconnects_total",
         "counter",
-        "Times the Docker events stream was subscribed again after a break.",
+        "Times the Docker events stream was subscribed again (a 2xx answer) after a break or a failed attempt.",
         t.stream_reconnects.load(Relaxed),
+    );
+
+    single(
+        &mut out,
+        "rtinspect_event_stream_attempts_total",
+        "counter",
+        "Subscriptions to the Docker events stream tried, failed ones included.",
+        t.stream_attempts.load(Relaxed),
     );
 
     histogram(
@@ -571,6 +579,7 @@ mod tests {
             "rtinspect_events_rejected_total",
             "rtinspect_docker_events_total",
             "rtinspect_event_stream_reconnects_total",
+            "rtinspect_event_stream_attempts_total",
             "rtinspect_detection_latency_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
@@ -593,6 +602,7 @@ mod tests {
         assert!(text.contains("rtinspect_docker_events_total{action=\"die\"} 0\n"));
         assert!(text.contains("rtinspect_docker_events_total{action=\"other\"} 0\n"));
         assert!(text.contains("rtinspect_event_stream_reconnects_total 0\n"));
+        assert!(text.contains("rtinspect_event_stream_attempts_total 0\n"));
         assert!(text.contains("rtinspect_detection_latency_seconds_count 0\n"));
         assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
         assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));

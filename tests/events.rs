@@ -16,8 +16,9 @@ use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
-    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, labelled_list,
-    live_docker, one_labelled_reply, printed, tuple, unix_nanos, wait_until,
+    Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, free_addr, hex_id, http_get,
+    inspect_body, labelled_list, live_docker, one_labelled_reply, printed, sample, tuple,
+    unix_nanos, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -284,12 +285,16 @@ fn an_api_version_change_under_the_stream_is_negotiated_again() {
 #[derive(Default)]
 struct Counted {
     events: AtomicU64,
+    attempts: AtomicU64,
     reconnects: AtomicU64,
 }
 
 impl StreamCounters for Counted {
     fn event(&self, _action: &'static str) {
         self.events.fetch_add(1, SeqCst);
+    }
+    fn attempted(&self) {
+        self.attempts.fetch_add(1, SeqCst);
     }
     fn reconnected(&self) {
         self.reconnects.fetch_add(1, SeqCst);
@@ -338,6 +343,7 @@ fn a_silent_stream_is_pinged_and_read_on_while_dockerd_answers() {
         .filter(|p| p.contains("/events?"))
         .count();
     assert_eq!(subscriptions, 1, "the same stream is read on");
+    assert_eq!(counted.attempts.load(SeqCst), 1);
     assert_eq!(counted.reconnects.load(SeqCst), 0);
     reader.stop();
 }
@@ -354,8 +360,9 @@ fn a_silent_stream_whose_dockerd_hangs_is_dropped_and_resubscribed() {
     // dockerd wedges: the stream stays open and silent, and pings hang.
     engine.set_ping_hangs(true);
     wait_until(Duration::from_secs(10), "the stream dropped", || {
-        counted.reconnects.load(SeqCst) >= 1
+        counted.attempts.load(SeqCst) >= 2
     });
+    assert_eq!(counted.reconnects.load(SeqCst), 0, "not subscribed again");
     let subscriptions = || {
         engine
             .requests()
@@ -370,6 +377,7 @@ fn a_silent_stream_whose_dockerd_hangs_is_dropped_and_resubscribed() {
         Ok(Nudge::Resync)
     );
     assert_eq!(subscriptions(), 2);
+    assert_eq!(counted.reconnects.load(SeqCst), 1);
     reader.stop();
 }
 
@@ -551,5 +559,68 @@ fn a_replayed_event_on_a_stream_that_ends_at_once_does_not_reset_the_backoff() {
     // Each look at the stopped record (a tick or the replayed die) is one.
     assert!(events <= lists + subscriptions, "{events}");
     assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
+    stop(child, &err);
+}
+
+/// The value of `series` in the daemon's exposition at `addr`.
+fn scraped(addr: &str, series: &str) -> Option<f64> {
+    let (status, body) = http_get(addr, "/metrics")?;
+    assert_eq!(status, 200);
+    sample(&body, series)
+}
+
+#[test]
+fn the_reconnects_counter_counts_subscriptions_after_a_break_not_attempts() {
+    const RECONNECTS: &str = "rtinspect_event_stream_reconnects_total";
+    const DOCKER_FAILURES: &str = "rtinspect_tick_failures_total{stage=\"docker\"}";
+
+    // No dockerd at all: attempts fail one after another, and none
+    // subscribes, let alone again.
+    let nowhere = TempDir::new("no-dockerd");
+    let addr = free_addr();
+    let (child, _out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "200ms", "--metrics-addr", &addr])
+            .arg("--docker-host")
+            .arg(format!(
+                "unix://{}",
+                nowhere.path().join("docker.sock").display()
+            )),
+    );
+    // Five failed ticks take 0.8 s at least, time for four attempts (at 0,
+    // 0.1, 0.3 and 0.7 s at the longest backoff); three are asked for, to
+    // leave a slow machine room.
+    wait_until(Duration::from_secs(10), "five failed ticks", || {
+        scraped(&addr, DOCKER_FAILURES).is_some_and(|n| n >= 5.0)
+    });
+    assert_eq!(scraped(&addr, RECONNECTS), Some(0.0), "never subscribed");
+    let attempts = scraped(&addr, "rtinspect_event_stream_attempts_total").unwrap();
+    assert!(
+        attempts >= 3.0,
+        "the attempts are counted apart: {attempts}"
+    );
+    stop(child, &err);
+
+    // One real break, one subscription again: one.
+    let e = Engine::start(1);
+    let addr = free_addr();
+    let (child, _out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "1h", "--metrics-addr", &addr])
+            .arg("--docker-host")
+            .arg(e.engine.docker_host()),
+    );
+    subscribed_and_ticked(&e, 1);
+    assert_eq!(
+        scraped(&addr, RECONNECTS),
+        Some(0.0),
+        "the first subscription"
+    );
+    e.end_stream();
+    wait_until(Duration::from_secs(10), "the subscription again", || {
+        scraped(&addr, RECONNECTS).is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(e.subscriptions().len(), 2);
+    assert_eq!(scraped(&addr, RECONNECTS), Some(1.0));
     stop(child, &err);
 }

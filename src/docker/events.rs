@@ -162,7 +162,10 @@ pub fn events_query(since: Option<SystemTime>) -> String {
 pub trait StreamCounters: Send + Sync {
     /// One event of `action` (a label of [`ContainerEvent::action_label`]) arrived.
     fn event(&self, action: &'static str);
-    /// The stream was reconnected after a break.
+    /// A subscription was tried (the first, or a retry after a break).
+    fn attempted(&self);
+    /// A subscription got its 2xx response head after an earlier one broke
+    /// or failed: the stream is subscribed again.
     fn reconnected(&self);
 }
 
@@ -251,15 +254,16 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
     let mut first = true;
     let mut subscribed = false;
     while !stop.load(Relaxed) {
-        let attempted_before = !first;
         // Resume a second before the last event seen: a duplicate only
         // costs an inspect, a gap would cost an event.
         let since = last_event.map(|t| t - Duration::from_secs(1));
+        parts.counters.attempted();
         let state = Subscription {
             last_event: &mut last_event,
             backoff: &mut backoff,
             warned: &mut warned,
             subscribed: &mut subscribed,
+            after_break: !first,
         };
         match subscribe(parts, since, stop, slot, state) {
             Break::Stopped => break,
@@ -270,9 +274,7 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
                 }
             }
         }
-        if attempted_before {
-            parts.counters.reconnected();
-        } else if !subscribed {
+        if first && !subscribed {
             // The inspector waits for the first subscription before its
             // first tick; a failed one must not keep it waiting.
             offer(parts, Nudge::Resync);
@@ -296,6 +298,8 @@ struct Subscription<'a> {
     warned: &'a mut bool,
     /// Whether any subscription ever succeeded.
     subscribed: &'a mut bool,
+    /// Whether an earlier attempt broke or failed: a success is a reconnect.
+    after_break: bool,
 }
 
 /// Whether one subscription has shown that it works, so that the reconnect
@@ -369,6 +373,7 @@ fn subscribe(
         backoff,
         warned,
         subscribed,
+        after_break,
     } = state;
     let version = match parts.client.negotiate() {
         Ok(v) => v,
@@ -392,6 +397,9 @@ fn subscribe(
     // tick, and a break from now on resumes at least from here.
     let seen = *last_event.get_or_insert_with(SystemTime::now);
     *subscribed = true;
+    if after_break {
+        parts.counters.reconnected();
+    }
     offer(parts, Nudge::Resync);
     let mut proof = Proof::new(seen, Instant::now(), parts.silence);
     // The backoff and the warning start afresh only once the stream has
