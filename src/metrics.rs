@@ -19,7 +19,8 @@ use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::event::{INSPECT_UNHEALTHY, rfc3339_micros};
 use crate::telemetry::{
-    DOCKER_EVENT_ACTIONS, HistogramCounts, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS, Telemetry,
+    DOCKER_EVENT_ACTIONS, FailureStreak, HistogramCounts, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS,
+    Telemetry,
 };
 
 /// What `/healthz` needs besides the counters.
@@ -88,8 +89,11 @@ fn answer(
 
 /// `Ok` while the publisher runs and the last successful tick (records
 /// listed, dockerd reached) is younger than three intervals — before the
-/// first one, while the process is; `Err` with one line naming what fails,
-/// and since when, otherwise. Ages are taken on the monotonic clock only
+/// first one, while the process is and no tick has failed; `Err` with one
+/// line naming what fails, and since when, otherwise. A failure under a
+/// fresh success is forgiven for three intervals; one before any success is
+/// not, as there is nothing yet that rtinspect has seen. Ages are taken on
+/// the monotonic clock only
 /// (`now` against the `Instant`s of [`Telemetry::tick_succeeded`] and
 /// [`HealthInputs::started`]), so a step of the wall clock changes nothing:
 /// a watcher that cannot see must never say ok.
@@ -105,6 +109,9 @@ pub fn health(
     let outcome = telemetry.tick_outcome();
     let last_success = outcome.last_success.map(|(at, _)| at);
     let age = now.saturating_duration_since(last_success.unwrap_or(inputs.started));
+    if let (None, Some(failing)) = (last_success, &outcome.failing) {
+        return Err(failure_line(failing));
+    }
     if age <= limit {
         return Ok(match last_success {
             Some(_) => format!("ok: last successful tick {:.1}s ago", age.as_secs_f64()),
@@ -112,12 +119,7 @@ pub fn health(
         });
     }
     Err(match (outcome.failing, last_success) {
-        (Some(failing), _) => format!(
-            "{} since {}: {}",
-            one_line(&failing.what),
-            rfc3339_micros(failing.since_wall),
-            one_line(&failing.detail)
-        ),
+        (Some(failing), _) => failure_line(&failing),
         (None, Some(_)) => format!(
             "no successful tick for {:.1}s (over three intervals, {:.1}s){}",
             age.as_secs_f64(),
@@ -131,6 +133,17 @@ pub fn health(
             stuck(telemetry, now)
         ),
     })
+}
+
+/// `cannot reach dockerd at /var/run/docker.sock since <RFC 3339>:
+/// connection refused`: what fails, since when, and the last error.
+fn failure_line(failing: &FailureStreak) -> String {
+    format!(
+        "{} since {}: {}",
+        one_line(&failing.what),
+        rfc3339_micros(failing.since_wall),
+        one_line(&failing.detail)
+    )
 }
 
 /// `: stuck reading the records for 20.1s` when a tick has been in one
@@ -316,8 +329,16 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         &mut out,
         "rtinspect_event_stream_reconnects_total",
         "counter",
-        "Times the Docker events stream was subscribed again after a break.",
+        "Times the Docker events stream was subscribed again (a 2xx answer) after a break or a failed attempt.",
         t.stream_reconnects.load(Relaxed),
+    );
+
+    single(
+        &mut out,
+        "rtinspect_event_stream_attempts_total",
+        "counter",
+        "Subscriptions to the Docker events stream tried, failed ones included.",
+        t.stream_attempts.load(Relaxed),
     );
 
     histogram(
@@ -457,6 +478,49 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_first_tick_is_503_with_its_cause() {
+        let t0 = Instant::now();
+        // An interval of 20 s: "starting" would last a minute.
+        let i = inputs(20_000, t0);
+        let t = Telemetry::default();
+        t.publisher_alive.store(true, Relaxed);
+        assert_eq!(
+            health(&t, &i, t0 + ms(100)).unwrap(),
+            "ok: starting, no successful tick yet"
+        );
+        t.tick_failed(
+            Stage::Docker,
+            "cannot reach dockerd at /var/run/docker.sock",
+            "connection refused",
+            t0 + ms(200),
+            wall(1_800_000_000_200),
+        );
+        assert_eq!(
+            health(&t, &i, t0 + ms(300)).unwrap_err(),
+            "cannot reach dockerd at /var/run/docker.sock since 2027-01-15T08:00:00.200000Z: \
+             connection refused"
+        );
+        t.tick_failed(
+            Stage::Records,
+            "cannot read records",
+            "db error:\nconnection refused",
+            t0 + ms(20_200),
+            wall(1_800_000_020_200),
+        );
+        assert_eq!(
+            health(&t, &i, t0 + ms(20_300)).unwrap_err(),
+            "cannot read records since 2027-01-15T08:00:00.200000Z: \
+             db error: connection refused"
+        );
+        // The first success ends it.
+        t.tick_succeeded(t0 + ms(40_200), wall(1_800_000_040_200));
+        assert_eq!(
+            health(&t, &i, t0 + ms(40_300)).unwrap(),
+            "ok: last successful tick 0.1s ago"
+        );
+    }
+
+    #[test]
     fn a_wall_clock_step_changes_no_health_verdict() {
         let t0 = Instant::now();
         let i = inputs(1000, t0);
@@ -515,6 +579,7 @@ mod tests {
             "rtinspect_events_rejected_total",
             "rtinspect_docker_events_total",
             "rtinspect_event_stream_reconnects_total",
+            "rtinspect_event_stream_attempts_total",
             "rtinspect_detection_latency_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
@@ -537,6 +602,7 @@ mod tests {
         assert!(text.contains("rtinspect_docker_events_total{action=\"die\"} 0\n"));
         assert!(text.contains("rtinspect_docker_events_total{action=\"other\"} 0\n"));
         assert!(text.contains("rtinspect_event_stream_reconnects_total 0\n"));
+        assert!(text.contains("rtinspect_event_stream_attempts_total 0\n"));
         assert!(text.contains("rtinspect_detection_latency_seconds_count 0\n"));
         assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
         assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));

@@ -46,10 +46,13 @@ pub struct Telemetry {
     busy: Mutex<Option<(&'static str, Instant)>>,
     /// Docker events read, by action, indexed as [`DOCKER_EVENT_ACTIONS`].
     pub docker_events: [AtomicU64; 6],
-    /// Times the events stream was reconnected after a break.
+    /// Subscriptions of the events stream that got their response head
+    /// after an earlier one broke or failed.
     pub stream_reconnects: AtomicU64,
     /// From a Docker event's time to the sink accepting the health event it led to.
     pub detection_latency: Histogram,
+    /// Subscriptions of the events stream tried, the failed ones included.
+    pub stream_attempts: AtomicU64,
 }
 
 /// The `action` labels of `rtinspect_docker_events_total`.
@@ -63,6 +66,10 @@ impl crate::docker::events::StreamCounters for Telemetry {
             .position(|a| *a == action)
             .unwrap_or(DOCKER_EVENT_ACTIONS.len() - 1);
         self.docker_events[i].fetch_add(1, Relaxed);
+    }
+
+    fn attempted(&self) {
+        self.stream_attempts.fetch_add(1, Relaxed);
     }
 
     fn reconnected(&self) {

@@ -16,8 +16,9 @@ use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
-    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, inspect_body, labelled_list,
-    live_docker, one_labelled_reply, printed, tuple, unix_nanos, wait_until,
+    Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, free_addr, hex_id, http_get,
+    inspect_body, labelled_list, live_docker, one_labelled_reply, printed, sample, tuple,
+    unix_nanos, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -304,12 +305,16 @@ fn an_api_version_change_under_the_stream_is_negotiated_again() {
 #[derive(Default)]
 struct Counted {
     events: AtomicU64,
+    attempts: AtomicU64,
     reconnects: AtomicU64,
 }
 
 impl StreamCounters for Counted {
     fn event(&self, _action: &'static str) {
         self.events.fetch_add(1, SeqCst);
+    }
+    fn attempted(&self) {
+        self.attempts.fetch_add(1, SeqCst);
     }
     fn reconnected(&self) {
         self.reconnects.fetch_add(1, SeqCst);
@@ -359,6 +364,7 @@ fn a_silent_stream_is_pinged_and_read_on_while_dockerd_answers() {
         .filter(|p| p.contains("/events?"))
         .count();
     assert_eq!(subscriptions, 1, "the same stream is read on");
+    assert_eq!(counted.attempts.load(SeqCst), 1);
     assert_eq!(counted.reconnects.load(SeqCst), 0);
     reader.stop();
 }
@@ -375,8 +381,9 @@ fn a_silent_stream_whose_dockerd_hangs_is_dropped_and_resubscribed() {
     // dockerd wedges: the stream stays open and silent, and pings hang.
     engine.set_ping_hangs(true);
     wait_until(Duration::from_secs(10), "the stream dropped", || {
-        counted.reconnects.load(SeqCst) >= 1
+        counted.attempts.load(SeqCst) >= 2
     });
+    assert_eq!(counted.reconnects.load(SeqCst), 0, "not subscribed again");
     let subscriptions = || {
         engine
             .requests()
@@ -391,6 +398,7 @@ fn a_silent_stream_whose_dockerd_hangs_is_dropped_and_resubscribed() {
         Ok(Nudge::Resync)
     );
     assert_eq!(subscriptions(), 2);
+    assert_eq!(counted.reconnects.load(SeqCst), 1);
     reader.stop();
 }
 
@@ -508,5 +516,132 @@ fn a_stream_that_breaks_at_once_backs_off_and_ticks_at_most_once_a_second() {
         .filter(|l| l.contains("Docker events stream broken"))
         .count();
     assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
+    stop(child, &err);
+}
+
+/// A chunked 200 on `/events` that carries one `die` of container 1 at
+/// `at`, then ends: what a dockerd asked to resume from `since` sends when
+/// its ring holds that one event and the stream is cut at once.
+fn one_replayed_die_then_the_end(at: std::time::SystemTime) -> Reply {
+    let at = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let line = format!(
+        r#"{{"Type":"container","Action":"die","Actor":{{"ID":"{}","Attributes":{{"name":"game-1","exitCode":"1"}}}},"time":{},"timeNano":{}}}"#,
+        hex_id(1),
+        at.as_secs(),
+        at.as_nanos()
+    );
+    Reply::Raw(
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{line}\n\r\n0\r\n\r\n",
+            line.len() + 1
+        )
+        .into_bytes(),
+    )
+}
+
+#[test]
+fn a_replayed_event_on_a_stream_that_ends_at_once_does_not_reset_the_backoff() {
+    // Every subscription replays the same old `die` of a stopped record and
+    // ends: the event is no news, so the stream has proved nothing.
+    let died = std::time::SystemTime::now() - Duration::from_secs(60);
+    let engine = FakeEngine::start(move |path| {
+        if path.contains("/events?") {
+            one_replayed_die_then_the_end(died)
+        } else {
+            one_labelled_reply(path, "exited")
+        }
+    });
+    let (child, out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "1h", "--docker-host"])
+            .arg(engine.docker_host()),
+    );
+    wait_until(Duration::from_secs(5), "the first subscription", || {
+        engine.requests().iter().any(|p| p.contains("/events?"))
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = engine.requests();
+    let subscriptions = requests.iter().filter(|p| p.contains("/events?")).count();
+    let lists = requests
+        .iter()
+        .filter(|p| p.contains("/containers/json?"))
+        .count();
+    let events = printed(&out).len();
+    let warnings = err
+        .lines()
+        .iter()
+        .filter(|l| l.contains("Docker events stream broken"))
+        .count();
+    eprintln!("in 5 s: {subscriptions} subscriptions, {lists} ticks, {events} health events");
+    // The backoff of a stream broken from its first byte: 100 ms doubling,
+    // 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, then 3.2 s (jitter takes up to half).
+    assert!((3..=8).contains(&subscriptions), "{subscriptions}");
+    assert!(lists <= 7, "at most one full tick a second: {lists}");
+    // Each look at the stopped record (a tick or the replayed die) is one.
+    assert!(events <= lists + subscriptions, "{events}");
+    assert_eq!(warnings, 1, "one warning for the outage: {}", err.text());
+    stop(child, &err);
+}
+
+/// The value of `series` in the daemon's exposition at `addr`.
+fn scraped(addr: &str, series: &str) -> Option<f64> {
+    let (status, body) = http_get(addr, "/metrics")?;
+    assert_eq!(status, 200);
+    sample(&body, series)
+}
+
+#[test]
+fn the_reconnects_counter_counts_subscriptions_after_a_break_not_attempts() {
+    const RECONNECTS: &str = "rtinspect_event_stream_reconnects_total";
+    const DOCKER_FAILURES: &str = "rtinspect_tick_failures_total{stage=\"docker\"}";
+
+    // No dockerd at all: attempts fail one after another, and none
+    // subscribes, let alone again.
+    let nowhere = TempDir::new("no-dockerd");
+    let addr = free_addr();
+    let (child, _out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "200ms", "--metrics-addr", &addr])
+            .arg("--docker-host")
+            .arg(format!(
+                "unix://{}",
+                nowhere.path().join("docker.sock").display()
+            )),
+    );
+    // Five failed ticks take 0.8 s at least, time for four attempts (at 0,
+    // 0.1, 0.3 and 0.7 s at the longest backoff); three are asked for, to
+    // leave a slow machine room.
+    wait_until(Duration::from_secs(10), "five failed ticks", || {
+        scraped(&addr, DOCKER_FAILURES).is_some_and(|n| n >= 5.0)
+    });
+    assert_eq!(scraped(&addr, RECONNECTS), Some(0.0), "never subscribed");
+    let attempts = scraped(&addr, "rtinspect_event_stream_attempts_total").unwrap();
+    assert!(
+        attempts >= 3.0,
+        "the attempts are counted apart: {attempts}"
+    );
+    stop(child, &err);
+
+    // One real break, one subscription again: one.
+    let e = Engine::start(1);
+    let addr = free_addr();
+    let (child, _out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--interval", "1h", "--metrics-addr", &addr])
+            .arg("--docker-host")
+            .arg(e.engine.docker_host()),
+    );
+    subscribed_and_ticked(&e, 1);
+    assert_eq!(
+        scraped(&addr, RECONNECTS),
+        Some(0.0),
+        "the first subscription"
+    );
+    e.end_stream();
+    wait_until(Duration::from_secs(10), "the subscription again", || {
+        scraped(&addr, RECONNECTS).is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(e.subscriptions().len(), 2);
+    assert_eq!(scraped(&addr, RECONNECTS), Some(1.0));
     stop(child, &err);
 }

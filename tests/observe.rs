@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    Containers, FakeEngine, Reply, TestSchema, bin, free_addr, http_get, live_docker, live_pg,
-    live_required, one_labelled_reply, sample, terminate, wait_until,
+    Containers, FakeEngine, Reply, TempDir, TestSchema, bin, free_addr, http_get, live_docker,
+    live_pg, live_required, one_labelled_reply, sample, terminate, wait_until,
 };
 
 fn promtool_check(exposition: &str) {
@@ -216,5 +216,40 @@ fn metrics_port_in_use_is_a_clear_error() {
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains(&format!("cannot listen for metrics on {addr}"))
+    );
+}
+
+#[test]
+fn healthz_is_503_with_its_cause_when_the_first_tick_fails() {
+    // No dockerd, and an interval long enough that "starting" would last a
+    // minute: the failed first tick must say so at once.
+    let nowhere = TempDir::new("no-dockerd");
+    let socket = nowhere.path().join("docker.sock");
+    let addr = free_addr();
+    let child = bin()
+        .args(["run", "--interval", "20s", "--metrics-addr", &addr])
+        .arg("--docker-host")
+        .arg(format!("unix://{}", socket.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let failures = || {
+        let (_, body) = http_get(&addr, "/metrics")?;
+        sample(&body, "rtinspect_tick_failures_total{stage=\"docker\"}")
+    };
+    wait_until(Duration::from_secs(10), "the first tick's failure", || {
+        failures().is_some_and(|n| n >= 1.0)
+    });
+    let (status, body) = http_get(&addr, "/healthz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let want = format!("cannot reach dockerd at {} since ", socket.display());
+    assert!(body.starts_with(&want), "{body}");
+    assert_eq!(body.trim_end().lines().count(), 1, "{body}");
+    let out = terminate(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -10,6 +10,12 @@
 //! a full tick. Every (re)subscription is followed by a resync too: dockerd
 //! replays only its last 256 events (`since`), and none across its restart.
 //!
+//! A stream must prove itself before the reconnect backoff starts afresh:
+//! by news (an event newer than any seen before it subscribed), by a silence
+//! that dockerd answers when pinged, or by staying up for [`SILENCE`]. An
+//! event replayed from `since` is still handed on, but proves nothing: a
+//! stream that replays one event and ends must back off like a broken one.
+//!
 //! The stream is read with a small HTTP/1.1 reader of its own rather than
 //! through ureq: ureq bounds a body as a whole, and a stream that has been
 //! silent for [`SILENCE`] must be checked with `/_ping` and then read on, not
@@ -23,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Sender, TrySendError};
 use serde::Deserialize;
@@ -177,7 +183,10 @@ pub fn events_query(since: Option<SystemTime>) -> String {
 pub trait StreamCounters: Send + Sync {
     /// One event of `action` (a label of [`ContainerEvent::action_label`]) arrived.
     fn event(&self, action: &'static str);
-    /// The stream was reconnected after a break.
+    /// A subscription was tried (the first, or a retry after a break).
+    fn attempted(&self);
+    /// A subscription got its 2xx response head after an earlier one broke
+    /// or failed: the stream is subscribed again.
     fn reconnected(&self);
 }
 
@@ -268,15 +277,16 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
     let mut first = true;
     let mut subscribed = false;
     while !stop.load(Relaxed) {
-        let attempted_before = !first;
         // Resume a second before the last event seen: a duplicate only
         // costs an inspect, a gap would cost an event.
         let since = last_event.map(|t| t - Duration::from_secs(1));
+        parts.counters.attempted();
         let state = Subscription {
             last_event: &mut last_event,
             backoff: &mut backoff,
             warned: &mut warned,
             subscribed: &mut subscribed,
+            after_break: !first,
         };
         match subscribe(parts, since, stop, slot, state) {
             Break::Stopped => break,
@@ -287,9 +297,7 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
                 }
             }
         }
-        if attempted_before {
-            parts.counters.reconnected();
-        } else if !subscribed {
+        if first && !subscribed {
             // The inspector waits for the first subscription before its
             // first tick; a failed one must not keep it waiting.
             offer(parts, Nudge::Resync);
@@ -297,8 +305,8 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
         first = false;
         *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let delay = backoff.next_delay();
-        let until = std::time::Instant::now() + delay;
-        while !stop.load(Relaxed) && std::time::Instant::now() < until {
+        let until = Instant::now() + delay;
+        while !stop.load(Relaxed) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50).min(delay));
         }
     }
@@ -313,6 +321,65 @@ struct Subscription<'a> {
     warned: &'a mut bool,
     /// Whether any subscription ever succeeded.
     subscribed: &'a mut bool,
+    /// Whether an earlier attempt broke or failed: a success is a reconnect.
+    after_break: bool,
+}
+
+/// Whether one subscription has shown that it works, so that the reconnect
+/// backoff and the outage warning may start afresh. A stream that breaks at
+/// once must not reconnect, and tick, in a loop; and dockerd replays from
+/// `since` whatever its ring holds, so an event it replays (no newer than
+/// the last one seen) proves nothing: a stream that replays one and ends at
+/// once is as broken as one that sends nothing.
+#[derive(Debug)]
+struct Proof {
+    /// The time of the last event seen before this subscription (or of the
+    /// first subscription): only an event after it is news.
+    seen: SystemTime,
+    /// When the response head arrived.
+    up_since: Instant,
+    /// How long the stream must stay up to prove itself whatever it
+    /// carries: the silence after which a quiet one is pinged.
+    stay: Duration,
+    proven: bool,
+}
+
+impl Proof {
+    fn new(seen: SystemTime, up_since: Instant, stay: Duration) -> Self {
+        Proof {
+            seen,
+            up_since,
+            stay,
+            proven: false,
+        }
+    }
+
+    /// An event of time `at` arrived at `now`; `true` when this proves the
+    /// stream for the first time.
+    fn event(&mut self, at: SystemTime, now: Instant) -> bool {
+        let news = at > self.seen;
+        self.settle(news || self.stayed(now))
+    }
+
+    /// dockerd answered the ping of a silent stream.
+    fn pinged(&mut self) -> bool {
+        self.settle(true)
+    }
+
+    /// The reader woke for anything else (a skipped line, the end).
+    fn woke(&mut self, now: Instant) -> bool {
+        self.settle(self.stayed(now))
+    }
+
+    fn stayed(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.up_since) >= self.stay
+    }
+
+    fn settle(&mut self, proves: bool) -> bool {
+        let first = proves && !self.proven;
+        self.proven |= proves;
+        first
+    }
 }
 
 /// One subscription: connect, request, then read events until the stream
@@ -329,6 +396,7 @@ fn subscribe(
         backoff,
         warned,
         subscribed,
+        after_break,
     } = state;
     let version = match parts.client.negotiate() {
         Ok(v) => v,
@@ -350,37 +418,52 @@ fn subscribe(
     };
     // Subscribed: whatever happened while not subscribed is caught by a full
     // tick, and a break from now on resumes at least from here.
-    last_event.get_or_insert_with(SystemTime::now);
+    let seen = *last_event.get_or_insert_with(SystemTime::now);
     *subscribed = true;
+    if after_break {
+        parts.counters.reconnected();
+    }
     offer(parts, Nudge::Resync);
+    let mut proof = Proof::new(seen, Instant::now(), parts.silence);
     // The backoff and the warning start afresh only once the stream has
-    // proved itself (an event, or a silence whose ping was answered): a
-    // stream that breaks at once must not reconnect, and tick, in a loop.
-    let mut proven = false;
-    let mut prove = |backoff: &mut Backoff, warned: &mut bool| {
-        if !proven {
-            proven = true;
-            backoff.reset();
-            if *warned {
-                *warned = false;
-                log::info!("Docker events stream subscribed again");
-            }
+    // proved itself.
+    let proved = |backoff: &mut Backoff, warned: &mut bool| {
+        backoff.reset();
+        if *warned {
+            *warned = false;
+            log::info!("Docker events stream subscribed again");
         }
     };
     let mut line = Vec::with_capacity(1024);
     loop {
-        match read_line(&mut body, &mut line) {
+        let got = read_line(&mut body, &mut line);
+        let now = Instant::now();
+        let event = match got {
+            Ok(Got::Line) => decode_event(&line, parts.label.as_deref()),
+            _ => None,
+        };
+        // A silence proves nothing by itself: the ping that follows decides.
+        let silent = matches!(&got, Err(e) if unix_socket::is_timeout(e));
+        let newly_proven = match &event {
+            Some(e) => proof.event(e.at, now),
+            None if !silent => proof.woke(now),
+            None => false,
+        };
+        if newly_proven {
+            proved(backoff, warned);
+        }
+        match got {
             Ok(Got::End) => {
                 return Break::Stream(DockerError::Transport(
                     "the events stream ended (dockerd stopping or restarting)".into(),
                 ));
             }
             Ok(Got::Line) => {
-                if let Some(event) = decode_event(&line, parts.label.as_deref()) {
+                if let Some(event) = event {
                     *last_event = Some(event.at);
                     parts.counters.event(event.action_label());
+                    // Replayed or not, the inspector decides.
                     offer(parts, Nudge::Container(event));
-                    prove(backoff, warned);
                 }
                 line.clear();
             }
@@ -399,7 +482,9 @@ fn subscribe(
                 if let Err(e) = parts.client.ping() {
                     return Break::Stream(e);
                 }
-                prove(backoff, warned);
+                if proof.pinged() {
+                    proved(backoff, warned);
+                }
             }
             Err(e) => return Break::Stream(DockerError::Transport(Box::new(e))),
         }
@@ -734,6 +819,69 @@ mod tests {
         );
         let since = UNIX_EPOCH + Duration::new(1_795_726_800, 5);
         assert!(events_query(Some(since)).starts_with("since=1795726800.000000005&filters="));
+    }
+
+    #[test]
+    fn a_replayed_event_does_not_prove_a_stream() {
+        let seen = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let up = Instant::now();
+        let stay = Duration::from_secs(30);
+        let s = Duration::from_secs;
+        // What the stream carries, and when (seconds after the head).
+        enum Carried {
+            Event(SystemTime),
+            Ping,
+            Other,
+        }
+        type Carries<'a> = &'a [(Carried, u64)];
+        // (what, the stream, whether it proves itself)
+        let table: &[(&str, Carries, bool)] = &[
+            // dockerd replays from `since` = the last event seen − 1 s.
+            (
+                "the last event seen, replayed",
+                &[(Carried::Event(seen), 0)],
+                false,
+            ),
+            (
+                "an older one in the replay window",
+                &[(Carried::Event(seen - s(1)), 0)],
+                false,
+            ),
+            ("news", &[(Carried::Event(seen + s(1)), 0)], true),
+            (
+                "replays, then news",
+                &[(Carried::Event(seen), 0), (Carried::Event(seen + s(1)), 1)],
+                true,
+            ),
+            ("a silence answered by a ping", &[(Carried::Ping, 30)], true),
+            ("the end at once", &[(Carried::Other, 0)], false),
+            ("the end after 29 s", &[(Carried::Other, 29)], false),
+            ("the end after 30 s", &[(Carried::Other, 30)], true),
+            (
+                "a replay after 30 s up",
+                &[(Carried::Event(seen), 30)],
+                true,
+            ),
+        ];
+        for (what, got, proves) in table {
+            let mut proof = Proof::new(seen, up, stay);
+            let mut proven_times = 0;
+            for (g, at) in *got {
+                let now = up + s(*at);
+                let newly = match g {
+                    Carried::Event(t) => proof.event(*t, now),
+                    Carried::Ping => proof.pinged(),
+                    Carried::Other => proof.woke(now),
+                };
+                proven_times += usize::from(newly);
+            }
+            assert_eq!(proven_times, usize::from(*proves), "{what}");
+        }
+        // Proven once: more news does not reset the backoff again.
+        let mut proof = Proof::new(seen, up, stay);
+        assert!(proof.event(seen + s(1), up));
+        assert!(!proof.event(seen + s(2), up));
+        assert!(!proof.pinged());
     }
 
     fn dechunk(bytes: &[u8]) -> io::Result<Vec<u8>> {
