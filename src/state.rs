@@ -117,7 +117,9 @@ pub struct StateDir {
 /// costs at most some 8 MB at start, inside the unit's `MemoryMax=64M`.
 pub const SPOOL_LIMIT: usize = 8192;
 
-/// The longest spool line read; an envelope is well under 8000 bytes.
+/// The longest spool line read; an envelope is well under 8000 bytes. Of a
+/// longer line only the first 200 bytes are kept, to be set aside; the rest
+/// is read past without being held.
 const SPOOL_LINE_LIMIT: usize = 64 * 1024;
 
 /// What a start found in the spool.
@@ -144,6 +146,27 @@ fn rejected_line(envelope: &str, reason: &str) -> String {
     .to_string();
     line.push('\n');
     line
+}
+
+/// Reads past the rest of a line, its newline included, a buffer at a time:
+/// a line of any length costs no more memory than the reader's buffer.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -297,9 +320,8 @@ impl StateDir {
                 break;
             }
             if line.len() > SPOOL_LINE_LIMIT && line.last() != Some(&b'\n') {
-                // Read past the rest of an endless line.
-                let mut rest = Vec::new();
-                reader.read_until(b'\n', &mut rest).map_err(at(&path))?;
+                // Read past the rest of an endless line, keeping none of it.
+                skip_line(&mut reader).map_err(at(&path))?;
                 line.truncate(200);
                 loaded.bad += 1;
                 aside.push(rejected_line(
@@ -499,6 +521,46 @@ mod tests {
         let again = s.load_spool().unwrap();
         assert_eq!((again.events, again.bad), (vec![good], 0));
         assert_eq!(fs::read_to_string(dir.join(REJECTED)).unwrap(), rejected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The process's peak resident set, in bytes (`VmHWM`).
+    fn peak_rss() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    #[test]
+    fn a_200_mb_spool_line_is_set_aside_without_being_held_in_memory() {
+        let dir = temp("long-line");
+        let s = StateDir::open(&dir).unwrap();
+        let good = event("ok");
+        // good, 200 MB without a newline (a sparse run of NULs), good. Under
+        // the unit's MemoryMax=64M, holding that line is an OOM kill at every start.
+        let path = dir.join(SPOOL);
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "{}", good.envelope).unwrap();
+        let at = f.stream_position().unwrap();
+        f.set_len(at + 200_000_000).unwrap();
+        f.seek(io::SeekFrom::End(0)).unwrap();
+        writeln!(f, "\n{}", good.envelope).unwrap();
+        drop(f);
+        let before = peak_rss();
+        let loaded = s.load_spool().unwrap();
+        let grew = peak_rss().saturating_sub(before);
+        assert_eq!(loaded.events, vec![good.clone(), good]);
+        assert_eq!(loaded.bad, 1);
+        assert!(
+            grew < 64 << 20,
+            "the peak resident set grew by {} MiB",
+            grew >> 20
+        );
+        let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        assert_eq!(rejected.lines().count(), 1, "{rejected}");
+        assert!(rejected.len() < 2048, "only the start of the line is kept");
+        assert!(rejected.contains("spool line 2: over 65536 bytes"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
