@@ -50,6 +50,8 @@ pub struct Telemetry {
     pub stream_reconnects: AtomicU64,
     /// From a Docker event's time to the sink accepting the health event it led to.
     pub detection_latency: Histogram,
+    /// Refused events dropped from the older `rejected.jsonl.1` when the file rotated.
+    pub rejected_dropped: AtomicU64,
 }
 
 /// The `action` labels of `rtinspect_docker_events_total`.
