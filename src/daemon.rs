@@ -243,6 +243,15 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
             state.path().join("rejected.jsonl").display()
         );
     }
+    if loaded.rejected_dropped > 0 {
+        telemetry
+            .rejected_dropped
+            .fetch_add(loaded.rejected_dropped, Relaxed);
+        log::error!(
+            "{} older refused events were dropped as rejected.jsonl rotated",
+            loaded.rejected_dropped
+        );
+    }
     if !loaded.events.is_empty() {
         log::info!("publishing {} spooled events first", loaded.events.len());
     }

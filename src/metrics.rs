@@ -347,6 +347,14 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         "From the time of a Docker event to the sink accepting the health event it led to.",
         &t.detection_latency.snapshot(),
     );
+
+    single(
+        &mut out,
+        "rtinspect_rejected_dropped_total",
+        "counter",
+        "Refused events dropped from rejected.jsonl.1 when rejected.jsonl rotated past its bound.",
+        t.rejected_dropped.load(Relaxed),
+    );
     out
 }
 

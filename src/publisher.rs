@@ -201,7 +201,10 @@ pub fn offer_until(
     }
 }
 
-/// Where events the sink refused for good are set aside.
+/// Where events the sink refused for good are set aside: `rejected.jsonl`,
+/// which rotates at [`crate::state::REJECTED_LIMIT`] keeping one older file;
+/// events of an older file that a rotation drops are counted in
+/// `rtinspect_rejected_dropped_total`.
 #[derive(Debug, Clone, Default)]
 pub struct Rejects {
     state: Option<StateDir>,
@@ -235,7 +238,8 @@ impl Rejects {
     }
 
     /// Counts the refusal and appends it to `rejected.jsonl`; the file's
-    /// path, or `None` when it could not be kept there.
+    /// path, or `None` when it could not be kept there. Older events that
+    /// the file's rotation dropped to make room are counted too.
     fn keep(
         &self,
         envelope: &str,
@@ -245,7 +249,19 @@ impl Rejects {
         telemetry.events_rejected.fetch_add(1, Relaxed);
         let state = self.state.as_ref()?;
         match state.append_rejected(envelope, reason) {
-            Ok(path) => Some(path),
+            Ok(aside) => {
+                if aside.dropped > 0 {
+                    telemetry.rejected_dropped.fetch_add(aside.dropped, Relaxed);
+                    log::warn!(
+                        "{} rotated at {} MiB: the {} older refused events in {}.1 were dropped",
+                        aside.path.display(),
+                        crate::state::REJECTED_LIMIT >> 20,
+                        aside.dropped,
+                        aside.path.display()
+                    );
+                }
+                Some(aside.path)
+            }
             Err(e) => {
                 log::error!(err:% = e; "cannot write to the rejected events file");
                 None
@@ -469,6 +485,34 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["reason"], "refused by the fake sink");
         assert_eq!(line["envelope"]["event_id"], bad.event_id.as_str());
+        drop(state);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refusals_dropped_by_the_rotation_of_rejected_jsonl_are_counted() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-rotated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).unwrap();
+        // A full rejected.jsonl, and an older one of three events.
+        let full = format!(
+            "{}\n",
+            "x".repeat(crate::state::REJECTED_LIMIT as usize - 1)
+        );
+        std::fs::write(dir.join("rejected.jsonl"), full).unwrap();
+        std::fs::write(dir.join("rejected.jsonl.1"), "{}\n{}\n{}\n").unwrap();
+        let telemetry = Telemetry::default();
+        let rejects = Rejects::new(Some(state.clone()));
+        rejects.set_aside(&event("bad"), &"refused", &telemetry);
+        assert_eq!(telemetry.events_rejected.load(Relaxed), 1);
+        assert_eq!(telemetry.rejected_dropped.load(Relaxed), 3);
+        let metrics = crate::metrics::render(&telemetry, 0);
+        assert!(
+            metrics.contains("\nrtinspect_rejected_dropped_total 3\n"),
+            "{metrics}"
+        );
+        let text = std::fs::read_to_string(dir.join("rejected.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 1, "a fresh file holds the new one");
         drop(state);
         std::fs::remove_dir_all(&dir).unwrap();
     }

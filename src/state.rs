@@ -9,6 +9,14 @@
 //! old or the new content, never half of one. A baselines file that does not
 //! parse is moved aside with a warning; a spool line that does not parse is
 //! set aside in `rejected.jsonl`. A start never fails because of either.
+//!
+//! Every file has a bound. The spool keeps at most [`SPOOL_LIMIT`] events and
+//! reads at most 64 KiB of a line. `rejected.jsonl` is appended to (a line
+//! and an fsync per event set aside) until the next line would take it past
+//! [`REJECTED_LIMIT`]; it is then renamed `rejected.jsonl.1`, replacing the
+//! older one, whose lines are dropped and counted ([`SetAside::dropped`]).
+//! The two files take at most 20 MiB however long a receiver refuses
+//! everything.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,8 +24,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +35,7 @@ use crate::inspector::Baseline;
 const SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
 const REJECTED: &str = "rejected.jsonl";
+const REJECTED_OLD: &str = "rejected.jsonl.1";
 const LOCK: &str = "rtinspect.lock";
 
 /// Why the state directory cannot be used.
@@ -110,6 +119,29 @@ pub struct StateDir {
     _lock: Arc<File>,
     /// Makes each temporary file name unique within the process.
     temp_seq: Arc<AtomicU64>,
+    /// Held while `rejected.jsonl` is measured, rotated and appended to.
+    rejected: Arc<Mutex<()>>,
+}
+
+/// The size past which `rejected.jsonl` is rotated: at a line of some 420
+/// bytes per refused event, 25,000 events; a receiver refusing all events of
+/// 100 games every second fills it in about four minutes.
+pub const REJECTED_LIMIT: u64 = 10 << 20;
+
+/// How many bytes of lines a start sets aside from the spool in one write:
+/// what it holds in memory for them, and the most a write can take
+/// `rejected.jsonl` past [`REJECTED_LIMIT`] (it is rotated before a write,
+/// not during one).
+const ASIDE_BATCH: usize = 1 << 20;
+
+/// Where events were set aside.
+#[derive(Debug)]
+pub struct SetAside {
+    /// `rejected.jsonl`.
+    pub path: PathBuf,
+    /// Lines of the older `rejected.jsonl.1` dropped to make room: events set
+    /// aside earlier that are now lost.
+    pub dropped: u64,
 }
 
 /// The most events a spool keeps: twice the publish queue. An event takes
@@ -117,7 +149,9 @@ pub struct StateDir {
 /// costs at most some 8 MB at start, inside the unit's `MemoryMax=64M`.
 pub const SPOOL_LIMIT: usize = 8192;
 
-/// The longest spool line read; an envelope is well under 8000 bytes.
+/// The longest spool line read; an envelope is well under 8000 bytes. Of a
+/// longer line only the first 200 bytes are kept, to be set aside; the rest
+/// is read past without being held.
 const SPOOL_LINE_LIMIT: usize = 64 * 1024;
 
 /// What a start found in the spool.
@@ -129,6 +163,8 @@ pub struct LoadedSpool {
     pub bad: usize,
     /// The oldest events past [`SPOOL_LIMIT`], set aside in `rejected.jsonl`.
     pub over_limit: usize,
+    /// Lines of an older `rejected.jsonl.1` dropped to make room for these.
+    pub rejected_dropped: u64,
 }
 
 /// One line of `rejected.jsonl`: `{"rejected_at":…,"reason":…,"envelope":…}`,
@@ -144,6 +180,74 @@ fn rejected_line(envelope: &str, reason: &str) -> String {
     .to_string();
     line.push('\n');
     line
+}
+
+/// Reads past the rest of a line, its newline included, a buffer at a time:
+/// a line of any length costs no more memory than the reader's buffer.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// The newlines in a file, counted a buffer at a time.
+fn count_lines(mut reader: impl BufRead) -> io::Result<u64> {
+    let mut lines = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// Lines a start sets aside from the spool, written out a batch at a time.
+struct Aside<'a> {
+    state: &'a StateDir,
+    lines: Vec<String>,
+    bytes: usize,
+    /// Whether any line was written.
+    written: bool,
+    /// Lines of an older `rejected.jsonl.1` dropped meanwhile.
+    dropped: u64,
+}
+
+impl Aside<'_> {
+    fn push(&mut self, line: String) -> Result<(), StateError> {
+        self.bytes += line.len();
+        self.lines.push(line);
+        if self.bytes >= ASIDE_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StateError> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        self.dropped += self.state.append_rejected_lines(&self.lines)?.dropped;
+        self.lines.clear();
+        self.bytes = 0;
+        self.written = true;
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +301,7 @@ impl StateDir {
             dir: dir.to_owned(),
             _lock: Arc::new(lock),
             temp_seq: Arc::default(),
+            rejected: Arc::default(),
         })
     }
 
@@ -269,10 +374,11 @@ impl StateDir {
     /// kept, the newest: a spool grown over many exits with the sink down
     /// must not make every start run out of memory. What is not kept — lines
     /// that do not parse, events past the limit — is appended to
-    /// `rejected.jsonl` in one write and one fsync, and the spool rewritten
-    /// without it, so that the next start does not set it aside again. The
-    /// spool otherwise stays until [`StateDir::save_spool`] replaces it at
-    /// exit, so a crash in between replays it (delivery is at least once).
+    /// `rejected.jsonl`, a write and an fsync per MiB of lines (so that a
+    /// spool of garbage is never held whole), and the spool rewritten without
+    /// it, so that the next start does not set it aside again. The spool
+    /// otherwise stays until [`StateDir::save_spool`] replaces it at exit, so
+    /// a crash in between replays it (delivery is at least once).
     pub fn load_spool(&self) -> Result<LoadedSpool, StateError> {
         let path = self.dir.join(SPOOL);
         let file = match File::open(&path) {
@@ -283,7 +389,13 @@ impl StateDir {
         let mut reader = io::BufReader::new(file);
         let mut kept: std::collections::VecDeque<HealthEvent> = Default::default();
         let mut loaded = LoadedSpool::default();
-        let mut aside = Vec::new();
+        let mut aside = Aside {
+            state: self,
+            lines: Vec::new(),
+            bytes: 0,
+            written: false,
+            dropped: 0,
+        };
         let mut line = Vec::new();
         let mut number = 0;
         loop {
@@ -297,15 +409,14 @@ impl StateDir {
                 break;
             }
             if line.len() > SPOOL_LINE_LIMIT && line.last() != Some(&b'\n') {
-                // Read past the rest of an endless line.
-                let mut rest = Vec::new();
-                reader.read_until(b'\n', &mut rest).map_err(at(&path))?;
+                // Read past the rest of an endless line, keeping none of it.
+                skip_line(&mut reader).map_err(at(&path))?;
                 line.truncate(200);
                 loaded.bad += 1;
                 aside.push(rejected_line(
                     &String::from_utf8_lossy(&line),
                     &format!("spool line {number}: over {SPOOL_LINE_LIMIT} bytes"),
-                ));
+                ))?;
                 continue;
             }
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -326,35 +437,49 @@ impl StateDir {
                         aside.push(rejected_line(
                             &old.envelope,
                             &format!("the spool held more than {SPOOL_LIMIT} events"),
-                        ));
+                        ))?;
                     }
                 }
                 Err(why) => {
                     loaded.bad += 1;
-                    aside.push(rejected_line(text, &format!("spool line {number}: {why}")));
+                    aside.push(rejected_line(text, &format!("spool line {number}: {why}")))?;
                 }
             }
         }
         loaded.events = kept.into();
-        if !aside.is_empty() {
-            self.append_rejected_lines(&aside)?;
+        aside.flush()?;
+        loaded.rejected_dropped = aside.dropped;
+        if aside.written {
             self.save_spool(&loaded.events)?;
         }
         Ok(loaded)
     }
 
     /// Appends one refused event to `rejected.jsonl` as
-    /// `{"rejected_at":…,"reason":…,"envelope":…}` and syncs it; an envelope
-    /// that is not JSON (a spool line) is kept as a string. Returns the path.
-    pub fn append_rejected(&self, envelope: &str, reason: &str) -> Result<PathBuf, StateError> {
+    /// `{"rejected_at":…,"reason":…,"envelope":…}` and syncs it, rotating the
+    /// file first when the line would take it past [`REJECTED_LIMIT`]; an
+    /// envelope that is not JSON (a spool line) is kept as a string.
+    pub fn append_rejected(&self, envelope: &str, reason: &str) -> Result<SetAside, StateError> {
         self.append_rejected_lines(&[rejected_line(envelope, reason)])
     }
 
     /// Appends lines made by [`rejected_line`] to `rejected.jsonl`, in one
-    /// write and one fsync. Returns the path.
-    fn append_rejected_lines(&self, lines: &[String]) -> Result<PathBuf, StateError> {
+    /// write and one fsync, after rotating it when they would take it past
+    /// [`REJECTED_LIMIT`].
+    fn append_rejected_lines(&self, lines: &[String]) -> Result<SetAside, StateError> {
+        let _only_writer = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(REJECTED);
         let line = lines.concat();
+        let size = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(at(&path)(e)),
+        };
+        let dropped = if size > 0 && size + line.len() as u64 > REJECTED_LIMIT {
+            self.rotate_rejected()?
+        } else {
+            0
+        };
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
@@ -364,7 +489,24 @@ impl StateDir {
         f.write_all(line.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(at(&path))?;
-        Ok(path)
+        Ok(SetAside { path, dropped })
+    }
+
+    /// Renames `rejected.jsonl` to `rejected.jsonl.1`, replacing the older
+    /// one; returns how many lines that older one held, now lost.
+    fn rotate_rejected(&self) -> Result<u64, StateError> {
+        let old = self.dir.join(REJECTED_OLD);
+        let dropped = match File::open(&old) {
+            Ok(f) => count_lines(io::BufReader::new(f)).map_err(at(&old))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(at(&old)(e)),
+        };
+        fs::rename(self.dir.join(REJECTED), &old).map_err(at(&old))?;
+        // The rename is durable only once the directory is synced.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(&self.dir))?;
+        Ok(dropped)
     }
 
     /// Replaces the spool with `events`; removes it when there are none.
@@ -502,6 +644,77 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The process's peak resident set, in bytes (`VmHWM`).
+    fn peak_rss() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    #[test]
+    fn a_200_mb_spool_line_is_set_aside_without_being_held_in_memory() {
+        let dir = temp("long-line");
+        let s = StateDir::open(&dir).unwrap();
+        let good = event("ok");
+        // good, 200 MB without a newline (a sparse run of NULs), good. Under
+        // the unit's MemoryMax=64M, holding that line is an OOM kill at every start.
+        let path = dir.join(SPOOL);
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "{}", good.envelope).unwrap();
+        let at = f.stream_position().unwrap();
+        f.set_len(at + 200_000_000).unwrap();
+        f.seek(io::SeekFrom::End(0)).unwrap();
+        writeln!(f, "\n{}", good.envelope).unwrap();
+        drop(f);
+        let before = peak_rss();
+        let loaded = s.load_spool().unwrap();
+        let grew = peak_rss().saturating_sub(before);
+        assert_eq!(loaded.events, vec![good.clone(), good]);
+        assert_eq!(loaded.bad, 1);
+        assert!(
+            grew < 64 << 20,
+            "the peak resident set grew by {} MiB",
+            grew >> 20
+        );
+        let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        assert_eq!(rejected.lines().count(), 1, "{rejected}");
+        assert!(rejected.len() < 2048, "only the start of the line is kept");
+        assert!(rejected.contains("spool line 2: over 65536 bytes"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spool_of_60_mb_of_bad_lines_is_set_aside_in_bounded_batches() {
+        let dir = temp("bad-lines");
+        let s = StateDir::open(&dir).unwrap();
+        let bad = format!("{{{}\n", "y".repeat(60_000));
+        fs::write(dir.join(SPOOL), bad.repeat(1000)).unwrap();
+        let before = peak_rss();
+        let loaded = s.load_spool().unwrap();
+        let grew = peak_rss().saturating_sub(before);
+        assert_eq!((loaded.bad, loaded.events.len()), (1000, 0));
+        assert!(
+            grew < 32 << 20,
+            "the peak resident set grew by {} MiB",
+            grew >> 20
+        );
+        let (current, old) = (
+            reasons_in(&dir.join(REJECTED)),
+            reasons_in(&dir.join(REJECTED_OLD)),
+        );
+        assert_eq!(
+            loaded.rejected_dropped as usize + old.len() + current.len(),
+            1000,
+            "every line is set aside or counted as dropped"
+        );
+        assert_eq!(
+            current.last().unwrap(),
+            "spool line 1000: key must be a string at line 1 column 2"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_spool_over_its_limit_keeps_the_newest_events() {
         let dir = temp("limit");
@@ -541,6 +754,47 @@ mod tests {
         assert_eq!(lines[0]["reason"], "payload string too long");
         assert_eq!(lines[0]["envelope"]["game_id"], "bad");
         assert_eq!(lines[1]["envelope"], "{not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The reasons of the lines of a `rejected.jsonl`, in order.
+    fn reasons_in(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["reason"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rejected_jsonl_rotates_at_10_mib_keeping_one_old_file() {
+        let dir = temp("rotate");
+        let s = StateDir::open(&dir).unwrap();
+        // A receiver refusing everything, with events of 1 MiB to get there fast.
+        let envelope = "x".repeat(1 << 20);
+        let mut dropped = 0;
+        for i in 0..25 {
+            dropped += s
+                .append_rejected(&envelope, &format!("r{i}"))
+                .unwrap()
+                .dropped;
+        }
+        let (current, old) = (dir.join(REJECTED), dir.join("rejected.jsonl.1"));
+        for path in [&current, &old] {
+            let len = fs::metadata(path).unwrap().len();
+            assert!(len <= 10 << 20, "{}: {len} bytes", path.display());
+        }
+        assert!(!dir.join("rejected.jsonl.2").exists());
+        let (current, old) = (reasons_in(&current), reasons_in(&old));
+        assert_eq!(current.last().unwrap(), "r24", "the newest is kept");
+        let kept: Vec<String> = old.iter().chain(&current).cloned().collect();
+        let first = 25 - kept.len();
+        let want: Vec<String> = (first..25).map(|i| format!("r{i}")).collect();
+        assert_eq!(kept, want, "the oldest go first, none in between");
+        assert_eq!(dropped as usize, first, "every dropped one is counted");
         fs::remove_dir_all(&dir).unwrap();
     }
 

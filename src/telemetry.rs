@@ -8,6 +8,7 @@
 //! once per scrape or `/healthz`, never across I/O. The metrics listener only
 //! reads.
 
+use crate::docker::events::ACTIONS;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -45,7 +46,7 @@ pub struct Telemetry {
     /// when ticks stop finishing without failing (a call that hangs).
     busy: Mutex<Option<(&'static str, Instant)>>,
     /// Docker events read, by action, indexed as [`DOCKER_EVENT_ACTIONS`].
-    pub docker_events: [AtomicU64; 6],
+    pub docker_events: [AtomicU64; DOCKER_EVENT_ACTIONS.len()],
     /// Subscriptions of the events stream that got their response head
     /// after an earlier one broke or failed.
     pub stream_reconnects: AtomicU64,
@@ -53,11 +54,21 @@ pub struct Telemetry {
     pub detection_latency: Histogram,
     /// Subscriptions of the events stream tried, the failed ones included.
     pub stream_attempts: AtomicU64,
+    /// Refused events dropped from the older `rejected.jsonl.1` when the file rotated.
+    pub rejected_dropped: AtomicU64,
 }
 
-/// The `action` labels of `rtinspect_docker_events_total`.
-pub const DOCKER_EVENT_ACTIONS: [&str; 6] =
-    ["die", "oom", "health_status", "start", "restart", "other"];
+/// The `action` labels of `rtinspect_docker_events_total`: the actions
+/// followed, and `other`.
+pub const DOCKER_EVENT_ACTIONS: [&str; ACTIONS.len() + 1] = {
+    let mut labels = ["other"; ACTIONS.len() + 1];
+    let mut i = 0;
+    while i < ACTIONS.len() {
+        labels[i] = ACTIONS[i];
+        i += 1;
+    }
+    labels
+};
 
 impl crate::docker::events::StreamCounters for Telemetry {
     fn event(&self, action: &'static str) {

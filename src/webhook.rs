@@ -12,7 +12,12 @@
 //! resolver looks names up in that thread, without starting one per request.
 //!
 //! The URL carries the webhook's token: no message from here holds more of
-//! it than its scheme and host.
+//! it than its scheme and host. A refusal quotes the first 200 bytes of the
+//! answer's body, because a receiver's own words (`invalid_payload`,
+//! `channel_is_archived`) are what tells an operator why; receivers echo the
+//! request there too, so every word holding a piece of the URL's path, query
+//! or userinfo (as written, decoded, or in another case) is masked before
+//! the body is cut, and an excerpt that still held one would be left out.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -320,11 +325,20 @@ impl WebhookSink {
         }
     }
 
-    /// The start of an answer's body, on one line, without the URL's secret.
+    /// The start of an answer's body, on one line, with every word that
+    /// holds a piece of the URL's path, query or userinfo masked (see
+    /// [`WebhookUrl::redact`]); empty when the excerpt still holds one.
     fn quote(&self, body: &[u8]) -> String {
-        // Redacted before it is cut: a token cut in two would match no part.
+        // Masked before it is cut: a token cut in two is then hidden whole,
+        // not left to be found as two pieces too short to match.
         let text = self.url.redact(&String::from_utf8_lossy(body));
-        one_line(&text, QUOTED_BODY_BYTES)
+        let quoted = one_line(&text, QUOTED_BODY_BYTES);
+        // Cutting and flattening cannot make a piece of the token appear,
+        // but if they ever did, nothing is quoted.
+        if self.url.redact(&quoted) != quoted {
+            return String::new();
+        }
+        quoted
     }
 
     /// A failed request, in words that hold no more of the URL than its host.
@@ -793,6 +807,39 @@ mod tests {
             let body = format!("{}SECRETTOKEN tail", "x".repeat(pad));
             let quoted = sink.quote(body.as_bytes());
             assert!(!quoted.contains("SECRET"), "{pad}: {quoted}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_body_holds_no_part_of_the_token_however_echoed_or_cut() {
+        let sink = WebhookSink::new(&Webhook {
+            url: url("http://u:pw4Secret@127.0.0.1:9/services/T0AB/B0CD/Xk7Qz9wAbCd?key=k7Qz9w"),
+            format: WebhookFormat::Slack,
+            ca_file: None,
+        })
+        .unwrap();
+        let echoes = [
+            "k7Qz9w",
+            "K7QZ9W",
+            "%6B%37%51%7A%39%77",
+            "%6b%37%51%7a%39%77",
+            "\\u006b7Qz9w",
+            "Xk7Qz9wAbCd",
+            "%2Fservices%2FT0AB%2FB0CD%2FXk7Qz9wAbCd%3Fkey%3Dk7Qz9w",
+            "u:pw4Secret",
+            "pw4S",
+        ];
+        for echo in echoes {
+            // Every cut of the quote, the echo before, across and after it.
+            for pad in 180..=QUOTED_BODY_BYTES {
+                let body = format!("{} bad key {echo} (sent)", "x".repeat(pad));
+                let quoted = sink.quote(body.as_bytes()).to_ascii_lowercase();
+                let echo = echo.to_ascii_lowercase();
+                for part in echo.as_bytes().windows(4) {
+                    let part = std::str::from_utf8(part).unwrap();
+                    assert!(!quoted.contains(part), "{echo} at {pad}: {quoted}");
+                }
+            }
         }
     }
 

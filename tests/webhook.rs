@@ -264,6 +264,64 @@ fn a_refused_event_is_set_aside_and_the_next_one_is_delivered() {
     assert_no_secret(&err);
 }
 
+/// Whether `text` holds four characters in a row of any of `secrets`, in
+/// any case: the most of a token a quote may show is three characters.
+fn holds_part_of(text: &str, secrets: &[&str]) -> Option<String> {
+    let text = text.to_ascii_lowercase();
+    secrets.iter().find_map(|secret| {
+        let secret = secret.to_ascii_lowercase();
+        secret
+            .as_bytes()
+            .windows(4)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .find(|w| text.contains(w.as_str()))
+    })
+}
+
+#[test]
+fn a_receiver_echoing_the_token_in_any_form_leaks_it_nowhere() {
+    let engine = engine(1);
+    // A Discord-like URL: the token in the path, a key in the query.
+    let path = "/api/webhooks/123456789012345678/Tk7Qz9wAbCdEfGh/slack?key=k7Qz9w";
+    let hook = HookServer::start(|_, _| {
+        HookReply::Status(
+            400,
+            vec![("Content-Type", "application/json".into())],
+            r#"{"message":"bad key k7Qz9w","also":"K7QZ9W %6b%37%51%7a%39%77 \u006b7Qz9w","path":"\/api\/webhooks\/123456789012345678\/Tk7Qz9wAbCdEfGh\/slack","cut":"Tk7Qz9wA"}"#
+                .into(),
+        )
+    });
+    let state = TempDir::new("webhook-echo");
+    let out = once(
+        &engine,
+        &hook.url(path),
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(hook.requests().len(), 1, "{err}");
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
+    let reason = line["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "http://{}/… answered 400 Bad Request: {{\"message\":\"bad key …\"",
+            hook.addr
+        )),
+        "what is not the token is still quoted: {reason}"
+    );
+    let secrets = [
+        "k7Qz9w",
+        "Tk7Qz9wAbCdEfGh",
+        "123456789012345678",
+        "%6b%37%51%7a%39%77",
+        "\\u006b7Qz9w",
+    ];
+    for text in [reason, &rejected, &err] {
+        assert_eq!(holds_part_of(text, &secrets), None, "{text}");
+    }
+}
+
 #[test]
 fn a_redirect_is_refused_and_not_followed() {
     let engine = engine(1);
