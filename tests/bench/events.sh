@@ -12,7 +12,10 @@
 #                            RTINSPECT_TEST_DOCKER_HOST) instead of a throwaway
 #                            one; its CPU then counts every other client's work
 #                            too, and it must share this machine's filesystem
-#   BENCH_FAILURES           failures per kind and mode (50)
+#   BENCH_FAILURES           failures per kind and mode (50): `docker kill`,
+#                            exits by itself, healthcheck turns unhealthy, and
+#                            dies while booting (started after a tick, exits
+#                            0.5-3 s later, before the next tick lists it)
 #   BENCH_WINDOW             seconds the failures are spread over (60)
 #   BENCH_HEALTH_INTERVAL    healthcheck interval of the unhealthy kind, s (10)
 #   BENCH_CONTAINERS         real containers for the steady-state cost (100)
@@ -25,7 +28,20 @@
 # `docker events`) to the moment rtinspect's envelope line for that container
 # is read from its stdout. Needs root: a throwaway dockerd, and FIFOs
 # bind-mounted into containers so that self-timed failures start only after
-# rtinspect's first tick.
+# rtinspect's first tick. rtinspect runs with RUST_LOG=rtinspect=debug and
+# text logs: its tick lines place the ticks (a booting container is started
+# between two), and with events on its `detected … read_ms= answered_ms=
+# accepted_ms=` lines split the latency into stages ("n/a" without them).
+# The floor beside them: on each failure's event the benchmark inspects that
+# container once itself over the Unix socket, timing dockerd's answer (one
+# more client of dockerd, one request per failure).
+#
+# A default run takes about 12 minutes once built (11 min 18 s on 2 cores,
+# over 6 of them the three cost windows and their 100 containers); a small
+# one, e.g.
+#   BENCH_FAILURES=5 BENCH_WINDOW=20 BENCH_COST_SECONDS=10 \
+#     BENCH_FOOTPRINT_SECONDS=10 tests/bench/events.sh
+# about 2.5.
 set -euo pipefail
 
 log_tag=tests/bench/events.sh
