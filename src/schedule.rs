@@ -299,6 +299,9 @@ impl Schedule {
             return Action::Wait(now);
         }
         self.due_rechecks(now);
+        if let Some(action) = self.read_for_waiting(now) {
+            return action;
+        }
         if self.tick.is_none() {
             if let Some(until) = self.first_wait {
                 if now < until {
@@ -315,9 +318,6 @@ impl Schedule {
                 self.last_read = Some(now);
                 return Action::List(ListFor::Tick);
             }
-        }
-        if let Some(action) = self.read_for_waiting(now) {
-            return action;
         }
         let tick_first = self.tick.is_some() && (self.nudge_went_last || self.pending.is_empty());
         if !tick_first && let Some(action) = self.nudge_inspect() {
@@ -859,6 +859,37 @@ mod tests {
                 "tick ended: 1 records, 0 events, 0 missing, 0 errors",
                 "save"
             ]
+        );
+    }
+
+    #[test]
+    fn every_wait_is_for_a_time_to_come_while_the_first_tick_waits_for_the_stream() {
+        // An event of an unknown container before the first tick: its read
+        // of the records is due at once, not after a busy wait.
+        let mut r = Run::new(Follow::Database, true, vec![rec("g", 5)]);
+        r.answer(5, running(5, 0));
+        r.nudge(ev(5, "start", None));
+        for step in 0..20 {
+            match r.schedule.next(r.now) {
+                Action::Wait(until) => {
+                    assert!(until > r.now, "step {step}: a wait that is already over");
+                    break;
+                }
+                Action::List(_) => {
+                    let listed = r.records.clone();
+                    r.input(Input::Listed(listed));
+                }
+                Action::Inspect(rec) => {
+                    let answer = r.docker.inspect(&rec.container_id);
+                    r.input(Input::Answered(answer, UNIX_EPOCH));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            r.docker.asked(),
+            vec![id(5)],
+            "inspected before the first tick"
         );
     }
 
