@@ -469,10 +469,15 @@ fn a_die_of_a_container_replaced_by_a_newer_one_is_no_event() {
     // Game g-1 moves to a newer container, 2; then the old one, 1, exits.
     e.add(2, "g-1", 2);
     e.send(2, "create");
+    e.send(2, "start");
     e.set(1, 0, "exited");
     e.send(1, "die");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(printed(&out), vec![], "the old container reported");
+    assert!(
+        e.inspects_of(2) >= 1,
+        "the new container, started, inspected"
+    );
     // Control: the game's container now is 2, and its `die` is an event.
     e.set(2, 0, "exited");
     e.send(2, "die");
