@@ -11,6 +11,7 @@ mod fleets;
 mod listener;
 mod live_docker;
 mod notify;
+mod nudges;
 mod observe;
 mod podman;
 mod postgres_mode;

@@ -391,9 +391,13 @@ pub fn hex_id(n: u32) -> String {
     format!("{n:064x}")
 }
 
-/// The built binary.
+/// The built binary, or the one `RTINSPECT_BIN` names (another build of
+/// rtinspect, to show what a test catches in it).
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rtinspect"));
+    let program = std::env::var_os("RTINSPECT_BIN")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_rtinspect").into());
+    let mut c = Command::new(program);
     c.env_remove("RTINSPECT_DATABASE_URL")
         .env_remove("DOCKER_HOST")
         .env_remove("RTINSPECT_SINK")
