@@ -1,6 +1,7 @@
 //! The integration tests, one binary: the fake engine for what a real daemon
 //! cannot be made to do, the real dockerd for everything else, and the CLI.
 
+mod booting;
 mod cli;
 mod details;
 mod docker_client;

@@ -1698,3 +1698,13 @@ pub fn tuple(
 ) -> (String, String, u64, String) {
     (game.into(), state.into(), restarts, health.into())
 }
+
+impl LiveDocker {
+    /// A dockerd the test started itself at `socket`, with [`IMAGE`]
+    /// imported into it.
+    pub fn own(socket: PathBuf) -> LiveDocker {
+        let live = LiveDocker { socket };
+        live.ensure_image();
+        live
+    }
+}
