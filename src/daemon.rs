@@ -297,9 +297,11 @@ impl FinalSpool {
         *written = Some(events);
     }
 
-    /// Waits for a late event being spooled right now, before the exit.
-    fn settle(&self) {
-        drop(self.written.lock().unwrap_or_else(|p| p.into_inner()));
+    /// How many events were spooled, late ones included; waits for one
+    /// being spooled right now.
+    fn count(&self) -> usize {
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -439,6 +441,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         schedule,
         emitter,
         Turns {
+            once,
             shutdown: shutdown.clone(),
             notifier: notifier.clone(),
             nudges,
@@ -477,9 +480,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             publisher.wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
         }
     }
-    let spooled = final_spool.write()?;
+    final_spool.write()?;
     publisher.join_if_ended();
-    final_spool.settle();
     if let Some(reader) = reader {
         reader.stop();
     }
@@ -487,6 +489,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     if let Some(metrics) = metrics {
         metrics.stop();
     }
+    // An event being spooled late right now is waited for, and counted.
+    let spooled = final_spool.count();
     if spooled > 0 && config.command == Command::Once {
         return Err(Failure::Runtime(format!(
             "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
@@ -497,6 +501,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
 
 /// How the inspector loop turns.
 struct Turns {
+    /// One tick, then return (`rtinspect once`).
+    once: bool,
     shutdown: Shutdown,
     notifier: Arc<Notifier>,
     /// Docker's events, when the events stream is on.
@@ -626,8 +632,10 @@ fn inspect_loop(
     if turns.shutdown.is_requested() {
         log::info!("inspector stopped");
     }
+    // `once` fails when its tick could not list the records; `run` stopped
+    // by a signal during an outage has done its job.
     match worker.take_list_error() {
-        Some(e) if !listed => Err(Failure::Runtime(e.to_string())),
+        Some(e) if turns.once && !listed => Err(Failure::Runtime(e.to_string())),
         _ => Ok(()),
     }
 }

@@ -3,12 +3,14 @@
 //! running, or reports an unhealthy healthcheck.
 //!
 //! The core decides and does no I/O: `inspector` holds the rules and the
-//! baselines, `tick` every decision of a tick. Each outside system has one
-//! module: `docker` (dockerd), `records` and `postgres` (wherever the list of
-//! runtimes lives), `sink`, `postgres` and `webhook` (where events go),
-//! `state` (the state directory), `tls` (trusted CAs), `notify` (systemd).
-//! `publisher` runs the sink on a thread of its own; `worker` is the shell of
-//! I/O around the tick core (it logs and counts what the core decides);
+//! baselines, `tick` every decision of a tick, `schedule` every decision of
+//! the inspector loop (ticks, Docker events, the record set that follows
+//! Docker). Each outside system has one module: `docker` (dockerd), `records`
+//! and `postgres` (wherever the list of runtimes lives), `sink`, `postgres`
+//! and `webhook` (where events go), `state` (the state directory), `tls`
+//! (trusted CAs), `notify` (systemd). `publisher` runs the sink on a thread
+//! of its own; `worker` is the shell of I/O around the schedule (it carries
+//! out its actions, and logs and counts what the core decides);
 //! `daemon` wires everything into threads and channels; `metrics` serves the
 //! counters of `telemetry`. There is no async runtime in this crate.
 

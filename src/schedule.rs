@@ -3,7 +3,7 @@
 //! records listed, an inspect's answer, shutdown) with the time, and says
 //! what to do next ([`Action`]: list, inspect, ping, report, save, wait).
 //! The shell (`worker`) carries the actions out and hands the answers back;
-//! the loop that joins them (`daemon`) decides nothing.
+//! the loop that joins them (`daemon`) only carries out, waits and feeds.
 //!
 //! What it decides:
 //! - **Ticks** every interval, on time whatever the events do; a resync (the
@@ -22,10 +22,13 @@
 //!   container and costs nothing. PostgreSQL mode: the records can change
 //!   without an event (a record set to stopped before its container stops),
 //!   so every nudge waits for a read of the records that began after it
-//!   arrived — merged, at most one every [`KNOWN_READ_GAP`]. In both modes an
-//!   event for a container no record names waits for such a read too, at
-//!   most one a second ([`UNKNOWN_READ_GAP`]) however many arrive; ids that
-//!   stay unknown are dropped.
+//!   arrived — merged, at most one every [`KNOWN_READ_GAP`] after the last
+//!   ended. In both modes an event for a container no record names waits for
+//!   such a read too, at most one a second ([`UNKNOWN_READ_GAP`]) however
+//!   many arrive; ids that stay unknown are dropped. A read never takes two
+//!   turns in a row while inspects wait, and while reads fail, known records
+//!   are judged against the records as known: an outage never costs an
+//!   event.
 //! - **Baselines** are saved after every tick and every nudged inspect that
 //!   moved them, so that an event is not reported again after a restart.
 
@@ -35,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::docker::DockerError;
 use crate::docker::events::ContainerEvent;
 use crate::event::Prompt;
-use crate::inspector::{Baseline, Inspector, Observation, RuntimeRecord};
+use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
 
 /// How long after a bare `health_status` (Podman's) a container that still
@@ -50,18 +53,27 @@ pub const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
 /// subscribe first, then tick, so nothing falls between the two.
 pub const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
-/// The least time between two reads of the records that nudges of known
-/// records wait for (PostgreSQL mode): a flood of events costs at most ten
-/// reads a second, an isolated one none of its latency.
+/// The least time from the end of one read of the records to the start of
+/// the next that nudges of known records wait for (PostgreSQL mode): a flood
+/// of events costs at most ten reads a second, an isolated event one round
+/// trip to the database.
 pub const KNOWN_READ_GAP: Duration = Duration::from_millis(100);
 
-/// The least time between two reads of the records asked for by events of
-/// containers no record names.
+/// The least time from the end of one read of the records to the start of
+/// the next that events of containers no record names ask for.
 pub const UNKNOWN_READ_GAP: Duration = Duration::from_secs(1);
 
-/// Events waiting for a read of the records, and re-inspections waiting for
-/// their time, at most; past that a full tick catches up.
+/// Events waiting for a read of the records at most; past that a full tick
+/// catches up.
 pub const WAITING_MAX: usize = 256;
+
+/// Re-inspections waiting for their time at most; past that none is added
+/// (the next tick inspects every record anyway).
+pub const RECHECKS_MAX: usize = 256;
+
+/// Records added by Docker events (label mode) between two listings at
+/// most; past that a full tick lists them instead.
+pub const ADDED_MAX: usize = 1024;
 
 /// Where the records come from, which says how the record set follows Docker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +165,7 @@ pub enum Action {
     Ping,
     /// Log, count and publish what became of a record.
     Report(Report),
-    /// Save the baselines ([`Schedule::baselines`]) to the state directory.
+    /// Save the baselines ([`Schedule::inspector`]) to the state directory.
     SaveBaselines,
     /// A tick ended: log it, count it, tell systemd.
     TickEnded(TickEnd),
@@ -215,7 +227,19 @@ pub struct Schedule {
     pending: VecDeque<Pending>,
     waiting: Vec<Waiting>,
     rechecks: VecDeque<(Instant, Pending)>,
-    last_read: Option<Instant>,
+    /// When the last read of the records ended, and how long it took: the
+    /// gap to the next read for events counts from its end, and is never
+    /// shorter than the read itself, so slow reads cannot take every turn.
+    last_read: Option<(Instant, Duration)>,
+    /// Whether a read of the records for events went last: the work it
+    /// made ready goes first.
+    read_went_last: bool,
+    /// Whether the last read of the records failed: until one succeeds,
+    /// nudges of known records are judged against the records as they are
+    /// known, and no read is made for them.
+    reads_failing: bool,
+    /// Records added by Docker events since the last listing.
+    added: usize,
     /// Whether a nudged inspect went last, so that a tick's record goes next.
     nudge_went_last: bool,
     /// Actions decided, to hand out before anything else.
@@ -240,15 +264,13 @@ impl Schedule {
             waiting: Vec::new(),
             rechecks: VecDeque::new(),
             last_read: None,
+            read_went_last: false,
+            reads_failing: false,
+            added: 0,
             nudge_went_last: false,
             out: VecDeque::new(),
             stopped: false,
         }
-    }
-
-    /// The baselines, to save.
-    pub fn baselines(&self) -> &std::collections::HashMap<String, Baseline> {
-        self.inspector.baselines()
     }
 
     /// The inspector state.
@@ -315,7 +337,6 @@ impl Schedule {
                     started: now,
                 };
                 self.last_tick_started = Some(now);
-                self.last_read = Some(now);
                 return Action::List(ListFor::Tick);
             }
         }
@@ -377,7 +398,9 @@ impl Schedule {
                 let record = RuntimeRecord::new(game.clone(), event.id.clone());
                 match self.records.iter_mut().find(|r| r.game_id == *game) {
                     Some(r) => *r = record,
-                    None => self.records.push(record),
+                    None => {
+                        self.add_record(record, now);
+                    }
                 }
             }
             return;
@@ -390,13 +413,27 @@ impl Schedule {
             && !self.records.iter().any(|r| r.game_id == *game)
         {
             // A game with no record yet: its container is its record.
-            self.records
-                .push(RuntimeRecord::new(game.clone(), event.id.clone()));
+            let record = RuntimeRecord::new(game.clone(), event.id.clone());
+            if !self.add_record(record, now) {
+                return;
+            }
         } else if follow == Follow::Database || !known {
             self.wait_for_records(event, read_at, known, now);
             return;
         }
         self.queue_nudge(event, read_at);
+    }
+
+    /// Adds a record a Docker event made known (label mode); past
+    /// [`ADDED_MAX`] since the last listing, a full tick lists them instead.
+    fn add_record(&mut self, record: RuntimeRecord, now: Instant) -> bool {
+        if self.added >= ADDED_MAX {
+            self.ask_resync(now);
+            return false;
+        }
+        self.added += 1;
+        self.records.push(record);
+        true
     }
 
     /// Queues the record an event names for an inspect, merged with one
@@ -427,6 +464,15 @@ impl Schedule {
         known: bool,
         now: Instant,
     ) {
+        if self.reads_failing {
+            // The records cannot be read: known records are judged against
+            // the records as they are known (an outage never costs an
+            // event), unknown ids wait for the next tick.
+            if known {
+                self.queue_nudge(event, read_at);
+            }
+            return;
+        }
         if let Some(w) = self.waiting.iter_mut().find(|w| w.event.id == event.id) {
             w.known |= known;
             return;
@@ -453,19 +499,25 @@ impl Schedule {
         } else {
             return None;
         };
-        Some(self.last_read.map_or(now, |t| t + gap))
+        Some(
+            self.last_read
+                .map_or(now, |(end, took)| end + gap.max(took)),
+        )
     }
 
     fn read_for_waiting(&mut self, now: Instant) -> Option<Action> {
         let due = self.read_due_at(now)?;
-        if now < due {
+        // What the last read made ready (nudged inspects, the tick under
+        // way) goes before another read.
+        let other_work = !self.pending.is_empty() || self.tick.is_some();
+        if now < due || (self.read_went_last && other_work) {
             return None;
         }
         self.busy = Busy::List {
             purpose: ListFor::Nudges,
             started: now,
         };
-        self.last_read = Some(now);
+        self.read_went_last = true;
         Some(Action::List(ListFor::Nudges))
     }
 
@@ -474,8 +526,11 @@ impl Schedule {
             return;
         };
         let ok = listed.is_some();
+        self.last_read = Some((now, now.saturating_duration_since(started)));
+        self.reads_failing = !ok;
         if let Some(records) = &listed {
             self.records.clone_from(records);
+            self.added = 0;
         }
         // Events that arrived before this read began are judged now: against
         // the fresh records, or, when the read failed, the known ones against
@@ -518,7 +573,7 @@ impl Schedule {
                 let outcome = tick::judge(&mut self.inspector, &record, answer, at);
                 if pending.health
                     && matches!(outcome, Outcome::Healthy)
-                    && self.rechecks.len() < WAITING_MAX
+                    && self.rechecks.len() < RECHECKS_MAX
                 {
                     // Re-inspected once a second later, without the health
                     // mark, so that it is rechecked only once.
@@ -548,9 +603,13 @@ impl Schedule {
 
     fn due_rechecks(&mut self, now: Instant) {
         while self.rechecks.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, p)) = self.rechecks.pop_front()
-                && !self.pending.iter().any(|q| q.game_id == p.game_id)
-            {
+            let Some((_, p)) = self.rechecks.pop_front() else {
+                break;
+            };
+            if self.settings.follow == Follow::Database {
+                // Like any nudge, judged against the records as they are now.
+                self.wait_for_records(p.event, p.read_at, true, now);
+            } else if !self.pending.iter().any(|q| q.game_id == p.game_id) {
                 self.pending.push_back(p);
             }
         }
@@ -577,6 +636,7 @@ impl Schedule {
                 return self.out.pop_front();
             }
             self.nudge_went_last = true;
+            self.read_went_last = false;
             self.busy = Busy::NudgeInspect(p, record.clone());
             return Some(Action::Inspect(record));
         }
@@ -586,6 +646,7 @@ impl Schedule {
     fn tick_step(&mut self, now: Instant) -> Option<Action> {
         let (tick, started) = self.tick.as_mut()?;
         self.nudge_went_last = false;
+        self.read_went_last = false;
         match tick.next_step() {
             Step::Inspect(record) => {
                 self.busy = Busy::TickInspect(record.clone());
@@ -701,6 +762,7 @@ mod tests {
         t0: Instant,
         now: Instant,
         inspect_ms: u64,
+        list_ms: u64,
         /// Events delivered during an inspect, as Docker would send them.
         during_inspect: Vec<ContainerEvent>,
         /// An event delivered during every inspect (a flood).
@@ -727,6 +789,7 @@ mod tests {
                 t0,
                 now: t0,
                 inspect_ms: 1,
+                list_ms: 1,
                 during_inspect: Vec::new(),
                 flood: None,
                 log: Vec::new(),
@@ -773,7 +836,7 @@ mod tests {
                         self.reads += 1;
                         self.ticks += usize::from(why == ListFor::Tick);
                         self.log.push(format!("list {why:?}").to_lowercase());
-                        self.now += Duration::from_millis(1);
+                        self.now += Duration::from_millis(self.list_ms);
                         let listed = self.records.clone();
                         self.input(Input::Listed(listed));
                     }
@@ -1253,7 +1316,7 @@ mod tests {
             r.take_log(),
             vec!["inspect a", "a event running (nudged)", "save"]
         );
-        assert_eq!(r.schedule.baselines()["a"].restart_count, 1);
+        assert_eq!(r.schedule.inspector().baselines()["a"].restart_count, 1);
         r.nudge(ev(1, "die", Some("a")));
         r.until(30);
         assert_eq!(
@@ -1303,7 +1366,7 @@ mod tests {
         r.answer(1, running(1, 0));
         r.until(2000);
         let ticks = r.ticks;
-        r.schedule.last_read = Some(r.now);
+        r.schedule.last_read = Some((r.now, Duration::ZERO));
         for i in 0..(WAITING_MAX as u32 + 10) {
             let mut e = ev(9, "die", None);
             e.id = format!("{i:064x}");
@@ -1312,5 +1375,92 @@ mod tests {
         assert_eq!(r.schedule.waiting.len(), WAITING_MAX);
         r.until(2010);
         assert_eq!(r.ticks, ticks + 1, "a resync tick");
+    }
+
+    #[test]
+    fn slow_reads_of_the_records_starve_neither_the_ticks_nor_the_inspects() {
+        // Reads that take longer than the gap between them, and an event
+        // during each: the work a read makes ready goes before the next.
+        for follow in [Follow::Database, Follow::Labels] {
+            let records: Vec<RuntimeRecord> = (1..=9).map(|n| rec(&format!("g{n}"), n)).collect();
+            let mut r = Run::new(follow, false, records);
+            r.schedule.settings.interval = Duration::from_secs(2);
+            for n in 1..=9 {
+                r.answer(n, running(n, 0));
+            }
+            r.list_ms = 1200;
+            let known = ev(1, "health_status", Some("g1"));
+            let unknown = ev(15, "die", Some("other"));
+            while r.ms() < 60_000 {
+                r.nudge(known.clone());
+                r.nudge(unknown.clone());
+                let t = r.ms() as u64 + 100;
+                r.until(t);
+            }
+            let ends = r.log.iter().filter(|l| l.starts_with("tick ended")).count();
+            assert!(ends >= 15, "{follow:?}: {ends} ticks ended in 60 s");
+            let inspects = r.log.iter().filter(|l| *l == "inspect g1").count();
+            assert!(
+                inspects >= 15,
+                "{follow:?}: {inspects} inspects of the nudged record"
+            );
+        }
+    }
+
+    #[test]
+    fn while_reads_of_the_records_fail_known_records_are_judged_without_one() {
+        let mut r = Run::new(Follow::Database, false, vec![rec("g", 1)]);
+        r.answer(1, running(1, 0));
+        r.until(200);
+        r.records = None;
+        r.nudge(ev(1, "die", None));
+        r.until(400);
+        let reads = r.reads;
+        r.take_log();
+        r.answer(1, Answer::status(&id(1), 0, "exited"));
+        r.nudge(ev(1, "die", None));
+        r.nudge(ev(7, "die", None));
+        r.until(600);
+        assert_eq!(r.take_log(), vec!["inspect g", "g event exited (nudged)"]);
+        assert_eq!(
+            r.reads, reads,
+            "no read while they fail, until the next tick's"
+        );
+    }
+
+    #[test]
+    fn database_mode_a_health_recheck_waits_for_a_read_of_the_records_too() {
+        let mut r = Run::new(Follow::Database, false, vec![rec("g", 1)]);
+        r.answer(1, running(1, 0));
+        r.until(200);
+        r.take_log();
+        r.nudge(ev(1, "health_status", None));
+        r.until(500);
+        assert_eq!(r.take_log(), vec!["list nudges", "inspect g", "g healthy"]);
+        // The record is stopped before the recheck; the container turns unhealthy.
+        r.records = Some(vec![]);
+        r.answer(1, Answer::running(&id(1), 0, "unhealthy"));
+        r.until(2000);
+        assert_eq!(
+            r.take_log(),
+            vec!["list nudges"],
+            "no inspect of a record gone"
+        );
+    }
+
+    #[test]
+    fn label_mode_records_added_by_events_are_bounded_between_listings() {
+        let mut r = Run::new(Follow::Labels, false, vec![]);
+        r.until(10);
+        let ticks = r.ticks;
+        for i in 0..(ADDED_MAX as u32 + 100) {
+            let mut e = ev(9, "create", Some("g"));
+            e.id = format!("{i:064x}");
+            e.game = Some(format!("g{i}"));
+            r.nudge(e);
+        }
+        assert_eq!(r.schedule.records.len(), ADDED_MAX);
+        r.until(1100);
+        assert_eq!(r.ticks, ticks + 1, "a full tick lists them instead");
     }
 }

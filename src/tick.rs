@@ -1,6 +1,6 @@
 //! The tick core: every decision of one tick — which records are valid, what
-//! an inspect's answer means for a record ([`judge`]), when to give up on
-//! dockerd — and of the one-record inspect that a Docker event asks for.
+//! an inspect's answer means for a record ([`judge`], which the inspect a
+//! Docker event asks for uses too), when to give up on dockerd.
 //!
 //! A [`Tick`] makes no request and reads no clock: it hands out one [`Step`]
 //! at a time, its caller carries it out and hands the answer back, and each

@@ -115,13 +115,8 @@ impl Worker {
         Ok((self, Inspector::with_baselines(saved)))
     }
 
-    /// The counters this worker feeds.
-    pub fn telemetry(&self) -> &Arc<Telemetry> {
-        &self.telemetry
-    }
-
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
-    pub fn failing(&self) -> Option<String> {
+    fn failing(&self) -> Option<String> {
         let f = self.telemetry.tick_outcome().failing?;
         Some(format!(
             "{} since {}",
@@ -205,10 +200,21 @@ impl Worker {
 
     fn list(&mut self, purpose: ListFor) -> Option<Vec<RuntimeRecord>> {
         if purpose == ListFor::Nudges {
-            return match self.source.records() {
+            let before = self.telemetry.busy().map(|(what, _)| what);
+            self.telemetry.busy_with(
+                Some("reading the records for Docker events"),
+                Instant::now(),
+            );
+            let listed = self.source.records();
+            self.telemetry.busy_with(before, Instant::now());
+            return match listed {
                 Ok(records) => Some(records),
                 Err(e) => {
-                    log::debug!(err:% = e; "reading the records for Docker events failed");
+                    if let Some(held) = self.service_warnings.allow("records", Instant::now()) {
+                        log::warn!(err:% = e;
+                            "the records could not be read for Docker events; judging them \
+                             against the records as last read{}", held_back(held));
+                    }
                     None
                 }
             };

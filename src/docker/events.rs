@@ -169,8 +169,15 @@ const FILTER_ACTIONS: [&str; 7] = [
 
 /// The query of the events request: containers only, the actions of
 /// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
-pub fn events_query(since: Option<SystemTime>) -> String {
-    let filters = serde_json::json!({ "type": ["container"], "event": FILTER_ACTIONS }).to_string();
+/// `create` only with `creates` (label mode): elsewhere it would only take
+/// room in the nudge channel.
+pub fn events_query(since: Option<SystemTime>, creates: bool) -> String {
+    let actions: Vec<&str> = FILTER_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| creates || *a != "create")
+        .collect();
+    let filters = serde_json::json!({ "type": ["container"], "event": actions }).to_string();
     let mut query = format!("filters={}", super::percent_encode(&filters));
     if let Some(since) = since {
         let d = since.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -510,7 +517,7 @@ fn open(
         .map_err(|e| parts.client.map_io_error(e))?;
     let request = format!(
         "GET /v{version}/events?{} HTTP/1.1\r\nHost: docker\r\nUser-Agent: rtinspect/{}\r\n\r\n",
-        events_query(since),
+        events_query(since, parts.label.is_some()),
         env!("CARGO_PKG_VERSION")
     );
     stream
@@ -803,7 +810,9 @@ mod tests {
 
     #[test]
     fn the_query_filters_containers_and_actions_and_resumes() {
-        let q = events_query(None);
+        let without = events_query(None, false);
+        assert!(!without.contains("create"), "{without}");
+        let q = events_query(None, true);
         let decoded = q
             .replace("%22", "\"")
             .replace("%3A", ":")
@@ -818,7 +827,7 @@ mod tests {
             "{decoded}"
         );
         let since = UNIX_EPOCH + Duration::new(1_795_726_800, 5);
-        assert!(events_query(Some(since)).starts_with("since=1795726800.000000005&filters="));
+        assert!(events_query(Some(since), true).starts_with("since=1795726800.000000005&filters="));
     }
 
     #[test]
