@@ -25,6 +25,25 @@ use crate::util::{
 /// PostgreSQL mode alike.
 const PROMPTLY: Duration = Duration::from_millis(100);
 
+/// Deaths measured per test: the median is held to [`PROMPTLY`], every one
+/// to a second (far from the next tick, 15 s away), so that one death
+/// delayed by a loaded machine's dockerd does not decide alone.
+const TRIALS: usize = 3;
+
+/// The median of `latencies` within [`PROMPTLY`], and each within a second.
+fn assert_prompt(latencies: &mut [Duration]) {
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median <= PROMPTLY,
+        "death to the event, median: {median:?} of {latencies:?}"
+    );
+    assert!(
+        latencies.iter().all(|l| *l <= Duration::from_secs(1)),
+        "death to the event: {latencies:?}"
+    );
+}
+
 /// Holds the other tests of this module off while one runs.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
@@ -142,18 +161,22 @@ fn label_mode_a_game_started_after_the_tick_and_killed_is_reported_within_100ms_
             .env("RUST_LOG", "rtinspect=debug"),
     );
     first_tick(&err);
-    let id = c.run("g-booted", &[], &["sleep", "60"]);
-    std::thread::sleep(Duration::from_secs(1));
-    live.docker(&["kill", &id]);
-    // Up to the next tick and beyond: without events a tick would report
-    // it, late, and the latency says so.
-    let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
-    assert_killed(&v, "g-booted", &id);
-    let latency = death_to_event(live, &id, &v, read);
-    assert!(latency <= PROMPTLY, "death to the event: {latency:?}");
-    // Its start only seeded the baseline: nothing else was printed.
+    let mut latencies = Vec::new();
+    for trial in 0..TRIALS {
+        let game = format!("g-booted-{trial}");
+        let id = c.run(&game, &[], &["sleep", "60"]);
+        std::thread::sleep(Duration::from_secs(1));
+        live.docker(&["kill", &id]);
+        // Up to the next tick and beyond: without events a tick would
+        // report it, late, and the latency says so.
+        let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
+        assert_killed(&v, &game, &id);
+        latencies.push(death_to_event(live, &id, &v, read));
+    }
+    assert_prompt(&mut latencies);
+    // Each start only seeded a baseline: nothing else was printed.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(out.lines().len(), 1, "{:?}", out.lines());
+    assert_eq!(out.lines().len(), TRIALS, "{:?}", out.lines());
     assert!(daemon.terminate().success(), "{}", err.text());
 }
 
@@ -380,19 +403,23 @@ fn database_mode_a_record_inserted_then_its_container_started_and_killed_is_repo
             .env("RUST_LOG", "rtinspect=debug"),
     );
     first_tick(&err);
-    // The record names the container by the name it is about to be given,
-    // as a manager that records before it starts would.
-    let name = format!("rtinspect-booting-db-{}", std::process::id());
-    schema.insert_record("g-db", "running", &name);
-    let id = c.run("g-db", &["--name", &name], &["sleep", "60"]);
-    std::thread::sleep(Duration::from_secs(1));
-    live.docker(&["kill", &id]);
-    let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
-    assert_killed(&v, "g-db", &id);
-    let latency = death_to_event(live, &id, &v, read);
-    assert!(latency <= PROMPTLY, "death to the event: {latency:?}");
+    let mut latencies = Vec::new();
+    for trial in 0..TRIALS {
+        // The record names the container by the name it is about to be
+        // given, as a manager that records before it starts would.
+        let game = format!("g-db-{trial}");
+        let name = format!("rtinspect-booting-db-{}-{trial}", std::process::id());
+        schema.insert_record(&game, "running", &name);
+        let id = c.run(&game, &["--name", &name], &["sleep", "60"]);
+        std::thread::sleep(Duration::from_secs(1));
+        live.docker(&["kill", &id]);
+        let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
+        assert_killed(&v, &game, &id);
+        latencies.push(death_to_event(live, &id, &v, read));
+    }
+    assert_prompt(&mut latencies);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(out.lines().len(), 1, "{:?}", out.lines());
+    assert_eq!(out.lines().len(), TRIALS, "{:?}", out.lines());
     assert!(daemon.terminate().success(), "{}", err.text());
 }
 
