@@ -726,8 +726,7 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
         && (raw.exit_code.is_some_and(|c| c != 0) || oom_killed || finished_at.is_some());
     let text = |t: Option<String>| {
         t.filter(|t| !t.is_empty()).map(|mut t| {
-            let kept = cut_at_char_boundary(&t, MAX_TEXT_BYTES).len();
-            t.truncate(kept);
+            t.truncate(t.floor_char_boundary(MAX_TEXT_BYTES));
             t
         })
     };
@@ -759,14 +758,9 @@ pub const MAX_TEXT_BYTES: usize = 512;
 
 /// `text` cut to at most `max` bytes without splitting a UTF-8 character.
 pub fn cut_at_char_boundary(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    // `floor_char_boundary` gives the largest boundary not above `max`, and
+    // the length for a `max` past the end: the whole text.
+    &text[..text.floor_char_boundary(max)]
 }
 
 #[derive(Deserialize)]

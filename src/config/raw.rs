@@ -65,10 +65,7 @@ impl Given {
             self.source.to_string()
         } else if self.value.len() > SHOWN_VALUE_BYTES {
             // A value of megabytes makes a message nobody reads whole.
-            let mut end = SHOWN_VALUE_BYTES;
-            while !self.value.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = self.value.floor_char_boundary(SHOWN_VALUE_BYTES);
             format!(
                 "{} {:?}… ({} bytes)",
                 self.source,
@@ -352,6 +349,32 @@ mod tests {
         let m = message(vec![], &[("RTINSPECT_DATABASE_URL", os(b"hunter2\xff"))]);
         assert!(m.starts_with("invalid RTINSPECT_DATABASE_URL:"), "{m}");
         assert!(!m.contains("hunter2"), "{m}");
+    }
+
+    #[test]
+    fn a_long_value_is_shown_cut_on_a_character_boundary() {
+        // (value, bytes shown)
+        let table: &[(String, usize)] = &[
+            ("a".repeat(200), 200),
+            ("a".repeat(201), 200),
+            ("é".repeat(150), 200),
+            (format!("a{}", "é".repeat(150)), 199),
+            (format!("a{}", "€".repeat(100)), 199),
+            (format!("aa{}", "€".repeat(100)), 200),
+            (format!("a{}", "😀".repeat(60)), 197),
+        ];
+        for (value, shown) in table {
+            let given = Given {
+                source: Source::Flag(Opt::Label),
+                value: value.clone(),
+            };
+            let expected = if value.len() > SHOWN_VALUE_BYTES {
+                format!("--label {:?}… ({} bytes)", &value[..*shown], value.len())
+            } else {
+                format!("--label {value:?}")
+            };
+            assert_eq!(given.described(), expected, "{value:?}");
+        }
     }
 
     #[test]

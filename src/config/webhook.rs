@@ -145,12 +145,8 @@ impl WebhookUrl {
                 end += 1;
             }
             // A decoded byte of a multi-byte character may start or end a match.
-            while !text.is_char_boundary(start) {
-                start -= 1;
-            }
-            while !text.is_char_boundary(end) {
-                end += 1;
-            }
+            start = text.floor_char_boundary(start);
+            end = text.ceil_char_boundary(end);
             out.push_str(&text[at..start]);
             out.push('…');
             at = end;

@@ -1,0 +1,126 @@
+//! The events sink: each event a row of the events table plus a NOTIFY of
+//! its envelope, in one transaction, on a kept connection. It tells an
+//! outage (retry) from a refusal of the event's values (set aside).
+
+use std::fmt;
+
+use postgres::Client;
+use postgres::types::{ToSql, Type};
+
+use super::connect::Connector;
+use super::error::{PgError, UNDEFINED_COLUMN};
+use super::transaction::{BEGIN, in_transaction};
+use crate::config::TableName;
+use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::sink::{EventSink, SinkError};
+
+/// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
+/// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless.
+/// With host scoping the row's `host_id` is this host's id.
+pub struct PgSink {
+    connector: Connector,
+    table: TableName,
+    channel: Option<String>,
+    host_id: Option<String>,
+    insert: String,
+    client: Option<Client>,
+}
+
+impl fmt::Debug for PgSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSink")
+            .field("table", &self.table)
+            .field("channel", &self.channel)
+            .field("host_id", &self.host_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgSink {
+    /// A sink writing to `table`, notifying on `channel` when set, filling
+    /// `host_id` when given.
+    pub fn new(
+        connector: Connector,
+        table: TableName,
+        channel: Option<String>,
+        host_id: Option<String>,
+    ) -> Self {
+        let (column, value) = if host_id.is_some() {
+            (", host_id", ", $7")
+        } else {
+            ("", "")
+        };
+        // Every parameter is sent as text and cast, so no extra type
+        // features are needed.
+        let insert = format!(
+            "INSERT INTO {} (event_id, game_id, container_id, event_type, occurred_at, details{column}) \
+             VALUES ($1::text::uuid, $2, $3, $4, $5::text::timestamptz, $6::text::jsonb{value}) \
+             ON CONFLICT (event_id) DO NOTHING",
+            table.quoted()
+        );
+        PgSink {
+            connector,
+            table,
+            channel,
+            host_id,
+            insert,
+            client: None,
+        }
+    }
+
+    fn write(&mut self, event: &HealthEvent) -> Result<(), PgError> {
+        let client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connector.connect()?,
+        };
+        let client = self.client.insert(client);
+        // The row's details are the envelope's, byte for byte.
+        let details = event.details_json();
+        let (table, insert, channel) = (&self.table, &self.insert, &self.channel);
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+            (&event.event_id, Type::TEXT),
+            (&event.game_id, Type::TEXT),
+            (&event.container_id, Type::TEXT),
+            (&INSPECT_UNHEALTHY, Type::TEXT),
+            (&event.occurred_at, Type::TEXT),
+            (&details, Type::TEXT),
+        ];
+        if let Some(host_id) = &self.host_id {
+            params.push((host_id, Type::TEXT));
+        }
+        in_transaction(client, BEGIN, |client| {
+            client.execute_typed(insert, &params).map_err(|e| {
+                let mut err = PgError::on_table(format!("inserting into {table}"), e, table);
+                if err.sqlstate.as_deref() == Some(UNDEFINED_COLUMN) {
+                    err.detail
+                        .push_str("; with --host-column the events table needs host_id: run `rtinspect migrate`");
+                }
+                err
+            })?;
+            if let Some(channel) = channel {
+                client
+                    .execute_typed(
+                        "SELECT pg_notify($1, $2)",
+                        &[(channel, Type::TEXT), (&event.envelope, Type::TEXT)],
+                    )
+                    .map_err(|e| PgError::new(format!("notifying {channel}"), e))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl EventSink for PgSink {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+        self.write(event).map_err(|e| {
+            if e.connection_lost {
+                self.client = None;
+            }
+            if e.refuses_the_values() {
+                SinkError::Refused(Box::new(e))
+            } else {
+                SinkError::Unavailable(Box::new(e))
+            }
+        })
+    }
+}

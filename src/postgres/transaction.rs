@@ -1,0 +1,66 @@
+//! How every transaction begins and ends: each begins with a bound on its
+//! statements (a `SET LOCAL`, which PgBouncer in transaction mode allows),
+//! and a failed one is rolled back so that its connection serves the next.
+
+use postgres::Client;
+
+use super::error::PgError;
+
+/// How every transaction of the daemon and of `prune-events` begins, with a
+/// 30 s bound on each statement so that a locked table cannot stall a tick
+/// forever: one round trip (a simple query of two statements). `SET LOCAL` lasts until
+/// the transaction ends, so it never leaks to another client of a pooled
+/// server connection, and needs no startup parameter.
+pub(super) const BEGIN: &str = "BEGIN; SET LOCAL statement_timeout = 30000";
+
+/// The records read: read-only, bounded like the others.
+pub(super) const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; SET LOCAL statement_timeout = 30000";
+
+/// `migrate` may build an index on a big table: a longer bound, and a short
+/// wait for its locks, so that it never queues the fleet's writes behind a
+/// long transaction for long.
+pub(super) const BEGIN_MIGRATION: &str =
+    "BEGIN; SET LOCAL statement_timeout = '10min'; SET LOCAL lock_timeout = '10s'";
+
+/// Runs `body` in a transaction begun with `begin`, and commits; on a
+/// failure of `body` the transaction is rolled back, so that the connection
+/// can serve the next call (or, if even that fails, is marked lost).
+pub(super) fn in_transaction<T>(
+    client: &mut Client,
+    begin: &str,
+    body: impl FnOnce(&mut Client) -> Result<T, PgError>,
+) -> Result<T, PgError> {
+    client
+        .batch_execute(begin)
+        .map_err(|e| PgError::new("beginning a transaction", e))?;
+    match body(client) {
+        Ok(value) => {
+            client
+                .batch_execute("COMMIT")
+                .map_err(|e| PgError::new("committing", e))?;
+            Ok(value)
+        }
+        Err(mut e) => {
+            if !e.connection_lost && client.batch_execute("ROLLBACK").is_err() {
+                e.connection_lost = true;
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transaction_bounds_its_statements() {
+        for begin in [BEGIN, BEGIN_READ_ONLY] {
+            assert!(
+                begin.ends_with("SET LOCAL statement_timeout = 30000"),
+                "{begin}"
+            );
+        }
+        assert!(BEGIN_MIGRATION.contains("SET LOCAL statement_timeout"));
+    }
+}
