@@ -261,8 +261,12 @@ impl Worker {
             .last_tick_unix_ms
             .store(crate::telemetry::unix_ms_now(), Relaxed);
         let Some(summary) = end.summary else {
+            let status = "the record list could not be read";
             return Carried::TickEnded {
-                status: "the record list could not be read".to_owned(),
+                status: match self.failing() {
+                    Some(failing) => format!("{status}; {failing}"),
+                    None => status.to_owned(),
+                },
                 listed: false,
             };
         };
