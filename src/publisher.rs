@@ -2,7 +2,8 @@
 //! them to the sink, in order.
 //!
 //! A sink that is down is retried with capped, jittered backoff, the same
-//! event first; an event the sink refuses for good is set aside (to
+//! event first, and not before the wait the sink asked for (a webhook's
+//! `Retry-After`) is over; an event the sink refuses for good is set aside (to
 //! `rejected.jsonl`, or the error log) and the queue moves on, so that one bad
 //! event never holds up the others. The inspector never waits for the sink:
 //! it offers each event to the queue and counts a drop when the queue is full.
@@ -10,7 +11,8 @@
 //! Whatever the sink is doing, the owner of the outbox can [`Outbox::close`]
 //! it at any moment and get back every event not yet delivered, the one in
 //! flight included: that is what makes shutdown bounded when a statement is
-//! blocked or a peer is frozen.
+//! blocked or a peer is frozen. The waits between tries, a sink's asked-for
+//! wait included, are the publisher's own, and a close ends them at once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -377,19 +379,34 @@ fn deliver(
                     backoff.reset();
                     break;
                 }
-                Err(e @ SinkError::Unavailable(_)) => {
+                Err(e @ (SinkError::Unavailable(_) | SinkError::UnavailableFor(..))) => {
                     telemetry.publish_failures.fetch_add(1, Relaxed);
                     let now = Instant::now();
                     failing_since.get_or_insert(now);
+                    // The longer of the sink's wait and the backoff: never
+                    // sooner than the sink asked, never faster than the
+                    // backoff (a `Retry-After: 0` on every answer must not
+                    // make a busy loop), and never longer than the sum that
+                    // was waited when the webhook slept its wait itself.
+                    let delay = backoff.next_delay();
+                    let asked = e.retry_after().filter(|asked| *asked >= delay);
                     // One warning a minute while the sink stays down.
                     if last_warning.is_none_or(|t| now - t >= Duration::from_secs(60)) {
                         last_warning = Some(now);
+                        let retrying = match asked {
+                            Some(wait) => {
+                                format!("retrying in {}s, as the sink asked", wait.as_secs_f32())
+                            }
+                            None => "retrying with backoff".to_owned(),
+                        };
                         log::warn!(game_id = event.game_id.as_str(),
                             container_id = event.container_id.as_str(),
                             event_type = INSPECT_UNHEALTHY, err:% = e;
-                            "publish failed; retrying with backoff ({} waiting)", outbox.len());
+                            "publish failed; {retrying} ({} waiting)", outbox.len());
                     }
-                    if outbox.sleep(backoff.next_delay()) {
+                    // The outbox's sleep, which a close ends at once: a
+                    // shutdown spools the event instead of waiting this out.
+                    if outbox.sleep(asked.unwrap_or(delay)) {
                         return;
                     }
                 }
@@ -587,6 +604,100 @@ mod tests {
         assert_eq!(games(&left), vec!["a"]);
         assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
         p.join_if_ended();
+    }
+
+    /// A sink that asks for each wait of `asks` in turn (as a 429's
+    /// `Retry-After` does), then accepts; it notes when each try came.
+    struct AskingSink {
+        asks: VecDeque<Duration>,
+        tries: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl EventSink for AskingSink {
+        fn publish(&mut self, _: &HealthEvent) -> Result<(), SinkError> {
+            self.tries.lock().unwrap().push(Instant::now());
+            match self.asks.pop_front() {
+                Some(wait) => Err(SinkError::UnavailableFor(wait, "answered 429".into())),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Starts a publisher over a sink asking for `asks`, with `backoff`, and
+    /// hands it one event (its sender then gone); returns the tries' times.
+    fn asking(
+        asks: &[Duration],
+        backoff: Backoff,
+    ) -> (Publisher, Arc<Mutex<Vec<Instant>>>, Arc<Outbox>) {
+        let tries = Arc::new(Mutex::new(Vec::new()));
+        let sink = AskingSink {
+            asks: asks.iter().copied().collect(),
+            tries: tries.clone(),
+        };
+        let (tx, outbox) = Outbox::new(Vec::new());
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::default(),
+            backoff,
+            Arc::new(Telemetry::default()),
+        )
+        .unwrap();
+        tx.send(event("a")).unwrap();
+        (p, tries, outbox)
+    }
+
+    fn gaps(tries: &Mutex<Vec<Instant>>) -> Vec<Duration> {
+        let tries = tries.lock().unwrap();
+        tries.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[test]
+    fn the_wait_a_sink_asks_for_is_waited_out_when_longer_than_the_backoff() {
+        let ten_ms = Duration::from_millis(10);
+        let (p, tries, outbox) =
+            asking(&[Duration::from_millis(300)], Backoff::new(ten_ms, ten_ms));
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        assert!(outbox.is_empty());
+        let gaps = gaps(&tries);
+        assert_eq!(gaps.len(), 1, "one retry, then accepted");
+        assert!(
+            gaps[0] >= Duration::from_millis(300) && gaps[0] < Duration::from_secs(2),
+            "{gaps:?}"
+        );
+        eprintln!("retried {:?} after a 300 ms wait was asked", gaps[0]);
+    }
+
+    #[test]
+    fn a_wait_shorter_than_the_backoff_does_not_shorten_it() {
+        // A receiver answering `Retry-After: 0` every time is no busy loop.
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(200));
+        let (p, tries, _outbox) = asking(&[Duration::ZERO; 2], backoff);
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        let gaps = gaps(&tries);
+        assert_eq!(gaps.len(), 2);
+        // The backoff's jitter takes up to half of it.
+        assert!(
+            gaps.iter().all(|g| *g >= Duration::from_millis(100)),
+            "{gaps:?}"
+        );
+    }
+
+    #[test]
+    fn close_ends_a_wait_the_sink_asked_for_at_once() {
+        let (p, tries, outbox) = asking(&[Duration::from_secs(60)], fast());
+        crate::fakes::wait_for(|| tries.lock().unwrap().len() == 1);
+        let closing = Instant::now();
+        let left = outbox.close();
+        assert_eq!(games(&left), vec!["a"], "the event goes back for the spool");
+        assert!(
+            p.wait_until(closing + Duration::from_millis(200)),
+            "still waiting out the 60 s"
+        );
+        let took = closing.elapsed();
+        p.join_if_ended();
+        assert_eq!(tries.lock().unwrap().len(), 1, "no try after the close");
+        eprintln!("publisher ended {took:?} after a close during a 60 s wait");
     }
 
     #[test]

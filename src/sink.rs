@@ -1,6 +1,7 @@
 //! The event sink seam: where events go, and the one thing a sink must say
-//! when it fails — whether the sink is down (retry the same event) or this
-//! event is refused for good (set it aside and go on).
+//! when it fails — whether the sink is down (retry the same event, after the
+//! wait it asked for if it asked for one) or this event is refused for good
+//! (set it aside and go on).
 //!
 //! The stdout sink lives here; the PostgreSQL sink lives with the rest of
 //! PostgreSQL in `postgres`.
@@ -8,6 +9,7 @@
 use std::error::Error;
 use std::fmt;
 use std::io::Write;
+use std::time::Duration;
 
 use crate::event::HealthEvent;
 
@@ -19,6 +21,11 @@ pub enum SinkError {
     /// The sink cannot take events now (unreachable, timeout, server error):
     /// the same event is retried, in order, with backoff.
     Unavailable(Cause),
+    /// The sink cannot take events now, and said how long to wait before the
+    /// next try (an HTTP 429's or 503's `Retry-After`, bounded by the sink):
+    /// retried as for `Unavailable`, not before that wait is over. The wait
+    /// is the publisher's, not the sink's, so that a shutdown can end it.
+    UnavailableFor(Duration, Cause),
     /// The sink refused this event, and no retry can change that (a value it
     /// rejects, a NOTIFY payload over its limit): the event is set aside.
     Refused(Cause),
@@ -34,12 +41,23 @@ impl SinkError {
     pub fn unavailable(message: impl Into<String>) -> SinkError {
         SinkError::Unavailable(message.into().into())
     }
+
+    /// The wait the sink asked for before the next try, if it asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SinkError::UnavailableFor(wait, _) => Some(*wait),
+            SinkError::Unavailable(_) | SinkError::Refused(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SinkError::Unavailable(e) => write!(f, "sink unavailable: {e}"),
+            SinkError::UnavailableFor(wait, e) => {
+                write!(f, "sink unavailable for {}s: {e}", wait.as_secs_f32())
+            }
             SinkError::Refused(e) => write!(f, "event refused: {e}"),
         }
     }
@@ -48,7 +66,9 @@ impl fmt::Display for SinkError {
 impl Error for SinkError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            SinkError::Unavailable(e) | SinkError::Refused(e) => Some(e.as_ref()),
+            SinkError::Unavailable(e) | SinkError::UnavailableFor(_, e) | SinkError::Refused(e) => {
+                Some(e.as_ref())
+            }
         }
     }
 }
@@ -124,5 +144,10 @@ mod tests {
             SinkError::refused("payload string too long").to_string(),
             "event refused: payload string too long"
         );
+        let e = SinkError::UnavailableFor(Duration::from_millis(1500), "answered 429".into());
+        assert_eq!(e.to_string(), "sink unavailable for 1.5s: answered 429");
+        assert_eq!(e.source().unwrap().to_string(), "answered 429");
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+        assert_eq!(SinkError::unavailable("down").retry_after(), None);
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! The answer decides what the publisher does with the event: 2xx is
 //! delivered; 408, 429 and 5xx (and no answer at all) mean the webhook is
-//! down, and the same event is retried, a 429's or 503's `Retry-After` waited
-//! out first; any other status (a redirect included: a webhook that redirects
+//! down, and the same event is retried, not before a 429's or 503's
+//! `Retry-After` is over (the publisher waits it out, so that a shutdown can
+//! end the wait); any other status (a redirect included: a webhook that redirects
 //! is misconfigured, and its target is not trusted with the event) refuses
 //! this event, which is set aside. Every request is bounded by
 //! [`REQUEST_TIMEOUT`], and runs on the publisher's thread: the agent's
@@ -41,7 +42,7 @@ use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The longest `Retry-After` waited out; a longer one is cut to it.
+/// The longest `Retry-After` asked of the publisher; a longer one is cut to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How much of an answer's body is read (to the end, so the connection can
@@ -71,8 +72,6 @@ pub enum WebhookError {
         status: u16,
         /// The start of the answer's body, on one line.
         body: String,
-        /// The wait it asked for (`Retry-After`), as honoured.
-        retry_after: Option<Duration>,
     },
     /// The webhook answered with a redirect, which is not followed.
     Redirect {
@@ -110,22 +109,10 @@ pub enum WebhookError {
 impl fmt::Display for WebhookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WebhookError::Status {
-                url,
-                status,
-                body,
-                retry_after,
-            } => {
+            WebhookError::Status { url, status, body } => {
                 write!(f, "{url} answered {status} {}", reason(*status))?;
                 if !body.is_empty() {
                     write!(f, ": {body}")?;
-                }
-                if let Some(wait) = retry_after {
-                    write!(
-                        f,
-                        " (waited {}s as its Retry-After asked)",
-                        wait.as_secs_f32()
-                    )?;
                 }
                 Ok(())
             }
@@ -305,22 +292,22 @@ impl WebhookSink {
                 url,
                 status,
                 body: self.quote(&text),
-                retry_after: None,
             }))),
             Verdict::Retry => {
-                // Honoured here: the publisher's backoff knows no hint. The
-                // publisher thread waits, and an exit meanwhile spools the
-                // event as for any call in flight.
-                let wait = retry_after.filter(|_| matches!(status, 429 | 503));
-                if let Some(wait) = wait {
-                    std::thread::sleep(wait);
-                }
-                Err(SinkError::Unavailable(Box::new(WebhookError::Status {
+                let error = Box::new(WebhookError::Status {
                     url,
                     status,
                     body: self.quote(&text),
-                    retry_after: wait,
-                })))
+                });
+                // Reported, not slept here: the publisher waits it out in a
+                // sleep that closing the outbox ends, where a sleep in this
+                // call would hold a shutdown for up to MAX_RETRY_AFTER. RFC
+                // 9110 §10.2.3 defines Retry-After for 503 and 3xx; 429 has it
+                // from RFC 6585 §4.
+                match retry_after.filter(|_| matches!(status, 429 | 503)) {
+                    Some(wait) => Err(SinkError::UnavailableFor(wait, error)),
+                    None => Err(SinkError::Unavailable(error)),
+                }
             }
         }
     }
@@ -763,7 +750,6 @@ mod tests {
                 url: shown.clone(),
                 status: 404,
                 body: "no_service".into(),
-                retry_after: None,
             },
             WebhookError::Redirect {
                 url: shown.clone(),
@@ -888,6 +874,126 @@ mod tests {
             assert!(!e.contains("SECRET"), "{e}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A webhook on 127.0.0.1 answering every request with `head` (a status
+    /// and its headers) and no body; its URL, and how many it answered.
+    fn answering(head: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    // One request after another on the kept connection.
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let line = line.trim_end().to_ascii_lowercase();
+                            if line.is_empty() {
+                                break;
+                            }
+                            if let Some(v) = line.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let answer = format!("HTTP/1.1 {head}\r\nContent-Length: 0\r\n\r\n");
+                        writer.write_all(answer.as_bytes()).unwrap();
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        (url, answered)
+    }
+
+    fn sink_for(url: &str) -> WebhookSink {
+        WebhookSink::new(&Webhook {
+            url: WebhookUrl::parse(url).unwrap(),
+            format: WebhookFormat::Envelope,
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_retry_after_is_reported_to_the_publisher_not_slept() {
+        let table: [(&'static str, Option<Duration>); 6] = [
+            (
+                "429 Too Many Requests\r\nRetry-After: 30",
+                Some(Duration::from_secs(30)),
+            ),
+            (
+                "503 Service Unavailable\r\nRetry-After: 0.5",
+                Some(Duration::from_millis(500)),
+            ),
+            (
+                "429 Too Many Requests\r\nRetry-After: 3600",
+                Some(MAX_RETRY_AFTER),
+            ),
+            (
+                "429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT",
+                None,
+            ),
+            // Only a 429's or a 503's is a wait asked of this client.
+            ("500 Internal Server Error\r\nRetry-After: 30", None),
+            ("408 Request Timeout", None),
+        ];
+        for (head, want) in table {
+            let (url, _) = answering(head);
+            let started = Instant::now();
+            let e = sink_for(&url)
+                .publish(&crate::event::stopped_event("a"))
+                .unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(5), "{head}: slept");
+            assert!(
+                matches!(e, SinkError::Unavailable(_) | SinkError::UnavailableFor(..)),
+                "{head}: {e}"
+            );
+            assert_eq!(e.retry_after(), want, "{head}: {e}");
+            assert!(!e.to_string().contains("waited"), "{e}");
+        }
+    }
+
+    #[test]
+    fn close_ends_the_wait_a_429_asked_for_at_once() {
+        use crate::publisher::{Backoff, Outbox, Rejects, spawn};
+        let (url, answered) = answering("429 Too Many Requests\r\nRetry-After: 60");
+        let (tx, outbox) = Outbox::new(Vec::new());
+        let p = spawn(
+            Box::new(sink_for(&url)),
+            outbox.clone(),
+            Rejects::default(),
+            Backoff::default(),
+            Arc::new(crate::telemetry::Telemetry::default()),
+        )
+        .unwrap();
+        tx.send(crate::event::stopped_event("a")).unwrap();
+        crate::fakes::wait_for(|| answered.load(std::sync::atomic::Ordering::SeqCst) == 1);
+        let closing = Instant::now();
+        assert_eq!(outbox.close().len(), 1, "the event goes back for the spool");
+        assert!(
+            p.wait_until(closing + Duration::from_millis(200)),
+            "the publisher still waits out the 60 s"
+        );
+        eprintln!(
+            "publisher ended {:?} after a close during a 60 s Retry-After",
+            closing.elapsed()
+        );
+        p.join_if_ended();
+        assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

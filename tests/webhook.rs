@@ -207,9 +207,58 @@ fn a_429_retry_after_is_waited_out_before_the_retry() {
         "{gap:?}"
     );
     assert!(
-        err.contains(
-            "answered 429 Too Many Requests: slow down (waited 1s as its Retry-After asked)"
-        ),
+        err.contains(&format!(
+            "sink unavailable for 1s: http://{}/… answered 429 Too Many Requests: slow down",
+            hook.addr
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("publish failed; retrying in 1s, as the sink asked"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+}
+
+#[test]
+fn a_sigterm_during_a_retry_after_wait_spools_the_event_within_the_drain() {
+    let engine = engine(1);
+    let hook = HookServer::start(|_, _| {
+        HookReply::Status(429, vec![("Retry-After", "30".into())], "slow down".into())
+    });
+    let state = TempDir::new("webhook-retry-after-stop");
+    let (child, lines) = run(
+        &engine,
+        &hook.url(HOOK),
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    wait_until(Duration::from_secs(30), "the first 429", || {
+        !hook.requests().is_empty()
+    });
+    // Into the 30 s wait.
+    std::thread::sleep(Duration::from_millis(500));
+    let (took, clean) = stop(child);
+    let err = lines.text();
+    eprintln!("exit {took:?} after SIGTERM during a 30 s Retry-After");
+    // The drain is 10 s: the wait ends with it, the event is spooled.
+    assert!(took < Duration::from_secs(11), "{took:?}: {err}");
+    assert!(clean, "a stop with everything spooled is clean: {err}");
+    let r = hook.requests();
+    assert_eq!(r.len(), 1, "no retry before the Retry-After: {err}");
+    assert!(err.contains("1 undelivered events spooled"), "{err}");
+    let spooled = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(spooled.trim()).unwrap();
+    assert_eq!(event["event_id"], r[0].header("idempotency-key").unwrap());
+    // Said when the wait began, not after it.
+    assert!(
+        err.contains(&format!(
+            "sink unavailable for 30s: http://{}/… answered 429 Too Many Requests: slow down",
+            hook.addr
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("publish failed; retrying in 30s, as the sink asked"),
         "{err}"
     );
     assert_no_secret(&err);
