@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::Cause;
-use crate::config::{Command, Config, SinkKind};
+use crate::config::{Command, Config, Database, Sink};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, Nudge, ReaderParts};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
@@ -129,7 +129,7 @@ fn keep_idle(interval: Duration) -> Duration {
 }
 
 /// The PostgreSQL connector, its CA file read now: a bad one is bad configuration.
-fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
+fn pg_connector(db: &Database) -> Result<Connector, Failure> {
     Connector::new(db.clone()).map_err(Failure::usage)
 }
 
@@ -165,15 +165,22 @@ fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
 }
 
 fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink>, Failure> {
-    Ok(match (config.sink, pg, &config.webhook) {
-        (SinkKind::Postgres, Some(pg), _) => Box::new(PgSink::new(
-            pg.connector.clone(),
+    Ok(match &config.sink {
+        Sink::Stdout => Box::new(StdoutSink::stdout()),
+        // The records' connector: the sink's database is theirs, and its
+        // CA file is read once.
+        Sink::Postgres(database) => Box::new(PgSink::new(
+            match pg {
+                Some(pg) => pg.connector.clone(),
+                None => pg_connector(database)?,
+            },
             config.events_table.clone(),
             config.notify_channel.clone(),
-            pg.host.as_ref().map(|h| h.host_id.clone()),
+            pg.and_then(|pg| pg.host.as_ref())
+                .map(|h| h.host_id.clone()),
         )),
         // The CA file is read now: a bad one is bad configuration.
-        (SinkKind::Webhook, _, Some(webhook)) => {
+        Sink::Webhook(webhook) => {
             let sink = WebhookSink::new(webhook).map_err(Failure::usage)?;
             log::info!(
                 "events go to the webhook {} in the {} format",
@@ -182,13 +189,6 @@ fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink
             );
             Box::new(sink)
         }
-        (SinkKind::Webhook, _, None) => {
-            return Err(Failure::usage(
-                "--sink webhook needs --webhook-url or RTINSPECT_WEBHOOK_URL",
-            ));
-        }
-        // Config validation refuses the postgres sink without a database.
-        _ => Box::new(StdoutSink::stdout()),
     })
 }
 
@@ -217,12 +217,7 @@ fn build_source(
 }
 
 /// `rtinspect migrate`: creates what is missing and says what it did on stdout.
-fn migrate(config: &Config) -> Result<(), Failure> {
-    let Some(db) = &config.database else {
-        return Err(Failure::usage(
-            "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL",
-        ));
-    };
+fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
     let steps = crate::postgres::migrate(
         &pg_connector(db)?,
         &config.records_table,
@@ -245,12 +240,7 @@ fn print_out(text: &str) -> Result<(), Failure> {
 }
 
 /// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
-fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
-    let Some(db) = &config.database else {
-        return Err(Failure::usage(
-            "prune-events needs a database: set --database-url or RTINSPECT_DATABASE_URL",
-        ));
-    };
+fn prune_events(config: &Config, db: &Database, older_than: Duration) -> Result<(), Failure> {
     let table = &config.events_table;
     let pruned = crate::postgres::prune_events(
         &pg_connector(db)?,
@@ -380,9 +370,12 @@ impl FinalSpool {
 
 /// Runs `run`, `once`, `migrate` or `prune-events` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
-    match config.command {
-        Command::Migrate => return migrate(config),
-        Command::PruneEvents { older_than } => return prune_events(config, older_than),
+    match &config.command {
+        Command::Migrate { database } => return migrate(config, database),
+        Command::PruneEvents {
+            database,
+            older_than,
+        } => return prune_events(config, database, *older_than),
         Command::Run | Command::Once => {}
     }
     // Signals first: a SIGTERM while the start reads a long spool must stop
@@ -457,13 +450,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     .map_err(|e| Failure::runtime("cannot start the publisher thread", e))?;
 
     notifier.ready();
-    if config.command == Command::Run {
+    if matches!(config.command, Command::Run) {
         log::info!(interval:? = config.interval, socket:% = config.docker_socket.display();
             "rtinspect {} started", env!("CARGO_PKG_VERSION"));
     }
     let notifier = Arc::new(notifier);
     // Subscribe before the first tick: the reader starts first.
-    let (reader, nudges) = if config.events && config.command == Command::Run {
+    let (reader, nudges) = if config.events && matches!(config.command, Command::Run) {
         let (sender, receiver) = crossbeam_channel::bounded(NUDGE_CAPACITY);
         let overflow = Arc::new(AtomicBool::new(false));
         let reader = events::spawn(ReaderParts {
@@ -481,7 +474,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     } else {
         (None, None)
     };
-    let once = config.command == Command::Once;
+    let once = matches!(config.command, Command::Once);
     let schedule = Schedule::new(
         Settings {
             interval: config.interval,
@@ -561,7 +554,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     // An event being spooled late right now is waited for, and counted.
     let spooled = final_spool.count();
-    if spooled > 0 && config.command == Command::Once {
+    if spooled > 0 && matches!(config.command, Command::Once) {
         return Err(Failure::because(format!(
             "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
         )));
