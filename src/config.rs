@@ -35,20 +35,34 @@ pub use crate::event::DetailLevel;
 
 use raw::{Given, Inputs, Resolved};
 
-/// What the process was asked to do, once the configuration is valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the process was asked to do, once the configuration is valid; a
+/// command that works on the database carries it.
+#[derive(Debug, Clone)]
 pub enum Command {
     /// The loop, until SIGTERM or SIGINT.
     Run,
     /// One tick, then exit once its events are delivered.
     Once,
     /// Create the tables and their indexes if missing.
-    Migrate,
+    Migrate {
+        /// Where they are created.
+        database: Database,
+    },
     /// Delete the events recorded longer ago than this.
     PruneEvents {
+        /// Where the events are.
+        database: Database,
         /// The age beyond which an event goes.
         older_than: Duration,
     },
+}
+
+/// The command as asked for, before it is known to have what it needs.
+enum Asked {
+    Run,
+    Once,
+    Migrate,
+    PruneEvents { older_than: Duration },
 }
 
 /// What the command line asks for: help and the version need no configuration.
@@ -62,7 +76,31 @@ pub enum Invocation {
     Command(Box<Config>),
 }
 
-/// Where events go.
+/// Where events go, with what that sink needs.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// One envelope per line on standard output.
+    Stdout,
+    /// A row in the events table plus `pg_notify`, in this database: the
+    /// one the records come from (boxed: it is large, stdout is nothing).
+    Postgres(Box<Database>),
+    /// A `POST` to a webhook.
+    Webhook(Webhook),
+}
+
+impl Sink {
+    /// Which sink it is.
+    pub fn kind(&self) -> SinkKind {
+        match self {
+            Sink::Stdout => SinkKind::Stdout,
+            Sink::Postgres(_) => SinkKind::Postgres,
+            Sink::Webhook(_) => SinkKind::Webhook,
+        }
+    }
+}
+
+/// Which sink events go to, as `--sink` names it (and the option table
+/// says which sink reads an option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkKind {
     /// One envelope per line on standard output.
@@ -113,7 +151,7 @@ pub struct Config {
     /// The NOTIFY channel; `None` when NOTIFY is disabled.
     pub notify_channel: Option<String>,
     /// Where events go.
-    pub sink: SinkKind,
+    pub sink: Sink,
     /// The Docker label that marks records in label mode.
     pub label: String,
     /// Address of the metrics listener, when enabled.
@@ -126,8 +164,6 @@ pub struct Config {
     pub events: bool,
     /// How much an event's details carry.
     pub details: DetailLevel,
-    /// The webhook, exactly when the sink is [`SinkKind::Webhook`].
-    pub webhook: Option<Webhook>,
     /// Host scoping of the records (PostgreSQL mode), when configured.
     pub host_scope: Option<HostScope>,
 }
@@ -156,10 +192,10 @@ impl Config {
             Resolved::Command { command, inputs } => (command, inputs),
         };
         let command = match command.as_deref() {
-            None | Some("run") => Command::Run,
-            Some("once") => Command::Once,
-            Some("migrate") => Command::Migrate,
-            Some("prune-events") => Command::PruneEvents {
+            None | Some("run") => Asked::Run,
+            Some("once") => Asked::Once,
+            Some("migrate") => Asked::Migrate,
+            Some("prune-events") => Asked::PruneEvents {
                 older_than: older_than(&inputs)?,
             },
             Some(other) => {
@@ -169,7 +205,7 @@ impl Config {
             }
         };
         if let (false, Some(given)) = (
-            matches!(command, Command::PruneEvents { .. }),
+            matches!(command, Asked::PruneEvents { .. }),
             inputs.given(Opt::OlderThan),
         ) {
             // The variable may sit in the defaults file every command reads;
@@ -186,8 +222,15 @@ impl Config {
             None => None,
             Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
         };
-        let mut config = Config {
-            command,
+        // Said once every value below is valid: a bad value first, then an
+        // option that has no effect, then what the sink or the command lacks.
+        let sink = sink(inputs.given(Opt::Sink), database.as_ref()).and_then(|chosen| {
+            check_mode(&inputs, database.is_some())?;
+            check_sink(&inputs, chosen.kind())?;
+            chosen.build(&inputs)
+        });
+        let command = with_database(command, database.as_ref());
+        let config = Config {
             docker_socket,
             interval: duration(
                 &inputs.with_default(Opt::Interval)?,
@@ -200,8 +243,6 @@ impl Config {
             records_table: table(&inputs.with_default(Opt::RecordsTable)?)?,
             events_table: table(&inputs.with_default(Opt::EventsTable)?)?,
             notify_channel: notify_channel(&inputs.with_default(Opt::NotifyChannel)?)?,
-            sink: sink(inputs.given(Opt::Sink), database.is_some())?,
-            database,
             label: label(&inputs.with_default(Opt::Label)?)?,
             metrics_addr: inputs
                 .given(Opt::MetricsAddr)
@@ -211,21 +252,11 @@ impl Config {
             log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
             events: on_off(&inputs.with_default(Opt::Events)?)?,
             details: details(&inputs.with_default(Opt::Details)?)?,
-            webhook: None,
             host_scope: host_scope(&inputs)?,
+            sink: sink?,
+            command: command?,
+            database,
         };
-        check_mode(&inputs, config.database.is_some())?;
-        check_sink(&inputs, config.sink)?;
-        // Only a given --sink chooses the webhook; `check_sink` has refused
-        // every webhook option for another sink.
-        if let (SinkKind::Webhook, Some(sink)) = (config.sink, inputs.given(Opt::Sink)) {
-            config.webhook = Some(webhook::webhook(
-                sink,
-                inputs.given(Opt::WebhookUrl),
-                &inputs.with_default(Opt::WebhookFormat)?,
-                inputs.given(Opt::WebhookCaFile),
-            )?);
-        }
         Ok(Invocation::Command(Box::new(config)))
     }
 }
@@ -390,17 +421,76 @@ fn notify_channel(given: &Given) -> Result<Option<String>, ConfigError> {
     Ok(Some(given.value.clone()))
 }
 
-/// The sink asked for, else the mode's default: postgres with a database.
-fn sink(given: Option<&Given>, database: bool) -> Result<SinkKind, ConfigError> {
-    match given.map(|g| (g, g.value.as_str())) {
-        None if database => Ok(SinkKind::Postgres),
-        None => Ok(SinkKind::Stdout),
-        Some((_, "stdout")) => Ok(SinkKind::Stdout),
-        Some((_, "webhook")) => Ok(SinkKind::Webhook),
-        Some((_, "postgres")) if database => Ok(SinkKind::Postgres),
-        Some((g, "postgres")) => Err(g.invalid("the postgres sink needs --database-url")),
-        Some((g, _)) => Err(g.invalid("expected stdout, postgres or webhook")),
+/// A sink chosen, with where its settings come from.
+enum Chosen<'a> {
+    Stdout,
+    Postgres(&'a Database),
+    /// Only a given `--sink` chooses the webhook.
+    Webhook(&'a Given),
+}
+
+impl Chosen<'_> {
+    fn kind(&self) -> SinkKind {
+        match self {
+            Chosen::Stdout => SinkKind::Stdout,
+            Chosen::Postgres(_) => SinkKind::Postgres,
+            Chosen::Webhook(_) => SinkKind::Webhook,
+        }
     }
+
+    /// The sink with its settings: the webhook's are read now, once
+    /// [`check_sink`] has refused every webhook option for another sink.
+    fn build(self, inputs: &Inputs) -> Result<Sink, ConfigError> {
+        Ok(match self {
+            Chosen::Stdout => Sink::Stdout,
+            Chosen::Postgres(database) => Sink::Postgres(Box::new(database.clone())),
+            Chosen::Webhook(sink) => Sink::Webhook(webhook::webhook(
+                sink,
+                inputs.given(Opt::WebhookUrl),
+                &inputs.with_default(Opt::WebhookFormat)?,
+                inputs.given(Opt::WebhookCaFile),
+            )?),
+        })
+    }
+}
+
+/// The sink asked for, else the mode's default: postgres with a database.
+fn sink<'a>(
+    given: Option<&'a Given>,
+    database: Option<&'a Database>,
+) -> Result<Chosen<'a>, ConfigError> {
+    match (given.map(|g| (g, g.value.as_str())), database) {
+        (None, Some(database)) => Ok(Chosen::Postgres(database)),
+        (None, None) => Ok(Chosen::Stdout),
+        (Some((_, "stdout")), _) => Ok(Chosen::Stdout),
+        (Some((g, "webhook")), _) => Ok(Chosen::Webhook(g)),
+        (Some((_, "postgres")), Some(database)) => Ok(Chosen::Postgres(database)),
+        (Some((g, "postgres")), None) => Err(g.invalid("the postgres sink needs --database-url")),
+        (Some((g, _)), _) => Err(g.invalid("expected stdout, postgres or webhook")),
+    }
+}
+
+/// The command, with the database it works on: `migrate` and
+/// `prune-events` need one.
+fn with_database(asked: Asked, database: Option<&Database>) -> Result<Command, ConfigError> {
+    let needs_database = |name: &str| {
+        database.cloned().ok_or_else(|| {
+            ConfigError::new(format!(
+                "{name} needs a database: set --database-url or RTINSPECT_DATABASE_URL"
+            ))
+        })
+    };
+    Ok(match asked {
+        Asked::Run => Command::Run,
+        Asked::Once => Command::Once,
+        Asked::Migrate => Command::Migrate {
+            database: needs_database("migrate")?,
+        },
+        Asked::PruneEvents { older_than } => Command::PruneEvents {
+            database: needs_database("prune-events")?,
+            older_than,
+        },
+    })
 }
 
 fn label(given: &Given) -> Result<String, ConfigError> {
@@ -492,7 +582,7 @@ mod tests {
     #[test]
     fn defaults_are_label_mode_on_stdout() {
         let c = config(&[], &[]);
-        assert_eq!(c.command, Command::Run);
+        assert!(matches!(c.command, Command::Run), "{:?}", c.command);
         assert_eq!(c.docker_socket, PathBuf::from("/var/run/docker.sock"));
         assert!(c.database.is_none());
         assert_eq!(c.interval, Duration::from_secs(15));
@@ -500,7 +590,7 @@ mod tests {
         assert_eq!(c.records_table.quoted(), "\"runtime_records\"");
         assert_eq!(c.events_table.to_string(), "runtime_health_events");
         assert_eq!(c.notify_channel.as_deref(), Some("runtime_health_events"));
-        assert_eq!(c.sink, SinkKind::Stdout);
+        assert_eq!(c.sink.kind(), SinkKind::Stdout);
         assert_eq!(c.label, "rtinspect.game-id");
         assert_eq!(c.metrics_addr, None);
         assert_eq!(c.state_dir, None);
@@ -518,7 +608,7 @@ mod tests {
                 ("RTINSPECT_DOCKER_TIMEOUT", "250ms"),
             ],
         );
-        assert_eq!(c.command, Command::Once);
+        assert!(matches!(c.command, Command::Once), "{:?}", c.command);
         assert_eq!(c.interval, Duration::from_secs(120));
         assert_eq!(c.label, "team.game");
         assert_eq!(c.docker_timeout, Duration::from_millis(250));
@@ -534,15 +624,24 @@ mod tests {
             )],
         );
         assert!(c.database.is_some());
-        assert_eq!(c.sink, SinkKind::Postgres);
+        let Sink::Postgres(db) = &c.sink else {
+            panic!("{:?}", c.sink);
+        };
+        assert_eq!(db.config.get_dbname(), Some("rt"), "the records' database");
         let c = config(
             &["--sink", "stdout", "--database-url", "host=/run/pg user=rt"],
             &[],
         );
-        assert_eq!(c.sink, SinkKind::Stdout);
-        assert_eq!(c.command, Command::Run);
+        assert_eq!(c.sink.kind(), SinkKind::Stdout);
+        assert!(matches!(c.command, Command::Run), "{:?}", c.command);
         let c = config(&["migrate", "--database-url", "host=db"], &[]);
-        assert_eq!(c.command, Command::Migrate);
+        let Command::Migrate { database } = &c.command else {
+            panic!("{:?}", c.command);
+        };
+        assert_eq!(
+            database.config.get_hosts(),
+            c.database.unwrap().config.get_hosts()
+        );
     }
 
     #[test]
@@ -825,8 +924,9 @@ mod tests {
     #[test]
     fn the_webhook_sink_takes_its_url_format_and_ca_file() {
         let c = config(&["--sink", "webhook", "--webhook-url", SLACK], &[]);
-        assert_eq!(c.sink, SinkKind::Webhook);
-        let w = c.webhook.as_ref().unwrap();
+        let Sink::Webhook(w) = &c.sink else {
+            panic!("{:?}", c.sink);
+        };
         assert_eq!(w.url.secret(), SLACK);
         assert_eq!(w.format, WebhookFormat::Envelope);
         assert_eq!(w.ca_file, None);
@@ -844,7 +944,9 @@ mod tests {
                 ("RTINSPECT_DATABASE_URL", "host=db"),
             ],
         );
-        let w = c.webhook.unwrap();
+        let Sink::Webhook(w) = &c.sink else {
+            panic!("{:?}", c.sink);
+        };
         assert_eq!(w.format, WebhookFormat::Slack);
         assert_eq!(
             w.ca_file,
@@ -857,7 +959,7 @@ mod tests {
             c.database.is_some(),
             "records from the database, events to a webhook"
         );
-        assert_eq!(config(&[], &[]).webhook, None);
+        assert_eq!(config(&[], &[]).sink.kind(), SinkKind::Stdout);
     }
 
     #[test]
@@ -1038,7 +1140,7 @@ mod tests {
     fn prune_events_takes_an_age_in_days_or_as_an_interval() {
         let db = ("RTINSPECT_DATABASE_URL", "host=db");
         let age = |args: &[&str], env: &[(&str, &str)]| match config(args, env).command {
-            Command::PruneEvents { older_than } => older_than,
+            Command::PruneEvents { older_than, .. } => older_than,
             other => panic!("{other:?}"),
         };
         let day = Duration::from_secs(86_400);
@@ -1067,7 +1169,7 @@ mod tests {
         );
         // The variable may live in the defaults file the daemon reads too.
         let c = config(&["run"], &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "30d")]);
-        assert_eq!(c.command, Command::Run);
+        assert!(matches!(c.command, Command::Run), "{:?}", c.command);
     }
 
     #[test]
@@ -1125,6 +1227,39 @@ mod tests {
             let got = err(args, env);
             assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn the_database_commands_are_refused_without_a_database_after_the_options() {
+        let table: &[Case] = &[
+            (
+                &["migrate"],
+                &[],
+                "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL",
+            ),
+            // A bad value, then an option with no effect, come first.
+            (&["migrate", "--interval", "0s"], &[], "invalid --interval"),
+            (
+                &["migrate", "--records-table", "rt"],
+                &[],
+                "--records-table \"rt\" has no effect: label mode uses no database",
+            ),
+            (
+                &["migrate", "--sink", "postgres"],
+                &[],
+                "the postgres sink needs --database-url",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+        let db = ("RTINSPECT_DATABASE_URL", "host=db dbname=rt");
+        let c = config(&["prune-events", "--older-than", "30d"], &[db]);
+        let Command::PruneEvents { database, .. } = &c.command else {
+            panic!("{:?}", c.command);
+        };
+        assert_eq!(database.config.get_dbname(), Some("rt"));
     }
 
     #[test]

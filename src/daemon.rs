@@ -9,6 +9,7 @@
 //! is spooled, and the process exits without waiting for a thread that is
 //! still blocked in a call.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{Command, Config, SinkKind};
+use crate::Cause;
+use crate::config::{Command, Config, Database, Sink};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, Nudge, ReaderParts};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
@@ -41,13 +43,83 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 /// Docker events waiting for the inspector before they merge into a resync.
 const NUDGE_CAPACITY: usize = 256;
 
-/// Why the process ends unsuccessfully; each maps to an exit status.
+/// Why the process ends unsuccessfully. The variant says whose fault it is,
+/// and so the exit status; each keeps the error that caused it.
+///
+/// Like every error of this crate, its text ends with its cause's text, so
+/// it is said whole, on one line, by printing it once: whoever also walks
+/// [`source`](std::error::Error::source) would say each cause twice.
 #[derive(Debug)]
 pub enum Failure {
-    /// Exit 64: the configuration cannot work.
-    Usage(String),
-    /// Exit 1: the work failed.
-    Runtime(String),
+    /// Exit 64: the configuration cannot work (a CA file that cannot be
+    /// read, a hostname that cannot be a host id): the operator must change
+    /// it. The cause names the option.
+    Usage(Cause),
+    /// Exit 1: the work failed (a database, a disk, a thread the system
+    /// would not start): retrying may cure it.
+    Runtime {
+        /// What could not be done, when the cause does not say it itself.
+        context: Option<String>,
+        /// Why: an error from outside, or a plain message when rtinspect
+        /// itself gave up (events left undelivered at the deadline).
+        source: Cause,
+    },
+}
+
+impl Failure {
+    /// A runtime failure: `context` could not be done because of `source`.
+    fn runtime(context: impl Into<String>, source: impl Into<Cause>) -> Failure {
+        Failure::Runtime {
+            context: Some(context.into()),
+            source: source.into(),
+        }
+    }
+
+    /// A runtime failure whose cause says itself what could not be done.
+    fn because(source: impl Into<Cause>) -> Failure {
+        Failure::Runtime {
+            context: None,
+            source: source.into(),
+        }
+    }
+
+    /// A usage failure: the configuration cannot work because of `source`.
+    fn usage(source: impl Into<Cause>) -> Failure {
+        Failure::Usage(source.into())
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(source)
+            | Failure::Runtime {
+                context: None,
+                source,
+            } => source.fmt(f),
+            Failure::Runtime {
+                context: Some(context),
+                source,
+            } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::Runtime {
+                context: Some(_),
+                source,
+            } => Some(source.as_ref()),
+            // Its text is the cause's own: the chain goes on below it.
+            Failure::Usage(source)
+            | Failure::Runtime {
+                context: None,
+                source,
+            } => source.source(),
+        }
+    }
 }
 
 /// How long an idle Docker connection is kept: across one interval, so each
@@ -57,8 +129,8 @@ fn keep_idle(interval: Duration) -> Duration {
 }
 
 /// The PostgreSQL connector, its CA file read now: a bad one is bad configuration.
-fn pg_connector(db: &crate::config::Database) -> Result<Connector, Failure> {
-    Connector::new(db.clone()).map_err(|e| Failure::Usage(e.to_string()))
+fn pg_connector(db: &Database) -> Result<Connector, Failure> {
+    Connector::new(db.clone()).map_err(Failure::usage)
 }
 
 /// What the PostgreSQL adapters of one process are built with, made once:
@@ -85,10 +157,7 @@ fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
     let Some(scope) = &config.host_scope else {
         return Ok(None);
     };
-    let host_id = scope
-        .id
-        .resolve()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let host_id = scope.id.resolve().map_err(Failure::usage)?;
     Ok(Some(HostFilter {
         column: scope.column.clone(),
         host_id,
@@ -96,16 +165,23 @@ fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
 }
 
 fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink>, Failure> {
-    Ok(match (config.sink, pg, &config.webhook) {
-        (SinkKind::Postgres, Some(pg), _) => Box::new(PgSink::new(
-            pg.connector.clone(),
+    Ok(match &config.sink {
+        Sink::Stdout => Box::new(StdoutSink::stdout()),
+        // The records' connector: the sink's database is theirs, and its
+        // CA file is read once.
+        Sink::Postgres(database) => Box::new(PgSink::new(
+            match pg {
+                Some(pg) => pg.connector.clone(),
+                None => pg_connector(database)?,
+            },
             config.events_table.clone(),
             config.notify_channel.clone(),
-            pg.host.as_ref().map(|h| h.host_id.clone()),
+            pg.and_then(|pg| pg.host.as_ref())
+                .map(|h| h.host_id.clone()),
         )),
         // The CA file is read now: a bad one is bad configuration.
-        (SinkKind::Webhook, _, Some(webhook)) => {
-            let sink = WebhookSink::new(webhook).map_err(|e| Failure::Usage(e.to_string()))?;
+        Sink::Webhook(webhook) => {
+            let sink = WebhookSink::new(webhook).map_err(Failure::usage)?;
             log::info!(
                 "events go to the webhook {} in the {} format",
                 webhook.url,
@@ -113,13 +189,6 @@ fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink
             );
             Box::new(sink)
         }
-        (SinkKind::Webhook, _, None) => {
-            return Err(Failure::Usage(
-                "--sink webhook needs --webhook-url or RTINSPECT_WEBHOOK_URL".into(),
-            ));
-        }
-        // Config validation refuses the postgres sink without a database.
-        _ => Box::new(StdoutSink::stdout()),
     })
 }
 
@@ -148,19 +217,14 @@ fn build_source(
 }
 
 /// `rtinspect migrate`: creates what is missing and says what it did on stdout.
-fn migrate(config: &Config) -> Result<(), Failure> {
-    let Some(db) = &config.database else {
-        return Err(Failure::Usage(
-            "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL".into(),
-        ));
-    };
+fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
     let steps = crate::postgres::migrate(
         &pg_connector(db)?,
         &config.records_table,
         &config.events_table,
         config.host_scope.as_ref().map(|s| s.column.as_str()),
     )
-    .map_err(|e| Failure::Runtime(e.to_string()))?;
+    .map_err(Failure::because)?;
     let text: String = steps.iter().map(|s| format!("{s}\n")).collect();
     print_out(&text)
 }
@@ -172,16 +236,11 @@ fn print_out(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Failure::Runtime(format!("cannot write to stdout: {e}")))
+        .map_err(|e| Failure::runtime("cannot write to stdout", e))
 }
 
 /// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
-fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
-    let Some(db) = &config.database else {
-        return Err(Failure::Usage(
-            "prune-events needs a database: set --database-url or RTINSPECT_DATABASE_URL".into(),
-        ));
-    };
+fn prune_events(config: &Config, db: &Database, older_than: Duration) -> Result<(), Failure> {
     let table = &config.events_table;
     let pruned = crate::postgres::prune_events(
         &pg_connector(db)?,
@@ -190,7 +249,7 @@ fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
         crate::postgres::PRUNE_BATCH,
         &mut |n| log::debug!("deleted a batch of {n} events from {table}"),
     )
-    .map_err(|e| Failure::Runtime(e.to_string()))?;
+    .map_err(Failure::because)?;
     // A closed stdout is a failure to report, not a panic (println! would).
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
@@ -202,10 +261,13 @@ fn prune_events(config: &Config, older_than: Duration) -> Result<(), Failure> {
     )
     .and_then(|()| out.flush())
     .map_err(|e| {
-        Failure::Runtime(format!(
-            "deleted {} events, but cannot write to stdout: {e}",
-            pruned.deleted
-        ))
+        Failure::runtime(
+            format!(
+                "deleted {} events, but cannot write to stdout",
+                pruned.deleted
+            ),
+            e,
+        )
     })
 }
 
@@ -216,10 +278,11 @@ fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
         return Ok(None);
     };
     StateDir::open(dir).map(Some).map_err(|e| match e {
-        OpenError::Locked { .. } => Failure::Runtime(e.to_string()),
-        OpenError::Io(e) => Failure::Runtime(format!(
-            "cannot use the state directory (--state-dir or STATE_DIRECTORY): {e}"
-        )),
+        OpenError::Locked { .. } => Failure::because(e),
+        OpenError::Io(e) => Failure::runtime(
+            "cannot use the state directory (--state-dir or STATE_DIRECTORY)",
+            e,
+        ),
     })
 }
 
@@ -230,7 +293,7 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
     };
     let loaded = state
         .load_spool()
-        .map_err(|e| Failure::Runtime(format!("reading the spool: {e}")))?;
+        .map_err(|e| Failure::runtime("reading the spool", e))?;
     let aside = loaded.bad + loaded.over_limit;
     if aside > 0 {
         telemetry.events_rejected.fetch_add(aside as u64, Relaxed);
@@ -292,7 +355,7 @@ impl FinalSpool {
             None => keep_undelivered(&events[events.len() - 1..], None),
         };
         if let Err(e) = kept {
-            log::error!("{}", failure_text(&e));
+            log::error!("{e}");
         }
         *written = Some(events);
     }
@@ -307,9 +370,12 @@ impl FinalSpool {
 
 /// Runs `run`, `once`, `migrate` or `prune-events` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
-    match config.command {
-        Command::Migrate => return migrate(config),
-        Command::PruneEvents { older_than } => return prune_events(config, older_than),
+    match &config.command {
+        Command::Migrate { database } => return migrate(config, database),
+        Command::PruneEvents {
+            database,
+            older_than,
+        } => return prune_events(config, database, *older_than),
         Command::Run | Command::Once => {}
     }
     // Signals first: a SIGTERM while the start reads a long spool must stop
@@ -326,7 +392,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             }
         }),
     )
-    .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
+    .map_err(|e| Failure::runtime("cannot start the signal thread", e))?;
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = open_state(config)?;
     let telemetry = Arc::new(Telemetry::default());
@@ -352,7 +418,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     if let Some(state) = &state {
         (worker, baselines) = worker
             .with_state(state.clone())
-            .map_err(|e| Failure::Runtime(format!("reading the saved baselines: {e}")))?;
+            .map_err(|e| Failure::runtime("reading the saved baselines", e))?;
     }
 
     let (events, outbox) = Outbox::new(backlog);
@@ -371,10 +437,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
                 started: Instant::now(),
                 queue_depth: Box::new(move || depth.len()),
             };
-            Some(
-                metrics::serve(addr, telemetry.clone(), inputs)
-                    .map_err(|e| Failure::Runtime(e.to_string()))?,
-            )
+            Some(metrics::serve(addr, telemetry.clone(), inputs).map_err(Failure::because)?)
         }
     };
     let publisher = publisher::spawn(
@@ -384,16 +447,16 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         Backoff::default(),
         telemetry.clone(),
     )
-    .map_err(|e| Failure::Runtime(format!("cannot start the publisher thread: {e}")))?;
+    .map_err(|e| Failure::runtime("cannot start the publisher thread", e))?;
 
     notifier.ready();
-    if config.command == Command::Run {
+    if matches!(config.command, Command::Run) {
         log::info!(interval:? = config.interval, socket:% = config.docker_socket.display();
             "rtinspect {} started", env!("CARGO_PKG_VERSION"));
     }
     let notifier = Arc::new(notifier);
     // Subscribe before the first tick: the reader starts first.
-    let (reader, nudges) = if config.events && config.command == Command::Run {
+    let (reader, nudges) = if config.events && matches!(config.command, Command::Run) {
         let (sender, receiver) = crossbeam_channel::bounded(NUDGE_CAPACITY);
         let overflow = Arc::new(AtomicBool::new(false));
         let reader = events::spawn(ReaderParts {
@@ -406,12 +469,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             silence: events::SILENCE,
             label: config.database.is_none().then(|| config.label.clone()),
         })
-        .map_err(|e| Failure::Runtime(format!("cannot start the Docker events thread: {e}")))?;
+        .map_err(|e| Failure::runtime("cannot start the Docker events thread", e))?;
         (Some(reader), Some(Nudges { receiver, overflow }))
     } else {
         (None, None)
     };
-    let once = config.command == Command::Once;
+    let once = matches!(config.command, Command::Once);
     let schedule = Schedule::new(
         Settings {
             interval: config.interval,
@@ -447,7 +510,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             nudges,
         },
     )
-    .map_err(|e| Failure::Runtime(format!("cannot start the inspector thread: {e}")))?;
+    .map_err(|e| Failure::runtime("cannot start the inspector thread", e))?;
 
     // Until a signal, or the end of `once`'s tick.
     crossbeam_channel::select! {
@@ -491,8 +554,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     // An event being spooled late right now is waited for, and counted.
     let spooled = final_spool.count();
-    if spooled > 0 && config.command == Command::Once {
-        return Err(Failure::Runtime(format!(
+    if spooled > 0 && matches!(config.command, Command::Once) {
+        return Err(Failure::because(format!(
             "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
         )));
     }
@@ -635,7 +698,7 @@ fn inspect_loop(
     // `once` fails when its tick could not list the records; `run` stopped
     // by a signal during an outage has done its job.
     match worker.take_list_error() {
-        Some(e) if turns.once && !listed => Err(Failure::Runtime(e.to_string())),
+        Some(e) if turns.once && !listed => Err(Failure::because(e)),
         _ => Ok(()),
     }
 }
@@ -649,12 +712,6 @@ fn from_nudge(nudge: Nudge) -> Input {
             log::debug!("events stream subscribed: inspecting every record");
             Input::Subscribed
         }
-    }
-}
-
-fn failure_text(f: &Failure) -> &str {
-    match f {
-        Failure::Usage(m) | Failure::Runtime(m) => m,
     }
 }
 
@@ -698,8 +755,58 @@ fn keep_undelivered(
             event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
             "event not delivered before exit");
     }
-    Err(Failure::Runtime(format!(
+    Err(Failure::because(format!(
         "{} events could not be delivered before the drain deadline (their envelopes are in the log)",
         undelivered.len()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::state::StateError;
+
+    #[test]
+    fn a_runtime_failure_says_what_failed_then_why_and_keeps_the_cause() {
+        let f = Failure::runtime(
+            "cannot start the publisher thread",
+            io::Error::other("Resource temporarily unavailable"),
+        );
+        assert_eq!(
+            f.to_string(),
+            "cannot start the publisher thread: Resource temporarily unavailable"
+        );
+        let cause = f.source().expect("the cause is kept");
+        assert!(cause.downcast_ref::<io::Error>().is_some());
+    }
+
+    #[test]
+    fn a_failure_whose_cause_says_it_all_is_that_cause_and_its_chain_names_each_error_once() {
+        let state = || StateError {
+            path: PathBuf::from("/var/lib/rtinspect/spool.jsonl"),
+            source: io::Error::other("No space left on device"),
+        };
+        for f in [Failure::because(state()), Failure::usage(state())] {
+            assert_eq!(
+                f.to_string(),
+                "/var/lib/rtinspect/spool.jsonl: No space left on device"
+            );
+            // Below it, the cause's own cause: not the cause a second time.
+            let below = f.source().expect("the chain is kept");
+            assert_eq!(below.to_string(), "No space left on device");
+            assert!(below.source().is_none());
+        }
+    }
+
+    #[test]
+    fn a_failure_rtinspect_itself_gives_is_its_message() {
+        let f = Failure::because("2 events could not be delivered");
+        assert_eq!(f.to_string(), "2 events could not be delivered");
+        assert!(f.source().is_none());
+        assert!(matches!(f, Failure::Runtime { context: None, .. }));
+    }
 }

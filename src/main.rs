@@ -32,11 +32,12 @@ fn run() -> ExitCode {
         return usage_error("invalid RUST_LOG: not valid UTF-8");
     }
     rtinspect::logging::init(config.log_format);
+    // A failure's text holds its causes, each once: printed whole, on one line.
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => usage_error(&message),
-        Err(Failure::Runtime(message)) => {
-            log::error!("{message}");
+        Err(failure @ Failure::Usage(_)) => usage_error(&failure.to_string()),
+        Err(failure @ Failure::Runtime { .. }) => {
+            log::error!("{failure}");
             ExitCode::FAILURE
         }
     }
