@@ -130,6 +130,47 @@ pub struct Config {
     pub webhook: Option<Webhook>,
     /// Host scoping of the records (PostgreSQL mode), when configured.
     pub host_scope: Option<HostScope>,
+    /// What the sink gets.
+    pub report: Report,
+    /// When incidents open, escalate, are reminded of and end.
+    pub incidents: IncidentRules,
+}
+
+/// What a sink gets (`--report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `inspect_unhealthy` every tick for every record in trouble.
+    Facts,
+    /// `incident_*` events: one per change of an incident.
+    Incidents,
+    /// Both.
+    Both,
+}
+
+impl Report {
+    /// Whether facts go to the sink.
+    pub fn facts(self) -> bool {
+        self != Report::Incidents
+    }
+
+    /// Whether incidents go to the sink.
+    pub fn incidents(self) -> bool {
+        self != Report::Facts
+    }
+}
+
+/// The incident rules (`--crash-loop-restarts`, `--crash-loop-window`,
+/// `--recover-after`, `--remind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentRules {
+    /// Restarts within the window that make a crash loop.
+    pub crash_loop_restarts: u32,
+    /// The window restarts are counted in.
+    pub crash_loop_window: Duration,
+    /// How long a container runs clean before its incident is resolved.
+    pub recover_after: Duration,
+    /// How often an open incident is reported again; `None`: never.
+    pub remind: Option<Duration>,
 }
 
 impl Config {
@@ -213,7 +254,24 @@ impl Config {
             details: details(&inputs.with_default(Opt::Details)?)?,
             webhook: None,
             host_scope: host_scope(&inputs)?,
+            report: Report::Facts,
+            incidents: IncidentRules {
+                crash_loop_restarts: count(
+                    &inputs.with_default(Opt::CrashLoopRestarts)?,
+                    1..=1000,
+                )?,
+                crash_loop_window: duration(
+                    &inputs.with_default(Opt::CrashLoopWindow)?,
+                    Duration::from_secs(7 * 24 * 3600),
+                )?,
+                recover_after: duration(
+                    &inputs.with_default(Opt::RecoverAfter)?,
+                    Duration::from_secs(24 * 3600),
+                )?,
+                remind: remind(&inputs.with_default(Opt::Remind)?)?,
+            },
         };
+        config.report = report(inputs.given(Opt::Report), config.sink)?;
         check_mode(&inputs, config.database.is_some())?;
         check_sink(&inputs, config.sink)?;
         // Only a given --sink chooses the webhook; `check_sink` has refused
@@ -451,6 +509,43 @@ fn details(given: &Given) -> Result<DetailLevel, ConfigError> {
         "extended" => Ok(DetailLevel::Extended),
         _ => Err(given.invalid("expected basic or extended")),
     }
+}
+
+/// `--report`, or the sink's default: a table and a stdout stream are read
+/// by programs (facts), a webhook by people (incidents).
+fn report(given: Option<&Given>, sink: SinkKind) -> Result<Report, ConfigError> {
+    let Some(given) = given else {
+        return Ok(match sink {
+            SinkKind::Webhook => Report::Incidents,
+            SinkKind::Stdout | SinkKind::Postgres => Report::Facts,
+        });
+    };
+    match given.value.as_str() {
+        "facts" => Ok(Report::Facts),
+        "incidents" => Ok(Report::Incidents),
+        "both" => Ok(Report::Both),
+        _ => Err(given.invalid("expected facts, incidents or both")),
+    }
+}
+
+/// A whole number within `range`.
+fn count(given: &Given, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+    match given.value.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(given.invalid(&format!(
+            "expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// `--remind`: a duration, or `0` for no reminders.
+fn remind(given: &Given) -> Result<Option<Duration>, ConfigError> {
+    if given.value == "0" {
+        return Ok(None);
+    }
+    duration(given, Duration::from_secs(30 * 24 * 3600)).map(Some)
 }
 
 fn log_format(given: &Given) -> Result<LogFormat, ConfigError> {
