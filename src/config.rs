@@ -1047,6 +1047,37 @@ mod tests {
     }
 
     #[test]
+    fn the_report_defaults_to_facts_for_programs_and_incidents_for_people() {
+        assert_eq!(config(&[], &[]).report, Report::Facts);
+        let hook = ["--sink", "webhook", "--webhook-url", "https://h.example/x"];
+        assert_eq!(config(&hook, &[]).report, Report::Incidents);
+        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).report;
+        assert!(both.facts() && both.incidents());
+        assert!(
+            err(&["--report", "all"], &[])
+                .contains("invalid --report \"all\": expected facts, incidents or both")
+        );
+        let rules = config(&[], &[]).incidents;
+        assert_eq!(
+            (
+                rules.crash_loop_restarts,
+                rules.crash_loop_window,
+                rules.recover_after,
+                rules.remind
+            ),
+            (
+                3,
+                Duration::from_secs(600),
+                Duration::from_secs(30),
+                Some(Duration::from_secs(4 * 3600))
+            )
+        );
+        assert_eq!(config(&["--remind", "0"], &[]).incidents.remind, None);
+        assert!(err(&["--crash-loop-restarts", "0"], &[]).contains("from 1 to 1000"));
+        assert!(err(&["--recover-after", "0s"], &[]).contains("greater than zero"));
+    }
+
+    #[test]
     fn details_are_basic_unless_extended_is_asked_for() {
         assert_eq!(config(&[], &[]).details, DetailLevel::Basic);
         let c = config(&[], &[("RTINSPECT_DETAILS", "extended")]);

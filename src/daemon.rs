@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{Command, Config, Report, SinkKind};
-use crate::event::DetailLevel;
-use crate::incident::{Policy, Tracker};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, Nudge, ReaderParts};
+use crate::event::DetailLevel;
 use crate::event::HealthEvent;
+use crate::incident::{Policy, Tracker};
 use crate::inspector::Inspector;
 use crate::metrics::{self, HealthInputs};
 use crate::notify::Notifier;

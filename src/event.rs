@@ -455,6 +455,29 @@ mod tests {
         let e = HealthEvent::from_finding(finding(), at(1_795_726_800, 5));
         assert_eq!(HealthEvent::from_envelope(&e.envelope).unwrap(), e);
         assert!(HealthEvent::from_envelope("{}").is_err());
+        let facts = IncidentFacts {
+            incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
+            kind: "crash_loop".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 3,
+            oom: true,
+        };
+        let i = HealthEvent::for_incident(
+            "incident_escalated",
+            facts.clone(),
+            "g".into(),
+            finding().observation,
+            SystemTime::UNIX_EPOCH,
+        );
+        let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+        assert_eq!(v["event_type"], "incident_escalated");
+        assert_eq!(v["details"]["kind"], "crash_loop");
+        assert_eq!(v["details"]["seen"]["state"], e.state.as_str());
+        let details: serde_json::Value = serde_json::from_str(i.details_json()).unwrap();
+        assert_eq!(details, v["details"]);
+        let back = HealthEvent::from_envelope(&i.envelope).unwrap();
+        assert_eq!(back, i, "an incident's event reads back from the spool");
+        assert_eq!(back.incident.as_deref(), Some(&facts));
         assert!(
             HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
         );

@@ -869,6 +869,7 @@ mod tests {
                 interval: Duration::from_secs(15),
                 once: false,
                 events,
+                extended_facts: true,
                 follow,
             };
             Run {
@@ -939,7 +940,9 @@ mod tests {
                         if let Some(e) = self.flood.clone() {
                             self.nudge(e);
                         }
-                        self.input(Input::Answered(answer, UNIX_EPOCH));
+                        // The wall clock moves with the schedule's.
+                        let at = UNIX_EPOCH + (self.now - self.t0);
+                        self.input(Input::Answered(answer, at));
                     }
                     Action::Ping => {
                         self.log.push("ping".into());
@@ -960,6 +963,13 @@ mod tests {
                         Outcome::Skipped(_) => format!("{} skipped", r.record.game_id),
                     }),
                     Action::SaveBaselines => self.log.push("save".into()),
+                    Action::Incident(e) => self.log.push(format!(
+                        "{} {} {}",
+                        e.game_id,
+                        e.event_type,
+                        e.incident.as_ref().map_or("", |i| i.kind.as_str())
+                    )),
+                    Action::SaveIncidents => self.log.push("save incidents".into()),
                     Action::TickEnded(end) => {
                         self.log.push(match end.summary {
                             Some(s) => format!("tick ended: {s}"),
@@ -1551,5 +1561,74 @@ mod tests {
         assert_eq!(r.schedule.records.len(), ADDED_MAX);
         r.until(1100);
         assert_eq!(r.ticks, ticks + 1, "a full tick lists them instead");
+    }
+
+    #[test]
+    fn incidents_follow_every_answer_and_an_oom_event_marks_them() {
+        let mut r = Run::new(Follow::Labels, false, vec![rec("a", 1)]);
+        r.schedule.incidents = Some(Tracker::new(crate::incident::Policy::default()));
+        r.answer(1, running(1, 0));
+        r.until(10);
+        r.take_log();
+        // Docker's oom, then its die: the inspect sees it exited.
+        r.answer(1, Answer::status(&id(1), 0, "exited"));
+        r.nudge(ev(1, "oom", Some("a")));
+        r.nudge(ev(1, "die", Some("a")));
+        r.until(20);
+        let log = r.take_log();
+        assert!(
+            log.contains(&"a incident_opened not_running".to_owned()),
+            "{log:?}"
+        );
+        assert!(log.contains(&"save incidents".to_owned()), "{log:?}");
+        let opened = log
+            .iter()
+            .position(|l| l.contains("incident_opened"))
+            .unwrap();
+        let fact = log
+            .iter()
+            .position(|l| l == "a event exited (nudged)")
+            .unwrap();
+        assert!(fact < opened, "the fact, then the incident: {log:?}");
+        // Running clean again: resolved after 30 s of looks (ticks every 15 s).
+        r.answer(1, running(1, 0));
+        r.until(70_000);
+        let log = r.take_log();
+        assert_eq!(
+            log.iter()
+                .filter(|l| l.contains("incident_"))
+                .collect::<Vec<_>>(),
+            vec!["a incident_resolved not_running"],
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn facts_carry_extended_details_only_when_asked_for() {
+        let mut r = Run::new(Follow::Labels, false, vec![rec("a", 1)]);
+        r.schedule.settings.extended_facts = false;
+        let mut exited = Observation {
+            container_id: id(1),
+            restart_count: 0,
+            status: "exited".into(),
+            health: String::new(),
+            details: Some(Box::new(crate::inspector::StateDetails {
+                exit_code: Some(3),
+                ..Default::default()
+            })),
+        };
+        assert!(matches!(r.schedule.next(r.now), Action::List(_)));
+        r.input(Input::Listed(r.records.clone()));
+        assert!(matches!(r.schedule.next(r.now), Action::Inspect(_)));
+        r.input(Input::Answered(Ok(exited.clone()), UNIX_EPOCH));
+        let Action::Report(report) = r.schedule.next(r.now) else {
+            panic!()
+        };
+        let Outcome::Event(fact, _) = report.outcome else {
+            panic!()
+        };
+        assert!(fact.details.is_none(), "basic facts");
+        exited.details = None;
+        assert_eq!(fact.state, exited.status);
     }
 }

@@ -459,7 +459,7 @@ fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String 
         other => other,
     };
     let what = match event_type {
-        "incident_opened" => format!("{kind}"),
+        "incident_opened" => kind.to_owned(),
         "incident_escalated" => format!("now a {kind}"),
         "incident_reminder" => format!("still {kind}"),
         "incident_resolved" => "resolved".to_owned(),
@@ -467,7 +467,10 @@ fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String 
     };
     let mut prefix = format!("rtinspect: [{what}] ");
     if i.restarts_in_window > 0 {
-        prefix.push_str(&format!("{} restarts in the window, ", i.restarts_in_window));
+        prefix.push_str(&format!(
+            "{} restarts in the window, ",
+            i.restarts_in_window
+        ));
     }
     if i.oom {
         prefix.push_str("out of memory, ");
@@ -592,6 +595,56 @@ impl Resolver for SharedLookup {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_incident_line_says_what_changed_first() {
+        let seen = crate::event::stopped_event("g-7");
+        let facts = crate::event::IncidentFacts {
+            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
+            kind: "crash_loop".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 4,
+            oom: true,
+        };
+        let observation = crate::inspector::Observation {
+            container_id: seen.container_id.clone(),
+            restart_count: 4,
+            status: "running".into(),
+            health: String::new(),
+            details: None,
+        };
+        let table = [
+            ("incident_opened", "rtinspect: [crash loop] 4 restarts"),
+            (
+                "incident_escalated",
+                "rtinspect: [now a crash loop] 4 restarts",
+            ),
+            (
+                "incident_reminder",
+                "rtinspect: [still crash loop] 4 restarts",
+            ),
+            ("incident_resolved", "rtinspect: [resolved] 4 restarts"),
+        ];
+        for (event_type, start) in table {
+            let e = HealthEvent::for_incident(
+                event_type,
+                facts.clone(),
+                "g-7".into(),
+                observation.clone(),
+                std::time::SystemTime::UNIX_EPOCH,
+            );
+            let line = slack_line(&e);
+            assert!(line.starts_with(start), "{line}");
+            assert!(
+                line.contains(
+                    "out of memory, since 2026-12-02T15:40:13.104861Z (incident 019ae1c5); \
+                     game `g-7`"
+                ),
+                "{line}"
+            );
+        }
+    }
+
     use super::*;
     use crate::config::CaFile;
     use crate::inspector::{Finding, Observation, Reason, StateDetails};
