@@ -166,6 +166,47 @@ pub struct Config {
     pub details: DetailLevel,
     /// Host scoping of the records (PostgreSQL mode), when configured.
     pub host_scope: Option<HostScope>,
+    /// What the sink gets.
+    pub report: Report,
+    /// When incidents open, escalate, are reminded of and end.
+    pub incidents: IncidentRules,
+}
+
+/// What a sink gets (`--report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `inspect_unhealthy` every tick for every record in trouble.
+    Facts,
+    /// `incident_*` events: one per change of an incident.
+    Incidents,
+    /// Both.
+    Both,
+}
+
+impl Report {
+    /// Whether facts go to the sink.
+    pub fn facts(self) -> bool {
+        self != Report::Incidents
+    }
+
+    /// Whether incidents go to the sink.
+    pub fn incidents(self) -> bool {
+        self != Report::Facts
+    }
+}
+
+/// The incident rules (`--crash-loop-restarts`, `--crash-loop-window`,
+/// `--recover-after`, `--remind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentRules {
+    /// Restarts within the window that make a crash loop.
+    pub crash_loop_restarts: u32,
+    /// The window restarts are counted in.
+    pub crash_loop_window: Duration,
+    /// How long a container runs clean before its incident is resolved.
+    pub recover_after: Duration,
+    /// How often an open incident is reported again; `None`: never.
+    pub remind: Option<Duration>,
 }
 
 impl Config {
@@ -230,7 +271,7 @@ impl Config {
             chosen.build(&inputs)
         });
         let command = with_database(command, database.as_ref());
-        let config = Config {
+        let mut config = Config {
             docker_socket,
             interval: duration(
                 &inputs.with_default(Opt::Interval)?,
@@ -253,10 +294,27 @@ impl Config {
             events: on_off(&inputs.with_default(Opt::Events)?)?,
             details: details(&inputs.with_default(Opt::Details)?)?,
             host_scope: host_scope(&inputs)?,
+            report: Report::Facts,
+            incidents: IncidentRules {
+                crash_loop_restarts: count(
+                    &inputs.with_default(Opt::CrashLoopRestarts)?,
+                    1..=1000,
+                )?,
+                crash_loop_window: duration(
+                    &inputs.with_default(Opt::CrashLoopWindow)?,
+                    Duration::from_secs(7 * 24 * 3600),
+                )?,
+                recover_after: duration(
+                    &inputs.with_default(Opt::RecoverAfter)?,
+                    Duration::from_secs(24 * 3600),
+                )?,
+                remind: remind(&inputs.with_default(Opt::Remind)?)?,
+            },
             sink: sink?,
             command: command?,
             database,
         };
+        config.report = report(inputs.given(Opt::Report), config.sink.kind())?;
         Ok(Invocation::Command(Box::new(config)))
     }
 }
@@ -541,6 +599,43 @@ fn details(given: &Given) -> Result<DetailLevel, ConfigError> {
         "extended" => Ok(DetailLevel::Extended),
         _ => Err(given.invalid("expected basic or extended")),
     }
+}
+
+/// `--report`, or the sink's default: a table and a stdout stream are read
+/// by programs (facts), a webhook by people (incidents).
+fn report(given: Option<&Given>, sink: SinkKind) -> Result<Report, ConfigError> {
+    let Some(given) = given else {
+        return Ok(match sink {
+            SinkKind::Webhook => Report::Incidents,
+            SinkKind::Stdout | SinkKind::Postgres => Report::Facts,
+        });
+    };
+    match given.value.as_str() {
+        "facts" => Ok(Report::Facts),
+        "incidents" => Ok(Report::Incidents),
+        "both" => Ok(Report::Both),
+        _ => Err(given.invalid("expected facts, incidents or both")),
+    }
+}
+
+/// A whole number within `range`.
+fn count(given: &Given, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+    match given.value.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(given.invalid(&format!(
+            "expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// `--remind`: a duration, or `0` for no reminders.
+fn remind(given: &Given) -> Result<Option<Duration>, ConfigError> {
+    if given.value == "0" {
+        return Ok(None);
+    }
+    duration(given, Duration::from_secs(30 * 24 * 3600)).map(Some)
 }
 
 fn log_format(given: &Given) -> Result<LogFormat, ConfigError> {
@@ -1051,6 +1146,37 @@ mod tests {
             );
             assert!(!got.contains("SECRETTOKEN"), "{got}");
         }
+    }
+
+    #[test]
+    fn the_report_defaults_to_facts_for_programs_and_incidents_for_people() {
+        assert_eq!(config(&[], &[]).report, Report::Facts);
+        let hook = ["--sink", "webhook", "--webhook-url", "https://h.example/x"];
+        assert_eq!(config(&hook, &[]).report, Report::Incidents);
+        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).report;
+        assert!(both.facts() && both.incidents());
+        assert!(
+            err(&["--report", "all"], &[])
+                .contains("invalid --report \"all\": expected facts, incidents or both")
+        );
+        let rules = config(&[], &[]).incidents;
+        assert_eq!(
+            (
+                rules.crash_loop_restarts,
+                rules.crash_loop_window,
+                rules.recover_after,
+                rules.remind
+            ),
+            (
+                3,
+                Duration::from_secs(600),
+                Duration::from_secs(30),
+                Some(Duration::from_secs(4 * 3600))
+            )
+        );
+        assert_eq!(config(&["--remind", "0"], &[]).incidents.remind, None);
+        assert!(err(&["--crash-loop-restarts", "0"], &[]).contains("from 1 to 1000"));
+        assert!(err(&["--recover-after", "0s"], &[]).contains("greater than zero"));
     }
 
     #[test]

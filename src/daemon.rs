@@ -18,10 +18,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::Cause;
-use crate::config::{Command, Config, Database, Sink};
+use crate::config::{Command, Config, Database, Report, Sink};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, Nudge, ReaderParts};
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::DetailLevel;
+use crate::event::HealthEvent;
+use crate::incident::{Policy, Tracker};
 use crate::inspector::Inspector;
 use crate::metrics::{self, HealthInputs};
 use crate::notify::Notifier;
@@ -321,6 +323,28 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
     Ok(loaded.events)
 }
 
+/// The incident tracker when the sink gets incidents, from the incidents
+/// saved in the state directory.
+fn incident_tracker(config: &Config, state: Option<&StateDir>) -> Result<Option<Tracker>, Failure> {
+    if !config.report.incidents() {
+        return Ok(None);
+    }
+    let rules = config.incidents;
+    let policy = Policy {
+        crash_loop_restarts: rules.crash_loop_restarts,
+        crash_loop_window: rules.crash_loop_window,
+        recover_after: rules.recover_after,
+        remind: rules.remind,
+    };
+    let Some(state) = state else {
+        return Ok(Some(Tracker::new(policy)));
+    };
+    let saved = state
+        .load_incidents()
+        .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
+    Ok(Some(Tracker::with_saved(policy, saved)))
+}
+
 /// The final spool, written once: by the main thread at the end of the drain,
 /// or by the signal thread on a second signal, whichever comes first; events
 /// that come later (from an inspect still under way then) are added to it.
@@ -401,7 +425,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         config.docker_timeout,
         keep_idle(config.interval),
     )
-    .with_details(config.details);
+    // Incidents carry what Docker said about why whatever `--details` says
+    // of facts; the schedule leaves it out of facts when they are basic.
+    .with_details(if config.report.incidents() {
+        DetailLevel::Extended
+    } else {
+        config.details
+    });
     let events_client = docker.clone();
     let pg = pg_parts(config)?;
     let source = build_source(config, &docker, pg.as_ref());
@@ -420,6 +450,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             .with_state(state.clone())
             .map_err(|e| Failure::runtime("reading the saved baselines", e))?;
     }
+    let incidents = incident_tracker(config, state.as_ref())?;
 
     let (events, outbox) = Outbox::new(backlog);
     let final_spool = Arc::new(FinalSpool {
@@ -480,6 +511,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             interval: config.interval,
             once,
             events: nudges.is_some(),
+            extended_facts: config.details == DetailLevel::Extended,
             follow: if config.database.is_some() {
                 Follow::Database
             } else {
@@ -489,7 +521,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         baselines,
         Instant::now(),
     );
+    let schedule = match incidents {
+        Some(tracker) => schedule.with_incidents(tracker),
+        None => schedule,
+    };
     let emitter = Emitter {
+        report: config.report,
         events,
         outbox: outbox.clone(),
         spool: final_spool.clone(),
@@ -588,6 +625,8 @@ const NUDGES_PER_TURN: usize = 64;
 /// is open, the spool once it is closed (an inspect that was still under way
 /// when the drain ended), never a channel nobody reads.
 struct Emitter {
+    /// Facts, incidents or both.
+    report: Report,
     events: Sender<HealthEvent>,
     outbox: Arc<Outbox>,
     spool: Arc<FinalSpool>,
@@ -598,6 +637,15 @@ struct Emitter {
 
 impl Emitter {
     fn emit(&self, event: HealthEvent) {
+        // Only what the sink is to get (`--report`).
+        let wanted = if event.incident.is_some() {
+            self.report.incidents()
+        } else {
+            self.report.facts()
+        };
+        if !wanted {
+            return;
+        }
         let offered = match self.once_deadline {
             Some(deadline) => publisher::offer_until(&self.outbox, &self.events, event, deadline),
             None => publisher::offer(&self.outbox, &self.events, event, &self.telemetry),
@@ -752,7 +800,7 @@ fn keep_undelivered(
     // Nothing is dropped silently: each envelope goes to the log, whole.
     for event in undelivered {
         log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-            event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
+            event_type = event.event_type, envelope = event.envelope.as_str();
             "event not delivered before exit");
     }
     Err(Failure::because(format!(

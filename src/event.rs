@@ -11,14 +11,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::inspector::{Finding, StateDetails};
+use crate::inspector::{Finding, Observation, StateDetails};
 
 /// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
 /// or more (SQLSTATE 22023), with room to spare.
 pub const MAX_ENVELOPE_BYTES: usize = 7900;
 
-/// The only event type rtinspect emits.
+/// The fact: a record in trouble at one inspect, every tick it lasts.
 pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
+
+/// Every event type, the fact first, then the changes of an incident.
+pub const EVENT_TYPES: [&str; 5] = [
+    INSPECT_UNHEALTHY,
+    "incident_opened",
+    "incident_escalated",
+    "incident_reminder",
+    "incident_resolved",
+];
 
 /// How much an event's `details` carry (`--details`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +45,10 @@ pub enum DetailLevel {
 pub struct HealthEvent {
     /// A UUID made when the event was emitted; consumers de-duplicate on it.
     pub event_id: String,
+    /// One of [`EVENT_TYPES`].
+    pub event_type: &'static str,
+    /// For an incident's event: which incident, and how it stands.
+    pub incident: Option<Box<IncidentFacts>>,
     /// The game whose container is unhealthy.
     pub game_id: String,
     /// The container's full id.
@@ -72,6 +85,29 @@ pub struct Prompt {
     pub read_at: SystemTime,
     /// When the inspect answered.
     pub answered_at: SystemTime,
+}
+
+/// What an incident's event says of the incident, beside what was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentFacts {
+    /// Stable for the incident: a key to de-duplicate or group on.
+    pub incident_id: String,
+    /// `restarted`, `unhealthy`, `not_running` or `crash_loop`.
+    pub kind: String,
+    /// When the incident opened, RFC 3339 UTC.
+    pub started_at: String,
+    /// Restarts counted in the crash-loop window.
+    pub restarts_in_window: u32,
+    /// Whether the kernel's OOM killer ended a run of the container.
+    pub oom: bool,
+}
+
+/// An incident event's `details`: the incident, and what was seen.
+#[derive(Serialize, Deserialize)]
+struct IncidentDetails<F, D> {
+    #[serde(flatten)]
+    incident: F,
+    seen: D,
 }
 
 #[derive(Serialize)]
@@ -111,17 +147,48 @@ impl HealthEvent {
     /// Makes the event for `finding` observed at `occurred_at`, with a fresh
     /// UUID (v7) whose time part is that same instant.
     pub fn from_finding(finding: Finding, occurred_at: SystemTime) -> Self {
-        let since = occurred_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
-        let id = uuid::Uuid::new_v7(ts).to_string();
-        Self::with_id(id, finding, occurred_at)
+        Self::with_id(new_id(occurred_at), finding, occurred_at)
     }
 
     /// Makes the event with a given id (for tests and replays).
     pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
-        let o = finding.observation;
+        Self::render(
+            event_id,
+            INSPECT_UNHEALTHY,
+            None,
+            finding.game_id,
+            finding.observation,
+            occurred_at,
+        )
+    }
+
+    /// Makes an incident's event (`event_type` one of the `incident_*` of
+    /// [`EVENT_TYPES`]) with what was seen at its look.
+    pub fn for_incident(
+        event_type: &'static str,
+        incident: IncidentFacts,
+        game_id: String,
+        seen: Observation,
+        occurred_at: SystemTime,
+    ) -> Self {
+        Self::render(
+            new_id(occurred_at),
+            event_type,
+            Some(Box::new(incident)),
+            game_id,
+            seen,
+            occurred_at,
+        )
+    }
+
+    fn render(
+        event_id: String,
+        event_type: &'static str,
+        incident: Option<Box<IncidentFacts>>,
+        game_id: String,
+        o: Observation,
+        occurred_at: SystemTime,
+    ) -> Self {
         let occurred = rfc3339_micros(occurred_at);
         let mut details = o.details.filter(|d| !d.is_empty());
         let render = |x: Option<&StateDetails>| {
@@ -137,13 +204,23 @@ impl HealthEvent {
                 health_failing_streak: x.and_then(|x| x.health_failing_streak),
                 health_output: x.and_then(|x| x.health_output.as_deref()),
             })
-            .and_then(RawValue::from_string)
             .expect("details of strings, integers and booleans always serialise");
+            let details_json = match &incident {
+                None => details_json,
+                Some(i) => serde_json::to_string(&IncidentDetails {
+                    incident: i.as_ref(),
+                    seen: RawValue::from_string(details_json)
+                        .expect("serde_json writes valid JSON"),
+                })
+                .expect("details of strings, integers and booleans always serialise"),
+            };
+            let details_json =
+                RawValue::from_string(details_json).expect("serde_json writes valid JSON");
             let envelope = serde_json::to_string(&Envelope {
                 event_id: &event_id,
-                game_id: &finding.game_id,
+                game_id: &game_id,
                 container_id: &o.container_id,
-                event_type: INSPECT_UNHEALTHY,
+                event_type,
                 occurred_at: &occurred,
                 details: &details_json,
             })
@@ -171,7 +248,9 @@ impl HealthEvent {
         let details_span = end - details_json.get().len()..end;
         HealthEvent {
             event_id,
-            game_id: finding.game_id,
+            event_type,
+            incident,
+            game_id,
             container_id: o.container_id,
             occurred_at: occurred,
             restart_count: o.restart_count,
@@ -205,9 +284,9 @@ impl HealthEvent {
             details: &'a RawValue,
         }
         let e: Owned = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
-        if e.event_type != INSPECT_UNHEALTHY {
+        let Some(event_type) = EVENT_TYPES.iter().copied().find(|t| *t == e.event_type) else {
             return Err(format!("unknown event_type {:?}", e.event_type));
-        }
+        };
         if uuid::Uuid::parse_str(&e.event_id).is_err() {
             return Err(format!("event_id {:?} is not a UUID", e.event_id));
         }
@@ -218,7 +297,15 @@ impl HealthEvent {
         if envelope.get(details_span.clone()) != Some(raw) {
             return Err("details not found in the envelope".into());
         }
-        let d: Details<String> = serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
+        let (incident, d) = if event_type == INSPECT_UNHEALTHY {
+            let d: Details<String> =
+                serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
+            (None, d)
+        } else {
+            let i: IncidentDetails<IncidentFacts, Details<String>> =
+                serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
+            (Some(Box::new(i.incident)), i.seen)
+        };
         let details = StateDetails {
             exit_code: d.exit_code,
             oom_killed: d.oom_killed,
@@ -230,6 +317,8 @@ impl HealthEvent {
         };
         Ok(HealthEvent {
             event_id: e.event_id,
+            event_type,
+            incident,
             game_id: e.game_id,
             container_id: e.container_id,
             occurred_at: e.occurred_at,
@@ -242,6 +331,13 @@ impl HealthEvent {
             prompt: None,
         })
     }
+}
+
+/// A fresh event id: a UUID v7 whose time part is `at`.
+fn new_id(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+    uuid::Uuid::new_v7(ts).to_string()
 }
 
 /// Formats a time as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC). Times before 1970 are
@@ -359,6 +455,29 @@ mod tests {
         let e = HealthEvent::from_finding(finding(), at(1_795_726_800, 5));
         assert_eq!(HealthEvent::from_envelope(&e.envelope).unwrap(), e);
         assert!(HealthEvent::from_envelope("{}").is_err());
+        let facts = IncidentFacts {
+            incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
+            kind: "crash_loop".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 3,
+            oom: true,
+        };
+        let i = HealthEvent::for_incident(
+            "incident_escalated",
+            facts.clone(),
+            "g".into(),
+            finding().observation,
+            SystemTime::UNIX_EPOCH,
+        );
+        let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+        assert_eq!(v["event_type"], "incident_escalated");
+        assert_eq!(v["details"]["kind"], "crash_loop");
+        assert_eq!(v["details"]["seen"]["state"], e.state.as_str());
+        let details: serde_json::Value = serde_json::from_str(i.details_json()).unwrap();
+        assert_eq!(details, v["details"]);
+        let back = HealthEvent::from_envelope(&i.envelope).unwrap();
+        assert_eq!(back, i, "an incident's event reads back from the spool");
+        assert_eq!(back.incident.as_deref(), Some(&facts));
         assert!(
             HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
         );

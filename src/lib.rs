@@ -27,6 +27,7 @@ pub mod docker;
 pub mod event;
 #[cfg(test)]
 mod fakes;
+pub mod incident;
 pub mod inspector;
 pub mod logging;
 pub mod metrics;

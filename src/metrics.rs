@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 pub use listener::ListenError;
 use listener::{Limits, Listener, RequestLine, Response};
 
-use crate::event::{INSPECT_UNHEALTHY, rfc3339_micros};
+use crate::event::rfc3339_micros;
 use crate::telemetry::{
     DOCKER_EVENT_ACTIONS, FailureStreak, HistogramCounts, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS,
     Telemetry,
@@ -198,11 +198,13 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         "counter",
         "Health events the sink accepted.",
     );
-    let _ = writeln!(
-        out,
-        "rtinspect_health_events_total{{event_type=\"{INSPECT_UNHEALTHY}\"}} {}",
-        t.events_published.load(Relaxed)
-    );
+    for (event_type, count) in crate::event::EVENT_TYPES.iter().zip(&t.events_published) {
+        let _ = writeln!(
+            out,
+            "rtinspect_health_events_total{{event_type=\"{event_type}\"}} {}",
+            count.load(Relaxed)
+        );
+    }
 
     // One snapshot for both families: a tick that ends during the scrape
     // cannot make the tick count and the histogram's count disagree.
@@ -559,7 +561,7 @@ mod tests {
     #[test]
     fn render_has_every_spec_metric_with_help_and_type() {
         let t = Telemetry::default();
-        t.events_published.fetch_add(3, Relaxed);
+        t.events_published[0].fetch_add(3, Relaxed);
         t.inspect_error("timeout");
         t.tick_duration.observe(Duration::from_millis(7));
         t.events_rejected.fetch_add(2, Relaxed);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
 pub use crate::backoff::Backoff;
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 use crate::state::StateDir;
 use crate::telemetry::Telemetry;
@@ -171,7 +171,7 @@ pub fn offer(
     drop(slot);
     telemetry.events_dropped.fetch_add(1, Relaxed);
     log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-        event_type = INSPECT_UNHEALTHY, envelope = event.envelope.as_str();
+        event_type = event.event_type, envelope = event.envelope.as_str();
         "{why} ({QUEUE_CAPACITY}): event dropped");
     Ok(())
 }
@@ -229,11 +229,11 @@ impl Rejects {
         let kept = self.keep(&event.envelope, &reason, telemetry);
         match kept {
             Some(path) => log::error!(game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = INSPECT_UNHEALTHY,
+                container_id = event.container_id.as_str(), event_type = event.event_type,
                 err = reason.as_str();
                 "event refused by the sink; set aside in {}", path.display()),
             None => log::error!(game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = INSPECT_UNHEALTHY,
+                container_id = event.container_id.as_str(), event_type = event.event_type,
                 err = reason.as_str(), envelope = event.envelope.as_str();
                 "event refused by the sink; set aside here (no state directory)"),
         }
@@ -363,7 +363,7 @@ fn deliver(
         loop {
             match sink.publish(&event) {
                 Ok(()) => {
-                    telemetry.events_published.fetch_add(1, Relaxed);
+                    telemetry.published(event.event_type);
                     if let Some(prompt) = &event.prompt {
                         detected(&event, prompt, telemetry);
                     }
@@ -401,7 +401,7 @@ fn deliver(
                         };
                         log::warn!(game_id = event.game_id.as_str(),
                             container_id = event.container_id.as_str(),
-                            event_type = INSPECT_UNHEALTHY, err:% = e;
+                            event_type = event.event_type, err:% = e;
                             "publish failed; {retrying} ({} waiting)", outbox.len());
                     }
                     // The outbox's sleep, which a close ends at once: a
@@ -462,7 +462,7 @@ mod tests {
     fn an_unavailable_sink_is_retried_in_order() {
         let (accepted, t) = run(vec![SinkAnswer::Down; 5], &["a", "b", "c"]);
         assert_eq!(accepted, vec!["a", "b", "c"]);
-        assert_eq!(t.events_published.load(Relaxed), 3);
+        assert_eq!(t.events_published[0].load(Relaxed), 3);
         assert_eq!(t.publish_failures.load(Relaxed), 5);
         assert_eq!(t.events_rejected.load(Relaxed), 0);
     }
@@ -475,7 +475,7 @@ mod tests {
         );
         assert_eq!(accepted, vec!["b", "c"]);
         assert_eq!(t.events_rejected.load(Relaxed), 1);
-        assert_eq!(t.events_published.load(Relaxed), 2);
+        assert_eq!(t.events_published[0].load(Relaxed), 2);
     }
 
     #[test]

@@ -37,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::docker::DockerError;
 use crate::docker::events::ContainerEvent;
-use crate::event::Prompt;
+use crate::event::{HealthEvent, IncidentFacts, Prompt};
+use crate::incident::{Look, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
 
@@ -93,6 +94,9 @@ pub struct Settings {
     pub once: bool,
     /// Whether a Docker events stream feeds the loop.
     pub events: bool,
+    /// Whether facts carry the extended details (`--details extended`);
+    /// incidents always carry what Docker said.
+    pub extended_facts: bool,
     /// How the record set follows Docker.
     pub follow: Follow,
 }
@@ -167,6 +171,10 @@ pub enum Action {
     Report(Report),
     /// Save the baselines ([`Schedule::inspector`]) to the state directory.
     SaveBaselines,
+    /// Log and publish a change of an incident.
+    Incident(HealthEvent),
+    /// Save the incidents ([`Schedule::incidents`]) to the state directory.
+    SaveIncidents,
     /// A tick ended: log it, count it, tell systemd.
     TickEnded(TickEnd),
     /// Nothing to do before this time, unless an input arrives.
@@ -215,6 +223,8 @@ enum Busy {
 pub struct Schedule {
     settings: Settings,
     inspector: Inspector,
+    /// The incidents, when a sink gets them.
+    incidents: Option<Tracker>,
     /// The records nudges are matched against.
     records: Vec<RuntimeRecord>,
     busy: Busy,
@@ -253,6 +263,7 @@ impl Schedule {
         Schedule {
             settings,
             inspector,
+            incidents: None,
             records: Vec::new(),
             busy: Busy::Idle,
             tick: None,
@@ -276,6 +287,17 @@ impl Schedule {
     /// The inspector state.
     pub fn inspector(&self) -> &Inspector {
         &self.inspector
+    }
+
+    /// Tracks incidents with `tracker` from now on.
+    pub fn with_incidents(mut self, tracker: Tracker) -> Schedule {
+        self.incidents = Some(tracker);
+        self
+    }
+
+    /// The incident tracker, when incidents are tracked.
+    pub fn incidents(&self) -> Option<&Tracker> {
+        self.incidents.as_ref()
     }
 
     /// The inspector state, to start another schedule from.
@@ -404,6 +426,13 @@ impl Schedule {
                 }
             }
             return;
+        }
+        if event.action_label() == "oom"
+            && let Some(game) = self.record_of(&event).map(|r| r.game_id.clone())
+            && let Some(tracker) = &mut self.incidents
+        {
+            // Docker's restart can clear `OOMKilled` before the inspect.
+            tracker.oom(&game, event.at);
         }
         let known = self.record_of(&event).is_some();
         if follow == Follow::Labels
@@ -549,6 +578,10 @@ impl Schedule {
             match listed {
                 Some(records) => {
                     self.inspector.prune(&records);
+                    if let Some(tracker) = &mut self.incidents {
+                        let games = records.iter().map(|r| r.game_id.as_str()).collect();
+                        tracker.retain_games(&games);
+                    }
                     self.tick = Some((Tick::new(records), started));
                 }
                 None => self.end_tick(None, started, now),
@@ -557,7 +590,25 @@ impl Schedule {
     }
 
     fn answered(&mut self, answer: Result<Observation, DockerError>, at: SystemTime, now: Instant) {
-        match std::mem::replace(&mut self.busy, Busy::Idle) {
+        let busy = std::mem::replace(&mut self.busy, Busy::Idle);
+        let (Busy::TickInspect(record) | Busy::NudgeInspect(_, record)) = &busy else {
+            self.busy = busy;
+            return;
+        };
+        // The incident tracker sees every answer, with the evidence Docker
+        // gave; a fact carries the details `--details` asks for.
+        let seen = match (&mut self.incidents, &answer) {
+            (Some(_), Ok(observation)) => Some(observation.clone()),
+            _ => None,
+        };
+        let answer = answer.map(|mut o| {
+            if !self.settings.extended_facts {
+                o.details = None;
+            }
+            o
+        });
+        let game_id = record.game_id.clone();
+        match busy {
             Busy::TickInspect(record) => {
                 let outcome = tick::judge(&mut self.inspector, &record, answer, at);
                 if let Some((tick, _)) = &mut self.tick {
@@ -597,7 +648,45 @@ impl Schedule {
                     self.out.push_back(Action::SaveBaselines);
                 }
             }
-            other => self.busy = other,
+            Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
+        }
+        if let Some(seen) = seen {
+            self.look(game_id, seen, at);
+        }
+    }
+
+    /// Hands one answer to the incident tracker; its changes become events.
+    fn look(&mut self, game_id: String, seen: Observation, at: SystemTime) {
+        let Some(tracker) = &mut self.incidents else {
+            return;
+        };
+        let changes = tracker.look(&Look {
+            game_id: &game_id,
+            container_id: &seen.container_id,
+            restart_count: seen.restart_count,
+            status: &seen.status,
+            health: &seen.health,
+            at,
+        });
+        for change in changes {
+            let facts = IncidentFacts {
+                incident_id: change.incident_id,
+                kind: change.kind.as_str().to_owned(),
+                started_at: crate::event::rfc3339_micros(change.started_at),
+                restarts_in_window: change.restarts_in_window,
+                oom: change.oom,
+            };
+            let event = HealthEvent::for_incident(
+                change.change.event_type(),
+                facts,
+                game_id.clone(),
+                seen.clone(),
+                at,
+            );
+            self.out.push_back(Action::Incident(event));
+        }
+        if tracker.take_changed() {
+            self.out.push_back(Action::SaveIncidents);
         }
     }
 
@@ -780,6 +869,7 @@ mod tests {
                 interval: Duration::from_secs(15),
                 once: false,
                 events,
+                extended_facts: true,
                 follow,
             };
             Run {
@@ -850,7 +940,9 @@ mod tests {
                         if let Some(e) = self.flood.clone() {
                             self.nudge(e);
                         }
-                        self.input(Input::Answered(answer, UNIX_EPOCH));
+                        // The wall clock moves with the schedule's.
+                        let at = UNIX_EPOCH + (self.now - self.t0);
+                        self.input(Input::Answered(answer, at));
                     }
                     Action::Ping => {
                         self.log.push("ping".into());
@@ -871,6 +963,13 @@ mod tests {
                         Outcome::Skipped(_) => format!("{} skipped", r.record.game_id),
                     }),
                     Action::SaveBaselines => self.log.push("save".into()),
+                    Action::Incident(e) => self.log.push(format!(
+                        "{} {} {}",
+                        e.game_id,
+                        e.event_type,
+                        e.incident.as_ref().map_or("", |i| i.kind.as_str())
+                    )),
+                    Action::SaveIncidents => self.log.push("save incidents".into()),
                     Action::TickEnded(end) => {
                         self.log.push(match end.summary {
                             Some(s) => format!("tick ended: {s}"),
@@ -1462,5 +1561,74 @@ mod tests {
         assert_eq!(r.schedule.records.len(), ADDED_MAX);
         r.until(1100);
         assert_eq!(r.ticks, ticks + 1, "a full tick lists them instead");
+    }
+
+    #[test]
+    fn incidents_follow_every_answer_and_an_oom_event_marks_them() {
+        let mut r = Run::new(Follow::Labels, false, vec![rec("a", 1)]);
+        r.schedule.incidents = Some(Tracker::new(crate::incident::Policy::default()));
+        r.answer(1, running(1, 0));
+        r.until(10);
+        r.take_log();
+        // Docker's oom, then its die: the inspect sees it exited.
+        r.answer(1, Answer::status(&id(1), 0, "exited"));
+        r.nudge(ev(1, "oom", Some("a")));
+        r.nudge(ev(1, "die", Some("a")));
+        r.until(20);
+        let log = r.take_log();
+        assert!(
+            log.contains(&"a incident_opened not_running".to_owned()),
+            "{log:?}"
+        );
+        assert!(log.contains(&"save incidents".to_owned()), "{log:?}");
+        let opened = log
+            .iter()
+            .position(|l| l.contains("incident_opened"))
+            .unwrap();
+        let fact = log
+            .iter()
+            .position(|l| l == "a event exited (nudged)")
+            .unwrap();
+        assert!(fact < opened, "the fact, then the incident: {log:?}");
+        // Running clean again: resolved after 30 s of looks (ticks every 15 s).
+        r.answer(1, running(1, 0));
+        r.until(70_000);
+        let log = r.take_log();
+        assert_eq!(
+            log.iter()
+                .filter(|l| l.contains("incident_"))
+                .collect::<Vec<_>>(),
+            vec!["a incident_resolved not_running"],
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn facts_carry_extended_details_only_when_asked_for() {
+        let mut r = Run::new(Follow::Labels, false, vec![rec("a", 1)]);
+        r.schedule.settings.extended_facts = false;
+        let mut exited = Observation {
+            container_id: id(1),
+            restart_count: 0,
+            status: "exited".into(),
+            health: String::new(),
+            details: Some(Box::new(crate::inspector::StateDetails {
+                exit_code: Some(3),
+                ..Default::default()
+            })),
+        };
+        assert!(matches!(r.schedule.next(r.now), Action::List(_)));
+        r.input(Input::Listed(r.records.clone()));
+        assert!(matches!(r.schedule.next(r.now), Action::Inspect(_)));
+        r.input(Input::Answered(Ok(exited.clone()), UNIX_EPOCH));
+        let Action::Report(report) = r.schedule.next(r.now) else {
+            panic!()
+        };
+        let Outcome::Event(fact, _) = report.outcome else {
+            panic!()
+        };
+        assert!(fact.details.is_none(), "basic facts");
+        exited.details = None;
+        assert_eq!(fact.state, exited.status);
     }
 }

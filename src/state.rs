@@ -1,13 +1,13 @@
 //! The state directory: the spool of undelivered events, the saved
-//! baselines and the events the sink refused for good, so that neither a
-//! restart nor a crash loses what rtinspect knew.
+//! baselines and incidents, and the events the sink refused for good, so
+//! that neither a restart nor a crash loses what rtinspect knew.
 //!
 //! One process owns the directory: it holds an exclusive `flock` on
 //! `rtinspect.lock` (which names its pid) for as long as it runs. Every file is
 //! written atomically (a temporary file of a unique name in the same
 //! directory, fsync, rename, fsync of the directory), so a reader finds the
-//! old or the new content, never half of one. A baselines file that does not
-//! parse is moved aside with a warning; a spool line that does not parse is
+//! old or the new content, never half of one. A baselines or incidents file
+//! that does not parse is moved aside with a warning; a spool line that does not parse is
 //! set aside in `rejected.jsonl`. A start never fails because of either.
 //!
 //! Every file has a bound. The spool keeps at most [`SPOOL_LIMIT`] events and
@@ -30,10 +30,14 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::event::HealthEvent;
+use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
 
 const SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
+const INCIDENTS: &str = "incidents.json";
+/// The version of `incidents.json` this build writes and reads.
+const INCIDENTS_VERSION: u32 = 1;
 const REJECTED: &str = "rejected.jsonl";
 const REJECTED_OLD: &str = "rejected.jsonl.1";
 const LOCK: &str = "rtinspect.lock";
@@ -260,6 +264,20 @@ struct SavedBaselines {
 struct SavedBaseline {
     container_id: String,
     restart_count: u64,
+}
+
+/// `incidents.json`: the tracker's state under a version number.
+#[derive(Serialize, Deserialize)]
+struct IncidentsFile<T> {
+    version: u32,
+    incidents: T,
+}
+
+/// The version alone, read first so that a file of another version is set
+/// aside as such rather than as one that does not parse.
+#[derive(Deserialize)]
+struct FileVersion {
+    version: u32,
 }
 
 impl StateDir {
@@ -576,6 +594,40 @@ impl StateDir {
         let bytes = serde_json::to_vec(&saved).expect("baselines always serialise");
         self.write_atomic(BASELINES, &bytes)
     }
+
+    /// The saved incidents; none when none were saved or the file is bad.
+    pub fn load_incidents(&self) -> Result<SavedIncidents, StateError> {
+        let Some(text) = self.read(INCIDENTS)? else {
+            return Ok(SavedIncidents::default());
+        };
+        let parsed = serde_json::from_str::<FileVersion>(&text).and_then(|v| {
+            if v.version != INCIDENTS_VERSION {
+                return Ok(Err(v.version));
+            }
+            serde_json::from_str::<IncidentsFile<SavedIncidents>>(&text).map(|f| Ok(f.incidents))
+        });
+        match parsed {
+            Ok(Ok(incidents)) => Ok(incidents),
+            Ok(Err(version)) => {
+                self.set_aside(INCIDENTS, &format!("unknown version {version}"));
+                Ok(SavedIncidents::default())
+            }
+            Err(e) => {
+                self.set_aside(INCIDENTS, &e.to_string());
+                Ok(SavedIncidents::default())
+            }
+        }
+    }
+
+    /// Saves the incidents, replacing the previous ones.
+    pub fn save_incidents(&self, incidents: &SavedIncidents) -> Result<(), StateError> {
+        let file = IncidentsFile {
+            version: INCIDENTS_VERSION,
+            incidents,
+        };
+        let bytes = serde_json::to_vec(&file).expect("incidents always serialise");
+        self.write_atomic(INCIDENTS, &bytes)
+    }
 }
 
 #[cfg(test)]
@@ -835,6 +887,69 @@ mod tests {
         fs::write(dir.join(BASELINES), b"{\"version\":1,\"baselines\":{\"g\":").unwrap();
         assert!(s.load_baselines().unwrap().is_empty());
         assert!(!dir.join(BASELINES).exists(), "moved aside");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The names of the files in `dir` that start with `prefix`.
+    fn files_starting(dir: &Path, prefix: &str) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
+    #[test]
+    fn incidents_round_trip_and_bad_files_are_set_aside() {
+        use crate::incident::{Look, Policy, Tracker};
+        use std::time::{Duration, UNIX_EPOCH};
+
+        let dir = temp("incidents");
+        let s = StateDir::open(&dir).unwrap();
+        assert!(s.load_incidents().unwrap().is_empty());
+        let mut tracker = Tracker::new(Policy::default());
+        let at = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let opened = tracker.look(&Look {
+            game_id: "g-1",
+            container_id: &"f".repeat(64),
+            restart_count: 2,
+            status: "exited",
+            health: "",
+            at,
+        });
+        tracker.oom("g-2", at);
+        s.save_incidents(&tracker.saved()).unwrap();
+        assert_eq!(s.load_incidents().unwrap(), tracker.saved());
+        let text = fs::read_to_string(dir.join(INCIDENTS)).unwrap();
+        assert!(text.starts_with("{\"version\":1,"), "{text}");
+        assert!(text.contains(&opened[0].incident_id), "{text}");
+        assert!(files_starting(&dir, ".incidents.json").is_empty());
+
+        // (contents, why it is set aside)
+        let table: &[(&[u8], &str)] = &[
+            (
+                b"{\"version\":1,\"incidents\":{\"games\":{\"g\":",
+                "truncated",
+            ),
+            (b"{\"version\":2,\"incidents\":[]}", "a later version"),
+            (b"\xff\xfe", "not UTF-8"),
+            (
+                b"{\"version\":1,\"incidents\":{\"games\":{\"g\":{\"incident\":{\"id\":\"x\",\
+                  \"kind\":\"on_fire\",\"started_at_ms\":0,\"oom\":false}}}}}",
+                "an unknown kind",
+            ),
+        ];
+        for (bytes, why) in table {
+            fs::write(dir.join(INCIDENTS), bytes).unwrap();
+            assert!(s.load_incidents().unwrap().is_empty(), "{why}");
+            assert!(!dir.join(INCIDENTS).exists(), "{why}: moved aside");
+            let aside = files_starting(&dir, "incidents.json.corrupt-");
+            assert_eq!(aside.len(), 1, "{why}: {aside:?}");
+            for name in aside {
+                fs::remove_file(dir.join(name)).unwrap();
+            }
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -20,7 +20,7 @@ pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "i
 #[derive(Debug, Default)]
 pub struct Telemetry {
     /// Events the sink accepted.
-    pub events_published: AtomicU64,
+    pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
     /// Records in the last tick whose listing succeeded.
     pub records: AtomicU64,
     /// Inspect errors by kind, indexed as [`INSPECT_ERROR_KINDS`].
@@ -203,6 +203,15 @@ impl HistogramCounts {
 }
 
 impl Telemetry {
+    /// The sink accepted an event of `event_type`.
+    pub fn published(&self, event_type: &str) {
+        let i = crate::event::EVENT_TYPES
+            .iter()
+            .position(|t| *t == event_type)
+            .unwrap_or(0);
+        self.events_published[i].fetch_add(1, Relaxed);
+    }
+
     /// A tick listed its records and reached dockerd; ends any failure streak.
     pub fn tick_succeeded(&self, now: Instant, wall: SystemTime) {
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());

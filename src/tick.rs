@@ -72,6 +72,8 @@ pub enum Skip {
 }
 
 /// What became of one record.
+// One outcome at a time is made and moved once, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outcome {
     /// Unhealthy: an event to publish, with the rules that fired.

@@ -419,18 +419,55 @@ pub fn slack_line(event: &HealthEvent) -> String {
         (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", inert(&o))),
         (None, None) => {}
     }
-    let mut line = format!(
-        "rtinspect: game `{}` container `{}`: {}, {}, restart count {}",
+    let mut line = match event.incident.as_deref() {
+        None => "rtinspect: ".to_owned(),
+        Some(i) => incident_prefix(event.event_type, i),
+    };
+    line.push_str(&format!(
+        "game `{}` container `{}`: {}, {}, restart count {}",
         inert(&event.game_id).replace('`', "'"),
         cut_at_char_boundary(&event.container_id, 12),
         inert(&state),
         inert(&health),
         event.restart_count,
-    );
+    ));
     if let Some(error) = x.and_then(|x| x.error.as_deref()) {
         line.push_str(&format!(", error \"{}\"", inert(&one_line(error, 160))));
     }
     line
+}
+
+/// What an incident's message starts with: what changed, what it is, for
+/// how long, and the incident's id to group on.
+fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String {
+    let kind = match i.kind.as_str() {
+        "crash_loop" => "crash loop",
+        "not_running" => "not running",
+        other => other,
+    };
+    let what = match event_type {
+        "incident_opened" => kind.to_owned(),
+        "incident_escalated" => format!("now a {kind}"),
+        "incident_reminder" => format!("still {kind}"),
+        "incident_resolved" => "resolved".to_owned(),
+        other => other.to_owned(),
+    };
+    let mut prefix = format!("rtinspect: [{what}] ");
+    if i.restarts_in_window > 0 {
+        prefix.push_str(&format!(
+            "{} restarts in the window, ",
+            i.restarts_in_window
+        ));
+    }
+    if i.oom {
+        prefix.push_str("out of memory, ");
+    }
+    prefix.push_str(&format!(
+        "since {} (incident {}); ",
+        i.started_at,
+        cut_at_char_boundary(&i.incident_id, 8)
+    ));
+    prefix
 }
 
 /// `text` on one line (control characters as spaces, trimmed), cut to at
@@ -545,6 +582,56 @@ impl Resolver for SharedLookup {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_incident_line_says_what_changed_first() {
+        let seen = crate::event::stopped_event("g-7");
+        let facts = crate::event::IncidentFacts {
+            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
+            kind: "crash_loop".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 4,
+            oom: true,
+        };
+        let observation = crate::inspector::Observation {
+            container_id: seen.container_id.clone(),
+            restart_count: 4,
+            status: "running".into(),
+            health: String::new(),
+            details: None,
+        };
+        let table = [
+            ("incident_opened", "rtinspect: [crash loop] 4 restarts"),
+            (
+                "incident_escalated",
+                "rtinspect: [now a crash loop] 4 restarts",
+            ),
+            (
+                "incident_reminder",
+                "rtinspect: [still crash loop] 4 restarts",
+            ),
+            ("incident_resolved", "rtinspect: [resolved] 4 restarts"),
+        ];
+        for (event_type, start) in table {
+            let e = HealthEvent::for_incident(
+                event_type,
+                facts.clone(),
+                "g-7".into(),
+                observation.clone(),
+                std::time::SystemTime::UNIX_EPOCH,
+            );
+            let line = slack_line(&e);
+            assert!(line.starts_with(start), "{line}");
+            assert!(
+                line.contains(
+                    "out of memory, since 2026-12-02T15:40:13.104861Z (incident 019ae1c5); \
+                     game `g-7`"
+                ),
+                "{line}"
+            );
+        }
+    }
+
     use super::*;
     use crate::config::CaFile;
     use crate::inspector::{Finding, Observation, Reason, StateDetails};

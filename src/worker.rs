@@ -143,6 +143,7 @@ impl Worker {
             interval: Duration::from_secs(3600),
             once: true,
             events: false,
+            extended_facts: true,
             follow: crate::schedule::Follow::Database,
         };
         let mut schedule = Schedule::new(settings, inspector, Instant::now());
@@ -191,6 +192,27 @@ impl Worker {
             }
             Action::SaveBaselines => {
                 self.save_baselines(schedule.inspector());
+                Carried::Nothing
+            }
+            Action::Incident(event) => {
+                if let Some(i) = event.incident.as_deref() {
+                    log::info!(game_id = event.game_id.as_str(),
+                        container_id = event.container_id.as_str(),
+                        event_type = event.event_type, incident_id = i.incident_id.as_str();
+                        "{}: {} since {}, {} restarts in the window{}",
+                        event.event_type, i.kind, i.started_at, i.restarts_in_window,
+                        if i.oom { ", out of memory" } else { "" });
+                }
+                emit(event);
+                Carried::Nothing
+            }
+            Action::SaveIncidents => {
+                if let (Some(state), Some(tracker)) = (&self.state, schedule.incidents())
+                    && let Err(e) = state.save_incidents(&tracker.saved())
+                    && let Some(held) = self.service_warnings.allow("incidents", Instant::now())
+                {
+                    log::warn!(err:% = e; "cannot save the incidents{}", held_back(held));
+                }
                 Carried::Nothing
             }
             Action::TickEnded(end) => self.tick_ended(end),

@@ -9,6 +9,7 @@ mod documented;
 mod events;
 mod faults;
 mod fleets;
+mod incidents;
 mod listener;
 mod live_docker;
 mod notify;

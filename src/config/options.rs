@@ -321,6 +321,71 @@ option_table! {
                reports them, exit_code, oom_killed, error, started_at, finished_at, \
                health_failing_streak and health_output (the last probe's output)",
     }
+    /// `--report`: what the sink gets, facts, incidents or both.
+    Report {
+        flag: "--report",
+        env: "RTINSPECT_REPORT",
+        value_name: "facts|incidents|both",
+        default: OptionDefault::Unset("facts for stdout and postgres, incidents for webhook"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "facts: an inspect_unhealthy event every tick for every record in trouble \
+               (for a reconciler); incidents: one event when a problem starts, gets worse \
+               (a crash loop), is still open at --remind, and ends (for people); both",
+    }
+    /// `--crash-loop-restarts`: restarts within the window that make a crash loop.
+    CrashLoopRestarts {
+        flag: "--crash-loop-restarts",
+        env: "RTINSPECT_CRASH_LOOP_RESTARTS",
+        value_name: "N",
+        default: OptionDefault::Value("3"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "an incident becomes a crash loop at this many restarts (restart-policy \
+               restarts and container replacements) within --crash-loop-window",
+    }
+    /// `--crash-loop-window`: the window restarts are counted in.
+    CrashLoopWindow {
+        flag: "--crash-loop-window",
+        env: "RTINSPECT_CRASH_LOOP_WINDOW",
+        value_name: "DURATION",
+        default: OptionDefault::Value("10m"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "restarts are counted within this window; the count is cleared only after \
+               the container has run clean for as long",
+    }
+    /// `--recover-after`: how long a container runs clean before its incident ends.
+    RecoverAfter {
+        flag: "--recover-after",
+        env: "RTINSPECT_RECOVER_AFTER",
+        value_name: "DURATION",
+        default: OptionDefault::Value("30s"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "an incident is resolved once its container has been running (and healthy, \
+               with a healthcheck) for this long",
+    }
+    /// `--remind`: how often an open incident is reported again.
+    Remind {
+        flag: "--remind",
+        env: "RTINSPECT_REMIND",
+        value_name: "DURATION",
+        default: OptionDefault::Value("4h"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "an incident still open is reported again this often; 0 turns reminders off",
+    }
     /// `--webhook-url`: where the webhook sink posts; a secret.
     WebhookUrl {
         flag: "--webhook-url",

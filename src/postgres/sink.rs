@@ -11,7 +11,7 @@ use super::connect::Connector;
 use super::error::{PgError, UNDEFINED_COLUMN};
 use super::transaction::{BEGIN, in_transaction};
 use crate::config::TableName;
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 
 /// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
@@ -81,7 +81,7 @@ impl PgSink {
             (&event.event_id, Type::TEXT),
             (&event.game_id, Type::TEXT),
             (&event.container_id, Type::TEXT),
-            (&INSPECT_UNHEALTHY, Type::TEXT),
+            (&event.event_type, Type::TEXT),
             (&event.occurred_at, Type::TEXT),
             (&details, Type::TEXT),
         ];
