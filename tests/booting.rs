@@ -30,6 +30,32 @@ const PROMPTLY: Duration = Duration::from_millis(100);
 /// delayed by a loaded machine's dockerd does not decide alone.
 const TRIALS: usize = 3;
 
+/// [`TRIALS`] times: a game started by `start` (its game id and container
+/// id) is killed a second later and must be reported, exactly, promptly
+/// ([`assert_prompt`]); its start only seeds a baseline, so nothing else is
+/// printed.
+fn kill_after_a_second_and_time(
+    live: &LiveDocker,
+    out: &StderrLines,
+    err: &StderrLines,
+    mut start: impl FnMut(usize) -> (String, String),
+) {
+    let mut latencies = Vec::new();
+    for trial in 0..TRIALS {
+        let (game, id) = start(trial);
+        std::thread::sleep(Duration::from_secs(1));
+        live.docker(&["kill", &id]);
+        // Up to the next tick and beyond: without events a tick would
+        // report it, late, and the latency says so.
+        let (v, read) = envelope_for(out, err, &id, Duration::from_secs(20));
+        assert_killed(&v, &game, &id);
+        latencies.push(death_to_event(live, &id, &v, read));
+    }
+    assert_prompt(&mut latencies);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(out.lines().len(), TRIALS, "{:?}", out.lines());
+}
+
 /// The median of `latencies` within [`PROMPTLY`], and each within a second.
 fn assert_prompt(latencies: &mut [Duration]) {
     latencies.sort();
@@ -161,22 +187,11 @@ fn label_mode_a_game_started_after_the_tick_and_killed_is_reported_within_100ms_
             .env("RUST_LOG", "rtinspect=debug"),
     );
     first_tick(&err);
-    let mut latencies = Vec::new();
-    for trial in 0..TRIALS {
+    kill_after_a_second_and_time(live, &out, &err, |trial| {
         let game = format!("g-booted-{trial}");
         let id = c.run(&game, &[], &["sleep", "60"]);
-        std::thread::sleep(Duration::from_secs(1));
-        live.docker(&["kill", &id]);
-        // Up to the next tick and beyond: without events a tick would
-        // report it, late, and the latency says so.
-        let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
-        assert_killed(&v, &game, &id);
-        latencies.push(death_to_event(live, &id, &v, read));
-    }
-    assert_prompt(&mut latencies);
-    // Each start only seeded a baseline: nothing else was printed.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(out.lines().len(), TRIALS, "{:?}", out.lines());
+        (game, id)
+    });
     assert!(daemon.terminate().success(), "{}", err.text());
 }
 
@@ -403,23 +418,15 @@ fn database_mode_a_record_inserted_then_its_container_started_and_killed_is_repo
             .env("RUST_LOG", "rtinspect=debug"),
     );
     first_tick(&err);
-    let mut latencies = Vec::new();
-    for trial in 0..TRIALS {
+    kill_after_a_second_and_time(live, &out, &err, |trial| {
         // The record names the container by the name it is about to be
         // given, as a manager that records before it starts would.
         let game = format!("g-db-{trial}");
         let name = format!("rtinspect-booting-db-{}-{trial}", std::process::id());
         schema.insert_record(&game, "running", &name);
         let id = c.run(&game, &["--name", &name], &["sleep", "60"]);
-        std::thread::sleep(Duration::from_secs(1));
-        live.docker(&["kill", &id]);
-        let (v, read) = envelope_for(&out, &err, &id, Duration::from_secs(20));
-        assert_killed(&v, &game, &id);
-        latencies.push(death_to_event(live, &id, &v, read));
-    }
-    assert_prompt(&mut latencies);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(out.lines().len(), TRIALS, "{:?}", out.lines());
+        (game, id)
+    });
     assert!(daemon.terminate().success(), "{}", err.text());
 }
 

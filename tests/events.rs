@@ -16,9 +16,9 @@ use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::util::{
-    Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, free_addr, hex_id, http_get,
-    inspect_body, labelled_list, live_docker, one_labelled_reply, printed, sample, tuple,
-    unix_nanos, wait_until,
+    Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, container_event_line,
+    free_addr, hex_id, http_get, inspect_body, labelled_list, live_docker, one_labelled_reply,
+    printed, sample, tuple, unix_nanos, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -75,15 +75,7 @@ impl Engine {
     /// Sends one container event on the current stream; like Docker's, its
     /// attributes carry the container's labels.
     fn send(&self, n: u32, action: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let line = format!(
-            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"g-{n}"}}}},"time":{},"timeNano":{}}}"#,
-            hex_id(n),
-            now.as_secs(),
-            now.as_nanos()
-        );
+        let line = container_event_line(n, action, &format!("g-{n}"));
         self.stream
             .lock()
             .unwrap()

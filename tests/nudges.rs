@@ -11,13 +11,14 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
 use crate::util::{
-    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin, free_addr, hex_id,
-    http_get, inspect_body, printed, sample, tuple, wait_until,
+    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin,
+    container_event_line, free_addr, hex_id, http_get, inspect_body, printed, sample, tuple,
+    wait_until,
 };
 
 /// One container of the fake dockerd.
@@ -226,14 +227,7 @@ struct Events {
 
 impl Events {
     fn send(&self, k: u32, action: &str) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let line = format!(
-            r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{k}","rtinspect.game-id":"{}"}}}},"time":{},"timeNano":{}}}"#,
-            hex_id(k),
-            self.games[&k],
-            now.as_secs(),
-            now.as_nanos()
-        );
+        let line = container_event_line(k, action, &self.games[&k]);
         self.stream
             .lock()
             .unwrap()

@@ -1708,3 +1708,18 @@ impl LiveDocker {
         live
     }
 }
+
+/// One container event as dockerd streams it, dated now: container `n`
+/// (named `game-N`) carrying the game label with `game`, as Docker copies a
+/// container's labels into its events.
+pub fn container_event_line(n: u32, action: &str, game: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!(
+        r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"{game}"}}}},"time":{},"timeNano":{}}}"#,
+        hex_id(n),
+        now.as_secs(),
+        now.as_nanos()
+    )
+}
