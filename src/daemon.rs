@@ -337,12 +337,24 @@ fn incident_tracker(config: &Config, state: Option<&StateDir>) -> Result<Option<
         remind: rules.remind,
     };
     let Some(state) = state else {
+        log::warn!(
+            "incidents are kept in memory only (no --state-dir): after a restart, \
+             each open incident is opened again under a new id"
+        );
         return Ok(Some(Tracker::new(policy)));
     };
     let saved = state
         .load_incidents()
         .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
-    Ok(Some(Tracker::with_saved(policy, saved)))
+    let tracker = Tracker::with_saved(policy, saved);
+    if tracker.open_incidents() > 0 {
+        log::info!(
+            "{} open incidents restored from {}",
+            tracker.open_incidents(),
+            state.path().display()
+        );
+    }
+    Ok(Some(tracker))
 }
 
 /// The final spool, written once: by the main thread at the end of the drain,

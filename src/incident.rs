@@ -117,12 +117,8 @@ pub enum Change {
 impl Change {
     /// The event type published for this change.
     pub fn event_type(self) -> &'static str {
-        match self {
-            Change::Opened => "incident_opened",
-            Change::Escalated => "incident_escalated",
-            Change::Reminder => "incident_reminder",
-            Change::Resolved => "incident_resolved",
-        }
+        // The envelope's names, listed once in `event::EVENT_TYPES`.
+        crate::event::EVENT_TYPES[1 + self as usize]
     }
 }
 
@@ -139,6 +135,9 @@ pub struct Look<'a> {
     pub status: &'a str,
     /// `State.Health.Status`, or `""` when the container has no healthcheck.
     pub health: &'a str,
+    /// `State.StartedAt`, when Docker reports it: a start that no restart
+    /// count shows (`docker start`, `docker restart`, the API's) changes it.
+    pub started_at: Option<&'a str>,
     /// When the inspect was made.
     pub at: SystemTime,
 }
@@ -182,12 +181,14 @@ struct Incident {
 struct GameState {
     /// The container and its `RestartCount` at the last look; `None` before the first.
     last: Option<(String, u64)>,
+    /// The container's `State.StartedAt` at the last look, when known.
+    started: Option<String>,
     /// Restarts since the container last ran clean for the crash-loop window.
     restarts: u32,
-    /// When the current run of clean looks began. Not saved: after a restart
-    /// of rtinspect a streak starts again, which only delays a resolution,
-    /// and a streak that starts and ends at every flap must not rewrite the
-    /// state file at every tick.
+    /// When the current run of clean looks began. Saved only while an
+    /// incident is open (so that `once`, a look per run, can resolve one):
+    /// a streak that starts and ends at every flap of a game without an
+    /// incident must not rewrite the state file at every tick.
     clean_since: Option<SystemTime>,
     incident: Option<Incident>,
     /// An `oom` event waiting for an incident to open.
@@ -256,8 +257,9 @@ impl Tracker {
                 });
                 let state = GameState {
                     last: s.container_id.map(|c| (c, s.restart_count)),
+                    started: s.started_at,
                     restarts: s.restarts_in_window,
-                    clean_since: None,
+                    clean_since: s.clean_since_ms.map(from_ms),
                     incident,
                     oom_at: s.oom_at_ms.map(from_ms),
                 };
@@ -300,6 +302,19 @@ impl Tracker {
             .expect("the game was inserted above");
         let mut changed = false;
 
+        // A start the restart count does not show (a manual or API start,
+        // which also resets the count) still changes `StartedAt`.
+        let started_again = match (&game.started, look.started_at) {
+            (Some(before), Some(now)) => before != now,
+            _ => false,
+        };
+        if look.started_at.is_some() && game.started.as_deref() != look.started_at {
+            game.started = look.started_at.map(str::to_owned);
+            changed = true;
+        }
+        // A replacement (a new container for the game) counts toward a
+        // crash loop, but opens nothing by itself: a deploy is no incident.
+        let mut replaced = false;
         let restarted = match &mut game.last {
             None => {
                 game.last = Some((look.container_id.to_owned(), look.restart_count));
@@ -310,13 +325,14 @@ impl Tracker {
                 let n = look.restart_count.saturating_sub(*count);
                 changed |= *count != look.restart_count;
                 *count = look.restart_count;
-                n.min(MAX_RESTARTS_PER_LOOK)
+                n.min(MAX_RESTARTS_PER_LOOK).max(u64::from(started_again))
             }
             Some((container, count)) => {
                 container.clear();
                 container.push_str(look.container_id);
                 *count = look.restart_count;
                 changed = true;
+                replaced = true;
                 1
             }
         };
@@ -338,7 +354,9 @@ impl Tracker {
         let healthy = running && matches!(look.health, "" | "healthy");
         let mut kind = None;
         if restarted > 0 {
-            kind = Some(Kind::Restarted);
+            if !replaced {
+                kind = Some(Kind::Restarted);
+            }
             if game.restarts >= policy.crash_loop_restarts.max(1) {
                 kind = Some(Kind::CrashLoop);
             }
@@ -356,11 +374,14 @@ impl Tracker {
             Some(since) if healthy && restarted == 0 => Some(elapsed(since, at)),
             _ => None,
         };
-        game.clean_since = match (healthy, restarted) {
+        let clean_since = match (healthy, restarted) {
             (false, _) => None,
             (true, 0) => game.clean_since.or(Some(at)),
             (true, _) => Some(at),
         };
+        // Saved while an incident is open, so a change then is one to save.
+        changed |= game.incident.is_some() && clean_since != game.clean_since;
+        game.clean_since = clean_since;
         if game.restarts > 0 && clean_for.is_some_and(|d| d >= policy.crash_loop_window) {
             game.restarts = 0;
             changed = true;
@@ -477,6 +498,8 @@ impl Tracker {
             .iter()
             .map(|(game, s)| {
                 let saved = SavedGame {
+                    started_at: s.started.clone(),
+                    clean_since_ms: s.incident.as_ref().and(s.clean_since).map(ms),
                     container_id: s.last.as_ref().map(|(c, _)| c.clone()),
                     restart_count: s.last.as_ref().map_or(0, |(_, n)| *n),
                     restarts_in_window: s.restarts,
@@ -520,6 +543,10 @@ impl SavedIncidents {
 struct SavedGame {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clean_since_ms: Option<u64>,
     #[serde(default)]
     restart_count: u64,
     #[serde(default)]
@@ -620,6 +647,7 @@ mod tests {
                     restart_count,
                     status,
                     health,
+                    started_at: None,
                     at: t(at),
                 })
             })
@@ -773,7 +801,46 @@ mod tests {
     }
 
     #[test]
+    fn a_start_no_restart_count_shows_counts_as_a_restart() {
+        // `docker restart` (or a manager's API start) changes `StartedAt`
+        // and resets `RestartCount`: a game flapping that way every minute
+        // becomes a crash loop, not an incident a minute for ever.
+        let mut tracker = Tracker::new(Policy::default());
+        let mut events = Vec::new();
+        for minute in 0..60u64 {
+            let started = format!("2026-12-02T10:{minute:02}:00Z");
+            for (s, status) in [(0, "running"), (40, "running"), (50, "exited")] {
+                events.extend(tracker.look(&Look {
+                    game_id: "g",
+                    container_id: A,
+                    restart_count: 0,
+                    status,
+                    health: "",
+                    started_at: Some(&started),
+                    at: t(minute * 60 + s),
+                }));
+            }
+        }
+        // Until the third start makes it a crash loop, each relapse after
+        // a clean run of --recover-after is an incident of its own; then
+        // one crash loop for the rest of the hour.
+        assert_eq!(
+            brief(&events),
+            [
+                (50, Opened, NotRunning),
+                (100, Resolved, NotRunning),
+                (110, Opened, NotRunning),
+                (160, Resolved, NotRunning),
+                (170, Opened, NotRunning),
+                (180, Escalated, CrashLoop),
+            ]
+        );
+    }
+
+    #[test]
     fn a_replaced_container_keeps_the_incident_and_counts_as_a_restart() {
+        // A replacement alone is a deploy, no incident; three within the
+        // window are a crash loop.
         let steps = [
             (0, A, 0, "running", ""),
             (10, B, 0, "running", ""),
@@ -781,21 +848,11 @@ mod tests {
             (30, D, 0, "running", ""),
         ];
         let events = check(Policy::default(), steps);
-        assert_eq!(
-            brief(&events),
-            [(10, Opened, Restarted), (30, Escalated, CrashLoop)]
-        );
+        assert_eq!(brief(&events), [(30, Opened, CrashLoop)]);
         assert_eq!(
             (
                 events[0].container_id.as_str(),
                 events[0].restarts_in_window
-            ),
-            (B, 1)
-        );
-        assert_eq!(
-            (
-                events[1].container_id.as_str(),
-                events[1].restarts_in_window
             ),
             (D, 3)
         );

@@ -653,6 +653,10 @@ impl Schedule {
         if let Some(seen) = seen {
             self.look(game_id, seen, at);
         }
+        if self.tick.is_none() {
+            // A nudged inspect between ticks: saved now, as its baselines.
+            self.save_incidents();
+        }
     }
 
     /// Hands one answer to the incident tracker; its changes become events.
@@ -666,6 +670,7 @@ impl Schedule {
             restart_count: seen.restart_count,
             status: &seen.status,
             health: &seen.health,
+            started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
             at,
         });
         for change in changes {
@@ -685,7 +690,12 @@ impl Schedule {
             );
             self.out.push_back(Action::Incident(event));
         }
-        if tracker.take_changed() {
+    }
+
+    /// Saves the incidents when they changed: once a tick, and after each
+    /// nudged inspect, as the baselines are.
+    fn save_incidents(&mut self) {
+        if self.incidents.as_mut().is_some_and(Tracker::take_changed) {
             self.out.push_back(Action::SaveIncidents);
         }
     }
@@ -770,6 +780,7 @@ impl Schedule {
         if self.inspector.take_changed() {
             self.out.push_back(Action::SaveBaselines);
         }
+        self.save_incidents();
         if self.settings.once {
             self.stopped = true;
             return;
@@ -787,8 +798,11 @@ impl Schedule {
             let (started, summary) = (*started, tick.summary());
             self.busy = Busy::Idle;
             self.end_tick(Some(summary), started, started);
-        } else if self.inspector.take_changed() {
-            self.out.push_back(Action::SaveBaselines);
+        } else {
+            if self.inspector.take_changed() {
+                self.out.push_back(Action::SaveBaselines);
+            }
+            self.save_incidents();
         }
         self.stopped = true;
     }

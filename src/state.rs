@@ -696,6 +696,14 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Taken by the tests that measure the process's peak resident set:
+    /// the peak is the whole process's, and another such test's large
+    /// buffers must not fall inside one's window.
+    fn measuring_memory() -> std::sync::MutexGuard<'static, ()> {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ONE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The process's peak resident set, in bytes (`VmHWM`).
     fn peak_rss() -> u64 {
         let status = fs::read_to_string("/proc/self/status").unwrap();
@@ -706,6 +714,7 @@ mod tests {
 
     #[test]
     fn a_200_mb_spool_line_is_set_aside_without_being_held_in_memory() {
+        let _one = measuring_memory();
         let dir = temp("long-line");
         let s = StateDir::open(&dir).unwrap();
         let good = event("ok");
@@ -738,6 +747,7 @@ mod tests {
 
     #[test]
     fn a_spool_of_60_mb_of_bad_lines_is_set_aside_in_bounded_batches() {
+        let _one = measuring_memory();
         let dir = temp("bad-lines");
         let s = StateDir::open(&dir).unwrap();
         let bad = format!("{{{}\n", "y".repeat(60_000));
@@ -916,6 +926,7 @@ mod tests {
             restart_count: 2,
             status: "exited",
             health: "",
+            started_at: None,
             at,
         });
         tracker.oom("g-2", at);

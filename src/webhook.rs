@@ -445,10 +445,16 @@ fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String 
         "not_running" => "not running",
         other => other,
     };
+    // "now a crash loop", "now not running", "still unhealthy".
+    let state = match i.kind.as_str() {
+        "crash_loop" => "a crash loop",
+        "restarted" => "open (restarted)",
+        _ => kind,
+    };
     let what = match event_type {
         "incident_opened" => kind.to_owned(),
-        "incident_escalated" => format!("now a {kind}"),
-        "incident_reminder" => format!("still {kind}"),
+        "incident_escalated" => format!("now {state}"),
+        "incident_reminder" => format!("still {state}"),
         "incident_resolved" => "resolved".to_owned(),
         other => other.to_owned(),
     };
@@ -462,10 +468,13 @@ fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String 
     if i.oom {
         prefix.push_str("out of memory, ");
     }
+    // The id's last digits: a UUID v7 begins with its time, the same for
+    // every incident opened in the same minute.
+    let id = &i.incident_id;
     prefix.push_str(&format!(
-        "since {} (incident {}); ",
+        "since {} (incident …{}); ",
         i.started_at,
-        cut_at_char_boundary(&i.incident_id, 8)
+        &id[id.ceil_char_boundary(id.len().saturating_sub(8))..]
     ));
     prefix
 }
@@ -582,6 +591,7 @@ impl Resolver for SharedLookup {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn an_incident_line_says_what_changed_first() {
@@ -608,7 +618,7 @@ mod tests {
             ),
             (
                 "incident_reminder",
-                "rtinspect: [still crash loop] 4 restarts",
+                "rtinspect: [still a crash loop] 4 restarts",
             ),
             ("incident_resolved", "rtinspect: [resolved] 4 restarts"),
         ];
@@ -624,15 +634,13 @@ mod tests {
             assert!(line.starts_with(start), "{line}");
             assert!(
                 line.contains(
-                    "out of memory, since 2026-12-02T15:40:13.104861Z (incident 019ae1c5); \
+                    "out of memory, since 2026-12-02T15:40:13.104861Z (incident …00000000); \
                      game `g-7`"
                 ),
                 "{line}"
             );
         }
     }
-
-    use super::*;
     use crate::config::CaFile;
     use crate::inspector::{Finding, Observation, Reason, StateDetails};
     use std::time::SystemTime;
