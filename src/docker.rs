@@ -8,6 +8,7 @@
 pub mod events;
 pub mod unix_socket;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -602,14 +603,17 @@ struct ExtendedHealth {
     failing_streak: Option<u64>,
     // Docker keeps the last five probe results, oldest first.
     #[serde(rename = "Log", default)]
-    log: Option<LastProbe>,
+    log: Option<LastProbes>,
 }
 
-/// The output of the last entry of `State.Health.Log`; the earlier entries
-/// are read one at a time and dropped.
-struct LastProbe(Option<String>);
+/// How many of the last probes' outputs are kept, as an incident's evidence.
+pub const PROBES_KEPT: usize = 3;
 
-impl<'de> Deserialize<'de> for LastProbe {
+/// The outputs of the last [`PROBES_KEPT`] entries of `State.Health.Log`,
+/// oldest first; the earlier entries are read one at a time and dropped.
+struct LastProbes(VecDeque<String>);
+
+impl<'de> Deserialize<'de> for LastProbes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Probe {
@@ -618,19 +622,24 @@ impl<'de> Deserialize<'de> for LastProbe {
         }
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = LastProbe;
+            type Value = LastProbes;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of healthcheck results")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<LastProbe, A::Error> {
-                let mut last = None;
+            ) -> Result<LastProbes, A::Error> {
+                let mut last = VecDeque::with_capacity(PROBES_KEPT + 1);
                 while let Some(probe) = seq.next_element::<Probe>()? {
-                    last = probe.output;
+                    if let Some(output) = probe.output {
+                        if last.len() == PROBES_KEPT {
+                            last.pop_front();
+                        }
+                        last.push_back(output);
+                    }
                 }
-                Ok(LastProbe(last))
+                Ok(LastProbes(last))
             }
         }
         d.deserialize_seq(Visitor)
@@ -656,10 +665,11 @@ pub fn decode_inspect_with(body: &[u8], level: DetailLevel) -> Result<Observatio
         DetailLevel::Extended => {
             let b: InspectBody<ExtendedState> = serde_json::from_slice(body).map_err(malformed)?;
             let s = b.state;
-            let (health, streak, output) = match s.health {
-                Some(h) => (Some(h.status), h.failing_streak, h.log.and_then(|l| l.0)),
+            let (health, streak, outputs) = match s.health {
+                Some(h) => (Some(h.status), h.failing_streak, h.log.map(|l| l.0)),
                 None => (None, None, None),
             };
+            let outputs: Vec<String> = outputs.unwrap_or_default().into();
             let details = state_details(
                 &s.status,
                 RawDetails {
@@ -669,7 +679,8 @@ pub fn decode_inspect_with(body: &[u8], level: DetailLevel) -> Result<Observatio
                     started_at: s.started_at,
                     finished_at: s.finished_at,
                     health_failing_streak: streak,
-                    health_output: output,
+                    health_output: outputs.last().cloned(),
+                    health_outputs: outputs,
                 },
             );
             (b.id, b.restart_count, s.status, health, details)
@@ -705,6 +716,7 @@ struct RawDetails {
     finished_at: Option<String>,
     health_failing_streak: Option<u64>,
     health_output: Option<String>,
+    health_outputs: Vec<String>,
 }
 
 /// Drops what Docker reports only as a placeholder, and bounds the texts:
@@ -738,6 +750,11 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
         finished_at,
         health_failing_streak: raw.health_failing_streak,
         health_output: text(raw.health_output),
+        health_log: raw
+            .health_outputs
+            .into_iter()
+            .filter_map(|o| text(Some(o)))
+            .collect(),
     };
     (!details.is_empty()).then(|| Box::new(details))
 }
@@ -972,8 +989,17 @@ mod tests {
                 finished_at: Some("2026-11-27T09:42:59.189598172Z".into()),
                 health_failing_streak: Some(3),
                 health_output: Some("probe says no\n".into()),
+                health_log: vec!["first\n".into(), "probe says no\n".into()],
             }
         );
+        // Of Docker's five, the last three, oldest first; a probe without
+        // output is passed over.
+        let d = details(
+            r#"{"Status":"running","Health":{"Status":"unhealthy","Log":[
+                {"Output":"1"},{"Output":"2"},{"ExitCode":1},{"Output":"3"},{"Output":"4"}]}}"#,
+        );
+        assert_eq!(d.health_log, vec!["2", "3", "4"]);
+        assert_eq!(d.health_output.as_deref(), Some("4"));
     }
 
     #[test]

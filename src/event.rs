@@ -141,6 +141,9 @@ struct Details<S> {
     health_failing_streak: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     health_output: Option<S>,
+    /// An incident's evidence: the last probes' outputs, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_log: Option<Vec<S>>,
 }
 
 impl HealthEvent {
@@ -190,7 +193,14 @@ impl HealthEvent {
         occurred_at: SystemTime,
     ) -> Self {
         let occurred = rfc3339_micros(occurred_at);
-        let mut details = o.details.filter(|d| !d.is_empty());
+        let mut details = o.details;
+        if incident.is_none()
+            && let Some(d) = details.as_deref_mut()
+        {
+            // A fact carries the last probe's output alone, as it always has.
+            d.health_log.clear();
+        }
+        let mut details = details.filter(|d| !d.is_empty());
         let render = |x: Option<&StateDetails>| {
             let details_json = serde_json::to_string(&Details {
                 restart_count: o.restart_count,
@@ -203,6 +213,9 @@ impl HealthEvent {
                 finished_at: x.and_then(|x| x.finished_at.as_deref()),
                 health_failing_streak: x.and_then(|x| x.health_failing_streak),
                 health_output: x.and_then(|x| x.health_output.as_deref()),
+                health_log: x
+                    .map(|x| x.health_log.iter().map(String::as_str).collect::<Vec<_>>())
+                    .filter(|log| !log.is_empty()),
             })
             .expect("details of strings, integers and booleans always serialise");
             let details_json = match &incident {
@@ -232,7 +245,8 @@ impl HealthEvent {
         // character six: past the NOTIFY limit, drop the probe's output, then
         // the error, rather than have PostgreSQL refuse the whole event.
         for drop_text in [
-            (|d: &mut StateDetails| d.health_output = None) as fn(&mut StateDetails),
+            (|d: &mut StateDetails| d.health_log.clear()) as fn(&mut StateDetails),
+            |d: &mut StateDetails| d.health_output = None,
             |d: &mut StateDetails| d.error = None,
         ] {
             if envelope.len() <= MAX_ENVELOPE_BYTES {
@@ -314,6 +328,7 @@ impl HealthEvent {
             finished_at: d.finished_at,
             health_failing_streak: d.health_failing_streak,
             health_output: d.health_output,
+            health_log: d.health_log.unwrap_or_default(),
         };
         Ok(HealthEvent {
             event_id: e.event_id,
@@ -518,6 +533,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_an_incident_carries_the_last_probes_outputs() {
+        let fact = HealthEvent::from_finding(extended(), at(0, 0));
+        let v: serde_json::Value = serde_json::from_str(&fact.envelope).unwrap();
+        assert!(v["details"].get("health_log").is_none(), "{v}");
+        assert!(fact.details.as_ref().unwrap().health_log.is_empty());
+        let facts = IncidentFacts {
+            incident_id: "019ae1c5-0000-7000-8000-000000000001".into(),
+            kind: "unhealthy".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 0,
+            oom: false,
+        };
+        let i = HealthEvent::for_incident(
+            "incident_opened",
+            facts,
+            "g".into(),
+            extended().observation,
+            at(0, 0),
+        );
+        let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+        assert_eq!(
+            v["details"]["seen"]["health_log"],
+            serde_json::json!(["earlier", "probe says \"no\"\n"])
+        );
+        assert_eq!(HealthEvent::from_envelope(&i.envelope).unwrap(), i);
+    }
+
     fn extended() -> Finding {
         let mut f = finding();
         f.observation.status = "exited".into();
@@ -529,6 +572,7 @@ mod tests {
             finished_at: Some("2026-11-26T21:00:00.25Z".into()),
             health_failing_streak: Some(4),
             health_output: Some("probe says \"no\"\n".into()),
+            health_log: vec!["earlier".into(), "probe says \"no\"\n".into()],
         }));
         f
     }

@@ -67,6 +67,10 @@ pub struct StateDetails {
     /// The `Output` of the last probe in `State.Health.Log`, cut to
     /// [`crate::docker::MAX_TEXT_BYTES`] on a character boundary.
     pub health_output: Option<String>,
+    /// The outputs of the last [`crate::docker::PROBES_KEPT`] probes, oldest
+    /// first, each cut like `health_output`: an incident's evidence (facts
+    /// carry the last one only).
+    pub health_log: Vec<String>,
 }
 
 impl StateDetails {
