@@ -358,8 +358,8 @@ option_table! {
         secret: false,
         mode: Mode::Any,
         sink: None,
-        help: "restarts are counted within this window; the count is cleared only after \
-               the container has run clean for as long",
+        help: "restarts are counted within this window; the count is cleared, and a \
+               crash loop resolved, only once the container has run clean for as long",
     }
     /// `--recover-after`: how long a container runs clean before its incident ends.
     RecoverAfter {
@@ -371,8 +371,8 @@ option_table! {
         secret: false,
         mode: Mode::Any,
         sink: None,
-        help: "an incident is resolved once its container has been running (and healthy, \
-               with a healthcheck) for this long",
+        help: "an incident other than a crash loop is resolved once its container has \
+               been running (and healthy, with a healthcheck) for this long",
     }
     /// `--remind`: how often an open incident is reported again.
     Remind {
