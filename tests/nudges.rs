@@ -17,8 +17,8 @@ use crossbeam_channel::Sender;
 
 use crate::util::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin,
-    container_event_line, free_addr, hex_id, http_get, inspect_body, printed, sample, tuple,
-    wait_until,
+    container_event_line, free_addr, hex_id, http_get, inspect_body, printed,
+    printed_container_ids, sample, tuple, wait_until,
 };
 
 /// One container of the fake dockerd.
@@ -444,17 +444,6 @@ fn a_restart_found_through_an_event_is_not_reported_again_after_a_restart_of_rti
     stop(child, &err);
 }
 
-/// The container ids of the events printed so far.
-fn printed_containers(out: &StderrLines) -> Vec<String> {
-    out.lines()
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["container_id"].as_str().unwrap().to_owned()
-        })
-        .collect()
-}
-
 #[test]
 fn a_die_of_a_container_replaced_by_a_newer_one_is_no_event() {
     let e = Engine::start(1);
@@ -479,7 +468,7 @@ fn a_die_of_a_container_replaced_by_a_newer_one_is_no_event() {
         !printed(&out).is_empty()
     });
     assert_eq!(printed(&out), vec![tuple("g-1", "exited", 0, "")]);
-    assert_eq!(printed_containers(&out), vec![hex_id(2)]);
+    assert_eq!(printed_container_ids(&out), vec![hex_id(2)]);
     stop(child, &err);
 }
 

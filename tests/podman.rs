@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use rtinspect::docker::{ApiVersion, ContainerInspector, ContainerLister, DockerClient, MAX_API};
 
 use crate::util::{
-    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, printed, send_signal,
-    tuple, unix_nanos, wait_until,
+    Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, printed,
+    printed_container_ids, send_signal, tuple, unix_nanos, wait_until,
 };
 
 /// The Podman API service the tests use.
@@ -270,17 +270,6 @@ fn run_an_hour(live: &LivePodman, label: &str) -> (Daemon, StderrLines, StderrLi
     )
 }
 
-/// The container id of each event printed so far.
-fn printed_ids(out: &StderrLines) -> Vec<String> {
-    out.lines()
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["container_id"].as_str().unwrap().to_owned()
-        })
-        .collect()
-}
-
 /// How many ticks ran (with debug on, each logs a line): a (re)subscription
 /// to the events stream is followed by a full tick, which could find a
 /// failure without any event.
@@ -415,7 +404,7 @@ fn events_report_a_container_that_exits_by_itself_after_the_first_tick() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(printed(&out), vec![tuple("g-exits", "exited", 0, "")]);
-    assert_eq!(printed_ids(&out), vec![exits.clone()]);
+    assert_eq!(printed_container_ids(&out), vec![exits.clone()]);
     let latency = detection_latency(&c, &exits, &out.lines()[0]);
     eprintln!("container exit to the event (Podman): {latency:?}");
     // Podman 4.3 records `died` from a cleanup process it spawns, and its
@@ -498,7 +487,7 @@ fn events_report_a_container_turned_unhealthy_from_podmans_bare_health_status() 
         printed(&out),
         vec![tuple("g-sick", "running", 0, "unhealthy")]
     );
-    assert_eq!(printed_ids(&out), vec![sick.clone()]);
+    assert_eq!(printed_container_ids(&out), vec![sick.clone()]);
     // Podman's action is bare: no ": unhealthy" suffix to go by.
     let log = err.text();
     assert!(log.contains("Docker event: health_status"), "{log}");

@@ -1723,3 +1723,14 @@ pub fn container_event_line(n: u32, action: &str, game: &str) -> String {
         now.as_nanos()
     )
 }
+
+/// The container id of each envelope printed so far.
+pub fn printed_container_ids(out: &StderrLines) -> Vec<String> {
+    out.lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["container_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
