@@ -364,7 +364,10 @@ impl Tracker {
         if look.health == "unhealthy" {
             kind = kind.max(Some(Kind::Unhealthy));
         }
-        if !running {
+        // `restarting` is the restart policy's wait between a death and the
+        // next start: a restart under way (counted when it lands), not a
+        // container that stays down.
+        if !running && look.status != "restarting" {
             kind = kind.max(Some(Kind::NotRunning));
         }
 
@@ -801,6 +804,31 @@ mod tests {
     }
 
     #[test]
+    fn the_restart_policys_wait_is_a_restart_under_way_not_a_stop() {
+        // Docker's `restarting` between a death and the next start, seen
+        // by some looks and not others: one incident, one escalation.
+        let steps = [
+            (0, A, 0, "running", ""),
+            (12, A, 1, "running", ""),
+            (24, A, 2, "restarting", ""),
+            (25, A, 2, "running", ""),
+            (36, A, 3, "restarting", ""),
+            (48, A, 4, "running", ""),
+        ];
+        let events = check(Policy::default(), steps);
+        assert_eq!(
+            brief(&events),
+            [(12, Opened, Restarted), (36, Escalated, CrashLoop)]
+        );
+        // A container that stays exited is not running, as before.
+        let events = check(
+            Policy::default(),
+            [(0, A, 0, "running", ""), (10, A, 0, "exited", "")],
+        );
+        assert_eq!(brief(&events), [(10, Opened, NotRunning)]);
+    }
+
+    #[test]
     fn a_start_no_restart_count_shows_counts_as_a_restart() {
         // `docker restart` (or a manager's API start) changes `StartedAt`
         // and resets `RestartCount`: a game flapping that way every minute
@@ -1016,7 +1044,13 @@ mod tests {
             // ...and still opens on status and health.
             (&[(0, A, 0, "exited", "")], &[(0, Opened, NotRunning)]),
             (&[(0, A, 0, "paused", "")], &[(0, Opened, NotRunning)]),
-            (&[(0, A, 0, "restarting", "")], &[(0, Opened, NotRunning)]),
+            // The restart policy's wait: a restart under way, counted when
+            // the count shows it.
+            (&[(0, A, 0, "restarting", "")], &[]),
+            (
+                &[(0, A, 0, "running", ""), (10, A, 1, "restarting", "")],
+                &[(10, Opened, Restarted)],
+            ),
             (
                 &[(0, A, 0, "running", "unhealthy")],
                 &[(0, Opened, Unhealthy)],

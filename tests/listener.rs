@@ -310,6 +310,11 @@ impl std::fmt::Display for Figures {
 /// `daemon` until 10 more ticks were counted and the slow client was cut at
 /// least once, then stops it, and checks the daemon throughout.
 fn flood_and_recover(daemon: &mut Daemon) -> Figures {
+    // The listener answers before the publisher, events reader and
+    // inspector threads are started: count from the first tick on.
+    wait_until(Duration::from_secs(10), "the first tick", || {
+        daemon.ticks().is_some_and(|t| t >= 1.0)
+    });
     let names = daemon.thread_names();
     assert_eq!(
         names.iter().filter(|n| *n == "metrics").count(),
