@@ -590,9 +590,12 @@ pub fn discord_body(event: &HealthEvent) -> String {
     if let Some(code) = x.and_then(|x| x.exit_code) {
         fields.push(("Exit code", code.to_string()));
     }
-    let oom = incident
-        .map(|i| i.oom)
-        .or_else(|| x.and_then(|x| x.oom_killed));
+    // Either says so: an incident's `oom` counts the runs it saw end, the
+    // details the last exit, which may be before the incident opened.
+    let oom = [incident.map(|i| i.oom), x.and_then(|x| x.oom_killed)]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| a || b);
     if let Some(oom) = oom {
         fields.push(("OOM", if oom { "yes" } else { "no" }.to_owned()));
     }
