@@ -591,9 +591,11 @@ fn the_token_stays_out_of_the_log_even_at_trace() {
 }
 
 /// One `once` posting in `format`, reporting `report`, with extended
-/// details.
+/// details, logging all it may: the token (ntfy's `Authorization` too) must
+/// stay out of every line.
 fn once_as(engine: &FakeEngine, url: &str, format: &str, report: &str) -> Output {
     bin()
+        .env("RUST_LOG", "trace")
         .args(["once", "--docker-host", &engine.docker_host()])
         .args(["--sink", "webhook", "--webhook-url", url])
         .args(["--webhook-format", format, "--details", "extended"])
