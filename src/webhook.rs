@@ -1,6 +1,8 @@
 //! The webhook sink: each event is one `POST` to `--webhook-url`, its body
-//! the envelope or a one-line `{"text": …}` that Slack's incoming webhooks
-//! and Discord's Slack-compatible endpoint take.
+//! the envelope, a one-line `{"text": …}` that Slack's incoming webhooks
+//! and Discord's Slack-compatible endpoint take, or a chat's own request:
+//! a Discord embed, an ntfy message, a Telegram `sendMessage`. Each body is
+//! built by a pure function of the event, cut to the chat's limits.
 //!
 //! The answer decides what the publisher does with the event: 2xx is
 //! delivered; 408, 429 and 5xx (and no answer at all) mean the webhook is
@@ -185,6 +187,13 @@ pub struct WebhookSink {
     agent: Agent,
     url: WebhookUrl,
     format: WebhookFormat,
+    /// Where requests go: the URL, less what a format sends otherwise (ntfy's
+    /// userinfo, Telegram's `chat_id`). A secret, as the URL is.
+    target: String,
+    /// ntfy's `Authorization`, from the URL's userinfo. A secret.
+    authorization: Option<String>,
+    /// Telegram's chat, from the URL's query.
+    chat_id: Option<String>,
     lookup: Arc<Lookup>,
 }
 
@@ -237,27 +246,72 @@ impl WebhookSink {
             DefaultConnector::new(),
             SharedLookup(lookup.clone()),
         );
+        let url = &webhook.url;
+        let (target, authorization, chat_id) = match webhook.format {
+            // ntfy takes a token as `Bearer`; a token left in the URL would
+            // go as `Basic` with an empty user, and in a proxy's log.
+            WebhookFormat::Ntfy => (
+                url.secret_without_userinfo(),
+                url.userinfo()
+                    .map(|(user, pass)| authorization(&user, pass.as_deref())),
+                None,
+            ),
+            // Telegram reads `chat_id` from the query or the body; sent in
+            // the body alone, it is never read from two places.
+            WebhookFormat::Telegram => match url.take_query("chat_id") {
+                Some((chat, rest)) => (rest, None, Some(chat)),
+                None => (url.secret().to_owned(), None, None),
+            },
+            _ => (url.secret().to_owned(), None, None),
+        };
         Ok(WebhookSink {
             agent,
             url: webhook.url.clone(),
             format: webhook.format,
+            target,
+            authorization,
+            chat_id,
             lookup,
         })
     }
 
     /// One request; what it means for the event.
     fn post(&self, event: &HealthEvent) -> Result<(), SinkError> {
+        let mut headers: Vec<(&str, String)> = Vec::new();
         let body = match self.format {
             WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
             WebhookFormat::Slack => Cow::Owned(slack_body(event)),
+            WebhookFormat::Discord => Cow::Owned(discord_body(event)),
+            WebhookFormat::Ntfy => {
+                let m = ntfy_message(event);
+                headers.extend([
+                    ("Title", m.title),
+                    ("Priority", m.priority.to_string()),
+                    ("Tags", m.tags.to_owned()),
+                ]);
+                if let Some(a) = &self.authorization {
+                    headers.push(("Authorization", a.clone()));
+                }
+                Cow::Owned(m.body)
+            }
+            WebhookFormat::Telegram => {
+                Cow::Owned(telegram_body(event, self.chat_id.as_deref().unwrap_or("")))
+            }
         };
-        let sent = self
+        let content_type = match self.format {
+            WebhookFormat::Ntfy => "text/plain; charset=utf-8",
+            _ => "application/json",
+        };
+        let mut request = self
             .agent
-            .post(self.url.secret())
-            .header("Content-Type", "application/json")
+            .post(&self.target)
+            .header("Content-Type", content_type)
             // Delivery is at least once: the receiver de-duplicates on it.
-            .header("Idempotency-Key", event.event_id.as_str())
-            .send(body.as_bytes());
+            .header("Idempotency-Key", event.event_id.as_str());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let sent = request.send(body.as_bytes());
         let mut response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -281,6 +335,15 @@ impl WebhookSink {
             .limit(BODY_LIMIT)
             .reader()
             .read_to_end(&mut text);
+        // Telegram says how long in the body: `{"ok":false,"error_code":429,
+        // "parameters":{"retry_after":5}}`.
+        let retry_after = retry_after.or_else(|| {
+            (status == 429)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&text).ok())
+                .flatten()
+                .and_then(|v| v["parameters"]["retry_after"].as_f64())
+                .and_then(|secs| parse_retry_after(&secs.to_string()))
+        });
         let url = self.url.shown().to_owned();
         match classify(status) {
             Verdict::Accepted => Ok(()),
@@ -375,6 +438,340 @@ impl EventSink for WebhookSink {
     }
 }
 
+/// ntfy's or another's `Authorization` for a URL's userinfo: a user alone,
+/// or an empty user with a password, is a token (`Bearer`), a user and a
+/// password are `Basic`.
+fn authorization(user: &str, pass: Option<&str>) -> String {
+    match pass {
+        None => format!("Bearer {user}"),
+        Some(token) if user.is_empty() => format!("Bearer {token}"),
+        Some(pass) => format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())),
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What an event is about, as the chat formats tell it apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A crash loop: restarts in the window.
+    CrashLoop,
+    /// Not running.
+    NotRunning,
+    /// The healthcheck fails.
+    Unhealthy,
+    /// It restarted.
+    Restarted,
+    /// An incident ended.
+    Resolved,
+}
+
+/// What changed, in a few words (`crash loop`, `still unhealthy`,
+/// `resolved`), and the kind. A fact's kind is read from what was seen: not
+/// running, else unhealthy, else the restart that made it a fact.
+pub fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
+    let Some(i) = event.incident.as_deref() else {
+        let kind = if event.state != "running" {
+            Kind::NotRunning
+        } else if event.health == "unhealthy" {
+            Kind::Unhealthy
+        } else {
+            Kind::Restarted
+        };
+        let what = match kind {
+            Kind::NotRunning => "not running",
+            Kind::Unhealthy => "unhealthy",
+            _ => "restarted",
+        };
+        return (kind, what.to_owned(), false);
+    };
+    let (kind, name, state) = match i.kind.as_str() {
+        "crash_loop" => (Kind::CrashLoop, "crash loop", "a crash loop"),
+        "not_running" => (Kind::NotRunning, "not running", "not running"),
+        "unhealthy" => (Kind::Unhealthy, "unhealthy", "unhealthy"),
+        _ => (Kind::Restarted, "restarted", "open (restarted)"),
+    };
+    match event.event_type {
+        "incident_resolved" => (Kind::Resolved, "resolved".to_owned(), false),
+        "incident_escalated" => (kind, format!("now {state}"), false),
+        "incident_reminder" => (kind, format!("still {state}"), true),
+        _ => (kind, name.to_owned(), false),
+    }
+}
+
+/// `text` cut to at most `max` characters (not bytes), with `…` as the last
+/// when it was cut.
+fn cut_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max > 0 {
+        cut.push('…');
+    }
+    cut
+}
+
+/// Discord's limits on an embed, in characters: "the combined sum of
+/// characters in all title, description, field.name, field.value,
+/// footer.text, and author.name fields across all embeds attached to a
+/// message must not exceed 6000 characters" (its Embed Limits).
+pub mod discord_limits {
+    /// `title`.
+    pub const TITLE: usize = 256;
+    /// `description`.
+    pub const DESCRIPTION: usize = 4096;
+    /// A field's `name`.
+    pub const FIELD_NAME: usize = 256;
+    /// A field's `value`.
+    pub const FIELD_VALUE: usize = 1024;
+    /// Fields in an embed.
+    pub const FIELDS: usize = 25;
+    /// All of the above together.
+    pub const TOTAL: usize = 6000;
+}
+
+/// The body of the discord format: Discord's execute-webhook JSON with one
+/// embed (what changed and the game as its title, a colour by kind, the
+/// facts as fields, the probe's output in a code block), every text cut to
+/// Discord's limits, and `allowed_mentions` empty so that nothing in it,
+/// `@everyone` in a game id included, pings anyone.
+pub fn discord_body(event: &HealthEvent) -> String {
+    use discord_limits as limit;
+    let (kind, what, _) = what_changed(event);
+    let color: u32 = match kind {
+        Kind::CrashLoop | Kind::NotRunning => 0xD9_30_25,
+        Kind::Unhealthy => 0xF5_7C_00,
+        Kind::Restarted => 0xF9_C7_00,
+        Kind::Resolved => 0x2E_A0_43,
+    };
+    let game = flat(&event.game_id);
+    let mut what = what;
+    if let Some(first) = what.get(..1) {
+        what = format!("{}{}", first.to_ascii_uppercase(), &what[1..]);
+    }
+    let title = cut_chars(&format!("{what}: {game}"), limit::TITLE);
+    let x = event.details.as_deref();
+    let incident = event.incident.as_deref();
+    let mut fields: Vec<(&str, String)> = vec![
+        ("Game", game),
+        (
+            "Container",
+            cut_at_char_boundary(&event.container_id, 12).to_owned(),
+        ),
+        ("State", flat(&event.state)),
+        (
+            "Health",
+            if event.health.is_empty() {
+                "no healthcheck".to_owned()
+            } else {
+                flat(&event.health)
+            },
+        ),
+    ];
+    if let Some(code) = x.and_then(|x| x.exit_code) {
+        fields.push(("Exit code", code.to_string()));
+    }
+    // Either says so: an incident's `oom` counts the runs it saw end, the
+    // details the last exit, which may be before the incident opened.
+    let oom = [incident.map(|i| i.oom), x.and_then(|x| x.oom_killed)]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| a || b);
+    if let Some(oom) = oom {
+        fields.push(("OOM", if oom { "yes" } else { "no" }.to_owned()));
+    }
+    fields.push(("Restarts", event.restart_count.to_string()));
+    if let Some(i) = incident {
+        fields.push(("Restarts in window", i.restarts_in_window.to_string()));
+        fields.push(("Since", flat(&i.started_at)));
+    }
+    if let Some(error) = x.and_then(|x| x.error.as_deref()) {
+        fields.push(("Error", flat(error)));
+    }
+    // Title first, the fields in order, the output with what is left.
+    let mut left = limit::TOTAL - title.chars().count();
+    let mut embed_fields = Vec::new();
+    for (name, value) in fields.into_iter().take(limit::FIELDS) {
+        let name = cut_chars(name, limit::FIELD_NAME);
+        let room = left
+            .saturating_sub(name.chars().count())
+            .min(limit::FIELD_VALUE);
+        let value = cut_chars(&value, room);
+        if value.is_empty() {
+            // Discord refuses an empty value.
+            continue;
+        }
+        left -= name.chars().count() + value.chars().count();
+        embed_fields.push(serde_json::json!({ "name": name, "value": value, "inline": true }));
+    }
+    let mut embed = serde_json::json!({
+        "title": title,
+        "color": color,
+        "fields": embed_fields,
+        "timestamp": event.occurred_at,
+    });
+    let output = x.and_then(|x| {
+        x.health_output
+            .as_deref()
+            .or(x.health_log.last().map(String::as_str))
+    });
+    if let Some(output) = output.map(str::trim).filter(|o| !o.is_empty()) {
+        // A backtick with a zero-width space after it cannot close the block.
+        let inner = output.replace('`', "`\u{200B}");
+        const FENCES: usize = "```\n\n```".len();
+        let room = left.min(limit::DESCRIPTION).saturating_sub(FENCES);
+        if room > 0 {
+            embed["description"] = format!("```\n{}\n```", cut_chars(&inner, room)).into();
+        }
+    }
+    serde_json::json!({
+        "embeds": [embed],
+        "allowed_mentions": { "parse": [] },
+    })
+    .to_string()
+}
+
+/// `text` on one line: control characters as spaces, trimmed.
+fn flat(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// One ntfy message: the body and its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtfyMessage {
+    /// `Title`: what changed and the game, in printable ASCII.
+    pub title: String,
+    /// `Priority`, 1 (min) to 5 (max).
+    pub priority: u8,
+    /// `Tags`: emoji short codes ntfy shows before the title.
+    pub tags: &'static str,
+    /// The readable line, as plain text.
+    pub body: String,
+}
+
+/// The longest ntfy `Title`, in characters: a phone's notification shows
+/// less.
+pub const NTFY_TITLE_CHARS: usize = 100;
+
+/// The ntfy format's message: the readable line as the body, and as
+/// headers a short title, a priority by kind (a reminder one lower) and a
+/// tag. A header value holds printable ASCII only (a game id's other
+/// characters are `?`): HTTP header values are not UTF-8, and a CR or LF
+/// would end the header.
+pub fn ntfy_message(event: &HealthEvent) -> NtfyMessage {
+    let (kind, what, reminder) = what_changed(event);
+    let (priority, tags) = match kind {
+        Kind::CrashLoop => (5, "rotating_light"),
+        Kind::NotRunning => (4, "rotating_light"),
+        Kind::Unhealthy | Kind::Restarted => (3, "warning"),
+        Kind::Resolved => (2, "white_check_mark"),
+    };
+    let priority = if reminder { priority - 1 } else { priority };
+    let mut title = header_value(&format!("rtinspect: {what} {}", event.game_id));
+    if title.len() > NTFY_TITLE_CHARS {
+        // ASCII: bytes are characters.
+        title.truncate(NTFY_TITLE_CHARS - 3);
+        title.push_str("...");
+    }
+    NtfyMessage {
+        title,
+        priority,
+        tags,
+        body: readable_line(event, flat),
+    }
+}
+
+/// `text` as a header value: printable ASCII, a control character a space,
+/// any other `?`, trimmed.
+fn header_value(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' '..='~' => c,
+            c if c.is_control() => ' ',
+            _ => '?',
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// The longest Telegram message text, in characters after its entities
+/// are parsed; counted here before, escapes whole, to be safe.
+pub const TELEGRAM_TEXT_CHARS: usize = 4096;
+
+/// The body of the telegram format: `sendMessage` to `chat_id` (a number
+/// when it is one, else a `@channel` name), the readable line as HTML with
+/// `&`, `<`, `>` escaped and an `@` that cannot mention anyone, at most
+/// [`TELEGRAM_TEXT_CHARS`], cut between escapes.
+pub fn telegram_body(event: &HealthEvent, chat_id: &str) -> String {
+    let chat = match chat_id.parse::<i64>() {
+        Ok(n) => serde_json::Value::from(n),
+        Err(_) => serde_json::Value::from(chat_id),
+    };
+    serde_json::json!({
+        "chat_id": chat,
+        "text": telegram_text(&readable_line(event, flat)),
+        "parse_mode": "HTML",
+        "disable_web_page_preview": true,
+    })
+    .to_string()
+}
+
+/// `line` as Telegram HTML, cut to [`TELEGRAM_TEXT_CHARS`] with `…`.
+fn telegram_text(line: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let piece: &str = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '@' => "@\u{200B}",
+            _ => "",
+        };
+        let mut buf = [0; 4];
+        let piece = if piece.is_empty() {
+            &*c.encode_utf8(&mut buf)
+        } else {
+            piece
+        };
+        let n = piece.chars().count();
+        // Room for `…` unless this is the last.
+        let reserve = usize::from(chars.peek().is_some());
+        if count + n + reserve > TELEGRAM_TEXT_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push_str(piece);
+        count += n;
+    }
+    out
+}
+
 /// The `{"text": …}` body of the slack format.
 pub fn slack_body(event: &HealthEvent) -> String {
     serde_json::json!({ "text": slack_line(event) }).to_string()
@@ -389,6 +786,11 @@ pub fn slack_body(event: &HealthEvent) -> String {
 /// pings no one, a zero-width space after `@` so that Discord's `@everyone`
 /// does not either, backticks taken out of code spans, all on one line.
 pub fn slack_line(event: &HealthEvent) -> String {
+    readable_line(event, inert)
+}
+
+/// The readable line, every text from outside passed through `text`.
+fn readable_line(event: &HealthEvent, text: fn(&str) -> String) -> String {
     let x = event.details.as_deref();
     let mut state = event.state.clone();
     let exit = x
@@ -411,12 +813,11 @@ pub fn slack_line(event: &HealthEvent) -> String {
         .and_then(|x| x.health_output.as_deref())
         .map(|o| one_line(o, 120));
     match (streak, output.filter(|o| !o.is_empty())) {
-        (Some(n), Some(o)) => health.push_str(&format!(
-            " ({n} failed probes, last said \"{}\")",
-            inert(&o)
-        )),
+        (Some(n), Some(o)) => {
+            health.push_str(&format!(" ({n} failed probes, last said \"{}\")", text(&o)))
+        }
         (Some(n), None) => health.push_str(&format!(" ({n} failed probes)")),
-        (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", inert(&o))),
+        (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", text(&o))),
         (None, None) => {}
     }
     let mut line = match event.incident.as_deref() {
@@ -425,14 +826,14 @@ pub fn slack_line(event: &HealthEvent) -> String {
     };
     line.push_str(&format!(
         "game `{}` container `{}`: {}, {}, restart count {}",
-        inert(&event.game_id).replace('`', "'"),
+        text(&event.game_id).replace('`', "'"),
         cut_at_char_boundary(&event.container_id, 12),
-        inert(&state),
-        inert(&health),
+        text(&state),
+        text(&health),
         event.restart_count,
     ));
     if let Some(error) = x.and_then(|x| x.error.as_deref()) {
-        line.push_str(&format!(", error \"{}\"", inert(&one_line(error, 160))));
+        line.push_str(&format!(", error \"{}\"", text(&one_line(error, 160))));
     }
     line
 }
@@ -828,6 +1229,418 @@ mod tests {
         assert!(
             line.contains(&format!("(last probe said \"{}…\")", "x".repeat(120))),
             "{line}"
+        );
+    }
+
+    /// An incident's event: `kind`, changed as `event_type`, on `game`.
+    fn incident(event_type: &'static str, kind: &str, game: &str) -> HealthEvent {
+        HealthEvent::for_incident(
+            event_type,
+            crate::event::IncidentFacts {
+                incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
+                kind: kind.into(),
+                started_at: "2026-12-02T15:40:13.104861Z".into(),
+                restarts_in_window: 4,
+                oom: false,
+            },
+            game.into(),
+            Observation {
+                container_id: "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee"
+                    .into(),
+                restart_count: 7,
+                status: "running".into(),
+                health: String::new(),
+                details: None,
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    /// A fact whose probe said `output` and whose game is `game`. The
+    /// output is set after the envelope is made, which would leave out one
+    /// this long: the builders must cope with any.
+    fn probed(game: &str, output: &str) -> HealthEvent {
+        let mut e = event(game, "running", "unhealthy", None);
+        e.details = Some(Box::new(StateDetails {
+            health_failing_streak: Some(3),
+            health_output: Some(output.into()),
+            ..StateDetails::default()
+        }));
+        e
+    }
+
+    /// Events with the worst of what may come from outside.
+    fn hostile() -> Vec<HealthEvent> {
+        let long_game = "g".repeat(300);
+        let mut all = vec![
+            probed(&long_game, &"x".repeat(10 * 1024)),
+            probed("@everyone <script>alert(1)</script>", "```\n@here & <b>"),
+            probed("g-42\r\nX-Injected: 1", "line\r\nline"),
+            probed("jeu-été-ゲーム", &"é".repeat(10 * 1024)),
+        ];
+        let mut e = event(&"@everyone".repeat(40), "exited", "", None);
+        e.details = Some(Box::new(StateDetails {
+            error: Some("e".repeat(5000)),
+            health_output: Some("o".repeat(10 * 1024)),
+            exit_code: Some(137),
+            oom_killed: Some(true),
+            ..StateDetails::default()
+        }));
+        all.push(e);
+        all.push(incident("incident_opened", "crash_loop", &long_game));
+        all
+    }
+
+    #[test]
+    fn what_changed_table() {
+        use Kind::*;
+        let table = [
+            (
+                event("g", "exited", "", None),
+                NotRunning,
+                "not running",
+                false,
+            ),
+            (
+                event("g", "running", "unhealthy", None),
+                Unhealthy,
+                "unhealthy",
+                false,
+            ),
+            (
+                event("g", "running", "", None),
+                Restarted,
+                "restarted",
+                false,
+            ),
+            (
+                incident("incident_opened", "crash_loop", "g"),
+                CrashLoop,
+                "crash loop",
+                false,
+            ),
+            (
+                incident("incident_escalated", "crash_loop", "g"),
+                CrashLoop,
+                "now a crash loop",
+                false,
+            ),
+            (
+                incident("incident_reminder", "unhealthy", "g"),
+                Unhealthy,
+                "still unhealthy",
+                true,
+            ),
+            (
+                incident("incident_resolved", "not_running", "g"),
+                Resolved,
+                "resolved",
+                false,
+            ),
+        ];
+        for (e, kind, what, reminder) in table {
+            assert_eq!(
+                what_changed(&e),
+                (kind, what.to_owned(), reminder),
+                "{what}"
+            );
+        }
+    }
+
+    fn discord(e: &HealthEvent) -> serde_json::Value {
+        serde_json::from_str(&discord_body(e)).unwrap()
+    }
+
+    #[test]
+    fn the_discord_body_is_one_embed_by_kind_with_mentions_off() {
+        // (event, title, colour)
+        let table = [
+            (
+                incident("incident_opened", "crash_loop", "g-42"),
+                "Crash loop: g-42",
+                0xD93025,
+            ),
+            (
+                incident("incident_resolved", "crash_loop", "g-42"),
+                "Resolved: g-42",
+                0x2EA043,
+            ),
+            (
+                event("g-42", "exited", "", None),
+                "Not running: g-42",
+                0xD93025,
+            ),
+            (
+                event("g-42", "running", "unhealthy", None),
+                "Unhealthy: g-42",
+                0xF57C00,
+            ),
+            (
+                event("g-42", "running", "", None),
+                "Restarted: g-42",
+                0xF9C700,
+            ),
+            (
+                incident("incident_reminder", "not_running", "g-42"),
+                "Still not running: g-42",
+                0xD93025,
+            ),
+        ];
+        for (e, title, color) in table {
+            let v = discord(&e);
+            assert_eq!(v["allowed_mentions"], serde_json::json!({ "parse": [] }));
+            assert_eq!(v["embeds"].as_array().unwrap().len(), 1);
+            assert_eq!(v["embeds"][0]["title"], title);
+            assert_eq!(v["embeds"][0]["color"], color, "{title}");
+        }
+        let v = discord(&event(
+            "g-42",
+            "exited",
+            "",
+            Some(StateDetails {
+                exit_code: Some(137),
+                oom_killed: Some(true),
+                health_output: Some("probe says no\n".into()),
+                ..StateDetails::default()
+            }),
+        ));
+        let fields: Vec<(String, String)> = v["embeds"][0]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().into(),
+                    f["value"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want = [
+            ("Game", "g-42"),
+            ("Container", "d3c207677dd0"),
+            ("State", "exited"),
+            ("Health", "no healthcheck"),
+            ("Exit code", "137"),
+            ("OOM", "yes"),
+            ("Restarts", "3"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fields, want);
+        assert_eq!(v["embeds"][0]["description"], "```\nprobe says no\n```");
+        let v = discord(&incident("incident_opened", "crash_loop", "g-42"));
+        let fields = v["embeds"][0]["fields"].to_string();
+        assert!(
+            fields.contains(r#"{"inline":true,"name":"Restarts in window","value":"4"}"#),
+            "{fields}"
+        );
+    }
+
+    #[test]
+    fn the_discord_body_keeps_to_discords_limits_whatever_comes_in() {
+        use discord_limits as limit;
+        let chars = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+        for e in hostile() {
+            let v = discord(&e);
+            let embed = &v["embeds"][0];
+            let fields = embed["fields"].as_array().unwrap();
+            assert!(chars(&embed["title"]) <= limit::TITLE);
+            assert!(chars(&embed["description"]) <= limit::DESCRIPTION);
+            assert!(fields.len() <= limit::FIELDS);
+            let mut total = chars(&embed["title"]) + chars(&embed["description"]);
+            for f in fields {
+                assert!(chars(&f["name"]) <= limit::FIELD_NAME);
+                assert!(
+                    (1..=limit::FIELD_VALUE).contains(&chars(&f["value"])),
+                    "{f}"
+                );
+                total += chars(&f["name"]) + chars(&f["value"]);
+            }
+            assert!(total <= limit::TOTAL, "{total}");
+            assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+            let title = embed["title"].as_str().unwrap();
+            assert!(!title.contains(['\r', '\n']), "{title}");
+            // The probe's output stays inside its block.
+            if let Some(d) = embed["description"].as_str() {
+                assert!(d.starts_with("```\n") && d.ends_with("\n```"), "{d}");
+                assert_eq!(d.matches("```").count(), 2, "{d}");
+            }
+        }
+        let v = discord(&probed("g", &"x".repeat(10 * 1024)));
+        let d = v["embeds"][0]["description"].as_str().unwrap();
+        assert!(d.ends_with("x…\n```"), "cut with a mark");
+    }
+
+    #[test]
+    fn the_ntfy_message_table() {
+        // (event, title, priority, tags)
+        let table = [
+            (
+                incident("incident_opened", "crash_loop", "g-42"),
+                "rtinspect: crash loop g-42",
+                5,
+                "rotating_light",
+            ),
+            (
+                incident("incident_reminder", "crash_loop", "g-42"),
+                "rtinspect: still a crash loop g-42",
+                4,
+                "rotating_light",
+            ),
+            (
+                event("g-42", "exited", "", None),
+                "rtinspect: not running g-42",
+                4,
+                "rotating_light",
+            ),
+            (
+                event("g-42", "running", "unhealthy", None),
+                "rtinspect: unhealthy g-42",
+                3,
+                "warning",
+            ),
+            (
+                event("g-42", "running", "", None),
+                "rtinspect: restarted g-42",
+                3,
+                "warning",
+            ),
+            (
+                incident("incident_resolved", "unhealthy", "g-42"),
+                "rtinspect: resolved g-42",
+                2,
+                "white_check_mark",
+            ),
+            (
+                incident("incident_reminder", "unhealthy", "g-42"),
+                "rtinspect: still unhealthy g-42",
+                2,
+                "warning",
+            ),
+        ];
+        for (e, title, priority, tags) in table {
+            let m = ntfy_message(&e);
+            assert_eq!(
+                (m.title.as_str(), m.priority, m.tags),
+                (title, priority, tags)
+            );
+        }
+        let m = ntfy_message(&event("<b>@everyone</b> & `x`", "exited", "", None));
+        assert_eq!(
+            m.body,
+            "rtinspect: game `<b>@everyone</b> & 'x'` container `d3c207677dd0`: exited, \
+             no healthcheck, restart count 3",
+            "plain text: nothing escaped"
+        );
+    }
+
+    #[test]
+    fn ntfy_headers_are_printable_ascii_and_short() {
+        for e in hostile() {
+            let m = ntfy_message(&e);
+            assert!(
+                m.title.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                "{:?}",
+                m.title
+            );
+            assert!(m.title.chars().count() <= NTFY_TITLE_CHARS, "{}", m.title);
+            assert!(!m.body.contains(['\r', '\n']), "{:?}", m.body);
+        }
+        let m = ntfy_message(&event("g-42\r\nX-Injected: 1", "exited", "", None));
+        assert_eq!(m.title, "rtinspect: not running g-42  X-Injected: 1");
+        let m = ntfy_message(&event("jeu-été", "exited", "", None));
+        assert_eq!(m.title, "rtinspect: not running jeu-?t?");
+    }
+
+    #[test]
+    fn a_userinfo_becomes_a_bearer_token_or_basic() {
+        assert_eq!(authorization("", Some("tk_abc")), "Bearer tk_abc");
+        assert_eq!(authorization("tk_abc", None), "Bearer tk_abc");
+        // RFC 7617's example.
+        assert_eq!(
+            authorization("Aladdin", Some("open sesame")),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        for (bytes, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
+            assert_eq!(base64(bytes.as_bytes()), want);
+        }
+    }
+
+    fn telegram(e: &HealthEvent, chat: &str) -> serde_json::Value {
+        serde_json::from_str(&telegram_body(e, chat)).unwrap()
+    }
+
+    #[test]
+    fn the_telegram_body_is_escaped_html_to_the_chat() {
+        let v = telegram(
+            &event("<script>&@everyone", "exited", "", None),
+            "-1001234567890",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "chat_id": -1001234567890_i64,
+                "text": "rtinspect: game `&lt;script&gt;&amp;@\u{200B}everyone` container \
+                         `d3c207677dd0`: exited, no healthcheck, restart count 3",
+                "parse_mode": "HTML",
+                "disable_web_page_preview": true,
+            })
+        );
+        assert_eq!(
+            telegram(&event("g", "exited", "", None), "@ops")["chat_id"],
+            "@ops"
+        );
+        let v = telegram(&incident("incident_resolved", "crash_loop", "g-42"), "1");
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("rtinspect: [resolved] 4 restarts"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn the_telegram_text_is_cut_to_4096_between_escapes() {
+        for e in hostile() {
+            let text = telegram(&e, "1")["text"].as_str().unwrap().to_owned();
+            assert!(
+                text.chars().count() <= TELEGRAM_TEXT_CHARS,
+                "{}",
+                text.chars().count()
+            );
+            assert!(!text.contains(['\r', '\n', '<', '>']), "{text}");
+        }
+        // Cut at every place around the limit, an escape never split.
+        for pad in 4080..4100 {
+            let line = format!("{}{}", "x".repeat(pad), "<&>".repeat(10));
+            let text = telegram_text(&line);
+            assert!(text.chars().count() <= TELEGRAM_TEXT_CHARS, "{pad}");
+            let body = text.trim_end_matches('…');
+            let body = body.trim_start_matches('x');
+            assert!(
+                body.is_empty()
+                    || body
+                        .replace("&lt;", "")
+                        .replace("&amp;", "")
+                        .replace("&gt;", "")
+                        .is_empty(),
+                "{pad}: {body}"
+            );
+        }
+        assert_eq!(telegram_text("a<b"), "a&lt;b");
+        assert_eq!(telegram_text(&"é".repeat(4096)), "é".repeat(4096));
+        assert_eq!(
+            telegram_text(&"é".repeat(4097)),
+            format!("{}…", "é".repeat(4095))
         );
     }
 

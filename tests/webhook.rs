@@ -589,3 +589,167 @@ fn the_token_stays_out_of_the_log_even_at_trace() {
     );
     assert_no_secret(&err);
 }
+
+/// One `once` posting in `format`, reporting `report`, with extended
+/// details, logging all it may: the token (ntfy's `Authorization` too) must
+/// stay out of every line.
+fn once_as(engine: &FakeEngine, url: &str, format: &str, report: &str) -> Output {
+    bin()
+        .env("RUST_LOG", "trace")
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", url])
+        .args(["--webhook-format", format, "--details", "extended"])
+        .args(["--report", report])
+        .output()
+        .unwrap()
+}
+
+/// What each chat format posted for the OOM-killed g-0, as a fact or as the
+/// incident it opens.
+fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
+    assert_eq!(req.method, "POST");
+    assert!(req.header("user-agent").unwrap().starts_with("rtinspect/"));
+    let key = req.header("idempotency-key").expect("an Idempotency-Key");
+    assert!(uuid::Uuid::parse_str(key).is_ok(), "{key}");
+    let line = "game `g-0` container `000000000000`: exited (exit code 137, OOM-killed), \
+                no healthcheck, restart count 2";
+    let prefix = match report {
+        "facts" => "rtinspect: ",
+        _ => "rtinspect: [not running] since ",
+    };
+    match format {
+        "discord" => {
+            assert_eq!(req.path, HOOK);
+            assert_eq!(req.header("content-type"), Some("application/json"));
+            let body = req.json();
+            assert_eq!(body["allowed_mentions"], serde_json::json!({ "parse": [] }));
+            let embed = &body["embeds"][0];
+            assert_eq!(embed["title"], "Not running: g-0");
+            assert_eq!(embed["color"], 0xD93025);
+            let fields: Vec<String> = embed["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}={}",
+                        f["name"].as_str().unwrap(),
+                        f["value"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            let mut want = vec![
+                "Game=g-0",
+                "Container=000000000000",
+                "State=exited",
+                "Health=no healthcheck",
+                "Exit code=137",
+                "OOM=yes",
+                "Restarts=2",
+            ];
+            if report == "incidents" {
+                want.push("Restarts in window=0");
+            }
+            assert_eq!(fields[..want.len()], want[..], "{fields:?}");
+        }
+        "ntfy" => {
+            assert_eq!(req.path, "/alerts", "the userinfo is not in the request");
+            assert_eq!(
+                req.header("content-type"),
+                Some("text/plain; charset=utf-8")
+            );
+            assert_eq!(
+                req.header("authorization"),
+                Some("Bearer tk_SECRETTOKEN"),
+                "the URL's token, as ntfy takes it"
+            );
+            assert_eq!(req.header("title"), Some("rtinspect: not running g-0"));
+            assert_eq!(req.header("priority"), Some("4"));
+            assert_eq!(req.header("tags"), Some("rotating_light"));
+            assert!(req.body.starts_with(prefix), "{}", req.body);
+            assert!(req.body.ends_with(line), "{}", req.body);
+        }
+        _ => {
+            assert_eq!(
+                req.path, "/botSECRETTOKEN/sendMessage",
+                "the chat goes in the body"
+            );
+            assert_eq!(req.header("content-type"), Some("application/json"));
+            let body = req.json();
+            assert_eq!(body["chat_id"], -100123);
+            assert_eq!(body["parse_mode"], "HTML");
+            assert_eq!(body["disable_web_page_preview"], true);
+            let text = body["text"].as_str().unwrap();
+            assert!(text.starts_with(prefix), "{text}");
+            assert!(text.ends_with(line), "{text}");
+        }
+    }
+}
+
+#[test]
+fn each_chat_format_posts_its_own_request_for_a_fact_and_an_incident() {
+    let engine = engine(1);
+    for report in ["facts", "incidents"] {
+        for format in ["discord", "ntfy", "telegram"] {
+            let hook = HookServer::start(|_, _| HookReply::ok());
+            let url = match format {
+                "ntfy" => hook
+                    .url("/alerts")
+                    .replace("http://", "http://:tk_SECRETTOKEN@"),
+                "telegram" => hook.url("/botSECRETTOKEN/sendMessage?chat_id=-100123"),
+                _ => hook.url(HOOK),
+            };
+            let out = once_as(&engine, &url, format, report);
+            let err = stderr(&out);
+            assert!(out.status.success(), "{format} {report}: {err}");
+            assert_no_secret(&err);
+            let requests = hook.requests();
+            assert_eq!(requests.len(), 1, "{format} {report}: {err}");
+            assert_chat_request(&requests[0], format, report);
+        }
+    }
+}
+
+#[test]
+fn telegrams_retry_after_in_its_429_body_is_waited_out() {
+    let engine = engine(1);
+    let hook = HookServer::start(|n, _| {
+        match n {
+        0 => HookReply::Status(
+            429,
+            Vec::new(),
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
+                .into(),
+        ),
+        _ => HookReply::ok(),
+    }
+    });
+    let url = hook.url("/botSECRETTOKEN/sendMessage?chat_id=42");
+    let out = once_as(&engine, &url, "telegram", "facts");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let r = hook.requests();
+    assert_eq!(r.len(), 2, "{err}");
+    let waited = r[1].at - r[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    assert!(err.contains("sink unavailable for 1s"), "{err}");
+    assert_no_secret(&err);
+}
+
+#[test]
+fn the_telegram_format_without_a_chat_is_a_usage_error() {
+    let engine = engine(1);
+    let out = once_as(
+        &engine,
+        "https://api.telegram.org/botSECRETTOKEN/sendMessage",
+        "telegram",
+        "facts",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("needs the chat in the query"), "{err}");
+    assert_no_secret(&err);
+}

@@ -403,14 +403,16 @@ option_table! {
     WebhookFormat {
         flag: "--webhook-format",
         env: "RTINSPECT_WEBHOOK_FORMAT",
-        value_name: "envelope|slack",
+        value_name: "envelope|slack|discord|ntfy|telegram",
         default: OptionDefault::Value("envelope"),
         empty_env_is_value: false,
         secret: false,
         mode: Mode::Any,
         sink: Some(SinkKind::Webhook),
         help: "envelope: the event's JSON, with Idempotency-Key: <event_id>; \
-               slack: {\"text\": \"...\"}, one line for Slack or Discord's /slack endpoint",
+               slack: {\"text\": \"...\"}, one line for Slack or Discord's /slack endpoint; \
+               discord: one embed; ntfy: the line, with Title, Priority and Tags; \
+               telegram: sendMessage to the URL's ?chat_id=",
     }
     /// `--webhook-ca-file`: the trusted CAs for an https:// webhook.
     WebhookCaFile {

@@ -169,6 +169,90 @@ impl WebhookUrl {
     pub fn is_https(&self) -> bool {
         self.https
     }
+
+    /// The userinfo before the host, percent-decoded: the user, and the
+    /// password when there is a `:`. `None` without an `@`.
+    pub fn userinfo(&self) -> Option<(String, Option<String>)> {
+        let (_, after) = self.url.split_once("://")?;
+        let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        Some(match userinfo.split_once(':') {
+            Some((user, pass)) => (percent_decode(user), Some(percent_decode(pass))),
+            None => (percent_decode(userinfo), None),
+        })
+    }
+
+    /// The whole URL without its userinfo (token included: for the
+    /// request, and nothing else), for a format that sends the userinfo as
+    /// a header of its own.
+    pub fn secret_without_userinfo(&self) -> String {
+        let Some((scheme, after)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let host = match after[..end].rsplit_once('@') {
+            Some((_, host)) => host,
+            None => &after[..end],
+        };
+        format!("{scheme}://{host}{}", &after[end..])
+    }
+
+    /// The first value of `name` in the query, percent-decoded (`+` as a
+    /// space), and the whole URL without that parameter (token included:
+    /// for the request, and nothing else).
+    pub fn take_query(&self, name: &str) -> Option<(String, String)> {
+        let (before_fragment, fragment) = match self.url.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (self.url.as_str(), None),
+        };
+        let (base, query) = before_fragment.split_once('?')?;
+        let mut value = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if value.is_none() && percent_decode(key) == name {
+                let v = pair.split_once('=').map_or("", |(_, v)| v);
+                value = Some(percent_decode(&v.replace('+', " ")));
+            } else if !pair.is_empty() {
+                kept.push(pair);
+            }
+        }
+        let mut rest = base.to_owned();
+        if !kept.is_empty() {
+            rest.push('?');
+            rest.push_str(&kept.join("&"));
+        }
+        if let Some(f) = fragment {
+            rest.push('#');
+            rest.push_str(f);
+        }
+        Some((value?, rest))
+    }
+}
+
+/// `text` with each `%XX` decoded; bytes that are not UTF-8 replaced.
+fn percent_decode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Display for WebhookUrl {
@@ -323,6 +407,14 @@ pub enum WebhookFormat {
     /// `{"text": "…"}`, one readable line: Slack's incoming webhooks and
     /// Discord's Slack-compatible endpoint take it.
     Slack,
+    /// Discord's execute-webhook JSON: one embed, mentions off.
+    Discord,
+    /// ntfy: the readable line as a plain-text body, title, priority and
+    /// tags as headers, the URL's userinfo as an `Authorization` header.
+    Ntfy,
+    /// Telegram's `sendMessage`: the readable line as HTML, to the
+    /// `chat_id` of the URL's query.
+    Telegram,
 }
 
 impl WebhookFormat {
@@ -331,6 +423,9 @@ impl WebhookFormat {
         match self {
             WebhookFormat::Envelope => "envelope",
             WebhookFormat::Slack => "slack",
+            WebhookFormat::Discord => "discord",
+            WebhookFormat::Ntfy => "ntfy",
+            WebhookFormat::Telegram => "telegram",
         }
     }
 }
@@ -370,8 +465,28 @@ pub(super) fn webhook(
     let format = match format.value.as_str() {
         "envelope" => WebhookFormat::Envelope,
         "slack" => WebhookFormat::Slack,
-        _ => return Err(format.invalid("expected envelope or slack")),
+        "discord" => WebhookFormat::Discord,
+        "ntfy" => WebhookFormat::Ntfy,
+        "telegram" => WebhookFormat::Telegram,
+        _ => {
+            return Err(format.invalid(
+                "expected envelope or slack, or a chat's own: discord, ntfy or telegram",
+            ));
+        }
     };
+    // The chat is the request's: without it every message is refused, so
+    // the start is.
+    if format == WebhookFormat::Telegram
+        && url
+            .take_query("chat_id")
+            .is_none_or(|(id, _)| id.is_empty())
+    {
+        return Err(url_given.invalid(
+            "the telegram format needs the chat in the query: \
+             https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<ID> \
+             (the value is not shown: it may hold a token)",
+        ));
+    }
     let ca_file = match ca {
         None => None,
         Some(given) if !url.is_https() => {
@@ -505,6 +620,60 @@ mod tests {
         ];
         for (body, want) in table {
             assert_eq!(u.redact(body), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn userinfo_is_decoded_and_can_be_left_out_of_the_url() {
+        // (URL, userinfo, the URL without it)
+        let table = [
+            (
+                "https://:tk_SECRET@ntfy.sh/alerts",
+                Some(("", Some("tk_SECRET"))),
+                "https://ntfy.sh/alerts",
+            ),
+            (
+                "https://ops:p%40ss@ntfy.example:8443/a?x=1#f",
+                Some(("ops", Some("p@ss"))),
+                "https://ntfy.example:8443/a?x=1#f",
+            ),
+            (
+                "https://tk_SECRET@ntfy.sh",
+                Some(("tk_SECRET", None)),
+                "https://ntfy.sh",
+            ),
+            ("https://ntfy.sh/a@b", None, "https://ntfy.sh/a@b"),
+        ];
+        for (url, userinfo, without) in table {
+            let u = WebhookUrl::parse(url).unwrap();
+            let got = u.userinfo();
+            let got = got
+                .as_ref()
+                .map(|(user, pass)| (user.as_str(), pass.as_deref()));
+            assert_eq!(got, userinfo, "{url}");
+            assert_eq!(u.secret_without_userinfo(), without, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_query_parameter_is_taken_out_of_the_url() {
+        // (URL, chat_id, the URL without it)
+        let table = [
+            (
+                "https://api.telegram.org/botT:K/sendMessage?chat_id=-100123",
+                Some(("-100123", "https://api.telegram.org/botT:K/sendMessage")),
+            ),
+            (
+                "https://h/bot1/sendMessage?a=1&chat_id=%40ops+room&b=2",
+                Some(("@ops room", "https://h/bot1/sendMessage?a=1&b=2")),
+            ),
+            ("https://h/bot1/sendMessage?chat=1", None),
+            ("https://h/bot1/sendMessage", None),
+        ];
+        for (url, want) in table {
+            let got = WebhookUrl::parse(url).unwrap().take_query("chat_id");
+            let got = got.as_ref().map(|(v, rest)| (v.as_str(), rest.as_str()));
+            assert_eq!(got, want, "{url}");
         }
     }
 
