@@ -1149,6 +1149,52 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_url_that_cannot_be_sent_is_refused_at_start() {
+        let hook = |format: &str, url: &str| {
+            err(
+                &[
+                    "--sink",
+                    "webhook",
+                    "--webhook-format",
+                    format,
+                    "--webhook-url",
+                    url,
+                ],
+                &[],
+            )
+        };
+        for url in [
+            "https://:@ntfy.sh/alerts",
+            "https://:tk%0D%0AInjected@ntfy.sh/alerts",
+            "https://:tk%FF@ntfy.sh/alerts",
+            "https://:tk%20x@ntfy.sh/alerts",
+        ] {
+            let e = hook("ntfy", url);
+            assert!(e.contains("the ntfy format sends"), "{url}: {e}");
+            assert!(!e.contains("tk"), "the value is not shown: {e}");
+        }
+        for url in [
+            "https://:tk_abc@ntfy.sh/alerts",
+            "https://ops:pa%20ss@ntfy.sh/alerts",
+        ] {
+            let args = [
+                "--sink",
+                "webhook",
+                "--webhook-format",
+                "ntfy",
+                "--webhook-url",
+                url,
+            ];
+            assert!(parse(&args, &[]).is_ok(), "{url}");
+        }
+        let twice = hook(
+            "telegram",
+            "https://api.telegram.org/botT:K/sendMessage?chat_id=1&chat_id=2",
+        );
+        assert!(twice.contains("takes one chat_id"), "{twice}");
+    }
+
+    #[test]
     fn the_report_defaults_to_facts_for_programs_and_incidents_for_people() {
         assert_eq!(config(&[], &[]).report, Report::Facts);
         let hook = ["--sink", "webhook", "--webhook-url", "https://h.example/x"];

@@ -338,7 +338,7 @@ impl WebhookSink {
         // Telegram says how long in the body: `{"ok":false,"error_code":429,
         // "parameters":{"retry_after":5}}`.
         let retry_after = retry_after.or_else(|| {
-            (status == 429)
+            (status == 429 && self.format == WebhookFormat::Telegram)
                 .then(|| serde_json::from_slice::<serde_json::Value>(&text).ok())
                 .flatten()
                 .and_then(|v| v["parameters"]["retry_after"].as_f64())
@@ -489,7 +489,10 @@ pub enum Kind {
 /// running, else unhealthy, else the restart that made it a fact.
 pub fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
     let Some(i) = event.incident.as_deref() else {
-        let kind = if event.state != "running" {
+        // `restarting` is the restart policy's wait: a restart under way.
+        let kind = if event.state == "restarting" {
+            Kind::Restarted
+        } else if event.state != "running" {
             Kind::NotRunning
         } else if event.health == "unhealthy" {
             Kind::Unhealthy
@@ -563,7 +566,7 @@ pub fn discord_body(event: &HealthEvent) -> String {
         Kind::Restarted => 0xF9_C7_00,
         Kind::Resolved => 0x2E_A0_43,
     };
-    let game = flat(&event.game_id);
+    let game = discord_text(&event.game_id);
     let mut what = what;
     if let Some(first) = what.get(..1) {
         what = format!("{}{}", first.to_ascii_uppercase(), &what[1..]);
@@ -577,13 +580,13 @@ pub fn discord_body(event: &HealthEvent) -> String {
             "Container",
             cut_at_char_boundary(&event.container_id, 12).to_owned(),
         ),
-        ("State", flat(&event.state)),
+        ("State", discord_text(&event.state)),
         (
             "Health",
             if event.health.is_empty() {
                 "no healthcheck".to_owned()
             } else {
-                flat(&event.health)
+                discord_text(&event.health)
             },
         ),
     ];
@@ -602,10 +605,10 @@ pub fn discord_body(event: &HealthEvent) -> String {
     fields.push(("Restarts", event.restart_count.to_string()));
     if let Some(i) = incident {
         fields.push(("Restarts in window", i.restarts_in_window.to_string()));
-        fields.push(("Since", flat(&i.started_at)));
+        fields.push(("Since", discord_text(&i.started_at)));
     }
     if let Some(error) = x.and_then(|x| x.error.as_deref()) {
-        fields.push(("Error", flat(error)));
+        fields.push(("Error", discord_text(error)));
     }
     // Title first, the fields in order, the output with what is left.
     let mut left = limit::TOTAL - title.chars().count();
@@ -650,13 +653,47 @@ pub fn discord_body(event: &HealthEvent) -> String {
     .to_string()
 }
 
-/// `text` on one line: control characters as spaces, trimmed.
+/// `text` on one line: control characters, line and paragraph separators
+/// and the invisible formatting characters (a right-to-left override
+/// turns a name around) as spaces, trimmed.
 fn flat(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || is_invisible(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect::<String>()
         .trim()
         .to_owned()
+}
+
+/// Unicode's line and paragraph separators and the format characters that
+/// change how text reads without showing themselves.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Outside text as Discord shows it inert: on one line, every Markdown
+/// character escaped (a game id `[runbook](https://…)` is no link, `**` no
+/// bold), and `@` followed by a zero-width space (no mention).
+fn discord_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in flat(text).chars() {
+        match c {
+            '\\' | '*' | '_' | '~' | '|' | '`' | '>' | '#' | '[' | ']' | '(' | ')' | '<' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("@\u{200B}"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One ntfy message: the body and its headers.
@@ -993,6 +1030,26 @@ impl Resolver for SharedLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_text_is_inert_in_a_discord_embed() {
+        let table = [
+            (
+                "[runbook](https://evil.example/login)",
+                "\\[runbook\\]\\(https://evil.example/login\\)",
+            ),
+            (
+                "**bold** ||spoiler|| `code`",
+                "\\*\\*bold\\*\\* \\|\\|spoiler\\|\\| \\`code\\`",
+            ),
+            ("@everyone", "@\u{200B}everyone"),
+            ("game\u{202E}1\u{2028}2", "game 1 2"),
+            ("g-42", "g-42"),
+        ];
+        for (text, want) in table {
+            assert_eq!(discord_text(text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn an_incident_line_says_what_changed_first() {

@@ -476,6 +476,42 @@ pub(super) fn webhook(
     };
     // The chat is the request's: without it every message is refused, so
     // the start is.
+    // One chat, read from one place: a second `chat_id` would stay in the
+    // query beside the body's.
+    if format == WebhookFormat::Telegram
+        && url
+            .take_query("chat_id")
+            .is_some_and(|(_, rest)| rest.contains("chat_id=") || rest.contains("chat%5Fid="))
+    {
+        return Err(url_given.invalid(
+            "the telegram format takes one chat_id in the query \
+             (the value is not shown: it may hold a token)",
+        ));
+    }
+    // ntfy's login goes in a header of its own: one that cannot be sent is
+    // bad configuration, not an outage to retry for ever.
+    if format == WebhookFormat::Ntfy
+        && let Some((user, pass)) = url.userinfo()
+    {
+        let token_like = |t: &str| !t.is_empty() && t.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        let usable = match pass {
+            None => token_like(&user),
+            Some(pass) if user.is_empty() => token_like(&pass),
+            Some(pass) => {
+                !user.contains(':')
+                    && !format!("{user}{pass}")
+                        .chars()
+                        .any(|c| c.is_control() || c == '\u{FFFD}')
+            }
+        };
+        if !usable {
+            return Err(url_given.invalid(
+                "the ntfy format sends the URL's user:password or :token as its \
+                 Authorization header, and this one is empty, not UTF-8, or holds a \
+                 space or control character (the value is not shown)",
+            ));
+        }
+    }
     if format == WebhookFormat::Telegram
         && url
             .take_query("chat_id")
