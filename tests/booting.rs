@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::util::{
-    Containers, Daemon, LiveDocker, StderrLines, TempDir, TestSchema, bin, free_addr, http_get,
-    live_docker, live_pg, live_required, sample, skipped, unix_nanos, wait_until,
+    Containers, Daemon, LiveDocker, StderrLines, TempDir, TestSchema, bin, docker_answers,
+    free_addr, http_get, live_docker, live_pg, live_required, sample, skipped, unix_nanos,
+    wait_until,
 };
 
 /// The bound the issue sets on a death seen by events, in label mode and in
@@ -195,19 +196,6 @@ fn label_mode_a_game_started_after_the_tick_and_killed_is_reported_within_100ms_
     assert!(daemon.terminate().success(), "{}", err.text());
 }
 
-/// Whether a dockerd answers `/_ping` on `socket`.
-fn answers(socket: &Path) -> bool {
-    UnixStream::connect(socket)
-        .and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n")?;
-            let mut buf = String::new();
-            s.read_to_string(&mut buf)?;
-            Ok(buf.starts_with("HTTP/1.") && buf.contains(" 200 "))
-        })
-        .unwrap_or(false)
-}
-
 /// A dockerd of one test's own, which it may stop and start: its roots, its
 /// socket and its log in a temporary directory. On drop its containers are
 /// removed, it is stopped, and its mounts are undone.
@@ -278,7 +266,7 @@ impl OwnDockerd {
             .expect("dockerd starts");
         self.child = Some(child);
         let start = Instant::now();
-        while !answers(&self.socket()) {
+        while !docker_answers(&self.socket()) {
             let exited = self
                 .child
                 .as_mut()

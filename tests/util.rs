@@ -442,22 +442,26 @@ pub const IMAGE: &str = "rtinspect-test/busybox:1";
 
 /// The live dockerd, or `None` (with a note) when none answers and the
 /// environment does not demand one.
+/// Whether a dockerd answers `/_ping` on `socket` within 5 s.
+pub fn docker_answers(socket: &Path) -> bool {
+    UnixStream::connect(socket)
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n")?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf.starts_with("HTTP/1.") && buf.contains(" 200 "))
+        })
+        .unwrap_or(false)
+}
+
 pub fn live_docker() -> Option<&'static LiveDocker> {
     static LIVE: OnceLock<Option<LiveDocker>> = OnceLock::new();
     let live = LIVE.get_or_init(|| {
         let host = std::env::var("RTINSPECT_TEST_DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let socket = PathBuf::from(host.strip_prefix("unix://").unwrap_or(&host));
-        let answers = UnixStream::connect(&socket)
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n")?;
-                let mut buf = String::new();
-                s.read_to_string(&mut buf)?;
-                Ok(buf.starts_with("HTTP/1.") && buf.contains(" 200 "))
-            })
-            .unwrap_or(false);
-        if !answers {
+        if !docker_answers(&socket) {
             assert!(
                 !live_required(),
                 "RTINSPECT_TEST_REQUIRE_LIVE is set but no dockerd answers at {}",
