@@ -292,14 +292,14 @@ impl Tracker {
     pub fn look(&mut self, look: &Look<'_>) -> Vec<IncidentEvent> {
         let policy = self.policy;
         let at = look.at;
+        // A lookup, not an entry: no allocation per look of a known game.
         if !self.games.contains_key(look.game_id) {
             self.games
                 .insert(look.game_id.to_owned(), GameState::default());
         }
-        let game = self
-            .games
-            .get_mut(look.game_id)
-            .expect("the game was inserted above");
+        let Some(game) = self.games.get_mut(look.game_id) else {
+            return Vec::new();
+        };
         let mut changed = false;
 
         // A start the restart count does not show (a manual or API start,

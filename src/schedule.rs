@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::docker::DockerError;
 use crate::docker::events::ContainerEvent;
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
-use crate::incident::{Look, Tracker};
+use crate::incident::{IncidentEvent, Look, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
 
@@ -596,18 +596,30 @@ impl Schedule {
             return;
         };
         // The incident tracker sees every answer, with the evidence Docker
-        // gave; a fact carries the details `--details` asks for.
-        let seen = match (&mut self.incidents, &answer) {
-            (Some(_), Ok(observation)) => Some(observation.clone()),
+        // gave, before the fact is judged; what was seen is kept only for
+        // the rare answer that changes an incident.
+        let changed = match (&mut self.incidents, &answer) {
+            (Some(tracker), Ok(seen)) => {
+                let changes = tracker.look(&Look {
+                    game_id: &record.game_id,
+                    container_id: &seen.container_id,
+                    restart_count: seen.restart_count,
+                    status: &seen.status,
+                    health: &seen.health,
+                    started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
+                    at,
+                });
+                (!changes.is_empty()).then(|| (changes, record.game_id.clone(), seen.clone()))
+            }
             _ => None,
         };
+        // A fact carries the details `--details` asks for.
         let answer = answer.map(|mut o| {
             if !self.settings.extended_facts {
                 o.details = None;
             }
             o
         });
-        let game_id = record.game_id.clone();
         match busy {
             Busy::TickInspect(record) => {
                 let outcome = tick::judge(&mut self.inspector, &record, answer, at);
@@ -650,8 +662,8 @@ impl Schedule {
             }
             Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
         }
-        if let Some(seen) = seen {
-            self.look(game_id, seen, at);
+        if let Some((changes, game_id, seen)) = changed {
+            self.incident_events(changes, &game_id, &seen, at);
         }
         if self.tick.is_none() {
             // A nudged inspect between ticks: saved now, as its baselines.
@@ -659,20 +671,14 @@ impl Schedule {
         }
     }
 
-    /// Hands one answer to the incident tracker; its changes become events.
-    fn look(&mut self, game_id: String, seen: Observation, at: SystemTime) {
-        let Some(tracker) = &mut self.incidents else {
-            return;
-        };
-        let changes = tracker.look(&Look {
-            game_id: &game_id,
-            container_id: &seen.container_id,
-            restart_count: seen.restart_count,
-            status: &seen.status,
-            health: &seen.health,
-            started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
-            at,
-        });
+    /// The events of an answer's changes to an incident, with what was seen.
+    fn incident_events(
+        &mut self,
+        changes: Vec<IncidentEvent>,
+        game_id: &str,
+        seen: &Observation,
+        at: SystemTime,
+    ) {
         for change in changes {
             let facts = IncidentFacts {
                 incident_id: change.incident_id,
@@ -684,7 +690,7 @@ impl Schedule {
             let event = HealthEvent::for_incident(
                 change.change.event_type(),
                 facts,
-                game_id.clone(),
+                game_id.to_owned(),
                 seen.clone(),
                 at,
             );
