@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::inspector::restart_under_way;
+
 /// How long an `oom` event waits for an incident of its game to open and take
 /// it; the `die` that follows an OOM kill comes within moments.
 pub const OOM_GRACE: Duration = Duration::from_secs(60);
@@ -364,10 +366,8 @@ impl Tracker {
         if look.health == "unhealthy" {
             kind = kind.max(Some(Kind::Unhealthy));
         }
-        // `restarting` is the restart policy's wait between a death and the
-        // next start: a restart under way (counted when it lands), not a
-        // container that stays down.
-        if !running && look.status != "restarting" {
+        // A restart under way is counted when it lands, not a stop.
+        if !running && !restart_under_way(look.status) {
             kind = kind.max(Some(Kind::NotRunning));
         }
 

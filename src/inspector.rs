@@ -27,6 +27,14 @@ impl RuntimeRecord {
     }
 }
 
+/// Whether a container's `State.Status` is `restarting`: the restart
+/// policy's wait between a death and the next start (moby sets it while its
+/// back-off runs), a restart under way rather than a container that stays
+/// down.
+pub fn restart_under_way(status: &str) -> bool {
+    status == "restarting"
+}
+
 /// What one successful inspect of a container said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {

@@ -38,6 +38,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use crate::config::{Webhook, WebhookFormat, WebhookUrl};
 use crate::docker::cut_at_char_boundary;
 use crate::event::HealthEvent;
+use crate::inspector::restart_under_way;
 use crate::sink::{EventSink, SinkError};
 use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 
@@ -489,8 +490,7 @@ pub enum Kind {
 /// running, else unhealthy, else the restart that made it a fact.
 pub fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
     let Some(i) = event.incident.as_deref() else {
-        // `restarting` is the restart policy's wait: a restart under way.
-        let kind = if event.state == "restarting" {
+        let kind = if restart_under_way(&event.state) {
             Kind::Restarted
         } else if event.state != "running" {
             Kind::NotRunning
@@ -859,7 +859,7 @@ fn readable_line(event: &HealthEvent, text: fn(&str) -> String) -> String {
     }
     let mut line = match event.incident.as_deref() {
         None => "rtinspect: ".to_owned(),
-        Some(i) => incident_prefix(event.event_type, i),
+        Some(i) => incident_prefix(event, i),
     };
     line.push_str(&format!(
         "game `{}` container `{}`: {}, {}, restart count {}",
@@ -877,25 +877,8 @@ fn readable_line(event: &HealthEvent, text: fn(&str) -> String) -> String {
 
 /// What an incident's message starts with: what changed, what it is, for
 /// how long, and the incident's id to group on.
-fn incident_prefix(event_type: &str, i: &crate::event::IncidentFacts) -> String {
-    let kind = match i.kind.as_str() {
-        "crash_loop" => "crash loop",
-        "not_running" => "not running",
-        other => other,
-    };
-    // "now a crash loop", "now not running", "still unhealthy".
-    let state = match i.kind.as_str() {
-        "crash_loop" => "a crash loop",
-        "restarted" => "open (restarted)",
-        _ => kind,
-    };
-    let what = match event_type {
-        "incident_opened" => kind.to_owned(),
-        "incident_escalated" => format!("now {state}"),
-        "incident_reminder" => format!("still {state}"),
-        "incident_resolved" => "resolved".to_owned(),
-        other => other.to_owned(),
-    };
+fn incident_prefix(event: &HealthEvent, i: &crate::event::IncidentFacts) -> String {
+    let (_, what, _) = what_changed(event);
     let mut prefix = format!("rtinspect: [{what}] ");
     if i.restarts_in_window > 0 {
         prefix.push_str(&format!(
