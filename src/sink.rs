@@ -9,7 +9,7 @@
 use std::error::Error;
 use std::fmt;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::event::HealthEvent;
 
@@ -75,9 +75,37 @@ impl Error for SinkError {
 
 /// Where events go. `publish` returns only once the event is durably handed
 /// over (written and flushed, or committed).
+///
+/// A sink read by people may pace itself and gather what waits into one
+/// message: the publisher asks [`EventSink::ready_in`] before each send and
+/// hands [`EventSink::publish_batch`] up to [`EventSink::batch_limit`] events
+/// that are waiting by then.
 pub trait EventSink: Send {
     /// Publishes one event.
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError>;
+
+    /// How long to wait before the next send keeps to the destination's
+    /// pace; zero when it may go now. The publisher does the waiting, in a
+    /// sleep a shutdown ends.
+    fn ready_in(&mut self, _now: Instant) -> Duration {
+        Duration::ZERO
+    }
+
+    /// How many waiting events one send may carry; 1 for a sink that takes
+    /// each event on its own.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Publishes `events` (at least one, at most [`EventSink::batch_limit`])
+    /// in one send: one of them on its own, several as a digest. Accepted or
+    /// refused as a whole.
+    fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
+        for event in events {
+            self.publish(event)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes each envelope as one line and flushes it.
