@@ -42,6 +42,8 @@ use crate::inspector::restart_under_way;
 use crate::sink::{EventSink, SinkError};
 use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 
+pub mod pace;
+
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
