@@ -42,6 +42,7 @@ use crate::inspector::restart_under_way;
 use crate::sink::{EventSink, SinkError};
 use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 
+pub mod digest;
 pub mod pace;
 
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
@@ -472,8 +473,9 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// What an event is about, as the chat formats tell it apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an event is about, as the chat formats tell it apart; the worst
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// A crash loop: restarts in the window.
     CrashLoop,
@@ -562,12 +564,7 @@ pub mod discord_limits {
 pub fn discord_body(event: &HealthEvent) -> String {
     use discord_limits as limit;
     let (kind, what, _) = what_changed(event);
-    let color: u32 = match kind {
-        Kind::CrashLoop | Kind::NotRunning => 0xD9_30_25,
-        Kind::Unhealthy => 0xF5_7C_00,
-        Kind::Restarted => 0xF9_C7_00,
-        Kind::Resolved => 0x2E_A0_43,
-    };
+    let color = discord_color(kind);
     let game = discord_text(&event.game_id);
     let mut what = what;
     if let Some(first) = what.get(..1) {
@@ -655,6 +652,16 @@ pub fn discord_body(event: &HealthEvent) -> String {
     .to_string()
 }
 
+/// An embed's colour by kind: red, orange, yellow, green.
+fn discord_color(kind: Kind) -> u32 {
+    match kind {
+        Kind::CrashLoop | Kind::NotRunning => 0xD9_30_25,
+        Kind::Unhealthy => 0xF5_7C_00,
+        Kind::Restarted => 0xF9_C7_00,
+        Kind::Resolved => 0x2E_A0_43,
+    }
+}
+
 /// `text` on one line: control characters, line and paragraph separators
 /// and the invisible formatting characters (a right-to-left override
 /// turns a name around) as spaces, trimmed.
@@ -721,26 +728,38 @@ pub const NTFY_TITLE_CHARS: usize = 100;
 /// characters are `?`): HTTP header values are not UTF-8, and a CR or LF
 /// would end the header.
 pub fn ntfy_message(event: &HealthEvent) -> NtfyMessage {
-    let (kind, what, reminder) = what_changed(event);
-    let (priority, tags) = match kind {
-        Kind::CrashLoop => (5, "rotating_light"),
-        Kind::NotRunning => (4, "rotating_light"),
-        Kind::Unhealthy | Kind::Restarted => (3, "warning"),
-        Kind::Resolved => (2, "white_check_mark"),
-    };
-    let priority = if reminder { priority - 1 } else { priority };
-    let mut title = header_value(&format!("rtinspect: {what} {}", event.game_id));
-    if title.len() > NTFY_TITLE_CHARS {
-        // ASCII: bytes are characters.
-        title.truncate(NTFY_TITLE_CHARS - 3);
-        title.push_str("...");
-    }
+    let (_, what, _) = what_changed(event);
+    let (priority, tags) = ntfy_priority(event);
+    let title = ntfy_title(&format!("rtinspect: {what} {}", event.game_id));
     NtfyMessage {
         title,
         priority,
         tags,
         body: readable_line(event, flat),
     }
+}
+
+/// An event's ntfy `Priority` by kind, a reminder one lower, and its `Tags`.
+fn ntfy_priority(event: &HealthEvent) -> (u8, &'static str) {
+    let (kind, _, reminder) = what_changed(event);
+    let (priority, tags) = match kind {
+        Kind::CrashLoop => (5, "rotating_light"),
+        Kind::NotRunning => (4, "rotating_light"),
+        Kind::Unhealthy | Kind::Restarted => (3, "warning"),
+        Kind::Resolved => (2, "white_check_mark"),
+    };
+    (if reminder { priority - 1 } else { priority }, tags)
+}
+
+/// `text` as ntfy's `Title`: a header value of at most [`NTFY_TITLE_CHARS`].
+fn ntfy_title(text: &str) -> String {
+    let mut title = header_value(text);
+    if title.len() > NTFY_TITLE_CHARS {
+        // ASCII: bytes are characters.
+        title.truncate(NTFY_TITLE_CHARS - 3);
+        title.push_str("...");
+    }
+    title
 }
 
 /// `text` as a header value: printable ASCII, a control character a space,
@@ -766,17 +785,46 @@ pub const TELEGRAM_TEXT_CHARS: usize = 4096;
 /// `&`, `<`, `>` escaped and an `@` that cannot mention anyone, at most
 /// [`TELEGRAM_TEXT_CHARS`], cut between escapes.
 pub fn telegram_body(event: &HealthEvent, chat_id: &str) -> String {
-    let chat = match chat_id.parse::<i64>() {
-        Ok(n) => serde_json::Value::from(n),
-        Err(_) => serde_json::Value::from(chat_id),
-    };
     serde_json::json!({
-        "chat_id": chat,
+        "chat_id": telegram_chat(chat_id),
         "text": telegram_text(&readable_line(event, flat)),
         "parse_mode": "HTML",
         "disable_web_page_preview": true,
     })
     .to_string()
+}
+
+/// A `chat_id` as Telegram takes it: a number when it is one, else a
+/// `@channel` name.
+fn telegram_chat(chat_id: &str) -> serde_json::Value {
+    match chat_id.parse::<i64>() {
+        Ok(n) => serde_json::Value::from(n),
+        Err(_) => serde_json::Value::from(chat_id),
+    }
+}
+
+/// What stands for `c` in Telegram HTML when it is not itself: `&`, `<`,
+/// `>` escaped, and `@` that cannot mention anyone.
+fn telegram_escape(c: char) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '@' => Some("@\u{200B}"),
+        _ => None,
+    }
+}
+
+/// `text` as Telegram HTML, uncut.
+fn telegram_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match telegram_escape(c) {
+            Some(piece) => out.push_str(piece),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// `line` as Telegram HTML, cut to [`TELEGRAM_TEXT_CHARS`] with `…`.
@@ -785,18 +833,10 @@ fn telegram_text(line: &str) -> String {
     let mut count = 0;
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
-        let piece: &str = match c {
-            '&' => "&amp;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '@' => "@\u{200B}",
-            _ => "",
-        };
         let mut buf = [0; 4];
-        let piece = if piece.is_empty() {
-            &*c.encode_utf8(&mut buf)
-        } else {
-            piece
+        let piece = match telegram_escape(c) {
+            Some(piece) => piece,
+            None => &*c.encode_utf8(&mut buf),
         };
         let n = piece.chars().count();
         // Room for `…` unless this is the last.
