@@ -4,15 +4,21 @@
 //! a Discord embed, an ntfy message, a Telegram `sendMessage`. Each body is
 //! built by a pure function of the event, cut to the chat's limits.
 //!
-//! The answer decides what the publisher does with the event: 2xx is
-//! delivered; 408, 429 and 5xx (and no answer at all) mean the webhook is
-//! down, and the same event is retried, not before a 429's or 503's
-//! `Retry-After` is over (the publisher waits it out, so that a shutdown can
-//! end the wait); any other status (a redirect included: a webhook that redirects
-//! is misconfigured, and its target is not trusted with the event) refuses
-//! this event, which is set aside. Every request is bounded by
-//! [`REQUEST_TIMEOUT`], and runs on the publisher's thread: the agent's
-//! resolver looks names up in that thread, without starting one per request.
+//! A chat is paced below its service's published limit ([`pace`]), and the
+//! events that wait meanwhile go together in one `POST`, a digest
+//! ([`digest`]). The envelope format posts each event on its own, held back
+//! only when an answer asks.
+//!
+//! The answer decides what the publisher does with the event (with every
+//! event of a digest alike): 2xx is delivered; 408, 429 and 5xx (and no
+//! answer at all) mean the webhook is down, and the same event is retried,
+//! not before a 429's or 503's `Retry-After` is over (the publisher waits it
+//! out, so that a shutdown can end the wait); any other status (a redirect
+//! included: a webhook that redirects is misconfigured, and its target is
+//! not trusted with the event) refuses this event, which is set aside.
+//! Every request is bounded by [`REQUEST_TIMEOUT`], and runs on the
+//! publisher's thread: the agent's resolver looks names up in that thread,
+//! without starting one per request.
 //!
 //! The URL carries the webhook's token: no message from here holds more of
 //! it than its scheme and host. A refusal quotes the first 200 bytes of the
@@ -44,6 +50,9 @@ use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
 
 pub mod digest;
 pub mod pace;
+
+use digest::Digest;
+use pace::Pace;
 
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,7 +207,20 @@ pub struct WebhookSink {
     authorization: Option<String>,
     /// Telegram's chat, from the URL's query.
     chat_id: Option<String>,
+    /// How often the destination may be posted to.
+    pace: Pace,
+    /// This machine's name, as a digest names it.
+    host: String,
     lookup: Arc<Lookup>,
+}
+
+/// One request to send: its body, the key the receiver de-duplicates on,
+/// and the format's own headers.
+struct Outgoing<'a> {
+    body: Cow<'a, str>,
+    /// `Idempotency-Key`: the event's id, or a digest's key.
+    key: Cow<'a, str>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl fmt::Debug for WebhookSink {
@@ -268,6 +290,7 @@ impl WebhookSink {
             },
             _ => (url.secret().to_owned(), None, None),
         };
+        let pace = Pace::for_destination(webhook.format, chat_id.as_deref());
         Ok(WebhookSink {
             agent,
             url: webhook.url.clone(),
@@ -275,33 +298,81 @@ impl WebhookSink {
             target,
             authorization,
             chat_id,
+            pace,
+            host: digest::host_label(&rustix::system::uname().nodename().to_string_lossy()),
             lookup,
         })
     }
 
-    /// One request; what it means for the event.
-    fn post(&self, event: &HealthEvent) -> Result<(), SinkError> {
-        let mut headers: Vec<(&str, String)> = Vec::new();
+    /// One event on its own: its request; what the answer means for it.
+    fn post(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+        let mut headers = Vec::new();
         let body = match self.format {
             WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
             WebhookFormat::Slack => Cow::Owned(slack_body(event)),
             WebhookFormat::Discord => Cow::Owned(discord_body(event)),
             WebhookFormat::Ntfy => {
                 let m = ntfy_message(event);
-                headers.extend([
-                    ("Title", m.title),
-                    ("Priority", m.priority.to_string()),
-                    ("Tags", m.tags.to_owned()),
-                ]);
-                if let Some(a) = &self.authorization {
-                    headers.push(("Authorization", a.clone()));
-                }
+                self.ntfy_headers(m.title, m.priority, m.tags, &mut headers);
                 Cow::Owned(m.body)
             }
             WebhookFormat::Telegram => {
                 Cow::Owned(telegram_body(event, self.chat_id.as_deref().unwrap_or("")))
             }
         };
+        self.send(Outgoing {
+            body,
+            key: Cow::Borrowed(&event.event_id),
+            headers,
+        })
+    }
+
+    /// Several events in one digest, in the format's own shape; the
+    /// envelope format posts them one by one, as machines take them.
+    fn post_digest(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
+        let digest = Digest::of(events);
+        let mut headers = Vec::new();
+        let body = match self.format {
+            WebhookFormat::Envelope => return events.iter().try_for_each(|e| self.post(e)),
+            WebhookFormat::Slack => digest::slack_body(&digest, &self.host),
+            WebhookFormat::Discord => digest::discord_body(&digest, &self.host),
+            WebhookFormat::Ntfy => {
+                let m = digest::ntfy_message(&digest, &self.host);
+                self.ntfy_headers(m.title, m.priority, m.tags, &mut headers);
+                m.body
+            }
+            WebhookFormat::Telegram => {
+                digest::telegram_body(&digest, &self.host, self.chat_id.as_deref().unwrap_or(""))
+            }
+        };
+        self.send(Outgoing {
+            body: Cow::Owned(body),
+            key: Cow::Owned(digest.key()),
+            headers,
+        })
+    }
+
+    /// ntfy's headers for a message, and the token if there is one.
+    fn ntfy_headers(
+        &self,
+        title: String,
+        priority: u8,
+        tags: &str,
+        headers: &mut Vec<(&'static str, String)>,
+    ) {
+        headers.extend([
+            ("Title", title),
+            ("Priority", priority.to_string()),
+            ("Tags", tags.to_owned()),
+        ]);
+        if let Some(a) = &self.authorization {
+            headers.push(("Authorization", a.clone()));
+        }
+    }
+
+    /// One request; what its answer means for what it carries. The pace
+    /// counts it as it goes, and takes from every answer the wait it asks.
+    fn send(&mut self, out: Outgoing<'_>) -> Result<(), SinkError> {
         let content_type = match self.format {
             WebhookFormat::Ntfy => "text/plain; charset=utf-8",
             _ => "application/json",
@@ -311,11 +382,14 @@ impl WebhookSink {
             .post(&self.target)
             .header("Content-Type", content_type)
             // Delivery is at least once: the receiver de-duplicates on it.
-            .header("Idempotency-Key", event.event_id.as_str());
-        for (name, value) in headers {
+            .header("Idempotency-Key", out.key.as_ref());
+        for (name, value) in out.headers {
             request = request.header(name, value);
         }
-        let sent = request.send(body.as_bytes());
+        // Counted whatever comes back: a request that failed on the way
+        // may still have reached the service.
+        self.pace.sent(Instant::now());
+        let sent = request.send(out.body.as_bytes());
         let mut response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -325,11 +399,18 @@ impl WebhookSink {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after").as_deref().and_then(parse_retry_after);
+        // Discord says how many requests are left and when its bucket
+        // resets on every answer, a 2xx's included.
+        let remaining = header("x-ratelimit-remaining");
+        let reset_after = header("x-ratelimit-reset-after");
         // Read to the end, so the connection is kept; a 2xx whose body
         // breaks off was still accepted.
         let mut text = Vec::new();
@@ -339,15 +420,29 @@ impl WebhookSink {
             .limit(BODY_LIMIT)
             .reader()
             .read_to_end(&mut text);
-        // Telegram says how long in the body: `{"ok":false,"error_code":429,
-        // "parameters":{"retry_after":5}}`.
+        // Telegram says how long in the body, `{"ok":false,"error_code":429,
+        // "parameters":{"retry_after":5}}`, as Discord does beside its
+        // header, `{"message":"You are being rate limited.","retry_after":0.5}`.
         let retry_after = retry_after.or_else(|| {
-            (status == 429 && self.format == WebhookFormat::Telegram)
+            let v = (status == 429)
                 .then(|| serde_json::from_slice::<serde_json::Value>(&text).ok())
-                .flatten()
-                .and_then(|v| v["parameters"]["retry_after"].as_f64())
-                .and_then(|secs| parse_retry_after(&secs.to_string()))
+                .flatten()?;
+            let secs = match self.format {
+                WebhookFormat::Telegram => v["parameters"]["retry_after"].as_f64(),
+                WebhookFormat::Discord => v["retry_after"].as_f64(),
+                _ => None,
+            }?;
+            parse_retry_after(&secs.to_string())
         });
+        // RFC 9110 §10.2.3 defines Retry-After for 503 and 3xx; 429 has it
+        // from RFC 6585 §4. Only a 429's or a 503's is a wait asked of this
+        // client.
+        let retry_after = retry_after.filter(|_| matches!(status, 429 | 503));
+        if let Some(wait) =
+            pace::asked_wait(retry_after, remaining.as_deref(), reset_after.as_deref())
+        {
+            self.pace.hold(Instant::now(), wait);
+        }
         let url = self.url.shown().to_owned();
         match classify(status) {
             Verdict::Accepted => Ok(()),
@@ -368,10 +463,8 @@ impl WebhookSink {
                 });
                 // Reported, not slept here: the publisher waits it out in a
                 // sleep that closing the outbox ends, where a sleep in this
-                // call would hold a shutdown for up to MAX_RETRY_AFTER. RFC
-                // 9110 §10.2.3 defines Retry-After for 503 and 3xx; 429 has it
-                // from RFC 6585 §4.
-                match retry_after.filter(|_| matches!(status, 429 | 503)) {
+                // call would hold a shutdown for up to MAX_RETRY_AFTER.
+                match retry_after {
                     Some(wait) => Err(SinkError::UnavailableFor(wait, error)),
                     None => Err(SinkError::Unavailable(error)),
                 }
@@ -439,6 +532,28 @@ impl WebhookSink {
 impl EventSink for WebhookSink {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
         self.post(event)
+    }
+
+    fn ready_in(&mut self, now: Instant) -> Duration {
+        self.pace.ready_in(now)
+    }
+
+    /// One for the envelope format: each machine receiver takes one
+    /// envelope a request, under its own `Idempotency-Key`. A chat takes a
+    /// digest of up to [`digest::DIGEST_EVENTS`].
+    fn batch_limit(&self) -> usize {
+        match self.format {
+            WebhookFormat::Envelope => 1,
+            _ => digest::DIGEST_EVENTS,
+        }
+    }
+
+    fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
+        match events {
+            [] => Ok(()),
+            [event] => self.post(event),
+            _ => self.post_digest(events),
+        }
     }
 }
 
@@ -1869,21 +1984,34 @@ mod tests {
     /// A webhook on 127.0.0.1 answering every request with `head` (a status
     /// and its headers) and no body; its URL, and how many it answered.
     fn answering(head: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let (url, answered, _) = recording(head);
+        (url, answered)
+    }
+
+    /// Each request's `Idempotency-Key` and body, in order.
+    type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// [`answering`], and what it received.
+    fn recording(head: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>, Received) {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let received = Received::default();
         let count = answered.clone();
+        let requests = received.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let count = count.clone();
+                let requests = requests.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut writer = stream;
                     // One request after another on the kept connection.
                     loop {
                         let mut length = 0;
+                        let mut key = String::new();
                         loop {
                             let mut line = String::new();
                             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -1896,9 +2024,14 @@ mod tests {
                             if let Some(v) = line.strip_prefix("content-length:") {
                                 length = v.trim().parse().unwrap();
                             }
+                            if let Some(v) = line.strip_prefix("idempotency-key:") {
+                                key = v.trim().to_owned();
+                            }
                         }
                         let mut body = vec![0; length];
                         reader.read_exact(&mut body).unwrap();
+                        let body = String::from_utf8(body).unwrap();
+                        requests.lock().unwrap().push((key, body));
                         let answer = format!("HTTP/1.1 {head}\r\nContent-Length: 0\r\n\r\n");
                         writer.write_all(answer.as_bytes()).unwrap();
                         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -1906,7 +2039,7 @@ mod tests {
                 });
             }
         });
-        (url, answered)
+        (url, answered, received)
     }
 
     fn sink_for(url: &str) -> WebhookSink {
@@ -1984,6 +2117,102 @@ mod tests {
         );
         p.join_if_ended();
         assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    fn sink_as(url: &str, format: WebhookFormat) -> WebhookSink {
+        WebhookSink::new(&Webhook {
+            url: WebhookUrl::parse(url).unwrap(),
+            format,
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_one_is_the_single_request_and_more_are_one_digest() {
+        use crate::event::stopped_event;
+        let events = [
+            stopped_event("g-1"),
+            stopped_event("g-2"),
+            stopped_event("g-3"),
+        ];
+        let (url, _, received) = recording("200 OK");
+        let mut sink = sink_as(&url, WebhookFormat::Slack);
+        assert_eq!(sink.batch_limit(), digest::DIGEST_EVENTS);
+        sink.publish_batch(&events[..1]).unwrap();
+        sink.publish_batch(&events).unwrap();
+        let got = received.lock().unwrap().clone();
+        let digest = Digest::of(&events);
+        assert_eq!(
+            got,
+            [
+                (events[0].event_id.clone(), slack_body(&events[0])),
+                (digest.key(), digest::slack_body(&digest, &sink.host)),
+            ]
+        );
+        assert!(got[1].1.contains("3 games not running on "), "{}", got[1].1);
+
+        // A machine takes one envelope a request, under its own key.
+        let (url, _, received) = recording("200 OK");
+        let mut sink = sink_as(&url, WebhookFormat::Envelope);
+        assert_eq!(sink.batch_limit(), 1);
+        sink.publish_batch(&events[..2]).unwrap();
+        let got = received.lock().unwrap().clone();
+        let want: Vec<(String, String)> = events[..2]
+            .iter()
+            .map(|e| (e.event_id.clone(), e.envelope.clone()))
+            .collect();
+        assert_eq!(got, want);
+        for format in [
+            WebhookFormat::Discord,
+            WebhookFormat::Ntfy,
+            WebhookFormat::Telegram,
+        ] {
+            let sink = sink_as("http://127.0.0.1:9/bot/x?chat_id=-1", format);
+            assert_eq!(sink.batch_limit(), digest::DIGEST_EVENTS, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn every_answer_tells_the_pace_how_long_to_wait() {
+        // (format, the answer, the wait it leaves, to the second)
+        let table = [
+            (
+                WebhookFormat::Discord,
+                "200 OK\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset-After: 30.5",
+                30,
+            ),
+            (
+                WebhookFormat::Discord,
+                "204 No Content\r\nX-RateLimit-Remaining: 3\r\nX-RateLimit-Reset-After: 30",
+                0,
+            ),
+            (
+                WebhookFormat::Discord,
+                "429 Too Many Requests\r\nRetry-After: 20\r\nX-RateLimit-Remaining: 0\r\n\
+                 X-RateLimit-Reset-After: 2",
+                19,
+            ),
+            (
+                WebhookFormat::Envelope,
+                "429 Too Many Requests\r\nRetry-After: 3600",
+                59,
+            ),
+            (WebhookFormat::Envelope, "200 OK", 0),
+            // Slack's own bucket: one a second.
+            (WebhookFormat::Slack, "200 OK", 0),
+        ];
+        for (format, head, want) in table {
+            let (url, _) = answering(head);
+            let mut sink = sink_as(&url, format);
+            assert!(sink.ready_in(Instant::now()).is_zero(), "{head}");
+            let _ = sink.publish(&crate::event::stopped_event("a"));
+            let wait = sink.ready_in(Instant::now());
+            assert_eq!(wait.as_secs(), want, "{head}: {wait:?}");
+            if format == WebhookFormat::Slack {
+                assert!(wait > Duration::from_millis(500), "{wait:?}");
+            }
+        }
     }
 
     #[test]
