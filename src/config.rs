@@ -55,6 +55,8 @@ pub enum Command {
         /// The age beyond which an event goes.
         older_than: Duration,
     },
+    /// Send one test message through every sink.
+    NotifyTest,
 }
 
 /// The command as asked for, before it is known to have what it needs.
@@ -63,6 +65,7 @@ enum Asked {
     Once,
     Migrate,
     PruneEvents { older_than: Duration },
+    NotifyTest,
 }
 
 /// What the command line asks for: help and the version need no configuration.
@@ -246,9 +249,11 @@ impl Config {
             Some("prune-events") => Asked::PruneEvents {
                 older_than: older_than(&inputs)?,
             },
+            Some("notify-test") => Asked::NotifyTest,
             Some(other) => {
                 return Err(ConfigError::new(format!(
-                    "unknown command {other:?}; expected run, once, migrate or prune-events"
+                    "unknown command {other:?}; expected run, once, migrate, prune-events \
+                     or notify-test"
                 )));
             }
         };
@@ -538,6 +543,7 @@ impl Chosen<'_> {
             Chosen::Webhook(sink) => Sink::Webhook(webhook::webhook(
                 sink,
                 inputs.given(Opt::WebhookUrl),
+                inputs.given(Opt::WebhookUrlFile),
                 &inputs.with_default(Opt::WebhookFormat)?,
                 inputs.given(Opt::WebhookCaFile),
             )?),
@@ -601,6 +607,7 @@ fn with_database(asked: Asked, database: Option<&Database>) -> Result<Command, C
             database: needs_database("prune-events")?,
             older_than,
         },
+        Asked::NotifyTest => Command::NotifyTest,
     })
 }
 
@@ -1337,6 +1344,114 @@ mod tests {
             [("webhook", Report::Facts), ("postgres", Report::Facts)]
         );
         assert!(!all.incidents_wanted() && per_sink.incidents_wanted());
+    }
+
+    #[test]
+    fn the_webhook_url_can_come_from_a_file_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rtinspect-urlfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("url");
+        let path = file.to_str().unwrap();
+        let write = |text: &[u8], mode: u32| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let hook = ["--sink", "webhook", "--webhook-url-file", path];
+        write(b"https://h.example/hook/SECRET\n", 0o600);
+        let c = config(&hook, &[]);
+        let Sink::Webhook(w) = &c.sinks[0].sink else {
+            panic!("{:?}", c.sinks);
+        };
+        assert_eq!(w.url.secret(), "https://h.example/hook/SECRET");
+        let c = config(
+            &["--sink", "webhook"],
+            &[("RTINSPECT_WEBHOOK_URL_FILE", path)],
+        );
+        assert_eq!(c.sinks[0].sink.kind(), SinkKind::Webhook);
+        for (text, mode, expected) in [
+            (
+                &b"https://h.example/hook/SECRET"[..],
+                0o640,
+                "others than its owner may use it (mode 0640); it holds a token: chmod 600 it",
+            ),
+            (b"https://h.example/hook/SECRET", 0o604, "(mode 0604)"),
+            (b"  \n", 0o600, "empty; expected one URL"),
+            (
+                b"https://h.example/SECRET\nhttps://h.example/SECRET2",
+                0o600,
+                "more than one line",
+            ),
+            (b"https://h.example/\xffSECRET", 0o600, "not UTF-8"),
+            (b"ftp://h.example/SECRET", 0o600, "(the value is not shown"),
+        ] {
+            write(text, mode);
+            let message = err(&hook, &[]);
+            assert!(
+                message.starts_with(&format!("invalid --webhook-url-file {path:?}: ")),
+                "{message}"
+            );
+            assert!(message.contains(expected), "{message}");
+            assert!(!message.contains("SECRET"), "{message}");
+        }
+        write(&vec![b'a'; 9000], 0o600);
+        assert!(err(&hook, &[]).contains("over 8192 bytes"));
+        let fifo = dir.join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        for (args, expected) in [
+            (
+                vec!["--sink", "webhook", "--webhook-url-file", "relative/url"],
+                "invalid --webhook-url-file \"relative/url\": expected an absolute path",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    "/nonexistent/url",
+                ],
+                "invalid --webhook-url-file \"/nonexistent/url\": cannot read it: No such file",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    dir.to_str().unwrap(),
+                ],
+                "not a regular file",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    path,
+                    "--webhook-url",
+                    "https://h.example/x",
+                ],
+                "--webhook-url and --webhook-url-file are both set; set one",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    fifo.to_str().unwrap(),
+                ],
+                "not a regular file",
+            ),
+            (vec!["--webhook-url-file", path], "--webhook-url-file \""),
+        ] {
+            let message = err(&args, &[]);
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

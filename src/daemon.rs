@@ -246,6 +246,47 @@ fn print_out(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime("cannot write to stdout", e))
 }
 
+/// `rtinspect notify-test`: one test message through every sink, in turn,
+/// each result on stdout (what the sink answered, and how long it took);
+/// a failure when any sink failed.
+fn notify_test(config: &Config) -> Result<(), Failure> {
+    let pg = pg_parts(config)?;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let mut failed = Vec::new();
+    for SinkConfig { sink: chosen, .. } in &config.sinks {
+        let mut sink = build_sink(config, chosen, pg.as_ref())?;
+        let event = HealthEvent::notify_test(&host, SystemTime::now());
+        let name = match chosen {
+            Sink::Webhook(w) => format!("webhook ({}, {})", w.format.as_str(), w.url.shown()),
+            _ => chosen.kind().as_str().to_owned(),
+        };
+        let started = Instant::now();
+        let tried = sink.trial(&event);
+        let took = started.elapsed().as_millis();
+        let line = match tried {
+            Ok(answer) if answer.is_empty() => format!("{name}: ok in {took} ms\n"),
+            Ok(answer) => format!("{name}: ok in {took} ms: {answer}\n"),
+            Err(e) => {
+                failed.push(chosen.kind().as_str());
+                format!("{name}: FAILED in {took} ms: {e}\n")
+            }
+        };
+        print_out(&line)?;
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::because(format!(
+        "the test message did not go through: {} of {} sinks failed ({})",
+        failed.len(),
+        config.sinks.len(),
+        failed.join(", ")
+    )))
+}
+
 /// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
 fn prune_events(config: &Config, db: &Database, older_than: Duration) -> Result<(), Failure> {
     let table = &config.events_table;
@@ -428,6 +469,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             database,
             older_than,
         } => return prune_events(config, database, *older_than),
+        Command::NotifyTest => return notify_test(config),
         Command::Run | Command::Once => {}
     }
     // Signals first: a SIGTERM while the start reads a long spool must stop
