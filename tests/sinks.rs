@@ -222,3 +222,98 @@ fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
     assert!(!state.path().join("spool.stdout.jsonl").exists());
     assert!(stderr.contains("sink=webhook"), "{stderr}");
 }
+
+/// `rtinspect notify-test` with a webhook of `format` at `url` (by file,
+/// mode 600, so the token is on no command line), at `RUST_LOG=trace`.
+fn notify_test(format: &str, url: &str) -> (Option<i32>, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("notify-test");
+    let file = dir.path().join("url");
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = bin()
+        .args(["notify-test", "--sink", "stdout,webhook"])
+        .args(["--webhook-format", format, "--webhook-url-file"])
+        .arg(&file)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("SECRETTOKEN"), "the token leaked: {text}");
+    }
+    (out.status.code(), stdout, stderr)
+}
+
+/// The webhook's result line of a notify-test.
+fn webhook_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("webhook ("))
+        .unwrap_or_else(|| panic!("no webhook line: {stdout}"))
+}
+
+#[test]
+fn notify_test_proves_each_format_and_names_what_the_service_said() {
+    let formats = ["envelope", "slack", "discord", "ntfy", "telegram"];
+    // The query carries Telegram's chat.
+    let path = "/hook/SECRETTOKEN?chat_id=-100123";
+    let ok = HookServer::start(|_, _| HookReply::Status(204, Vec::new(), String::new()));
+    for format in formats {
+        let (code, stdout, stderr) = notify_test(format, &format!("http://{}{path}", ok.addr));
+        assert_eq!(code, Some(0), "{format}: {stdout}{stderr}");
+        let line = webhook_line(&stdout);
+        assert!(
+            line.starts_with(&format!("webhook ({format}, http://127.0.0.1:")),
+            "{line}"
+        );
+        assert!(line.contains(": ok in "), "{line}");
+        assert!(
+            stdout.contains("\"event_type\":\"notify_test\""),
+            "{stdout}"
+        );
+        assert!(stdout.contains("stdout: ok in "), "{stdout}");
+    }
+    let requests = ok.requests();
+    assert_eq!(requests.len(), formats.len());
+    for (format, request) in formats.iter().zip(&requests) {
+        assert!(
+            request.body.contains("rtinspect-notify-test"),
+            "{format}: {}",
+            request.body
+        );
+    }
+
+    for (status, body) in [
+        (401, r#"{"message": "401: Unauthorized", "code": 0}"#),
+        (404, r#"{"message": "Unknown Webhook", "code": 10015}"#),
+    ] {
+        let refusing =
+            HookServer::start(move |_, _| HookReply::Status(status, Vec::new(), body.into()));
+        for format in formats {
+            let (code, stdout, stderr) =
+                notify_test(format, &format!("http://{}{path}", refusing.addr));
+            assert_eq!(code, Some(1), "{format}: {stdout}{stderr}");
+            let line = webhook_line(&stdout);
+            assert!(line.contains(": FAILED in "), "{line}");
+            assert!(line.contains(&status.to_string()), "{line}");
+            assert!(line.contains(&body[..20]), "the service's answer: {line}");
+            assert!(stderr.contains("1 of 2 sinks failed (webhook)"), "{stderr}");
+        }
+    }
+    for (url, said) in [
+        ("http://127.0.0.1:9/hook/SECRETTOKEN", "cannot reach"),
+        (
+            "http://rtinspect-test.invalid/hook/SECRETTOKEN",
+            "cannot resolve the host",
+        ),
+    ] {
+        let (code, stdout, stderr) = notify_test("ntfy", url);
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        let line = webhook_line(&stdout);
+        assert!(line.contains(said), "{line}");
+    }
+}
