@@ -55,6 +55,8 @@ pub enum Command {
         /// The age beyond which an event goes.
         older_than: Duration,
     },
+    /// Send one test message through every sink.
+    NotifyTest,
 }
 
 /// The command as asked for, before it is known to have what it needs.
@@ -63,6 +65,7 @@ enum Asked {
     Once,
     Migrate,
     PruneEvents { older_than: Duration },
+    NotifyTest,
 }
 
 /// What the command line asks for: help and the version need no configuration.
@@ -97,6 +100,15 @@ impl Sink {
             Sink::Webhook(_) => SinkKind::Webhook,
         }
     }
+}
+
+/// A sink and what it gets.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Where the events go.
+    pub sink: Sink,
+    /// Facts, incidents or both (`--report`).
+    pub report: Report,
 }
 
 /// Which sink events go to, as `--sink` names it (and the option table
@@ -150,8 +162,8 @@ pub struct Config {
     pub events_table: TableName,
     /// The NOTIFY channel; `None` when NOTIFY is disabled.
     pub notify_channel: Option<String>,
-    /// Where events go.
-    pub sink: Sink,
+    /// Where events go: one sink of each kind at most, in the order given.
+    pub sinks: Vec<SinkConfig>,
     /// The Docker label that marks records in label mode.
     pub label: String,
     /// Address of the metrics listener, when enabled.
@@ -166,8 +178,6 @@ pub struct Config {
     pub details: DetailLevel,
     /// Host scoping of the records (PostgreSQL mode), when configured.
     pub host_scope: Option<HostScope>,
-    /// What the sink gets.
-    pub report: Report,
     /// When incidents open, escalate, are reminded of and end.
     pub incidents: IncidentRules,
 }
@@ -239,9 +249,11 @@ impl Config {
             Some("prune-events") => Asked::PruneEvents {
                 older_than: older_than(&inputs)?,
             },
+            Some("notify-test") => Asked::NotifyTest,
             Some(other) => {
                 return Err(ConfigError::new(format!(
-                    "unknown command {other:?}; expected run, once, migrate or prune-events"
+                    "unknown command {other:?}; expected run, once, migrate, prune-events \
+                     or notify-test"
                 )));
             }
         };
@@ -264,14 +276,24 @@ impl Config {
             Some(url) => Some(database::database(url, inputs.given(Opt::DatabaseCaFile))?),
         };
         // Said once every value below is valid: a bad value first, then an
-        // option that has no effect, then what the sink or the command lacks.
-        let sink = sink(inputs.given(Opt::Sink), database.as_ref()).and_then(|chosen| {
+        // option that has no effect, then what a sink or the command lacks.
+        let sinks = sinks(inputs.given(Opt::Sink), database.as_ref()).and_then(|chosen| {
             check_mode(&inputs, database.is_some())?;
-            check_sink(&inputs, chosen.kind())?;
-            chosen.build(&inputs)
+            check_sinks(&inputs, &chosen)?;
+            let reports = reports(inputs.given(Opt::Report), &chosen)?;
+            chosen
+                .into_iter()
+                .zip(reports)
+                .map(|(chosen, report)| {
+                    Ok(SinkConfig {
+                        sink: chosen.build(&inputs)?,
+                        report,
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()
         });
         let command = with_database(command, database.as_ref());
-        let mut config = Config {
+        let config = Config {
             docker_socket,
             interval: duration(
                 &inputs.with_default(Opt::Interval)?,
@@ -294,7 +316,6 @@ impl Config {
             events: on_off(&inputs.with_default(Opt::Events)?)?,
             details: details(&inputs.with_default(Opt::Details)?)?,
             host_scope: host_scope(&inputs)?,
-            report: Report::Facts,
             incidents: IncidentRules {
                 crash_loop_restarts: count(
                     &inputs.with_default(Opt::CrashLoopRestarts)?,
@@ -310,12 +331,16 @@ impl Config {
                 )?,
                 remind: remind(&inputs.with_default(Opt::Remind)?)?,
             },
-            sink: sink?,
+            sinks: sinks?,
             command: command?,
             database,
         };
-        config.report = report(inputs.given(Opt::Report), config.sink.kind())?;
         Ok(Invocation::Command(Box::new(config)))
+    }
+
+    /// Whether any sink gets incidents: then they are tracked.
+    pub fn incidents_wanted(&self) -> bool {
+        self.sinks.iter().any(|s| s.report.incidents())
     }
 }
 
@@ -349,21 +374,34 @@ fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
     }
 }
 
-/// Refuses an option that only another sink reads (`--webhook-url` with the
-/// stdout sink, say), for the same reason as [`check_mode`].
-fn check_sink(inputs: &Inputs, sink: SinkKind) -> Result<(), ConfigError> {
+/// Refuses an option that only a sink not chosen reads (`--webhook-url`
+/// with the stdout sink, say), for the same reason as [`check_mode`].
+fn check_sinks(inputs: &Inputs, chosen: &[Chosen<'_>]) -> Result<(), ConfigError> {
     let set_for_another_sink = OPTIONS
         .iter()
-        .filter(|spec| spec.sink.is_some_and(|k| k != sink))
+        .filter(|spec| {
+            spec.sink
+                .is_some_and(|k| chosen.iter().all(|c| c.kind() != k))
+        })
         .find_map(|spec| Some((spec, inputs.given(spec.key)?)));
     match set_for_another_sink {
         None => Ok(()),
         Some((spec, given)) => Err(ConfigError::new(format!(
-            "{} has no effect: events go to the {} sink, and only --sink {} reads it; remove it",
+            "{} has no effect: events go to {}, and only --sink {} reads it; remove it",
             given.described(),
-            sink.as_str(),
+            sinks_named(chosen),
             spec.sink.map_or("", SinkKind::as_str),
         ))),
+    }
+}
+
+/// "the stdout sink", "the postgres and webhook sinks".
+fn sinks_named(chosen: &[Chosen<'_>]) -> String {
+    let names: Vec<&str> = chosen.iter().map(|c| c.kind().as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => format!("the {last} sink"),
+        Some((last, rest)) => format!("the {} and {last} sinks", rest.join(", ")),
+        None => "no sink".to_owned(),
     }
 }
 
@@ -505,6 +543,7 @@ impl Chosen<'_> {
             Chosen::Webhook(sink) => Sink::Webhook(webhook::webhook(
                 sink,
                 inputs.given(Opt::WebhookUrl),
+                inputs.given(Opt::WebhookUrlFile),
                 &inputs.with_default(Opt::WebhookFormat)?,
                 inputs.given(Opt::WebhookCaFile),
             )?),
@@ -512,20 +551,40 @@ impl Chosen<'_> {
     }
 }
 
-/// The sink asked for, else the mode's default: postgres with a database.
-fn sink<'a>(
+/// The sinks asked for (`--sink postgres,webhook`, or the flag given once
+/// for each), else the mode's default: postgres with a database.
+fn sinks<'a>(
     given: Option<&'a Given>,
     database: Option<&'a Database>,
-) -> Result<Chosen<'a>, ConfigError> {
-    match (given.map(|g| (g, g.value.as_str())), database) {
-        (None, Some(database)) => Ok(Chosen::Postgres(database)),
-        (None, None) => Ok(Chosen::Stdout),
-        (Some((_, "stdout")), _) => Ok(Chosen::Stdout),
-        (Some((g, "webhook")), _) => Ok(Chosen::Webhook(g)),
-        (Some((_, "postgres")), Some(database)) => Ok(Chosen::Postgres(database)),
-        (Some((g, "postgres")), None) => Err(g.invalid("the postgres sink needs --database-url")),
-        (Some((g, _)), _) => Err(g.invalid("expected stdout, postgres or webhook")),
+) -> Result<Vec<Chosen<'a>>, ConfigError> {
+    let Some(given) = given else {
+        return Ok(vec![match database {
+            Some(database) => Chosen::Postgres(database),
+            None => Chosen::Stdout,
+        }]);
+    };
+    let mut chosen: Vec<Chosen<'a>> = Vec::new();
+    for name in given.value.split(',').map(str::trim) {
+        let sink =
+            match (name, database) {
+                ("stdout", _) => Chosen::Stdout,
+                ("webhook", _) => Chosen::Webhook(given),
+                ("postgres", Some(database)) => Chosen::Postgres(database),
+                ("postgres", None) => {
+                    return Err(given.invalid("the postgres sink needs --database-url"));
+                }
+                _ => return Err(given.invalid(
+                    "expected stdout, postgres or webhook, or several of them separated by commas",
+                )),
+            };
+        if chosen.iter().any(|c| c.kind() == sink.kind()) {
+            return Err(given.invalid(&format!(
+                "the {name} sink is named twice; each sink can be used once"
+            )));
+        }
+        chosen.push(sink);
     }
+    Ok(chosen)
 }
 
 /// The command, with the database it works on: `migrate` and
@@ -548,6 +607,7 @@ fn with_database(asked: Asked, database: Option<&Database>) -> Result<Command, C
             database: needs_database("prune-events")?,
             older_than,
         },
+        Asked::NotifyTest => Command::NotifyTest,
     })
 }
 
@@ -601,21 +661,48 @@ fn details(given: &Given) -> Result<DetailLevel, ConfigError> {
     }
 }
 
-/// `--report`, or the sink's default: a table and a stdout stream are read
+/// Each chosen sink's `--report`: one value for every sink
+/// (`incidents`), or one per sink (`postgres=facts,webhook=incidents`);
+/// a sink not named gets its default: a table and a stdout stream are read
 /// by programs (facts), a webhook by people (incidents).
-fn report(given: Option<&Given>, sink: SinkKind) -> Result<Report, ConfigError> {
-    let Some(given) = given else {
-        return Ok(match sink {
-            SinkKind::Webhook => Report::Incidents,
-            SinkKind::Stdout | SinkKind::Postgres => Report::Facts,
-        });
+fn reports(given: Option<&Given>, chosen: &[Chosen<'_>]) -> Result<Vec<Report>, ConfigError> {
+    let default = |kind: SinkKind| match kind {
+        SinkKind::Webhook => Report::Incidents,
+        SinkKind::Stdout | SinkKind::Postgres => Report::Facts,
     };
-    match given.value.as_str() {
+    let mut reports: Vec<Report> = chosen.iter().map(|c| default(c.kind())).collect();
+    let Some(given) = given else {
+        return Ok(reports);
+    };
+    let report = |value: &str| match value {
         "facts" => Ok(Report::Facts),
         "incidents" => Ok(Report::Incidents),
         "both" => Ok(Report::Both),
-        _ => Err(given.invalid("expected facts, incidents or both")),
+        _ => Err(given.invalid(
+            "expected facts, incidents or both, or SINK=REPORT for each sink \
+             (postgres=facts,webhook=incidents)",
+        )),
+    };
+    if !given.value.contains('=') {
+        let report = report(given.value.trim())?;
+        return Ok(vec![report; chosen.len()]);
     }
+    for part in given.value.split(',') {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let (name, value) = (name.trim(), value.trim());
+        let Some(i) = chosen.iter().position(|c| c.kind().as_str() == name) else {
+            return Err(given.invalid(&format!(
+                "{name:?} is not a sink events go to ({})",
+                chosen
+                    .iter()
+                    .map(|c| c.kind().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        reports[i] = report(value)?;
+    }
+    Ok(reports)
 }
 
 /// A whole number within `range`.
@@ -685,7 +772,7 @@ mod tests {
         assert_eq!(c.records_table.quoted(), "\"runtime_records\"");
         assert_eq!(c.events_table.to_string(), "runtime_health_events");
         assert_eq!(c.notify_channel.as_deref(), Some("runtime_health_events"));
-        assert_eq!(c.sink.kind(), SinkKind::Stdout);
+        assert_eq!(c.sinks[0].sink.kind(), SinkKind::Stdout);
         assert_eq!(c.label, "rtinspect.game-id");
         assert_eq!(c.metrics_addr, None);
         assert_eq!(c.state_dir, None);
@@ -719,15 +806,15 @@ mod tests {
             )],
         );
         assert!(c.database.is_some());
-        let Sink::Postgres(db) = &c.sink else {
-            panic!("{:?}", c.sink);
+        let Sink::Postgres(db) = &c.sinks[0].sink else {
+            panic!("{:?}", c.sinks[0].sink);
         };
         assert_eq!(db.config.get_dbname(), Some("rt"), "the records' database");
         let c = config(
             &["--sink", "stdout", "--database-url", "host=/run/pg user=rt"],
             &[],
         );
-        assert_eq!(c.sink.kind(), SinkKind::Stdout);
+        assert_eq!(c.sinks[0].sink.kind(), SinkKind::Stdout);
         assert!(matches!(c.command, Command::Run), "{:?}", c.command);
         let c = config(&["migrate", "--database-url", "host=db"], &[]);
         let Command::Migrate { database } = &c.command else {
@@ -1019,8 +1106,8 @@ mod tests {
     #[test]
     fn the_webhook_sink_takes_its_url_format_and_ca_file() {
         let c = config(&["--sink", "webhook", "--webhook-url", SLACK], &[]);
-        let Sink::Webhook(w) = &c.sink else {
-            panic!("{:?}", c.sink);
+        let Sink::Webhook(w) = &c.sinks[0].sink else {
+            panic!("{:?}", c.sinks[0].sink);
         };
         assert_eq!(w.url.secret(), SLACK);
         assert_eq!(w.format, WebhookFormat::Envelope);
@@ -1039,8 +1126,8 @@ mod tests {
                 ("RTINSPECT_DATABASE_URL", "host=db"),
             ],
         );
-        let Sink::Webhook(w) = &c.sink else {
-            panic!("{:?}", c.sink);
+        let Sink::Webhook(w) = &c.sinks[0].sink else {
+            panic!("{:?}", c.sinks[0].sink);
         };
         assert_eq!(w.format, WebhookFormat::Slack);
         assert_eq!(
@@ -1054,7 +1141,7 @@ mod tests {
             c.database.is_some(),
             "records from the database, events to a webhook"
         );
-        assert_eq!(config(&[], &[]).sink.kind(), SinkKind::Stdout);
+        assert_eq!(config(&[], &[]).sinks[0].sink.kind(), SinkKind::Stdout);
     }
 
     #[test]
@@ -1194,12 +1281,230 @@ mod tests {
         assert!(twice.contains("takes one chat_id"), "{twice}");
     }
 
+    /// The sinks' names and reports.
+    fn sinks_of(c: &Config) -> Vec<(&'static str, Report)> {
+        c.sinks
+            .iter()
+            .map(|s| (s.sink.kind().as_str(), s.report))
+            .collect()
+    }
+
+    #[test]
+    fn several_sinks_each_with_its_report() {
+        let db = ["--database-url", "host=db"];
+        let hook = ["--webhook-url", "https://h.example/x"];
+        let both = [("postgres", Report::Facts), ("webhook", Report::Incidents)];
+        let flags = config(
+            &[
+                &db[..],
+                &hook[..],
+                &["--sink", "postgres", "--sink", "webhook"],
+            ]
+            .concat(),
+            &[],
+        );
+        assert_eq!(sinks_of(&flags), both);
+        let listed = config(
+            &[&db[..], &hook[..], &["--sink=postgres,webhook"]].concat(),
+            &[],
+        );
+        assert_eq!(sinks_of(&listed), both);
+        for var in ["RTINSPECT_SINKS", "RTINSPECT_SINK"] {
+            let c = config(
+                &[&db[..], &hook[..]].concat(),
+                &[(var, "postgres, webhook")],
+            );
+            assert_eq!(sinks_of(&c), both, "{var}");
+        }
+        // The flag wins over the variable, as for every option.
+        let c = config(
+            &[&db[..], &["--sink", "stdout"]].concat(),
+            &[("RTINSPECT_SINKS", "postgres,webhook")],
+        );
+        assert_eq!(sinks_of(&c), [("stdout", Report::Facts)]);
+        let per_sink = config(
+            &[&db[..], &hook[..], &["--sink", "webhook,postgres"]].concat(),
+            &[("RTINSPECT_REPORT", "postgres=both")],
+        );
+        assert_eq!(
+            sinks_of(&per_sink),
+            [("webhook", Report::Incidents), ("postgres", Report::Both)]
+        );
+        let all = config(
+            &[
+                &db[..],
+                &hook[..],
+                &["--sink", "webhook,postgres", "--report", "facts"],
+            ]
+            .concat(),
+            &[],
+        );
+        assert_eq!(
+            sinks_of(&all),
+            [("webhook", Report::Facts), ("postgres", Report::Facts)]
+        );
+        assert!(!all.incidents_wanted() && per_sink.incidents_wanted());
+    }
+
+    #[test]
+    fn the_webhook_url_can_come_from_a_file_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rtinspect-urlfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("url");
+        let path = file.to_str().unwrap();
+        let write = |text: &[u8], mode: u32| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let hook = ["--sink", "webhook", "--webhook-url-file", path];
+        write(b"https://h.example/hook/SECRET\n", 0o600);
+        let c = config(&hook, &[]);
+        let Sink::Webhook(w) = &c.sinks[0].sink else {
+            panic!("{:?}", c.sinks);
+        };
+        assert_eq!(w.url.secret(), "https://h.example/hook/SECRET");
+        let c = config(
+            &["--sink", "webhook"],
+            &[("RTINSPECT_WEBHOOK_URL_FILE", path)],
+        );
+        assert_eq!(c.sinks[0].sink.kind(), SinkKind::Webhook);
+        for (text, mode, expected) in [
+            (
+                &b"https://h.example/hook/SECRET"[..],
+                0o640,
+                "others than its owner may use it (mode 0640); it holds a token: chmod 600 it",
+            ),
+            (b"https://h.example/hook/SECRET", 0o604, "(mode 0604)"),
+            (b"  \n", 0o600, "empty; expected one URL"),
+            (
+                b"https://h.example/SECRET\nhttps://h.example/SECRET2",
+                0o600,
+                "more than one line",
+            ),
+            (b"https://h.example/\xffSECRET", 0o600, "not UTF-8"),
+            (b"ftp://h.example/SECRET", 0o600, "(the value is not shown"),
+        ] {
+            write(text, mode);
+            let message = err(&hook, &[]);
+            assert!(
+                message.starts_with(&format!("invalid --webhook-url-file {path:?}: ")),
+                "{message}"
+            );
+            assert!(message.contains(expected), "{message}");
+            assert!(!message.contains("SECRET"), "{message}");
+        }
+        write(&vec![b'a'; 9000], 0o600);
+        assert!(err(&hook, &[]).contains("over 8192 bytes"));
+        let fifo = dir.join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        for (args, expected) in [
+            (
+                vec!["--sink", "webhook", "--webhook-url-file", "relative/url"],
+                "invalid --webhook-url-file \"relative/url\": expected an absolute path",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    "/nonexistent/url",
+                ],
+                "invalid --webhook-url-file \"/nonexistent/url\": cannot read it: No such file",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    dir.to_str().unwrap(),
+                ],
+                "not a regular file",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    path,
+                    "--webhook-url",
+                    "https://h.example/x",
+                ],
+                "--webhook-url and --webhook-url-file are both set; set one",
+            ),
+            (
+                vec![
+                    "--sink",
+                    "webhook",
+                    "--webhook-url-file",
+                    fifo.to_str().unwrap(),
+                ],
+                "not a regular file",
+            ),
+            (vec!["--webhook-url-file", path], "--webhook-url-file \""),
+        ] {
+            let message = err(&args, &[]);
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_list_of_sinks_is_refused_naming_what_is_wrong() {
+        let db = ["--database-url", "host=db"];
+        for (args, env, expected) in [
+            (
+                &["--sink", "stdout", "--sink", "stdout"][..],
+                &[][..],
+                "invalid --sink \"stdout,stdout\": the stdout sink is named twice; each sink can be used once",
+            ),
+            (
+                &["--sink", "stdout,"],
+                &[],
+                "invalid --sink \"stdout,\": expected stdout, postgres or webhook",
+            ),
+            (
+                &["--sink", "stdout,kafka"],
+                &[],
+                "invalid --sink \"stdout,kafka\": expected stdout, postgres or webhook",
+            ),
+            (
+                &[],
+                &[("RTINSPECT_SINKS", "stdout"), ("RTINSPECT_SINK", "stdout")],
+                "RTINSPECT_SINK and RTINSPECT_SINKS are both set; set one",
+            ),
+            (
+                &["--sink", "stdout,postgres", "--report", "webhook=facts"],
+                &[],
+                "invalid --report \"webhook=facts\": \"webhook\" is not a sink events go to (stdout, postgres)",
+            ),
+            (
+                &["--sink", "stdout,postgres", "--report", "postgres=all"],
+                &[],
+                "invalid --report \"postgres=all\": expected facts, incidents or both",
+            ),
+            (
+                &["--sink", "stdout,postgres", "--webhook-format", "slack"],
+                &[],
+                "--webhook-format \"slack\" has no effect: events go to the stdout and postgres sinks",
+            ),
+        ] {
+            let message = err(&[&db[..], args].concat(), env);
+            assert!(message.starts_with(expected), "{args:?}: {message}");
+        }
+    }
+
     #[test]
     fn the_report_defaults_to_facts_for_programs_and_incidents_for_people() {
-        assert_eq!(config(&[], &[]).report, Report::Facts);
+        assert_eq!(config(&[], &[]).sinks[0].report, Report::Facts);
         let hook = ["--sink", "webhook", "--webhook-url", "https://h.example/x"];
-        assert_eq!(config(&hook, &[]).report, Report::Incidents);
-        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).report;
+        assert_eq!(config(&hook, &[]).sinks[0].report, Report::Incidents);
+        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).sinks[0].report;
         assert!(both.facts() && both.incidents());
         assert!(
             err(&["--report", "all"], &[])

@@ -1,7 +1,8 @@
 //! The wiring layer: builds the adapters from the configuration, runs the
 //! inspector loop (a [`Worker`] on a thread of its own, turned by the tick
-//! timer and the Docker events stream), the publisher and the events reader
-//! on named threads, tells systemd how it goes, and bounds the exit.
+//! timer and the Docker events stream), a publisher for each sink and the
+//! events reader on named threads, tells systemd how it goes, and bounds the
+//! exit.
 //!
 //! Exit is bounded whatever the sink or dockerd is doing: after SIGTERM the
 //! inspector stops between records, delivery goes on for at most
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::Cause;
-use crate::config::{Command, Config, Database, Report, Sink};
+use crate::config::{Command, Config, Database, Report, Sink, SinkConfig};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, Nudge, ReaderParts};
 use crate::event::DetailLevel;
@@ -166,8 +167,12 @@ fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
     }))
 }
 
-fn build_sink(config: &Config, pg: Option<&PgParts>) -> Result<Box<dyn EventSink>, Failure> {
-    Ok(match &config.sink {
+fn build_sink(
+    config: &Config,
+    sink: &Sink,
+    pg: Option<&PgParts>,
+) -> Result<Box<dyn EventSink>, Failure> {
+    Ok(match sink {
         Sink::Stdout => Box::new(StdoutSink::stdout()),
         // The records' connector: the sink's database is theirs, and its
         // CA file is read once.
@@ -241,6 +246,47 @@ fn print_out(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime("cannot write to stdout", e))
 }
 
+/// `rtinspect notify-test`: one test message through every sink, in turn,
+/// each result on stdout (what the sink answered, and how long it took);
+/// a failure when any sink failed.
+fn notify_test(config: &Config) -> Result<(), Failure> {
+    let pg = pg_parts(config)?;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let mut failed = Vec::new();
+    for SinkConfig { sink: chosen, .. } in &config.sinks {
+        let mut sink = build_sink(config, chosen, pg.as_ref())?;
+        let event = HealthEvent::notify_test(&host, SystemTime::now());
+        let name = match chosen {
+            Sink::Webhook(w) => format!("webhook ({}, {})", w.format.as_str(), w.url.shown()),
+            _ => chosen.kind().as_str().to_owned(),
+        };
+        let started = Instant::now();
+        let tried = sink.trial(&event);
+        let took = started.elapsed().as_millis();
+        let line = match tried {
+            Ok(answer) if answer.is_empty() => format!("{name}: ok in {took} ms\n"),
+            Ok(answer) => format!("{name}: ok in {took} ms: {answer}\n"),
+            Err(e) => {
+                failed.push(chosen.kind().as_str());
+                format!("{name}: FAILED in {took} ms: {e}\n")
+            }
+        };
+        print_out(&line)?;
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::because(format!(
+        "the test message did not go through: {} of {} sinks failed ({})",
+        failed.len(),
+        config.sinks.len(),
+        failed.join(", ")
+    )))
+}
+
 /// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
 fn prune_events(config: &Config, db: &Database, older_than: Duration) -> Result<(), Failure> {
     let table = &config.events_table;
@@ -288,18 +334,25 @@ fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
     })
 }
 
-/// The spooled events to publish first; lines that do not parse are set aside.
-fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<HealthEvent>, Failure> {
+/// The spooled events of the sink `index` to publish first; lines that do
+/// not parse are set aside. The first sink adopts the spool of a version
+/// that had one sink.
+fn spooled(
+    state: Option<&StateDir>,
+    telemetry: &Telemetry,
+    index: usize,
+) -> Result<Vec<HealthEvent>, Failure> {
     let Some(state) = state else {
         return Ok(Vec::new());
     };
+    let counters = telemetry.sink(index);
     let loaded = state
-        .load_spool()
+        .load_spool(counters.name, index == 0)
         .map_err(|e| Failure::runtime("reading the spool", e))?;
     let aside = loaded.bad + loaded.over_limit;
     if aside > 0 {
-        telemetry.events_rejected.fetch_add(aside as u64, Relaxed);
-        log::error!(
+        counters.events_rejected.fetch_add(aside as u64, Relaxed);
+        log::error!(sink = counters.name;
             "{} spool lines did not parse and {} events were past the spool's {} limit; \
              set aside in {}",
             loaded.bad,
@@ -318,7 +371,8 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
         );
     }
     if !loaded.events.is_empty() {
-        log::info!("publishing {} spooled events first", loaded.events.len());
+        log::info!(sink = counters.name;
+            "publishing {} spooled events first", loaded.events.len());
     }
     Ok(loaded.events)
 }
@@ -326,7 +380,7 @@ fn spooled(state: Option<&StateDir>, telemetry: &Telemetry) -> Result<Vec<Health
 /// The incident tracker when the sink gets incidents, from the incidents
 /// saved in the state directory.
 fn incident_tracker(config: &Config, state: Option<&StateDir>) -> Result<Option<Tracker>, Failure> {
-    if !config.report.incidents() {
+    if !config.incidents_wanted() {
         return Ok(None);
     }
     let rules = config.incidents;
@@ -357,10 +411,13 @@ fn incident_tracker(config: &Config, state: Option<&StateDir>) -> Result<Option<
     Ok(Some(tracker))
 }
 
-/// The final spool, written once: by the main thread at the end of the drain,
-/// or by the signal thread on a second signal, whichever comes first; events
-/// that come later (from an inspect still under way then) are added to it.
+/// A sink's final spool, written once: by the main thread at the end of the
+/// drain, or by the signal thread on a second signal, whichever comes first;
+/// events that come later (from an inspect still under way then) are added
+/// to it.
 struct FinalSpool {
+    /// The sink's name.
+    sink: &'static str,
     outbox: Arc<Outbox>,
     state: Option<StateDir>,
     /// What was spooled, once it was.
@@ -375,7 +432,7 @@ impl FinalSpool {
             return Ok(events.len());
         }
         let undelivered = self.outbox.close();
-        let n = keep_undelivered(&undelivered, self.state.as_ref())?;
+        let n = keep_undelivered(self.sink, &undelivered, self.state.as_ref())?;
         *written = Some(undelivered);
         Ok(n)
     }
@@ -387,8 +444,8 @@ impl FinalSpool {
         let mut events = written.take().unwrap_or_default();
         events.push(event);
         let kept = match &self.state {
-            Some(state) => keep_undelivered(&events, Some(state)),
-            None => keep_undelivered(&events[events.len() - 1..], None),
+            Some(state) => keep_undelivered(self.sink, &events, Some(state)),
+            None => keep_undelivered(self.sink, &events[events.len() - 1..], None),
         };
         if let Err(e) = kept {
             log::error!("{e}");
@@ -412,18 +469,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             database,
             older_than,
         } => return prune_events(config, database, *older_than),
+        Command::NotifyTest => return notify_test(config),
         Command::Run | Command::Once => {}
     }
     // Signals first: a SIGTERM while the start reads a long spool must stop
     // it cleanly. Until the outbox exists, a second signal has nothing to
     // spool (the spool file is still there) and only exits.
     let (trigger, shutdown) = shutdown::channel();
-    let at_exit: Arc<std::sync::OnceLock<Arc<FinalSpool>>> = Arc::default();
+    let at_exit: Arc<std::sync::OnceLock<Vec<Arc<FinalSpool>>>> = Arc::default();
     let on_second = at_exit.clone();
     let signals = shutdown::watch_signals(
         trigger.clone(),
         Box::new(move || {
-            if let Some(spool) = on_second.get() {
+            for spool in on_second.get().into_iter().flatten() {
                 let _ = spool.write();
             }
         }),
@@ -431,7 +489,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     .map_err(|e| Failure::runtime("cannot start the signal thread", e))?;
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = open_state(config)?;
-    let telemetry = Arc::new(Telemetry::default());
+    let names: Vec<&'static str> = config
+        .sinks
+        .iter()
+        .map(|s| s.sink.kind().as_str())
+        .collect();
+    let telemetry = Arc::new(Telemetry::for_sinks(&names));
     let docker = DockerClient::new(
         &config.docker_socket,
         config.docker_timeout,
@@ -439,7 +502,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     )
     // Incidents carry what Docker said about why whatever `--details` says
     // of facts; the schedule leaves it out of facts when they are basic.
-    .with_details(if config.report.incidents() {
+    .with_details(if config.incidents_wanted() {
         DetailLevel::Extended
     } else {
         config.details
@@ -447,9 +510,15 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let events_client = docker.clone();
     let pg = pg_parts(config)?;
     let source = build_source(config, &docker, pg.as_ref());
-    let sink = build_sink(config, pg.as_ref())?;
-    let rejects = Rejects::new(state.clone());
-    let backlog = spooled(state.as_ref(), &telemetry)?;
+    let sinks = config
+        .sinks
+        .iter()
+        .map(|s| build_sink(config, &s.sink, pg.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut backlogs = Vec::with_capacity(sinks.len());
+    for index in 0..sinks.len() {
+        backlogs.push(spooled(state.as_ref(), &telemetry, index)?);
+    }
     let mut worker = Worker::new(
         source,
         Box::new(docker),
@@ -464,33 +533,53 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     let incidents = incident_tracker(config, state.as_ref())?;
 
-    let (events, outbox) = Outbox::new(backlog);
-    let final_spool = Arc::new(FinalSpool {
-        outbox: outbox.clone(),
-        state: state.clone(),
-        written: Mutex::new(None),
-    });
-    let _ = at_exit.set(final_spool.clone());
+    let outlets: Vec<Outlet> = config
+        .sinks
+        .iter()
+        .zip(backlogs)
+        .enumerate()
+        .map(|(index, (SinkConfig { report, .. }, backlog))| {
+            let (events, outbox) = Outbox::new(backlog);
+            let spool = Arc::new(FinalSpool {
+                sink: names[index],
+                outbox: outbox.clone(),
+                state: state.clone(),
+                written: Mutex::new(None),
+            });
+            Outlet {
+                index,
+                report: *report,
+                events,
+                outbox,
+                spool,
+            }
+        })
+        .collect();
+    let _ = at_exit.set(outlets.iter().map(|o| o.spool.clone()).collect());
     let metrics = match config.metrics_addr {
         None => None,
         Some(addr) => {
-            let depth = outbox.clone();
+            let outboxes: Vec<Arc<Outbox>> = outlets.iter().map(|o| o.outbox.clone()).collect();
             let inputs = HealthInputs {
                 interval: config.interval,
                 started: Instant::now(),
-                queue_depth: Box::new(move || depth.len()),
+                queue_depths: Box::new(move || outboxes.iter().map(|o| o.len()).collect()),
             };
             Some(metrics::serve(addr, telemetry.clone(), inputs).map_err(Failure::because)?)
         }
     };
-    let publisher = publisher::spawn(
-        sink,
-        outbox.clone(),
-        rejects,
-        Backoff::default(),
-        telemetry.clone(),
-    )
-    .map_err(|e| Failure::runtime("cannot start the publisher thread", e))?;
+    let mut publishers = Vec::with_capacity(sinks.len());
+    for (sink, outlet) in sinks.into_iter().zip(&outlets) {
+        let publisher = publisher::spawn(
+            sink,
+            outlet.outbox.clone(),
+            Rejects::new(state.clone(), outlet.index),
+            Backoff::default(),
+            telemetry.clone(),
+        )
+        .map_err(|e| Failure::runtime("cannot start a publisher thread", e))?;
+        publishers.push(publisher);
+    }
 
     notifier.ready();
     if matches!(config.command, Command::Run) {
@@ -538,10 +627,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         None => schedule,
     };
     let emitter = Emitter {
-        report: config.report,
-        events,
-        outbox: outbox.clone(),
-        spool: final_spool.clone(),
+        outlets: outlets.clone(),
         telemetry: telemetry.clone(),
         // `once` has no next tick to protect: it waits for queue room rather
         // than drop, but not past the drain (a sink that is down and more
@@ -582,18 +668,33 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         log::warn!("the inspector is blocked in a call; leaving it behind");
         Ok(())
     };
-    // With the inspector gone the queue's last sender is gone, and the
+    // With the inspector gone the queues' last senders are gone, and each
     // publisher ends once it has delivered everything; else wait while
     // anything is left to deliver.
+    drop(outlets);
     if inspector_done {
-        publisher.wait_until(deadline);
+        for publisher in &publishers {
+            publisher.wait_until(deadline);
+        }
     } else {
-        while !outbox.is_empty() && Instant::now() < deadline {
-            publisher.wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
+        let spools = at_exit.get().map_or(&[][..], Vec::as_slice);
+        while let Some(i) = spools.iter().position(|s| !s.outbox.is_empty())
+            && Instant::now() < deadline
+        {
+            publishers[i].wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
         }
     }
-    final_spool.write()?;
-    publisher.join_if_ended();
+    // Every sink's spool is written, even after one could not be.
+    let mut written = Ok(0);
+    for spool in at_exit.get().into_iter().flatten() {
+        if let Err(e) = spool.write() {
+            written = Err(e);
+        }
+    }
+    written?;
+    for publisher in publishers {
+        publisher.join_if_ended();
+    }
     if let Some(reader) = reader {
         reader.stop();
     }
@@ -602,7 +703,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         metrics.stop();
     }
     // An event being spooled late right now is waited for, and counted.
-    let spooled = final_spool.count();
+    let spooled: usize = at_exit.get().into_iter().flatten().map(|s| s.count()).sum();
     if spooled > 0 && matches!(config.command, Command::Once) {
         return Err(Failure::because(format!(
             "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
@@ -633,15 +734,24 @@ pub struct Nudges {
 /// events never keeps the loop from its next action.
 const NUDGES_PER_TURN: usize = 64;
 
-/// Where the inspector's events go: the publisher's queue while the outbox
-/// is open, the spool once it is closed (an inspect that was still under way
-/// when the drain ended), never a channel nobody reads.
-struct Emitter {
+/// One sink's end of the inspector: what it gets, its queue, its spool.
+#[derive(Clone)]
+struct Outlet {
+    /// The sink's place in [`Telemetry::sinks`].
+    index: usize,
     /// Facts, incidents or both.
     report: Report,
     events: Sender<HealthEvent>,
     outbox: Arc<Outbox>,
     spool: Arc<FinalSpool>,
+}
+
+/// Where the inspector's events go: to each sink that gets them, its
+/// publisher's queue while its outbox is open, its spool once it is closed
+/// (an inspect that was still under way when the drain ended), never a
+/// channel nobody reads.
+struct Emitter {
+    outlets: Vec<Outlet>,
     telemetry: Arc<Telemetry>,
     /// `once`: wait for queue room until then rather than drop.
     once_deadline: Option<Instant>,
@@ -649,21 +759,28 @@ struct Emitter {
 
 impl Emitter {
     fn emit(&self, event: HealthEvent) {
-        // Only what the sink is to get (`--report`).
-        let wanted = if event.incident.is_some() {
-            self.report.incidents()
-        } else {
-            self.report.facts()
-        };
-        if !wanted {
-            return;
-        }
-        let offered = match self.once_deadline {
-            Some(deadline) => publisher::offer_until(&self.outbox, &self.events, event, deadline),
-            None => publisher::offer(&self.outbox, &self.events, event, &self.telemetry),
-        };
-        if let Err(late) = offered {
-            self.spool.keep_late(*late);
+        // Only to the sinks that are to get it (`--report`).
+        let incident = event.incident.is_some();
+        for outlet in &self.outlets {
+            let wanted = if incident {
+                outlet.report.incidents()
+            } else {
+                outlet.report.facts()
+            };
+            if !wanted {
+                continue;
+            }
+            let (outbox, events, event) = (&outlet.outbox, &outlet.events, event.clone());
+            let offered = match self.once_deadline {
+                Some(deadline) => publisher::offer_until(outbox, events, event, deadline),
+                None => {
+                    let counters = self.telemetry.sink(outlet.index);
+                    publisher::offer(outbox, events, event, counters)
+                }
+            };
+            if let Err(late) = offered {
+                outlet.spool.keep_late(*late);
+            }
         }
     }
 }
@@ -788,14 +905,15 @@ fn join<T>(handle: JoinHandle<T>) -> T {
 /// cannot be written, each envelope goes to the error log whole and the exit
 /// is a failure. Returns how many events were spooled.
 fn keep_undelivered(
+    sink: &str,
     undelivered: &[HealthEvent],
     state: Option<&StateDir>,
 ) -> Result<usize, Failure> {
     if let Some(state) = state {
-        match state.save_spool(undelivered) {
+        match state.save_spool(sink, undelivered) {
             Ok(()) => {
                 if !undelivered.is_empty() {
-                    log::warn!(
+                    log::warn!(sink = sink;
                         "{} undelivered events spooled to {}; they are published at the next start",
                         undelivered.len(),
                         state.path().display()
@@ -803,7 +921,7 @@ fn keep_undelivered(
                 }
                 return Ok(undelivered.len());
             }
-            Err(e) => log::error!(err:% = e; "cannot write the spool"),
+            Err(e) => log::error!(sink = sink, err:% = e; "cannot write the spool"),
         }
     }
     if undelivered.is_empty() {
@@ -811,7 +929,8 @@ fn keep_undelivered(
     }
     // Nothing is dropped silently: each envelope goes to the log, whole.
     for event in undelivered {
-        log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
+        log::error!(sink = sink, game_id = event.game_id.as_str(),
+            container_id = event.container_id.as_str(),
             event_type = event.event_type, envelope = event.envelope.as_str();
             "event not delivered before exit");
     }

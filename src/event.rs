@@ -29,6 +29,10 @@ pub const EVENT_TYPES: [&str; 5] = [
     "incident_resolved",
 ];
 
+/// The event `rtinspect notify-test` sends: it says nothing about a game,
+/// so it is not one of [`EVENT_TYPES`] and is never spooled.
+pub const NOTIFY_TEST: &str = "notify_test";
+
 /// How much an event's `details` carry (`--details`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DetailLevel {
@@ -180,6 +184,25 @@ impl HealthEvent {
             Some(Box::new(incident)),
             game_id,
             seen,
+            occurred_at,
+        )
+    }
+
+    /// The test message of `rtinspect notify-test`, from the host `host`:
+    /// its game id names the command and the host, its container is none.
+    pub fn notify_test(host: &str, occurred_at: SystemTime) -> Self {
+        Self::render(
+            new_id(occurred_at),
+            NOTIFY_TEST,
+            None,
+            format!("rtinspect-notify-test on {host}"),
+            Observation {
+                container_id: String::new(),
+                restart_count: 0,
+                status: "running".to_owned(),
+                health: String::new(),
+                details: None,
+            },
             occurred_at,
         )
     }

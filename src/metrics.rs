@@ -19,8 +19,8 @@ use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::event::rfc3339_micros;
 use crate::telemetry::{
-    DOCKER_EVENT_ACTIONS, FailureStreak, HistogramCounts, INSPECT_ERROR_KINDS, Stage, TICK_BUCKETS,
-    Telemetry,
+    DOCKER_EVENT_ACTIONS, FailureStreak, HistogramCounts, INSPECT_ERROR_KINDS, SinkCounters, Stage,
+    TICK_BUCKETS, Telemetry,
 };
 
 /// What `/healthz` needs besides the counters.
@@ -31,8 +31,8 @@ pub struct HealthInputs {
     /// When the process started, on the monotonic clock: the reference
     /// before the first successful tick.
     pub started: Instant,
-    /// Events waiting for the sink.
-    pub queue_depth: Box<dyn Fn() -> usize + Send>,
+    /// Events waiting for each sink, in the order of [`Telemetry::sinks`].
+    pub queue_depths: Box<dyn Fn() -> Vec<usize> + Send>,
 }
 
 /// The running listener.
@@ -76,7 +76,7 @@ fn answer(
         ("GET", "/metrics") => Response {
             status: 200,
             content_type: EXPOSITION,
-            body: render(telemetry, (inputs.queue_depth)()),
+            body: render(telemetry, &(inputs.queue_depths)()),
         },
         ("GET", "/healthz") => match health(telemetry, inputs, now) {
             Ok(msg) => Response::text(200, format!("{msg}\n")),
@@ -102,8 +102,15 @@ pub fn health(
     inputs: &HealthInputs,
     now: Instant,
 ) -> Result<String, String> {
-    if !telemetry.publisher_alive.load(Relaxed) {
-        return Err("unhealthy: the publisher thread is not running".into());
+    if let Some(sink) = telemetry
+        .sinks
+        .iter()
+        .find(|s| !s.publisher_alive.load(Relaxed))
+    {
+        return Err(format!(
+            "unhealthy: the publisher thread of the {} sink is not running",
+            sink.name
+        ));
     }
     let limit = inputs.interval.saturating_mul(3);
     let outcome = telemetry.tick_outcome();
@@ -177,8 +184,22 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     let _ = writeln!(out, "{name} {value}");
 }
 
-/// The exposition text of every metric.
-pub fn render(t: &Telemetry, queue_depth: usize) -> String {
+/// One sample per sink of a per-sink counter or gauge.
+fn per_sink(
+    out: &mut String,
+    t: &Telemetry,
+    (name, kind, help): (&str, &str, &str),
+    value: impl Fn(usize, &SinkCounters) -> u64,
+) {
+    family(out, name, kind, help);
+    for (i, sink) in t.sinks.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, value(i, sink));
+    }
+}
+
+/// The exposition text of every metric; `queue_depths` in the order of
+/// [`Telemetry::sinks`].
+pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
     let mut out = String::with_capacity(4096);
     family(
         &mut out,
@@ -196,14 +217,17 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         &mut out,
         "rtinspect_health_events_total",
         "counter",
-        "Health events the sink accepted.",
+        "Health events each sink accepted.",
     );
-    for (event_type, count) in crate::event::EVENT_TYPES.iter().zip(&t.events_published) {
-        let _ = writeln!(
-            out,
-            "rtinspect_health_events_total{{event_type=\"{event_type}\"}} {}",
-            count.load(Relaxed)
-        );
+    for sink in &t.sinks {
+        for (event_type, count) in crate::event::EVENT_TYPES.iter().zip(&sink.events_published) {
+            let _ = writeln!(
+                out,
+                "rtinspect_health_events_total{{sink=\"{}\",event_type=\"{event_type}\"}} {}",
+                sink.name,
+                count.load(Relaxed)
+            );
+        }
     }
 
     // One snapshot for both families: a tick that ends during the scrape
@@ -246,28 +270,37 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         );
     }
 
-    single(
+    per_sink(
         &mut out,
-        "rtinspect_publish_failures_total",
-        "counter",
-        "Publish attempts the sink refused (each retry counts).",
-        t.publish_failures.load(Relaxed),
+        t,
+        (
+            "rtinspect_publish_failures_total",
+            "counter",
+            "Publish attempts each sink refused (each retry counts).",
+        ),
+        |_, s| s.publish_failures.load(Relaxed),
     );
 
-    single(
+    per_sink(
         &mut out,
-        "rtinspect_events_dropped_total",
-        "counter",
-        "Events dropped because the publish queue was full.",
-        t.events_dropped.load(Relaxed),
+        t,
+        (
+            "rtinspect_events_dropped_total",
+            "counter",
+            "Events dropped because the sink's publish queue was full.",
+        ),
+        |_, s| s.events_dropped.load(Relaxed),
     );
 
-    single(
+    per_sink(
         &mut out,
-        "rtinspect_publish_queue_depth",
-        "gauge",
-        "Events waiting for the sink.",
-        queue_depth,
+        t,
+        (
+            "rtinspect_publish_queue_depth",
+            "gauge",
+            "Events waiting for each sink.",
+        ),
+        |i, _| queue_depths.get(i).copied().unwrap_or(0) as u64,
     );
 
     single(
@@ -305,12 +338,15 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         last_success,
     );
 
-    single(
+    per_sink(
         &mut out,
-        "rtinspect_events_rejected_total",
-        "counter",
-        "Events the sink refused for good and set aside in rejected.jsonl.",
-        t.events_rejected.load(Relaxed),
+        t,
+        (
+            "rtinspect_events_rejected_total",
+            "counter",
+            "Events each sink refused for good, set aside in rejected.jsonl.",
+        ),
+        |_, s| s.events_rejected.load(Relaxed),
     );
 
     family(
@@ -343,12 +379,21 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
         t.stream_attempts.load(Relaxed),
     );
 
-    histogram(
+    let name = "rtinspect_detection_latency_seconds";
+    family(
         &mut out,
-        "rtinspect_detection_latency_seconds",
-        "From the time of a Docker event to the sink accepting the health event it led to.",
-        &t.detection_latency.snapshot(),
+        name,
+        "histogram",
+        "From the time of a Docker event to each sink accepting the health event it led to.",
     );
+    for sink in &t.sinks {
+        histogram_samples(
+            &mut out,
+            name,
+            sink.name,
+            &sink.detection_latency.snapshot(),
+        );
+    }
 
     single(
         &mut out,
@@ -363,17 +408,27 @@ pub fn render(t: &Telemetry, queue_depth: usize) -> String {
 /// A histogram family over [`TICK_BUCKETS`].
 fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramCounts) {
     family(out, name, "histogram", help);
+    histogram_samples(out, name, "", h);
+}
+
+/// A histogram's samples, labelled with `sink` unless it is empty.
+fn histogram_samples(out: &mut String, name: &str, sink: &str, h: &HistogramCounts) {
+    let (label, alone) = if sink.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("sink=\"{sink}\","), format!("{{sink=\"{sink}\"}}"))
+    };
     let cumulative = h.cumulative();
     for (le, count) in TICK_BUCKETS.iter().zip(&cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{label}le=\"{le}\"}} {count}");
     }
     let _ = writeln!(
         out,
-        "{name}_bucket{{le=\"+Inf\"}} {}",
+        "{name}_bucket{{{label}le=\"+Inf\"}} {}",
         cumulative.last().copied().unwrap_or(0)
     );
-    let _ = writeln!(out, "{name}_sum {}", h.sum_micros as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", h.count);
+    let _ = writeln!(out, "{name}_sum{alone} {}", h.sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{alone} {}", h.count);
 }
 
 #[cfg(test)]
@@ -385,7 +440,7 @@ mod tests {
         HealthInputs {
             interval: Duration::from_millis(interval_ms),
             started,
-            queue_depth: Box::new(|| 0),
+            queue_depths: Box::new(|| vec![0]),
         }
     }
 
@@ -402,8 +457,8 @@ mod tests {
     fn health_names_the_call_a_hung_tick_is_stuck_in() {
         let t0 = Instant::now();
         let i = inputs(1000, t0);
-        let t = Telemetry::default();
-        t.publisher_alive.store(true, Relaxed);
+        let t = Telemetry::for_sinks(&["stdout"]);
+        t.sink(0).publisher_alive.store(true, Relaxed);
         t.tick_succeeded(t0, wall(1_800_000_000_000));
         t.busy_with(Some("reading the records"), t0 + ms(1000));
         assert_eq!(
@@ -422,13 +477,14 @@ mod tests {
     fn health_follows_the_last_successful_tick_on_the_monotonic_clock() {
         let t0 = Instant::now();
         let i = inputs(1000, t0);
-        let t = Telemetry::default();
+        let t = Telemetry::for_sinks(&["postgres", "webhook"]);
         let check = |now: Instant| health(&t, &i, now);
+        t.sink(0).publisher_alive.store(true, Relaxed);
         assert_eq!(
             check(t0 + ms(500)).unwrap_err(),
-            "unhealthy: the publisher thread is not running"
+            "unhealthy: the publisher thread of the webhook sink is not running"
         );
-        t.publisher_alive.store(true, Relaxed);
+        t.sink(1).publisher_alive.store(true, Relaxed);
         assert_eq!(
             check(t0 + ms(3000)).unwrap(),
             "ok: starting, no successful tick yet"
@@ -492,8 +548,8 @@ mod tests {
         let t0 = Instant::now();
         // An interval of 20 s: "starting" would last a minute.
         let i = inputs(20_000, t0);
-        let t = Telemetry::default();
-        t.publisher_alive.store(true, Relaxed);
+        let t = Telemetry::for_sinks(&["stdout"]);
+        t.sink(0).publisher_alive.store(true, Relaxed);
         assert_eq!(
             health(&t, &i, t0 + ms(100)).unwrap(),
             "ok: starting, no successful tick yet"
@@ -535,8 +591,8 @@ mod tests {
         let t0 = Instant::now();
         let i = inputs(1000, t0);
         for step in [wall(0), wall(1_000), wall(4_000_000_000_000)] {
-            let t = Telemetry::default();
-            t.publisher_alive.store(true, Relaxed);
+            let t = Telemetry::for_sinks(&["stdout"]);
+            t.sink(0).publisher_alive.store(true, Relaxed);
             // The wall clock jumped far back or ahead; the Instants move on.
             t.tick_succeeded(t0 + ms(1000), step);
             assert_eq!(
@@ -560,19 +616,22 @@ mod tests {
 
     #[test]
     fn render_has_every_spec_metric_with_help_and_type() {
-        let t = Telemetry::default();
-        t.events_published[0].fetch_add(3, Relaxed);
+        let t = Telemetry::for_sinks(&["postgres", "webhook"]);
+        t.sink(0).events_published[0].fetch_add(3, Relaxed);
         t.inspect_error("timeout");
         t.tick_duration.observe(Duration::from_millis(7));
-        t.events_rejected.fetch_add(2, Relaxed);
+        t.sink(1).events_rejected.fetch_add(2, Relaxed);
+        t.sink(1)
+            .detection_latency
+            .observe(Duration::from_millis(30));
         let now = std::time::Instant::now();
         let wall = UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
         t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
         t.tick_failed(Stage::Docker, "cannot reach dockerd", "refused", now, wall);
-        let text = render(&t, 5);
+        let text = render(&t, &[5, 1]);
         assert!(text.contains("rtinspect_last_success_timestamp_seconds 0\n"));
         t.tick_succeeded(now, wall);
-        let text = render(&t, 5);
+        let text = render(&t, &[5, 1]);
         for name in [
             "rtinspect_health_events_total",
             "rtinspect_ticks_total",
@@ -595,25 +654,34 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
         }
-        assert!(
-            text.contains("rtinspect_health_events_total{event_type=\"inspect_unhealthy\"} 3\n")
-        );
+        for line in [
+            "rtinspect_health_events_total{sink=\"postgres\",event_type=\"inspect_unhealthy\"} 3\n",
+            "rtinspect_health_events_total{sink=\"webhook\",event_type=\"inspect_unhealthy\"} 0\n",
+            "rtinspect_publish_queue_depth{sink=\"postgres\"} 5\n",
+            "rtinspect_publish_queue_depth{sink=\"webhook\"} 1\n",
+            "rtinspect_events_rejected_total{sink=\"postgres\"} 0\n",
+            "rtinspect_events_rejected_total{sink=\"webhook\"} 2\n",
+            "rtinspect_publish_failures_total{sink=\"webhook\"} 0\n",
+            "rtinspect_events_dropped_total{sink=\"postgres\"} 0\n",
+            "rtinspect_detection_latency_seconds_bucket{sink=\"webhook\",le=\"0.05\"} 1\n",
+            "rtinspect_detection_latency_seconds_count{sink=\"webhook\"} 1\n",
+            "rtinspect_detection_latency_seconds_count{sink=\"postgres\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
         assert!(text.contains("rtinspect_inspect_errors_total{kind=\"timeout\"} 1\n"));
         assert!(text.contains("rtinspect_inspect_errors_total{kind=\"invalid_id\"} 0\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"0.01\"} 1\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"0.005\"} 0\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("rtinspect_tick_duration_seconds_count 1\n"));
-        assert!(text.contains("rtinspect_publish_queue_depth 5\n"));
         assert!(text.contains("rtinspect_tick_failures_total{stage=\"records\"} 0\n"));
         assert!(text.contains("rtinspect_tick_failures_total{stage=\"docker\"} 2\n"));
         assert!(text.contains("rtinspect_last_success_timestamp_seconds 1800000000.25\n"));
-        assert!(text.contains("rtinspect_events_rejected_total 2\n"));
         assert!(text.contains("rtinspect_docker_events_total{action=\"die\"} 0\n"));
         assert!(text.contains("rtinspect_docker_events_total{action=\"other\"} 0\n"));
         assert!(text.contains("rtinspect_event_stream_reconnects_total 0\n"));
         assert!(text.contains("rtinspect_event_stream_attempts_total 0\n"));
-        assert!(text.contains("rtinspect_detection_latency_seconds_count 0\n"));
         assert!(text.contains("# TYPE rtinspect_tick_failures_total counter\n"));
         assert!(text.contains("# TYPE rtinspect_last_success_timestamp_seconds gauge\n"));
         assert!(text.contains("# TYPE rtinspect_events_rejected_total counter\n"));
@@ -640,7 +708,7 @@ mod tests {
             std::thread::yield_now();
         }
         for _ in 0..2_000 {
-            let text = render(&t, 0);
+            let text = render(&t, &[]);
             let ticks = value(&text, "rtinspect_ticks_total ");
             assert_eq!(
                 value(&text, "rtinspect_tick_duration_seconds_count "),
@@ -661,8 +729,8 @@ mod tests {
     #[test]
     fn routes() {
         let t0 = Instant::now();
-        let t = Telemetry::default();
-        t.publisher_alive.store(true, Relaxed);
+        let t = Telemetry::for_sinks(&["stdout"]);
+        t.sink(0).publisher_alive.store(true, Relaxed);
         let i = inputs(1000, t0);
         let status = |method, path, now| answer(RequestLine { method, path }, &t, &i, now).status;
         let table = [

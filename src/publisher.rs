@@ -1,5 +1,11 @@
 //! The publisher: a thread that takes events from the [`Outbox`] and hands
-//! them to the sink, in order.
+//! them to one sink, in order. Each sink has its own outbox and publisher,
+//! so that a sink that is down or paced never holds up another.
+//!
+//! A sink that paces itself (a chat service's rate limit) is waited for
+//! before each send, and then gets every event that waits by then, up to
+//! what one send may carry, as one message: a burst becomes a digest, not a
+//! backlog that takes minutes to trickle out.
 //!
 //! A sink that is down is retried with capped, jittered backoff, the same
 //! event first, and not before the wait the sink asked for (a webhook's
@@ -26,7 +32,7 @@ pub use crate::backoff::Backoff;
 use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 use crate::state::StateDir;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{SinkCounters, Telemetry};
 
 /// How many events may wait for the sink before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -45,7 +51,8 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct Slot {
     backlog: VecDeque<HealthEvent>,
-    in_flight: Option<HealthEvent>,
+    /// The events of the send under way, in order.
+    in_flight: Vec<HealthEvent>,
     closed: bool,
 }
 
@@ -74,7 +81,7 @@ impl Outbox {
     /// Events waiting, the one in flight included.
     pub fn len(&self) -> usize {
         let slot = self.slot();
-        slot.backlog.len() + usize::from(slot.in_flight.is_some()) + self.queue.len()
+        slot.backlog.len() + slot.in_flight.len() + self.queue.len()
     }
 
     /// Whether nothing waits and nothing is in flight.
@@ -83,7 +90,7 @@ impl Outbox {
     }
 
     /// Stops delivery and returns every event not yet delivered, in order: the
-    /// one in flight, the backlog, the queue. The publisher ends at its next
+    /// ones in flight, the backlog, the queue. The publisher ends at its next
     /// step; an event it is handing to the sink right now may still arrive
     /// there too (delivery is at least once). Later calls return what was
     /// queued since.
@@ -91,7 +98,7 @@ impl Outbox {
         let mut slot = self.slot();
         slot.closed = true;
         self.closer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let mut left: Vec<HealthEvent> = slot.in_flight.take().into_iter().collect();
+        let mut left = std::mem::take(&mut slot.in_flight);
         left.extend(slot.backlog.drain(..));
         left.extend(self.queue.try_iter());
         left
@@ -105,37 +112,58 @@ impl Outbox {
         let _ = select.ready_timeout(limit);
     }
 
-    /// The next event to deliver, marked in flight; `None` once the outbox is
-    /// closed or every sender is gone and nothing is left.
-    fn take(&self) -> Option<HealthEvent> {
+    /// Waits for the next event to deliver and marks it in flight; false
+    /// once the outbox is closed or every sender is gone and nothing is left.
+    fn take(&self) -> bool {
         loop {
             {
                 let mut slot = self.slot();
                 if slot.closed {
-                    return None;
+                    return false;
                 }
                 let next = match slot.backlog.pop_front() {
                     Some(e) => Some(e),
                     None => match self.queue.try_recv() {
                         Ok(e) => Some(e),
-                        Err(TryRecvError::Disconnected) => return None,
+                        Err(TryRecvError::Disconnected) => return false,
                         Err(TryRecvError::Empty) => None,
                     },
                 };
                 if let Some(event) = next {
-                    slot.in_flight = Some(event.clone());
-                    return Some(event);
+                    slot.in_flight = vec![event];
+                    return true;
                 }
             }
             self.wait_ready(Duration::from_secs(3600));
         }
     }
 
-    /// The event in flight was delivered or set aside. False when the outbox
-    /// was closed meanwhile (the event went back to its owner).
+    /// Adds to the send under way the events that wait now, up to `limit`
+    /// in all, and returns them all; `None` once the outbox is closed (they
+    /// went back to its owner).
+    fn gather(&self, limit: usize) -> Option<Vec<HealthEvent>> {
+        let mut slot = self.slot();
+        if slot.closed {
+            return None;
+        }
+        while slot.in_flight.len() < limit {
+            let next = match slot.backlog.pop_front() {
+                Some(e) => e,
+                None => match self.queue.try_recv() {
+                    Ok(e) => e,
+                    Err(_) => break,
+                },
+            };
+            slot.in_flight.push(next);
+        }
+        Some(slot.in_flight.clone())
+    }
+
+    /// The events in flight were delivered or set aside. False when the
+    /// outbox was closed meanwhile (they went back to its owner).
     fn done(&self) -> bool {
         let mut slot = self.slot();
-        slot.in_flight = None;
+        slot.in_flight.clear();
         !slot.closed
     }
 
@@ -155,7 +183,7 @@ pub fn offer(
     outbox: &Outbox,
     events: &Sender<HealthEvent>,
     event: HealthEvent,
-    telemetry: &Telemetry,
+    counters: &SinkCounters,
 ) -> Result<(), Box<HealthEvent>> {
     // Under the slot's lock, which `close` holds while it drains the queue:
     // an event is either drained by the close or refused here.
@@ -169,9 +197,10 @@ pub fn offer(
         Err(TrySendError::Disconnected(e)) => (e, "publisher is gone"),
     };
     drop(slot);
-    telemetry.events_dropped.fetch_add(1, Relaxed);
-    log::error!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-        event_type = event.event_type, envelope = event.envelope.as_str();
+    counters.events_dropped.fetch_add(1, Relaxed);
+    log::error!(sink = counters.name, game_id = event.game_id.as_str(),
+        container_id = event.container_id.as_str(), event_type = event.event_type,
+        envelope = event.envelope.as_str();
         "{why} ({QUEUE_CAPACITY}): event dropped");
     Ok(())
 }
@@ -203,19 +232,23 @@ pub fn offer_until(
     }
 }
 
-/// Where events the sink refused for good are set aside: `rejected.jsonl`,
-/// which rotates at [`crate::state::REJECTED_LIMIT`] keeping one older file;
-/// events of an older file that a rotation drops are counted in
+/// Where events a sink refused for good are set aside: `rejected.jsonl`,
+/// each line marked with the sink's name, which rotates at
+/// [`crate::state::REJECTED_LIMIT`] keeping one older file; events of an
+/// older file that a rotation drops are counted in
 /// `rtinspect_rejected_dropped_total`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rejects {
     state: Option<StateDir>,
+    /// The sink's place in [`Telemetry::sinks`].
+    sink: usize,
 }
 
 impl Rejects {
-    /// Into `rejected.jsonl` in `state`, or the error log without one.
-    pub fn new(state: Option<StateDir>) -> Self {
-        Rejects { state }
+    /// Into `rejected.jsonl` in `state`, or the error log without one, for
+    /// the sink `sink` of [`Telemetry::sinks`].
+    pub fn new(state: Option<StateDir>, sink: usize) -> Self {
+        Rejects { state, sink }
     }
 
     /// Sets `event` aside, counted; its envelope is never only dropped.
@@ -226,13 +259,14 @@ impl Rejects {
         telemetry: &Telemetry,
     ) {
         let reason = why.to_string();
+        let sink = telemetry.sink(self.sink).name;
         let kept = self.keep(&event.envelope, &reason, telemetry);
         match kept {
-            Some(path) => log::error!(game_id = event.game_id.as_str(),
+            Some(path) => log::error!(sink = sink, game_id = event.game_id.as_str(),
                 container_id = event.container_id.as_str(), event_type = event.event_type,
                 err = reason.as_str();
                 "event refused by the sink; set aside in {}", path.display()),
-            None => log::error!(game_id = event.game_id.as_str(),
+            None => log::error!(sink = sink, game_id = event.game_id.as_str(),
                 container_id = event.container_id.as_str(), event_type = event.event_type,
                 err = reason.as_str(), envelope = event.envelope.as_str();
                 "event refused by the sink; set aside here (no state directory)"),
@@ -248,9 +282,10 @@ impl Rejects {
         reason: &str,
         telemetry: &Telemetry,
     ) -> Option<std::path::PathBuf> {
-        telemetry.events_rejected.fetch_add(1, Relaxed);
+        let counters = telemetry.sink(self.sink);
+        counters.events_rejected.fetch_add(1, Relaxed);
         let state = self.state.as_ref()?;
-        match state.append_rejected(envelope, reason) {
+        match state.append_rejected(counters.name, envelope, reason) {
             Ok(aside) => {
                 if aside.dropped > 0 {
                     telemetry.rejected_dropped.fetch_add(aside.dropped, Relaxed);
@@ -300,8 +335,9 @@ impl Publisher {
     }
 }
 
-/// Starts the publisher thread over `outbox`. It ends when the outbox is
-/// closed, or when every sender is gone and everything was delivered.
+/// Starts the publisher thread of the sink `rejects` is for, over `outbox`.
+/// It ends when the outbox is closed, or when every sender is gone and
+/// everything was delivered.
 pub fn spawn(
     mut sink: Box<dyn EventSink>,
     outbox: Arc<Outbox>,
@@ -310,26 +346,27 @@ pub fn spawn(
     telemetry: Arc<Telemetry>,
 ) -> std::io::Result<Publisher> {
     let (alive, ended) = crossbeam_channel::bounded::<()>(0);
-    telemetry.publisher_alive.store(true, Relaxed);
+    let index = rejects.sink;
+    telemetry.sink(index).publisher_alive.store(true, Relaxed);
     let t = telemetry.clone();
     let spawned = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
             // Dropped however the thread ends, panics included: the flag
             // for /healthz, and the sender whose end wakes `wait_until`.
-            struct Alive<'a>(&'a Telemetry);
+            struct Alive<'a>(&'a SinkCounters);
             impl Drop for Alive<'_> {
                 fn drop(&mut self) {
                     self.0.publisher_alive.store(false, Relaxed);
                 }
             }
-            let _alive = (Alive(&t), alive);
+            let _alive = (Alive(t.sink(index)), alive);
             deliver(&mut *sink, &outbox, &rejects, backoff, &t);
         });
     match spawned {
         Ok(thread) => Ok(Publisher { thread, ended }),
         Err(e) => {
-            telemetry.publisher_alive.store(false, Relaxed);
+            telemetry.sink(index).publisher_alive.store(false, Relaxed);
             Err(e)
         }
     }
@@ -338,15 +375,30 @@ pub fn spawn(
 /// Counts the detection latency of an event a Docker event prompted, and
 /// says at debug level where the time went: from dockerd's time of the event
 /// to the inspector taking it, to the inspect's answer, to the sink's accepting.
-fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, telemetry: &Telemetry) {
+fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, counters: &SinkCounters) {
     let accepted = std::time::SystemTime::now();
     let since = |t: std::time::SystemTime| t.duration_since(prompt.event_at).unwrap_or_default();
-    telemetry.detection_latency.observe(since(accepted));
+    counters.detection_latency.observe(since(accepted));
     if log::log_enabled!(log::Level::Debug) {
         let ms = |t| format!("{:.3}", since(t).as_secs_f64() * 1000.0);
-        log::debug!(game_id = event.game_id.as_str(), container_id = event.container_id.as_str(),
-            action = prompt.action, read_ms = ms(prompt.read_at).as_str(), answered_ms = ms(prompt.answered_at).as_str(),
+        log::debug!(sink = counters.name, game_id = event.game_id.as_str(),
+            container_id = event.container_id.as_str(), action = prompt.action,
+            read_ms = ms(prompt.read_at).as_str(), answered_ms = ms(prompt.answered_at).as_str(),
             accepted_ms = ms(accepted).as_str(); "detected");
+    }
+}
+
+/// Waits until the sink's pace lets a send go; false when the outbox was
+/// closed meanwhile.
+fn paced(sink: &mut dyn EventSink, outbox: &Outbox) -> bool {
+    loop {
+        let wait = sink.ready_in(Instant::now());
+        if wait.is_zero() {
+            return true;
+        }
+        if outbox.sleep(wait) {
+            return false;
+        }
     }
 }
 
@@ -357,30 +409,43 @@ fn deliver(
     mut backoff: Backoff,
     telemetry: &Telemetry,
 ) {
+    let counters = telemetry.sink(rejects.sink);
     let mut failing_since: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
-    while let Some(event) = outbox.take() {
+    while outbox.take() {
+        // What waits by the time the pace lets the send go goes with it.
+        if !paced(sink, outbox) {
+            return;
+        }
+        let Some(batch) = outbox.gather(sink.batch_limit().max(1)) else {
+            return;
+        };
         loop {
-            match sink.publish(&event) {
+            match sink.publish_batch(&batch) {
                 Ok(()) => {
-                    telemetry.published(event.event_type);
-                    if let Some(prompt) = &event.prompt {
-                        detected(&event, prompt, telemetry);
+                    for event in &batch {
+                        counters.published(event.event_type);
+                        if let Some(prompt) = &event.prompt {
+                            detected(event, prompt, counters);
+                        }
                     }
                     backoff.reset();
                     if let Some(since) = failing_since.take() {
-                        log::info!("sink accepts events again after {:?}", since.elapsed());
+                        log::info!(sink = counters.name;
+                            "sink accepts events again after {:?}", since.elapsed());
                     }
                     break;
                 }
                 Err(SinkError::Refused(why)) => {
-                    // The sink answered, so it is not down; this event is bad.
-                    rejects.set_aside(&event, &why, telemetry);
+                    // The sink answered, so it is not down; these events are bad.
+                    for event in &batch {
+                        rejects.set_aside(event, &why, telemetry);
+                    }
                     backoff.reset();
                     break;
                 }
                 Err(e @ (SinkError::Unavailable(_) | SinkError::UnavailableFor(..))) => {
-                    telemetry.publish_failures.fetch_add(1, Relaxed);
+                    counters.publish_failures.fetch_add(1, Relaxed);
                     let now = Instant::now();
                     failing_since.get_or_insert(now);
                     // The longer of the sink's wait and the backoff: never
@@ -399,14 +464,15 @@ fn deliver(
                             }
                             None => "retrying with backoff".to_owned(),
                         };
-                        log::warn!(game_id = event.game_id.as_str(),
+                        let event = &batch[0];
+                        log::warn!(sink = counters.name, game_id = event.game_id.as_str(),
                             container_id = event.container_id.as_str(),
-                            event_type = event.event_type, err:% = e;
+                            event_type = event.event_type, events = batch.len(), err:% = e;
                             "publish failed; {retrying} ({} waiting)", outbox.len());
                     }
                     // The outbox's sleep, which a close ends at once: a
-                    // shutdown spools the event instead of waiting this out.
-                    if outbox.sleep(asked.unwrap_or(delay)) {
+                    // shutdown spools the events instead of waiting this out.
+                    if outbox.sleep(asked.unwrap_or(delay)) || !paced(sink, outbox) {
                         return;
                     }
                 }
@@ -438,11 +504,11 @@ mod tests {
         let sink = FakeSink::new(script);
         let accepted = sink.accepted();
         let (tx, outbox) = Outbox::new(Vec::new());
-        let telemetry = Arc::new(Telemetry::default());
+        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
         let p = spawn(
             Box::new(sink),
             outbox.clone(),
-            Rejects::default(),
+            Rejects::new(None, 0),
             fast(),
             telemetry.clone(),
         )
@@ -462,9 +528,9 @@ mod tests {
     fn an_unavailable_sink_is_retried_in_order() {
         let (accepted, t) = run(vec![SinkAnswer::Down; 5], &["a", "b", "c"]);
         assert_eq!(accepted, vec!["a", "b", "c"]);
-        assert_eq!(t.events_published[0].load(Relaxed), 3);
-        assert_eq!(t.publish_failures.load(Relaxed), 5);
-        assert_eq!(t.events_rejected.load(Relaxed), 0);
+        assert_eq!(t.sink(0).events_published[0].load(Relaxed), 3);
+        assert_eq!(t.sink(0).publish_failures.load(Relaxed), 5);
+        assert_eq!(t.sink(0).events_rejected.load(Relaxed), 0);
     }
 
     #[test]
@@ -474,8 +540,8 @@ mod tests {
             &["poison", "b", "c"],
         );
         assert_eq!(accepted, vec!["b", "c"]);
-        assert_eq!(t.events_rejected.load(Relaxed), 1);
-        assert_eq!(t.events_published[0].load(Relaxed), 2);
+        assert_eq!(t.sink(0).events_rejected.load(Relaxed), 1);
+        assert_eq!(t.sink(0).events_published[0].load(Relaxed), 2);
     }
 
     #[test]
@@ -485,11 +551,11 @@ mod tests {
         let state = StateDir::open(&dir).unwrap();
         let sink = FakeSink::new(vec![SinkAnswer::Refuse]);
         let (tx, outbox) = Outbox::new(Vec::new());
-        let telemetry = Arc::new(Telemetry::default());
+        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
         let p = spawn(
             Box::new(sink),
             outbox,
-            Rejects::new(Some(state.clone())),
+            Rejects::new(Some(state.clone()), 0),
             fast(),
             telemetry,
         )
@@ -518,12 +584,12 @@ mod tests {
         );
         std::fs::write(dir.join("rejected.jsonl"), full).unwrap();
         std::fs::write(dir.join("rejected.jsonl.1"), "{}\n{}\n{}\n").unwrap();
-        let telemetry = Telemetry::default();
-        let rejects = Rejects::new(Some(state.clone()));
+        let telemetry = Telemetry::for_sinks(&["test"]);
+        let rejects = Rejects::new(Some(state.clone()), 0);
         rejects.set_aside(&event("bad"), &"refused", &telemetry);
-        assert_eq!(telemetry.events_rejected.load(Relaxed), 1);
+        assert_eq!(telemetry.sink(0).events_rejected.load(Relaxed), 1);
         assert_eq!(telemetry.rejected_dropped.load(Relaxed), 3);
-        let metrics = crate::metrics::render(&telemetry, 0);
+        let metrics = crate::metrics::render(&telemetry, &[0]);
         assert!(
             metrics.contains("\nrtinspect_rejected_dropped_total 3\n"),
             "{metrics}"
@@ -544,9 +610,9 @@ mod tests {
         let p = spawn(
             Box::new(sink),
             outbox,
-            Rejects::default(),
+            Rejects::new(None, 0),
             fast(),
-            Arc::new(Telemetry::default()),
+            Arc::new(Telemetry::for_sinks(&["test"])),
         )
         .unwrap();
         assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
@@ -564,9 +630,9 @@ mod tests {
         let p = spawn(
             Box::new(sink),
             outbox.clone(),
-            Rejects::default(),
+            Rejects::new(None, 0),
             fast(),
-            Arc::new(Telemetry::default()),
+            Arc::new(Telemetry::for_sinks(&["test"])),
         )
         .unwrap();
         tx.send(event("queued")).unwrap();
@@ -593,9 +659,9 @@ mod tests {
         let p = spawn(
             Box::new(sink),
             outbox.clone(),
-            Rejects::default(),
+            Rejects::new(None, 0),
             Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600)),
-            Arc::new(Telemetry::default()),
+            Arc::new(Telemetry::for_sinks(&["test"])),
         )
         .unwrap();
         tx.send(event("a")).unwrap();
@@ -638,9 +704,9 @@ mod tests {
         let p = spawn(
             Box::new(sink),
             outbox.clone(),
-            Rejects::default(),
+            Rejects::new(None, 0),
             backoff,
-            Arc::new(Telemetry::default()),
+            Arc::new(Telemetry::for_sinks(&["test"])),
         )
         .unwrap();
         tx.send(event("a")).unwrap();
@@ -700,24 +766,129 @@ mod tests {
         eprintln!("publisher ended {took:?} after a close during a 60 s wait");
     }
 
+    /// A sink that lets one send go every `pace`, and carries up to
+    /// `limit` events in one; it notes each send's events.
+    struct PacedSink {
+        pace: Duration,
+        limit: usize,
+        next: Option<Instant>,
+        sends: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl EventSink for PacedSink {
+        fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+            self.publish_batch(std::slice::from_ref(event))
+        }
+
+        fn ready_in(&mut self, now: Instant) -> Duration {
+            self.next
+                .map_or(Duration::ZERO, |next| next.saturating_duration_since(now))
+        }
+
+        fn batch_limit(&self) -> usize {
+            self.limit
+        }
+
+        fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
+            assert!(!events.is_empty() && events.len() <= self.limit);
+            assert!(
+                self.ready_in(Instant::now()).is_zero(),
+                "sent before its pace"
+            );
+            self.next = Some(Instant::now() + self.pace);
+            self.sends.lock().unwrap().push(games(events));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_paced_sink_gets_what_waits_by_its_next_send_in_one_batch() {
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let sink = PacedSink {
+            pace: Duration::from_millis(300),
+            limit: 40,
+            next: None,
+            sends: sends.clone(),
+        };
+        let (tx, outbox) = Outbox::new(vec![event("spooled")]);
+        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::new(None, 0),
+            fast(),
+            telemetry.clone(),
+        )
+        .unwrap();
+        crate::fakes::wait_for(|| sends.lock().unwrap().len() == 1);
+        // A burst while the sink waits out its pace: 100 events.
+        for i in 0..100 {
+            tx.send(event(&format!("g-{i}"))).unwrap();
+        }
+        drop(tx);
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        let sends = sends.lock().unwrap();
+        let sizes: Vec<usize> = sends.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 40, 40, 20], "{sends:?}");
+        let all: Vec<String> = sends.concat();
+        let sent: Vec<String> = std::iter::once("spooled".to_owned())
+            .chain((0..100).map(|i| format!("g-{i}")))
+            .collect();
+        assert_eq!(all, sent, "every event once, in order");
+        assert_eq!(telemetry.sink(0).events_published[0].load(Relaxed), 101);
+    }
+
+    #[test]
+    fn close_during_a_pace_wait_hands_the_events_back_at_once() {
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let sink = PacedSink {
+            pace: Duration::from_secs(3600),
+            limit: 10,
+            next: None,
+            sends: sends.clone(),
+        };
+        let (tx, outbox) = Outbox::new(Vec::new());
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            Rejects::new(None, 0),
+            fast(),
+            Arc::new(Telemetry::for_sinks(&["test"])),
+        )
+        .unwrap();
+        tx.send(event("first")).unwrap();
+        crate::fakes::wait_for(|| sends.lock().unwrap().len() == 1);
+        tx.send(event("a")).unwrap();
+        tx.send(event("b")).unwrap();
+        // "a" is in flight, waiting for the pace; "b" in the queue.
+        crate::fakes::wait_for(|| tx.len() == 1);
+        let closing = Instant::now();
+        assert_eq!(games(&outbox.close()), vec!["a", "b"]);
+        assert!(
+            p.wait_until(closing + Duration::from_secs(1)),
+            "still pacing"
+        );
+        p.join_if_ended();
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts() {
         let (tx, outbox) = Outbox::new(Vec::new());
-        let t = Telemetry::default();
+        let t = Telemetry::for_sinks(&["test"]);
         for _ in 0..QUEUE_CAPACITY + 2 {
-            offer(&outbox, &tx, event("x"), &t).unwrap();
+            offer(&outbox, &tx, event("x"), t.sink(0)).unwrap();
         }
-        assert_eq!(t.events_dropped.load(Relaxed), 2);
+        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 2);
     }
 
     #[test]
     fn an_event_offered_after_the_close_is_handed_back_not_queued() {
         let (tx, outbox) = Outbox::new(Vec::new());
-        let t = Telemetry::default();
-        offer(&outbox, &tx, event("before"), &t).unwrap();
+        let t = Telemetry::for_sinks(&["test"]);
+        offer(&outbox, &tx, event("before"), t.sink(0)).unwrap();
         let left = outbox.close();
         assert_eq!(left.len(), 1);
-        let late = offer(&outbox, &tx, event("late"), &t).unwrap_err();
+        let late = offer(&outbox, &tx, event("late"), t.sink(0)).unwrap_err();
         assert_eq!(late.game_id, "late");
         let late = offer_until(&outbox, &tx, event("late2"), Instant::now()).unwrap_err();
         assert_eq!(late.game_id, "late2");
@@ -725,6 +896,6 @@ mod tests {
             outbox.close().is_empty(),
             "nothing went into the queue after the close"
         );
-        assert_eq!(t.events_dropped.load(Relaxed), 0);
+        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 0);
     }
 }

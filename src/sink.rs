@@ -97,6 +97,13 @@ pub trait EventSink: Send {
         1
     }
 
+    /// Sends `event` as a test of the way to this sink (`rtinspect
+    /// notify-test`) and says what the sink answered; a sink may prove the
+    /// way without keeping the event (a table's row rolled back).
+    fn trial(&mut self, event: &HealthEvent) -> Result<String, SinkError> {
+        self.publish(event).map(|()| String::new())
+    }
+
     /// Publishes `events` (at least one, at most [`EventSink::batch_limit`])
     /// in one send: one of them on its own, several as a digest. Accepted or
     /// refused as a whole.

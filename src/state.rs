@@ -1,6 +1,7 @@
-//! The state directory: the spool of undelivered events, the saved
-//! baselines and incidents, and the events the sink refused for good, so
-//! that neither a restart nor a crash loses what rtinspect knew.
+//! The state directory: each sink's spool of undelivered events
+//! (`spool.<sink>.jsonl`), the saved baselines and incidents, and the events
+//! a sink refused for good, so that neither a restart nor a crash loses what
+//! rtinspect knew.
 //!
 //! One process owns the directory: it holds an exclusive `flock` on
 //! `rtinspect.lock` (which names its pid) for as long as it runs. Every file is
@@ -33,7 +34,8 @@ use crate::event::HealthEvent;
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
 
-const SPOOL: &str = "spool.jsonl";
+/// The spool of a version that had one sink: adopted by the first sink.
+const OLD_SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
 const INCIDENTS: &str = "incidents.json";
 /// The version of `incidents.json` this build writes and reads.
@@ -171,13 +173,20 @@ pub struct LoadedSpool {
     pub rejected_dropped: u64,
 }
 
-/// One line of `rejected.jsonl`: `{"rejected_at":…,"reason":…,"envelope":…}`,
-/// the envelope as a string when it is not JSON.
-fn rejected_line(envelope: &str, reason: &str) -> String {
+/// The spool file of the sink `sink`.
+fn spool_file(sink: &str) -> String {
+    format!("spool.{sink}.jsonl")
+}
+
+/// One line of `rejected.jsonl`:
+/// `{"rejected_at":…,"sink":…,"reason":…,"envelope":…}`, the envelope as a
+/// string when it is not JSON.
+fn rejected_line(sink: &str, envelope: &str, reason: &str) -> String {
     let envelope = serde_json::from_str::<serde_json::Value>(envelope)
         .unwrap_or_else(|_| serde_json::Value::String(envelope.to_owned()));
     let mut line = serde_json::json!({
         "rejected_at": crate::event::rfc3339_micros(std::time::SystemTime::now()),
+        "sink": sink,
         "reason": reason,
         "envelope": envelope,
     })
@@ -221,9 +230,72 @@ fn count_lines(mut reader: impl BufRead) -> io::Result<u64> {
     }
 }
 
+/// Reads one spool file into `kept`, at most [`SPOOL_LIMIT`] events (the
+/// newest), setting aside what does not parse or does not fit.
+fn read_spool(
+    mut reader: impl BufRead,
+    path: &Path,
+    kept: &mut std::collections::VecDeque<HealthEvent>,
+    loaded: &mut LoadedSpool,
+    aside: &mut Aside<'_>,
+) -> Result<(), StateError> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        number += 1;
+        let n = (&mut reader)
+            .take(SPOOL_LINE_LIMIT as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(at(path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > SPOOL_LINE_LIMIT && line.last() != Some(&b'\n') {
+            // Read past the rest of an endless line, keeping none of it.
+            skip_line(&mut reader).map_err(at(path))?;
+            line.truncate(200);
+            loaded.bad += 1;
+            aside.push(
+                &String::from_utf8_lossy(&line),
+                &format!("spool line {number}: over {SPOOL_LINE_LIMIT} bytes"),
+            )?;
+            continue;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches('\n');
+        let parsed = std::str::from_utf8(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|l| HealthEvent::from_envelope(l.trim_end_matches('\n')));
+        match parsed {
+            Ok(e) => {
+                kept.push_back(e);
+                if kept.len() > SPOOL_LIMIT
+                    && let Some(old) = kept.pop_front()
+                {
+                    loaded.over_limit += 1;
+                    aside.push(
+                        &old.envelope,
+                        &format!("the spool held more than {SPOOL_LIMIT} events"),
+                    )?;
+                }
+            }
+            Err(why) => {
+                loaded.bad += 1;
+                aside.push(text, &format!("spool line {number}: {why}"))?;
+            }
+        }
+    }
+}
+
 /// Lines a start sets aside from the spool, written out a batch at a time.
 struct Aside<'a> {
     state: &'a StateDir,
+    /// The sink whose spool it is.
+    sink: &'a str,
     lines: Vec<String>,
     bytes: usize,
     /// Whether any line was written.
@@ -233,7 +305,8 @@ struct Aside<'a> {
 }
 
 impl Aside<'_> {
-    fn push(&mut self, line: String) -> Result<(), StateError> {
+    fn push(&mut self, envelope: &str, reason: &str) -> Result<(), StateError> {
+        let line = rejected_line(self.sink, envelope, reason);
         self.bytes += line.len();
         self.lines.push(line);
         if self.bytes >= ASIDE_BATCH {
@@ -386,7 +459,9 @@ impl StateDir {
         }
     }
 
-    /// The spooled events, oldest first; none when there is no spool.
+    /// The events spooled for the sink `sink`, oldest first; none when there
+    /// is no spool. With `adopt_old`, the spool of a version that had one
+    /// sink (`spool.jsonl`) is read first and moved into this sink's.
     ///
     /// The spool is read line by line and at most [`SPOOL_LIMIT`] events are
     /// kept, the newest: a spool grown over many exits with the sink down
@@ -397,88 +472,62 @@ impl StateDir {
     /// it, so that the next start does not set it aside again. The spool
     /// otherwise stays until [`StateDir::save_spool`] replaces it at exit, so
     /// a crash in between replays it (delivery is at least once).
-    pub fn load_spool(&self) -> Result<LoadedSpool, StateError> {
-        let path = self.dir.join(SPOOL);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoadedSpool::default()),
-            Err(e) => return Err(at(&path)(e)),
-        };
-        let mut reader = io::BufReader::new(file);
+    pub fn load_spool(&self, sink: &str, adopt_old: bool) -> Result<LoadedSpool, StateError> {
         let mut kept: std::collections::VecDeque<HealthEvent> = Default::default();
         let mut loaded = LoadedSpool::default();
         let mut aside = Aside {
             state: self,
+            sink,
             lines: Vec::new(),
             bytes: 0,
             written: false,
             dropped: 0,
         };
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            line.clear();
-            number += 1;
-            let n = (&mut reader)
-                .take(SPOOL_LINE_LIMIT as u64 + 1)
-                .read_until(b'\n', &mut line)
-                .map_err(at(&path))?;
-            if n == 0 {
-                break;
-            }
-            if line.len() > SPOOL_LINE_LIMIT && line.last() != Some(&b'\n') {
-                // Read past the rest of an endless line, keeping none of it.
-                skip_line(&mut reader).map_err(at(&path))?;
-                line.truncate(200);
-                loaded.bad += 1;
-                aside.push(rejected_line(
-                    &String::from_utf8_lossy(&line),
-                    &format!("spool line {number}: over {SPOOL_LINE_LIMIT} bytes"),
-                ))?;
-                continue;
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches('\n');
-            let parsed = std::str::from_utf8(&line)
-                .map_err(|e| e.to_string())
-                .and_then(|l| HealthEvent::from_envelope(l.trim_end_matches('\n')));
-            match parsed {
-                Ok(e) => {
-                    kept.push_back(e);
-                    if kept.len() > SPOOL_LIMIT
-                        && let Some(old) = kept.pop_front()
-                    {
-                        loaded.over_limit += 1;
-                        aside.push(rejected_line(
-                            &old.envelope,
-                            &format!("the spool held more than {SPOOL_LIMIT} events"),
-                        ))?;
-                    }
-                }
-                Err(why) => {
-                    loaded.bad += 1;
-                    aside.push(rejected_line(text, &format!("spool line {number}: {why}")))?;
-                }
-            }
+        let mut adopted = false;
+        let files = [
+            adopt_old.then_some(OLD_SPOOL.to_owned()),
+            Some(spool_file(sink)),
+        ];
+        for (i, name) in files.into_iter().flatten().enumerate() {
+            let path = self.dir.join(&name);
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(at(&path)(e)),
+            };
+            adopted |= adopt_old && i == 0;
+            read_spool(
+                io::BufReader::new(file),
+                &path,
+                &mut kept,
+                &mut loaded,
+                &mut aside,
+            )?;
         }
         loaded.events = kept.into();
         aside.flush()?;
         loaded.rejected_dropped = aside.dropped;
-        if aside.written {
-            self.save_spool(&loaded.events)?;
+        if aside.written || adopted {
+            self.save_spool(sink, &loaded.events)?;
+        }
+        if adopted {
+            let old = self.dir.join(OLD_SPOOL);
+            fs::remove_file(&old).map_err(at(&old))?;
         }
         Ok(loaded)
     }
 
     /// Appends one refused event to `rejected.jsonl` as
-    /// `{"rejected_at":…,"reason":…,"envelope":…}` and syncs it, rotating the
+    /// `{"rejected_at":…,"sink":…,"reason":…,"envelope":…}` and syncs it, rotating the
     /// file first when the line would take it past [`REJECTED_LIMIT`]; an
     /// envelope that is not JSON (a spool line) is kept as a string.
-    pub fn append_rejected(&self, envelope: &str, reason: &str) -> Result<SetAside, StateError> {
-        self.append_rejected_lines(&[rejected_line(envelope, reason)])
+    pub fn append_rejected(
+        &self,
+        sink: &str,
+        envelope: &str,
+        reason: &str,
+    ) -> Result<SetAside, StateError> {
+        self.append_rejected_lines(&[rejected_line(sink, envelope, reason)])
     }
 
     /// Appends lines made by [`rejected_line`] to `rejected.jsonl`, in one
@@ -527,10 +576,12 @@ impl StateDir {
         Ok(dropped)
     }
 
-    /// Replaces the spool with `events`; removes it when there are none.
-    pub fn save_spool(&self, events: &[HealthEvent]) -> Result<(), StateError> {
+    /// Replaces the spool of the sink `sink` with `events`; removes it when
+    /// there are none.
+    pub fn save_spool(&self, sink: &str, events: &[HealthEvent]) -> Result<(), StateError> {
+        let name = spool_file(sink);
         if events.is_empty() {
-            let path = self.dir.join(SPOOL);
+            let path = self.dir.join(&name);
             return match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(&path)(e)),
                 _ => Ok(()),
@@ -541,7 +592,7 @@ impl StateDir {
             text.push_str(&e.envelope);
             text.push('\n');
         }
-        self.write_atomic(SPOOL, text.as_bytes())
+        self.write_atomic(&name, text.as_bytes())
     }
 
     /// The saved baselines; empty when none were saved or the file is bad.
@@ -645,13 +696,13 @@ mod tests {
     fn spool_round_trips_byte_for_byte_and_empties() {
         let dir = temp("spool");
         let s = StateDir::open(&dir.join("nested")).unwrap();
-        assert!(s.load_spool().unwrap().events.is_empty());
+        assert!(s.load_spool("stdout", false).unwrap().events.is_empty());
         let events = vec![event("a"), event("b")];
-        s.save_spool(&events).unwrap();
-        assert_eq!(s.load_spool().unwrap().events, events);
-        s.save_spool(&[]).unwrap();
-        assert!(!s.path().join(SPOOL).exists());
-        assert!(s.load_spool().unwrap().events.is_empty());
+        s.save_spool("stdout", &events).unwrap();
+        assert_eq!(s.load_spool("stdout", false).unwrap().events, events);
+        s.save_spool("stdout", &[]).unwrap();
+        assert!(!s.path().join(spool_file("stdout")).exists());
+        assert!(s.load_spool("stdout", false).unwrap().events.is_empty());
         let leftovers: Vec<_> = fs::read_dir(s.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -671,8 +722,8 @@ mod tests {
         bytes.extend_from_slice(b"\xff\xfe\n\n");
         bytes.extend(std::iter::repeat_n(b'x', SPOOL_LINE_LIMIT + 10));
         bytes.push(b'\n');
-        fs::write(dir.join(SPOOL), bytes).unwrap();
-        let loaded = s.load_spool().unwrap();
+        fs::write(dir.join(spool_file("stdout")), bytes).unwrap();
+        let loaded = s.load_spool("stdout", false).unwrap();
         assert_eq!(loaded.events, vec![good.clone()]);
         assert_eq!((loaded.bad, loaded.over_limit), (4, 0));
         let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
@@ -690,7 +741,7 @@ mod tests {
             "{reasons:?}"
         );
         // The spool was rewritten: the next start sets nothing aside again.
-        let again = s.load_spool().unwrap();
+        let again = s.load_spool("stdout", false).unwrap();
         assert_eq!((again.events, again.bad), (vec![good], 0));
         assert_eq!(fs::read_to_string(dir.join(REJECTED)).unwrap(), rejected);
         fs::remove_dir_all(&dir).unwrap();
@@ -720,7 +771,7 @@ mod tests {
         let good = event("ok");
         // good, 200 MB without a newline (a sparse run of NULs), good. Under
         // the unit's MemoryMax=64M, holding that line is an OOM kill at every start.
-        let path = dir.join(SPOOL);
+        let path = dir.join(spool_file("stdout"));
         let mut f = File::create(&path).unwrap();
         writeln!(f, "{}", good.envelope).unwrap();
         let at = f.stream_position().unwrap();
@@ -729,7 +780,7 @@ mod tests {
         writeln!(f, "\n{}", good.envelope).unwrap();
         drop(f);
         let before = peak_rss();
-        let loaded = s.load_spool().unwrap();
+        let loaded = s.load_spool("stdout", false).unwrap();
         let grew = peak_rss().saturating_sub(before);
         assert_eq!(loaded.events, vec![good.clone(), good]);
         assert_eq!(loaded.bad, 1);
@@ -751,9 +802,9 @@ mod tests {
         let dir = temp("bad-lines");
         let s = StateDir::open(&dir).unwrap();
         let bad = format!("{{{}\n", "y".repeat(60_000));
-        fs::write(dir.join(SPOOL), bad.repeat(1000)).unwrap();
+        fs::write(dir.join(spool_file("stdout")), bad.repeat(1000)).unwrap();
         let before = peak_rss();
-        let loaded = s.load_spool().unwrap();
+        let loaded = s.load_spool("stdout", false).unwrap();
         let grew = peak_rss().saturating_sub(before);
         assert_eq!((loaded.bad, loaded.events.len()), (1000, 0));
         assert!(
@@ -784,8 +835,8 @@ mod tests {
         let events: Vec<HealthEvent> = (0..SPOOL_LIMIT + 3)
             .map(|i| event(&format!("g-{i}")))
             .collect();
-        s.save_spool(&events).unwrap();
-        let loaded = s.load_spool().unwrap();
+        s.save_spool("stdout", &events).unwrap();
+        let loaded = s.load_spool("stdout", false).unwrap();
         assert_eq!(loaded.over_limit, 3);
         assert_eq!(loaded.events.len(), SPOOL_LIMIT);
         assert_eq!(
@@ -799,13 +850,38 @@ mod tests {
     }
 
     #[test]
+    fn the_first_sink_adopts_the_spool_of_a_version_with_one_sink() {
+        let dir = temp("adopt");
+        let s = StateDir::open(&dir).unwrap();
+        let old: Vec<HealthEvent> = ["o-1", "o-2"].iter().map(|g| event(g)).collect();
+        let mut text: String = old.iter().map(|e| format!("{}\n", e.envelope)).collect();
+        text.push_str("not json\n");
+        fs::write(dir.join(OLD_SPOOL), text).unwrap();
+        s.save_spool("postgres", &[event("p-1")]).unwrap();
+        // Another sink does not take it.
+        assert!(s.load_spool("webhook", false).unwrap().events.is_empty());
+        let loaded = s.load_spool("postgres", true).unwrap();
+        let games: Vec<&str> = loaded.events.iter().map(|e| e.game_id.as_str()).collect();
+        assert_eq!(games, ["o-1", "o-2", "p-1"]);
+        assert_eq!(loaded.bad, 1);
+        assert!(!dir.join(OLD_SPOOL).exists(), "moved into the sink's own");
+        let again = s.load_spool("postgres", true).unwrap();
+        assert_eq!(again.events, loaded.events);
+        let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
+        let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
+        assert_eq!(line["sink"], "postgres");
+        assert_eq!(line["envelope"], "not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rejected_events_are_appended_with_their_reason() {
         let dir = temp("rejected");
         let s = StateDir::open(&dir).unwrap();
         let e = event("bad");
-        s.append_rejected(&e.envelope, "payload string too long")
+        s.append_rejected("stdout", &e.envelope, "payload string too long")
             .unwrap();
-        s.append_rejected("{not json", "line 2: expected value")
+        s.append_rejected("stdout", "{not json", "line 2: expected value")
             .unwrap();
         let text = fs::read_to_string(dir.join(REJECTED)).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -840,7 +916,7 @@ mod tests {
         let mut dropped = 0;
         for i in 0..25 {
             dropped += s
-                .append_rejected(&envelope, &format!("r{i}"))
+                .append_rejected("stdout", &envelope, &format!("r{i}"))
                 .unwrap()
                 .dropped;
         }

@@ -19,25 +19,15 @@ pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "i
 /// All counters and gauges of one process.
 #[derive(Debug, Default)]
 pub struct Telemetry {
-    /// Events the sink accepted.
-    pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
     /// Records in the last tick whose listing succeeded.
     pub records: AtomicU64,
     /// Inspect errors by kind, indexed as [`INSPECT_ERROR_KINDS`].
     pub inspect_errors: [AtomicU64; 4],
-    /// Failed publish attempts (each retry counts).
-    pub publish_failures: AtomicU64,
-    /// Events dropped because the publish queue was full.
-    pub events_dropped: AtomicU64,
     /// Unix time, in milliseconds, at which the last tick finished; 0 before.
     pub last_tick_unix_ms: AtomicU64,
     /// How long ticks take; its count is the number of ticks finished
     /// (listing failed or not).
     pub tick_duration: Histogram,
-    /// Whether the publisher thread is running.
-    pub publisher_alive: AtomicBool,
-    /// Events the sink refused for good and set aside in `rejected.jsonl`.
-    pub events_rejected: AtomicU64,
     /// Failed ticks by stage, indexed as [`Stage::ALL`].
     pub tick_failures: [AtomicU64; 2],
     /// The last success and the failure streak under way.
@@ -50,12 +40,45 @@ pub struct Telemetry {
     /// Subscriptions of the events stream that got their response head
     /// after an earlier one broke or failed.
     pub stream_reconnects: AtomicU64,
-    /// From a Docker event's time to the sink accepting the health event it led to.
-    pub detection_latency: Histogram,
     /// Subscriptions of the events stream tried, the failed ones included.
     pub stream_attempts: AtomicU64,
     /// Refused events dropped from the older `rejected.jsonl.1` when the file rotated.
     pub rejected_dropped: AtomicU64,
+    /// Each sink's delivery, in the order the sinks were given.
+    pub sinks: Vec<SinkCounters>,
+}
+
+/// The counters of one sink's delivery, labelled with its name.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// The sink's name (`stdout`, `postgres`, `webhook`).
+    pub name: &'static str,
+    /// Events the sink accepted, by type, indexed as [`crate::event::EVENT_TYPES`].
+    pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
+    /// Failed publish attempts (each retry counts).
+    pub publish_failures: AtomicU64,
+    /// Events dropped because the sink's queue was full.
+    pub events_dropped: AtomicU64,
+    /// Whether the sink's publisher thread is running.
+    pub publisher_alive: AtomicBool,
+    /// Events the sink refused for good and set aside in `rejected.jsonl`.
+    pub events_rejected: AtomicU64,
+    /// From a Docker event's time to the sink accepting the health event it led to.
+    pub detection_latency: Histogram,
+}
+
+impl SinkCounters {
+    /// The sink accepted an event of `event_type`.
+    pub fn published(&self, event_type: &str) {
+        // Every event is made with one of these types, a spooled one
+        // included (`from_envelope` refuses any other).
+        if let Some(i) = crate::event::EVENT_TYPES
+            .iter()
+            .position(|t| *t == event_type)
+        {
+            self.events_published[i].fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// The `action` labels of `rtinspect_docker_events_total`: the actions
@@ -203,16 +226,23 @@ impl HistogramCounts {
 }
 
 impl Telemetry {
-    /// The sink accepted an event of `event_type`.
-    pub fn published(&self, event_type: &str) {
-        // Every event is made with one of these types, a spooled one
-        // included (`from_envelope` refuses any other).
-        if let Some(i) = crate::event::EVENT_TYPES
-            .iter()
-            .position(|t| *t == event_type)
-        {
-            self.events_published[i].fetch_add(1, Relaxed);
+    /// The counters of a process whose events go to the sinks `names`.
+    pub fn for_sinks(names: &[&'static str]) -> Telemetry {
+        Telemetry {
+            sinks: names
+                .iter()
+                .map(|&name| SinkCounters {
+                    name,
+                    ..SinkCounters::default()
+                })
+                .collect(),
+            ..Telemetry::default()
         }
+    }
+
+    /// The counters of the sink `index` (its place in [`Telemetry::sinks`]).
+    pub fn sink(&self, index: usize) -> &SinkCounters {
+        &self.sinks[index]
     }
 
     /// A tick listed its records and reached dockerd; ends any failure streak.

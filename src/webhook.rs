@@ -2098,9 +2098,9 @@ mod tests {
         let p = spawn(
             Box::new(sink_for(&url)),
             outbox.clone(),
-            Rejects::default(),
+            Rejects::new(None, 0),
             Backoff::default(),
-            Arc::new(crate::telemetry::Telemetry::default()),
+            Arc::new(crate::telemetry::Telemetry::for_sinks(&["webhook"])),
         )
         .unwrap();
         tx.send(crate::event::stopped_event("a")).unwrap();

@@ -56,7 +56,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         out.status.success(),
         "a stop with everything spooled is a clean stop: {first}"
     );
-    let spool = std::fs::read_to_string(state_dir.join("spool.jsonl")).expect("a spool");
+    let spool = std::fs::read_to_string(state_dir.join("spool.postgres.jsonl")).expect("a spool");
     let spooled = spool.lines().count();
     assert!(spooled >= 1, "{first}");
     assert!(
@@ -93,7 +93,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         "{second}"
     );
     assert!(
-        !state_dir.join("spool.jsonl").exists(),
+        !state_dir.join("spool.postgres.jsonl").exists(),
         "a delivered spool is removed"
     );
 

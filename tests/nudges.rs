@@ -513,7 +513,7 @@ fn a_die_of_a_container_whose_record_was_stopped_in_the_table_is_no_event() {
 
 /// The game ids of the events in the state directory's spool.
 fn spooled_games(state: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(state.join("spool.jsonl")) else {
+    let Ok(text) = std::fs::read_to_string(state.join("spool.stdout.jsonl")) else {
         return Vec::new();
     };
     text.lines()

@@ -84,11 +84,12 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
     wait_until(Duration::from_secs(20), "an idle tick", || {
         metrics = http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
         sample(&metrics, "rtinspect_records") == Some(0.0)
-            && sample(&metrics, "rtinspect_publish_queue_depth") == Some(0.0)
+            && sample(&metrics, "rtinspect_publish_queue_depth{sink=\"postgres\"}") == Some(0.0)
     });
     // An empty queue may still have one event in flight: wait until the
     // counter of accepted events matches the rows stored.
-    let events = "rtinspect_health_events_total{event_type=\"inspect_unhealthy\"}";
+    let events =
+        "rtinspect_health_events_total{sink=\"postgres\",event_type=\"inspect_unhealthy\"}";
     let mut rows = 0.0;
     wait_until(Duration::from_secs(20), "every row counted", || {
         let Some((200, body)) = http_get(&addr, "/metrics") else {
@@ -117,7 +118,10 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
         "one invalid record per emitting tick: {metrics}"
     );
     assert_eq!(
-        sample(&metrics, "rtinspect_events_dropped_total"),
+        sample(
+            &metrics,
+            "rtinspect_events_dropped_total{sink=\"postgres\"}"
+        ),
         Some(0.0)
     );
     assert_eq!(

@@ -17,6 +17,7 @@ mod nudges;
 mod observe;
 mod podman;
 mod postgres_mode;
+mod sinks;
 mod tick;
 mod tls;
 mod util;

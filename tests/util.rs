@@ -401,6 +401,7 @@ pub fn bin() -> Command {
     c.env_remove("RTINSPECT_DATABASE_URL")
         .env_remove("DOCKER_HOST")
         .env_remove("RTINSPECT_SINK")
+        .env_remove("RTINSPECT_SINKS")
         .env_remove("RTINSPECT_LABEL")
         .env_remove("RTINSPECT_INTERVAL")
         .env_remove("STATE_DIRECTORY")

@@ -252,7 +252,7 @@ fn a_sigterm_during_a_retry_after_wait_spools_the_event_within_the_drain() {
     let r = hook.requests();
     assert_eq!(r.len(), 1, "no retry before the Retry-After: {err}");
     assert!(err.contains("1 undelivered events spooled"), "{err}");
-    let spooled = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let spooled = std::fs::read_to_string(state.path().join("spool.webhook.jsonl")).unwrap();
     let event: serde_json::Value = serde_json::from_str(spooled.trim()).unwrap();
     assert_eq!(event["event_id"], r[0].header("idempotency-key").unwrap());
     // Said when the wait began, not after it.
@@ -436,7 +436,7 @@ fn a_webhook_that_never_answers_is_bounded_retried_spooled_and_delivered_next_st
     );
     assert!(err.contains("1 undelivered events spooled"), "{err}");
     assert_no_secret(&err);
-    let spooled = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let spooled = std::fs::read_to_string(state.path().join("spool.webhook.jsonl")).unwrap();
     let event: serde_json::Value = serde_json::from_str(spooled.trim()).unwrap();
     assert_eq!(event["event_id"], r[0].header("idempotency-key").unwrap());
 
@@ -452,7 +452,7 @@ fn a_webhook_that_never_answers_is_bounded_retried_spooled_and_delivered_next_st
         "the spooled event, then this tick's: {err}"
     );
     assert_eq!(delivered[0], event);
-    assert!(!state.path().join("spool.jsonl").exists());
+    assert!(!state.path().join("spool.webhook.jsonl").exists());
     assert_no_secret(&err);
 }
 
@@ -511,7 +511,7 @@ fn an_unreachable_webhook_keeps_the_event_and_once_says_so() {
         err.contains(&format!("cannot reach http://{addr}/…: ")),
         "{err}"
     );
-    assert!(state.path().join("spool.jsonl").exists(), "{err}");
+    assert!(state.path().join("spool.webhook.jsonl").exists(), "{err}");
     assert_no_secret(&err);
 }
 

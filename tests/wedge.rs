@@ -163,7 +163,7 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
     assert!(status.success(), "{first}");
     assert!(took < Duration::from_secs(15), "exit took {took:?}");
     eprintln!("exit with the events table locked took {took:?}");
-    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let spool = std::fs::read_to_string(state.path().join("spool.postgres.jsonl")).unwrap();
     assert!(spool.lines().count() >= 1, "{first}");
     locker.batch_execute("ROLLBACK").unwrap();
 
@@ -327,7 +327,7 @@ fn a_second_signal_spools_and_exits_130_at_once() {
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     eprintln!("a second signal exited 130 after {took:?}");
-    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let spool = std::fs::read_to_string(state.path().join("spool.postgres.jsonl")).unwrap();
     assert!(spool.lines().count() >= 1, "{log}");
     locker.batch_execute("ROLLBACK").unwrap();
 }
@@ -391,7 +391,7 @@ fn once_with_more_events_than_the_queue_and_the_sink_down_spools_within_the_drai
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let spool = std::fs::read_to_string(state.path().join("spool.jsonl")).unwrap();
+    let spool = std::fs::read_to_string(state.path().join("spool.webhook.jsonl")).unwrap();
     assert_eq!(spool.lines().count(), n as usize, "every event spooled");
     eprintln!("once with {n} events and the sink down took {took:?}");
     // At most the drain while the tick fills the queue, then the drain after it.

@@ -244,7 +244,9 @@ option_table! {
         mode: Mode::Any,
         sink: None,
         help: "where events go: one JSON line each on stdout, a row and a NOTIFY \
-               in PostgreSQL, or a POST to --webhook-url",
+               in PostgreSQL, or a POST to --webhook-url; several at once, each \
+               with its own queue and spool: give the flag once for each, or a \
+               comma list (RTINSPECT_SINKS is read too)",
     }
     /// `--label`: the Docker label of records, in label mode.
     Label {
@@ -399,6 +401,20 @@ option_table! {
         help: "POST each event to this http:// or https:// URL; it is a secret \
                (logs show only its scheme and host)",
     }
+    /// `--webhook-url-file`: the webhook's URL, read from a file.
+    WebhookUrlFile {
+        flag: "--webhook-url-file",
+        env: "RTINSPECT_WEBHOOK_URL_FILE",
+        value_name: "FILE",
+        default: OptionDefault::Unset("none"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: Some(SinkKind::Webhook),
+        help: "read --webhook-url from this file instead (one line), so that the \
+               token is neither in ps nor in the unit; the file must be readable by \
+               its owner alone (chmod 600)",
+    }
     /// `--webhook-format`: the body of each webhook request.
     WebhookFormat {
         flag: "--webhook-format",
@@ -461,6 +477,9 @@ Commands:
   migrate    Create the records and events tables and their indexes if missing
   prune-events
              Delete the events older than --older-than, 10,000 rows at a time
+  notify-test
+             Send one test message through every sink, print each result,
+             exit 1 when any failed
 
 Options (each also read from the environment variable shown; a flag wins, and
 an option the chosen mode does not use is an error):

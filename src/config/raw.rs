@@ -16,6 +16,9 @@ use super::options::{Opt, OptionDefault};
 /// systemd's `StateDirectory=` sets this; it is the default of `--state-dir`.
 const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 
+/// The plural spelling of `RTINSPECT_SINK`, for a list of sinks.
+const SINKS: &str = "RTINSPECT_SINKS";
+
 /// Where a value came from, as a message names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Source {
@@ -27,6 +30,8 @@ pub(super) enum Source {
     Default(Opt),
     /// systemd's `STATE_DIRECTORY`, the fallback of `--state-dir`.
     StateDirectory,
+    /// `RTINSPECT_SINKS`, the other name of `RTINSPECT_SINK`.
+    Sinks,
 }
 
 impl Source {
@@ -35,6 +40,7 @@ impl Source {
         match self {
             Source::Flag(o) | Source::Env(o) | Source::Default(o) => o,
             Source::StateDirectory => Opt::StateDir,
+            Source::Sinks => Opt::Sink,
         }
     }
 }
@@ -46,6 +52,7 @@ impl fmt::Display for Source {
             Source::Env(o) => f.write_str(o.spec().env),
             Source::Default(o) => write!(f, "the default of {}", o.spec().flag),
             Source::StateDirectory => f.write_str(STATE_DIRECTORY),
+            Source::Sinks => f.write_str(SINKS),
         }
     }
 }
@@ -141,6 +148,16 @@ impl RawArgs {
                         continue;
                     };
                     match value.into_string() {
+                        // `--sink` may be given once for each sink.
+                        Ok(value) if opt == Opt::Sink => {
+                            raw.flags
+                                .entry(opt)
+                                .and_modify(|v| {
+                                    v.push(',');
+                                    v.push_str(&value);
+                                })
+                                .or_insert(value);
+                        }
                         Ok(value) => {
                             raw.flags.insert(opt, value);
                         }
@@ -206,6 +223,23 @@ impl RawArgs {
                 },
             };
             given.insert(spec.key, value);
+        }
+        if let Some(sinks) = env_value(env, SINKS, Source::Sinks)?.filter(|v| !v.value.is_empty()) {
+            match given.get(&Opt::Sink) {
+                Some(Given {
+                    source: Source::Env(_),
+                    ..
+                }) => {
+                    return Err(ConfigError::new(format!(
+                        "{} and {SINKS} are both set; set one",
+                        Opt::Sink.spec().env
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    given.insert(Opt::Sink, sinks);
+                }
+            }
         }
         let state_directory = if given.contains_key(&Opt::StateDir) {
             None

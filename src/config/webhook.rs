@@ -447,17 +447,30 @@ pub struct Webhook {
 pub(super) fn webhook(
     sink: &Given,
     url: Option<&Given>,
+    url_file: Option<&Given>,
     format: &Given,
     ca: Option<&Given>,
 ) -> Result<Webhook, ConfigError> {
-    let Some(url_given) = url else {
-        return Err(ConfigError::new(format!(
-            "{} needs a URL: set --webhook-url or RTINSPECT_WEBHOOK_URL",
-            sink.described()
-        )));
+    let (url_given, url_text) = match (url, url_file) {
+        (None, None) => {
+            return Err(ConfigError::new(format!(
+                "{} needs a URL: set --webhook-url or RTINSPECT_WEBHOOK_URL, \
+                 or --webhook-url-file",
+                sink.described()
+            )));
+        }
+        (Some(url), Some(file)) => {
+            return Err(ConfigError::new(format!(
+                "{} and {} are both set; set one",
+                url.source, file.source
+            )));
+        }
+        (Some(url), None) => (url, url.value.clone()),
+        (None, Some(file)) => (file, read_url_file(file)?),
     };
-    // `invalid` never shows the value of a secret option.
-    let url = WebhookUrl::parse(&url_given.value).map_err(|why| {
+    // `invalid` never shows the value of a secret option; of the file, only
+    // its path.
+    let url = WebhookUrl::parse(&url_text).map_err(|why| {
         url_given.invalid(&format!(
             "{why} (the value is not shown: it may hold a token)"
         ))
@@ -545,6 +558,51 @@ pub(super) fn webhook(
         format,
         ca_file,
     })
+}
+
+/// The most a URL file may hold.
+const URL_FILE_LIMIT: u64 = 8192;
+
+/// The URL in `--webhook-url-file`: one line, in a file that only its
+/// owner may read or write (it holds a token); never shown in a message.
+fn read_url_file(file: &Given) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    if !file.value.starts_with('/') {
+        return Err(file.invalid("expected an absolute path"));
+    }
+    let cannot = |e: std::io::Error| file.invalid(&format!("cannot read it: {e}"));
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(&file.value).map_err(cannot)?.is_file() {
+        return Err(file.invalid("not a regular file"));
+    }
+    let f = std::fs::File::open(&file.value).map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(file.invalid(&format!(
+            "others than its owner may use it (mode {:04o}); it holds a token: chmod 600 it",
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(URL_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > URL_FILE_LIMIT {
+        return Err(file.invalid(&format!("over {URL_FILE_LIMIT} bytes; expected one URL")));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| file.invalid("not UTF-8 (the content is not shown: it may hold a token)"))?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(file.invalid("empty; expected one URL"));
+    }
+    if url.contains(['\n', '\r']) {
+        return Err(file.invalid(
+            "more than one line; expected one URL (the content is not shown: it may hold a token)",
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]

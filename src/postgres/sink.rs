@@ -9,7 +9,7 @@ use postgres::types::{ToSql, Type};
 
 use super::connect::Connector;
 use super::error::{PgError, UNDEFINED_COLUMN};
-use super::transaction::{BEGIN, in_transaction};
+use super::transaction::{BEGIN, in_transaction, rolled_back};
 use crate::config::TableName;
 use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
@@ -68,7 +68,9 @@ impl PgSink {
         }
     }
 
-    fn write(&mut self, event: &HealthEvent) -> Result<(), PgError> {
+    /// Inserts the event and notifies it, committed, or with `keep` false
+    /// rolled back (nothing stored, nothing notified).
+    fn write(&mut self, event: &HealthEvent, keep: bool) -> Result<(), PgError> {
         let client = match self.client.take() {
             Some(c) if !c.is_closed() => c,
             _ => self.connector.connect()?,
@@ -88,7 +90,7 @@ impl PgSink {
         if let Some(host_id) = &self.host_id {
             params.push((host_id, Type::TEXT));
         }
-        in_transaction(client, BEGIN, |client| {
+        let body = |client: &mut Client| -> Result<(), PgError> {
             client.execute_typed(insert, &params).map_err(|e| {
                 let mut err = PgError::on_table(format!("inserting into {table}"), e, table);
                 if err.sqlstate.as_deref() == Some(UNDEFINED_COLUMN) {
@@ -106,13 +108,39 @@ impl PgSink {
                     .map_err(|e| PgError::new(format!("notifying {channel}"), e))?;
             }
             Ok(())
-        })
+        };
+        if keep {
+            in_transaction(client, BEGIN, body)
+        } else {
+            rolled_back(client, BEGIN, body)
+        }
     }
 }
 
 impl EventSink for PgSink {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
-        self.write(event).map_err(|e| {
+        let written = self.write(event, true);
+        self.outcome(written)
+    }
+
+    fn trial(&mut self, event: &HealthEvent) -> Result<String, SinkError> {
+        let written = self.write(event, false);
+        self.outcome(written)?;
+        Ok(format!(
+            "a test row inserted into {}{}, and rolled back: nothing stored or sent",
+            self.table,
+            match &self.channel {
+                Some(channel) => format!(", notified on {channel}"),
+                None => String::new(),
+            }
+        ))
+    }
+}
+
+impl PgSink {
+    /// What a write's outcome means for the event.
+    fn outcome(&mut self, written: Result<(), PgError>) -> Result<(), SinkError> {
+        written.map_err(|e| {
             if e.connection_lost {
                 self.client = None;
             }

@@ -49,6 +49,28 @@ pub(super) fn in_transaction<T>(
     }
 }
 
+/// Runs `body` in a transaction begun with `begin`, and rolls it back
+/// whatever happened: what `body` did is tried, never kept.
+pub(super) fn rolled_back<T>(
+    client: &mut Client,
+    begin: &str,
+    body: impl FnOnce(&mut Client) -> Result<T, PgError>,
+) -> Result<T, PgError> {
+    client
+        .batch_execute(begin)
+        .map_err(|e| PgError::new("beginning a transaction", e))?;
+    let outcome = body(client);
+    let rollback = client.batch_execute("ROLLBACK");
+    match (outcome, rollback) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) => Err(PgError::new("rolling back", e)),
+        (Err(mut e), rolled) => {
+            e.connection_lost |= rolled.is_err();
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,319 @@
+//! Several sinks at once: each with its own queue, retries, spool and
+//! metrics, so that a chat service that is down never holds up the table,
+//! and neither loses an event.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    FakeEngine, HookReply, HookServer, Reply, StoppedGame, TempDir, bin, hex_id, wait_until,
+};
+
+/// The ids of the envelopes of type `event_type` (any when empty) in a
+/// spool file; none when there is no file.
+fn spooled_ids(path: &std::path::Path, event_type: &str) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| event_type.is_empty() || v["event_type"] == event_type)
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_chat_sink_down_for_a_minute_holds_up_neither_the_table_nor_loses_an_event() {
+    let Some(mut g) = StoppedGame::start("sinks") else {
+        return;
+    };
+    let state = TempDir::new("sinks-state");
+    let started = Instant::now();
+    let outage = Duration::from_secs(60);
+    // Down (503) for a minute, then up.
+    let hook = HookServer::start(move |_, _| {
+        if started.elapsed() < outage {
+            HookReply::Status(503, Vec::new(), "down for maintenance".into())
+        } else {
+            HookReply::ok()
+        }
+    });
+    let url = format!("http://{}/hook/SECRETTOKEN", hook.addr);
+    let (child, stderr) = StoppedGame::spawn(
+        g.command("200ms")
+            .args(["--sink", "postgres", "--sink", "webhook"])
+            .args(["--webhook-url", &url, "--webhook-format", "envelope"])
+            // The chat gets every fact too: a backlog of some 300 events.
+            .args(["--report", "webhook=both"])
+            .arg("--state-dir")
+            .arg(state.path()),
+    );
+
+    // While the webhook is down, every tick's fact is stored at once.
+    let deadline = started + outage - Duration::from_secs(2);
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    let accepted = |hook: &HookServer| -> Vec<serde_json::Value> {
+        let answered = hook.requests().len();
+        hook.requests()
+            .iter()
+            .take(answered)
+            .filter(|r| r.at >= started + outage)
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect()
+    };
+    assert!(accepted(&hook).is_empty(), "delivered during the outage");
+    let (rows, worst, mean): (i64, f64, f64) = {
+        let row = g
+            .schema
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), \
+                     coalesce(max(extract(epoch FROM recorded_at - occurred_at)), 0)::float8, \
+                     coalesce(avg(extract(epoch FROM recorded_at - occurred_at)), 0)::float8 \
+                     FROM {}",
+                    g.schema.events()
+                ),
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let tries_failed = hook.requests().len();
+    eprintln!(
+        "during the outage: {rows} rows stored, latency mean {:.1} ms, worst {:.1} ms; \
+         {tries_failed} tries of the webhook refused",
+        mean * 1e3,
+        worst * 1e3
+    );
+    // 58 s of 200 ms ticks: some 290 facts.
+    assert!(rows >= 200, "{rows} rows in 58 s: {}", stderr.text());
+    assert!(
+        worst < 1.0,
+        "a row stored {worst:.3} s after its observation"
+    );
+    assert!(tries_failed >= 3, "the webhook was retried");
+
+    // Up again: the backlog goes out, oldest first.
+    wait_until(Duration::from_secs(60), "the backlog delivered", || {
+        let stored = g.schema.count_events("true") as usize;
+        accepted(&hook).len() > stored
+    });
+    let after = Instant::now();
+    child.signal("-TERM");
+    let status = child.wait();
+    assert!(status.success(), "{status:?}: {}", stderr.text());
+    eprintln!(
+        "backlog delivered {:.1} s after the webhook came back",
+        (after - (started + outage)).as_secs_f64()
+    );
+
+    // Every fact the table got, the webhook got too (or has in its spool),
+    // and the other way round; the incident went to the webhook alone.
+    let bodies = accepted(&hook);
+    let facts: BTreeSet<String> = bodies
+        .iter()
+        .filter(|b| b["event_type"] == "inspect_unhealthy")
+        .map(|b| b["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let opened = bodies
+        .iter()
+        .filter(|b| b["event_type"] == "incident_opened")
+        .count();
+    assert_eq!(opened, 1, "one incident for the stopped game");
+    let stored: BTreeSet<String> = g
+        .schema
+        .event_rows()
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    assert_eq!(
+        g.schema.count_events("event_type <> 'inspect_unhealthy'"),
+        0,
+        "the table gets facts only"
+    );
+    let mut table = stored.clone();
+    table.extend(spooled_ids(&state.path().join("spool.postgres.jsonl"), ""));
+    let mut chat = facts.clone();
+    chat.extend(spooled_ids(
+        &state.path().join("spool.webhook.jsonl"),
+        "inspect_unhealthy",
+    ));
+    assert_eq!(table, chat, "the two sinks got the same facts");
+    let text = stderr.text();
+    assert!(!text.contains("SECRETTOKEN"), "{text}");
+    assert!(text.contains("sink=webhook"), "{text}");
+}
+
+/// A Docker whose label lists `games` exited containers.
+fn exited_games(games: u32) -> FakeEngine {
+    let list = (0..games)
+        .map(|n| {
+            format!(
+                r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
+                hex_id(n + 1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return Reply::Json(200, format!("[{list}]"));
+        }
+        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
+        Reply::Json(
+            200,
+            format!(
+                r#"{{"Id":"{id}","RestartCount":0,"State":{{"Status":"exited","Running":false,
+                "ExitCode":1,"StartedAt":"2026-11-27T09:42:59.1Z","FinishedAt":"2026-11-27T09:43:00.2Z"}}}}"#
+            ),
+        )
+    })
+}
+
+#[test]
+fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
+    let engine = exited_games(3);
+    // The webhook refuses every event for good.
+    let hook = HookServer::start(|_, _| HookReply::Status(400, Vec::new(), "bad".into()));
+    let state = TempDir::new("sinks-own");
+    let url = format!("http://{}/hook", hook.addr);
+    let out = bin()
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args(["--webhook-url", &url, "--webhook-format", "envelope"])
+        .args(["--report", "facts", "--state-dir"])
+        .arg(state.path())
+        .env("RTINSPECT_SINKS", "stdout,webhook")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 3, "stdout got every fact");
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = rejected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{rejected}");
+    for (line, fact) in lines.iter().zip(&printed) {
+        assert_eq!(line["sink"], "webhook");
+        assert_eq!(line["envelope"]["event_id"], fact["event_id"]);
+    }
+
+    // With the webhook unreachable, `once` spools its events alone and says so.
+    let out = bin()
+        .args(["once", "--docker-host", &engine.docker_host()])
+        .args(["--sink", "stdout", "--sink", "webhook"])
+        .args(["--webhook-url", "http://127.0.0.1:9/hook"])
+        .args(["--report", "facts", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(
+        spooled_ids(&state.path().join("spool.webhook.jsonl"), "").len(),
+        3
+    );
+    assert!(!state.path().join("spool.stdout.jsonl").exists());
+    assert!(stderr.contains("sink=webhook"), "{stderr}");
+}
+
+/// `rtinspect notify-test` with a webhook of `format` at `url` (by file,
+/// mode 600, so the token is on no command line), at `RUST_LOG=trace`.
+fn notify_test(format: &str, url: &str) -> (Option<i32>, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("notify-test");
+    let file = dir.path().join("url");
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = bin()
+        .args(["notify-test", "--sink", "stdout,webhook"])
+        .args(["--webhook-format", format, "--webhook-url-file"])
+        .arg(&file)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("SECRETTOKEN"), "the token leaked: {text}");
+    }
+    (out.status.code(), stdout, stderr)
+}
+
+/// The webhook's result line of a notify-test.
+fn webhook_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("webhook ("))
+        .unwrap_or_else(|| panic!("no webhook line: {stdout}"))
+}
+
+#[test]
+fn notify_test_proves_each_format_and_names_what_the_service_said() {
+    let formats = ["envelope", "slack", "discord", "ntfy", "telegram"];
+    // The query carries Telegram's chat.
+    let path = "/hook/SECRETTOKEN?chat_id=-100123";
+    let ok = HookServer::start(|_, _| HookReply::Status(204, Vec::new(), String::new()));
+    for format in formats {
+        let (code, stdout, stderr) = notify_test(format, &format!("http://{}{path}", ok.addr));
+        assert_eq!(code, Some(0), "{format}: {stdout}{stderr}");
+        let line = webhook_line(&stdout);
+        assert!(
+            line.starts_with(&format!("webhook ({format}, http://127.0.0.1:")),
+            "{line}"
+        );
+        assert!(line.contains(": ok in "), "{line}");
+        assert!(
+            stdout.contains("\"event_type\":\"notify_test\""),
+            "{stdout}"
+        );
+        assert!(stdout.contains("stdout: ok in "), "{stdout}");
+    }
+    let requests = ok.requests();
+    assert_eq!(requests.len(), formats.len());
+    for (format, request) in formats.iter().zip(&requests) {
+        assert!(
+            request.body.contains("rtinspect-notify-test"),
+            "{format}: {}",
+            request.body
+        );
+    }
+
+    for (status, body) in [
+        (401, r#"{"message": "401: Unauthorized", "code": 0}"#),
+        (404, r#"{"message": "Unknown Webhook", "code": 10015}"#),
+    ] {
+        let refusing =
+            HookServer::start(move |_, _| HookReply::Status(status, Vec::new(), body.into()));
+        for format in formats {
+            let (code, stdout, stderr) =
+                notify_test(format, &format!("http://{}{path}", refusing.addr));
+            assert_eq!(code, Some(1), "{format}: {stdout}{stderr}");
+            let line = webhook_line(&stdout);
+            assert!(line.contains(": FAILED in "), "{line}");
+            assert!(line.contains(&status.to_string()), "{line}");
+            assert!(line.contains(&body[..20]), "the service's answer: {line}");
+            assert!(stderr.contains("1 of 2 sinks failed (webhook)"), "{stderr}");
+        }
+    }
+    for (url, said) in [
+        ("http://127.0.0.1:9/hook/SECRETTOKEN", "cannot reach"),
+        (
+            "http://rtinspect-test.invalid/hook/SECRETTOKEN",
+            "cannot resolve the host",
+        ),
+    ] {
+        let (code, stdout, stderr) = notify_test("ntfy", url);
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        let line = webhook_line(&stdout);
+        assert!(line.contains(said), "{line}");
+    }
+}
