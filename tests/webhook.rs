@@ -753,3 +753,197 @@ fn the_telegram_format_without_a_chat_is_a_usage_error() {
     assert!(err.contains("needs the chat in the query"), "{err}");
     assert_no_secret(&err);
 }
+
+/// Discord's limits on a message's embeds, in characters (its Embed Limits).
+const DISCORD_EMBEDS: usize = 10;
+const DISCORD_TITLE: usize = 256;
+const DISCORD_DESCRIPTION: usize = 4096;
+const DISCORD_FIELDS: usize = 25;
+const DISCORD_FIELD_NAME: usize = 256;
+const DISCORD_FIELD_VALUE: usize = 1024;
+const DISCORD_TOTAL: usize = 6000;
+
+/// Why Discord would refuse `body` (its "Invalid Form Body"), if it would.
+fn over_discords_limits(body: &serde_json::Value) -> Option<String> {
+    let chars = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+    let embeds = body["embeds"].as_array()?;
+    if embeds.len() > DISCORD_EMBEDS {
+        return Some(format!("{} embeds", embeds.len()));
+    }
+    let mut total = 0;
+    for embed in embeds {
+        let (title, description) = (chars(&embed["title"]), chars(&embed["description"]));
+        if title > DISCORD_TITLE || description > DISCORD_DESCRIPTION {
+            return Some(format!("title {title}, description {description}"));
+        }
+        total += title + description;
+        let fields = embed["fields"].as_array().map_or(&[][..], Vec::as_slice);
+        if fields.len() > DISCORD_FIELDS {
+            return Some(format!("{} fields", fields.len()));
+        }
+        for f in fields {
+            let (name, value) = (chars(&f["name"]), chars(&f["value"]));
+            if name > DISCORD_FIELD_NAME || !(1..=DISCORD_FIELD_VALUE).contains(&value) {
+                return Some(format!("field name {name}, value {value}"));
+            }
+            total += name + value;
+        }
+    }
+    (total > DISCORD_TOTAL).then(|| format!("{total} characters in all"))
+}
+
+/// A webhook that keeps Discord's rules for one: 5 requests per 2 s (a
+/// window from the first), `X-RateLimit-Remaining` and
+/// `X-RateLimit-Reset-After` on every answer, a 429 beyond that with
+/// `Retry-After` and `{"retry_after": …}`, and a 400 for a body over
+/// Discord's limits. What it accepted, and each status it answered.
+struct DiscordLike {
+    window: Option<(Instant, u32)>,
+    accepted: Vec<serde_json::Value>,
+    statuses: Vec<u16>,
+}
+
+impl DiscordLike {
+    const LIMIT: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(2);
+
+    fn answer(&mut self, req: &HookRequest) -> HookReply {
+        let now = Instant::now();
+        let (start, used) = match self.window {
+            Some((start, used)) if now < start + Self::WINDOW => (start, used),
+            _ => (now, 0),
+        };
+        // In whole milliseconds, rounded up, as Discord's are.
+        let reset_after = ((start + Self::WINDOW - now).as_secs_f64() * 1000.0).ceil() / 1000.0;
+        let mut headers = vec![
+            ("X-RateLimit-Limit", Self::LIMIT.to_string()),
+            ("X-RateLimit-Reset-After", format!("{reset_after:.3}")),
+            ("X-RateLimit-Bucket", "abcd1234".to_owned()),
+        ];
+        let (status, body) = if used >= Self::LIMIT {
+            headers.push(("X-RateLimit-Remaining", "0".to_owned()));
+            headers.push(("Retry-After", format!("{}", reset_after.ceil())));
+            headers.push(("Content-Type", "application/json".to_owned()));
+            let body = format!(
+                r#"{{"message":"You are being rate limited.","retry_after":{reset_after:.3},"global":false}}"#
+            );
+            (429, body)
+        } else {
+            self.window = Some((start, used + 1));
+            let left = Self::LIMIT - used - 1;
+            headers.push(("X-RateLimit-Remaining", left.to_string()));
+            let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+            match over_discords_limits(&body) {
+                Some(why) => (400, format!(r#"{{"message":"Invalid Form Body: {why}"}}"#)),
+                None => {
+                    self.accepted.push(body);
+                    (204, String::new())
+                }
+            }
+        };
+        self.statuses.push(status);
+        HookReply::Status(status, headers, body)
+    }
+}
+
+/// What the accepted Discord bodies account for: the games named (each
+/// once), how many more they count without naming, how many events in
+/// all, and how many bodies were digests.
+fn accounted(bodies: &[serde_json::Value]) -> (Vec<String>, usize, usize, usize) {
+    let (mut named, mut more, mut events, mut digests) = (Vec::new(), 0, 0, 0);
+    for body in bodies {
+        let embed = &body["embeds"][0];
+        if let Some(fields) = embed["fields"].as_array() {
+            // One event: its game is a field.
+            let game = fields.iter().find(|f| f["name"] == "Game").unwrap();
+            named.push(game["value"].as_str().unwrap().to_owned());
+            events += 1;
+            continue;
+        }
+        digests += 1;
+        // `N incidents opened (not running) on host: g-1, g-2 and K more`.
+        for line in embed["description"].as_str().unwrap().lines() {
+            let count: usize = line.split(' ').next().unwrap().parse().unwrap();
+            events += count;
+            let Some((_, names)) = line.split_once(": ") else {
+                more += count;
+                continue;
+            };
+            let names = match names.rsplit_once(" and ") {
+                Some((names, rest)) => {
+                    more += rest
+                        .strip_suffix(" more")
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap();
+                    names
+                }
+                None => names,
+            };
+            named.extend(names.split(", ").map(str::to_owned));
+        }
+    }
+    (named, more, events, digests)
+}
+
+#[test]
+fn a_hundred_games_down_reach_a_rate_limited_discord_as_digests_without_a_429() {
+    let ca = TestCa::new();
+    let engine = engine(100);
+    let receiver = std::sync::Arc::new(std::sync::Mutex::new(DiscordLike {
+        window: None,
+        accepted: Vec::new(),
+        statuses: Vec::new(),
+    }));
+    let r = receiver.clone();
+    let hook = HookServer::start_tls(&ca, move |_, req| r.lock().unwrap().answer(req));
+    let ca_file = ca.ca();
+    let started = Instant::now();
+    let mut child = bin()
+        .args(["run", "--interval", "1h"])
+        .args(["--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", &hook.url(HOOK)])
+        .args(["--webhook-format", "discord", "--report", "incidents"])
+        .args(["--webhook-ca-file", ca_file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = StderrLines::of(&mut child);
+    let events = || accounted(&receiver.lock().unwrap().accepted).2;
+    wait_until(Duration::from_secs(60), "100 games accounted for", || {
+        events() >= 100
+    });
+    let took = started.elapsed();
+    // Anything more would show now.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, clean) = stop(child);
+    let err = lines.text();
+    assert!(clean, "{err}");
+    assert_no_secret(&err);
+
+    let receiver = receiver.lock().unwrap();
+    let (mut named, more, events, digests) = accounted(&receiver.accepted);
+    let statuses = &receiver.statuses;
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    let (accepted, refused, limited) = (count(204), count(400), count(429));
+    eprintln!(
+        "100 games down: {} requests ({accepted} accepted, {digests} digests, {limited} answered \
+         429, {refused} refused) in {took:?}",
+        statuses.len()
+    );
+    assert_eq!(refused, 0, "a body over Discord's limits: {err}");
+    assert_eq!(events, 100, "each game once, nothing dropped or doubled");
+    named.sort();
+    named.dedup();
+    assert_eq!(named.len() + more, 100, "named {named:?}, {more} more");
+    assert!(named.iter().all(|g| {
+        g.strip_prefix("g-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n < 100)
+    }));
+    assert!(digests >= 1, "100 events in {} requests", statuses.len());
+    assert!(accepted < 100, "digests, not one request a game");
+    // Paced by the headers, never ahead of the window.
+    assert_eq!(limited, 0, "answered 429: {statuses:?}");
+}
