@@ -43,7 +43,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{Webhook, WebhookFormat, WebhookUrl};
 use crate::docker::cut_at_char_boundary;
-use crate::event::HealthEvent;
+use crate::event::{HealthEvent, NOTIFY_TEST};
 use crate::inspector::restart_under_way;
 use crate::sink::{EventSink, SinkError};
 use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
@@ -305,7 +305,11 @@ impl WebhookSink {
     }
 
     /// One event on its own: its request; what the answer means for it.
-    fn post(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
+    /// One event in one request; the status of the answer that accepted it.
+    fn post(&mut self, event: &HealthEvent) -> Result<u16, SinkError> {
+        if event.event_type == NOTIFY_TEST {
+            return self.post_test(event);
+        }
         let mut headers = Vec::new();
         let body = match self.format {
             WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
@@ -327,13 +331,60 @@ impl WebhookSink {
         })
     }
 
+    /// `rtinspect notify-test`'s message, in the format's own shape: it
+    /// says where it comes from and that alerts reach whoever reads it.
+    fn post_test(&mut self, event: &HealthEvent) -> Result<u16, SinkError> {
+        let title = format!("rtinspect: test message from {}", self.host);
+        let line =
+            "Sent by rtinspect notify-test: if you read this, rtinspect's alerts reach you here.";
+        let mut headers = Vec::new();
+        let body = match self.format {
+            WebhookFormat::Envelope => event.envelope.clone(),
+            WebhookFormat::Slack => {
+                serde_json::json!({ "text": format!("{title}\n{line}") }).to_string()
+            }
+            WebhookFormat::Discord => serde_json::json!({
+                "embeds": [{
+                    "title": title,
+                    "description": line,
+                    "color": discord_color(Kind::Resolved),
+                    "timestamp": event.occurred_at,
+                }],
+                "allowed_mentions": { "parse": [] },
+            })
+            .to_string(),
+            WebhookFormat::Ntfy => {
+                self.ntfy_headers(ntfy_title(&title), 3, "white_check_mark", &mut headers);
+                line.to_owned()
+            }
+            WebhookFormat::Telegram => serde_json::json!({
+                "chat_id": telegram_chat(self.chat_id.as_deref().unwrap_or("")),
+                "text": format!("<b>{title}</b>\n{line}"),
+                "parse_mode": "HTML",
+                "disable_web_page_preview": true,
+            })
+            .to_string(),
+        };
+        self.send(Outgoing {
+            body: Cow::Owned(body),
+            key: Cow::Borrowed(&event.event_id),
+            headers,
+        })
+    }
+
     /// Several events in one digest, in the format's own shape; the
     /// envelope format posts them one by one, as machines take them.
-    fn post_digest(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
+    fn post_digest(&mut self, events: &[HealthEvent]) -> Result<u16, SinkError> {
         let digest = Digest::of(events);
         let mut headers = Vec::new();
         let body = match self.format {
-            WebhookFormat::Envelope => return events.iter().try_for_each(|e| self.post(e)),
+            WebhookFormat::Envelope => {
+                let mut status = 0;
+                for event in events {
+                    status = self.post(event)?;
+                }
+                return Ok(status);
+            }
             WebhookFormat::Slack => digest::slack_body(&digest, &self.host),
             WebhookFormat::Discord => digest::discord_body(&digest, &self.host),
             WebhookFormat::Ntfy => {
@@ -370,9 +421,10 @@ impl WebhookSink {
         }
     }
 
-    /// One request; what its answer means for what it carries. The pace
-    /// counts it as it goes, and takes from every answer the wait it asks.
-    fn send(&mut self, out: Outgoing<'_>) -> Result<(), SinkError> {
+    /// One request; what its answer means for what it carries (accepted:
+    /// its status). The pace counts it as it goes, and takes from every
+    /// answer the wait it asks.
+    fn send(&mut self, out: Outgoing<'_>) -> Result<u16, SinkError> {
         let content_type = match self.format {
             WebhookFormat::Ntfy => "text/plain; charset=utf-8",
             _ => "application/json",
@@ -445,7 +497,7 @@ impl WebhookSink {
         }
         let url = self.url.shown().to_owned();
         match classify(status) {
-            Verdict::Accepted => Ok(()),
+            Verdict::Accepted => Ok(status),
             Verdict::Redirect => Err(SinkError::Refused(Box::new(WebhookError::Redirect {
                 url,
                 status,
@@ -531,7 +583,12 @@ impl WebhookSink {
 
 impl EventSink for WebhookSink {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
-        self.post(event)
+        self.post(event).map(drop)
+    }
+
+    fn trial(&mut self, event: &HealthEvent) -> Result<String, SinkError> {
+        let status = self.post(event)?;
+        Ok(format!("answered {status} {}", reason(status)))
     }
 
     fn ready_in(&mut self, now: Instant) -> Duration {
@@ -551,8 +608,8 @@ impl EventSink for WebhookSink {
     fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
         match events {
             [] => Ok(()),
-            [event] => self.post(event),
-            _ => self.post_digest(events),
+            [event] => self.post(event).map(drop),
+            _ => self.post_digest(events).map(drop),
         }
     }
 }

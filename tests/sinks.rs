@@ -270,7 +270,10 @@ fn notify_test_proves_each_format_and_names_what_the_service_said() {
             line.starts_with(&format!("webhook ({format}, http://127.0.0.1:")),
             "{line}"
         );
-        assert!(line.contains(": ok in "), "{line}");
+        assert!(
+            line.contains(": ok in ") && line.ends_with("answered 204 No Content"),
+            "{line}"
+        );
         assert!(
             stdout.contains("\"event_type\":\"notify_test\""),
             "{stdout}"
@@ -280,11 +283,28 @@ fn notify_test_proves_each_format_and_names_what_the_service_said() {
     let requests = ok.requests();
     assert_eq!(requests.len(), formats.len());
     for (format, request) in formats.iter().zip(&requests) {
-        assert!(
-            request.body.contains("rtinspect-notify-test"),
-            "{format}: {}",
-            request.body
-        );
+        let body = &request.body;
+        let said = match *format {
+            "envelope" => "\"event_type\":\"notify_test\"",
+            "ntfy" => "Sent by rtinspect notify-test",
+            _ => "rtinspect: test message from ",
+        };
+        assert!(body.contains(said), "{format}: {body}");
+        if *format != "ntfy" {
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            match *format {
+                "discord" => assert_eq!(json["allowed_mentions"]["parse"], serde_json::json!([])),
+                "telegram" => assert_eq!(json["chat_id"], -100123),
+                _ => {}
+            }
+        } else {
+            assert!(
+                request
+                    .header("title")
+                    .unwrap()
+                    .starts_with("rtinspect: test message from ")
+            );
+        }
     }
 
     for (status, body) in [
