@@ -494,6 +494,28 @@ mod tests {
         Backoff::new(Duration::from_millis(1), Duration::from_millis(4))
     }
 
+    /// A publisher over `sink`, `backlog` first, with `backoff` and no
+    /// state directory: its queue's sender, its outbox, its thread and the
+    /// counters.
+    fn start(
+        sink: impl EventSink + 'static,
+        backlog: Vec<HealthEvent>,
+        backoff: Backoff,
+    ) -> (Sender<HealthEvent>, Arc<Outbox>, Publisher, Arc<Telemetry>) {
+        let (tx, outbox) = Outbox::new(backlog);
+        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
+        let rejects = Rejects::new(None, 0);
+        let p = spawn(
+            Box::new(sink),
+            outbox.clone(),
+            rejects,
+            backoff,
+            telemetry.clone(),
+        )
+        .unwrap();
+        (tx, outbox, p, telemetry)
+    }
+
     fn games(events: &[HealthEvent]) -> Vec<String> {
         events.iter().map(|e| e.game_id.clone()).collect()
     }
@@ -503,16 +525,7 @@ mod tests {
     fn run(script: Vec<SinkAnswer>, sent: &[&str]) -> (Vec<String>, Arc<Telemetry>) {
         let sink = FakeSink::new(script);
         let accepted = sink.accepted();
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
-            fast(),
-            telemetry.clone(),
-        )
-        .unwrap();
+        let (tx, outbox, p, telemetry) = start(sink, Vec::new(), fast());
         for g in sent {
             tx.send(event(g)).unwrap();
         }
@@ -605,16 +618,12 @@ mod tests {
         let sink = FakeSink::new(Vec::new());
         let accepted = sink.accepted();
         let (tx, outbox) = Outbox::new(vec![event("spooled-1"), event("spooled-2")]);
+        // Queued before the publisher starts: the backlog still goes first.
         tx.send(event("new")).unwrap();
         drop(tx);
-        let p = spawn(
-            Box::new(sink),
-            outbox,
-            Rejects::new(None, 0),
-            fast(),
-            Arc::new(Telemetry::for_sinks(&["test"])),
-        )
-        .unwrap();
+        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
+        let rejects = Rejects::new(None, 0);
+        let p = spawn(Box::new(sink), outbox, rejects, fast(), telemetry).unwrap();
         assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
         assert_eq!(
             games(&accepted.lock().unwrap()),
@@ -626,15 +635,7 @@ mod tests {
     fn close_returns_the_event_in_flight_and_the_rest_while_the_sink_hangs() {
         let sink = FakeSink::new(vec![SinkAnswer::Hang]);
         let entered = sink.entered();
-        let (tx, outbox) = Outbox::new(vec![event("backlog")]);
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
-            fast(),
-            Arc::new(Telemetry::for_sinks(&["test"])),
-        )
-        .unwrap();
+        let (tx, outbox, p, _) = start(sink, vec![event("backlog")], fast());
         tx.send(event("queued")).unwrap();
         // The sink is now blocked inside publish with the backlog event.
         entered.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -655,15 +656,11 @@ mod tests {
     #[test]
     fn close_wakes_a_publisher_waiting_out_a_backoff() {
         let sink = FakeSink::new(vec![SinkAnswer::Down]);
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
+        let (tx, outbox, p, _) = start(
+            sink,
+            Vec::new(),
             Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600)),
-            Arc::new(Telemetry::for_sinks(&["test"])),
-        )
-        .unwrap();
+        );
         tx.send(event("a")).unwrap();
         crate::fakes::wait_for(|| outbox.len() == 1 && tx.is_empty());
         let left = outbox.close();
@@ -700,15 +697,7 @@ mod tests {
             asks: asks.iter().copied().collect(),
             tries: tries.clone(),
         };
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
-            backoff,
-            Arc::new(Telemetry::for_sinks(&["test"])),
-        )
-        .unwrap();
+        let (tx, outbox, p, _) = start(sink, Vec::new(), backoff);
         tx.send(event("a")).unwrap();
         (p, tries, outbox)
     }
@@ -810,16 +799,7 @@ mod tests {
             next: None,
             sends: sends.clone(),
         };
-        let (tx, outbox) = Outbox::new(vec![event("spooled")]);
-        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
-            fast(),
-            telemetry.clone(),
-        )
-        .unwrap();
+        let (tx, _, p, telemetry) = start(sink, vec![event("spooled")], fast());
         crate::fakes::wait_for(|| sends.lock().unwrap().len() == 1);
         // A burst while the sink waits out its pace: 100 events.
         for i in 0..100 {
@@ -847,15 +827,7 @@ mod tests {
             next: None,
             sends: sends.clone(),
         };
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let p = spawn(
-            Box::new(sink),
-            outbox.clone(),
-            Rejects::new(None, 0),
-            fast(),
-            Arc::new(Telemetry::for_sinks(&["test"])),
-        )
-        .unwrap();
+        let (tx, outbox, p, _) = start(sink, Vec::new(), fast());
         tx.send(event("first")).unwrap();
         crate::fakes::wait_for(|| sends.lock().unwrap().len() == 1);
         tx.send(event("a")).unwrap();

@@ -5,9 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::util::{
-    FakeEngine, HookReply, HookServer, Reply, StoppedGame, TempDir, bin, hex_id, wait_until,
-};
+use crate::util::{HookReply, HookServer, StoppedGame, TempDir, bin, wait_until};
 
 /// The ids of the envelopes of type `event_type` (any when empty) in a
 /// spool file; none when there is no file.
@@ -144,35 +142,9 @@ fn a_chat_sink_down_for_a_minute_holds_up_neither_the_table_nor_loses_an_event()
     assert!(text.contains("sink=webhook"), "{text}");
 }
 
-/// A Docker whose label lists `games` exited containers.
-fn exited_games(games: u32) -> FakeEngine {
-    let list = (0..games)
-        .map(|n| {
-            format!(
-                r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
-                hex_id(n + 1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    FakeEngine::start(move |path| {
-        if path.contains("/containers/json?") {
-            return Reply::Json(200, format!("[{list}]"));
-        }
-        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
-        Reply::Json(
-            200,
-            format!(
-                r#"{{"Id":"{id}","RestartCount":0,"State":{{"Status":"exited","Running":false,
-                "ExitCode":1,"StartedAt":"2026-11-27T09:42:59.1Z","FinishedAt":"2026-11-27T09:43:00.2Z"}}}}"#
-            ),
-        )
-    })
-}
-
 #[test]
 fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
-    let engine = exited_games(3);
+    let engine = crate::webhook::engine(3);
     // The webhook refuses every event for good.
     let hook = HookServer::start(|_, _| HookReply::Status(400, Vec::new(), "bad".into()));
     let state = TempDir::new("sinks-own");

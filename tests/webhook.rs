@@ -32,7 +32,7 @@ fn oom_killed_body(id: &str) -> String {
 }
 
 /// A Docker whose label lists `games` exited containers, g-0 (id 1) on.
-fn engine(games: u32) -> FakeEngine {
+pub fn engine(games: u32) -> FakeEngine {
     let list = (0..games)
         .map(|n| {
             format!(

@@ -30,42 +30,41 @@ pub(super) fn in_transaction<T>(
     begin: &str,
     body: impl FnOnce(&mut Client) -> Result<T, PgError>,
 ) -> Result<T, PgError> {
-    client
-        .batch_execute(begin)
-        .map_err(|e| PgError::new("beginning a transaction", e))?;
-    match body(client) {
-        Ok(value) => {
-            client
-                .batch_execute("COMMIT")
-                .map_err(|e| PgError::new("committing", e))?;
-            Ok(value)
-        }
-        Err(mut e) => {
-            if !e.connection_lost && client.batch_execute("ROLLBACK").is_err() {
-                e.connection_lost = true;
-            }
-            Err(e)
-        }
-    }
+    transaction(client, begin, ("COMMIT", "committing"), body)
 }
 
-/// Runs `body` in a transaction begun with `begin`, and rolls it back
+/// Runs `body` as [`in_transaction`] does, but rolls the transaction back
 /// whatever happened: what `body` did is tried, never kept.
 pub(super) fn rolled_back<T>(
     client: &mut Client,
     begin: &str,
     body: impl FnOnce(&mut Client) -> Result<T, PgError>,
 ) -> Result<T, PgError> {
+    transaction(client, begin, ("ROLLBACK", "rolling back"), body)
+}
+
+/// A transaction begun with `begin` and ended, once `body` succeeded, with
+/// the statement `end` (and the words naming it in an error).
+fn transaction<T>(
+    client: &mut Client,
+    begin: &str,
+    (end, ending): (&str, &str),
+    body: impl FnOnce(&mut Client) -> Result<T, PgError>,
+) -> Result<T, PgError> {
     client
         .batch_execute(begin)
         .map_err(|e| PgError::new("beginning a transaction", e))?;
-    let outcome = body(client);
-    let rollback = client.batch_execute("ROLLBACK");
-    match (outcome, rollback) {
-        (Ok(value), Ok(())) => Ok(value),
-        (Ok(_), Err(e)) => Err(PgError::new("rolling back", e)),
-        (Err(mut e), rolled) => {
-            e.connection_lost |= rolled.is_err();
+    match body(client) {
+        Ok(value) => {
+            client
+                .batch_execute(end)
+                .map_err(|e| PgError::new(ending, e))?;
+            Ok(value)
+        }
+        Err(mut e) => {
+            if !e.connection_lost && client.batch_execute("ROLLBACK").is_err() {
+                e.connection_lost = true;
+            }
             Err(e)
         }
     }
