@@ -335,7 +335,8 @@ option_table! {
         sink: None,
         help: "facts: an inspect_unhealthy event every tick for every record in trouble \
                (for a reconciler); incidents: one event when a problem starts, gets worse \
-               (a crash loop), is still open at --remind, and ends (for people); both",
+               (a crash loop), is still open at --remind, and ends (for people); both; \
+               one value for every sink, or SINK=REPORT for each: postgres=both,webhook=incidents",
     }
     /// `--crash-loop-restarts`: restarts within the window that make a crash loop.
     CrashLoopRestarts {
