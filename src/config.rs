@@ -203,6 +203,15 @@ impl Report {
     pub fn incidents(self) -> bool {
         self != Report::Facts
     }
+
+    /// Whether an event goes to the sink: an incident's (`incident`), or a fact.
+    pub fn wants(self, incident: bool) -> bool {
+        if incident {
+            self.incidents()
+        } else {
+            self.facts()
+        }
+    }
 }
 
 /// The incident rules (`--crash-loop-restarts`, `--crash-loop-window`,

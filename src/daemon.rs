@@ -34,7 +34,7 @@ use crate::records::{LabelRecords, RecordSource};
 use crate::schedule::{Action, Follow, Input, Schedule, Settings};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::{EventSink, StdoutSink};
-use crate::state::{OpenError, StateDir};
+use crate::state::{LoadedSpool, OpenError, StateDir};
 use crate::telemetry::Telemetry;
 use crate::webhook::WebhookSink;
 use crate::worker::{Carried, Worker};
@@ -334,25 +334,88 @@ fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
     })
 }
 
-/// The spooled events of the sink `index` to publish first; lines that do
-/// not parse are set aside. The first sink adopts the spool of a version
-/// that had one sink.
+/// Each sink's spooled events to publish first, in the order of the sinks;
+/// lines that do not parse are set aside. The spool of a version that had
+/// one sink (`spool.jsonl`) goes, event by event, to every sink that gets
+/// such events now (its facts to the sinks of facts, its incidents to the
+/// sinks of incidents); an event no sink gets now is set aside. Spools of
+/// sinks no longer configured are kept, and said so.
 fn spooled(
+    config: &Config,
     state: Option<&StateDir>,
     telemetry: &Telemetry,
-    index: usize,
-) -> Result<Vec<HealthEvent>, Failure> {
+) -> Result<Vec<Vec<HealthEvent>>, Failure> {
+    let mut backlogs = vec![Vec::new(); config.sinks.len()];
     let Some(state) = state else {
-        return Ok(Vec::new());
+        return Ok(backlogs);
     };
-    let counters = telemetry.sink(index);
-    let loaded = state
-        .load_spool(counters.name, index == 0)
-        .map_err(|e| Failure::runtime("reading the spool", e))?;
-    let aside = loaded.bad + loaded.over_limit;
-    if aside > 0 {
-        counters.events_rejected.fetch_add(aside as u64, Relaxed);
-        log::error!(sink = counters.name;
+    let read = |e| Failure::runtime("reading the spool", e);
+    let old = state.load_old_spool().map_err(read)?;
+    said_aside(state, &old, "spool.jsonl", telemetry);
+    let mut no_sink = Vec::new();
+    for event in &old.events {
+        let incident = event.incident.is_some();
+        let mut taken = false;
+        for (backlog, sink) in backlogs.iter_mut().zip(&config.sinks) {
+            if sink.report.wants(incident) {
+                backlog.push(event.clone());
+                taken = true;
+            }
+        }
+        if !taken {
+            no_sink.push(event.clone());
+        }
+    }
+    let adopted: Vec<usize> = backlogs.iter().map(Vec::len).collect();
+    for (index, backlog) in backlogs.iter_mut().enumerate() {
+        let counters = telemetry.sink(index);
+        let own = state.load_spool(counters.name).map_err(read)?;
+        said_aside(state, &own, counters.name, telemetry);
+        counters
+            .events_rejected
+            .fetch_add((own.bad + own.over_limit) as u64, Relaxed);
+        backlog.extend(own.events);
+        if adopted[index] > 0 {
+            // In the sink's own spool before the old one goes.
+            state.save_spool(counters.name, backlog).map_err(read)?;
+            log::info!(sink = counters.name;
+                "{} events of spool.jsonl, from an earlier version, go to this sink", adopted[index]);
+        }
+        if !backlog.is_empty() {
+            log::info!(sink = counters.name;
+                "publishing {} spooled events first", backlog.len());
+        }
+    }
+    if !no_sink.is_empty() {
+        let reason = "spooled by an earlier version; no sink configured now gets it (--report)";
+        state
+            .append_rejected_events("spool.jsonl", &no_sink, reason)
+            .map_err(read)?;
+        log::error!(
+            "{} events of spool.jsonl, from an earlier version, go to no sink configured now \
+             (--report); set aside in {}",
+            no_sink.len(),
+            state.path().join("rejected.jsonl").display()
+        );
+    }
+    // Every event of it is now in a sink's spool or set aside.
+    state.remove_old_spool().map_err(read)?;
+    let names: Vec<&str> = telemetry.sinks.iter().map(|s| s.name).collect();
+    for (path, lines) in state.other_spools(&names).map_err(read)? {
+        log::warn!(
+            "{} holds {lines} events for a sink not configured now; they stay there \
+             until it is",
+            path.display()
+        );
+    }
+    Ok(backlogs)
+}
+
+/// Says what reading a spool set aside (and counts the lines a rotation of
+/// `rejected.jsonl` dropped meanwhile).
+fn said_aside(state: &StateDir, loaded: &LoadedSpool, spool: &str, telemetry: &Telemetry) {
+    if loaded.bad + loaded.over_limit > 0 {
+        log::error!(spool = spool;
             "{} spool lines did not parse and {} events were past the spool's {} limit; \
              set aside in {}",
             loaded.bad,
@@ -370,11 +433,6 @@ fn spooled(
             loaded.rejected_dropped
         );
     }
-    if !loaded.events.is_empty() {
-        log::info!(sink = counters.name;
-            "publishing {} spooled events first", loaded.events.len());
-    }
-    Ok(loaded.events)
 }
 
 /// The incident tracker when the sink gets incidents, from the incidents
@@ -515,10 +573,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         .iter()
         .map(|s| build_sink(config, &s.sink, pg.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut backlogs = Vec::with_capacity(sinks.len());
-    for index in 0..sinks.len() {
-        backlogs.push(spooled(state.as_ref(), &telemetry, index)?);
-    }
+    let backlogs = spooled(config, state.as_ref(), &telemetry)?;
     let mut worker = Worker::new(
         source,
         Box::new(docker),
@@ -762,12 +817,7 @@ impl Emitter {
         // Only to the sinks that are to get it (`--report`).
         let incident = event.incident.is_some();
         for outlet in &self.outlets {
-            let wanted = if incident {
-                outlet.report.incidents()
-            } else {
-                outlet.report.facts()
-            };
-            if !wanted {
+            if !outlet.report.wants(incident) {
                 continue;
             }
             let (outbox, events, event) = (&outlet.outbox, &outlet.events, event.clone());

@@ -178,6 +178,13 @@ fn spool_file(sink: &str) -> String {
     format!("spool.{sink}.jsonl")
 }
 
+/// A spool file as read: its events, and whether lines were set aside (so
+/// that it is to be written again without them).
+struct ReadSpool {
+    spool: LoadedSpool,
+    rewrite: bool,
+}
+
 /// One line of `rejected.jsonl`:
 /// `{"rejected_at":…,"sink":…,"reason":…,"envelope":…}`, the envelope as a
 /// string when it is not JSON.
@@ -460,8 +467,7 @@ impl StateDir {
     }
 
     /// The events spooled for the sink `sink`, oldest first; none when there
-    /// is no spool. With `adopt_old`, the spool of a version that had one
-    /// sink (`spool.jsonl`) is read first and moved into this sink's.
+    /// is no spool.
     ///
     /// The spool is read line by line and at most [`SPOOL_LIMIT`] events are
     /// kept, the newest: a spool grown over many exits with the sink down
@@ -472,7 +478,73 @@ impl StateDir {
     /// it, so that the next start does not set it aside again. The spool
     /// otherwise stays until [`StateDir::save_spool`] replaces it at exit, so
     /// a crash in between replays it (delivery is at least once).
-    pub fn load_spool(&self, sink: &str, adopt_old: bool) -> Result<LoadedSpool, StateError> {
+    pub fn load_spool(&self, sink: &str) -> Result<LoadedSpool, StateError> {
+        let loaded = self.read_spool_file(&spool_file(sink), sink)?;
+        if loaded.rewrite {
+            self.save_spool(sink, &loaded.spool.events)?;
+        }
+        Ok(loaded.spool)
+    }
+
+    /// The events of `spool.jsonl`, the spool of a version that had one
+    /// sink, read as [`StateDir::load_spool`] reads a sink's (what does not
+    /// parse is set aside, marked as from that file). The caller hands them
+    /// to the sinks, saves their spools, then calls
+    /// [`StateDir::remove_old_spool`].
+    pub fn load_old_spool(&self) -> Result<LoadedSpool, StateError> {
+        Ok(self.read_spool_file(OLD_SPOOL, OLD_SPOOL)?.spool)
+    }
+
+    /// Removes `spool.jsonl` once its events are in the sinks' spools.
+    pub fn remove_old_spool(&self) -> Result<(), StateError> {
+        let path = self.dir.join(OLD_SPOOL);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The spools of sinks other than `sinks`, each with how many lines it
+    /// holds: events kept for a sink no longer configured.
+    pub fn other_spools(&self, sinks: &[&str]) -> Result<Vec<(PathBuf, u64)>, StateError> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(at(&self.dir))? {
+            let entry = entry.map_err(at(&self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(sink) = name
+                .strip_prefix("spool.")
+                .and_then(|n| n.strip_suffix(".jsonl"))
+            else {
+                continue;
+            };
+            if sinks.contains(&sink) {
+                continue;
+            }
+            let path = entry.path();
+            let lines = File::open(&path)
+                .and_then(|f| count_lines(io::BufReader::new(f)))
+                .map_err(at(&path))?;
+            found.push((path, lines));
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Reads the spool file `name`, setting aside under the label `sink`
+    /// what is not kept.
+    fn read_spool_file(&self, name: &str, sink: &str) -> Result<ReadSpool, StateError> {
+        let path = self.dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(ReadSpool {
+                    spool: LoadedSpool::default(),
+                    rewrite: false,
+                });
+            }
+            Err(e) => return Err(at(&path)(e)),
+        };
         let mut kept: std::collections::VecDeque<HealthEvent> = Default::default();
         let mut loaded = LoadedSpool::default();
         let mut aside = Aside {
@@ -483,38 +555,20 @@ impl StateDir {
             written: false,
             dropped: 0,
         };
-        let mut adopted = false;
-        let files = [
-            adopt_old.then_some(OLD_SPOOL.to_owned()),
-            Some(spool_file(sink)),
-        ];
-        for (i, name) in files.into_iter().flatten().enumerate() {
-            let path = self.dir.join(&name);
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(at(&path)(e)),
-            };
-            adopted |= adopt_old && i == 0;
-            read_spool(
-                io::BufReader::new(file),
-                &path,
-                &mut kept,
-                &mut loaded,
-                &mut aside,
-            )?;
-        }
+        read_spool(
+            io::BufReader::new(file),
+            &path,
+            &mut kept,
+            &mut loaded,
+            &mut aside,
+        )?;
         loaded.events = kept.into();
         aside.flush()?;
         loaded.rejected_dropped = aside.dropped;
-        if aside.written || adopted {
-            self.save_spool(sink, &loaded.events)?;
-        }
-        if adopted {
-            let old = self.dir.join(OLD_SPOOL);
-            fs::remove_file(&old).map_err(at(&old))?;
-        }
-        Ok(loaded)
+        Ok(ReadSpool {
+            spool: loaded,
+            rewrite: aside.written,
+        })
     }
 
     /// Appends one refused event to `rejected.jsonl` as
@@ -528,6 +582,21 @@ impl StateDir {
         reason: &str,
     ) -> Result<SetAside, StateError> {
         self.append_rejected_lines(&[rejected_line(sink, envelope, reason)])
+    }
+
+    /// Appends several refused events of the sink `sink`, all for `reason`,
+    /// in one write and one fsync.
+    pub fn append_rejected_events(
+        &self,
+        sink: &str,
+        events: &[HealthEvent],
+        reason: &str,
+    ) -> Result<SetAside, StateError> {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| rejected_line(sink, &e.envelope, reason))
+            .collect();
+        self.append_rejected_lines(&lines)
     }
 
     /// Appends lines made by [`rejected_line`] to `rejected.jsonl`, in one
@@ -696,13 +765,13 @@ mod tests {
     fn spool_round_trips_byte_for_byte_and_empties() {
         let dir = temp("spool");
         let s = StateDir::open(&dir.join("nested")).unwrap();
-        assert!(s.load_spool("stdout", false).unwrap().events.is_empty());
+        assert!(s.load_spool("stdout").unwrap().events.is_empty());
         let events = vec![event("a"), event("b")];
         s.save_spool("stdout", &events).unwrap();
-        assert_eq!(s.load_spool("stdout", false).unwrap().events, events);
+        assert_eq!(s.load_spool("stdout").unwrap().events, events);
         s.save_spool("stdout", &[]).unwrap();
         assert!(!s.path().join(spool_file("stdout")).exists());
-        assert!(s.load_spool("stdout", false).unwrap().events.is_empty());
+        assert!(s.load_spool("stdout").unwrap().events.is_empty());
         let leftovers: Vec<_> = fs::read_dir(s.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -723,7 +792,7 @@ mod tests {
         bytes.extend(std::iter::repeat_n(b'x', SPOOL_LINE_LIMIT + 10));
         bytes.push(b'\n');
         fs::write(dir.join(spool_file("stdout")), bytes).unwrap();
-        let loaded = s.load_spool("stdout", false).unwrap();
+        let loaded = s.load_spool("stdout").unwrap();
         assert_eq!(loaded.events, vec![good.clone()]);
         assert_eq!((loaded.bad, loaded.over_limit), (4, 0));
         let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
@@ -741,7 +810,7 @@ mod tests {
             "{reasons:?}"
         );
         // The spool was rewritten: the next start sets nothing aside again.
-        let again = s.load_spool("stdout", false).unwrap();
+        let again = s.load_spool("stdout").unwrap();
         assert_eq!((again.events, again.bad), (vec![good], 0));
         assert_eq!(fs::read_to_string(dir.join(REJECTED)).unwrap(), rejected);
         fs::remove_dir_all(&dir).unwrap();
@@ -780,7 +849,7 @@ mod tests {
         writeln!(f, "\n{}", good.envelope).unwrap();
         drop(f);
         let before = peak_rss();
-        let loaded = s.load_spool("stdout", false).unwrap();
+        let loaded = s.load_spool("stdout").unwrap();
         let grew = peak_rss().saturating_sub(before);
         assert_eq!(loaded.events, vec![good.clone(), good]);
         assert_eq!(loaded.bad, 1);
@@ -804,7 +873,7 @@ mod tests {
         let bad = format!("{{{}\n", "y".repeat(60_000));
         fs::write(dir.join(spool_file("stdout")), bad.repeat(1000)).unwrap();
         let before = peak_rss();
-        let loaded = s.load_spool("stdout", false).unwrap();
+        let loaded = s.load_spool("stdout").unwrap();
         let grew = peak_rss().saturating_sub(before);
         assert_eq!((loaded.bad, loaded.events.len()), (1000, 0));
         assert!(
@@ -836,7 +905,7 @@ mod tests {
             .map(|i| event(&format!("g-{i}")))
             .collect();
         s.save_spool("stdout", &events).unwrap();
-        let loaded = s.load_spool("stdout", false).unwrap();
+        let loaded = s.load_spool("stdout").unwrap();
         assert_eq!(loaded.over_limit, 3);
         assert_eq!(loaded.events.len(), SPOOL_LIMIT);
         assert_eq!(
@@ -850,27 +919,38 @@ mod tests {
     }
 
     #[test]
-    fn the_first_sink_adopts_the_spool_of_a_version_with_one_sink() {
-        let dir = temp("adopt");
+    fn the_old_spool_is_read_apart_and_other_sinks_spools_are_found() {
+        let dir = temp("old-spool");
         let s = StateDir::open(&dir).unwrap();
         let old: Vec<HealthEvent> = ["o-1", "o-2"].iter().map(|g| event(g)).collect();
         let mut text: String = old.iter().map(|e| format!("{}\n", e.envelope)).collect();
         text.push_str("not json\n");
         fs::write(dir.join(OLD_SPOOL), text).unwrap();
         s.save_spool("postgres", &[event("p-1")]).unwrap();
-        // Another sink does not take it.
-        assert!(s.load_spool("webhook", false).unwrap().events.is_empty());
-        let loaded = s.load_spool("postgres", true).unwrap();
-        let games: Vec<&str> = loaded.events.iter().map(|e| e.game_id.as_str()).collect();
-        assert_eq!(games, ["o-1", "o-2", "p-1"]);
+        s.save_spool("webhook", &[event("w-1"), event("w-2")])
+            .unwrap();
+        // A sink's spool is its own.
+        let games = |l: &LoadedSpool| -> Vec<String> {
+            l.events.iter().map(|e| e.game_id.clone()).collect()
+        };
+        assert_eq!(games(&s.load_spool("postgres").unwrap()), ["p-1"]);
+        assert!(s.load_spool("stdout").unwrap().events.is_empty());
+        let loaded = s.load_old_spool().unwrap();
+        assert_eq!(games(&loaded), ["o-1", "o-2"]);
         assert_eq!(loaded.bad, 1);
-        assert!(!dir.join(OLD_SPOOL).exists(), "moved into the sink's own");
-        let again = s.load_spool("postgres", true).unwrap();
-        assert_eq!(again.events, loaded.events);
         let rejected = fs::read_to_string(dir.join(REJECTED)).unwrap();
         let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
-        assert_eq!(line["sink"], "postgres");
+        assert_eq!(line["sink"], "spool.jsonl");
         assert_eq!(line["envelope"], "not json");
+        assert!(
+            dir.join(OLD_SPOOL).exists(),
+            "until its events are saved elsewhere"
+        );
+        s.remove_old_spool().unwrap();
+        s.remove_old_spool().unwrap();
+        assert!(!dir.join(OLD_SPOOL).exists());
+        let others = s.other_spools(&["postgres", "stdout"]).unwrap();
+        assert_eq!(others, [(dir.join("spool.webhook.jsonl"), 2)]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

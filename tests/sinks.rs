@@ -309,3 +309,71 @@ fn notify_test_proves_each_format_and_names_what_the_service_said() {
         assert!(line.contains(said), "{line}");
     }
 }
+
+#[test]
+fn the_spool_of_an_earlier_version_goes_to_the_sinks_that_get_its_events() {
+    // Facts and incidents, as a version with one sink spooled them.
+    let three = crate::webhook::engine(3);
+    let out = bin()
+        .args(["once", "--docker-host", &three.docker_host()])
+        .args(["--report", "both"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    let of_type = |text: &str, event_type: &str| -> BTreeSet<String> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["event_type"] == event_type)
+            .map(|v| v["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (facts, opened) = (
+        of_type(&lines, "inspect_unhealthy"),
+        of_type(&lines, "incident_opened"),
+    );
+    assert_eq!((facts.len(), opened.len()), (3, 3), "{lines}");
+    let state = TempDir::new("sinks-upgrade");
+    std::fs::write(state.path().join("spool.jsonl"), &lines).unwrap();
+
+    // Now the table's facts to stdout, the incidents to a chat.
+    let none = crate::webhook::engine(0);
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    let out = bin()
+        .args(["once", "--docker-host", &none.docker_host()])
+        .args(["--sink", "stdout,webhook", "--webhook-format", "envelope"])
+        .args(["--webhook-url", &format!("http://{}/hook", hook.addr)])
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(of_type(&printed, "inspect_unhealthy"), facts);
+    assert!(of_type(&printed, "incident_opened").is_empty(), "{printed}");
+    let posted: String = hook
+        .requests()
+        .iter()
+        .map(|r| r.body.clone() + "\n")
+        .collect();
+    assert_eq!(of_type(&posted, "incident_opened"), opened);
+    assert!(of_type(&posted, "inspect_unhealthy").is_empty(), "{posted}");
+    assert!(!state.path().join("spool.jsonl").exists());
+
+    // A sink no longer configured keeps its spool, and it is said.
+    std::fs::write(state.path().join("spool.webhook.jsonl"), &lines).unwrap();
+    let out = bin()
+        .args(["once", "--docker-host", &none.docker_host()])
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spool.webhook.jsonl holds 6 events for a sink not configured now"),
+        "{stderr}"
+    );
+    assert!(state.path().join("spool.webhook.jsonl").exists());
+}
