@@ -414,7 +414,8 @@ fn deliver(
     let mut last_warning: Option<Instant> = None;
     while outbox.take() {
         // What waits by the time the pace lets the send go goes with it.
-        if !paced(sink, outbox) {
+        let gather = sink.gather();
+        if (!gather.is_zero() && outbox.sleep(gather)) || !paced(sink, outbox) {
             return;
         }
         let Some(batch) = outbox.gather(sink.batch_limit().max(1)) else {
@@ -759,6 +760,7 @@ mod tests {
     /// `limit` events in one; it notes each send's events.
     struct PacedSink {
         pace: Duration,
+        gather: Duration,
         limit: usize,
         next: Option<Instant>,
         sends: Arc<Mutex<Vec<Vec<String>>>>,
@@ -778,6 +780,10 @@ mod tests {
             self.limit
         }
 
+        fn gather(&self) -> Duration {
+            self.gather
+        }
+
         fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
             assert!(!events.is_empty() && events.len() <= self.limit);
             assert!(
@@ -795,6 +801,7 @@ mod tests {
         let sends = Arc::new(Mutex::new(Vec::new()));
         let sink = PacedSink {
             pace: Duration::from_millis(300),
+            gather: Duration::ZERO,
             limit: 40,
             next: None,
             sends: sends.clone(),
@@ -819,10 +826,32 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_the_pace_would_let_through_one_by_one_is_gathered_into_one_send() {
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let sink = PacedSink {
+            pace: Duration::ZERO,
+            gather: Duration::from_millis(500),
+            limit: 500,
+            next: None,
+            sends: sends.clone(),
+        };
+        let (tx, _, p, _) = start(sink, Vec::new(), fast());
+        for i in 0..40 {
+            tx.send(event(&format!("g-{i}"))).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(tx);
+        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
+        let sizes: Vec<usize> = sends.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [40], "one send for the burst");
+    }
+
+    #[test]
     fn close_during_a_pace_wait_hands_the_events_back_at_once() {
         let sends = Arc::new(Mutex::new(Vec::new()));
         let sink = PacedSink {
             pace: Duration::from_secs(3600),
+            gather: Duration::ZERO,
             limit: 10,
             next: None,
             sends: sends.clone(),

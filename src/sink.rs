@@ -77,7 +77,8 @@ impl Error for SinkError {
 /// over (written and flushed, or committed).
 ///
 /// A sink read by people may pace itself and gather what waits into one
-/// message: the publisher asks [`EventSink::ready_in`] before each send and
+/// message: the publisher lets the first event of a send wait
+/// [`EventSink::gather`], asks [`EventSink::ready_in`] before the send, and
 /// hands [`EventSink::publish_batch`] up to [`EventSink::batch_limit`] events
 /// that are waiting by then.
 pub trait EventSink: Send {
@@ -88,6 +89,13 @@ pub trait EventSink: Send {
     /// pace; zero when it may go now. The publisher does the waiting, in a
     /// sleep a shutdown ends.
     fn ready_in(&mut self, _now: Instant) -> Duration {
+        Duration::ZERO
+    }
+
+    /// How long the first event of a send waits for others to join it (a
+    /// burst becomes one message even when the pace lets each go at once);
+    /// zero for a sink that takes each event on its own.
+    fn gather(&self) -> Duration {
         Duration::ZERO
     }
 
@@ -105,8 +113,10 @@ pub trait EventSink: Send {
     }
 
     /// Publishes `events` (at least one, at most [`EventSink::batch_limit`])
-    /// in one send: one of them on its own, several as a digest. Accepted or
-    /// refused as a whole.
+    /// in one send: one of them on its own, several as a digest. What it
+    /// returns is for the whole batch: retried or set aside whole (by
+    /// default, each is published in turn, so a failure part-way sends the
+    /// first ones again: delivery is at least once).
     fn publish_batch(&mut self, events: &[HealthEvent]) -> Result<(), SinkError> {
         for event in events {
             self.publish(event)?;

@@ -195,6 +195,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     ))
 }
 
+/// How long a chat's message waits for the events of the same burst (a
+/// tick's, or Docker's events of a reboot) to go with it as one digest.
+pub const DIGEST_WAIT: Duration = Duration::from_secs(2);
+
 /// Posts each event to a webhook.
 pub struct WebhookSink {
     agent: Agent,
@@ -593,6 +597,15 @@ impl EventSink for WebhookSink {
 
     fn ready_in(&mut self, now: Instant) -> Duration {
         self.pace.ready_in(now)
+    }
+
+    /// A chat's first message of a burst waits [`DIGEST_WAIT`] for the
+    /// rest: a host's reboot is one digest, whatever the pace lets through.
+    fn gather(&self) -> Duration {
+        match self.format {
+            WebhookFormat::Envelope => Duration::ZERO,
+            _ => DIGEST_WAIT,
+        }
     }
 
     /// One for the envelope format: each machine receiver takes one

@@ -887,9 +887,26 @@ fn accounted(bodies: &[serde_json::Value]) -> (Vec<String>, usize, usize, usize)
 }
 
 #[test]
-fn a_hundred_games_down_reach_a_rate_limited_discord_as_digests_without_a_429() {
+fn a_hundred_games_down_in_10_s_reach_a_rate_limited_discord_as_digests_without_a_429() {
     let ca = TestCa::new();
-    let engine = engine(100);
+    // Ten more games down every second, for ten seconds.
+    let since = Instant::now();
+    let engine = FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            let down = (10 + 10 * since.elapsed().as_secs() as u32).min(100);
+            let list: Vec<String> = (0..down)
+                .map(|n| {
+                    format!(
+                        r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
+                        hex_id(n + 1)
+                    )
+                })
+                .collect();
+            return Reply::Json(200, format!("[{}]", list.join(",")));
+        }
+        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
+        Reply::Json(200, oom_killed_body(&id))
+    });
     let receiver = std::sync::Arc::new(std::sync::Mutex::new(DiscordLike {
         window: None,
         accepted: Vec::new(),
@@ -900,7 +917,7 @@ fn a_hundred_games_down_reach_a_rate_limited_discord_as_digests_without_a_429() 
     let ca_file = ca.ca();
     let started = Instant::now();
     let mut child = bin()
-        .args(["run", "--interval", "1h"])
+        .args(["run", "--interval", "200ms"])
         .args(["--docker-host", &engine.docker_host()])
         .args(["--sink", "webhook", "--webhook-url", &hook.url(HOOK)])
         .args(["--webhook-format", "discord", "--report", "incidents"])
@@ -928,8 +945,8 @@ fn a_hundred_games_down_reach_a_rate_limited_discord_as_digests_without_a_429() 
     let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
     let (accepted, refused, limited) = (count(204), count(400), count(429));
     eprintln!(
-        "100 games down: {} requests ({accepted} accepted, {digests} digests, {limited} answered \
-         429, {refused} refused) in {took:?}",
+        "100 games down in 10 s: {} requests ({accepted} accepted, {digests} digests, \
+         {limited} answered 429, {refused} refused), the last game in at {took:?}",
         statuses.len()
     );
     assert_eq!(refused, 0, "a body over Discord's limits: {err}");

@@ -71,20 +71,30 @@ struct Group<'a> {
     kind: Kind,
     /// What changed, as [`what_changed`] says it.
     what: String,
-    /// Each event's game, in the order of the batch.
+    /// Its events' games, each once, in the order of the batch.
     games: Vec<&'a str>,
+    /// How many events it holds: a game's facts of several ticks are several.
+    events: usize,
 }
 
 impl Group<'_> {
     /// What the line says before the names: `40 incidents opened (not
-    /// running)`, `3 incidents resolved`, `2 games unhealthy`.
+    /// running)`, `3 incidents resolved`, `2 games unhealthy`, `2 games
+    /// unhealthy (10 facts)` when their facts of several ticks wait together.
     fn heading(&self) -> String {
-        let n = self.games.len();
-        let s = if n == 1 { "" } else { "s" };
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let n = self.events;
         match self.stage {
-            Stage::Fact => format!("{n} game{s} {}", self.what),
-            Stage::Opened => format!("{n} incident{s} opened ({})", self.what),
-            _ => format!("{n} incident{s} {}", self.what),
+            Stage::Fact => {
+                let games = self.games.len();
+                let mut heading = format!("{games} game{} {}", plural(games), self.what);
+                if n > games {
+                    heading.push_str(&format!(" ({n} facts)"));
+                }
+                heading
+            }
+            Stage::Opened => format!("{n} incident{} opened ({})", plural(n), self.what),
+            _ => format!("{n} incident{} {}", plural(n), self.what),
         }
     }
 }
@@ -107,12 +117,18 @@ impl<'a> Digest<'a> {
                 .iter_mut()
                 .find(|g| g.stage == stage && g.kind == kind)
             {
-                Some(g) => g.games.push(&event.game_id),
+                Some(g) => {
+                    g.events += 1;
+                    if !g.games.contains(&event.game_id.as_str()) {
+                        g.games.push(&event.game_id);
+                    }
+                }
                 None => groups.push(Group {
                     stage,
                     kind,
                     what,
                     games: vec![&event.game_id],
+                    events: 1,
                 }),
             }
         }
@@ -121,13 +137,8 @@ impl<'a> Digest<'a> {
     }
 
     /// How many events it carries.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.events.len()
-    }
-
-    /// Whether it carries none.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
     }
 
     /// The `Idempotency-Key` of its request: a UUID (version 8) from a hash
@@ -428,6 +439,16 @@ mod tests {
         );
         assert_eq!(m.title, "rtinspect: 40 incidents on host-7");
         assert_eq!((m.priority, m.tags), (4, "rotating_light"));
+    }
+
+    #[test]
+    fn a_games_facts_of_several_ticks_name_it_once_and_count_every_fact() {
+        let events: Vec<HealthEvent> = (0..5)
+            .flat_map(|_| [fact("g-1", "exited"), fact("g-2", "exited")])
+            .collect();
+        let m = ntfy_message(&Digest::of(&events), "host-7");
+        assert_eq!(m.body, "2 games not running (10 facts) on host-7: g-1, g-2");
+        assert_eq!(m.title, "rtinspect: 10 events on host-7");
     }
 
     #[test]
