@@ -1405,6 +1405,17 @@ mod tests {
         }
         write(&vec![b'a'; 9000], 0o600);
         assert!(err(&hook, &[]).contains("over 8192 bytes"));
+        // Another user's file, however private.
+        write(b"https://h.example/hook/SECRET", 0o600);
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::chown(&file, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+            let message = err(&hook, &[]);
+            assert!(
+                message.contains("owned by uid 65534, not by the user rtinspect runs as (uid 0)"),
+                "{message}"
+            );
+            rustix::fs::chown(&file, Some(rustix::process::Uid::ROOT), None).unwrap();
+        }
         let fifo = dir.join("fifo");
         rustix::fs::mkfifoat(
             rustix::fs::CWD,

@@ -519,7 +519,8 @@ impl FinalSpool {
     }
 }
 
-/// Runs `run`, `once`, `migrate` or `prune-events` with the given configuration until done.
+/// Runs `run`, `once`, `migrate`, `prune-events` or `notify-test` with the
+/// given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
     match &config.command {
         Command::Migrate { database } => return migrate(config, database),
@@ -758,10 +759,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         metrics.stop();
     }
     // An event being spooled late right now is waited for, and counted.
-    let spooled: usize = at_exit.get().into_iter().flatten().map(|s| s.count()).sum();
-    if spooled > 0 && matches!(config.command, Command::Once) {
+    let spooled: Vec<String> = at_exit
+        .get()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let n = s.count();
+            (n > 0).then(|| format!("the {} sink {n}", s.sink))
+        })
+        .collect();
+    if !spooled.is_empty() && matches!(config.command, Command::Once) {
         return Err(Failure::because(format!(
-            "the sink did not take {spooled} events before the deadline; they are spooled for the next start"
+            "events not taken before the deadline ({}); they are spooled for the next start",
+            spooled.join(", ")
         )));
     }
     work

@@ -193,6 +193,13 @@ fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
     );
     assert!(!state.path().join("spool.stdout.jsonl").exists());
     assert!(stderr.contains("sink=webhook"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "events not taken before the deadline (the webhook sink 3); \
+             they are spooled for the next start"
+        ),
+        "{stderr}"
+    );
 }
 
 /// `rtinspect notify-test` with a webhook of `format` at `url` (by file,

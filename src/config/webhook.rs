@@ -563,21 +563,35 @@ pub(super) fn webhook(
 /// The most a URL file may hold.
 const URL_FILE_LIMIT: u64 = 8192;
 
-/// The URL in `--webhook-url-file`: one line, in a file that only its
-/// owner may read or write (it holds a token); never shown in a message.
+/// The URL in `--webhook-url-file`: one line, in a file of the user
+/// rtinspect runs as that only this user may read or write (it holds a
+/// token); never shown in a message.
 fn read_url_file(file: &Given) -> Result<String, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     if !file.value.starts_with('/') {
         return Err(file.invalid("expected an absolute path"));
     }
+    use std::os::unix::fs::OpenOptionsExt;
     let cannot = |e: std::io::Error| file.invalid(&format!("cannot read it: {e}"));
-    // Looked at before it is opened: opening a FIFO would wait for a writer.
-    if !std::fs::metadata(&file.value).map_err(cannot)?.is_file() {
+    // Opened without waiting (a FIFO would wait for a writer), then looked at.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&file.value)
+        .map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    if !meta.is_file() {
         return Err(file.invalid("not a regular file"));
     }
-    let f = std::fs::File::open(&file.value).map_err(cannot)?;
-    let meta = f.metadata().map_err(cannot)?;
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() != user {
+        return Err(file.invalid(&format!(
+            "owned by uid {}, not by the user rtinspect runs as (uid {user}); it holds a \
+             token: chown it",
+            meta.uid()
+        )));
+    }
     if meta.mode() & 0o077 != 0 {
         return Err(file.invalid(&format!(
             "others than its owner may use it (mode {:04o}); it holds a token: chmod 600 it",
