@@ -576,6 +576,11 @@ fn sinks<'a>(
     for name in given.value.split(',').map(str::trim) {
         let sink =
             match (name, database) {
+                ("", _) => {
+                    return Err(given.invalid(
+                        "an empty sink name (a comma at an end, two in a row, or an empty --sink)",
+                    ));
+                }
                 ("stdout", _) => Chosen::Stdout,
                 ("webhook", _) => Chosen::Webhook(given),
                 ("postgres", Some(database)) => Chosen::Postgres(database),
@@ -696,9 +701,20 @@ fn reports(given: Option<&Given>, chosen: &[Chosen<'_>]) -> Result<Vec<Report>, 
         let report = report(given.value.trim())?;
         return Ok(vec![report; chosen.len()]);
     }
+    let mut named = Vec::new();
     for part in given.value.split(',') {
-        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let Some((name, value)) = part.split_once('=') else {
+            return Err(given.invalid(&format!(
+                "{:?} is not SINK=REPORT; once one sink is named, name each \
+                 (postgres=facts,webhook=incidents)",
+                part.trim()
+            )));
+        };
         let (name, value) = (name.trim(), value.trim());
+        if named.contains(&name) {
+            return Err(given.invalid(&format!("the {name} sink is named twice")));
+        }
+        named.push(name);
         let Some(i) = chosen.iter().position(|c| c.kind().as_str() == name) else {
             return Err(given.invalid(&format!(
                 "{name:?} is not a sink events go to ({})",
@@ -1486,7 +1502,7 @@ mod tests {
             (
                 &["--sink", "stdout,"],
                 &[],
-                "invalid --sink \"stdout,\": expected stdout, postgres or webhook",
+                "invalid --sink \"stdout,\": an empty sink name",
             ),
             (
                 &["--sink", "stdout,kafka"],
@@ -1502,6 +1518,26 @@ mod tests {
                 &["--sink", "stdout,postgres", "--report", "webhook=facts"],
                 &[],
                 "invalid --report \"webhook=facts\": \"webhook\" is not a sink events go to (stdout, postgres)",
+            ),
+            (
+                &["--sink", "stdout,postgres", "--report", "stdout=facts,both"],
+                &[],
+                "invalid --report \"stdout=facts,both\": \"both\" is not SINK=REPORT",
+            ),
+            (
+                &[
+                    "--sink",
+                    "stdout,postgres",
+                    "--report",
+                    "stdout=facts,stdout=both",
+                ],
+                &[],
+                "invalid --report \"stdout=facts,stdout=both\": the stdout sink is named twice",
+            ),
+            (
+                &["--sink", "stdout", "--sink", ""],
+                &[],
+                "invalid --sink \"stdout,\": an empty sink name",
             ),
             (
                 &["--sink", "stdout,postgres", "--report", "postgres=all"],

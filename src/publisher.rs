@@ -251,42 +251,26 @@ impl Rejects {
         Rejects { state, sink }
     }
 
-    /// Sets `event` aside, counted; its envelope is never only dropped.
+    /// Sets `events` (refused together: one event, or a digest's) aside,
+    /// counted, in one write; no envelope is ever only dropped.
     pub fn set_aside(
         &self,
-        event: &HealthEvent,
+        events: &[HealthEvent],
         why: &dyn std::fmt::Display,
         telemetry: &Telemetry,
     ) {
         let reason = why.to_string();
-        let sink = telemetry.sink(self.sink).name;
-        let kept = self.keep(&event.envelope, &reason, telemetry);
-        match kept {
-            Some(path) => log::error!(sink = sink, game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = event.event_type,
-                err = reason.as_str();
-                "event refused by the sink; set aside in {}", path.display()),
-            None => log::error!(sink = sink, game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = event.event_type,
-                err = reason.as_str(), envelope = event.envelope.as_str();
-                "event refused by the sink; set aside here (no state directory)"),
-        }
-    }
-
-    /// Counts the refusal and appends it to `rejected.jsonl`; the file's
-    /// path, or `None` when it could not be kept there. Older events that
-    /// the file's rotation dropped to make room are counted too.
-    fn keep(
-        &self,
-        envelope: &str,
-        reason: &str,
-        telemetry: &Telemetry,
-    ) -> Option<std::path::PathBuf> {
         let counters = telemetry.sink(self.sink);
-        counters.events_rejected.fetch_add(1, Relaxed);
-        let state = self.state.as_ref()?;
-        match state.append_rejected(counters.name, envelope, reason) {
-            Ok(aside) => {
+        counters
+            .events_rejected
+            .fetch_add(events.len() as u64, Relaxed);
+        let first = &events[0];
+        let kept = self
+            .state
+            .as_ref()
+            .map(|state| state.append_rejected_events(counters.name, events, &reason));
+        match kept {
+            Some(Ok(aside)) => {
                 if aside.dropped > 0 {
                     telemetry.rejected_dropped.fetch_add(aside.dropped, Relaxed);
                     log::warn!(
@@ -297,12 +281,30 @@ impl Rejects {
                         aside.path.display()
                     );
                 }
-                Some(aside.path)
+                let what = match events.len() {
+                    1 => "event".to_owned(),
+                    n => format!("{n} events of one send"),
+                };
+                log::error!(sink = counters.name, game_id = first.game_id.as_str(),
+                    container_id = first.container_id.as_str(), event_type = first.event_type,
+                    err = reason.as_str();
+                    "{what} refused by the sink; set aside in {}", aside.path.display());
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 log::error!(err:% = e; "cannot write to the rejected events file");
-                None
+                self.logged(events, &reason, counters.name);
             }
+            None => self.logged(events, &reason, counters.name),
+        }
+    }
+
+    /// Each refused envelope in the error log, whole: it could not be kept.
+    fn logged(&self, events: &[HealthEvent], reason: &str, sink: &str) {
+        for event in events {
+            log::error!(sink = sink, game_id = event.game_id.as_str(),
+                container_id = event.container_id.as_str(), event_type = event.event_type,
+                err = reason, envelope = event.envelope.as_str();
+                "event refused by the sink; set aside here (no state directory)");
         }
     }
 }
@@ -350,7 +352,7 @@ pub fn spawn(
     telemetry.sink(index).publisher_alive.store(true, Relaxed);
     let t = telemetry.clone();
     let spawned = std::thread::Builder::new()
-        .name("publisher".into())
+        .name(format!("sink-{}", telemetry.sink(index).name))
         .spawn(move || {
             // Dropped however the thread ends, panics included: the flag
             // for /healthz, and the sender whose end wakes `wait_until`.
@@ -439,9 +441,7 @@ fn deliver(
                 }
                 Err(SinkError::Refused(why)) => {
                     // The sink answered, so it is not down; these events are bad.
-                    for event in &batch {
-                        rejects.set_aside(event, &why, telemetry);
-                    }
+                    rejects.set_aside(&batch, &why, telemetry);
                     backoff.reset();
                     break;
                 }
@@ -600,7 +600,7 @@ mod tests {
         std::fs::write(dir.join("rejected.jsonl.1"), "{}\n{}\n{}\n").unwrap();
         let telemetry = Telemetry::for_sinks(&["test"]);
         let rejects = Rejects::new(Some(state.clone()), 0);
-        rejects.set_aside(&event("bad"), &"refused", &telemetry);
+        rejects.set_aside(&[event("bad")], &"refused", &telemetry);
         assert_eq!(telemetry.sink(0).events_rejected.load(Relaxed), 1);
         assert_eq!(telemetry.rejected_dropped.load(Relaxed), 3);
         let metrics = crate::metrics::render(&telemetry, &[0]);

@@ -43,7 +43,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{Webhook, WebhookFormat, WebhookUrl};
 use crate::docker::cut_at_char_boundary;
-use crate::event::{HealthEvent, NOTIFY_TEST};
+use crate::event::HealthEvent;
 use crate::inspector::restart_under_way;
 use crate::sink::{EventSink, SinkError};
 use crate::tls::{CaError, SYSTEM_BUNDLE, load_roots};
@@ -308,12 +308,8 @@ impl WebhookSink {
         })
     }
 
-    /// One event on its own: its request; what the answer means for it.
     /// One event in one request; the status of the answer that accepted it.
     fn post(&mut self, event: &HealthEvent) -> Result<u16, SinkError> {
-        if event.event_type == NOTIFY_TEST {
-            return self.post_test(event);
-        }
         let mut headers = Vec::new();
         let body = match self.format {
             WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
@@ -382,13 +378,8 @@ impl WebhookSink {
         let digest = Digest::of(events);
         let mut headers = Vec::new();
         let body = match self.format {
-            WebhookFormat::Envelope => {
-                let mut status = 0;
-                for event in events {
-                    status = self.post(event)?;
-                }
-                return Ok(status);
-            }
+            // Machines take one envelope a request, never a digest.
+            WebhookFormat::Envelope => return events.iter().try_fold(0, |_, e| self.post(e)),
             WebhookFormat::Slack => digest::slack_body(&digest, &self.host),
             WebhookFormat::Discord => digest::discord_body(&digest, &self.host),
             WebhookFormat::Ntfy => {
@@ -498,6 +489,15 @@ impl WebhookSink {
             pace::asked_wait(retry_after, remaining.as_deref(), reset_after.as_deref())
         {
             self.pace.hold(Instant::now(), wait);
+            // A 429's or a 503's wait is in the publisher's warning; an
+            // accepted request's long one is said here, once per answer.
+            if classify(status) == Verdict::Accepted && wait >= Duration::from_secs(5) {
+                log::info!(
+                    "{} answered {status} and asks to wait {:.1}s before the next request",
+                    self.url.shown(),
+                    wait.as_secs_f64()
+                );
+            }
         }
         let url = self.url.shown().to_owned();
         match classify(status) {
@@ -591,7 +591,7 @@ impl EventSink for WebhookSink {
     }
 
     fn trial(&mut self, event: &HealthEvent) -> Result<String, SinkError> {
-        let status = self.post(event)?;
+        let status = self.post_test(event)?;
         Ok(format!("answered {status} {}", reason(status)))
     }
 
