@@ -384,3 +384,41 @@ fn the_spool_of_an_earlier_version_goes_to_the_sinks_that_get_its_events() {
     );
     assert!(state.path().join("spool.webhook.jsonl").exists());
 }
+
+#[test]
+fn a_burst_to_a_chat_is_one_digest_and_a_refused_digest_is_set_aside_whole() {
+    let engine = crate::webhook::engine(41);
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    let chat = |url: &str, state: &TempDir| {
+        bin()
+            .args(["once", "--docker-host", &engine.docker_host()])
+            .args(["--sink", "webhook", "--webhook-format", "ntfy"])
+            .args(["--webhook-url", url, "--state-dir"])
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    let state = TempDir::new("sinks-burst");
+    let out = chat(&format!("http://{}/alerts", hook.addr), &state);
+    assert!(out.status.success());
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "41 games down at once: one message");
+    let title = requests[0].header("title").unwrap();
+    assert!(title.contains("41 incidents on "), "{title}");
+
+    let refusing = HookServer::start(|_, _| HookReply::Status(400, Vec::new(), "no".into()));
+    let state = TempDir::new("sinks-refused");
+    let out = chat(&format!("http://{}/alerts", refusing.addr), &state);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(refusing.requests().len(), 1);
+    let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 41);
+    assert_eq!(
+        stderr
+            .matches("41 events of one send refused by the sink")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
