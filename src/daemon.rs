@@ -366,20 +366,32 @@ fn spooled(
             no_sink.push(event.clone());
         }
     }
-    let adopted: Vec<usize> = backlogs.iter().map(Vec::len).collect();
-    for (index, backlog) in backlogs.iter_mut().enumerate() {
+    // Every sink's own spool is read before anything is written: a start
+    // that fails here leaves the files as they were.
+    let mut own_spools = Vec::with_capacity(backlogs.len());
+    for index in 0..backlogs.len() {
         let counters = telemetry.sink(index);
         let own = state.load_spool(counters.name).map_err(read)?;
         said_aside(state, &own, counters.name, telemetry);
         counters
             .events_rejected
             .fetch_add((own.bad + own.over_limit) as u64, Relaxed);
-        backlog.extend(own.events);
-        if adopted[index] > 0 {
+        own_spools.push(own.events);
+    }
+    for (index, (backlog, own)) in backlogs.iter_mut().zip(own_spools).enumerate() {
+        let counters = telemetry.sink(index);
+        // An event already in the sink's spool (a start that failed after
+        // saving it, before the old spool went) is not taken twice.
+        let spooled: std::collections::HashSet<&str> =
+            own.iter().map(|o| o.event_id.as_str()).collect();
+        backlog.retain(|e| !spooled.contains(e.event_id.as_str()));
+        let adopted = backlog.len();
+        backlog.extend(own);
+        if adopted > 0 {
             // In the sink's own spool before the old one goes.
             state.save_spool(counters.name, backlog).map_err(read)?;
             log::info!(sink = counters.name;
-                "{} events of spool.jsonl, from an earlier version, go to this sink", adopted[index]);
+                "{adopted} events of spool.jsonl, from an earlier version, go to this sink");
         }
         if !backlog.is_empty() {
             log::info!(sink = counters.name;
@@ -401,10 +413,10 @@ fn spooled(
     // Every event of it is now in a sink's spool or set aside.
     state.remove_old_spool().map_err(read)?;
     let names: Vec<&str> = telemetry.sinks.iter().map(|s| s.name).collect();
-    for (path, lines) in state.other_spools(&names).map_err(read)? {
+    for (path, bytes) in state.other_spools(&names).map_err(read)? {
         log::warn!(
-            "{} holds {lines} events for a sink not configured now; they stay there \
-             until it is",
+            "{} ({bytes} bytes) holds events for a sink not configured now; they stay \
+             there until it is",
             path.display()
         );
     }

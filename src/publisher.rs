@@ -138,6 +138,41 @@ impl Outbox {
         }
     }
 
+    /// Moves into the send under way the events that come within `window`,
+    /// up to `limit` in all; it ends early once the limit is reached or
+    /// every sender is gone (nothing more will come: the end of `once`, or a
+    /// shutdown). True when the outbox was closed meanwhile.
+    fn gather_for(&self, window: Duration, limit: usize) -> bool {
+        let deadline = Instant::now() + window;
+        loop {
+            {
+                let mut slot = self.slot();
+                if slot.closed {
+                    return true;
+                }
+                while slot.in_flight.len() < limit {
+                    let next = match slot.backlog.pop_front() {
+                        Some(e) => e,
+                        None => match self.queue.try_recv() {
+                            Ok(e) => e,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => return false,
+                        },
+                    };
+                    slot.in_flight.push(next);
+                }
+                if slot.in_flight.len() >= limit {
+                    return false;
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.wait_ready(deadline - now);
+        }
+    }
+
     /// Adds to the send under way the events that wait now, up to `limit`
     /// in all, and returns them all; `None` once the outbox is closed (they
     /// went back to its owner).
@@ -415,12 +450,13 @@ fn deliver(
     let mut failing_since: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
     while outbox.take() {
-        // What waits by the time the pace lets the send go goes with it.
-        let gather = sink.gather();
-        if (!gather.is_zero() && outbox.sleep(gather)) || !paced(sink, outbox) {
+        // What comes while the send gathers, and what waits by the time the
+        // pace lets it go, goes with it.
+        let (gather, limit) = (sink.gather(), sink.batch_limit().max(1));
+        if (!gather.is_zero() && outbox.gather_for(gather, limit)) || !paced(sink, outbox) {
             return;
         }
-        let Some(batch) = outbox.gather(sink.batch_limit().max(1)) else {
+        let Some(batch) = outbox.gather(limit) else {
             return;
         };
         loop {
@@ -844,6 +880,39 @@ mod tests {
         assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
         let sizes: Vec<usize> = sends.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, [40], "one send for the burst");
+    }
+
+    #[test]
+    fn gathering_ends_once_nothing_more_can_come() {
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let sink = PacedSink {
+            pace: Duration::ZERO,
+            gather: Duration::from_secs(3600),
+            limit: 500,
+            next: None,
+            sends: sends.clone(),
+        };
+        let (tx, _, p, _) = start(sink, vec![event("spooled")], fast());
+        tx.send(event("a")).unwrap();
+        let dropped = Instant::now();
+        drop(tx);
+        assert!(
+            p.wait_until(dropped + Duration::from_secs(5)),
+            "still gathering"
+        );
+        assert_eq!(*sends.lock().unwrap(), [vec!["spooled", "a"]]);
+        // A full batch waits for nothing either.
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let sink = PacedSink {
+            pace: Duration::ZERO,
+            gather: Duration::from_secs(3600),
+            limit: 3,
+            next: None,
+            sends: sends.clone(),
+        };
+        let backlog = (0..3).map(|i| event(&format!("g-{i}"))).collect();
+        let (_tx, _, _p, _) = start(sink, backlog, fast());
+        crate::fakes::wait_for(|| sends.lock().unwrap().len() == 1);
     }
 
     #[test]

@@ -34,7 +34,8 @@ use crate::event::HealthEvent;
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
 
-/// The spool of a version that had one sink: adopted by the first sink.
+/// The spool of a version that had one sink: shared out among the sinks
+/// that get its events now.
 const OLD_SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
 const INCIDENTS: &str = "incidents.json";
@@ -504,16 +505,18 @@ impl StateDir {
         }
     }
 
-    /// The spools of sinks other than `sinks`, each with how many lines it
-    /// holds: events kept for a sink no longer configured.
+    /// The spools of sinks other than `sinks`, each with its size in bytes:
+    /// events kept for a sink no longer configured. Only looked at, never
+    /// opened (a FIFO of that name cannot hang the start); what is not a
+    /// regular file is not one.
     pub fn other_spools(&self, sinks: &[&str]) -> Result<Vec<(PathBuf, u64)>, StateError> {
         let mut found = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(at(&self.dir))? {
             let entry = entry.map_err(at(&self.dir))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
             let Some(sink) = name
-                .strip_prefix("spool.")
+                .to_str()
+                .and_then(|n| n.strip_prefix("spool."))
                 .and_then(|n| n.strip_suffix(".jsonl"))
             else {
                 continue;
@@ -522,10 +525,11 @@ impl StateDir {
                 continue;
             }
             let path = entry.path();
-            let lines = File::open(&path)
-                .and_then(|f| count_lines(io::BufReader::new(f)))
-                .map_err(at(&path))?;
-            found.push((path, lines));
+            // The entry itself: a link is not followed.
+            let meta = entry.metadata().map_err(at(&path))?;
+            if meta.is_file() {
+                found.push((path, meta.len()));
+            }
         }
         found.sort();
         Ok(found)
@@ -571,21 +575,11 @@ impl StateDir {
         })
     }
 
-    /// Appends one refused event to `rejected.jsonl` as
-    /// `{"rejected_at":…,"sink":…,"reason":…,"envelope":…}` and syncs it, rotating the
-    /// file first when the line would take it past [`REJECTED_LIMIT`]; an
-    /// envelope that is not JSON (a spool line) is kept as a string.
-    pub fn append_rejected(
-        &self,
-        sink: &str,
-        envelope: &str,
-        reason: &str,
-    ) -> Result<SetAside, StateError> {
-        self.append_rejected_lines(&[rejected_line(sink, envelope, reason)])
-    }
-
-    /// Appends several refused events of the sink `sink`, all for `reason`,
-    /// in one write and one fsync.
+    /// Appends refused events of the sink `sink`, all for `reason`, to
+    /// `rejected.jsonl`, a line each
+    /// (`{"rejected_at":…,"sink":…,"reason":…,"envelope":…}`), in one write
+    /// and one fsync, rotating the file first when they would take it past
+    /// [`REJECTED_LIMIT`].
     pub fn append_rejected_events(
         &self,
         sink: &str,
@@ -949,8 +943,16 @@ mod tests {
         s.remove_old_spool().unwrap();
         s.remove_old_spool().unwrap();
         assert!(!dir.join(OLD_SPOOL).exists());
+        fs::create_dir(dir.join("spool.kafka.jsonl")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            dir.join("spool.old.jsonl"),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let others = s.other_spools(&["postgres", "stdout"]).unwrap();
-        assert_eq!(others, [(dir.join("spool.webhook.jsonl"), 2)]);
+        let size = fs::metadata(dir.join("spool.webhook.jsonl")).unwrap().len();
+        assert_eq!(others, [(dir.join("spool.webhook.jsonl"), size)]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -959,10 +961,14 @@ mod tests {
         let dir = temp("rejected");
         let s = StateDir::open(&dir).unwrap();
         let e = event("bad");
-        s.append_rejected("stdout", &e.envelope, "payload string too long")
+        s.append_rejected_events("stdout", &[e], "payload string too long")
             .unwrap();
-        s.append_rejected("stdout", "{not json", "line 2: expected value")
-            .unwrap();
+        s.append_rejected_lines(&[rejected_line(
+            "stdout",
+            "{not json",
+            "line 2: expected value",
+        )])
+        .unwrap();
         let text = fs::read_to_string(dir.join(REJECTED)).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -996,7 +1002,7 @@ mod tests {
         let mut dropped = 0;
         for i in 0..25 {
             dropped += s
-                .append_rejected("stdout", &envelope, &format!("r{i}"))
+                .append_rejected_lines(&[rejected_line("stdout", &envelope, &format!("r{i}"))])
                 .unwrap()
                 .dropped;
         }

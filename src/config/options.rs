@@ -414,7 +414,7 @@ option_table! {
         sink: Some(SinkKind::Webhook),
         help: "read --webhook-url from this file instead (one line), so that the \
                token is neither in ps nor in the unit; the file must be readable by \
-               its owner alone (chmod 600)",
+               the user rtinspect runs as alone (chown it, chmod 600)",
     }
     /// `--webhook-format`: the body of each webhook request.
     WebhookFormat {
