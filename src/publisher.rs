@@ -150,18 +150,7 @@ impl Outbox {
                 if slot.closed {
                     return true;
                 }
-                while slot.in_flight.len() < limit {
-                    let next = match slot.backlog.pop_front() {
-                        Some(e) => e,
-                        None => match self.queue.try_recv() {
-                            Ok(e) => e,
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => return false,
-                        },
-                    };
-                    slot.in_flight.push(next);
-                }
-                if slot.in_flight.len() >= limit {
+                if self.fill(&mut slot, limit) != Filled::Waiting {
                     return false;
                 }
             }
@@ -181,17 +170,25 @@ impl Outbox {
         if slot.closed {
             return None;
         }
+        self.fill(&mut slot, limit);
+        Some(slot.in_flight.clone())
+    }
+
+    /// Moves waiting events, the backlog first, into the send under way
+    /// until it holds `limit` or none waits; says which.
+    fn fill(&self, slot: &mut Slot, limit: usize) -> Filled {
         while slot.in_flight.len() < limit {
             let next = match slot.backlog.pop_front() {
                 Some(e) => e,
                 None => match self.queue.try_recv() {
                     Ok(e) => e,
-                    Err(_) => break,
+                    Err(TryRecvError::Empty) => return Filled::Waiting,
+                    Err(TryRecvError::Disconnected) => return Filled::NoSender,
                 },
             };
             slot.in_flight.push(next);
         }
-        Some(slot.in_flight.clone())
+        Filled::Full
     }
 
     /// The events in flight were delivered or set aside. False when the
@@ -209,6 +206,17 @@ impl Outbox {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         )
     }
+}
+
+/// How a send under way was filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// It holds as many as it may carry.
+    Full,
+    /// Nothing more waits now; more may come.
+    Waiting,
+    /// Nothing waits, and every sender is gone: nothing more will come.
+    NoSender,
 }
 
 /// Offers an event to the queue without waiting; a full queue drops it,
