@@ -121,17 +121,11 @@ impl Outbox {
                 if slot.closed {
                     return false;
                 }
-                let next = match slot.backlog.pop_front() {
-                    Some(e) => Some(e),
-                    None => match self.queue.try_recv() {
-                        Ok(e) => Some(e),
-                        Err(TryRecvError::Disconnected) => return false,
-                        Err(TryRecvError::Empty) => None,
-                    },
-                };
-                if let Some(event) = next {
-                    slot.in_flight = vec![event];
-                    return true;
+                // The send under way is empty here: `done` emptied it.
+                match self.fill(&mut slot, 1) {
+                    Filled::Full => return true,
+                    Filled::NoSender => return false,
+                    Filled::Waiting => {}
                 }
             }
             self.wait_ready(Duration::from_secs(3600));

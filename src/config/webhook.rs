@@ -299,15 +299,16 @@ fn units(text: &str) -> Vec<Unit> {
 
 /// `text` as written, then decoded again and again while decoding changes it.
 fn views(text: &[Unit]) -> Vec<Vec<Unit>> {
-    let mut views = vec![text.to_vec()];
+    let mut views = Vec::new();
+    let mut view = text.to_vec();
     for _ in 0..DECODE_ROUNDS {
-        let last = views.last().expect("one view at least");
-        let next = decode(last);
-        if next.len() == last.len() {
+        let next = decode(&view);
+        if next.len() == view.len() {
             break;
         }
-        views.push(next);
+        views.push(std::mem::replace(&mut view, next));
     }
+    views.push(view);
     views
 }
 
