@@ -76,13 +76,7 @@ impl Engine {
     /// attributes carry the container's labels.
     fn send(&self, n: u32, action: &str) {
         let line = container_event_line(n, action, &format!("g-{n}"));
-        self.stream
-            .lock()
-            .unwrap()
-            .as_ref()
-            .expect("subscribed")
-            .send(line)
-            .unwrap();
+        crate::util::send_on(&self.stream, line);
     }
 
     /// Ends the current stream, as a dockerd that stops does.

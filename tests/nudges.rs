@@ -228,13 +228,7 @@ struct Events {
 impl Events {
     fn send(&self, k: u32, action: &str) {
         let line = container_event_line(k, action, &self.games[&k]);
-        self.stream
-            .lock()
-            .unwrap()
-            .as_ref()
-            .expect("subscribed")
-            .send(line)
-            .unwrap();
+        crate::util::send_on(&self.stream, line);
     }
 }
 

@@ -1714,6 +1714,18 @@ impl LiveDocker {
     }
 }
 
+/// Sends one line on the events stream a fake engine is serving (the
+/// sender its subscription left in `stream`).
+pub fn send_on(stream: &Mutex<Option<crossbeam_channel::Sender<String>>>, line: String) {
+    stream
+        .lock()
+        .unwrap()
+        .as_ref()
+        .expect("subscribed")
+        .send(line)
+        .unwrap();
+}
+
 /// One container event as dockerd streams it, dated now: container `n`
 /// (named `game-N`) carrying the game label with `game`, as Docker copies a
 /// container's labels into its events.
