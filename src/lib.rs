@@ -21,18 +21,23 @@
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod backoff;
+mod build;
+mod commands;
 pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod event;
+pub mod failure;
 #[cfg(test)]
 mod fakes;
 pub mod incident;
 pub mod inspector;
+mod inspector_loop;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod postgres;
+mod publish;
 pub mod publisher;
 pub mod records;
 pub mod schedule;

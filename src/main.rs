@@ -5,10 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use rtinspect::config::{Config, Invocation, usage};
-use rtinspect::daemon::{self, Failure};
-
-/// Bad usage or configuration (sysexits' EX_USAGE).
-const EXIT_USAGE: u8 = 64;
+use rtinspect::daemon;
+use rtinspect::failure::{EXIT_USAGE, Failure};
 
 fn main() -> ExitCode {
     run()
@@ -36,9 +34,9 @@ fn run() -> ExitCode {
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure @ Failure::Usage(_)) => usage_error(&failure.to_string()),
-        Err(failure @ Failure::Runtime { .. }) => {
+        Err(failure) => {
             log::error!("{failure}");
-            ExitCode::FAILURE
+            ExitCode::from(failure.exit_status())
         }
     }
 }

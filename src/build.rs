@@ -1,0 +1,184 @@
+//! The adapters a command runs with, built from a [`Config`]: the Docker
+//! client, the record source, the sinks, the state directory and the
+//! incident tracker. Whatever the configuration names that cannot be used (a
+//! CA file, a host id) is a usage failure here, before any thread starts.
+
+use std::time::Duration;
+
+use crate::config::{Config, Database, Sink};
+use crate::docker::DockerClient;
+use crate::event::DetailLevel;
+use crate::failure::Failure;
+use crate::incident::{Policy, Tracker};
+use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
+use crate::records::{LabelRecords, RecordSource};
+use crate::sink::{EventSink, StdoutSink};
+use crate::state::{OpenError, StateDir};
+use crate::webhook::WebhookSink;
+
+/// The Docker client of a run: one kept-alive connection, with the details
+/// incidents need.
+pub(crate) fn docker_client(config: &Config) -> DockerClient {
+    DockerClient::new(
+        &config.docker_socket,
+        config.docker_timeout,
+        keep_idle(config.interval),
+    )
+    // Incidents carry what Docker said about why whatever `--details` says
+    // of facts; the schedule leaves it out of facts when they are basic.
+    .with_details(if config.incidents_wanted() {
+        DetailLevel::Extended
+    } else {
+        config.details
+    })
+}
+
+/// How long an idle Docker connection is kept: across one interval, so each
+/// tick reuses the last tick's connection.
+pub(crate) fn keep_idle(interval: Duration) -> Duration {
+    (interval * 2 + Duration::from_secs(5)).min(Duration::from_secs(900))
+}
+
+/// The PostgreSQL connector, its CA file read now: a bad one is bad configuration.
+pub(crate) fn pg_connector(db: &Database) -> Result<Connector, Failure> {
+    Connector::new(db.clone()).map_err(Failure::usage)
+}
+
+/// What the PostgreSQL adapters of one process are built with, made once:
+/// the connector (its CA file read) and this host's slice of the records.
+pub(crate) struct PgParts {
+    connector: Connector,
+    host: Option<HostFilter>,
+}
+
+/// The PostgreSQL parts in PostgreSQL mode, `None` in label mode.
+pub(crate) fn pg_parts(config: &Config) -> Result<Option<PgParts>, Failure> {
+    let Some(db) = &config.database else {
+        return Ok(None);
+    };
+    Ok(Some(PgParts {
+        connector: pg_connector(db)?,
+        host: host_filter(config)?,
+    }))
+}
+
+/// With host scoping, this host's slice of the records table, the hostname
+/// read now when no id is set (an unusable one is bad configuration).
+pub(crate) fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
+    let Some(scope) = &config.host_scope else {
+        return Ok(None);
+    };
+    let host_id = scope.id.resolve().map_err(Failure::usage)?;
+    Ok(Some(HostFilter {
+        column: scope.column.clone(),
+        host_id,
+    }))
+}
+
+pub(crate) fn build_sink(
+    config: &Config,
+    sink: &Sink,
+    pg: Option<&PgParts>,
+) -> Result<Box<dyn EventSink>, Failure> {
+    Ok(match sink {
+        Sink::Stdout => Box::new(StdoutSink::stdout()),
+        // The records' connector: the sink's database is theirs, and its
+        // CA file is read once.
+        Sink::Postgres(database) => Box::new(PgSink::new(
+            match pg {
+                Some(pg) => pg.connector.clone(),
+                None => pg_connector(database)?,
+            },
+            config.events_table.clone(),
+            config.notify_channel.clone(),
+            pg.and_then(|pg| pg.host.as_ref())
+                .map(|h| h.host_id.clone()),
+        )),
+        // The CA file is read now: a bad one is bad configuration.
+        Sink::Webhook(webhook) => {
+            let sink = WebhookSink::new(webhook).map_err(Failure::usage)?;
+            log::info!(
+                "events go to the webhook {} in the {} format",
+                webhook.url,
+                webhook.format.as_str()
+            );
+            Box::new(sink)
+        }
+    })
+}
+
+pub(crate) fn build_source(
+    config: &Config,
+    docker: &DockerClient,
+    pg: Option<&PgParts>,
+) -> Box<dyn RecordSource + Send> {
+    match pg {
+        None => Box::new(LabelRecords::new(
+            Box::new(docker.clone()),
+            config.label.clone(),
+        )),
+        Some(pg) => {
+            if let Some(h) = &pg.host {
+                log::info!(column = h.column.as_str(), host_id = h.host_id.as_str();
+                    "reading only this host's records");
+            }
+            Box::new(PgRecords::new(
+                pg.connector.clone(),
+                config.records_table.clone(),
+                pg.host.clone(),
+            ))
+        }
+    }
+}
+
+/// Opens and locks the state directory; any failure is a runtime one (a full
+/// disk, a directory held by another rtinspect), so systemd retries.
+pub(crate) fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
+    let Some(dir) = &config.state_dir else {
+        return Ok(None);
+    };
+    StateDir::open(dir).map(Some).map_err(|e| match e {
+        OpenError::Locked { .. } => Failure::because(e),
+        OpenError::Io(e) => Failure::runtime(
+            "cannot use the state directory (--state-dir or STATE_DIRECTORY)",
+            e,
+        ),
+    })
+}
+
+/// The incident tracker when the sink gets incidents, from the incidents
+/// saved in the state directory.
+pub(crate) fn incident_tracker(
+    config: &Config,
+    state: Option<&StateDir>,
+) -> Result<Option<Tracker>, Failure> {
+    if !config.incidents_wanted() {
+        return Ok(None);
+    }
+    let rules = config.incidents;
+    let policy = Policy {
+        crash_loop_restarts: rules.crash_loop_restarts,
+        crash_loop_window: rules.crash_loop_window,
+        recover_after: rules.recover_after,
+        remind: rules.remind,
+    };
+    let Some(state) = state else {
+        log::warn!(
+            "incidents are kept in memory only (no --state-dir): after a restart, \
+             each open incident is opened again under a new id"
+        );
+        return Ok(Some(Tracker::new(policy)));
+    };
+    let saved = state
+        .load_incidents()
+        .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
+    let tracker = Tracker::with_saved(policy, saved);
+    if tracker.open_incidents() > 0 {
+        log::info!(
+            "{} open incidents restored from {}",
+            tracker.open_incidents(),
+            state.path().display()
+        );
+    }
+    Ok(Some(tracker))
+}

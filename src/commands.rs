@@ -1,0 +1,109 @@
+//! The commands that run once and end: `migrate`, `prune-events` and
+//! `notify-test`. Each says what it did on stdout, one line a step.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::build::{build_sink, pg_connector, pg_parts};
+use crate::config::{Config, Database, Sink, SinkConfig};
+use crate::event::HealthEvent;
+use crate::failure::Failure;
+
+/// `rtinspect migrate`: creates what is missing and says what it did on stdout.
+pub(crate) fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
+    let steps = crate::postgres::migrate(
+        &pg_connector(db)?,
+        &config.records_table,
+        &config.events_table,
+        config.host_scope.as_ref().map(|s| s.column.as_str()),
+    )
+    .map_err(Failure::because)?;
+    let text: String = steps.iter().map(|s| format!("{s}\n")).collect();
+    print_out(&text)
+}
+
+/// `text` on stdout; a closed stdout is a failure to report, not a panic
+/// (as `println!` would make it).
+fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::runtime("cannot write to stdout", e))
+}
+
+/// `rtinspect notify-test`: one test message through every sink, in turn,
+/// each result on stdout (what the sink answered, and how long it took);
+/// a failure when any sink failed.
+pub(crate) fn notify_test(config: &Config) -> Result<(), Failure> {
+    let pg = pg_parts(config)?;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let mut failed = Vec::new();
+    for SinkConfig { sink: chosen, .. } in &config.sinks {
+        let mut sink = build_sink(config, chosen, pg.as_ref())?;
+        let event = HealthEvent::notify_test(&host, SystemTime::now());
+        let name = match chosen {
+            Sink::Webhook(w) => format!("webhook ({}, {})", w.format.as_str(), w.url.shown()),
+            _ => chosen.kind().as_str().to_owned(),
+        };
+        let started = Instant::now();
+        let tried = sink.trial(&event);
+        let took = started.elapsed().as_millis();
+        let line = match tried {
+            Ok(answer) if answer.is_empty() => format!("{name}: ok in {took} ms\n"),
+            Ok(answer) => format!("{name}: ok in {took} ms: {answer}\n"),
+            Err(e) => {
+                failed.push(chosen.kind().as_str());
+                format!("{name}: FAILED in {took} ms: {e}\n")
+            }
+        };
+        print_out(&line)?;
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::because(format!(
+        "the test message did not go through: {} of {} sinks failed ({})",
+        failed.len(),
+        config.sinks.len(),
+        failed.join(", ")
+    )))
+}
+
+/// `rtinspect prune-events`: deletes old events in batches, says how many on stdout.
+pub(crate) fn prune_events(
+    config: &Config,
+    db: &Database,
+    older_than: Duration,
+) -> Result<(), Failure> {
+    let table = &config.events_table;
+    let pruned = crate::postgres::prune_events(
+        &pg_connector(db)?,
+        table,
+        older_than,
+        crate::postgres::PRUNE_BATCH,
+        &mut |n| log::debug!("deleted a batch of {n} events from {table}"),
+    )
+    .map_err(Failure::because)?;
+    // A closed stdout is a failure to report, not a panic (println! would).
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "deleted {} events recorded before {} from {table}",
+        pruned.deleted,
+        crate::event::rfc3339_micros(pruned.before)
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| {
+        Failure::runtime(
+            format!(
+                "deleted {} events, but cannot write to stdout",
+                pruned.deleted
+            ),
+            e,
+        )
+    })
+}
