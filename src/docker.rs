@@ -729,7 +729,8 @@ struct RawDetails {
 ///   container starts (moby's `State.SetRunning`), so while it is `running`
 ///   or `paused` they describe no exit; nor do they for a container that
 ///   never ran (exit code 0, not OOM-killed, never finished).
-/// - `Error` and the probe output are cut to [`MAX_TEXT_BYTES`].
+/// - `Error` and the probe output are cleaned of NUL ([`clean_text`]) and
+///   cut to [`MAX_TEXT_BYTES`].
 fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
     let time = |t: Option<String>| t.filter(|t| is_timestamp(t) && !t.starts_with("0001-01-01"));
     let finished_at = time(raw.finished_at);
@@ -737,7 +738,8 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
     let exited = !matches!(status, "running" | "paused")
         && (raw.exit_code.is_some_and(|c| c != 0) || oom_killed || finished_at.is_some());
     let text = |t: Option<String>| {
-        t.filter(|t| !t.is_empty()).map(|mut t| {
+        t.filter(|t| !t.is_empty()).map(|t| {
+            let mut t = clean_text(t);
             t.truncate(t.floor_char_boundary(MAX_TEXT_BYTES));
             t
         })
@@ -773,6 +775,22 @@ fn is_timestamp(t: &str) -> bool {
 /// limit of 8000 bytes.
 pub const MAX_TEXT_BYTES: usize = 512;
 
+/// `text` with every NUL replaced by U+FFFD (`�`), for every sink alike.
+///
+/// A probe's output and `State.Error` are whatever bytes the container wrote,
+/// and Docker sends a NUL in them as `\u0000`. PostgreSQL's `jsonb` (and
+/// `text`) refuse that character ("unsupported Unicode escape sequence",
+/// SQLSTATE 22P05), which would keep the event out of the table for good;
+/// stdout and a webhook would carry it as is. Replaced where the text enters,
+/// the envelope is the same in every sink, byte for byte.
+pub(crate) fn clean_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 /// `text` cut to at most `max` bytes without splitting a UTF-8 character.
 pub fn cut_at_char_boundary(text: &str, max: usize) -> &str {
     // `floor_char_boundary` gives the largest boundary not above `max`, and
@@ -797,7 +815,7 @@ pub fn decode_list(body: &[u8], label: &str) -> Result<Vec<LabelledContainer>, D
     Ok(listed
         .into_iter()
         .filter_map(|c| {
-            let game_id = c.labels?.remove(label)?;
+            let game_id = clean_text(c.labels?.remove(label)?);
             Some(LabelledContainer {
                 id: c.id,
                 game_id,
@@ -1092,6 +1110,25 @@ mod tests {
             );
             assert!(long.starts_with(&text));
         }
+    }
+
+    #[test]
+    fn a_nul_in_a_text_docker_sends_is_replaced_before_the_cut() {
+        // 511 bytes of text, then a NUL: replaced by a 3-byte U+FFFD, which
+        // no longer fits, so the cut drops it whole.
+        let head = "a".repeat(MAX_TEXT_BYTES - 1);
+        let d = details(&format!(
+            r#"{{"Status":"exited","ExitCode":1,"Error":"bad\u0000name","Health":{{"Status":"unhealthy","Log":[{{"Output":"x\u0000y"}},{{"Output":"{head}\u0000"}}]}}}}"#
+        ));
+        assert_eq!(d.error.as_deref(), Some("bad\u{FFFD}name"));
+        assert_eq!(d.health_log, ["x\u{FFFD}y".to_owned(), head.clone()]);
+        assert_eq!(d.health_output.as_deref(), Some(head.as_str()));
+        let listed = decode_list(
+            br#"[{"Id":"abc","Created":1,"Labels":{"game":"g\u0000n"}}]"#,
+            "game",
+        )
+        .unwrap();
+        assert_eq!(listed[0].game_id, "g\u{FFFD}n");
     }
 
     #[test]

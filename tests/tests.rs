@@ -3,6 +3,9 @@
 
 mod booting;
 mod cli;
+/// The database path: each way an event was once lost or held up on its way
+/// into PostgreSQL, and what now keeps it.
+mod database_path;
 mod details;
 mod docker_client;
 mod documented;
