@@ -191,6 +191,7 @@ expected_files=$(printf '%s\n' \
   ./usr/lib/systemd/system/rtinspect-prune.service \
   ./usr/lib/systemd/system/rtinspect-prune.timer \
   ./usr/share/doc/rtinspect/README \
+  $(cd docs && printf './usr/share/doc/rtinspect/docs/%s\n' *.md) \
   ./usr/share/doc/rtinspect/examples/rtinspect.rules.yml \
   ./usr/share/doc/rtinspect/changelog.Debian.gz \
   ./usr/share/doc/rtinspect/copyright \
