@@ -63,3 +63,43 @@ fn a_nul_in_a_probe_output_or_state_error_keeps_no_event_out_of_the_table() {
     let incidents = s.count_events("game_id = 'g-nul' AND event_type LIKE 'incident%'");
     assert_eq!(incidents, 1);
 }
+
+#[test]
+fn concurrent_migrates_on_a_fresh_database_all_succeed() {
+    let Some(url) = live_pg() else { return };
+    for round in 0..5 {
+        let s = TestSchema::new(url, &format!("concmigrate{round}"));
+        let hosts: Vec<std::process::Child> = (0..4)
+            .map(|_| {
+                bin()
+                    .arg("migrate")
+                    .args(s.args())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<std::process::Output> = hosts
+            .into_iter()
+            .map(|h| h.wait_with_output().unwrap())
+            .collect();
+        for out in &outs {
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // One of them made each object; the others found it.
+        let created = outs
+            .iter()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .matches("created ")
+                    .count()
+            })
+            .sum::<usize>();
+        assert_eq!(created, 4, "round {round}: two tables and two indexes");
+    }
+}

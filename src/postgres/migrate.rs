@@ -89,12 +89,38 @@ pub fn migrate(
     })
 }
 
+/// The key of the transaction-level advisory lock every `migrate` takes
+/// first (the bytes of `rtinspct`), whatever its tables: one migrate at a
+/// time in a database.
+const MIGRATE_LOCK: i64 = 0x7274_696e_7370_6374;
+
+/// Takes the migrate lock, waiting as long as the statement bound allows
+/// (a migrate holding it may be building an index on a big table), then
+/// sets the short wait (10 s) for every other lock: a table's lock held by a
+/// long transaction must not queue the fleet's writes behind this one.
+///
+/// `CREATE TABLE IF NOT EXISTS` is not safe concurrently: two transactions
+/// that both find the table missing both create it, and the second fails
+/// on the catalog's unique index ("duplicate key value violates unique
+/// constraint pg_type_typname_nsp_index", SQLSTATE 23505). Serialized, the
+/// second finds everything the first committed and only says so. The lock
+/// is the transaction's (`pg_advisory_xact_lock`): it ends with the commit
+/// or the roll-back, so it works through PgBouncer in transaction mode and
+/// is never left behind by a migrate that died.
+fn serialized(tx: &mut Client) -> Result<(), PgError> {
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock({MIGRATE_LOCK}); SET LOCAL lock_timeout = '10s'"
+    ))
+    .map_err(|e| PgError::new("waiting for another migrate to end", e))
+}
+
 fn migrate_in(
     tx: &mut Client,
     records: &TableName,
     events: &TableName,
     host_column: Option<&str>,
 ) -> Result<Vec<MigrationStep>, PgError> {
+    serialized(tx)?;
     let host_column_ddl = host_column
         .map(|c| format!(", \"{c}\" text"))
         .unwrap_or_default();

@@ -16,11 +16,11 @@ pub(super) const BEGIN: &str = "BEGIN; SET LOCAL statement_timeout = 30000";
 /// The records read: read-only, bounded like the others.
 pub(super) const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; SET LOCAL statement_timeout = 30000";
 
-/// `migrate` may build an index on a big table: a longer bound, and a short
-/// wait for its locks, so that it never queues the fleet's writes behind a
-/// long transaction for long.
-pub(super) const BEGIN_MIGRATION: &str =
-    "BEGIN; SET LOCAL statement_timeout = '10min'; SET LOCAL lock_timeout = '10s'";
+/// `migrate` may build an index on a big table: a longer bound. Its short
+/// wait for the tables' locks (so that it never queues the fleet's writes
+/// behind a long transaction for long) is set once it holds the migrate
+/// lock, which it may wait for longer.
+pub(super) const BEGIN_MIGRATION: &str = "BEGIN; SET LOCAL statement_timeout = '10min'";
 
 /// Runs `body` in a transaction begun with `begin`, and commits; on a
 /// failure of `body` the transaction is rolled back, so that the connection
