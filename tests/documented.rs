@@ -440,3 +440,62 @@ fn anchors_are_made_as_github_makes_them() {
         ]
     );
 }
+
+/// The tests `docs/guarantees.md` names in the last column of its tables.
+fn pinning_tests() -> Vec<String> {
+    let text = read("docs/guarantees.md");
+    let mut names = Vec::new();
+    for line in prose_lines(&text) {
+        let Some(inner) = line
+            .trim()
+            .strip_prefix('|')
+            .and_then(|l| l.strip_suffix('|'))
+        else {
+            continue;
+        };
+        let last = inner.rsplit('|').next().unwrap_or_default();
+        names.extend(
+            last.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|n| n.contains("::"))
+                .map(str::to_owned),
+        );
+    }
+    names
+}
+
+#[test]
+fn every_test_the_guarantees_name_exists_where_its_path_says() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let names = pinning_tests();
+    assert!(
+        names.len() > 50,
+        "only {} tests named: is the parser right?",
+        names.len()
+    );
+    for name in names {
+        let segments: Vec<&str> = name.split("::").collect();
+        let (function, modules) = segments.split_last().expect("a path");
+        // `module::tests::name` is a unit test under src/; any other lives
+        // in tests/, its first segment the file.
+        let (dir, modules) = match modules.iter().position(|s| *s == "tests") {
+            Some(at) => ("src", &modules[..at]),
+            None => ("tests", modules),
+        };
+        let path = modules.join("/");
+        let candidates = [
+            format!("{dir}/{path}.rs"),
+            format!("{dir}/{path}/tests.rs"),
+            format!("{dir}/{path}/mod.rs"),
+        ];
+        let found = candidates.iter().any(|file| {
+            std::fs::read_to_string(root.join(file))
+                .is_ok_and(|text| text.contains(&format!("fn {function}(")))
+        });
+        assert!(
+            found,
+            "docs/guarantees.md names {name}, which is in none of {candidates:?}"
+        );
+    }
+}
