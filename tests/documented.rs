@@ -499,3 +499,38 @@ fn every_test_the_guarantees_name_exists_where_its_path_says() {
         );
     }
 }
+
+#[test]
+fn every_row_of_the_guarantees_has_the_five_columns() {
+    const HEADER: &str =
+        "| fault | what rtinspect does | what it guarantees | figure | the test that pins it |";
+    let text = read("docs/guarantees.md");
+    let mut rows = 0;
+    let mut in_table = false;
+    for line in prose_lines(&text) {
+        let line = line.trim();
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table {
+            assert_eq!(
+                line, HEADER,
+                "docs/guarantees.md: a table with another header"
+            );
+            in_table = true;
+            continue;
+        }
+        if line.starts_with("|---") {
+            continue;
+        }
+        // Cells are split on " | ": a pipe inside a cell is written `\|`.
+        let cells = line.trim_matches('|').split(" | ").count();
+        assert_eq!(
+            cells, 5,
+            "docs/guarantees.md: a row of {cells} cells: {line}"
+        );
+        rows += 1;
+    }
+    assert!(rows > 70, "only {rows} rows: is the parser right?");
+}
