@@ -791,13 +791,6 @@ pub(crate) fn clean_text(text: String) -> String {
     }
 }
 
-/// `text` cut to at most `max` bytes without splitting a UTF-8 character.
-pub fn cut_at_char_boundary(text: &str, max: usize) -> &str {
-    // `floor_char_boundary` gives the largest boundary not above `max`, and
-    // the length for a `max` past the end: the whole text.
-    &text[..text.floor_char_boundary(max)]
-}
-
 #[derive(Deserialize)]
 struct ListedContainer {
     #[serde(rename = "Id")]
@@ -934,37 +927,6 @@ mod tests {
                 "{body:.80}: {got:?}"
             );
         }
-    }
-
-    #[test]
-    fn text_is_cut_on_a_character_boundary() {
-        // (text, limit, kept)
-        let table: &[(&str, usize, &str)] = &[
-            ("", 4, ""),
-            ("abc", 4, "abc"),
-            ("abcd", 4, "abcd"),
-            ("abcde", 4, "abcd"),
-            ("é", 1, ""),
-            ("aé", 2, "a"),
-            ("aé", 3, "aé"),
-            ("€uro", 1, ""),
-            ("€uro", 2, ""),
-            ("€uro", 3, "€"),
-            ("a😀", 4, "a"),
-            ("a😀", 5, "a😀"),
-            ("😀😀", 7, "😀"),
-        ];
-        for (text, max, kept) in table {
-            assert_eq!(cut_at_char_boundary(text, *max), *kept, "{text:?} at {max}");
-        }
-        let long = "ü".repeat(400);
-        let cut = cut_at_char_boundary(&long, MAX_TEXT_BYTES);
-        assert_eq!(cut.len(), MAX_TEXT_BYTES);
-        let odd = format!("a{long}");
-        assert_eq!(
-            cut_at_char_boundary(&odd, MAX_TEXT_BYTES).len(),
-            MAX_TEXT_BYTES - 1
-        );
     }
 
     fn extended(state: &str) -> Result<Observation, DockerError> {

@@ -45,6 +45,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod state;
 pub mod telemetry;
+mod text;
 pub mod tick;
 pub mod tls;
 pub mod webhook;

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{MAX_RETRY_AFTER, parse_retry_after};
+use super::answer::{MAX_RETRY_AFTER, parse_retry_after};
 use crate::config::WebhookFormat;
 
 /// A token bucket: up to `capacity` requests at once, then one more each

@@ -1,0 +1,282 @@
+//! The words every chat format shares: what changed ([`what_changed`]),
+//! the readable line of one event ([`readable_line`]), and the cutting and
+//! flattening of text from outside. Pure functions of the event; each
+//! format makes outside text inert in its own markup.
+
+use crate::event::HealthEvent;
+use crate::inspector::restart_under_way;
+use crate::text::cut_at_char_boundary;
+
+/// What an event is about, as the chat formats tell it apart; the worst
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// A crash loop: restarts in the window.
+    CrashLoop,
+    /// Not running.
+    NotRunning,
+    /// The healthcheck fails.
+    Unhealthy,
+    /// It restarted.
+    Restarted,
+    /// An incident ended.
+    Resolved,
+}
+
+/// What changed, in a few words (`crash loop`, `still unhealthy`,
+/// `resolved`), and the kind. A fact's kind is read from what was seen: not
+/// running, else unhealthy, else the restart that made it a fact.
+pub(crate) fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
+    let Some(i) = event.incident.as_deref() else {
+        let kind = if restart_under_way(&event.state) {
+            Kind::Restarted
+        } else if event.state != "running" {
+            Kind::NotRunning
+        } else if event.health == "unhealthy" {
+            Kind::Unhealthy
+        } else {
+            Kind::Restarted
+        };
+        let what = match kind {
+            Kind::NotRunning => "not running",
+            Kind::Unhealthy => "unhealthy",
+            _ => "restarted",
+        };
+        return (kind, what.to_owned(), false);
+    };
+    let (kind, name, state) = match i.kind.as_str() {
+        "crash_loop" => (Kind::CrashLoop, "crash loop", "a crash loop"),
+        "not_running" => (Kind::NotRunning, "not running", "not running"),
+        "unhealthy" => (Kind::Unhealthy, "unhealthy", "unhealthy"),
+        _ => (Kind::Restarted, "restarted", "open (restarted)"),
+    };
+    match event.event_type {
+        "incident_resolved" => (Kind::Resolved, "resolved".to_owned(), false),
+        "incident_escalated" => (kind, format!("now {state}"), false),
+        "incident_reminder" => (kind, format!("still {state}"), true),
+        _ => (kind, name.to_owned(), false),
+    }
+}
+
+/// `text` cut to at most `max` characters (not bytes), with `…` as the last
+/// when it was cut.
+pub(crate) fn cut_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max > 0 {
+        cut.push('…');
+    }
+    cut
+}
+
+/// `text` on one line: control characters, line and paragraph separators
+/// and the invisible formatting characters (a right-to-left override
+/// turns a name around) as spaces, trimmed.
+pub(crate) fn flat(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || is_invisible(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Unicode's line and paragraph separators and the format characters that
+/// change how text reads without showing themselves.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The readable line, every text from outside passed through `text`.
+pub(crate) fn readable_line(event: &HealthEvent, text: fn(&str) -> String) -> String {
+    let x = event.details.as_deref();
+    let mut state = event.state.clone();
+    let exit = x
+        .and_then(|x| x.exit_code)
+        .map(|c| format!("exit code {c}"));
+    let oom = x.and_then(|x| x.oom_killed) == Some(true);
+    match (exit, oom) {
+        (Some(exit), true) => state.push_str(&format!(" ({exit}, OOM-killed)")),
+        (Some(exit), false) => state.push_str(&format!(" ({exit})")),
+        (None, true) => state.push_str(" (OOM-killed)"),
+        (None, false) => {}
+    }
+    let mut health = if event.health.is_empty() {
+        "no healthcheck".to_owned()
+    } else {
+        format!("health {}", event.health)
+    };
+    let streak = x.and_then(|x| x.health_failing_streak).filter(|n| *n > 0);
+    let output = x
+        .and_then(|x| x.health_output.as_deref())
+        .map(|o| one_line(o, 120));
+    match (streak, output.filter(|o| !o.is_empty())) {
+        (Some(n), Some(o)) => {
+            health.push_str(&format!(" ({n} failed probes, last said \"{}\")", text(&o)))
+        }
+        (Some(n), None) => health.push_str(&format!(" ({n} failed probes)")),
+        (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", text(&o))),
+        (None, None) => {}
+    }
+    let mut line = match event.incident.as_deref() {
+        None => "rtinspect: ".to_owned(),
+        Some(i) => incident_prefix(event, i),
+    };
+    line.push_str(&format!(
+        "game `{}` container `{}`: {}, {}, restart count {}",
+        text(&event.game_id).replace('`', "'"),
+        cut_at_char_boundary(&event.container_id, 12),
+        text(&state),
+        text(&health),
+        event.restart_count,
+    ));
+    if let Some(error) = x.and_then(|x| x.error.as_deref()) {
+        line.push_str(&format!(", error \"{}\"", text(&one_line(error, 160))));
+    }
+    line
+}
+
+/// What an incident's message starts with: what changed, what it is, for
+/// how long, and the incident's id to group on.
+pub(crate) fn incident_prefix(event: &HealthEvent, i: &crate::event::IncidentFacts) -> String {
+    let (_, what, _) = what_changed(event);
+    let mut prefix = format!("rtinspect: [{what}] ");
+    if i.restarts_in_window > 0 {
+        prefix.push_str(&format!(
+            "{} restarts in the window, ",
+            i.restarts_in_window
+        ));
+    }
+    if i.oom {
+        prefix.push_str("out of memory, ");
+    }
+    // The id's last digits: a UUID v7 begins with its time, the same for
+    // every incident opened in the same minute.
+    let id = &i.incident_id;
+    prefix.push_str(&format!(
+        "since {} (incident …{}); ",
+        i.started_at,
+        &id[id.ceil_char_boundary(id.len().saturating_sub(8))..]
+    ));
+    prefix
+}
+
+/// `text` on one line (control characters as spaces, trimmed), cut to at
+/// most `max` bytes, with `…` where it was cut.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    let cut = cut_at_char_boundary(flat, max);
+    if cut.len() < flat.len() {
+        format!("{}…", cut.trim_end())
+    } else {
+        cut.to_owned()
+    }
+}
+
+/// `rtinspect notify-test`'s title and line, from `host`: they say where
+/// the message comes from and that alerts reach whoever reads it.
+pub(crate) fn test_words(host: &str) -> (String, &'static str) {
+    (
+        format!("rtinspect: test message from {host}"),
+        "Sent by rtinspect notify-test: if you read this, rtinspect's alerts reach you here.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspector::StateDetails;
+    use crate::webhook::format::samples::{event, incident};
+    use crate::webhook::format::slack::slack_line;
+
+    #[test]
+    fn long_texts_are_cut_with_an_ellipsis_on_one_line() {
+        assert_eq!(one_line("  a\nb\tc  ", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("ab  cdef", 4), "ab…");
+        assert_eq!(one_line("éé", 3), "é…");
+        let e = event(
+            "g",
+            "running",
+            "unhealthy",
+            Some(StateDetails {
+                health_output: Some("x".repeat(512)),
+                ..StateDetails::default()
+            }),
+        );
+        let line = slack_line(&e);
+        assert!(
+            line.contains(&format!("(last probe said \"{}…\")", "x".repeat(120))),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn what_changed_table() {
+        use Kind::*;
+        let table = [
+            (
+                event("g", "exited", "", None),
+                NotRunning,
+                "not running",
+                false,
+            ),
+            (
+                event("g", "running", "unhealthy", None),
+                Unhealthy,
+                "unhealthy",
+                false,
+            ),
+            (
+                event("g", "running", "", None),
+                Restarted,
+                "restarted",
+                false,
+            ),
+            (
+                incident("incident_opened", "crash_loop", "g"),
+                CrashLoop,
+                "crash loop",
+                false,
+            ),
+            (
+                incident("incident_escalated", "crash_loop", "g"),
+                CrashLoop,
+                "now a crash loop",
+                false,
+            ),
+            (
+                incident("incident_reminder", "unhealthy", "g"),
+                Unhealthy,
+                "still unhealthy",
+                true,
+            ),
+            (
+                incident("incident_resolved", "not_running", "g"),
+                Resolved,
+                "resolved",
+                false,
+            ),
+        ];
+        for (e, kind, what, reminder) in table {
+            assert_eq!(
+                what_changed(&e),
+                (kind, what.to_owned(), reminder),
+                "{what}"
+            );
+        }
+    }
+}
