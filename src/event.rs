@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::incident::{Change, Kind};
 use crate::inspector::{Finding, Observation, StateDetails};
 
 /// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
@@ -49,8 +50,10 @@ pub enum DetailLevel {
 pub struct HealthEvent {
     /// A UUID made when the event was emitted; consumers de-duplicate on it.
     pub event_id: String,
-    /// One of [`EVENT_TYPES`].
+    /// One of [`EVENT_TYPES`]: the wire's name of [`HealthEvent::change`].
     pub event_type: &'static str,
+    /// For an incident's event, the change it reports; `None` for a fact.
+    change: Option<Change>,
     /// For an incident's event: which incident, and how it stands.
     pub incident: Option<Box<IncidentFacts>>,
     /// The game whose container is unhealthy.
@@ -96,8 +99,10 @@ pub struct Prompt {
 pub struct IncidentFacts {
     /// Stable for the incident: a key to de-duplicate or group on.
     pub incident_id: String,
-    /// `restarted`, `unhealthy`, `not_running` or `crash_loop`.
-    pub kind: String,
+    /// What is wrong; in the envelope its name: `restarted`, `unhealthy`,
+    /// `not_running` or `crash_loop`.
+    #[serde(with = "kind_name")]
+    pub kind: Kind,
     /// When the incident opened, RFC 3339 UTC.
     pub started_at: String,
     /// Restarts counted in the crash-loop window.
@@ -163,16 +168,17 @@ impl HealthEvent {
             event_id,
             INSPECT_UNHEALTHY,
             None,
+            None,
             finding.game_id,
             finding.observation,
             occurred_at,
         )
     }
 
-    /// Makes an incident's event (`event_type` one of the `incident_*` of
-    /// [`EVENT_TYPES`]) with what was seen at its look.
+    /// Makes an incident's event, of its `change`, with what was seen at
+    /// its look.
     pub fn for_incident(
-        event_type: &'static str,
+        change: Change,
         incident: IncidentFacts,
         game_id: String,
         seen: Observation,
@@ -180,7 +186,8 @@ impl HealthEvent {
     ) -> Self {
         Self::render(
             new_id(occurred_at),
-            event_type,
+            change.event_type(),
+            Some(change),
             Some(Box::new(incident)),
             game_id,
             seen,
@@ -194,6 +201,7 @@ impl HealthEvent {
         Self::render(
             new_id(occurred_at),
             NOTIFY_TEST,
+            None,
             None,
             format!("rtinspect-notify-test on {host}"),
             Observation {
@@ -210,6 +218,7 @@ impl HealthEvent {
     fn render(
         event_id: String,
         event_type: &'static str,
+        change: Option<Change>,
         incident: Option<Box<IncidentFacts>>,
         game_id: String,
         o: Observation,
@@ -286,6 +295,7 @@ impl HealthEvent {
         HealthEvent {
             event_id,
             event_type,
+            change,
             incident,
             game_id,
             container_id: o.container_id,
@@ -298,6 +308,12 @@ impl HealthEvent {
             details_span,
             prompt: None,
         }
+    }
+
+    /// The change of an incident this event reports; `None` for a fact (and
+    /// `rtinspect notify-test`'s message).
+    pub fn change(&self) -> Option<Change> {
+        self.change
     }
 
     /// The envelope's `details` object, byte for byte as the envelope has it:
@@ -356,6 +372,7 @@ impl HealthEvent {
         Ok(HealthEvent {
             event_id: e.event_id,
             event_type,
+            change: CHANGES.into_iter().find(|c| c.event_type() == event_type),
             incident,
             game_id: e.game_id,
             container_id: e.container_id,
@@ -368,6 +385,42 @@ impl HealthEvent {
             details_span,
             prompt: None,
         })
+    }
+}
+
+/// Every change of an incident, in the order of [`EVENT_TYPES`].
+const CHANGES: [Change; 4] = [
+    Change::Opened,
+    Change::Escalated,
+    Change::Reminder,
+    Change::Resolved,
+];
+
+/// An incident's [`Kind`] in the envelope: its name (`crash_loop`), so
+/// that the domain type stays plain.
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::incident::Kind;
+
+    /// Every kind, to read one back by its name.
+    const KINDS: [Kind; 4] = [
+        Kind::Restarted,
+        Kind::Unhealthy,
+        Kind::NotRunning,
+        Kind::CrashLoop,
+    ];
+
+    pub(super) fn serialize<S: Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        KINDS
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown incident kind {name:?}")))
     }
 }
 
@@ -495,13 +548,13 @@ mod tests {
         assert!(HealthEvent::from_envelope("{}").is_err());
         let facts = IncidentFacts {
             incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
-            kind: "crash_loop".into(),
+            kind: Kind::CrashLoop,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 3,
             oom: true,
         };
         let i = HealthEvent::for_incident(
-            "incident_escalated",
+            Change::Escalated,
             facts.clone(),
             "g".into(),
             finding().observation,
@@ -564,13 +617,13 @@ mod tests {
         assert!(fact.details.as_ref().unwrap().health_log.is_empty());
         let facts = IncidentFacts {
             incident_id: "019ae1c5-0000-7000-8000-000000000001".into(),
-            kind: "unhealthy".into(),
+            kind: Kind::Unhealthy,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 0,
             oom: false,
         };
         let i = HealthEvent::for_incident(
-            "incident_opened",
+            Change::Opened,
             facts,
             "g".into(),
             extended().observation,

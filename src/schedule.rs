@@ -682,13 +682,13 @@ impl Schedule {
         for change in changes {
             let facts = IncidentFacts {
                 incident_id: change.incident_id,
-                kind: change.kind.as_str().to_owned(),
+                kind: change.kind,
                 started_at: crate::event::rfc3339_micros(change.started_at),
                 restarts_in_window: change.restarts_in_window,
                 oom: change.oom,
             };
             let event = HealthEvent::for_incident(
-                change.change.event_type(),
+                change.change,
                 facts,
                 game_id.to_owned(),
                 seen.clone(),

@@ -200,7 +200,7 @@ impl Worker {
                         container_id = event.container_id.as_str(),
                         event_type = event.event_type, incident_id = i.incident_id.as_str();
                         "{}: {} since {}, {} restarts in the window{}",
-                        event.event_type, i.kind, i.started_at, i.restarts_in_window,
+                        event.event_type, i.kind.as_str(), i.started_at, i.restarts_in_window,
                         if i.oom { ", out of memory" } else { "" });
                 }
                 emit(event);

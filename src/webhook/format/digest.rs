@@ -13,6 +13,7 @@
 
 use super::text::{Kind, cut_chars, flat, what_changed};
 use crate::event::HealthEvent;
+use crate::incident::Change;
 
 /// The most events one digest carries: the batch limit of the chat formats.
 pub(crate) const DIGEST_EVENTS: usize = 500;
@@ -44,12 +45,12 @@ enum Stage {
 
 impl Stage {
     fn of(event: &HealthEvent) -> Stage {
-        match event.event_type {
-            "incident_opened" => Stage::Opened,
-            "incident_escalated" => Stage::Escalated,
-            "incident_reminder" => Stage::Reminder,
-            "incident_resolved" => Stage::Resolved,
-            _ => Stage::Fact,
+        match event.change() {
+            Some(Change::Opened) => Stage::Opened,
+            Some(Change::Escalated) => Stage::Escalated,
+            Some(Change::Reminder) => Stage::Reminder,
+            Some(Change::Resolved) => Stage::Resolved,
+            None => Stage::Fact,
         }
     }
 }

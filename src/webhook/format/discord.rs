@@ -196,7 +196,7 @@ pub(crate) fn test_body(title: &str, line: &str, event: &HealthEvent) -> String 
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::{event, hostile, incident, probed};
+    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident, probed};
 
     #[test]
     fn outside_text_is_inert_in_a_discord_embed() {
@@ -227,12 +227,12 @@ mod tests {
         // (event, title, colour)
         let table = [
             (
-                incident("incident_opened", "crash_loop", "g-42"),
+                incident(Change::Opened, IncidentKind::CrashLoop, "g-42"),
                 "Crash loop: g-42",
                 0xD93025,
             ),
             (
-                incident("incident_resolved", "crash_loop", "g-42"),
+                incident(Change::Resolved, IncidentKind::CrashLoop, "g-42"),
                 "Resolved: g-42",
                 0x2EA043,
             ),
@@ -252,7 +252,7 @@ mod tests {
                 0xF9C700,
             ),
             (
-                incident("incident_reminder", "not_running", "g-42"),
+                incident(Change::Reminder, IncidentKind::NotRunning, "g-42"),
                 "Still not running: g-42",
                 0xD93025,
             ),
@@ -301,7 +301,7 @@ mod tests {
             .collect();
         assert_eq!(fields, want);
         assert_eq!(v["embeds"][0]["description"], "```\nprobe says no\n```");
-        let v = discord(&incident("incident_opened", "crash_loop", "g-42"));
+        let v = discord(&incident(Change::Opened, IncidentKind::CrashLoop, "g-42"));
         let fields = v["embeds"][0]["fields"].to_string();
         assert!(
             fields.contains(r#"{"inline":true,"name":"Restarts in window","value":"4"}"#),

@@ -124,20 +124,20 @@ impl NtfyMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::format::samples::{event, hostile, incident};
+    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident};
 
     #[test]
     fn the_ntfy_message_table() {
         // (event, title, priority, tags)
         let table = [
             (
-                incident("incident_opened", "crash_loop", "g-42"),
+                incident(Change::Opened, IncidentKind::CrashLoop, "g-42"),
                 "rtinspect: crash loop g-42",
                 5,
                 "rotating_light",
             ),
             (
-                incident("incident_reminder", "crash_loop", "g-42"),
+                incident(Change::Reminder, IncidentKind::CrashLoop, "g-42"),
                 "rtinspect: still a crash loop g-42",
                 4,
                 "rotating_light",
@@ -161,13 +161,13 @@ mod tests {
                 "warning",
             ),
             (
-                incident("incident_resolved", "unhealthy", "g-42"),
+                incident(Change::Resolved, IncidentKind::Unhealthy, "g-42"),
                 "rtinspect: resolved g-42",
                 2,
                 "white_check_mark",
             ),
             (
-                incident("incident_reminder", "unhealthy", "g-42"),
+                incident(Change::Reminder, IncidentKind::Unhealthy, "g-42"),
                 "rtinspect: still unhealthy g-42",
                 2,
                 "warning",

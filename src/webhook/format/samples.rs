@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use crate::event::HealthEvent;
+pub(crate) use crate::incident::{Change, Kind as IncidentKind};
 use crate::inspector::{Finding, Observation, Reason, StateDetails};
 
 pub(crate) fn event(
@@ -30,13 +31,13 @@ pub(crate) fn event(
     )
 }
 
-/// An incident's event: `kind`, changed as `event_type`, on `game`.
-pub(crate) fn incident(event_type: &'static str, kind: &str, game: &str) -> HealthEvent {
+/// An incident's event: `kind`, changed as `change`, on `game`.
+pub(crate) fn incident(change: Change, kind: IncidentKind, game: &str) -> HealthEvent {
     HealthEvent::for_incident(
-        event_type,
+        change,
         crate::event::IncidentFacts {
             incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind: kind.into(),
+            kind,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 4,
             oom: false,
@@ -84,6 +85,10 @@ pub(crate) fn hostile() -> Vec<HealthEvent> {
         ..StateDetails::default()
     }));
     all.push(e);
-    all.push(incident("incident_opened", "crash_loop", &long_game));
+    all.push(incident(
+        Change::Opened,
+        IncidentKind::CrashLoop,
+        &long_game,
+    ));
     all
 }

@@ -68,14 +68,14 @@ pub(crate) fn test_body(title: &str, line: &str) -> String {
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::event;
+    use crate::webhook::format::samples::{Change, IncidentKind, event};
 
     #[test]
     fn an_incident_line_says_what_changed_first() {
         let seen = crate::event::stopped_event("g-7");
         let facts = crate::event::IncidentFacts {
             incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind: "crash_loop".into(),
+            kind: IncidentKind::CrashLoop,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 4,
             oom: true,
@@ -88,20 +88,20 @@ mod tests {
             details: None,
         };
         let table = [
-            ("incident_opened", "rtinspect: [crash loop] 4 restarts"),
+            (Change::Opened, "rtinspect: [crash loop] 4 restarts"),
             (
-                "incident_escalated",
+                Change::Escalated,
                 "rtinspect: [now a crash loop] 4 restarts",
             ),
             (
-                "incident_reminder",
+                Change::Reminder,
                 "rtinspect: [still a crash loop] 4 restarts",
             ),
-            ("incident_resolved", "rtinspect: [resolved] 4 restarts"),
+            (Change::Resolved, "rtinspect: [resolved] 4 restarts"),
         ];
-        for (event_type, start) in table {
+        for (change, start) in table {
             let e = HealthEvent::for_incident(
-                event_type,
+                change,
                 facts.clone(),
                 "g-7".into(),
                 observation.clone(),

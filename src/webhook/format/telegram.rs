@@ -113,7 +113,7 @@ pub(crate) fn test_body(title: &str, line: &str, chat_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::format::samples::{event, hostile, incident};
+    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident};
 
     fn telegram(e: &HealthEvent, chat: &str) -> serde_json::Value {
         serde_json::from_str(&telegram_body(e, chat)).unwrap()
@@ -139,7 +139,10 @@ mod tests {
             telegram(&event("g", "exited", "", None), "@ops")["chat_id"],
             "@ops"
         );
-        let v = telegram(&incident("incident_resolved", "crash_loop", "g-42"), "1");
+        let v = telegram(
+            &incident(Change::Resolved, IncidentKind::CrashLoop, "g-42"),
+            "1",
+        );
         assert!(
             v["text"]
                 .as_str()

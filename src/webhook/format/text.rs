@@ -4,6 +4,7 @@
 //! format makes outside text inert in its own markup.
 
 use crate::event::HealthEvent;
+use crate::incident::{Change, Kind as IncidentKind};
 use crate::inspector::restart_under_way;
 use crate::text::cut_at_char_boundary;
 
@@ -44,17 +45,17 @@ pub(crate) fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
         };
         return (kind, what.to_owned(), false);
     };
-    let (kind, name, state) = match i.kind.as_str() {
-        "crash_loop" => (Kind::CrashLoop, "crash loop", "a crash loop"),
-        "not_running" => (Kind::NotRunning, "not running", "not running"),
-        "unhealthy" => (Kind::Unhealthy, "unhealthy", "unhealthy"),
-        _ => (Kind::Restarted, "restarted", "open (restarted)"),
+    let (kind, name, state) = match i.kind {
+        IncidentKind::CrashLoop => (Kind::CrashLoop, "crash loop", "a crash loop"),
+        IncidentKind::NotRunning => (Kind::NotRunning, "not running", "not running"),
+        IncidentKind::Unhealthy => (Kind::Unhealthy, "unhealthy", "unhealthy"),
+        IncidentKind::Restarted => (Kind::Restarted, "restarted", "open (restarted)"),
     };
-    match event.event_type {
-        "incident_resolved" => (Kind::Resolved, "resolved".to_owned(), false),
-        "incident_escalated" => (kind, format!("now {state}"), false),
-        "incident_reminder" => (kind, format!("still {state}"), true),
-        _ => (kind, name.to_owned(), false),
+    match event.change() {
+        Some(Change::Resolved) => (Kind::Resolved, "resolved".to_owned(), false),
+        Some(Change::Escalated) => (kind, format!("now {state}"), false),
+        Some(Change::Reminder) => (kind, format!("still {state}"), true),
+        Some(Change::Opened) | None => (kind, name.to_owned(), false),
     }
 }
 
@@ -199,7 +200,7 @@ pub(crate) fn test_words(host: &str) -> (String, &'static str) {
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::{event, incident};
+    use crate::webhook::format::samples::{Change, IncidentKind, event, incident};
     use crate::webhook::format::slack::slack_line;
 
     #[test]
@@ -247,25 +248,25 @@ mod tests {
                 false,
             ),
             (
-                incident("incident_opened", "crash_loop", "g"),
+                incident(Change::Opened, IncidentKind::CrashLoop, "g"),
                 CrashLoop,
                 "crash loop",
                 false,
             ),
             (
-                incident("incident_escalated", "crash_loop", "g"),
+                incident(Change::Escalated, IncidentKind::CrashLoop, "g"),
                 CrashLoop,
                 "now a crash loop",
                 false,
             ),
             (
-                incident("incident_reminder", "unhealthy", "g"),
+                incident(Change::Reminder, IncidentKind::Unhealthy, "g"),
                 Unhealthy,
                 "still unhealthy",
                 true,
             ),
             (
-                incident("incident_resolved", "not_running", "g"),
+                incident(Change::Resolved, IncidentKind::NotRunning, "g"),
                 Resolved,
                 "resolved",
                 false,

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::event::IncidentFacts;
+use crate::incident::{Change, Kind as IncidentKind};
 use crate::inspector::{Finding, Observation, Reason};
 use crate::webhook::format::discord::{digest_body as discord_body, discord_limits};
 use crate::webhook::format::ntfy::{
@@ -21,19 +22,19 @@ fn seen(status: &str, health: &str) -> Observation {
     }
 }
 
-/// An incident's event, `kind` changed as `event_type`, on `game`, `n`
+/// An incident's event, `kind` changed as `change`, on `game`, `n`
 /// seconds after the epoch.
-fn incident(event_type: &'static str, kind: &str, game: &str, n: u64) -> HealthEvent {
-    let status = if kind == "not_running" {
+fn incident(change: Change, kind: IncidentKind, game: &str, n: u64) -> HealthEvent {
+    let status = if kind == IncidentKind::NotRunning {
         "exited"
     } else {
         "running"
     };
     HealthEvent::for_incident(
-        event_type,
+        change,
         IncidentFacts {
             incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind: kind.into(),
+            kind,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 0,
             oom: false,
@@ -60,7 +61,7 @@ fn opened(games: impl IntoIterator<Item = String>) -> Vec<HealthEvent> {
     games
         .into_iter()
         .enumerate()
-        .map(|(n, g)| incident("incident_opened", "not_running", &g, n as u64))
+        .map(|(n, g)| incident(Change::Opened, IncidentKind::NotRunning, &g, n as u64))
         .collect()
 }
 
@@ -75,15 +76,15 @@ fn chars(v: &serde_json::Value) -> usize {
 #[test]
 fn a_digest_has_one_line_a_change_worst_first() {
     let events = vec![
-        incident("incident_opened", "not_running", "g-1", 1),
-        incident("incident_resolved", "unhealthy", "g-5", 2),
-        incident("incident_opened", "not_running", "g-2", 3),
-        incident("incident_opened", "crash_loop", "g-4", 4),
-        incident("incident_reminder", "unhealthy", "g-7", 5),
-        incident("incident_opened", "not_running", "g-3", 6),
+        incident(Change::Opened, IncidentKind::NotRunning, "g-1", 1),
+        incident(Change::Resolved, IncidentKind::Unhealthy, "g-5", 2),
+        incident(Change::Opened, IncidentKind::NotRunning, "g-2", 3),
+        incident(Change::Opened, IncidentKind::CrashLoop, "g-4", 4),
+        incident(Change::Reminder, IncidentKind::Unhealthy, "g-7", 5),
+        incident(Change::Opened, IncidentKind::NotRunning, "g-3", 6),
         fact("g-8", "exited"),
-        incident("incident_resolved", "crash_loop", "g-6", 7),
-        incident("incident_escalated", "crash_loop", "g-9", 8),
+        incident(Change::Resolved, IncidentKind::CrashLoop, "g-6", 7),
+        incident(Change::Escalated, IncidentKind::CrashLoop, "g-9", 8),
     ];
     let v = json(&slack_body(&Digest::of(&events), "host-7"));
     assert_eq!(
@@ -124,8 +125,18 @@ fn a_games_facts_of_several_ticks_name_it_once_and_count_every_fact() {
 #[test]
 fn each_chat_format_shapes_its_own_digest() {
     let mut events = opened(["g-1".to_owned(), "g-2".to_owned()]);
-    events.push(incident("incident_reminder", "crash_loop", "g-3", 9));
-    events.push(incident("incident_resolved", "crash_loop", "g-4", 5));
+    events.push(incident(
+        Change::Reminder,
+        IncidentKind::CrashLoop,
+        "g-3",
+        9,
+    ));
+    events.push(incident(
+        Change::Resolved,
+        IncidentKind::CrashLoop,
+        "g-4",
+        5,
+    ));
     let d = Digest::of(&events);
     let lines = "2 incidents opened (not running) on host-7: g-1, g-2\n\
                  1 incident still a crash loop on host-7: g-3\n\
@@ -158,8 +169,8 @@ fn each_chat_format_shapes_its_own_digest() {
         )
     );
     let resolved = [
-        incident("incident_resolved", "unhealthy", "g-1", 1),
-        incident("incident_resolved", "unhealthy", "g-2", 2),
+        incident(Change::Resolved, IncidentKind::Unhealthy, "g-1", 1),
+        incident(Change::Resolved, IncidentKind::Unhealthy, "g-2", 2),
     ];
     let m = ntfy_message(&Digest::of(&resolved), "host-7");
     assert_eq!((m.priority, m.tags), (2, "white_check_mark"));
@@ -321,7 +332,7 @@ fn hostile_game_ids_stay_inert_and_within_every_limit() {
     for game in hostile_games() {
         let events = [
             fact(&game, "exited"),
-            incident("incident_resolved", "unhealthy", &game, 1),
+            incident(Change::Resolved, IncidentKind::Unhealthy, &game, 1),
         ];
         checked(&events, "host-7");
     }
@@ -333,12 +344,17 @@ fn five_hundred_events_fit_every_limit_and_add_up() {
     // when escaped.
     let host = "h".repeat(64);
     let types = [
-        "incident_opened",
-        "incident_escalated",
-        "incident_reminder",
-        "incident_resolved",
+        Change::Opened,
+        Change::Escalated,
+        Change::Reminder,
+        Change::Resolved,
     ];
-    let kinds = ["crash_loop", "not_running", "unhealthy", "restarted"];
+    let kinds = [
+        IncidentKind::CrashLoop,
+        IncidentKind::NotRunning,
+        IncidentKind::Unhealthy,
+        IncidentKind::Restarted,
+    ];
     let hostile = hostile_games();
     let mut events = Vec::new();
     for n in 0..DIGEST_EVENTS {
