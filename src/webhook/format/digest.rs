@@ -11,7 +11,9 @@
 //! the digest in its own message, making every name inert as its single
 //! message does.
 
-use super::text::{Kind, cut_chars, flat, what_changed};
+use super::text::{Kind, cut_chars, inert, what_changed};
+use std::collections::HashMap;
+
 use crate::event::HealthEvent;
 use crate::incident::Change;
 
@@ -62,20 +64,25 @@ struct Group<'a> {
     kind: Kind,
     /// What changed, as [`what_changed`] says it.
     what: String,
-    /// Its events' games, each once, in the order of the batch.
-    games: Vec<&'a str>,
+    /// Its events' games, each once, in the order of the batch, each with
+    /// its latest event of the group.
+    games: Vec<(&'a str, &'a HealthEvent)>,
     /// How many events it holds: a game's facts of several ticks are several.
     events: usize,
+    /// Whether it tells the latest change of games named on an earlier line.
+    then: bool,
 }
 
 impl Group<'_> {
     /// What the line says before the names: `40 incidents opened (not
     /// running)`, `3 incidents resolved`, `2 games unhealthy`, `2 games
-    /// unhealthy (10 facts)` when their facts of several ticks wait together.
+    /// unhealthy (10 facts)` when their facts of several ticks wait together;
+    /// `then 1 incident opened (not running)` for what came after a change
+    /// of the same game listed above.
     fn heading(&self) -> String {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
         let n = self.events;
-        match self.stage {
+        let heading = match self.stage {
             Stage::Fact => {
                 let games = self.games.len();
                 let mut heading = format!("{games} game{} {}", plural(games), self.what);
@@ -86,8 +93,72 @@ impl Group<'_> {
             }
             Stage::Opened => format!("{n} incident{} opened ({})", plural(n), self.what),
             _ => format!("{n} incident{} {}", plural(n), self.what),
+        };
+        if self.then {
+            format!("then {heading}")
+        } else {
+            heading
         }
     }
+}
+
+/// What a digest says of a game beside its name: the restarts in the
+/// crash-loop window and the OOM killer, as the single message says them
+/// (`4 restarts, OOM`); empty when there is neither.
+fn note(event: &HealthEvent) -> String {
+    let (restarts, oom) = match event.incident.as_deref() {
+        Some(i) => (i.restarts_in_window, i.oom),
+        None => (
+            0,
+            event.details.as_deref().and_then(|x| x.oom_killed) == Some(true),
+        ),
+    };
+    let mut parts = Vec::new();
+    match restarts {
+        0 => {}
+        1 => parts.push("1 restart".to_owned()),
+        n => parts.push(format!("{n} restarts")),
+    }
+    if oom {
+        parts.push("OOM".to_owned());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// `events` grouped by what changed, worst first; `then` marks the groups.
+fn grouped<'a>(events: impl Iterator<Item = &'a HealthEvent>, then: bool) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    for event in events {
+        let (kind, what, _) = what_changed(event);
+        let stage = Stage::of(event);
+        match groups
+            .iter_mut()
+            .find(|g| g.stage == stage && g.kind == kind && g.what == what)
+        {
+            Some(g) => {
+                g.events += 1;
+                match g.games.iter_mut().find(|(game, _)| *game == event.game_id) {
+                    Some(named) => named.1 = event,
+                    None => g.games.push((&event.game_id, event)),
+                }
+            }
+            None => groups.push(Group {
+                stage,
+                kind,
+                what,
+                games: vec![(&event.game_id, event)],
+                events: 1,
+                then,
+            }),
+        }
+    }
+    // Stable: the same change in other words keeps the order of the batch.
+    groups.sort_by_key(|g| (g.stage, g.kind));
+    groups
 }
 
 /// A batch of events, grouped by what changed, worst first.
@@ -98,32 +169,49 @@ pub(crate) struct Digest<'a> {
 }
 
 impl<'a> Digest<'a> {
-    /// The digest of `events`.
+    /// The digest of `events`: one line a change, worst first, and the
+    /// last line that names a game tells its latest change. A game whose
+    /// latest change would be listed above an earlier one (resolved, then
+    /// down again, within one gathering) has it on a `then` line after
+    /// every other.
     pub(crate) fn of(events: &'a [HealthEvent]) -> Digest<'a> {
-        let mut groups: Vec<Group<'a>> = Vec::new();
-        for event in events {
+        let mut latest: HashMap<&str, usize> = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            latest.insert(&event.game_id, i);
+        }
+        let groups = grouped(events.iter(), false);
+        // The line of each event, and the last line naming each game.
+        let line_of = |event: &HealthEvent| {
             let (kind, what, _) = what_changed(event);
             let stage = Stage::of(event);
-            match groups
-                .iter_mut()
-                .find(|g| g.stage == stage && g.kind == kind)
-            {
-                Some(g) => {
-                    g.events += 1;
-                    if !g.games.contains(&event.game_id.as_str()) {
-                        g.games.push(&event.game_id);
-                    }
-                }
-                None => groups.push(Group {
-                    stage,
-                    kind,
-                    what,
-                    games: vec![&event.game_id],
-                    events: 1,
-                }),
-            }
+            groups
+                .iter()
+                .position(|g| g.stage == stage && g.kind == kind && g.what == what)
+                .unwrap_or(0)
+        };
+        let mut last_line: HashMap<&str, usize> = HashMap::new();
+        for event in events {
+            let line = line_of(event);
+            let last = last_line.entry(&event.game_id).or_insert(line);
+            *last = (*last).max(line);
         }
-        groups.sort_by_key(|g| (g.stage, g.kind));
+        let moved: Vec<usize> = latest
+            .iter()
+            .filter(|(game, i)| line_of(&events[**i]) < last_line[*game])
+            .map(|(_, i)| *i)
+            .collect();
+        if moved.is_empty() {
+            return Digest { events, groups };
+        }
+        let stays = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !moved.contains(i))
+            .map(|(_, e)| e);
+        let mut groups = grouped(stays, false);
+        let mut moved = moved;
+        moved.sort_unstable();
+        groups.extend(grouped(moved.iter().map(|i| &events[*i]), true));
         Digest { events, groups }
     }
 
@@ -205,8 +293,9 @@ impl<'a> Digest<'a> {
             }
             out.push_str(&heading);
             let mut named = 0;
-            for game in group.games.iter().take(NAMED_PER_LINE) {
-                let shown = name(&cut_chars(&flat(game), NAME_CHARS));
+            for (game, event) in group.games.iter().take(NAMED_PER_LINE) {
+                let mut shown = name(&cut_chars(&inert(game), NAME_CHARS));
+                shown.push_str(&note(event));
                 // ": " before the first, ", " before the others.
                 if shown.len() + 2 > room {
                     break;

@@ -3,7 +3,7 @@
 //! digest as lines of plain text, within ntfy's message size.
 
 use super::digest::Digest;
-use super::text::{Kind, flat, readable_line, what_changed};
+use super::text::{Kind, readable_line, what_changed};
 use crate::event::HealthEvent;
 
 /// The longest ntfy body: a message over 4,096 bytes is kept as an
@@ -40,7 +40,7 @@ pub(crate) fn ntfy_message(event: &HealthEvent) -> NtfyMessage {
         title,
         priority,
         tags,
-        body: readable_line(event, flat),
+        body: readable_line(event, str::to_owned),
     }
 }
 

@@ -24,11 +24,11 @@ pub(crate) fn slack_body(event: &HealthEvent) -> String {
 /// pings no one, a zero-width space after `@` so that Discord's `@everyone`
 /// does not either, backticks taken out of code spans, all on one line.
 pub(crate) fn slack_line(event: &HealthEvent) -> String {
-    readable_line(event, inert)
+    readable_line(event, slack_escape)
 }
 
-/// Text that cannot address anyone or break out of Slack's markup.
-pub(crate) fn inert(text: &str) -> String {
+/// Inert text that cannot address anyone or break out of Slack's markup.
+pub(crate) fn slack_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -46,13 +46,13 @@ pub(crate) fn inert(text: &str) -> String {
 /// A game as the slack format names it: inert, in a code span (a backtick
 /// in it a quote), as the single line does.
 fn slack_name(game: &str) -> String {
-    format!("`{}`", inert(game).replace('`', "'"))
+    format!("`{}`", slack_escape(game).replace('`', "'"))
 }
 
 /// The `{"text": …}` body of a digest in the slack format: the summary,
 /// then one line a group, at most [`SLACK_TEXT_CHARS`].
 pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
-    let host = inert(host);
+    let host = slack_escape(host);
     let mut text = format!("rtinspect: {}\n", digest.summary(&host));
     let budget = SLACK_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&digest.lines(&host, slack_name, budget));

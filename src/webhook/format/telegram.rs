@@ -4,7 +4,7 @@
 //! the same HTML, its summary in bold.
 
 use super::digest::Digest;
-use super::text::{flat, readable_line};
+use super::text::readable_line;
 use crate::event::HealthEvent;
 
 /// The longest Telegram message text, in characters after its entities
@@ -18,7 +18,7 @@ pub(crate) const TELEGRAM_TEXT_CHARS: usize = 4096;
 pub(crate) fn telegram_body(event: &HealthEvent, chat_id: &str) -> String {
     serde_json::json!({
         "chat_id": telegram_chat(chat_id),
-        "text": telegram_text(&readable_line(event, flat)),
+        "text": telegram_text(&readable_line(event, str::to_owned)),
         "parse_mode": "HTML",
         "disable_web_page_preview": true,
     })

@@ -54,6 +54,15 @@ pub(crate) fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
     match event.change() {
         Some(Change::Resolved) => (Kind::Resolved, "resolved".to_owned(), false),
         Some(Change::Escalated) => (kind, format!("now {state}"), false),
+        // A crash loop whose restart policy gave up is down, no longer
+        // restarting: the reminder says how it stands now.
+        Some(Change::Reminder)
+            if i.kind == IncidentKind::CrashLoop
+                && event.state != "running"
+                && !restart_under_way(&event.state) =>
+        {
+            (kind, "down after a crash loop".to_owned(), true)
+        }
         Some(Change::Reminder) => (kind, format!("still {state}"), true),
         Some(Change::Opened) | None => (kind, name.to_owned(), false),
     }
@@ -72,13 +81,18 @@ pub(crate) fn cut_chars(text: &str, max: usize) -> String {
     cut
 }
 
-/// `text` on one line: control characters, line and paragraph separators
-/// and the invisible formatting characters (a right-to-left override
-/// turns a name around) as spaces, trimmed.
-pub(crate) fn flat(text: &str) -> String {
+/// Text from outside (a game id, Docker's error, a probe's output) as every
+/// format takes it, before its own escaping: on one line, control
+/// characters and line and paragraph separators as spaces, and the
+/// characters that change how text reads without showing themselves (bidi
+/// controls such as a right-to-left override, which turns a name around;
+/// zero-width characters, which hide a word's true spelling) removed;
+/// trimmed.
+pub(crate) fn inert(text: &str) -> String {
     text.chars()
+        .filter(|c| !is_invisible(*c))
         .map(|c| {
-            if c.is_control() || is_invisible(c) {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
                 ' '
             } else {
                 c
@@ -89,16 +103,19 @@ pub(crate) fn flat(text: &str) -> String {
         .to_owned()
 }
 
-/// Unicode's line and paragraph separators and the format characters that
-/// change how text reads without showing themselves.
-pub(crate) fn is_invisible(c: char) -> bool {
+/// The format characters that change how text reads without showing
+/// themselves: the zero-width ones, the bidi marks, embeddings, overrides
+/// and isolates (Unicode's `Bidi_Control`), and the byte order mark.
+fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// The readable line, every text from outside passed through `text`.
-pub(crate) fn readable_line(event: &HealthEvent, text: fn(&str) -> String) -> String {
+/// The readable line, every text from outside made [`inert`], then passed
+/// through the format's `escape`.
+pub(crate) fn readable_line(event: &HealthEvent, escape: fn(&str) -> String) -> String {
+    let text = |t: &str| escape(&inert(t));
     let x = event.details.as_deref();
     let mut state = event.state.clone();
     let exit = x
@@ -202,6 +219,69 @@ mod tests {
     use crate::inspector::StateDetails;
     use crate::webhook::format::samples::{Change, IncidentKind, event, incident};
     use crate::webhook::format::slack::slack_line;
+
+    /// Characters that turn a name around, break its line or hide part of
+    /// it, one of each kind.
+    const HIDDEN: [char; 9] = [
+        '\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}', '\u{2028}', '\u{2029}', '\u{200B}',
+        '\u{2060}', '\u{FEFF}',
+    ];
+
+    #[test]
+    fn every_format_removes_bidi_controls_separators_and_zero_width_characters() {
+        use crate::webhook::format::{discord, ntfy, telegram};
+        let game: String = HIDDEN.iter().map(|c| format!("g{c}")).collect();
+        let mut e = event(&game, "exited", "", None);
+        e.details = Some(Box::new(StateDetails {
+            error: Some(format!("err{}or", '\u{202E}')),
+            exit_code: Some(1),
+            ..StateDetails::default()
+        }));
+        let bodies = [
+            ("slack", slack_line(&e)),
+            ("discord", discord::discord_body(&e)),
+            ("ntfy", ntfy::ntfy_message(&e).body),
+            ("telegram", telegram::telegram_body(&e, "1")),
+        ];
+        for (format, body) in bodies {
+            // A JSON body may escape them: read it back first.
+            let text = match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(v) => v.to_string(),
+                Err(_) => body.clone(),
+            };
+            let found: Vec<char> = HIDDEN
+                .iter()
+                .copied()
+                .filter(|c| text.contains(*c))
+                .collect();
+            assert!(found.is_empty(), "{format}: {found:?} in {body:?}");
+            // Removed, not left as spaces within the name; separators break nothing.
+            assert!(text.contains("ggggg"), "{format}: {text}");
+        }
+        assert_eq!(inert("a\u{202E}b\u{2028}c\u{200B}d\n"), "ab cd");
+    }
+
+    #[test]
+    fn a_crash_loops_reminder_says_it_is_down_once_the_restart_policy_gave_up() {
+        let reminder = |state: &str| {
+            let mut e = incident(Change::Reminder, IncidentKind::CrashLoop, "g");
+            e.state = state.into();
+            what_changed(&e)
+        };
+        let down = (Kind::CrashLoop, "down after a crash loop".to_owned(), true);
+        let still = (Kind::CrashLoop, "still a crash loop".to_owned(), true);
+        assert_eq!(reminder("exited"), down);
+        assert_eq!(reminder("dead"), down);
+        assert_eq!(reminder("restarting"), still);
+        assert_eq!(reminder("running"), still);
+        let mut e = incident(Change::Reminder, IncidentKind::CrashLoop, "g-7");
+        e.state = "exited".into();
+        let line = slack_line(&e);
+        assert!(
+            line.starts_with("rtinspect: [down after a crash loop] "),
+            "{line}"
+        );
+    }
 
     #[test]
     fn long_texts_are_cut_with_an_ellipsis_on_one_line() {

@@ -113,6 +113,76 @@ fn a_line_names_ten_games_and_counts_the_rest() {
 }
 
 #[test]
+fn the_last_line_naming_a_game_tells_its_latest_change() {
+    let events = vec![
+        // Resolved, then down again within one gathering.
+        incident(Change::Resolved, IncidentKind::Unhealthy, "g-x", 1),
+        incident(Change::Opened, IncidentKind::NotRunning, "g-x", 2),
+        // Reminded of, then worse.
+        incident(Change::Reminder, IncidentKind::Unhealthy, "g-y", 3),
+        incident(Change::Escalated, IncidentKind::NotRunning, "g-y", 4),
+        incident(Change::Opened, IncidentKind::NotRunning, "g-z", 5),
+    ];
+    let m = ntfy_message(&Digest::of(&events), "host-7");
+    assert_eq!(
+        m.body,
+        "1 incident opened (not running) on host-7: g-z\n\
+         1 incident still unhealthy on host-7: g-y\n\
+         1 incident resolved on host-7: g-x\n\
+         then 1 incident opened (not running) on host-7: g-x\n\
+         then 1 incident now not running on host-7: g-y"
+    );
+    assert_eq!(m.title, "rtinspect: 5 incidents on host-7");
+    // Whatever the order of a batch, in every format.
+    for (format, lines) in checked(&events, "host-7") {
+        for (game, latest) in [
+            ("g-x", "opened"),
+            ("g-y", "now not running"),
+            ("g-z", "opened"),
+        ] {
+            let last = lines.lines().rfind(|l| l.contains(game)).unwrap();
+            assert!(last.contains(latest), "{format}: {game}: {lines}");
+        }
+    }
+}
+
+#[test]
+fn a_digest_keeps_oom_and_restart_counts_for_the_games_it_names() {
+    let mut loop_ = incident(Change::Escalated, IncidentKind::CrashLoop, "g-4", 1);
+    let mut facts = IncidentFacts::clone(loop_.incident.as_deref().unwrap());
+    facts.restarts_in_window = 4;
+    facts.oom = true;
+    loop_ = HealthEvent::for_incident(
+        Change::Escalated,
+        facts,
+        "g-4".into(),
+        seen("restarting", ""),
+        SystemTime::UNIX_EPOCH,
+    );
+    let mut killed = fact("g-5", "exited");
+    killed.details = Some(Box::new(crate::inspector::StateDetails {
+        oom_killed: Some(true),
+        exit_code: Some(137),
+        ..Default::default()
+    }));
+    let events = [loop_, killed, fact("g-6", "exited")];
+    let m = ntfy_message(&Digest::of(&events), "host-7");
+    assert_eq!(
+        m.body,
+        "1 incident now a crash loop on host-7: g-4 (4 restarts, OOM)\n\
+         2 games not running on host-7: g-5 (OOM), g-6"
+    );
+    let v = json(&slack_body(&Digest::of(&events), "host-7"));
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("`g-4` (4 restarts, OOM)"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_games_facts_of_several_ticks_name_it_once_and_count_every_fact() {
     let events: Vec<HealthEvent> = (0..5)
         .flat_map(|_| [fact("g-1", "exited"), fact("g-2", "exited")])
