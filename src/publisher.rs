@@ -464,6 +464,7 @@ fn deliver(
         loop {
             match sink.publish_batch(&batch) {
                 Ok(()) => {
+                    counters.delivered(Instant::now());
                     for event in &batch {
                         counters.published(event.event_type);
                         if let Some(prompt) = &event.prompt {
@@ -479,6 +480,7 @@ fn deliver(
                 }
                 Err(SinkError::Refused(why)) => {
                     // The sink answered, so it is not down; these events are bad.
+                    counters.refused(batch.len(), &why, Instant::now());
                     rejects.set_aside(&batch, &why, telemetry);
                     backoff.reset();
                     break;
@@ -486,6 +488,7 @@ fn deliver(
                 Err(e @ (SinkError::Unavailable(_) | SinkError::UnavailableFor(..))) => {
                     counters.publish_failures.fetch_add(1, Relaxed);
                     let now = Instant::now();
+                    counters.failed(&e, now);
                     failing_since.get_or_insert(now);
                     // The longer of the sink's wait and the backoff: never
                     // sooner than the sink asked, never faster than the

@@ -9,6 +9,8 @@
 //! reads.
 
 use crate::docker::events::ACTIONS;
+use crate::incident::{Change, Kind};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -46,6 +48,80 @@ pub struct Telemetry {
     pub rejected_dropped: AtomicU64,
     /// Each sink's delivery, in the order the sinks were given.
     pub sinks: Vec<SinkCounters>,
+    /// Incidents' changes, whatever the sinks: `[kind][change]`, indexed as
+    /// [`INCIDENT_KINDS`] and [`INCIDENT_CHANGES`].
+    incidents: [[AtomicU64; INCIDENT_CHANGES.len()]; INCIDENT_KINDS.len()],
+}
+
+/// The `kind` labels of `rtinspect_incidents_total`, in the order of the
+/// counter.
+pub const INCIDENT_KINDS: [Kind; 4] = [
+    Kind::Restarted,
+    Kind::Unhealthy,
+    Kind::NotRunning,
+    Kind::CrashLoop,
+];
+
+/// The `change` labels of `rtinspect_incidents_total`, in the order of
+/// the counter.
+pub const INCIDENT_CHANGES: [(Change, &str); 4] = [
+    (Change::Opened, "opened"),
+    (Change::Escalated, "escalated"),
+    (Change::Reminder, "reminder"),
+    (Change::Resolved, "resolved"),
+];
+
+/// How far back `/healthz` looks at a sink's deliveries: a sink that
+/// refused every event it was given over this span (at least
+/// [`REFUSALS_FOR_TROUBLE`]), or failed to deliver for all of it, is
+/// unhealthy.
+pub const SINK_TROUBLE_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// The fewest refused events that make a sink refusing everything.
+pub const REFUSALS_FOR_TROUBLE: usize = 3;
+
+/// How a sink's deliveries went lately, on the monotonic clock.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deliveries {
+    /// When the sink last accepted events.
+    last_accepted: Option<Instant>,
+    /// When each of its last [`REFUSALS_FOR_TROUBLE`] refused events was
+    /// refused, the newest last.
+    refused: VecDeque<Instant>,
+    /// Why the last refusal, as the sink said it.
+    last_refusal: String,
+    /// The first failed attempt since the last acceptance, and the last
+    /// failure's words.
+    failing: Option<(Instant, String)>,
+}
+
+impl Deliveries {
+    /// What is wrong with the sink's deliveries at `now`, in words, if
+    /// anything: it refused every event it was given over the last
+    /// [`SINK_TROUBLE_AFTER`] (at least [`REFUSALS_FOR_TROUBLE`]), or failed
+    /// to deliver for that long.
+    pub fn trouble(&self, now: Instant) -> Option<String> {
+        let within = |at: Instant| now.saturating_duration_since(at) <= SINK_TROUBLE_AFTER;
+        let minutes = SINK_TROUBLE_AFTER.as_secs() / 60;
+        if let Some((since, why)) = &self.failing
+            && !within(*since)
+        {
+            return Some(format!(
+                "has failed to deliver for {:.0}s (over {minutes} minutes): {why}",
+                now.saturating_duration_since(*since).as_secs_f64()
+            ));
+        }
+        let refused_all = self.refused.len() >= REFUSALS_FOR_TROUBLE
+            && self.refused.iter().all(|at| within(*at))
+            && !self.last_accepted.is_some_and(within);
+        refused_all.then(|| {
+            format!(
+                "has refused every event it was given over the last {minutes} minutes \
+                 (at least {REFUSALS_FOR_TROUBLE}, none accepted): {}",
+                self.last_refusal
+            )
+        })
+    }
 }
 
 /// The counters of one sink's delivery, labelled with its name.
@@ -65,6 +141,8 @@ pub struct SinkCounters {
     pub events_rejected: AtomicU64,
     /// From a Docker event's time to the sink accepting the health event it led to.
     pub detection_latency: Histogram,
+    /// How its deliveries went lately: what `/healthz` reads.
+    deliveries: Mutex<Deliveries>,
 }
 
 impl SinkCounters {
@@ -78,6 +156,42 @@ impl SinkCounters {
         {
             self.events_published[i].fetch_add(1, Relaxed);
         }
+    }
+}
+
+impl SinkCounters {
+    /// The sink accepted events at `now`: a failure streak ends.
+    pub fn delivered(&self, now: Instant) {
+        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        d.last_accepted = Some(now);
+        d.failing = None;
+    }
+
+    /// The sink refused `events` events at `now`, for `why`.
+    pub fn refused(&self, events: usize, why: &dyn std::fmt::Display, now: Instant) {
+        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..events.min(REFUSALS_FOR_TROUBLE) {
+            if d.refused.len() == REFUSALS_FOR_TROUBLE {
+                d.refused.pop_front();
+            }
+            d.refused.push_back(now);
+        }
+        d.last_refusal = why.to_string();
+    }
+
+    /// An attempt to deliver failed at `now` (the sink is down), for `why`.
+    pub fn failed(&self, why: &dyn std::fmt::Display, now: Instant) {
+        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        let since = d.failing.as_ref().map_or(now, |(since, _)| *since);
+        d.failing = Some((since, why.to_string()));
+    }
+
+    /// How its deliveries went lately.
+    pub fn deliveries(&self) -> Deliveries {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -307,6 +421,25 @@ impl Telemetry {
     pub fn inspect_error(&self, kind: &str) {
         if let Some(i) = INSPECT_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.inspect_errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts an incident's `change` of `kind`, whatever the sinks.
+    pub fn incident(&self, kind: Kind, change: Change) {
+        let k = INCIDENT_KINDS.iter().position(|k| *k == kind);
+        let c = INCIDENT_CHANGES.iter().position(|(c, _)| *c == change);
+        if let (Some(k), Some(c)) = (k, c) {
+            self.incidents[k][c].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The count of incidents' `change` of `kind`.
+    pub fn incidents_of(&self, kind: Kind, change: Change) -> u64 {
+        let k = INCIDENT_KINDS.iter().position(|k| *k == kind);
+        let c = INCIDENT_CHANGES.iter().position(|(c, _)| *c == change);
+        match (k, c) {
+            (Some(k), Some(c)) => self.incidents[k][c].load(Relaxed),
+            _ => 0,
         }
     }
 

@@ -196,6 +196,10 @@ impl Worker {
             }
             Action::Incident(event) => {
                 if let Some(i) = event.incident.as_deref() {
+                    // Counted whatever the sinks, and whichever take it.
+                    if let Some(change) = event.change() {
+                        self.telemetry.incident(i.kind, change);
+                    }
                     log::info!(game_id = event.game_id.as_str(),
                         container_id = event.container_id.as_str(),
                         event_type = event.event_type, incident_id = i.incident_id.as_str();
