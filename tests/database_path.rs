@@ -4,7 +4,12 @@
 //! queue full while the server refuses writes, a primary that turned
 //! read-only, `migrate` run by several hosts at once.
 
-use crate::util::{FakeEngine, Reply, TestSchema, bin, hex_id, live_pg};
+use std::time::Duration;
+
+use crate::util::{
+    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TestSchema, bin, hex_id, inspect_body,
+    live_pg, wait_until,
+};
 
 /// An inspect body of an exited container `id` whose `State.Error` and last
 /// probe output hold `text` (JSON-escaped already).
@@ -102,4 +107,154 @@ fn concurrent_migrates_on_a_fresh_database_all_succeed() {
             .sum::<usize>();
         assert_eq!(created, 4, "round {round}: two tables and two indexes");
     }
+}
+
+/// `(host, port)` of a cluster's socket URL (`host=DIR port=P …`).
+fn host_and_port(url: &str) -> (String, String) {
+    let value = |key: &str| {
+        url.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .unwrap()
+            .to_owned()
+    };
+    (value("host="), value("port="))
+}
+
+/// Sets a cluster's `default_transaction_read_only` and reloads it: how a
+/// failover fences the old primary (and here, how the other stands in for a
+/// standby until it is promoted). Sessions already open take it too.
+fn set_read_only(url: &str, read_only: bool) {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let setting = if read_only {
+        "ALTER SYSTEM SET default_transaction_read_only = on"
+    } else {
+        "ALTER SYSTEM RESET default_transaction_read_only"
+    };
+    c.batch_execute(setting).unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The reload is a signal: wait until a new session sees it.
+    let want = if read_only { "on" } else { "off" };
+    wait_until(Duration::from_secs(30), "the reload", || {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let row = c
+            .query_one("SHOW default_transaction_read_only", &[])
+            .unwrap();
+        row.get::<_, String>(0) == want
+    });
+}
+
+/// The events `tick: N records, M events` lines of a debug log say were emitted.
+fn emitted(stderr: &StderrLines) -> u64 {
+    stderr
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            let rest = &l[l.find("tick: ")? + 6..];
+            let (_, rest) = rest.split_once(" records, ")?;
+            rest.split(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Every event id stored in `schema`'s events table through `url`, by game.
+fn stored(url: &str, events: &str) -> Vec<(String, String)> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.query(
+        &format!("SELECT event_id::text, game_id FROM {events} ORDER BY occurred_at"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// A fake engine that finds every container exited: each tick emits one
+/// event per record.
+fn all_exited() -> FakeEngine {
+    FakeEngine::start(|path| {
+        let n = if path.contains("game-later") { 2 } else { 1 };
+        Reply::Json(200, inspect_body(&hex_id(n), 0, "exited", None))
+    })
+}
+
+#[test]
+fn a_primary_turned_read_only_is_left_for_the_one_that_takes_writes() {
+    let (Some(primary), Some(standby)) = (PgCluster::start(), PgCluster::start()) else {
+        return;
+    };
+    let (primary_url, standby_url) = (primary.url(), standby.url());
+    let mut schema = TestSchema::new(&primary_url, "failover");
+    schema.migrate();
+    schema.insert_record("g-stopped", "running", "game-stopped");
+    // The standby's copy of the schema, with one more record: the records
+    // reader must follow the failover too, not only the sink.
+    let mut copy = TestSchema::new(&standby_url, "failover");
+    copy.migrate();
+    copy.insert_record("g-stopped", "running", "game-stopped");
+    copy.insert_record("g-later", "running", "game-later");
+    set_read_only(&standby_url, true);
+
+    let (a, b) = (host_and_port(&primary_url), host_and_port(&standby_url));
+    let url = format!(
+        "host={},{} port={},{} user=postgres dbname=postgres target_session_attrs=read-write",
+        a.0, b.0, a.1, b.1
+    );
+    let engine = all_exited();
+    let mut cmd = bin();
+    cmd.arg("run")
+        .args([
+            "--database-url",
+            &url,
+            "--records-table",
+            &schema.records(),
+            "--events-table",
+            &schema.events(),
+            "--notify-channel",
+            &schema.channel(),
+            "--interval",
+            "200ms",
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .env("RUST_LOG", "rtinspect=debug");
+    let (daemon, _out, stderr) = Daemon::watched(&mut cmd);
+    let events = schema.events();
+    wait_until(Duration::from_secs(30), "rows on the primary", || {
+        stored(&primary_url, &events).len() >= 3
+    });
+
+    // The failover: the primary fenced read-only, the standby promoted.
+    set_read_only(&primary_url, true);
+    set_read_only(&standby_url, false);
+    let promoted = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "both games' rows on the new primary",
+        || {
+            let rows = stored(&standby_url, &events);
+            rows.iter().filter(|r| r.1 == "g-later").count() >= 2
+                && rows.iter().filter(|r| r.1 == "g-stopped").count() >= 2
+        },
+    );
+    let took = promoted.elapsed();
+    let status = daemon.terminate();
+    assert!(status.success(), "{}", stderr.text());
+
+    let (old, new) = (stored(&primary_url, &events), stored(&standby_url, &events));
+    let mut ids: Vec<&str> = old.iter().chain(&new).map(|r| r.0.as_str()).collect();
+    let rows = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), rows, "an event stored twice");
+    assert_eq!(rows as u64, emitted(&stderr), "{}", stderr.text());
+    assert!(
+        old.iter().all(|r| r.1 == "g-stopped"),
+        "the old primary never had g-later's record"
+    );
+    eprintln!(
+        "{} rows on the old primary, {} on the new one; both games there {took:?} after the promotion",
+        old.len(),
+        new.len()
+    );
 }

@@ -56,6 +56,13 @@ impl Connector {
     pub fn connect(&self) -> Result<Client, PgError> {
         connect(&self.db, &self.tls)
     }
+
+    /// Whether the URL asks for a server that takes writes
+    /// (`target_session_attrs=read-write`), which a kept connection must
+    /// then go on finding: a primary fenced read-only in a failover is left.
+    pub(super) fn wants_read_write(&self) -> bool {
+        self.db.config.get_target_session_attrs() == postgres::config::TargetSessionAttrs::ReadWrite
+    }
 }
 
 /// Opens a connection with a connect timeout, TCP keepalives and a TCP user

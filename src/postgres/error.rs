@@ -17,6 +17,25 @@ pub(super) const UNDEFINED_COLUMN: &str = "42703";
 /// the text host id gives ("operator does not exist: integer = text").
 pub(super) const UNDEFINED_FUNCTION: &str = "42883";
 
+/// SQLSTATE read_only_sql_transaction: a write to a server that takes none
+/// (a standby, a primary fenced with `default_transaction_read_only` in a
+/// failover).
+pub(super) const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// Whether a server error with this SQLSTATE means the connection's server
+/// is the wrong one to keep: it will not take writes (25006), it is shutting
+/// down or crashed (57P01 admin_shutdown, 57P02 crash_shutdown), or it is
+/// starting or stopping (57P03 cannot_connect_now); or the connection itself
+/// failed (class 08, connection exception). Kept, such a connection fails
+/// every retry on the same server for ever, while a new one, through the
+/// URL's hosts, reaches the server that took over.
+pub(super) fn leaves_the_server(sqlstate: &str) -> bool {
+    matches!(
+        sqlstate,
+        READ_ONLY_SQL_TRANSACTION | "57P01" | "57P02" | "57P03"
+    ) || sqlstate.starts_with("08")
+}
+
 /// A PostgreSQL failure, described for an operator.
 #[derive(Debug)]
 pub struct PgError {
@@ -24,7 +43,11 @@ pub struct PgError {
     pub step: String,
     /// The server's or the driver's words.
     pub detail: String,
-    /// Whether the connection is unusable afterwards.
+    /// Whether the connection must be given up: it is unusable afterwards,
+    /// or its server will not take writes or is going away
+    /// ([`leaves_the_server`]). The next call connects again, through the
+    /// URL's hosts in order, so that `target_session_attrs=read-write` finds
+    /// the server that takes writes now.
     pub connection_lost: bool,
     /// The server's SQLSTATE, when the server answered with an error.
     pub sqlstate: Option<String>,
@@ -46,12 +69,30 @@ impl std::error::Error for PgError {
 
 impl PgError {
     pub(super) fn new(step: impl Into<String>, e: postgres::Error) -> PgError {
+        let sqlstate = e.as_db_error().map(|db| db.code().code().to_owned());
         PgError {
             step: step.into(),
             detail: describe(&e),
-            connection_lost: e.is_closed() || e.as_db_error().is_none(),
-            sqlstate: e.as_db_error().map(|db| db.code().code().to_owned()),
+            connection_lost: e.is_closed()
+                || e.as_db_error().is_none()
+                || sqlstate.as_deref().is_some_and(leaves_the_server),
+            sqlstate,
             source: Some(e),
+        }
+    }
+
+    /// The server this connection reached will not take writes now (the
+    /// `target_session_attrs=read-write` a fresh connection would ask for
+    /// no longer holds): the connection is given up like a lost one.
+    pub(super) fn read_only_server(step: impl Into<String>) -> PgError {
+        PgError {
+            step: step.into(),
+            detail: "the server no longer takes writes (target_session_attrs=read-write): \
+                     connecting again through the URL's hosts"
+                .into(),
+            connection_lost: true,
+            sqlstate: Some(READ_ONLY_SQL_TRANSACTION.into()),
+            source: None,
         }
     }
 
@@ -115,4 +156,23 @@ pub fn describe(e: &postgres::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_takes_no_writes_or_is_going_away_is_left() {
+        for code in [
+            "25006", "57P01", "57P02", "57P03", "08000", "08006", "08P01",
+        ] {
+            assert!(leaves_the_server(code), "{code}");
+        }
+        // A refused value, a trigger's RAISE, a lock or statement timeout,
+        // a missing privilege: the server is the right one.
+        for code in ["22P05", "23514", "P0001", "55P03", "57014", "42501"] {
+            assert!(!leaves_the_server(code), "{code}");
+        }
+    }
 }

@@ -73,14 +73,38 @@ impl PgRecords {
         }
     }
 
+    /// Reads the records; a kept connection whose server is to be left (it
+    /// went away, or no longer takes writes when the URL asks for one that
+    /// does) is given up and the read done once more on a new connection,
+    /// so that a failover costs no tick.
     fn read(&mut self) -> Result<Vec<RuntimeRecord>, PgError> {
+        let kept = self.client.as_ref().is_some_and(|c| !c.is_closed());
+        match self.read_once() {
+            Err(e) if kept && e.connection_lost => {
+                log::info!(err:% = e; "reading the records again on a new connection");
+                self.client = None;
+                self.read_once()
+            }
+            read => read,
+        }
+    }
+
+    fn read_once(&mut self) -> Result<Vec<RuntimeRecord>, PgError> {
         let (client, fresh) = match self.client.take() {
             Some(c) if !c.is_closed() => (c, false),
             _ => (self.connector.connect()?, true),
         };
         let client = self.client.insert(client);
         let (table, host, query) = (&self.table, self.host.as_ref(), self.query.as_str());
+        let read_write = self.connector.wants_read_write();
         let rows = in_transaction(client, BEGIN_READ_ONLY, |client| {
+            // The driver checks `transaction_read_only` only when it
+            // connects; a server fenced read-only since (a failover's old
+            // primary) would go on serving records the new primary no
+            // longer agrees with.
+            if read_write && !fresh && takes_no_writes(client)? {
+                return Err(PgError::read_only_server(format!("reading {table}")));
+            }
             let params: Vec<(&(dyn ToSql + Sync), Type)> = match host {
                 Some(h) => vec![(&h.host_id, Type::TEXT)],
                 None => Vec::new(),
@@ -115,6 +139,20 @@ impl PgRecords {
         }
         Ok(records)
     }
+}
+
+/// Whether the server takes no writes now: it is a standby, or its default
+/// makes every transaction read-only (how a failover fences the old primary).
+/// Inside the read-only transaction `transaction_read_only` is always on, so
+/// the default is asked for.
+fn takes_no_writes(client: &mut Client) -> Result<bool, PgError> {
+    client
+        .query_typed_one(
+            "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only')::boolean",
+            &[],
+        )
+        .map(|row| row.get(0))
+        .map_err(|e| PgError::new("asking whether the server takes writes", e))
 }
 
 /// A failed records query, a missing or unfit host column named.
