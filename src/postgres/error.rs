@@ -44,8 +44,8 @@ pub struct PgError {
     /// The server's or the driver's words.
     pub detail: String,
     /// Whether the connection must be given up: it is unusable afterwards,
-    /// or its server will not take writes or is going away
-    /// ([`leaves_the_server`]). The next call connects again, through the
+    /// or its server will not take writes or is going away (SQLSTATE 25006,
+    /// 57P01 to 57P03, class 08). The next call connects again, through the
     /// URL's hosts in order, so that `target_session_attrs=read-write` finds
     /// the server that takes writes now.
     pub connection_lost: bool,
