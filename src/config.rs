@@ -180,6 +180,10 @@ pub struct Config {
     pub host_scope: Option<HostScope>,
     /// When incidents open, escalate, are reminded of and end.
     pub incidents: IncidentRules,
+    /// What was set and is ignored, in words for a debug line: the prune
+    /// age in the defaults file every command reads, an option set to its
+    /// default where nothing reads it.
+    pub ignored: Vec<String>,
 }
 
 /// What a sink gets (`--report`).
@@ -246,7 +250,7 @@ impl Config {
         raw: RawArgs,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Invocation, ConfigError> {
-        let (command, inputs) = match raw.resolve(env)? {
+        let (command, mut inputs) = match raw.resolve(env)? {
             Resolved::Help => return Ok(Invocation::Help),
             Resolved::Version => return Ok(Invocation::Version),
             Resolved::Command { command, inputs } => (command, inputs),
@@ -266,6 +270,7 @@ impl Config {
                 )));
             }
         };
+        let mut ignored = Vec::new();
         if let (false, Some(given)) = (
             matches!(command, Asked::PruneEvents { .. }),
             inputs.given(Opt::OlderThan),
@@ -278,6 +283,11 @@ impl Config {
                     given.described()
                 )));
             }
+            ignored.push(format!(
+                "{} is ignored: only prune-events reads it",
+                given.described()
+            ));
+            inputs.ignore(Opt::OlderThan);
         }
         let docker_socket = docker_socket(&inputs.with_default(Opt::DockerHost)?)?;
         let database = match inputs.given(Opt::DatabaseUrl) {
@@ -287,8 +297,8 @@ impl Config {
         // Said once every value below is valid: a bad value first, then an
         // option that has no effect, then what a sink or the command lacks.
         let sinks = sinks(inputs.given(Opt::Sink), database.as_ref()).and_then(|chosen| {
-            check_mode(&inputs, database.is_some())?;
-            check_sinks(&inputs, &chosen)?;
+            check_mode(&inputs, database.is_some(), &mut ignored)?;
+            check_sinks(&inputs, &chosen, &mut ignored)?;
             let reports = reports(inputs.given(Opt::Report), &chosen)?;
             chosen
                 .into_iter()
@@ -343,6 +353,7 @@ impl Config {
             sinks: sinks?,
             command: command?,
             database,
+            ignored,
         };
         Ok(Invocation::Command(Box::new(config)))
     }
@@ -356,7 +367,15 @@ impl Config {
 /// Refuses an option set (by flag or environment) for the mode that does not
 /// read it: an operator who sets `--records-table` without a database, or
 /// `--label` with one, expects it to matter, and ignoring it hides the mistake.
-fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
+///
+/// An option set to its default value is harmless either way (a defaults
+/// file may hold every default uncommented): it is ignored, and said in
+/// `ignored`.
+fn check_mode(
+    inputs: &Inputs,
+    database: bool,
+    ignored: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     let (unused, why) = if database {
         (
             Mode::Label,
@@ -370,10 +389,10 @@ fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
              for PostgreSQL mode)",
         )
     };
-    let set_for_the_other_mode = OPTIONS
-        .iter()
-        .filter(|spec| spec.mode == unused)
-        .find_map(|spec| inputs.given(spec.key));
+    let unread = OPTIONS.iter().filter(|spec| spec.mode == unused);
+    let set_for_the_other_mode = not_default(inputs, unread, ignored, "the other mode reads it")
+        .next()
+        .map(|(_, given)| given);
     match set_for_the_other_mode {
         None => Ok(()),
         Some(given) => Err(ConfigError::new(format!(
@@ -385,23 +404,71 @@ fn check_mode(inputs: &Inputs, database: bool) -> Result<(), ConfigError> {
 
 /// Refuses an option that only a sink not chosen reads (`--webhook-url`
 /// with the stdout sink, say), for the same reason as [`check_mode`].
-fn check_sinks(inputs: &Inputs, chosen: &[Chosen<'_>]) -> Result<(), ConfigError> {
-    let set_for_another_sink = OPTIONS
-        .iter()
-        .filter(|spec| {
-            spec.sink
-                .is_some_and(|k| chosen.iter().all(|c| c.kind() != k))
-        })
-        .find_map(|spec| Some((spec, inputs.given(spec.key)?)));
-    match set_for_another_sink {
-        None => Ok(()),
-        Some((spec, given)) => Err(ConfigError::new(format!(
-            "{} has no effect: events go to {}, and only --sink {} reads it; remove it",
-            given.described(),
-            sinks_named(chosen),
-            spec.sink.map_or("", SinkKind::as_str),
-        ))),
+/// The fix is named beside the removal: the sink that reads it added to
+/// `--sink`, in the form the operator used.
+fn check_sinks(
+    inputs: &Inputs,
+    chosen: &[Chosen<'_>],
+    ignored: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let unread = OPTIONS.iter().filter(|spec| {
+        spec.sink
+            .is_some_and(|k| chosen.iter().all(|c| c.kind() != k))
+    });
+    let set_for_another_sink =
+        not_default(inputs, unread, ignored, "no sink chosen reads it").next();
+    let Some((spec, given)) = set_for_another_sink else {
+        return Ok(());
+    };
+    let wanted = spec.sink.map_or("", SinkKind::as_str);
+    let mut names: Vec<&str> = chosen.iter().map(|c| c.kind().as_str()).collect();
+    // The sinks as given, and the one wanted: `stdout,webhook`.
+    let as_given = inputs.given(Opt::Sink);
+    let env = match as_given {
+        Some(sink) => !matches!(sink.source, raw::Source::Flag(_)),
+        None => !matches!(given.source, raw::Source::Flag(_)),
+    };
+    // The default stdout sink gives way; a database's postgres sink stays.
+    if as_given.is_none() && names == ["stdout"] {
+        names.clear();
     }
+    names.push(wanted);
+    let fix = if env {
+        format!("RTINSPECT_SINK={}", names.join(","))
+    } else {
+        format!("--sink {}", names.join(","))
+    };
+    Err(ConfigError::new(format!(
+        "{} has no effect: events go to {}, and only --sink {wanted} reads it; \
+         add `{fix}`, or remove it",
+        given.described(),
+        sinks_named(chosen),
+    )))
+}
+
+/// The options of `unread` set to another value than their default, with
+/// their values; those set to their default are ignored, and said in
+/// `ignored` (`why`: why nothing reads them).
+fn not_default<'a, 'b>(
+    inputs: &'b Inputs,
+    unread: impl Iterator<Item = &'a options::OptionSpec>,
+    ignored: &mut Vec<String>,
+    why: &str,
+) -> std::vec::IntoIter<(&'a options::OptionSpec, &'b Given)> {
+    let mut set = Vec::new();
+    for spec in unread {
+        let Some(given) = inputs.given(spec.key) else {
+            continue;
+        };
+        match spec.default {
+            OptionDefault::Value(default) if given.value == default => ignored.push(format!(
+                "{} is ignored: it is the default, and {why}",
+                given.described()
+            )),
+            _ => set.push((spec, given)),
+        }
+    }
+    set.into_iter()
 }
 
 /// "the stdout sink", "the postgres and webhook sinks".
@@ -1170,6 +1237,107 @@ mod tests {
     }
 
     #[test]
+    fn an_option_no_sink_reads_names_the_sink_to_add() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let url = ("RTINSPECT_WEBHOOK_URL", SLACK);
+        let format = ("RTINSPECT_WEBHOOK_FORMAT", "discord");
+        let table: &[Case] = &[
+            // The defaults file's Discord block, uncommented alone.
+            (
+                &[],
+                &[url, format],
+                "RTINSPECT_WEBHOOK_URL has no effect: events go to the stdout sink, and only \
+                 --sink webhook reads it; add `RTINSPECT_SINK=webhook`, or remove it",
+            ),
+            (
+                &[],
+                &[db, url],
+                "RTINSPECT_WEBHOOK_URL has no effect: events go to the postgres sink, and only \
+                 --sink webhook reads it; add `RTINSPECT_SINK=postgres,webhook`, or remove it",
+            ),
+            (
+                &[],
+                &[("RTINSPECT_SINK", "stdout"), format],
+                "RTINSPECT_WEBHOOK_FORMAT \"discord\" has no effect: events go to the stdout \
+                 sink, and only --sink webhook reads it; add `RTINSPECT_SINK=stdout,webhook`, \
+                 or remove it",
+            ),
+            (
+                &["--sink", "stdout"],
+                &[url],
+                "RTINSPECT_WEBHOOK_URL has no effect: events go to the stdout sink, and only \
+                 --sink webhook reads it; add `--sink stdout,webhook`, or remove it",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert_eq!(&got, want, "{args:?} {env:?}");
+            assert!(!got.contains("SECRET"), "{got}");
+        }
+    }
+
+    #[test]
+    fn an_option_set_to_its_default_where_nothing_reads_it_is_ignored() {
+        // Each as the defaults file has it, uncommented alone, in label mode.
+        for (name, value) in [
+            ("RTINSPECT_WEBHOOK_FORMAT", "envelope"),
+            ("RTINSPECT_RECORDS_TABLE", "runtime_records"),
+            ("RTINSPECT_EVENTS_TABLE", "runtime_health_events"),
+            ("RTINSPECT_NOTIFY_CHANNEL", "runtime_health_events"),
+        ] {
+            let c = config(&["run"], &[(name, value)]);
+            assert_eq!(c.sinks[0].sink.kind(), SinkKind::Stdout);
+            assert_eq!(c.ignored.len(), 1, "{name}: {:?}", c.ignored);
+            assert!(
+                c.ignored[0]
+                    .starts_with(&format!("{name} \"{value}\" is ignored: it is the default")),
+                "{:?}",
+                c.ignored
+            );
+        }
+        // In PostgreSQL mode, the label's default alike.
+        let c = config(
+            &[],
+            &[
+                ("RTINSPECT_DATABASE_URL", "host=db"),
+                ("RTINSPECT_LABEL", "rtinspect.game-id"),
+            ],
+        );
+        assert_eq!(c.ignored.len(), 1, "{:?}", c.ignored);
+        // Another value still has no effect, and says so.
+        assert!(
+            err(&[], &[("RTINSPECT_RECORDS_TABLE", "ops.rt")])
+                .starts_with("RTINSPECT_RECORDS_TABLE \"ops.rt\" has no effect: label mode")
+        );
+    }
+
+    #[test]
+    fn the_prune_age_in_the_environment_is_ignored_by_every_other_command() {
+        let age = ("RTINSPECT_PRUNE_OLDER_THAN", "30d");
+        for command in ["run", "once", "notify-test"] {
+            // Label mode, where no command reads a database.
+            let c = config(&[command], &[age]);
+            assert_eq!(
+                c.ignored,
+                ["RTINSPECT_PRUNE_OLDER_THAN \"30d\" is ignored: only prune-events reads it"],
+                "{command}"
+            );
+            let c = config(&[command], &[age, ("RTINSPECT_DATABASE_URL", "host=db")]);
+            assert_eq!(c.ignored.len(), 1, "{command}");
+        }
+        let c = config(&["migrate"], &[age, ("RTINSPECT_DATABASE_URL", "host=db")]);
+        assert_eq!(c.ignored.len(), 1);
+        // A bad value is no matter where it is ignored.
+        let c = config(&["run"], &[("RTINSPECT_PRUNE_OLDER_THAN", "soon")]);
+        assert_eq!(c.ignored.len(), 1);
+        // The flag on another command is a mistake, said as before.
+        assert!(
+            err(&["run", "--older-than", "30d"], &[])
+                .starts_with("--older-than \"30d\" has no effect: only prune-events reads it")
+        );
+    }
+
+    #[test]
     fn webhook_options_without_the_webhook_sink_are_refused_without_the_url() {
         let db = ("RTINSPECT_DATABASE_URL", "host=db");
         let table: &[Case] = &[
@@ -1187,7 +1355,7 @@ mod tests {
                 &["--webhook-url", SLACK],
                 &[],
                 "--webhook-url has no effect: events go to the stdout sink, and only \
-                 --sink webhook reads it; remove it",
+                 --sink webhook reads it; add `--sink webhook`, or remove it",
             ),
             (
                 &[],

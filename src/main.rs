@@ -30,6 +30,9 @@ fn run() -> ExitCode {
         return usage_error("invalid RUST_LOG: not valid UTF-8");
     }
     rtinspect::logging::init(config.log_format);
+    for ignored in &config.ignored {
+        log::debug!("{ignored}");
+    }
     // A failure's text holds its causes, each once: printed whole, on one line.
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use crate::util::{FakeEngine, Reply, TempDir, bin, one_labelled_reply, send_signal};
 
 /// A stand-in for systemd's notify socket.
-struct Systemd {
+pub(crate) struct Systemd {
     socket: UnixDatagram,
     _dir: TempDir,
-    path: String,
+    pub(crate) path: String,
 }
 
 impl Systemd {
-    fn new() -> Systemd {
+    pub(crate) fn new() -> Systemd {
         let dir = TempDir::new("notify");
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
@@ -28,8 +28,26 @@ impl Systemd {
         }
     }
 
+    /// Whether a message holding `what` arrives within `d`.
+    pub(crate) fn wait_for(&self, what: &str, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.socket.set_read_timeout(Some(left)).unwrap();
+            match self.socket.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains(what) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Every message that arrives within `d`, with its arrival time.
-    fn collect(&self, d: Duration) -> Vec<(Instant, String)> {
+    pub(crate) fn collect(&self, d: Duration) -> Vec<(Instant, String)> {
         let end = Instant::now() + d;
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];

@@ -6,6 +6,8 @@ mod cli;
 /// The database path: each way an event was once lost or held up on its way
 /// into PostgreSQL, and what now keeps it.
 mod database_path;
+/// The packaged defaults file: each example block starts the service alone.
+mod defaults;
 mod details;
 mod docker_client;
 mod documented;

@@ -467,8 +467,9 @@ pub fn usage() -> String {
     let mut out = String::from(
         "\
 rtinspect: watches game-runtime containers through the Docker Engine API and
-publishes an inspect_unhealthy event when one restarted, is not running, or is
-unhealthy.
+publishes health events to stdout, PostgreSQL or a chat webhook: a fact
+(inspect_unhealthy) each time one is seen restarted, not running or unhealthy,
+and incidents for people (opened, escalated, reminded of, resolved).
 
 Usage: rtinspect [COMMAND] [OPTIONS]
 
@@ -482,8 +483,9 @@ Commands:
              Send one test message through every sink, print each result,
              exit 1 when any failed
 
-Options (each also read from the environment variable shown; a flag wins, and
-an option the chosen mode does not use is an error):
+Options (each also read from the environment variable shown; a flag wins. An
+option the chosen mode or sinks do not read is an error that names the fix,
+unless it holds its default, which is then ignored):
 ",
     );
     let indent = " ".repeat(HELP_COLUMN);

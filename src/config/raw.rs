@@ -294,6 +294,11 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
+    /// Forgets the value of `opt`: it is ignored, and nothing after reads it.
+    pub(super) fn ignore(&mut self, opt: Opt) {
+        self.given.remove(&opt);
+    }
+
     /// The value an operator set, by flag or environment.
     pub(super) fn given(&self, opt: Opt) -> Option<&Given> {
         self.given.get(&opt)
