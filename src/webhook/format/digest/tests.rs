@@ -372,6 +372,7 @@ fn tally(lines: &str) -> Vec<(usize, usize, usize)> {
     lines
         .lines()
         .map(|line| {
+            let line = line.strip_prefix("then ").unwrap_or(line);
             let count: usize = line.split(' ').next().unwrap().parse().unwrap();
             let more = line
                 .rsplit_once(" and ")
@@ -454,6 +455,46 @@ fn five_hundred_events_fit_every_limit_and_add_up() {
             assert!(named + more == count || named == 0, "{format}: {lines}");
         }
         eprintln!("{format}: {} bytes for 500 events", lines.len());
+    }
+}
+
+#[test]
+fn a_batch_where_every_game_changes_twice_keeps_within_every_limit() {
+    // 250 games resolved, then down again, with the ids that grow most.
+    let hostile = hostile_games();
+    let games: Vec<String> = (0..DIGEST_EVENTS / 2)
+        .map(|n| format!("{}-{n}", hostile[n % hostile.len()]))
+        .collect();
+    let mut events = Vec::new();
+    for (n, game) in games.iter().enumerate() {
+        events.push(incident(
+            Change::Resolved,
+            IncidentKind::NotRunning,
+            game,
+            n as u64,
+        ));
+    }
+    for (n, game) in games.iter().enumerate() {
+        events.push(incident(
+            Change::Opened,
+            IncidentKind::NotRunning,
+            game,
+            1000 + n as u64,
+        ));
+    }
+    for (format, lines) in checked(&events, &"h".repeat(64)) {
+        let tally = tally(&lines);
+        assert_eq!(tally.len(), 2, "{format}: {lines}");
+        let total: usize = tally.iter().map(|(count, _, _)| count).sum();
+        assert_eq!(total, events.len(), "{format}");
+        assert!(
+            lines
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("then 250 incidents opened"),
+            "{format}: {lines}"
+        );
     }
 }
 
