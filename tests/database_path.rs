@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use postgres::fallible_iterator::FallibleIterator;
+
 use crate::util::{
-    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TestSchema, bin, hex_id, inspect_body,
-    live_pg, wait_until,
+    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin, hex_id,
+    inspect_body, live_pg, wait_until,
 };
 
 /// An inspect body of an exited container `id` whose `State.Error` and last
@@ -257,4 +259,78 @@ fn a_primary_turned_read_only_is_left_for_the_one_that_takes_writes() {
         old.len(),
         new.len()
     );
+}
+
+#[test]
+fn an_event_already_stored_is_not_notified_again() {
+    let Some(url) = live_pg() else { return };
+    let mut s = TestSchema::new(url, "renotify");
+    s.migrate();
+    s.insert_record("g-stopped", "running", "game-stopped");
+    let engine = all_exited();
+    let state = TempDir::new("renotify");
+    let mut listener = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    listener
+        .batch_execute(&format!("LISTEN {}", s.channel()))
+        .unwrap();
+    let args = s.args();
+    let once = || {
+        let out = bin()
+            .arg("once")
+            .args(&args)
+            .args(["--docker-host", &engine.docker_host()])
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    once();
+    // The stored event comes back from a spool, as after a commit whose
+    // answer was lost, in front of the next run's own event.
+    let first = s.event_rows();
+    assert_eq!(first.len(), 1);
+    let mut notes = listener.notifications();
+    let envelope = notes
+        .timeout_iter(Duration::from_secs(10))
+        .next()
+        .unwrap()
+        .expect("the first event's notification")
+        .payload()
+        .to_owned();
+    std::fs::write(
+        state.path().join("spool.postgres.jsonl"),
+        format!("{envelope}\n"),
+    )
+    .unwrap();
+    once();
+    assert_eq!(s.event_rows().len(), 2, "the second run's own event");
+    // A notification of the test's own, sent after the run ended, comes
+    // after every one the run sent: read up to it.
+    drop(notes);
+    s.client
+        .execute("SELECT pg_notify($1, 'end')", &[&s.channel()])
+        .unwrap();
+    let mut again = Vec::new();
+    let mut notes = listener.notifications();
+    let mut it = notes.timeout_iter(Duration::from_secs(30));
+    loop {
+        let note = it.next().unwrap().expect("the test's own notification");
+        if note.payload() == "end" {
+            break;
+        }
+        let e: serde_json::Value = serde_json::from_str(note.payload()).unwrap();
+        again.push(e["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        again.len(),
+        1,
+        "one notification, the new event's: {again:?} (first: {})",
+        first[0].0
+    );
+    assert_ne!(again[0], first[0].0);
 }

@@ -15,7 +15,9 @@ use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 
 /// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
-/// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless.
+/// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless,
+/// and an event already stored (a retry after a lost commit, a spool
+/// replayed) is not notified again: the INSERT's `RETURNING` decides.
 /// With host scoping the row's `host_id` is this host's id.
 pub struct PgSink {
     connector: Connector,
@@ -45,10 +47,10 @@ impl PgSink {
         channel: Option<String>,
         host_id: Option<String>,
     ) -> Self {
-        let (column, value) = if host_id.is_some() {
-            (", host_id", ", $7")
+        let (column, value, next) = if host_id.is_some() {
+            (", host_id", ", $7", 8)
         } else {
-            ("", "")
+            ("", "", 7)
         };
         // Every parameter is sent as text and cast, so no extra type
         // features are needed.
@@ -58,6 +60,15 @@ impl PgSink {
              ON CONFLICT (event_id) DO NOTHING",
             table.quoted()
         );
+        // One statement, one round trip: the NOTIFY only for a row this
+        // INSERT stored, so that a reconciler LISTENing sees each event once.
+        let insert = match &channel {
+            Some(_) => format!(
+                "WITH stored AS ({insert} RETURNING 1) SELECT pg_notify(${next}, ${}) FROM stored",
+                next + 1
+            ),
+            None => insert,
+        };
         PgSink {
             connector,
             table,
@@ -90,23 +101,23 @@ impl PgSink {
         if let Some(host_id) = &self.host_id {
             params.push((host_id, Type::TEXT));
         }
+        if let Some(channel) = channel {
+            params.push((channel, Type::TEXT));
+            params.push((&event.envelope, Type::TEXT));
+        }
+        let step = match channel {
+            Some(channel) => format!("inserting into {table} and notifying {channel}"),
+            None => format!("inserting into {table}"),
+        };
         let body = |client: &mut Client| -> Result<(), PgError> {
             client.execute_typed(insert, &params).map_err(|e| {
-                let mut err = PgError::on_table(format!("inserting into {table}"), e, table);
+                let mut err = PgError::on_table(step, e, table);
                 if err.sqlstate.as_deref() == Some(UNDEFINED_COLUMN) {
                     err.detail
                         .push_str("; with --host-column the events table needs host_id: run `rtinspect migrate`");
                 }
                 err
             })?;
-            if let Some(channel) = channel {
-                client
-                    .execute_typed(
-                        "SELECT pg_notify($1, $2)",
-                        &[(channel, Type::TEXT), (&event.envelope, Type::TEXT)],
-                    )
-                    .map_err(|e| PgError::new(format!("notifying {channel}"), e))?;
-            }
             Ok(())
         };
         if keep {
