@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::util::{
+use crate::support::{
     Containers, Daemon, LiveDocker, StderrLines, TempDir, TestSchema, bin, docker_answers,
     free_addr, http_get, live_docker, live_pg, live_required, sample, skipped, unix_nanos,
     wait_until,

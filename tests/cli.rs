@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rtinspect::config::OPTIONS;
 
-use crate::util::{
+use crate::support::{
     FakeEngine, Reply, TempDir, bin, events, hex_id, inspect_body, send_signal, wait_until,
 };
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use crate::util::{
+use crate::support::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin, hex_id,
     inspect_body, live_pg, wait_until,
 };

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::notify::Systemd;
-use crate::util::{TempDir, TestCa, bin, free_addr, live_docker, live_pg, send_signal, skipped};
+use crate::support::{TempDir, TestCa, bin, free_addr, live_docker, live_pg, send_signal, skipped};
 
 /// One block: its variables in order, and the line it starts on.
 struct Block {
@@ -163,7 +163,8 @@ fn every_block_of_the_defaults_file_starts_the_service_alone() {
 
 #[test]
 fn the_prune_age_is_ignored_with_a_debug_line_by_every_other_command() {
-    let engine = crate::util::FakeEngine::start(|_| crate::util::Reply::Json(200, "[]".into()));
+    let engine =
+        crate::support::FakeEngine::start(|_| crate::support::Reply::Json(200, "[]".into()));
     for command in ["once", "notify-test"] {
         let out = bin()
             .arg(command)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{Containers, by_game, events, live_docker, wait_until};
+use crate::support::{Containers, by_game, events, live_docker, wait_until};
 
 /// `once` over the test's label; each game's one event's `details`.
 fn details_by_game(c: &Containers, level: &str) -> HashMap<String, Value> {

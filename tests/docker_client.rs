@@ -9,7 +9,7 @@ use rtinspect::docker::{
     ApiVersion, ContainerInspector, ContainerLister, DockerClient, DockerError,
 };
 
-use crate::util::{FakeEngine, Reply, hex_id, inspect_body};
+use crate::support::{FakeEngine, Reply, hex_id, inspect_body};
 
 fn client(engine: &FakeEngine, timeout_ms: u64) -> DockerClient {
     DockerClient::new(
@@ -215,7 +215,7 @@ fn restarted_daemon_gets_a_fresh_connection() {
 
 #[test]
 fn missing_socket_names_the_path() {
-    let dir = crate::util::TempDir::new("nosock");
+    let dir = crate::support::TempDir::new("nosock");
     let socket = dir.path().join("absent.sock");
     let docker = DockerClient::new(&socket, Duration::from_secs(1), Duration::from_secs(1));
     let err = docker.inspect("c1").unwrap_err();

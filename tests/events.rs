@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
-use crate::util::{
+use crate::support::{
     Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, container_event_line,
     free_addr, hex_id, http_get, inspect_body, labelled_list, live_docker, one_labelled_reply,
     printed, sample, tuple, unix_nanos, wait_until,
@@ -76,7 +76,7 @@ impl Engine {
     /// attributes carry the container's labels.
     fn send(&self, n: u32, action: &str) {
         let line = container_event_line(n, action, &format!("g-{n}"));
-        crate::util::send_on(&self.stream, line);
+        crate::support::send_on(&self.stream, line);
     }
 
     /// Ends the current stream, as a dockerd that stops does.

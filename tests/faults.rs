@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use crate::util::{
+use crate::support::{
     Containers, FakeEngine, Reply, StoppedGame, TempDir, bin, events, hex_id, inspect_body,
     labelled_list, live_docker, send_signal, terminate, wait_until,
 };
@@ -322,7 +322,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 #[test]
 fn decoders_never_panic_on_generated_bodies() {
     let seeds = [
-        crate::util::inspect_body(&hex_id(1), 3, "running", Some("unhealthy")).into_bytes(),
+        crate::support::inspect_body(&hex_id(1), 3, "running", Some("unhealthy")).into_bytes(),
         include_bytes!("bench/inspect.json").to_vec(),
         br#"[{"Id":"aa","Created":1,"Labels":{"rtinspect.game-id":"g"}}]"#.to_vec(),
     ];

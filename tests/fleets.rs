@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rtinspect::config::TableName;
 use rtinspect::postgres::{HostFilter, records_query};
 
-use crate::util::{
+use crate::support::{
     FakeEngine, Reply, StderrLines, TestSchema, bin, hex_id, inspect_body, live_pg, live_pgbouncer,
     send_signal, wait_until,
 };

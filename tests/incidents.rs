@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use crate::support::{
     Containers, Daemon, HookReply, HookServer, StderrLines, TempDir, bin, live_docker, wait_until,
 };
 

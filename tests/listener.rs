@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use crate::support::{
     FakeEngine, Reply, bin, free_addr, http_get, live_required, one_labelled_reply, sample,
     terminate, wait_until,
 };
@@ -179,7 +179,7 @@ impl PidsCgroup {
                 !live_required(),
                 "no pids cgroup controller to use (cgroup v1 /sys/fs/cgroup/pids or v2 with pids)"
             );
-            crate::util::skipped("no pids cgroup controller to use: needs root and cgroups");
+            crate::support::skipped("no pids cgroup controller to use: needs root and cgroups");
         }
         made
     }
@@ -524,7 +524,7 @@ fn promtool(args: &[&str], stdin: &str) -> Option<Output> {
             !live_required(),
             "promtool is missing (Debian package prometheus)"
         );
-        crate::util::skipped(&format!("no promtool for promtool {}", args.join(" ")));
+        crate::support::skipped(&format!("no promtool for promtool {}", args.join(" ")));
         return None;
     };
     child

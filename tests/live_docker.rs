@@ -10,10 +10,10 @@ use rtinspect::docker::{ContainerInspector, DockerClient, MAX_API};
 use rtinspect::inspector::RuntimeRecord;
 use rtinspect::records::LabelRecords;
 
-use crate::tick::{FixedRecords, TestWorker, test_worker, tick};
-use crate::util::{
+use crate::support::{
     Containers, LiveDocker, UNHEALTHY, bin, by_game, events, live_docker, terminate, wait_until,
 };
+use crate::tick::{FixedRecords, TestWorker, test_worker, tick};
 
 fn client(live: &LiveDocker) -> DockerClient {
     DockerClient::new(

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{FakeEngine, Reply, TempDir, bin, one_labelled_reply, send_signal};
+use crate::support::{FakeEngine, Reply, TempDir, bin, one_labelled_reply, send_signal};
 
 /// A stand-in for systemd's notify socket.
 pub(crate) struct Systemd {

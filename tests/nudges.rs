@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::util::{
+use crate::support::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin,
     container_event_line, free_addr, hex_id, http_get, inspect_body, printed,
     printed_container_ids, sample, tuple, wait_until,
@@ -228,7 +228,7 @@ struct Events {
 impl Events {
     fn send(&self, k: u32, action: &str) {
         let line = container_event_line(k, action, &self.games[&k]);
-        crate::util::send_on(&self.stream, line);
+        crate::support::send_on(&self.stream, line);
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{
+use crate::support::{
     Containers, FakeEngine, Reply, TempDir, TestSchema, bin, free_addr, http_get, live_docker,
     live_pg, live_required, one_labelled_reply, sample, terminate, wait_until,
 };
@@ -22,7 +22,7 @@ fn promtool_check(exposition: &str) {
             !live_required(),
             "promtool is missing (Debian package prometheus)"
         );
-        crate::util::skipped("no promtool");
+        crate::support::skipped("no promtool");
         return;
     };
     child

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rtinspect::docker::{ApiVersion, ContainerInspector, ContainerLister, DockerClient, MAX_API};
 
-use crate::util::{
+use crate::support::{
     Daemon, StderrLines, bin, busybox_rootfs_tar, events, live_required, printed,
     printed_container_ids, send_signal, tuple, unix_nanos, wait_until,
 };

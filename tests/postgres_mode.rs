@@ -6,7 +6,7 @@ use std::process::Stdio;
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
 
-use crate::util::{
+use crate::support::{
     Containers, FakeEngine, Reply, StoppedGame, TestSchema, UNHEALTHY, bin, events, hex_id,
     inspect_body, live_docker, live_pg, terminate, wait_until,
 };

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::util::{HookReply, HookServer, StoppedGame, TempDir, bin, wait_until};
+use crate::support::{HookReply, HookServer, StoppedGame, TempDir, bin, wait_until};
 
 /// The ids of the envelopes of type `event_type` (any when empty) in a
 /// spool file; none when there is no file.

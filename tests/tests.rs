@@ -1,30 +1,54 @@
 //! The integration tests, one binary: the fake engine for what a real daemon
 //! cannot be made to do, the real dockerd for everything else, and the CLI.
+//! Each file below holds one kind of test; a new test goes where its line
+//! says, and a fixture two files share goes to `support/`.
 
+/// Games that boot after the daemon ticked: the record set follows Docker.
 mod booting;
+/// The binary as an operator meets it: help, exit codes, streams, signals.
 mod cli;
 /// The database path: each way an event was once lost or held up on its way
 /// into PostgreSQL, and what now keeps it.
 mod database_path;
 /// The packaged defaults file: each example block starts the service alone.
 mod defaults;
+/// `--details extended` on the real dockerd: each way a container fails.
 mod details;
+/// The Docker client against a fake engine: hangs, resets, garbage, refusals.
 mod docker_client;
+/// The options as documented outside the code, against the parser's table.
 mod documented;
+/// Docker events beside the poll, and a stream that breaks or falls silent.
 mod events;
+/// Faults across restarts: the spool, baselines after kill -9, a hostile engine.
 mod faults;
+/// Fleets on one records table: host scoping, its index, PgBouncer.
 mod fleets;
+/// Incidents on the real dockerd: opened, crash loop, resolved.
 mod incidents;
+/// The metrics listener under abuse: idle floods, slow clients, limits.
 mod listener;
+/// Against the real dockerd: what each state of a real container gives.
 mod live_docker;
+/// systemd's notify protocol: ready, status, watchdog, stopping.
 mod notify;
+/// The events path under attack: floods of nudges, restarts found by events.
 mod nudges;
+/// Observability: /metrics checked by promtool, /healthz, JSON logs.
 mod observe;
+/// Against Podman's Docker-compatible API.
 mod podman;
+/// PostgreSQL mode on a real server: migrate, records in, rows and NOTIFY out.
 mod postgres_mode;
+/// Several sinks at once, each with its own queue, retries, spool, metrics.
 mod sinks;
+/// Shared fixtures, one file each (engine, docker, postgres, receiver, …).
+mod support;
+/// One tick through the real Docker client against a fake engine.
 mod tick;
+/// TLS to a real PostgreSQL: each sslmode does what libpq's does.
 mod tls;
-mod util;
+/// The webhook sink and the chat formats against receivers started here.
 mod webhook;
+/// Never wedged: refusals for good, frozen sinks, full backlogs at SIGTERM.
 mod wedge;

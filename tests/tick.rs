@@ -13,7 +13,7 @@ use rtinspect::telemetry::Telemetry;
 use rtinspect::tick::Summary;
 use rtinspect::worker::Worker;
 
-use crate::util::{FakeEngine, Reply, hex_id, inspect_body};
+use crate::support::{FakeEngine, Reply, hex_id, inspect_body};
 
 /// A record source that returns a fixed list.
 pub struct FixedRecords(pub Vec<RuntimeRecord>);

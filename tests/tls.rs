@@ -1,7 +1,7 @@
 //! TLS to a real PostgreSQL that accepts nothing else, with rustls and a CA
 //! of the test's own: each sslmode does what libpq's does.
 
-use crate::util::{PgCluster, bin};
+use crate::support::{PgCluster, bin};
 
 fn migrate(url: &str, ca: Option<&std::path::Path>) -> (bool, String) {
     let mut cmd = bin();

@@ -6,7 +6,7 @@
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use crate::support::{
     FakeEngine, HookReply, HookRequest, HookServer, Reply, StderrLines, TempDir, TestCa, bin,
     hex_id, send_signal, thread_count, wait_until,
 };
@@ -496,7 +496,7 @@ fn an_untrusted_certificate_fails_the_handshake_naming_the_problem() {
 fn an_unreachable_webhook_keeps_the_event_and_once_says_so() {
     let engine = engine(1);
     // A port that was free a moment ago: nothing listens there.
-    let addr = crate::util::free_addr();
+    let addr = crate::support::free_addr();
     let state = TempDir::new("webhook-refused");
     let started = Instant::now();
     let out = once(
@@ -972,7 +972,7 @@ fn healthz_names_a_webhook_that_refuses_every_event() {
     let hook = HookServer::start(|_, _| {
         HookReply::Status(404, Vec::new(), r#"{"message": "Unknown Webhook"}"#.into())
     });
-    let addr = crate::util::free_addr();
+    let addr = crate::support::free_addr();
     let state = TempDir::new("webhook-refusing");
     let (child, lines) = run(
         &engine,
@@ -989,7 +989,7 @@ fn healthz_names_a_webhook_that_refuses_every_event() {
     });
     let mut healthz = (0, String::new());
     wait_until(Duration::from_secs(20), "a 503 naming the sink", || {
-        healthz = crate::util::http_get(&addr, "/healthz").unwrap_or_default();
+        healthz = crate::support::http_get(&addr, "/healthz").unwrap_or_default();
         healthz.0 == 503
     });
     let (status, body) = healthz;
@@ -1035,7 +1035,7 @@ fn a_crash_loop_told_only_to_a_chat_is_counted_for_the_alert() {
         )
     });
     let hook = HookServer::start(|_, _| HookReply::ok());
-    let addr = crate::util::free_addr();
+    let addr = crate::support::free_addr();
     // A chat, as a webhook-only setup has it: incidents, not facts.
     let mut child = bin()
         .args(["run", "--interval", "300ms", "--events", "off"])
@@ -1059,7 +1059,7 @@ fn a_crash_loop_told_only_to_a_chat_is_counted_for_the_alert() {
         said("crash loop")
     });
     let series = |metrics: &str, kind: &str, change: &str| {
-        crate::util::sample(
+        crate::support::sample(
             metrics,
             &format!("rtinspect_incidents_total{{kind=\"{kind}\",change=\"{change}\"}}"),
         )
@@ -1067,7 +1067,7 @@ fn a_crash_loop_told_only_to_a_chat_is_counted_for_the_alert() {
     };
     let mut metrics = String::new();
     wait_until(Duration::from_secs(10), "the crash loop counted", || {
-        metrics = crate::util::http_get(&addr, "/metrics")
+        metrics = crate::support::http_get(&addr, "/metrics")
             .map(|r| r.1)
             .unwrap_or_default();
         series(&metrics, "crash_loop", "opened") + series(&metrics, "crash_loop", "escalated")
@@ -1075,7 +1075,7 @@ fn a_crash_loop_told_only_to_a_chat_is_counted_for_the_alert() {
     });
     // The shipped rule's facts never count here: only the incidents can.
     assert_eq!(
-        crate::util::sample(
+        crate::support::sample(
             &metrics,
             "rtinspect_health_events_total{sink=\"webhook\",event_type=\"inspect_unhealthy\"}"
         ),

@@ -6,7 +6,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use crate::support::{
     Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, live_docker, wait_until,
 };
 
@@ -338,7 +338,8 @@ fn a_database_port_that_accepts_and_never_speaks_fails_within_the_connect_bound(
     // startup exchange meets then, and the driver itself would wait for ever.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let engine = crate::util::FakeEngine::start(|_| crate::util::Reply::Json(200, "[]".into()));
+    let engine =
+        crate::support::FakeEngine::start(|_| crate::support::Reply::Json(200, "[]".into()));
     let started = Instant::now();
     let out = bin()
         .arg("once")
@@ -366,13 +367,13 @@ fn a_database_port_that_accepts_and_never_speaks_fails_within_the_connect_bound(
 #[test]
 fn once_with_more_events_than_the_queue_and_the_sink_down_spools_within_the_drain() {
     let n = 5000;
-    let list = crate::util::labelled_list((1..=n).map(|i| (i, format!("g-{i}"))));
-    let engine = crate::util::FakeEngine::start(move |path| {
+    let list = crate::support::labelled_list((1..=n).map(|i| (i, format!("g-{i}"))));
+    let engine = crate::support::FakeEngine::start(move |path| {
         if path.contains("/containers/json?") {
-            return crate::util::Reply::Json(200, list.clone());
+            return crate::support::Reply::Json(200, list.clone());
         }
         let id = path.split('/').nth(3).unwrap_or_default().to_owned();
-        crate::util::Reply::Json(200, crate::util::inspect_body(&id, 0, "exited", None))
+        crate::support::Reply::Json(200, crate::support::inspect_body(&id, 0, "exited", None))
     });
     // Nothing listens on port 9 of the loopback: every delivery fails.
     let state = TempDir::new("once-overflow");

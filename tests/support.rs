@@ -1,0 +1,22 @@
+//! Shared fixtures, one file each; every test reaches them as
+//! `crate::support::…`.
+
+#![allow(dead_code)]
+
+mod ca;
+mod docker;
+mod engine;
+mod faults;
+mod http;
+mod postgres;
+mod process;
+mod receiver;
+
+pub use ca::*;
+pub use docker::*;
+pub use engine::*;
+pub use faults::*;
+pub use http::*;
+pub use postgres::*;
+pub use process::*;
+pub use receiver::*;

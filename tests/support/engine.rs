@@ -1,0 +1,391 @@
+//! A fake Docker engine on a Unix socket, for what a real daemon cannot be made
+//! to do on demand (hangs, malformed bodies, API refusals), and the bodies it
+//! answers with.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// What the fake engine does with one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A JSON answer with this status.
+    Json(u16, String),
+    /// These bytes, verbatim, as the whole response.
+    Raw(Vec<u8>),
+    /// Never answer (until the engine is dropped).
+    Hang,
+    /// Headers promising `len` bytes, then `sent` of them, then close.
+    ResetMidBody { len: usize, sent: usize },
+    /// Close the connection without answering.
+    Close,
+    /// A chunked stream: one chunk per line received, the end of the stream
+    /// when every sender is gone (the events endpoint).
+    Stream(crossbeam_channel::Receiver<String>),
+}
+
+type Handler = dyn Fn(&str) -> Reply + Send + Sync;
+
+/// A fake Docker engine: answers `/_ping` with `api_version`, and every other
+/// request with the handler's reply. It refuses versioned paths below
+/// `min_api`, as Docker 29 does.
+pub struct FakeEngine {
+    pub socket: PathBuf,
+    _dir: TempDir,
+    state: Arc<EngineState>,
+}
+
+pub struct EngineState {
+    pub connections: AtomicUsize,
+    pub requests: Mutex<Vec<String>>,
+    pub api_version: Mutex<String>,
+    pub api_header: Mutex<String>,
+    pub min_api: Mutex<Option<(u16, u16)>>,
+    /// `/_ping` never answers while set.
+    pub ping_hangs: AtomicBool,
+    stopped: AtomicBool,
+    handler: Mutex<Arc<Handler>>,
+    open: Mutex<Vec<UnixStream>>,
+}
+
+impl FakeEngine {
+    pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeEngine {
+        let dir = TempDir::new("engine");
+        let socket = dir.path().join("docker.sock");
+        let state = listen(&socket, Arc::new(handler));
+        FakeEngine {
+            socket,
+            _dir: dir,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> &EngineState {
+        &self.state
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn set_api_version(&self, v: &str) {
+        *self.state.api_version.lock().unwrap() = v.into();
+    }
+
+    pub fn set_api_header_name(&self, name: &str) {
+        *self.state.api_header.lock().unwrap() = name.into();
+    }
+
+    /// Behave like Docker 29: refuse versioned paths below `min`.
+    pub fn set_min_api(&self, min: Option<(u16, u16)>) {
+        *self.state.min_api.lock().unwrap() = min;
+    }
+
+    /// Makes `/_ping` hang (a dockerd that accepts but answers nothing).
+    pub fn set_ping_hangs(&self, hangs: bool) {
+        self.state.ping_hangs.store(hangs, SeqCst);
+    }
+
+    pub fn set_handler(&self, handler: impl Fn(&str) -> Reply + Send + Sync + 'static) {
+        *self.state.handler.lock().unwrap() = Arc::new(handler);
+    }
+
+    /// Stops this engine (closing its connections) and starts a new one on the
+    /// same socket path, as a restarted dockerd would.
+    pub fn restart(&mut self) {
+        stop(&self.state, &self.socket);
+        let handler = self.state.handler.lock().unwrap().clone();
+        let _ = std::fs::remove_file(&self.socket);
+        self.state = listen(&self.socket, handler);
+    }
+}
+
+fn listen(socket: &Path, handler: Arc<Handler>) -> Arc<EngineState> {
+    let listener = UnixListener::bind(socket).unwrap();
+    let state = Arc::new(EngineState {
+        connections: AtomicUsize::new(0),
+        requests: Mutex::new(Vec::new()),
+        api_version: Mutex::new("1.41".into()),
+        api_header: Mutex::new("Api-Version".into()),
+        min_api: Mutex::new(None),
+        ping_hangs: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        handler: Mutex::new(handler),
+        open: Mutex::new(Vec::new()),
+    });
+    let s = state.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if s.stopped.load(SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { break };
+            s.connections.fetch_add(1, SeqCst);
+            if let Ok(clone) = conn.try_clone() {
+                s.open.lock().unwrap().push(clone);
+            }
+            let s = s.clone();
+            std::thread::spawn(move || serve(conn, &s));
+        }
+    });
+    state
+}
+
+fn stop(state: &EngineState, socket: &Path) {
+    state.stopped.store(true, SeqCst);
+    for conn in state.open.lock().unwrap().drain(..) {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    }
+    // Wake the accept loop so it sees the flag.
+    let _ = UnixStream::connect(socket);
+}
+
+impl Drop for FakeEngine {
+    fn drop(&mut self) {
+        stop(&self.state, &self.socket);
+    }
+}
+
+fn parse_version(path: &str) -> Option<(u16, u16)> {
+    let rest = path.strip_prefix("/v")?;
+    let (v, _) = rest.split_once('/')?;
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn serve(conn: UnixStream, state: &EngineState) {
+    let handle = conn.try_clone().unwrap();
+    serve_requests(conn, state);
+    // A clone is kept for stop(); shut down so the peer sees the close.
+    let _ = handle.shutdown(std::net::Shutdown::Both);
+}
+
+fn serve_requests(conn: UnixStream, state: &EngineState) {
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        // Read one request head.
+        let mut request_line = String::new();
+        loop {
+            if state.stopped.load(SeqCst) {
+                return;
+            }
+            match reader.read_line(&mut request_line) {
+                Ok(0) => return,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => return,
+            }
+        }
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) => return,
+                Ok(_) if header == "\r\n" => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.stopped.load(SeqCst) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        state.requests.lock().unwrap().push(path.clone());
+
+        let reply = if path == "/_ping" && state.ping_hangs.load(SeqCst) {
+            Reply::Hang
+        } else if path == "/_ping" {
+            let v = state.api_version.lock().unwrap().clone();
+            let h = state.api_header.lock().unwrap().clone();
+            Reply::Raw(
+                format!("HTTP/1.1 200 OK\r\n{h}: {v}\r\nContent-Length: 2\r\n\r\nOK").into_bytes(),
+            )
+        } else if let (Some(min), Some(asked)) =
+            (*state.min_api.lock().unwrap(), parse_version(&path))
+        {
+            if asked < min {
+                Reply::Json(
+                    400,
+                    format!(
+                        r#"{{"message":"client version {}.{} is too old. Minimum supported API version is {}.{}, please upgrade your client to a newer version"}}"#,
+                        asked.0, asked.1, min.0, min.1
+                    ),
+                )
+            } else {
+                let handler = state.handler.lock().unwrap().clone();
+                handler(&path)
+            }
+        } else if parse_version(&path).is_none() {
+            Reply::Json(
+                400,
+                r#"{"message":"unversioned path refused by the fake engine"}"#.into(),
+            )
+        } else {
+            let handler = state.handler.lock().unwrap().clone();
+            handler(&path)
+        };
+
+        let v = state.api_version.lock().unwrap().clone();
+        match reply {
+            Reply::Json(status, body) => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nApi-Version: {v}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if conn.write_all(head.as_bytes()).is_err()
+                    || conn.write_all(body.as_bytes()).is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Raw(bytes) => {
+                if conn.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Reply::Hang => {
+                while !state.stopped.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+            Reply::ResetMidBody { len, sent } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&vec![b' '; sent]);
+                return;
+            }
+            Reply::Close => return,
+            Reply::Stream(lines) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nApi-Version: {v}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                );
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                loop {
+                    if state.stopped.load(SeqCst) {
+                        return;
+                    }
+                    match lines.recv_timeout(Duration::from_millis(50)) {
+                        Ok(line) => {
+                            let chunk = format!("{:x}\r\n{line}\n\r\n", line.len() + 1);
+                            if conn.write_all(chunk.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            let _ = conn.write_all(b"0\r\n\r\n");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A realistic inspect body for the fake engine.
+pub fn inspect_body(id: &str, restarts: u64, status: &str, health: Option<&str>) -> String {
+    let health = health
+        .map(|h| format!(r#","Health":{{"Status":"{h}","FailingStreak":0,"Log":[]}}"#))
+        .unwrap_or_default();
+    let padding = "x".repeat(3000);
+    format!(
+        r#"{{"Id":"{id}","Created":"2026-11-26T21:00:00Z","Path":"sleep","Args":["1000"],
+        "State":{{"Status":"{status}","Running":{},"Paused":false,"Restarting":false,"OOMKilled":false,
+        "Dead":false,"Pid":1,"ExitCode":0,"Error":"","StartedAt":"2026-11-26T21:00:00Z"{health}}},
+        "Image":"sha256:{padding}","Name":"/game","RestartCount":{restarts},"Driver":"overlay2",
+        "Config":{{"Labels":{{"rtinspect.game-id":"g"}}}}}}"#,
+        status == "running"
+    )
+}
+
+/// A `/containers/json` body listing one container per `(n, game)`: id
+/// `hex_id(n)`, created at 1, labelled `rtinspect.game-id=game`.
+pub fn labelled_list<G: AsRef<str>>(games: impl IntoIterator<Item = (u32, G)>) -> String {
+    let list: Vec<String> = games
+        .into_iter()
+        .map(|(n, game)| {
+            format!(
+                r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
+                hex_id(n),
+                game.as_ref()
+            )
+        })
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+/// A fake engine's answer for one container, `hex_id(1)`, labelled game `g`
+/// and in state `status`: the list for `/containers/json?`, its inspect body
+/// for anything else.
+pub fn one_labelled_reply(path: &str, status: &str) -> Reply {
+    if path.contains("/containers/json?") {
+        Reply::Json(200, labelled_list([(1, "g")]))
+    } else {
+        Reply::Json(200, inspect_body(&hex_id(1), 0, status, None))
+    }
+}
+
+/// A 64-hex container id made from a small number.
+pub fn hex_id(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// Sends one line on the events stream a fake engine is serving (the
+/// sender its subscription left in `stream`).
+pub fn send_on(stream: &Mutex<Option<crossbeam_channel::Sender<String>>>, line: String) {
+    stream
+        .lock()
+        .unwrap()
+        .as_ref()
+        .expect("subscribed")
+        .send(line)
+        .unwrap();
+}
+
+/// One container event as dockerd streams it, dated now: container `n`
+/// (named `game-N`) carrying the game label with `game`, as Docker copies a
+/// container's labels into its events.
+pub fn container_event_line(n: u32, action: &str, game: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!(
+        r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"{game}"}}}},"time":{},"timeNano":{}}}"#,
+        hex_id(n),
+        now.as_secs(),
+        now.as_nanos()
+    )
+}
