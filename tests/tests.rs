@@ -16,7 +16,8 @@ mod defaults;
 mod details;
 /// The Docker client against a fake engine: hangs, resets, garbage, refusals.
 mod docker_client;
-/// The options as documented outside the code, against the parser's table.
+/// The documentation against the code: the options, the commands, the man
+/// page, every link, the README's size, the tests the guarantees name.
 mod documented;
 /// Docker events beside the poll, and a stream that breaks or falls silent.
 mod events;
