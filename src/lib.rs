@@ -1,18 +1,25 @@
 //! rtinspect watches the containers of game runtimes through the Docker Engine
-//! API and publishes an `inspect_unhealthy` event when one restarted, is not
-//! running, or reports an unhealthy healthcheck.
+//! API and publishes facts (`inspect_unhealthy` when one restarted, is not
+//! running, or reports an unhealthy healthcheck) and incidents for people.
 //!
-//! The core decides and does no I/O: `inspector` holds the rules and the
-//! baselines, `tick` every decision of a tick, `schedule` every decision of
-//! the inspector loop (ticks, Docker events, the record set that follows
-//! Docker). Each outside system has one module: `docker` (dockerd), `records`
-//! and `postgres` (wherever the list of runtimes lives), `sink`, `postgres`
-//! and `webhook` (where events go), `state` (the state directory), `tls`
-//! (trusted CAs), `notify` (systemd). `publisher` runs the sink on a thread
-//! of its own; `worker` is the shell of I/O around the schedule (it carries
-//! out its actions, and logs and counts what the core decides);
-//! `daemon` wires everything into threads and channels; `metrics` serves the
-//! counters of `telemetry`. There is no async runtime in this crate.
+//! The map (ARCHITECTURE.md walks it):
+//! - the pure cores decide and do no I/O: `inspector` (the rules and the
+//!   baselines), `tick` (every decision of a tick), `schedule` (every decision
+//!   of the inspector loop), `incident` (when an incident opens, escalates,
+//!   reminds and resolves);
+//! - one module per outside system: `docker` (dockerd), `records` and
+//!   `postgres` (where the list of runtimes lives), `sink`, `postgres` and
+//!   `webhook` (where events go), `state` (the state directory), `tls`
+//!   (trusted CAs), `notify` (systemd), `metrics` (the listener);
+//! - the shell: `worker` carries out the schedule's actions; `publish` and
+//!   `publisher` take an event from "the core decided" to "a sink has it";
+//!   `inspector_loop` turns the schedule on its thread; `build` makes the
+//!   adapters from a `config`; `daemon` runs them; `commands` are the
+//!   one-shot commands; `failure` says why the process ends;
+//! - shared leaves: `event`, `telemetry`, `text`, `unix_socket`, `backoff`.
+//!
+//! There is no async runtime in this crate. Only what `main.rs`, the
+//! integration tests and the benchmarks use is public.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -20,7 +27,7 @@
 /// A boxed error cause, kept so that `source()` can reach it.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-pub mod backoff;
+pub(crate) mod backoff;
 mod build;
 mod commands;
 pub mod config;
@@ -30,23 +37,24 @@ pub mod event;
 pub mod failure;
 #[cfg(test)]
 mod fakes;
-pub mod incident;
+pub(crate) mod incident;
 pub mod inspector;
 mod inspector_loop;
 pub mod logging;
-pub mod metrics;
-pub mod notify;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 pub mod postgres;
 mod publish;
 pub mod publisher;
 pub mod records;
-pub mod schedule;
-pub mod shutdown;
-pub mod sink;
-pub mod state;
+pub(crate) mod schedule;
+pub(crate) mod shutdown;
+pub(crate) mod sink;
+pub(crate) mod state;
 pub mod telemetry;
 mod text;
 pub mod tick;
-pub mod tls;
-pub mod webhook;
+pub(crate) mod tls;
+mod unix_socket;
+pub(crate) mod webhook;
 pub mod worker;

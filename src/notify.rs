@@ -60,7 +60,8 @@ impl Notifier {
     }
 
     /// Whether messages go anywhere.
-    pub fn is_active(&self) -> bool {
+    #[cfg(test)]
+    fn is_active(&self) -> bool {
         self.socket.is_some()
     }
 

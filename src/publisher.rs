@@ -271,7 +271,7 @@ pub fn offer_until(
 
 /// Where events a sink refused for good are set aside: `rejected.jsonl`,
 /// each line marked with the sink's name, which rotates at
-/// [`crate::state::REJECTED_LIMIT`] keeping one older file; events of an
+/// `REJECTED_LIMIT` (the state directory's) keeping one older file; events of an
 /// older file that a rotation drops are counted in
 /// `rtinspect_rejected_dropped_total`.
 #[derive(Debug, Clone)]

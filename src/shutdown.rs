@@ -6,12 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 /// Requests shutdown; clones share the one request.
 #[derive(Debug, Clone)]
@@ -41,11 +40,6 @@ impl Shutdown {
     /// Whether shutdown was requested.
     pub fn is_requested(&self) -> bool {
         matches!(self.0.try_recv(), Err(TryRecvError::Disconnected))
-    }
-
-    /// Sleeps for `d` or until shutdown is requested; true when it was.
-    pub fn wait(&self, d: Duration) -> bool {
-        matches!(self.0.recv_timeout(d), Err(RecvTimeoutError::Disconnected))
     }
 
     /// The channel that disconnects on shutdown, for a `select!` beside others.
@@ -108,7 +102,8 @@ impl SignalWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use crossbeam_channel::RecvTimeoutError;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn trigger_wakes_a_sleeper_at_once() {
@@ -117,7 +112,11 @@ mod tests {
         let sleeper = shutdown.clone();
         let t = std::thread::spawn(move || {
             let start = Instant::now();
-            (sleeper.wait(Duration::from_secs(60)), start.elapsed())
+            let woken = sleeper.receiver().recv_timeout(Duration::from_secs(60));
+            (
+                woken == Err(RecvTimeoutError::Disconnected),
+                start.elapsed(),
+            )
         });
         trigger.trigger();
         let (woken, waited) = t.join().unwrap();
@@ -131,6 +130,7 @@ mod tests {
     #[test]
     fn wait_without_trigger_times_out() {
         let (_trigger, shutdown) = channel();
-        assert!(!shutdown.wait(Duration::from_millis(1)));
+        let waited = shutdown.receiver().recv_timeout(Duration::from_millis(1));
+        assert_eq!(waited, Err(RecvTimeoutError::Timeout));
     }
 }

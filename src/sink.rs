@@ -140,14 +140,15 @@ impl StdoutSink<std::io::Stdout> {
     }
 }
 
+#[cfg(test)]
 impl<W: Write + Send> StdoutSink<W> {
     /// A sink on any writer.
-    pub fn new(out: W) -> Self {
+    fn new(out: W) -> Self {
         StdoutSink { out }
     }
 
-    /// The writer, for tests.
-    pub fn into_inner(self) -> W {
+    /// The writer.
+    fn into_inner(self) -> W {
         self.out
     }
 }

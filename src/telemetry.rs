@@ -8,7 +8,6 @@
 //! once per scrape or `/healthz`, never across I/O. The metrics listener only
 //! reads.
 
-use crate::docker::events::ACTIONS;
 use crate::incident::{Change, Kind};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -195,33 +194,26 @@ impl SinkCounters {
     }
 }
 
-/// The `action` labels of `rtinspect_docker_events_total`: the actions
-/// followed, and `other`.
-pub const DOCKER_EVENT_ACTIONS: [&str; ACTIONS.len() + 1] = {
-    let mut labels = ["other"; ACTIONS.len() + 1];
-    let mut i = 0;
-    while i < ACTIONS.len() {
-        labels[i] = ACTIONS[i];
-        i += 1;
-    }
-    labels
-};
+/// The `action` labels of `rtinspect_docker_events_total`: the actions the
+/// events reader follows (in its order), and `other`.
+pub const DOCKER_EVENT_ACTIONS: [&str; 7] = [
+    "die",
+    "oom",
+    "health_status",
+    "start",
+    "restart",
+    "create",
+    "other",
+];
 
-impl crate::docker::events::StreamCounters for Telemetry {
-    fn event(&self, action: &'static str) {
+impl Telemetry {
+    /// Counts one Docker event of `action` (`other` when not followed).
+    pub fn docker_event(&self, action: &str) {
         let i = DOCKER_EVENT_ACTIONS
             .iter()
             .position(|a| *a == action)
             .unwrap_or(DOCKER_EVENT_ACTIONS.len() - 1);
         self.docker_events[i].fetch_add(1, Relaxed);
-    }
-
-    fn attempted(&self) {
-        self.stream_attempts.fetch_add(1, Relaxed);
-    }
-
-    fn reconnected(&self) {
-        self.stream_reconnects.fetch_add(1, Relaxed);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The worker: the shell of I/O around the schedule and the tick core. It
-//! carries out each [`Action`] the schedule decides — lists the records,
+//! carries out each `Action` the schedule decides — lists the records,
 //! inspects a container, pings dockerd, saves the baselines — and hands the
-//! answer back as an [`Input`]; it logs and counts each record's outcome,
+//! answer back as an `Input`; it logs and counts each record's outcome,
 //! keeps the per-game warnings, tells telemetry whether a tick could see, and
 //! publishes events through the `emit` it is given. Threads, channels and
 //! the exit are the daemon's.

@@ -34,11 +34,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Sender, TrySendError};
 use serde::Deserialize;
 
-use super::{
-    ApiVersion, ContainerInspector, DockerClient, DockerError, error_message, is_version_refusal,
-    unix_socket,
-};
+use super::error::{error_message, is_version_refusal};
+use super::{ApiVersion, ContainerInspector, DockerClient, DockerError};
 use crate::backoff::Backoff;
+use crate::unix_socket;
 
 /// How long the stream may stay silent before dockerd is pinged.
 pub const SILENCE: Duration = Duration::from_secs(30);
@@ -178,7 +177,7 @@ pub fn events_query(since: Option<SystemTime>, creates: bool) -> String {
         .filter(|a| creates || *a != "create")
         .collect();
     let filters = serde_json::json!({ "type": ["container"], "event": actions }).to_string();
-    let mut query = format!("filters={}", super::percent_encode(&filters));
+    let mut query = format!("filters={}", super::client::percent_encode(&filters));
     if let Some(since) = since {
         let d = since.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         query = format!("since={}.{:09}&{query}", d.as_secs(), d.subsec_nanos());
@@ -195,6 +194,24 @@ pub trait StreamCounters: Send + Sync {
     /// A subscription got its 2xx response head after an earlier one broke
     /// or failed: the stream is subscribed again.
     fn reconnected(&self);
+}
+
+/// The process's counters are the reader's: each followed action under its
+/// own label.
+impl StreamCounters for crate::telemetry::Telemetry {
+    fn event(&self, action: &'static str) {
+        self.docker_event(action);
+    }
+
+    fn attempted(&self) {
+        self.stream_attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reconnected(&self) {
+        self.stream_reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The running reader thread.
@@ -717,6 +734,13 @@ mod tests {
     use super::*;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn each_followed_action_has_its_own_label_in_the_metrics_and_the_rest_are_other() {
+        let labels = crate::telemetry::DOCKER_EVENT_ACTIONS;
+        assert_eq!(&labels[..ACTIONS.len()], &ACTIONS[..]);
+        assert_eq!(labels[ACTIONS.len()..], ["other"]);
+    }
 
     /// (action, its label, the container's name) expected of a line.
     type Expected<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;

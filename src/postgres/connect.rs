@@ -130,7 +130,7 @@ fn probe(config: &mut postgres::Config) -> Result<(), PgError> {
         let tried = match host {
             Host::Unix(dir) => {
                 let path = dir.join(format!(".s.PGSQL.{port}"));
-                crate::docker::unix_socket::connect_within(&path, Some(timeout))
+                crate::unix_socket::connect_within(&path, Some(timeout))
                     .and_then(|mut s| {
                         s.set_read_timeout(Some(timeout))?;
                         s.set_write_timeout(Some(timeout))?;

@@ -1,4 +1,5 @@
-//! A ureq transport over a Unix stream socket, for talking HTTP to dockerd.
+//! A ureq transport over a Unix stream socket, for talking HTTP to dockerd, and
+//! the bounded connect PostgreSQL uses for its socket too: a shared leaf.
 //!
 //! ureq 3 ships TCP and TLS transports only; its `unversioned::transport` seam
 //! (`Connector`, `Transport`, `LazyBuffers`) lets us plug a `UnixStream` in.
