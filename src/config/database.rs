@@ -30,7 +30,7 @@ pub enum SslMode {
 
 impl SslMode {
     /// Parses libpq's spelling (`allow` is taken as `prefer`).
-    pub fn parse(s: &str) -> Option<SslMode> {
+    pub(crate) fn parse(s: &str) -> Option<SslMode> {
         Some(match s {
             "disable" => SslMode::Disable,
             "allow" | "prefer" => SslMode::Prefer,
@@ -42,7 +42,7 @@ impl SslMode {
     }
 
     /// libpq's spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
@@ -53,12 +53,12 @@ impl SslMode {
     }
 
     /// Whether the server's certificate is checked against trusted CAs.
-    pub fn verifies(self) -> bool {
+    pub(crate) fn verifies(self) -> bool {
         matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
     }
 
     /// What tokio-postgres is told.
-    pub fn driver_mode(self) -> ::postgres::config::SslMode {
+    pub(crate) fn driver_mode(self) -> ::postgres::config::SslMode {
         match self {
             SslMode::Disable => ::postgres::config::SslMode::Disable,
             SslMode::Prefer => ::postgres::config::SslMode::Prefer,
@@ -71,22 +71,22 @@ impl SslMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaFile {
     /// The file of PEM certificates.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// `--database-ca-file`, `RTINSPECT_DATABASE_CA_FILE`, or `sslrootcert in --database-url`.
-    pub named_by: String,
+    pub(crate) named_by: String,
 }
 
 /// The database connection settings; the URL itself is not kept.
 #[derive(Clone)]
 pub struct Database {
     /// Parsed connection settings, `sslmode` set from [`Database::ssl_mode`].
-    pub config: ::postgres::Config,
+    pub(crate) config: ::postgres::Config,
     /// libpq's `sslmode`, from the URL (default `prefer`).
-    pub ssl_mode: SslMode,
+    pub(crate) ssl_mode: SslMode,
     /// The trusted CAs for a verifying mode: `--database-ca-file`, else the
     /// URL's `sslrootcert`; `None` means the system bundle. Always `None` when
     /// the mode does not verify.
-    pub ca_file: Option<CaFile>,
+    pub(crate) ca_file: Option<CaFile>,
 }
 
 impl fmt::Debug for Database {
@@ -159,18 +159,18 @@ pub(super) fn database(url: &Given, ca_option: Option<&Given>) -> Result<Databas
 
 /// A database URL with `sslmode` and `sslrootcert` taken out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitUrl {
+pub(crate) struct SplitUrl {
     /// The URL the driver gets.
-    pub rest: String,
+    pub(crate) rest: String,
     /// `sslmode`, when given.
-    pub sslmode: Option<String>,
+    pub(crate) sslmode: Option<String>,
     /// `sslrootcert`, when given.
-    pub sslrootcert: Option<String>,
+    pub(crate) sslrootcert: Option<String>,
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query or a
 /// `key=value` connection string, keeping everything else as it was.
-pub fn split_tls_params(url: &str) -> SplitUrl {
+pub(crate) fn split_tls_params(url: &str) -> SplitUrl {
     let mut split = SplitUrl {
         rest: String::new(),
         sslmode: None,
@@ -288,6 +288,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::{Case, config, err};
 
     #[test]
     fn url_form_loses_only_the_tls_params() {
@@ -351,5 +352,114 @@ mod tests {
             assert!(split.rest.len() <= s.len(), "{s:?}: {split:?}");
         }
         assert_eq!(split_tls_params("sslmode").sslmode.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn database_url_errors_never_echo_the_password() {
+        for url in [
+            "postgres://user:hunter2@host:notaport/db",
+            "host=x password=hunter2 bogus_option=1",
+            "password=hunter2 user=x",
+        ] {
+            let got = err(&["--database-url", url], &[]);
+            assert!(got.starts_with("invalid --database-url"), "{got}");
+            assert!(!got.contains("hunter2"), "{got}");
+        }
+    }
+
+    #[test]
+    fn sslmode_comes_from_the_url_in_either_form() {
+        let db = |url: &str| config(&["--database-url", url], &[]).database.unwrap();
+        assert_eq!(
+            db("postgres://u@db/x?sslmode=require").ssl_mode,
+            SslMode::Require
+        );
+        assert_eq!(db("host=db sslmode=disable").ssl_mode, SslMode::Disable);
+        assert_eq!(db("host=db").ssl_mode, SslMode::Prefer);
+        let e = err(&["--database-url", "host=db sslmode=sometimes"], &[]);
+        assert!(e.contains("sslmode \"sometimes\""), "{e}");
+    }
+
+    #[test]
+    fn the_ca_file_is_a_path_named_by_its_option_and_not_read_here() {
+        let ca = |args: &[&str], env: &[(&str, &str)]| config(args, env).database.unwrap().ca_file;
+        let url = "host=db sslmode=verify-full";
+        assert_eq!(
+            ca(
+                &[
+                    "--database-url",
+                    url,
+                    "--database-ca-file",
+                    "/nonexistent.pem"
+                ],
+                &[]
+            ),
+            Some(CaFile {
+                path: PathBuf::from("/nonexistent.pem"),
+                named_by: "--database-ca-file".into()
+            })
+        );
+        assert_eq!(
+            ca(
+                &["--database-url", url],
+                &[("RTINSPECT_DATABASE_CA_FILE", "/etc/db-ca.pem")]
+            )
+            .map(|c| c.named_by),
+            Some("RTINSPECT_DATABASE_CA_FILE".into())
+        );
+        assert_eq!(
+            ca(
+                &[],
+                &[(
+                    "RTINSPECT_DATABASE_URL",
+                    "postgres://db/x?sslmode=verify-ca&sslrootcert=/r.pem"
+                )]
+            ),
+            Some(CaFile {
+                path: PathBuf::from("/r.pem"),
+                named_by: "sslrootcert in RTINSPECT_DATABASE_URL".into()
+            })
+        );
+        // The flag wins over the URL's sslrootcert.
+        let c = ca(
+            &[
+                "--database-url",
+                "host=db sslmode=verify-ca sslrootcert=/r.pem",
+                "--database-ca-file=/f.pem",
+            ],
+            &[],
+        );
+        assert_eq!(c.map(|c| c.path), Some(PathBuf::from("/f.pem")));
+        assert_eq!(ca(&["--database-url", url], &[]), None);
+    }
+
+    #[test]
+    fn a_ca_file_with_a_mode_that_does_not_verify_is_refused() {
+        let table: &[Case] = &[
+            (
+                &["--database-url", "host=db", "--database-ca-file", "/ca.pem"],
+                &[],
+                "--database-ca-file \"/ca.pem\" has no effect with sslmode prefer (the default)",
+            ),
+            (
+                &["--database-url", "host=db sslmode=require"],
+                &[("RTINSPECT_DATABASE_CA_FILE", "/ca.pem")],
+                "RTINSPECT_DATABASE_CA_FILE \"/ca.pem\" has no effect with sslmode require,",
+            ),
+            (
+                &[
+                    "--database-url",
+                    "postgres://u:hunter2@db/x?sslmode=disable&sslrootcert=/ca.pem",
+                ],
+                &[],
+                "sslrootcert in --database-url \"/ca.pem\" has no effect with sslmode disable,",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+            assert!(got.contains("verify-ca or verify-full"), "{got}");
+            assert!(!got.contains("hunter2"), "{got}");
+        }
     }
 }

@@ -13,7 +13,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error with this message, its line breaks made spaces.
-    pub fn new(message: impl Into<String>) -> ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> ConfigError {
         let message: String = message.into();
         ConfigError {
             message: message.replace(['\n', '\r'], " "),

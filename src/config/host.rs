@@ -7,15 +7,17 @@
 //! shipped unit's `ProcSubset=pid` hides `/proc/sys`.
 
 use super::error::ConfigError;
-use super::raw::Given;
+use super::names::is_identifier;
+use super::options::Opt;
+use super::raw::{Given, Inputs};
 
 /// Bound on a host id: a hostname is at most 253 bytes; 255 leaves room for
 /// an operator's own scheme without letting a value grow unbounded.
-pub const MAX_HOST_ID: usize = 255;
+pub(crate) const MAX_HOST_ID: usize = 255;
 
 /// Where this host's id comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostId {
+pub(crate) enum HostId {
     /// `--host-id` or `RTINSPECT_HOST_ID`, validated.
     Given(String),
     /// The machine's hostname, read by [`HostId::resolve`].
@@ -25,7 +27,7 @@ pub enum HostId {
 impl HostId {
     /// The id: the given one, or the machine's hostname, which must pass the
     /// same checks (an empty hostname is an error naming `--host-id`).
-    pub fn resolve(&self) -> Result<String, ConfigError> {
+    pub(crate) fn resolve(&self) -> Result<String, ConfigError> {
         match self {
             HostId::Given(id) => Ok(id.clone()),
             HostId::Hostname => {
@@ -46,11 +48,11 @@ impl HostId {
 /// Host scoping as configured: each host reads the records whose `column`
 /// holds its id, and writes its id into the events' `host_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostScope {
+pub(crate) struct HostScope {
     /// The records table's column naming the host (a plain identifier).
-    pub column: String,
+    pub(crate) column: String,
     /// This host's id.
-    pub id: HostId,
+    pub(crate) id: HostId,
 }
 
 /// Why `id` cannot be a host id, if it cannot: it is a bind parameter, so
@@ -80,9 +82,35 @@ pub(super) fn host_id(given: &Given) -> Result<HostId, ConfigError> {
         })
 }
 
+/// `--host-column` and `--host-id`; the id alone would scope nothing.
+pub(super) fn host_scope(inputs: &Inputs) -> Result<Option<HostScope>, ConfigError> {
+    let id = inputs.given(Opt::HostId).map(host_id).transpose()?;
+    let Some(column) = inputs.given(Opt::HostColumn) else {
+        return match inputs.given(Opt::HostId) {
+            Some(given) => Err(ConfigError::new(format!(
+                "{} has no effect without --host-column (or RTINSPECT_HOST_COLUMN); \
+                 set the column or remove it",
+                given.described()
+            ))),
+            None => Ok(None),
+        };
+    };
+    if !is_identifier(&column.value) {
+        return Err(column.invalid(
+            "expected a column name of letters, digits, _ and $ (at most 63), \
+             not starting with a digit or $",
+        ));
+    }
+    Ok(Some(HostScope {
+        column: column.value.clone(),
+        id: id.unwrap_or(HostId::Hostname),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::{Case, config, err};
 
     #[test]
     fn host_ids_table() {
@@ -106,5 +134,72 @@ mod tests {
         let uname = rustix::system::uname();
         assert_eq!(id, uname.nodename().to_string_lossy());
         assert_eq!(HostId::Given("h".into()).resolve().unwrap(), "h");
+    }
+
+    #[test]
+    fn host_scoping_takes_a_column_and_defaults_the_id_to_the_hostname() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        assert_eq!(config(&[], &[db]).host_scope, None);
+        let c = config(&["--host-column", "host_name"], &[db]);
+        assert_eq!(
+            c.host_scope,
+            Some(HostScope {
+                column: "host_name".into(),
+                id: HostId::Hostname
+            })
+        );
+        let c = config(
+            &["--host-id", "game-7.eu"],
+            &[db, ("RTINSPECT_HOST_COLUMN", "host")],
+        );
+        assert_eq!(
+            c.host_scope.map(|s| s.id),
+            Some(HostId::Given("game-7.eu".into()))
+        );
+    }
+
+    #[test]
+    fn bad_host_scoping_is_refused_by_name() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let long = "h".repeat(256);
+        let table: &[Case] = &[
+            (
+                &["--host-column", "host; drop table x"],
+                &[db],
+                "invalid --host-column \"host; drop table x\": expected a column name",
+            ),
+            (
+                &["--host-column", "a.b"],
+                &[db],
+                "invalid --host-column \"a.b\"",
+            ),
+            (
+                &["--host-column", "host", "--host-id", &long],
+                &[db],
+                "invalid --host-id",
+            ),
+            (
+                &["--host-column", "host"],
+                &[db, ("RTINSPECT_HOST_ID", "a\u{1}b")],
+                "invalid RTINSPECT_HOST_ID \"a\\u{1}b\": it holds a control character",
+            ),
+            (
+                &["--host-id", "h1"],
+                &[db],
+                "--host-id \"h1\" has no effect without --host-column",
+            ),
+            (
+                &["--host-column", "host"],
+                &[],
+                "--host-column \"host\" has no effect: label mode uses no database",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+        // An empty variable counts as unset: no scoping, no error.
+        let c = config(&[], &[db, ("RTINSPECT_HOST_ID", "")]);
+        assert_eq!(c.host_scope, None);
     }
 }

@@ -29,7 +29,7 @@ impl TableName {
     }
 
     /// The name quoted for SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
+    pub(crate) fn quoted(&self) -> String {
         match &self.schema {
             Some(s) => format!("\"{s}\".\"{}\"", self.table),
             None => format!("\"{}\"", self.table),
@@ -37,7 +37,7 @@ impl TableName {
     }
 
     /// The unqualified table name.
-    pub fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.table
     }
 }
@@ -52,7 +52,7 @@ impl fmt::Display for TableName {
 }
 
 /// Whether `s` is a plain SQL identifier that needs no escaping inside quotes.
-pub fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     !s.is_empty()
         && s.len() <= 63

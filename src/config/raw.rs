@@ -36,7 +36,7 @@ pub(super) enum Source {
 
 impl Source {
     /// The option this value is for.
-    pub fn opt(self) -> Opt {
+    pub(super) fn opt(self) -> Opt {
         match self {
             Source::Flag(o) | Source::Env(o) | Source::Default(o) => o,
             Source::StateDirectory => Opt::StateDir,
@@ -109,7 +109,7 @@ fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
 
 /// The command line as given, before the environment is read.
 #[derive(Debug, Default)]
-pub struct RawArgs {
+pub(crate) struct RawArgs {
     command: Option<String>,
     flags: HashMap<Opt, String>,
     help: bool,
@@ -122,7 +122,7 @@ impl RawArgs {
     /// Reads the command line (without the program name). It never fails: a
     /// problem is kept and reported by `Config::from_raw` unless help or the
     /// version was asked for.
-    pub fn parse<A: Into<OsString>>(args: impl IntoIterator<Item = A>) -> RawArgs {
+    pub(crate) fn parse<A: Into<OsString>>(args: impl IntoIterator<Item = A>) -> RawArgs {
         let mut raw = RawArgs::default();
         let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {

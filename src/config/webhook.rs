@@ -7,6 +7,12 @@
 //! `https://hooks.slack.com/…`; the sink masks the pieces of the token in
 //! what the URL's server writes back. The CA file is only named here; the
 //! webhook sink reads it when it is built.
+//!
+//! The URL file (`--webhook-url-file`) is the one file read while parsing,
+//! once, at start: its URL is checked against the format like a given one
+//! (a Telegram chat, an ntfy login, a CA file for an `http://` URL), and a
+//! file anyone else may read is refused like any bad value, exit status 64,
+//! naming the option and the path, never the content.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,7 +24,7 @@ use super::raw::Given;
 /// The webhook's URL. Only [`WebhookUrl::secret`] gives it whole; `Display`
 /// and `Debug` show the scheme and host.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookUrl {
+pub(crate) struct WebhookUrl {
     url: String,
     shown: String,
     https: bool,
@@ -27,7 +33,7 @@ pub struct WebhookUrl {
 impl WebhookUrl {
     /// Checks that `url` is an absolute `http://` or `https://` URL with a
     /// host. The error says what is wrong without repeating the URL.
-    pub fn parse(url: &str) -> Result<WebhookUrl, &'static str> {
+    pub(crate) fn parse(url: &str) -> Result<WebhookUrl, &'static str> {
         const EXPECTED: &str = "expected an http:// or https:// URL";
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         let https = match scheme.as_deref() {
@@ -74,23 +80,23 @@ impl WebhookUrl {
     }
 
     /// The whole URL, token included: for the request, and nothing else.
-    pub fn secret(&self) -> &str {
+    pub(crate) fn secret(&self) -> &str {
         &self.url
     }
 
     /// The scheme and host, safe for logs and messages.
-    pub fn shown(&self) -> &str {
+    pub(crate) fn shown(&self) -> &str {
         &self.shown
     }
 
     /// Whether the URL is `https://`.
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.https
     }
 
     /// The userinfo before the host, percent-decoded: the user, and the
     /// password when there is a `:`. `None` without an `@`.
-    pub fn userinfo(&self) -> Option<(String, Option<String>)> {
+    pub(crate) fn userinfo(&self) -> Option<(String, Option<String>)> {
         let (_, after) = self.url.split_once("://")?;
         let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
         let (userinfo, _) = authority.rsplit_once('@')?;
@@ -103,7 +109,7 @@ impl WebhookUrl {
     /// The whole URL without its userinfo (token included: for the
     /// request, and nothing else), for a format that sends the userinfo as
     /// a header of its own.
-    pub fn secret_without_userinfo(&self) -> String {
+    pub(crate) fn secret_without_userinfo(&self) -> String {
         let Some((scheme, after)) = self.url.split_once("://") else {
             return self.url.clone();
         };
@@ -118,7 +124,7 @@ impl WebhookUrl {
     /// The first value of `name` in the query, percent-decoded (`+` as a
     /// space), and the whole URL without that parameter (token included:
     /// for the request, and nothing else).
-    pub fn take_query(&self, name: &str) -> Option<(String, String)> {
+    pub(crate) fn take_query(&self, name: &str) -> Option<(String, String)> {
         let (before_fragment, fragment) = match self.url.split_once('#') {
             Some((u, f)) => (u, Some(f)),
             None => (self.url.as_str(), None),
@@ -187,7 +193,7 @@ impl fmt::Debug for WebhookUrl {
 
 /// What the webhook's request body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
+pub(crate) enum WebhookFormat {
     /// The event's envelope, as every sink carries it.
     Envelope,
     /// `{"text": "…"}`, one readable line: Slack's incoming webhooks and
@@ -205,7 +211,7 @@ pub enum WebhookFormat {
 
 impl WebhookFormat {
     /// The `--webhook-format` value that names it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             WebhookFormat::Envelope => "envelope",
             WebhookFormat::Slack => "slack",
@@ -220,12 +226,12 @@ impl WebhookFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     /// Where events are posted.
-    pub url: WebhookUrl,
+    pub(crate) url: WebhookUrl,
     /// The body of each request.
-    pub format: WebhookFormat,
+    pub(crate) format: WebhookFormat,
     /// The trusted CAs for an `https://` URL; `None` means the system bundle.
     /// Always `None` for an `http://` URL.
-    pub ca_file: Option<CaFile>,
+    pub(crate) ca_file: Option<CaFile>,
 }
 
 /// Validates the webhook options of a process whose sink is the webhook.
@@ -406,139 +412,4 @@ fn read_url_file(file: &Given) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_url_is_shown_as_scheme_and_host_only() {
-        // (URL, shown)
-        let table = [
-            (
-                "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
-                "https://hooks.slack.com/…",
-            ),
-            (
-                "https://discord.com/api/webhooks/123/SECRETTOKEN/slack",
-                "https://discord.com/…",
-            ),
-            (
-                "http://127.0.0.1:8080/hook?token=SECRET",
-                "http://127.0.0.1:8080/…",
-            ),
-            (
-                "http://127.0.0.1:8080?token=SECRET",
-                "http://127.0.0.1:8080/…",
-            ),
-            ("https://user:SECRET@example.org/x", "https://example.org/…"),
-            ("https://example.org", "https://example.org/"),
-            ("https://example.org/", "https://example.org/"),
-            ("http://[::1]:9/SECRET", "http://[::1]:9/…"),
-            ("http://[::1]/SECRET", "http://[::1]/…"),
-            ("http://h:/SECRET", "http://h/…"),
-            ("https://h/SECRET#part", "https://h/…"),
-            ("HTTPS://Example.org/SECRET", "https://Example.org/…"),
-        ];
-        for (url, shown) in table {
-            let u = WebhookUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!(u.shown(), shown, "{url}");
-            assert_eq!(u.to_string(), shown);
-            assert!(!format!("{u:?}").contains("SECRET"), "{u:?}");
-            assert_eq!(u.secret(), url);
-        }
-    }
-
-    #[test]
-    fn userinfo_is_decoded_and_can_be_left_out_of_the_url() {
-        // (URL, userinfo, the URL without it)
-        let table = [
-            (
-                "https://:tk_SECRET@ntfy.sh/alerts",
-                Some(("", Some("tk_SECRET"))),
-                "https://ntfy.sh/alerts",
-            ),
-            (
-                "https://ops:p%40ss@ntfy.example:8443/a?x=1#f",
-                Some(("ops", Some("p@ss"))),
-                "https://ntfy.example:8443/a?x=1#f",
-            ),
-            (
-                "https://tk_SECRET@ntfy.sh",
-                Some(("tk_SECRET", None)),
-                "https://ntfy.sh",
-            ),
-            ("https://ntfy.sh/a@b", None, "https://ntfy.sh/a@b"),
-        ];
-        for (url, userinfo, without) in table {
-            let u = WebhookUrl::parse(url).unwrap();
-            let got = u.userinfo();
-            let got = got
-                .as_ref()
-                .map(|(user, pass)| (user.as_str(), pass.as_deref()));
-            assert_eq!(got, userinfo, "{url}");
-            assert_eq!(u.secret_without_userinfo(), without, "{url}");
-        }
-    }
-
-    #[test]
-    fn a_query_parameter_is_taken_out_of_the_url() {
-        // (URL, chat_id, the URL without it)
-        let table = [
-            (
-                "https://api.telegram.org/botT:K/sendMessage?chat_id=-100123",
-                Some(("-100123", "https://api.telegram.org/botT:K/sendMessage")),
-            ),
-            (
-                "https://h/bot1/sendMessage?a=1&chat_id=%40ops+room&b=2",
-                Some(("@ops room", "https://h/bot1/sendMessage?a=1&b=2")),
-            ),
-            ("https://h/bot1/sendMessage?chat=1", None),
-            ("https://h/bot1/sendMessage", None),
-        ];
-        for (url, want) in table {
-            let got = WebhookUrl::parse(url).unwrap().take_query("chat_id");
-            let got = got.as_ref().map(|(v, rest)| (v.as_str(), rest.as_str()));
-            assert_eq!(got, want, "{url}");
-        }
-    }
-
-    #[test]
-    fn only_absolute_http_urls_with_a_host_are_taken() {
-        for (url, why) in [
-            ("", "expected an http:// or https:// URL"),
-            (
-                "hooks.slack.com/services/SECRET",
-                "expected an http:// or https:// URL",
-            ),
-            ("/services/SECRET", "expected an http:// or https:// URL"),
-            (
-                "ftp://example.org/SECRET",
-                "the scheme must be http or https",
-            ),
-            ("unix:///run/x.sock", "the scheme must be http or https"),
-            ("://x/SECRET", "expected an http:// or https:// URL"),
-            (
-                "https://exa mple.org/SECRET",
-                "expected an http:// or https:// URL",
-            ),
-            ("https:///SECRET", "expected an http:// or https:// URL"),
-            (
-                "https://h:99999/SECRET",
-                "the port must be a number from 1 to 65535",
-            ),
-            (
-                "https://h:0/SECRET",
-                "the port must be a number from 1 to 65535",
-            ),
-            (
-                "https://u:p@h:70000/SECRET",
-                "the port must be a number from 1 to 65535",
-            ),
-        ] {
-            let got = WebhookUrl::parse(url).map(|u| u.shown().to_owned());
-            match got {
-                Err(e) => assert!(e.starts_with(why), "{url:?}: {e}"),
-                Ok(shown) => panic!("{url:?} was taken as {shown}"),
-            }
-        }
-    }
-}
+mod tests;

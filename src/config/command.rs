@@ -1,0 +1,301 @@
+//! The command: which one was asked for, and what it needs before it can
+//! run. `migrate` and `prune-events` need a database; `prune-events` alone
+//! reads `--older-than`, which is refused on another command's command line
+//! and ignored when it comes from the defaults file every command reads.
+
+use std::time::Duration;
+
+use super::database::Database;
+use super::durations::parse_duration;
+use super::error::ConfigError;
+use super::options::Opt;
+use super::raw::{Inputs, Source};
+
+/// What the process was asked to do, once the configuration is valid; a
+/// command that works on the database carries it.
+#[derive(Debug, Clone)]
+pub(crate) enum Command {
+    /// The loop, until SIGTERM or SIGINT.
+    Run,
+    /// One tick, then exit once its events are delivered.
+    Once,
+    /// Create the tables and their indexes if missing.
+    Migrate {
+        /// Where they are created.
+        database: Database,
+    },
+    /// Delete the events recorded longer ago than this.
+    PruneEvents {
+        /// Where the events are.
+        database: Database,
+        /// The age beyond which an event goes.
+        older_than: Duration,
+    },
+    /// Send one test message through every sink.
+    NotifyTest,
+}
+
+/// The command as asked for, before it is known to have what it needs.
+pub(super) enum Asked {
+    Run,
+    Once,
+    Migrate,
+    PruneEvents { older_than: Duration },
+    NotifyTest,
+}
+
+/// The command named on the command line (`None`: `run`), with the age
+/// `prune-events` needs; `--older-than` set for any other command is
+/// refused as a flag, or ignored (and said in `ignored`) from the
+/// environment.
+pub(super) fn asked(
+    command: Option<&str>,
+    inputs: &mut Inputs,
+    ignored: &mut Vec<String>,
+) -> Result<Asked, ConfigError> {
+    let command = match command {
+        None | Some("run") => Asked::Run,
+        Some("once") => Asked::Once,
+        Some("migrate") => Asked::Migrate,
+        Some("prune-events") => Asked::PruneEvents {
+            older_than: older_than(inputs)?,
+        },
+        Some("notify-test") => Asked::NotifyTest,
+        Some(other) => {
+            return Err(ConfigError::new(format!(
+                "unknown command {other:?}; expected run, once, migrate, prune-events \
+                 or notify-test"
+            )));
+        }
+    };
+    if let (false, Some(given)) = (
+        matches!(command, Asked::PruneEvents { .. }),
+        inputs.given(Opt::OlderThan),
+    ) {
+        // The variable may sit in the defaults file every command reads;
+        // the flag on another command is a mistake.
+        if matches!(given.source, Source::Flag(_)) {
+            return Err(ConfigError::new(format!(
+                "{} has no effect: only prune-events reads it; remove it",
+                given.described()
+            )));
+        }
+        ignored.push(format!(
+            "{} is ignored: only prune-events reads it",
+            given.described()
+        ));
+        inputs.ignore(Opt::OlderThan);
+    }
+    Ok(command)
+}
+
+/// `--older-than`: a duration as [`parse_duration`] reads it, or whole days
+/// (`30d`); greater than zero, at most 10000 days (27 years: the cutoff stays after 1970).
+fn older_than(inputs: &Inputs) -> Result<Duration, ConfigError> {
+    let Some(given) = inputs.given(Opt::OlderThan) else {
+        return Err(ConfigError::new(
+            "prune-events needs --older-than (or RTINSPECT_PRUNE_OLDER_THAN), e.g. --older-than 30d",
+        ));
+    };
+    let age = match given.value.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs),
+        _ => parse_duration(&given.value),
+    }
+    .ok_or_else(|| given.invalid("expected a duration such as 12h or 30d"))?;
+    if age.is_zero() {
+        return Err(given.invalid("must be greater than zero"));
+    }
+    if age > Duration::from_secs(10_000 * 86_400) {
+        return Err(given.invalid("must be at most 10000d"));
+    }
+    Ok(age)
+}
+
+/// The command, with the database it works on: `migrate` and
+/// `prune-events` need one.
+pub(super) fn with_database(
+    asked: Asked,
+    database: Option<&Database>,
+) -> Result<Command, ConfigError> {
+    let needs_database = |name: &str| {
+        database.cloned().ok_or_else(|| {
+            ConfigError::new(format!(
+                "{name} needs a database: set --database-url or RTINSPECT_DATABASE_URL"
+            ))
+        })
+    };
+    Ok(match asked {
+        Asked::Run => Command::Run,
+        Asked::Once => Command::Once,
+        Asked::Migrate => Command::Migrate {
+            database: needs_database("migrate")?,
+        },
+        Asked::PruneEvents { older_than } => Command::PruneEvents {
+            database: needs_database("prune-events")?,
+            older_than,
+        },
+        Asked::NotifyTest => Command::NotifyTest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{Case, config, err};
+
+    #[test]
+    fn the_prune_age_in_the_environment_is_ignored_by_every_other_command() {
+        let age = ("RTINSPECT_PRUNE_OLDER_THAN", "30d");
+        for command in ["run", "once", "notify-test"] {
+            // Label mode, where no command reads a database.
+            let c = config(&[command], &[age]);
+            assert_eq!(
+                c.ignored,
+                ["RTINSPECT_PRUNE_OLDER_THAN \"30d\" is ignored: only prune-events reads it"],
+                "{command}"
+            );
+            let c = config(&[command], &[age, ("RTINSPECT_DATABASE_URL", "host=db")]);
+            assert_eq!(c.ignored.len(), 1, "{command}");
+        }
+        let c = config(&["migrate"], &[age, ("RTINSPECT_DATABASE_URL", "host=db")]);
+        assert_eq!(c.ignored.len(), 1);
+        // A bad value is no matter where it is ignored.
+        let c = config(&["run"], &[("RTINSPECT_PRUNE_OLDER_THAN", "soon")]);
+        assert_eq!(c.ignored.len(), 1);
+        // The flag on another command is a mistake, said as before.
+        assert!(
+            err(&["run", "--older-than", "30d"], &[])
+                .starts_with("--older-than \"30d\" has no effect: only prune-events reads it")
+        );
+    }
+
+    #[test]
+    fn prune_events_takes_an_age_in_days_or_as_an_interval() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let age = |args: &[&str], env: &[(&str, &str)]| match config(args, env).command {
+            Command::PruneEvents { older_than, .. } => older_than,
+            other => panic!("{other:?}"),
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            age(&["prune-events", "--older-than", "30d"], &[db]),
+            day * 30
+        );
+        assert_eq!(age(&["prune-events", "--older-than=12h"], &[db]), day / 2);
+        assert_eq!(
+            age(
+                &["prune-events"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "90m")]
+            ),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            age(
+                &["prune-events", "--older-than", "1d"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "90m")]
+            ),
+            day
+        );
+        assert_eq!(
+            age(&["prune-events", "--older-than", "10000d"], &[db]),
+            day * 10_000
+        );
+        // The variable may live in the defaults file the daemon reads too.
+        let c = config(&["run"], &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "30d")]);
+        assert!(matches!(c.command, Command::Run), "{:?}", c.command);
+    }
+
+    #[test]
+    fn bad_prune_ages_are_refused_by_name() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        let table: &[Case] = &[
+            (&["prune-events"], &[db], "prune-events needs --older-than"),
+            (
+                &["prune-events", "--older-than", "0d"],
+                &[db],
+                "invalid --older-than \"0d\": must be greater than zero",
+            ),
+            (
+                &["prune-events", "--older-than", "10001d"],
+                &[db],
+                "must be at most 10000d",
+            ),
+            (
+                &["prune-events", "--older-than", "99999999999999999999d"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events", "--older-than", "d"],
+                &[db],
+                "expected a duration such as 12h or 30d",
+            ),
+            (
+                &["prune-events", "--older-than", "-3d"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events", "--older-than", "1w"],
+                &[db],
+                "invalid --older-than",
+            ),
+            (
+                &["prune-events"],
+                &[db, ("RTINSPECT_PRUNE_OLDER_THAN", "soon")],
+                "invalid RTINSPECT_PRUNE_OLDER_THAN \"soon\"",
+            ),
+            (
+                &["run", "--older-than", "30d"],
+                &[db],
+                "--older-than \"30d\" has no effect: only prune-events reads it",
+            ),
+            (
+                &["prune-events", "--older-than", "30d"],
+                &[],
+                "--older-than \"30d\" has no effect: label mode uses no database",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_database_commands_are_refused_without_a_database_after_the_options() {
+        let table: &[Case] = &[
+            (
+                &["migrate"],
+                &[],
+                "migrate needs a database: set --database-url or RTINSPECT_DATABASE_URL",
+            ),
+            // A bad value, then an option with no effect, come first.
+            (&["migrate", "--interval", "0s"], &[], "invalid --interval"),
+            (
+                &["migrate", "--records-table", "rt"],
+                &[],
+                "--records-table \"rt\" has no effect: label mode uses no database",
+            ),
+            (
+                &["migrate", "--sink", "postgres"],
+                &[],
+                "the postgres sink needs --database-url",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+        let db = ("RTINSPECT_DATABASE_URL", "host=db dbname=rt");
+        let c = config(&["prune-events", "--older-than", "30d"], &[db]);
+        let Command::PruneEvents { database, .. } = &c.command else {
+            panic!("{:?}", c.command);
+        };
+        assert_eq!(database.config.get_dbname(), Some("rt"));
+    }
+}
