@@ -20,331 +20,22 @@
 //! blocked or a peer is frozen. The waits between tries, a sink's asked-for
 //! wait included, are the publisher's own, and a close ends them at once.
 
-use std::collections::VecDeque;
+mod outbox;
+mod rejects;
+
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::Receiver;
 
 pub use crate::backoff::Backoff;
 use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
-use crate::state::StateDir;
 use crate::telemetry::{SinkCounters, Telemetry};
-
-/// How many events may wait for the sink before new ones are dropped.
-pub const QUEUE_CAPACITY: usize = 4096;
-
-/// The events waiting for the sink: a backlog read from the spool, the queue
-/// the inspector feeds, and the one event the publisher is delivering.
-#[derive(Debug)]
-pub struct Outbox {
-    queue: Receiver<HealthEvent>,
-    slot: Mutex<Slot>,
-    /// Dropped by [`Outbox::close`], which wakes the publisher at once.
-    closer: Mutex<Option<Sender<()>>>,
-    closed: Receiver<()>,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    backlog: VecDeque<HealthEvent>,
-    /// The events of the send under way, in order.
-    in_flight: Vec<HealthEvent>,
-    closed: bool,
-}
-
-impl Outbox {
-    /// An outbox with `backlog` (spooled events) first, and the sender that
-    /// feeds its bounded queue.
-    pub fn new(backlog: Vec<HealthEvent>) -> (Sender<HealthEvent>, Arc<Outbox>) {
-        let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
-        let (closer, closed) = crossbeam_channel::bounded(0);
-        let outbox = Outbox {
-            queue,
-            slot: Mutex::new(Slot {
-                backlog: backlog.into(),
-                ..Slot::default()
-            }),
-            closer: Mutex::new(Some(closer)),
-            closed,
-        };
-        (events, Arc::new(outbox))
-    }
-
-    fn slot(&self) -> MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Events waiting, the one in flight included.
-    pub fn len(&self) -> usize {
-        let slot = self.slot();
-        slot.backlog.len() + slot.in_flight.len() + self.queue.len()
-    }
-
-    /// Whether nothing waits and nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Stops delivery and returns every event not yet delivered, in order: the
-    /// ones in flight, the backlog, the queue. The publisher ends at its next
-    /// step; an event it is handing to the sink right now may still arrive
-    /// there too (delivery is at least once). Later calls return what was
-    /// queued since.
-    pub fn close(&self) -> Vec<HealthEvent> {
-        let mut slot = self.slot();
-        slot.closed = true;
-        self.closer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let mut left = std::mem::take(&mut slot.in_flight);
-        left.extend(slot.backlog.drain(..));
-        left.extend(self.queue.try_iter());
-        left
-    }
-
-    /// Waits until an event may be taken, the outbox is closed, or `limit` passes.
-    fn wait_ready(&self, limit: Duration) {
-        let mut select = Select::new();
-        select.recv(&self.queue);
-        select.recv(&self.closed);
-        let _ = select.ready_timeout(limit);
-    }
-
-    /// Waits for the next event to deliver and marks it in flight; false
-    /// once the outbox is closed or every sender is gone and nothing is left.
-    fn take(&self) -> bool {
-        loop {
-            {
-                let mut slot = self.slot();
-                if slot.closed {
-                    return false;
-                }
-                // The send under way is empty here: `done` emptied it.
-                match self.fill(&mut slot, 1) {
-                    Filled::Full => return true,
-                    Filled::NoSender => return false,
-                    Filled::Waiting => {}
-                }
-            }
-            self.wait_ready(Duration::from_secs(3600));
-        }
-    }
-
-    /// Moves into the send under way the events that come within `window`,
-    /// up to `limit` in all; it ends early once the limit is reached or
-    /// every sender is gone (nothing more will come: the end of `once`, or a
-    /// shutdown). True when the outbox was closed meanwhile.
-    fn gather_for(&self, window: Duration, limit: usize) -> bool {
-        let deadline = Instant::now() + window;
-        loop {
-            {
-                let mut slot = self.slot();
-                if slot.closed {
-                    return true;
-                }
-                if self.fill(&mut slot, limit) != Filled::Waiting {
-                    return false;
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            self.wait_ready(deadline - now);
-        }
-    }
-
-    /// Adds to the send under way the events that wait now, up to `limit`
-    /// in all, and returns them all; `None` once the outbox is closed (they
-    /// went back to its owner).
-    fn gather(&self, limit: usize) -> Option<Vec<HealthEvent>> {
-        let mut slot = self.slot();
-        if slot.closed {
-            return None;
-        }
-        self.fill(&mut slot, limit);
-        Some(slot.in_flight.clone())
-    }
-
-    /// Moves waiting events, the backlog first, into the send under way
-    /// until it holds `limit` or none waits; says which.
-    fn fill(&self, slot: &mut Slot, limit: usize) -> Filled {
-        while slot.in_flight.len() < limit {
-            let next = match slot.backlog.pop_front() {
-                Some(e) => e,
-                None => match self.queue.try_recv() {
-                    Ok(e) => e,
-                    Err(TryRecvError::Empty) => return Filled::Waiting,
-                    Err(TryRecvError::Disconnected) => return Filled::NoSender,
-                },
-            };
-            slot.in_flight.push(next);
-        }
-        Filled::Full
-    }
-
-    /// The events in flight were delivered or set aside. False when the
-    /// outbox was closed meanwhile (they went back to its owner).
-    fn done(&self) -> bool {
-        let mut slot = self.slot();
-        slot.in_flight.clear();
-        !slot.closed
-    }
-
-    /// Sleeps for `d`, or until the outbox is closed; true when it was.
-    fn sleep(&self, d: Duration) -> bool {
-        matches!(
-            self.closed.recv_timeout(d),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        )
-    }
-}
-
-/// How a send under way was filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Filled {
-    /// It holds as many as it may carry.
-    Full,
-    /// Nothing more waits now; more may come.
-    Waiting,
-    /// Nothing waits, and every sender is gone: nothing more will come.
-    NoSender,
-}
-
-/// Offers an event to the queue without waiting; a full queue drops it,
-/// counted and logged. A closed outbox refuses it (`Err`), for the caller to
-/// spool: after the close, nobody reads the queue.
-pub fn offer(
-    outbox: &Outbox,
-    events: &Sender<HealthEvent>,
-    event: HealthEvent,
-    counters: &SinkCounters,
-) -> Result<(), Box<HealthEvent>> {
-    // Under the slot's lock, which `close` holds while it drains the queue:
-    // an event is either drained by the close or refused here.
-    let slot = outbox.slot();
-    if slot.closed {
-        return Err(Box::new(event));
-    }
-    let (event, why) = match events.try_send(event) {
-        Ok(()) => return Ok(()),
-        Err(TrySendError::Full(e)) => (e, "publish queue full"),
-        Err(TrySendError::Disconnected(e)) => (e, "publisher is gone"),
-    };
-    drop(slot);
-    counters.events_dropped.fetch_add(1, Relaxed);
-    log::error!(sink = counters.name, game_id = event.game_id.as_str(),
-        container_id = event.container_id.as_str(), event_type = event.event_type,
-        envelope = event.envelope.as_str();
-        "{why} ({QUEUE_CAPACITY}): event dropped");
-    Ok(())
-}
-
-/// Offers an event to the queue, waiting for room until `deadline` and then
-/// putting it behind the backlog (for `once`, which has no next tick to
-/// protect). A closed outbox refuses it (`Err`), for the caller to spool.
-pub fn offer_until(
-    outbox: &Outbox,
-    events: &Sender<HealthEvent>,
-    mut event: HealthEvent,
-    deadline: Instant,
-) -> Result<(), Box<HealthEvent>> {
-    loop {
-        let mut slot = outbox.slot();
-        if slot.closed {
-            return Err(Box::new(event));
-        }
-        event = match events.try_send(event) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => e,
-        };
-        if Instant::now() >= deadline {
-            slot.backlog.push_back(event);
-            return Ok(());
-        }
-        drop(slot);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Where events a sink refused for good are set aside: `rejected.jsonl`,
-/// each line marked with the sink's name, which rotates at
-/// `REJECTED_LIMIT` (the state directory's) keeping one older file; events of an
-/// older file that a rotation drops are counted in
-/// `rtinspect_rejected_dropped_total`.
-#[derive(Debug, Clone)]
-pub struct Rejects {
-    state: Option<StateDir>,
-    /// The sink's place in [`Telemetry::sinks`].
-    sink: usize,
-}
-
-impl Rejects {
-    /// Into `rejected.jsonl` in `state`, or the error log without one, for
-    /// the sink `sink` of [`Telemetry::sinks`].
-    pub fn new(state: Option<StateDir>, sink: usize) -> Self {
-        Rejects { state, sink }
-    }
-
-    /// Sets `events` (refused together: one event, or a digest's) aside,
-    /// counted, in one write; no envelope is ever only dropped.
-    pub fn set_aside(
-        &self,
-        events: &[HealthEvent],
-        why: &dyn std::fmt::Display,
-        telemetry: &Telemetry,
-    ) {
-        let reason = why.to_string();
-        let counters = telemetry.sink(self.sink);
-        counters
-            .events_rejected
-            .fetch_add(events.len() as u64, Relaxed);
-        let first = &events[0];
-        let kept = self
-            .state
-            .as_ref()
-            .map(|state| state.append_rejected_events(counters.name, events, &reason));
-        match kept {
-            Some(Ok(aside)) => {
-                if aside.dropped > 0 {
-                    telemetry.rejected_dropped.fetch_add(aside.dropped, Relaxed);
-                    log::warn!(
-                        "{} rotated at {} MiB: the {} older refused events in {}.1 were dropped",
-                        aside.path.display(),
-                        crate::state::REJECTED_LIMIT >> 20,
-                        aside.dropped,
-                        aside.path.display()
-                    );
-                }
-                let what = match events.len() {
-                    1 => "event".to_owned(),
-                    n => format!("{n} events of one send"),
-                };
-                log::error!(sink = counters.name, game_id = first.game_id.as_str(),
-                    container_id = first.container_id.as_str(), event_type = first.event_type,
-                    err = reason.as_str();
-                    "{what} refused by the sink; set aside in {}", aside.path.display());
-            }
-            Some(Err(e)) => {
-                log::error!(err:% = e; "cannot write to the rejected events file");
-                self.logged(events, &reason, counters.name);
-            }
-            None => self.logged(events, &reason, counters.name),
-        }
-    }
-
-    /// Each refused envelope in the error log, whole: it could not be kept.
-    fn logged(&self, events: &[HealthEvent], reason: &str, sink: &str) {
-        for event in events {
-            log::error!(sink = sink, game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = event.event_type,
-                err = reason, envelope = event.envelope.as_str();
-                "event refused by the sink; set aside here (no state directory)");
-        }
-    }
-}
+pub use outbox::{Outbox, QUEUE_CAPACITY, offer, offer_until};
+pub use rejects::Rejects;
 
 /// The running publisher thread.
 #[derive(Debug)]
@@ -531,6 +222,9 @@ mod tests {
     use super::*;
     use crate::event::stopped_event as event;
     use crate::fakes::{FakeSink, SinkAnswer};
+    use crossbeam_channel::Sender;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
 
     fn fast() -> Backoff {
         Backoff::new(Duration::from_millis(1), Duration::from_millis(4))
@@ -597,62 +291,6 @@ mod tests {
         assert_eq!(accepted, vec!["b", "c"]);
         assert_eq!(t.sink(0).events_rejected.load(Relaxed), 1);
         assert_eq!(t.sink(0).events_published[0].load(Relaxed), 2);
-    }
-
-    #[test]
-    fn refused_events_go_to_rejected_jsonl_with_the_reason() {
-        let dir = std::env::temp_dir().join(format!("rtinspect-rejects-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = StateDir::open(&dir).unwrap();
-        let sink = FakeSink::new(vec![SinkAnswer::Refuse]);
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let telemetry = Arc::new(Telemetry::for_sinks(&["test"]));
-        let p = spawn(
-            Box::new(sink),
-            outbox,
-            Rejects::new(Some(state.clone()), 0),
-            fast(),
-            telemetry,
-        )
-        .unwrap();
-        let bad = event("bad");
-        tx.send(bad.clone()).unwrap();
-        drop(tx);
-        assert!(p.wait_until(Instant::now() + Duration::from_secs(30)));
-        let text = std::fs::read_to_string(dir.join("rejected.jsonl")).unwrap();
-        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(line["reason"], "refused by the fake sink");
-        assert_eq!(line["envelope"]["event_id"], bad.event_id.as_str());
-        drop(state);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn refusals_dropped_by_the_rotation_of_rejected_jsonl_are_counted() {
-        let dir = std::env::temp_dir().join(format!("rtinspect-rotated-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = StateDir::open(&dir).unwrap();
-        // A full rejected.jsonl, and an older one of three events.
-        let full = format!(
-            "{}\n",
-            "x".repeat(crate::state::REJECTED_LIMIT as usize - 1)
-        );
-        std::fs::write(dir.join("rejected.jsonl"), full).unwrap();
-        std::fs::write(dir.join("rejected.jsonl.1"), "{}\n{}\n{}\n").unwrap();
-        let telemetry = Telemetry::for_sinks(&["test"]);
-        let rejects = Rejects::new(Some(state.clone()), 0);
-        rejects.set_aside(&[event("bad")], &"refused", &telemetry);
-        assert_eq!(telemetry.sink(0).events_rejected.load(Relaxed), 1);
-        assert_eq!(telemetry.rejected_dropped.load(Relaxed), 3);
-        let metrics = crate::metrics::render(&telemetry, &[0]);
-        assert!(
-            metrics.contains("\nrtinspect_rejected_dropped_total 3\n"),
-            "{metrics}"
-        );
-        let text = std::fs::read_to_string(dir.join("rejected.jsonl")).unwrap();
-        assert_eq!(text.lines().count(), 1, "a fresh file holds the new one");
-        drop(state);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -944,33 +582,5 @@ mod tests {
             "still pacing"
         );
         p.join_if_ended();
-    }
-
-    #[test]
-    fn a_full_queue_drops_and_counts() {
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let t = Telemetry::for_sinks(&["test"]);
-        for _ in 0..QUEUE_CAPACITY + 2 {
-            offer(&outbox, &tx, event("x"), t.sink(0)).unwrap();
-        }
-        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn an_event_offered_after_the_close_is_handed_back_not_queued() {
-        let (tx, outbox) = Outbox::new(Vec::new());
-        let t = Telemetry::for_sinks(&["test"]);
-        offer(&outbox, &tx, event("before"), t.sink(0)).unwrap();
-        let left = outbox.close();
-        assert_eq!(left.len(), 1);
-        let late = offer(&outbox, &tx, event("late"), t.sink(0)).unwrap_err();
-        assert_eq!(late.game_id, "late");
-        let late = offer_until(&outbox, &tx, event("late2"), Instant::now()).unwrap_err();
-        assert_eq!(late.game_id, "late2");
-        assert!(
-            outbox.close().is_empty(),
-            "nothing went into the queue after the close"
-        );
-        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 0);
     }
 }
