@@ -21,6 +21,7 @@
 //! wait included, are the publisher's own, and a close ends them at once.
 
 mod outbox;
+mod poison;
 mod rejects;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 use crate::telemetry::{SinkCounters, Telemetry};
 pub use outbox::{Outbox, QUEUE_CAPACITY, offer, offer_until};
+use poison::{Behind, Suspect};
 pub use rejects::Rejects;
 
 /// The running publisher thread.
@@ -118,6 +120,18 @@ fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, counters: &SinkC
     }
 }
 
+/// Counts `events` as accepted by the sink now, with the detection latency
+/// of those a Docker event prompted.
+fn accepted(events: &[HealthEvent], counters: &SinkCounters) {
+    counters.delivered(Instant::now());
+    for event in events {
+        counters.published(event.event_type);
+        if let Some(prompt) = &event.prompt {
+            detected(event, prompt, counters);
+        }
+    }
+}
+
 /// Waits until the sink's pace lets a send go; false when the outbox was
 /// closed meanwhile.
 fn paced(sink: &mut dyn EventSink, outbox: &Outbox) -> bool {
@@ -152,16 +166,33 @@ fn deliver(
         let Some(batch) = outbox.gather(limit) else {
             return;
         };
+        let mut suspect = Suspect::default();
         loop {
-            match sink.publish_batch(&batch) {
-                Ok(()) => {
-                    counters.delivered(Instant::now());
-                    for event in &batch {
-                        counters.published(event.event_type);
-                        if let Some(prompt) = &event.prompt {
-                            detected(event, prompt, counters);
-                        }
+            let mut sent = sink.publish_batch(&batch);
+            if let Err(e) = &sent
+                && suspect.failed(sink, &batch, e)
+            {
+                match poison::try_behind(sink, outbox) {
+                    Behind::Closed => return,
+                    Behind::Stored(next) => {
+                        // This failure is counted here; the last try's
+                        // outcome below.
+                        counters.publish_failures.fetch_add(1, Relaxed);
+                        counters.failed(e, Instant::now());
+                        accepted(std::slice::from_ref(&next), counters);
+                        // The sink takes events: one more try decides.
+                        sent = poison::last_try(sink, &batch, suspect.tries());
                     }
+                    Behind::Refused(next, why) => {
+                        counters.refused(1, &why, Instant::now());
+                        rejects.set_aside(std::slice::from_ref(&next), &why, telemetry);
+                    }
+                    Behind::NotShown => {}
+                }
+            }
+            match sent {
+                Ok(()) => {
+                    accepted(&batch, counters);
                     backoff.reset();
                     if let Some(since) = failing_since.take() {
                         log::info!(sink = counters.name;

@@ -105,6 +105,15 @@ pub trait EventSink: Send {
         1
     }
 
+    /// Whether an event whose send keeps failing while the event behind it
+    /// is stored is set aside as refused (`publisher::poison`): true for a
+    /// sink whose failures may be one event's (a database trigger that
+    /// raises on one game's rows) as well as the sink's own; false by
+    /// default, where every failure is an outage that holds the queue.
+    fn sets_poison_aside(&self) -> bool {
+        false
+    }
+
     /// Sends `event` as a test of the way to this sink (`rtinspect
     /// notify-test`) and says what the sink answered; a sink may prove the
     /// way without keeping the event (a table's row rolled back).

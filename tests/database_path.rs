@@ -4,6 +4,7 @@
 //! queue full while the server refuses writes, a primary that turned
 //! read-only, `migrate` run by several hosts at once.
 
+use std::process::Command;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -333,4 +334,86 @@ fn an_event_already_stored_is_not_notified_again() {
         first[0].0
     );
     assert_ne!(again[0], first[0].0);
+}
+
+/// `rtinspect run` over `s`'s tables and the fake engine at `interval`, its
+/// state in `state`, every tick logged.
+fn run_over(s: &TestSchema, engine: &FakeEngine, interval: &str, state: &TempDir) -> Command {
+    let mut cmd = bin();
+    cmd.arg("run")
+        .args(s.args())
+        .args([
+            "--interval",
+            interval,
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("RUST_LOG", "rtinspect=debug");
+    cmd
+}
+
+/// The lines of a state directory's file, none when it is missing.
+fn lines_of(state: &TempDir, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.path().join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_trigger_refusing_one_games_rows_holds_up_no_other_game() {
+    let Some(url) = live_pg() else { return };
+    let mut s = TestSchema::new(url, "poison");
+    s.migrate();
+    s.insert_record("g-bad", "running", "game-bad");
+    s.insert_record("g-good", "running", "game-good");
+    // Not a refused value (class 22 or 23): a plpgsql RAISE, SQLSTATE P0001.
+    s.client
+        .batch_execute(&format!(
+            "CREATE FUNCTION {schema}.no_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.game_id = 'g-bad' THEN RAISE EXCEPTION 'g-bad is not welcome'; END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER no_bad BEFORE INSERT ON {events}
+               FOR EACH ROW EXECUTE FUNCTION {schema}.no_bad();",
+            schema = s.name,
+            events = s.events()
+        ))
+        .unwrap();
+    let engine = all_exited();
+    let state = TempDir::new("poison");
+    let (daemon, _out, stderr) = Daemon::watched(&mut run_over(&s, &engine, "250ms", &state));
+    wait_until(Duration::from_secs(30), "g-good's rows", || {
+        s.count_events("game_id = 'g-good'") >= 8
+    });
+    let status = daemon.terminate();
+    assert!(status.success(), "{}", stderr.text());
+
+    let good = s.count_events("game_id = 'g-good'") as u64;
+    assert_eq!(s.count_events("game_id = 'g-bad'"), 0);
+    let rejected = lines_of(&state, "rejected.jsonl");
+    assert!(rejected.iter().all(|l| l["envelope"]["game_id"] == "g-bad"));
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("g-bad is not welcome"),
+        "{rejected:?}"
+    );
+    let spooled = lines_of(&state, "spool.postgres.jsonl").len() as u64;
+    // Every event is a row, set aside, or spooled for the next start.
+    assert_eq!(
+        good + rejected.len() as u64 + spooled,
+        emitted(&stderr),
+        "{}",
+        stderr.text()
+    );
+    eprintln!(
+        "g-good {good} rows, g-bad {} set aside, {spooled} spooled",
+        rejected.len()
+    );
 }

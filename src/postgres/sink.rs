@@ -134,6 +134,13 @@ impl EventSink for PgSink {
         self.outcome(written)
     }
 
+    /// A server error that is neither a refused value nor an outage (a
+    /// trigger's `RAISE`, a privilege missing on one partition) may be one
+    /// event's: told by whether the events behind it are stored.
+    fn sets_poison_aside(&self) -> bool {
+        true
+    }
+
     fn trial(&mut self, event: &HealthEvent) -> Result<String, SinkError> {
         let written = self.write(event, false);
         self.outcome(written)?;

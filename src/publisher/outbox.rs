@@ -163,6 +163,39 @@ impl Outbox {
         Filled::Full
     }
 
+    /// Moves the next waiting event into the send under way, behind the
+    /// ones there, and returns it; `None` when none waits or the outbox is
+    /// closed. Until [`Outbox::behind_done`], a close hands it back in its
+    /// place, after the send under way.
+    pub(super) fn take_behind(&self) -> Option<HealthEvent> {
+        let mut slot = self.slot();
+        if slot.closed {
+            return None;
+        }
+        let limit = slot.in_flight.len() + 1;
+        match self.fill(&mut slot, limit) {
+            Filled::Full => slot.in_flight.last().cloned(),
+            Filled::Waiting | Filled::NoSender => None,
+        }
+    }
+
+    /// The event [`Outbox::take_behind`] gave is done with: delivered (or
+    /// set aside), it leaves the send under way; not, it goes back to the
+    /// head of what waits. False when the outbox was closed meanwhile (it
+    /// went back to its owner with the rest).
+    pub(super) fn behind_done(&self, delivered: bool) -> bool {
+        let mut slot = self.slot();
+        if slot.closed {
+            return false;
+        }
+        if let Some(event) = slot.in_flight.pop()
+            && !delivered
+        {
+            slot.backlog.push_front(event);
+        }
+        true
+    }
+
     /// The events in flight were delivered or set aside. False when the
     /// outbox was closed meanwhile (they went back to its owner).
     pub(super) fn done(&self) -> bool {
@@ -252,6 +285,20 @@ mod tests {
     use super::*;
     use crate::event::stopped_event as event;
     use crate::telemetry::Telemetry;
+
+    #[test]
+    fn the_event_behind_the_send_goes_back_in_its_place_or_with_a_close() {
+        let (tx, outbox) = Outbox::new(vec![event("head"), event("behind")]);
+        tx.send(event("queued")).unwrap();
+        assert!(outbox.take());
+        assert_eq!(outbox.take_behind().unwrap().game_id, "behind");
+        // Not delivered: back at the head of what waits, after the send.
+        assert!(outbox.behind_done(false));
+        assert_eq!(outbox.take_behind().unwrap().game_id, "behind");
+        let left: Vec<String> = outbox.close().into_iter().map(|e| e.game_id).collect();
+        assert_eq!(left, ["head", "behind", "queued"]);
+        assert!(!outbox.behind_done(true), "closed meanwhile");
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts() {
