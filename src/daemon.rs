@@ -149,7 +149,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         metrics.stop();
     }
     if once {
-        said_spooled(&at_exit)?;
+        said_undelivered(&at_exit, &telemetry)?;
     }
     work
 }
@@ -343,9 +343,19 @@ fn drain(
     Ok(work)
 }
 
-/// `once` fails when events were left for the next start: says which sinks
-/// spooled how many (an event being spooled late right now is waited for).
-fn said_spooled(at_exit: &AtExit) -> Result<(), Failure> {
+/// `once` fails when events were not delivered: set aside rather than
+/// stored (said first, with how many each sink refused), or left for the
+/// next start (which sinks spooled how many; an event being spooled late
+/// right now is waited for).
+fn said_undelivered(at_exit: &AtExit, telemetry: &Telemetry) -> Result<(), Failure> {
+    let aside: Vec<String> = telemetry
+        .sinks
+        .iter()
+        .filter_map(|s| {
+            let n = s.events_rejected.load(std::sync::atomic::Ordering::Relaxed);
+            (n > 0).then(|| format!("the {} sink {n}", s.name))
+        })
+        .collect();
     let spooled: Vec<String> = at_exit
         .get()
         .into_iter()
@@ -355,11 +365,22 @@ fn said_spooled(at_exit: &AtExit) -> Result<(), Failure> {
             (n > 0).then(|| format!("the {} sink {n}", s.sink))
         })
         .collect();
-    if spooled.is_empty() {
+    let mut said = Vec::new();
+    if !aside.is_empty() {
+        said.push(format!(
+            "events set aside rather than delivered ({}); see rejected.jsonl, or the error log \
+             without a state directory",
+            aside.join(", ")
+        ));
+    }
+    if !spooled.is_empty() {
+        said.push(format!(
+            "events not taken before the deadline ({}); they are spooled for the next start",
+            spooled.join(", ")
+        ));
+    }
+    if said.is_empty() {
         return Ok(());
     }
-    Err(Failure::because(format!(
-        "events not taken before the deadline ({}); they are spooled for the next start",
-        spooled.join(", ")
-    )))
+    Err(Failure::because(said.join("; ")))
 }

@@ -417,3 +417,37 @@ fn a_trigger_refusing_one_games_rows_holds_up_no_other_game() {
         rejected.len()
     );
 }
+
+#[test]
+fn once_exits_1_saying_how_many_events_were_set_aside() {
+    let Some(url) = live_pg() else { return };
+    let mut s = TestSchema::new(url, "onceaside");
+    s.migrate();
+    s.insert_record("g-bad", "running", "game-bad");
+    s.insert_record("g-good", "running", "game-good");
+    // A refused value (23514): set aside at once.
+    s.client
+        .batch_execute(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT no_bad CHECK (game_id <> 'g-bad')",
+            s.events()
+        ))
+        .unwrap();
+    let engine = all_exited();
+    let state = TempDir::new("onceaside");
+    let out = bin()
+        .arg("once")
+        .args(s.args())
+        .args(["--docker-host", &engine.docker_host()])
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("events set aside rather than delivered (the postgres sink 1)"),
+        "{stderr}"
+    );
+    assert_eq!(s.count_events("game_id = 'g-good'"), 1);
+    assert_eq!(lines_of(&state, "rejected.jsonl").len(), 1);
+}

@@ -158,7 +158,12 @@ fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    // Events set aside are not delivered: `once` says how many, exit 1.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("events set aside rather than delivered (the webhook sink 3)"),
+        "{stderr}"
+    );
     let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -428,7 +433,11 @@ fn a_burst_to_a_chat_is_one_digest_and_a_refused_digest_is_set_aside_whole() {
     let state = TempDir::new("sinks-refused");
     let out = chat(&format!("http://{}/alerts", refusing.addr), &state);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("events set aside rather than delivered (the webhook sink 41)"),
+        "{stderr}"
+    );
     assert_eq!(refusing.requests().len(), 1);
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
     assert_eq!(rejected.lines().count(), 41);

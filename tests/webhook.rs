@@ -288,7 +288,12 @@ fn a_refused_event_is_set_aside_and_the_next_one_is_delivered() {
         &["--state-dir", state.path().to_str().unwrap()],
     );
     let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    // One of the two set aside: `once` says so, exit 1.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("events set aside rather than delivered (the webhook sink 1)"),
+        "{err}"
+    );
     let r = hook.requests();
     assert_eq!(
         r.len(),
@@ -353,7 +358,7 @@ fn a_receiver_echoing_the_token_in_any_form_leaks_it_nowhere() {
         &["--state-dir", state.path().to_str().unwrap()],
     );
     let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    assert_eq!(out.status.code(), Some(1), "the event was set aside: {err}");
     assert_eq!(hook.requests().len(), 1, "{err}");
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
     let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
