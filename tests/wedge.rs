@@ -42,14 +42,16 @@ fn lock_the_events_table(g: &mut StoppedGame) -> postgres::Client {
     locker
 }
 
-/// Waits until an INSERT waits for a lock. (Not asked from the session that
-/// holds the lock: inside a transaction, `pg_stat_activity` is a snapshot.)
+/// Waits until an INSERT into the events table waits for a lock (the sink's
+/// statement may wrap it: `WITH stored AS (INSERT …) SELECT pg_notify(…)`).
+/// (Not asked from the session that holds the lock: inside a transaction,
+/// `pg_stat_activity` is a snapshot.)
 fn wait_for_a_blocked_insert(observer: &mut postgres::Client) {
     wait_until(Duration::from_secs(10), "a blocked INSERT", || {
         let n: i64 = observer
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT%'",
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO%'",
                 &[],
             )
             .unwrap()
