@@ -47,6 +47,8 @@ mod sinks;
 mod support;
 /// One tick through the real Docker client against a fake engine.
 mod tick;
+/// House rules read off the source: the pure cores stay pure.
+mod tidy;
 /// TLS to a real PostgreSQL: each sslmode does what libpq's does.
 mod tls;
 /// The webhook sink and the chat formats against receivers started here.
