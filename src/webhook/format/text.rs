@@ -105,11 +105,17 @@ pub(crate) fn inert(text: &str) -> String {
 
 /// The format characters that change how text reads without showing
 /// themselves: the zero-width ones, the bidi marks, embeddings, overrides
-/// and isolates (Unicode's `Bidi_Control`), and the byte order mark.
+/// and isolates (Unicode's `Bidi_Control`), the byte order mark; the tag
+/// characters (which spell hidden ASCII behind an emoji), the soft hyphen
+/// and the combining grapheme joiner; the Hangul fillers, which show as
+/// blank space a name can hide behind; and the variation selectors.
 fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// The readable line, every text from outside made [`inert`], then passed
@@ -259,6 +265,45 @@ mod tests {
             assert!(text.contains("ggggg"), "{format}: {text}");
         }
         assert_eq!(inert("a\u{202E}b\u{2028}c\u{200B}d\n"), "ab cd");
+    }
+
+    #[test]
+    fn tag_characters_soft_hyphens_hangul_fillers_and_variation_selectors_are_removed() {
+        let rows: [(&str, &[char]); 5] = [
+            (
+                "tags",
+                &['\u{E0000}', '\u{E0001}', '\u{E0041}', '\u{E007F}'],
+            ),
+            ("soft hyphen, grapheme joiner", &['\u{00AD}', '\u{034F}']),
+            (
+                "Hangul fillers",
+                &['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}'],
+            ),
+            ("variation selectors", &['\u{FE00}', '\u{FE0F}']),
+            (
+                "supplementary variation selectors",
+                &['\u{E0100}', '\u{E01EF}'],
+            ),
+        ];
+        for (group, chars) in rows {
+            for c in chars {
+                assert_eq!(
+                    inert(&format!("ga{c}me")),
+                    "game",
+                    "{group}: U+{:04X}",
+                    *c as u32
+                );
+            }
+        }
+        // The edges stay: what is next to each range is shown.
+        for c in ['\u{00AC}', '\u{FE10}', '\u{E0080}', '\u{E01F0}'] {
+            assert_eq!(
+                inert(&format!("a{c}")).chars().count(),
+                2,
+                "U+{:04X}",
+                c as u32
+            );
+        }
     }
 
     #[test]
