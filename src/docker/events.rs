@@ -133,7 +133,9 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
     if m.kind != "container" || m.actor.id.is_empty() {
         return None;
     }
-    let game = label.and_then(|l| m.actor.attributes.get(l).cloned());
+    // Cleaned of NUL as the listing's label is: PostgreSQL takes no NUL in text.
+    let clean = super::decode::clean_text;
+    let game = label.and_then(|l| m.actor.attributes.get(l).cloned().map(clean));
     let event = ContainerEvent {
         game,
         at: if m.time_nano > 0 {
@@ -145,7 +147,7 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
             .actor
             .attributes
             .get("name")
-            .map(|n| n.trim_start_matches('/').to_owned()),
+            .map(|n| clean(n.trim_start_matches('/').to_owned())),
         id: m.actor.id,
         action: m.action,
     };
@@ -830,6 +832,16 @@ mod tests {
                 .action_label(),
             "create"
         );
+    }
+
+    #[test]
+    fn an_events_game_label_and_name_are_cleaned_of_nul_as_the_listings_are() {
+        let line = format!(
+            r#"{{"Type":"container","Action":"start","Actor":{{"ID":"{ID}","Attributes":{{"name":"/pro\u0000be","rtinspect.game-id":"g\u0000x"}}}},"timeNano":5}}"#
+        );
+        let e = decode_event(line.as_bytes(), Some("rtinspect.game-id")).unwrap();
+        assert_eq!(e.game.as_deref(), Some("g\u{FFFD}x"));
+        assert_eq!(e.name.as_deref(), Some("pro\u{FFFD}be"));
     }
 
     #[test]
