@@ -112,6 +112,63 @@ fn concurrent_migrates_on_a_fresh_database_all_succeed() {
     }
 }
 
+/// The key of the migrate lock (the bytes of `rtinspct`).
+const MIGRATE_LOCK: i64 = 0x7274_696e_7370_6374;
+
+#[test]
+fn migrates_waiting_for_the_migrate_lock_outlast_a_sessions_lock_timeout() {
+    let Some(url) = live_pg() else { return };
+    // A role or database `lock_timeout`, as a session setting of this URL.
+    let mut s = TestSchema::new(url, "locktimeout");
+    s.url = format!("{url} options='-c lock_timeout=50'");
+    let mut holder = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+        .unwrap();
+    let waiting = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND a.query LIKE '%pg_advisory_xact_lock%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = waiting(&mut holder);
+    let hosts: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            bin()
+                .arg("migrate")
+                .args(s.args())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Both wait behind the held lock; an old build's have failed by then.
+    let mut hosts = hosts;
+    wait_until(
+        Duration::from_secs(30),
+        "both migrates waiting or ended",
+        || {
+            waiting(&mut holder) >= before + 2
+                || hosts.iter_mut().any(|h| h.try_wait().unwrap().is_some())
+        },
+    );
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
+        .unwrap();
+    for h in hosts {
+        let out = h.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// `(host, port)` of a cluster's socket URL (`host=DIR port=P …`).
 fn host_and_port(url: &str) -> (String, String) {
     let value = |key: &str| {

@@ -95,7 +95,9 @@ pub fn migrate(
 const MIGRATE_LOCK: i64 = 0x7274_696e_7370_6374;
 
 /// Takes the migrate lock, waiting as long as the statement bound allows
-/// (a migrate holding it may be building an index on a big table), then
+/// (a migrate holding it may be building an index on a big table: a
+/// `lock_timeout` the role or database sets is lifted for this wait, else
+/// concurrent migrates fail with 55P03 lock_not_available), then
 /// sets the short wait (10 s) for every other lock: a table's lock held by a
 /// long transaction must not queue the fleet's writes behind this one.
 ///
@@ -109,7 +111,8 @@ const MIGRATE_LOCK: i64 = 0x7274_696e_7370_6374;
 /// is never left behind by a migrate that died.
 fn serialized(tx: &mut Client) -> Result<(), PgError> {
     tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock({MIGRATE_LOCK}); SET LOCAL lock_timeout = '10s'"
+        "SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock({MIGRATE_LOCK}); \
+         SET LOCAL lock_timeout = '10s'"
     ))
     .map_err(|e| PgError::new("waiting for another migrate to end", e))
 }
