@@ -185,6 +185,10 @@ fn outlets(
         .enumerate()
         .map(|(index, (SinkConfig { report, .. }, backlog))| {
             let (events, outbox) = Outbox::new(backlog);
+            // What finds the queue full waits on disk, after the spool.
+            if let Some(state) = state {
+                outbox.overflow_to(state, names[index]);
+            }
             let spool = Arc::new(FinalSpool {
                 sink: names[index],
                 outbox: outbox.clone(),

@@ -21,8 +21,10 @@
 //! wait included, are the publisher's own, and a close ends them at once.
 
 mod outbox;
+mod overflow;
 mod poison;
 mod rejects;
+mod shed;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

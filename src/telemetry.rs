@@ -132,8 +132,12 @@ pub struct SinkCounters {
     pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
     /// Failed publish attempts (each retry counts).
     pub publish_failures: AtomicU64,
-    /// Events dropped because the sink's queue was full.
-    pub events_dropped: AtomicU64,
+    /// Events dropped because the sink's queue was full (and its overflow,
+    /// with a state directory), by type, indexed as
+    /// [`crate::event::EVENT_TYPES`].
+    pub events_dropped: [AtomicU64; crate::event::EVENT_TYPES.len()],
+    /// Events written to the sink's overflow file because its queue was full.
+    pub events_overflowed: AtomicU64,
     /// Whether the sink's publisher thread is running.
     pub publisher_alive: AtomicBool,
     /// Events the sink refused for good and set aside in `rejected.jsonl`.
@@ -147,14 +151,25 @@ pub struct SinkCounters {
 impl SinkCounters {
     /// The sink accepted an event of `event_type`.
     pub fn published(&self, event_type: &str) {
-        // Every event is made with one of these types, a spooled one
-        // included (`from_envelope` refuses any other).
-        if let Some(i) = crate::event::EVENT_TYPES
-            .iter()
-            .position(|t| *t == event_type)
-        {
-            self.events_published[i].fetch_add(1, Relaxed);
-        }
+        count_by_type(&self.events_published, event_type);
+    }
+
+    /// An event of `event_type` was dropped for a full queue.
+    pub fn dropped(&self, event_type: &str) {
+        count_by_type(&self.events_dropped, event_type);
+    }
+}
+
+/// Counts one event of `event_type` in `counts`, indexed as
+/// [`crate::event::EVENT_TYPES`].
+fn count_by_type(counts: &[AtomicU64; crate::event::EVENT_TYPES.len()], event_type: &str) {
+    // Every event is made with one of these types, a spooled one included
+    // (`from_envelope` refuses any other).
+    if let Some(i) = crate::event::EVENT_TYPES
+        .iter()
+        .position(|t| *t == event_type)
+    {
+        counts[i].fetch_add(1, Relaxed);
     }
 }
 

@@ -5,6 +5,8 @@
 //! read-only, `migrate` run by several hosts at once.
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -507,4 +509,73 @@ fn once_exits_1_saying_how_many_events_were_set_aside() {
     );
     assert_eq!(s.count_events("game_id = 'g-good'"), 1);
     assert_eq!(lines_of(&state, "rejected.jsonl").len(), 1);
+}
+
+#[test]
+fn an_incident_opened_while_the_database_refuses_writes_lands_once_it_takes_them() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let mut s = TestSchema::new(&url, "fullqueue");
+    s.migrate();
+    s.client
+        .batch_execute("ALTER SYSTEM SET synchronous_commit = off")
+        .unwrap();
+    s.client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    const GAMES: usize = 100;
+    for i in 0..GAMES {
+        s.insert_record(&format!("g-{i}"), "running", &format!("game-{i}"));
+    }
+    s.insert_record("g-late", "running", "game-late");
+    // 0: every game down but g-late; 1: g-late down too; 2: only g-late down.
+    let phase = Arc::new(AtomicUsize::new(0));
+    let seen = phase.clone();
+    let engine = FakeEngine::start(move |path| {
+        let phase = seen.load(Relaxed);
+        let down = if path.contains("game-late") {
+            phase >= 1
+        } else {
+            phase < 2
+        };
+        let status = if down { "exited" } else { "running" };
+        Reply::Json(200, inspect_body(&hex_id(7), 0, status, None))
+    });
+    let state = TempDir::new("fullqueue");
+    let mut cmd = run_over(&s, &engine, "250ms", &state);
+    cmd.args(["--report", "both"]).env("RUST_LOG", "info");
+    let (daemon, _out, stderr) = Daemon::watched(&mut cmd);
+    wait_until(Duration::from_secs(30), "rows before", || {
+        s.count_events("true") >= GAMES as i64
+    });
+
+    // The database refuses writes and serves reads: ticks go on, facts pile
+    // up until the queue is full.
+    set_read_only(&url, true);
+    wait_until(Duration::from_secs(60), "a full queue", || {
+        stderr.text().contains("publish queue full")
+    });
+    phase.store(1, Relaxed);
+    wait_until(Duration::from_secs(30), "g-late down", || {
+        stderr.text().contains("game_id=g-late")
+    });
+    // The flood ends; only g-late stays down.
+    phase.store(2, Relaxed);
+    set_read_only(&url, false);
+    wait_until(
+        Duration::from_secs(180),
+        "g-late's incident_opened in the table",
+        || s.count_events("game_id = 'g-late' AND event_type = 'incident_opened'") == 1,
+    );
+    let status = daemon.terminate();
+    let text = stderr.text();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains("event dropped"), "{text}");
+    eprintln!(
+        "{} rows; {}",
+        s.count_events("true"),
+        text.lines()
+            .find(|l| l.contains("publish queue full"))
+            .unwrap_or_default()
+    );
 }

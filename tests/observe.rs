@@ -120,7 +120,7 @@ fn metrics_of_a_real_run_match_the_rows_and_pass_promtool() {
     assert_eq!(
         sample(
             &metrics,
-            "rtinspect_events_dropped_total{sink=\"postgres\"}"
+            "rtinspect_events_dropped_total{sink=\"postgres\",event_type=\"inspect_unhealthy\"}"
         ),
         Some(0.0)
     );

@@ -135,15 +135,32 @@ pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
         |_, s| s.publish_failures.load(Relaxed),
     );
 
+    family(
+        &mut out,
+        "rtinspect_events_dropped_total",
+        "counter",
+        "Events dropped because the sink's publish queue (and its overflow file) was full, by type.",
+    );
+    for sink in &t.sinks {
+        for (event_type, count) in crate::event::EVENT_TYPES.iter().zip(&sink.events_dropped) {
+            let _ = writeln!(
+                out,
+                "rtinspect_events_dropped_total{{sink=\"{}\",event_type=\"{event_type}\"}} {}",
+                sink.name,
+                count.load(Relaxed)
+            );
+        }
+    }
+
     per_sink(
         &mut out,
         t,
         (
-            "rtinspect_events_dropped_total",
+            "rtinspect_events_overflowed_total",
             "counter",
-            "Events dropped because the sink's publish queue was full.",
+            "Events that found the sink's queue full and went to its overflow file in the state directory.",
         ),
-        |_, s| s.events_dropped.load(Relaxed),
+        |_, s| s.events_overflowed.load(Relaxed),
     );
 
     per_sink(
@@ -329,6 +346,7 @@ mod tests {
             "rtinspect_inspect_errors_total",
             "rtinspect_publish_failures_total",
             "rtinspect_events_dropped_total",
+            "rtinspect_events_overflowed_total",
             "rtinspect_publish_queue_depth",
             "rtinspect_last_tick_timestamp_seconds",
             "rtinspect_build_info",
@@ -352,7 +370,8 @@ mod tests {
             "rtinspect_events_rejected_total{sink=\"postgres\"} 0\n",
             "rtinspect_events_rejected_total{sink=\"webhook\"} 2\n",
             "rtinspect_publish_failures_total{sink=\"webhook\"} 0\n",
-            "rtinspect_events_dropped_total{sink=\"postgres\"} 0\n",
+            "rtinspect_events_dropped_total{sink=\"postgres\",event_type=\"incident_opened\"} 0\n",
+            "rtinspect_events_overflowed_total{sink=\"postgres\"} 0\n",
             "rtinspect_detection_latency_seconds_bucket{sink=\"webhook\",le=\"0.05\"} 1\n",
             "rtinspect_detection_latency_seconds_count{sink=\"webhook\"} 1\n",
             "rtinspect_detection_latency_seconds_count{sink=\"postgres\"} 0\n",

@@ -1,6 +1,14 @@
 //! The outbox: the events waiting for one sink — a backlog read from the
-//! spool, the bounded queue the inspector feeds, and the send under way —
-//! and how the inspector offers an event to it without ever waiting.
+//! spool, the bounded queue the inspector feeds, the overflow on disk, and
+//! the send under way — and how the inspector offers an event to it
+//! without ever waiting.
+//!
+//! No incident event is dropped for a full queue. With a state directory,
+//! what finds the queue full goes to the sink's overflow file
+//! (`overflow`), and every later event behind it, in order, until the
+//! publisher has read it all back. Without one, the queue's events move
+//! behind the backlog and room is made there, facts first (`shed`): at most
+//! [`QUEUE_CAPACITY`] wait there and as many again in the queue.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,11 +17,26 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
+use super::overflow::{Overflow, Pushed};
+use super::shed::{self, Shed};
 use crate::event::HealthEvent;
+use crate::state::StateDir;
 use crate::telemetry::SinkCounters;
 
-/// How many events may wait for the sink before new ones are dropped.
+/// How many events the queue holds; when it is full, what comes overflows
+/// to disk, or without a state directory makes room facts first.
 pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Without a state directory, the most events that wait behind the backlog
+/// once the queue was full, one-shot incident events past
+/// [`QUEUE_CAPACITY`] included: the bound of memory (some 8 MB).
+const HELD_HARD_LIMIT: usize = 2 * QUEUE_CAPACITY;
+
+/// How many events are read back from the overflow file at a time.
+const OVERFLOW_CHUNK: usize = 512;
+
+/// How often a full queue is said while it lasts.
+const SAY_EVERY: Duration = Duration::from_secs(60);
 
 /// The events waiting for the sink: a backlog read from the spool, the queue
 /// the inspector feeds, and the one event the publisher is delivering.
@@ -32,6 +55,18 @@ struct Slot {
     /// The events of the send under way, in order.
     in_flight: Vec<HealthEvent>,
     closed: bool,
+    /// The sink's overflow file, with a state directory.
+    overflow: Option<Overflow>,
+    /// What a full queue cost since it was last said.
+    full: FullQueue,
+}
+
+/// What a full queue cost since it was last said (once a minute).
+#[derive(Debug, Default)]
+struct FullQueue {
+    said_at: Option<Instant>,
+    overflowed: u64,
+    superseded: u64,
 }
 
 impl Outbox {
@@ -56,10 +91,34 @@ impl Outbox {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Events waiting, the one in flight included.
+    /// Sends what finds the queue full to `overflow.<sink>.jsonl` in
+    /// `state` (and what an earlier run left there goes after the backlog).
+    /// Without it (it cannot be opened: said here) the outbox makes room
+    /// facts first, as without a state directory.
+    pub fn overflow_to(&self, state: &StateDir, sink: &str) {
+        match Overflow::open(state.path(), sink) {
+            Ok(overflow) => {
+                if overflow.waiting() > 0 {
+                    log::info!(sink = sink;
+                        "{} events that overflowed the queue in an earlier run are published \
+                         after the spool, from {}", overflow.waiting(), overflow.path().display());
+                }
+                self.slot().overflow = Some(overflow);
+            }
+            Err(e) => log::error!(sink = sink, err:% = e;
+                "cannot open the overflow file in {}: a full queue will drop facts first",
+                state.path().display()),
+        }
+    }
+
+    /// Events waiting, the one in flight and those in the overflow file
+    /// included.
     pub fn len(&self) -> usize {
         let slot = self.slot();
-        slot.backlog.len() + slot.in_flight.len() + self.queue.len()
+        slot.backlog.len()
+            + slot.in_flight.len()
+            + self.queue.len()
+            + slot.overflow.as_ref().map_or(0, Overflow::waiting)
     }
 
     /// Whether nothing waits and nothing is in flight.
@@ -71,14 +130,27 @@ impl Outbox {
     /// ones in flight, the backlog, the queue. The publisher ends at its next
     /// step; an event it is handing to the sink right now may still arrive
     /// there too (delivery is at least once). Later calls return what was
-    /// queued since.
+    /// queued since. What waits in the overflow file (newer than all those)
+    /// stays there for the next start, which publishes it after the spool.
     pub fn close(&self) -> Vec<HealthEvent> {
         let mut slot = self.slot();
+        let first = !slot.closed;
         slot.closed = true;
         self.closer.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut left = std::mem::take(&mut slot.in_flight);
         left.extend(slot.backlog.drain(..));
         left.extend(self.queue.try_iter());
+        if let (true, Some(overflow)) = (first, slot.overflow.as_mut()) {
+            match overflow.keep_for_next_start() {
+                Ok(0) => {}
+                Ok(n) => log::warn!(
+                    "{n} events that overflowed the queue wait in {} for the next start",
+                    overflow.path().display()
+                ),
+                Err(e) => log::error!(err:% = e;
+                    "cannot keep {} for the next start", overflow.path().display()),
+            }
+        }
         left
     }
 
@@ -154,6 +226,8 @@ impl Outbox {
                 Some(e) => e,
                 None => match self.queue.try_recv() {
                     Ok(e) => e,
+                    // The queue is drained: the overflow, newer, comes next.
+                    Err(_) if read_overflow(slot) => continue,
                     Err(TryRecvError::Empty) => return Filled::Waiting,
                     Err(TryRecvError::Disconnected) => return Filled::NoSender,
                 },
@@ -224,8 +298,45 @@ enum Filled {
     NoSender,
 }
 
-/// Offers an event to the queue without waiting; a full queue drops it,
-/// counted and logged. A closed outbox refuses it (`Err`), for the caller to
+/// Moves the next chunk of the overflow file into the backlog; false when
+/// nothing waits there. A line that does not parse is dropped, logged.
+fn read_overflow(slot: &mut Slot) -> bool {
+    let Some(overflow) = slot.overflow.as_mut() else {
+        return false;
+    };
+    if overflow.waiting() == 0 {
+        return false;
+    }
+    match overflow.take(OVERFLOW_CHUNK) {
+        Ok(lines) => {
+            for line in lines {
+                match line {
+                    Ok(event) => slot.backlog.push_back(event),
+                    Err(e) => log::error!(err = e.as_str();
+                        "a line of {} is not an event; dropped", overflow.path().display()),
+                }
+            }
+            if overflow.waiting() == 0 {
+                log::info!(
+                    "{} is read back whole: the queue takes events again",
+                    overflow.path().display()
+                );
+            }
+            true
+        }
+        Err(e) => {
+            log::error!(err:% = e; "cannot read {}; what it holds waits for the next start",
+                overflow.path().display());
+            slot.overflow = None;
+            false
+        }
+    }
+}
+
+/// Offers an event to the queue without waiting. A full queue sends it to
+/// the overflow file, with every later one until that is read back; without
+/// one, room is made behind the backlog, facts first; what goes is counted
+/// by type and logged. A closed outbox refuses it (`Err`), for the caller to
 /// spool: after the close, nobody reads the queue.
 pub fn offer(
     outbox: &Outbox,
@@ -235,22 +346,119 @@ pub fn offer(
 ) -> Result<(), Box<HealthEvent>> {
     // Under the slot's lock, which `close` holds while it drains the queue:
     // an event is either drained by the close or refused here.
-    let slot = outbox.slot();
+    let mut slot = outbox.slot();
     if slot.closed {
         return Err(Box::new(event));
     }
-    let (event, why) = match events.try_send(event) {
-        Ok(()) => return Ok(()),
-        Err(TrySendError::Full(e)) => (e, "publish queue full"),
-        Err(TrySendError::Disconnected(e)) => (e, "publisher is gone"),
+    // Once events overflowed, later ones go behind them, not past them.
+    let overflowing = slot.overflow.as_ref().is_some_and(|o| o.waiting() > 0);
+    let event = if overflowing {
+        event
+    } else {
+        match events.try_send(event) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(e)) => e,
+            Err(TrySendError::Disconnected(e)) => {
+                drop(slot);
+                dropped(&e, "the publisher is gone", counters);
+                return Ok(());
+            }
+        }
     };
-    drop(slot);
-    counters.events_dropped.fetch_add(1, Relaxed);
+    let slot = &mut *slot;
+    if let Some(overflow) = slot.overflow.as_mut() {
+        match overflow.push(&event) {
+            Ok(Pushed::Kept) => {
+                counters.events_overflowed.fetch_add(1, Relaxed);
+                slot.full.overflowed += 1;
+                say_full(&mut slot.full, counters, Some(overflow));
+            }
+            Ok(Pushed::Full) => {
+                let why = format!(
+                    "publish queue full and {} at its bound",
+                    overflow.path().display()
+                );
+                dropped(&event, &why, counters);
+            }
+            Err(e) => {
+                // What it holds stays there for the next start; from now on
+                // a full queue makes room facts first.
+                log::error!(sink = counters.name, err:% = e;
+                    "cannot write to {} ({} events wait there for the next start): \
+                     a full queue now drops facts first",
+                    overflow.path().display(), overflow.waiting());
+                slot.overflow = None;
+                make_room(slot, outbox, event, counters);
+            }
+        }
+        return Ok(());
+    }
+    make_room(slot, outbox, event, counters);
+    Ok(())
+}
+
+/// Without an overflow file: the queue's events move behind the backlog,
+/// `event` after them, and room is made there facts first (`shed`).
+fn make_room(slot: &mut Slot, outbox: &Outbox, event: HealthEvent, counters: &SinkCounters) {
+    slot.backlog.extend(outbox.queue.try_iter());
+    slot.backlog.push_back(event);
+    for (gone, why) in shed::make_room(&mut slot.backlog, QUEUE_CAPACITY, HELD_HARD_LIMIT) {
+        counters.dropped(gone.event_type);
+        match why {
+            // Nothing lost but an older look at the game.
+            Shed::Superseded => slot.full.superseded += 1,
+            Shed::Fact => dropped_logged(&gone, "publish queue full: a fact", counters),
+            Shed::Reminder => {
+                dropped_logged(
+                    &gone,
+                    "publish queue full: an incident's reminder",
+                    counters,
+                );
+            }
+            Shed::Incident => dropped_logged(
+                &gone,
+                &format!("{HELD_HARD_LIMIT} incident events waiting: the oldest"),
+                counters,
+            ),
+        }
+    }
+    say_full(&mut slot.full, counters, None);
+}
+
+/// Says, once a minute while it lasts, what a full queue costs.
+fn say_full(full: &mut FullQueue, counters: &SinkCounters, overflow: Option<&Overflow>) {
+    let now = Instant::now();
+    if full.said_at.is_some_and(|at| now - at < SAY_EVERY) {
+        return;
+    }
+    full.said_at = Some(now);
+    match overflow {
+        Some(o) => log::warn!(sink = counters.name;
+            "publish queue full ({QUEUE_CAPACITY}): {} events went to {} since last said; \
+             they are published in order once the queue drains ({} waiting there)",
+            full.overflowed, o.path().display(), o.waiting()),
+        None => log::warn!(sink = counters.name;
+            "publish queue full ({QUEUE_CAPACITY}, no state directory): {} facts dropped since \
+             last said, each superseded by a later fact of its game still queued",
+            full.superseded),
+    }
+    full.overflowed = 0;
+    full.superseded = 0;
+}
+
+/// Counts and logs an event dropped (logged whole, so that it is not lost
+/// without a trace).
+fn dropped(event: &HealthEvent, why: &str, counters: &SinkCounters) {
+    counters.dropped(event.event_type);
+    dropped_logged(event, why, counters);
+}
+
+/// Logs an event dropped and already counted, whole.
+fn dropped_logged(event: &HealthEvent, why: &str, counters: &SinkCounters) {
     log::error!(sink = counters.name, game_id = event.game_id.as_str(),
         container_id = event.container_id.as_str(), event_type = event.event_type,
         envelope = event.envelope.as_str();
-        "{why} ({QUEUE_CAPACITY}): event dropped");
-    Ok(())
+        "{why}: event dropped");
 }
 
 /// Offers an event to the queue, waiting for room until `deadline` and then
@@ -266,6 +474,13 @@ pub fn offer_until(
         let mut slot = outbox.slot();
         if slot.closed {
             return Err(Box::new(event));
+        }
+        // Behind what overflowed in an earlier run, not past it.
+        if let Some(overflow) = slot.overflow.as_mut()
+            && overflow.waiting() > 0
+            && matches!(overflow.push(&event), Ok(Pushed::Kept))
+        {
+            return Ok(());
         }
         event = match events.try_send(event) {
             Ok(()) => return Ok(()),
@@ -300,14 +515,132 @@ mod tests {
         assert!(!outbox.behind_done(true), "closed meanwhile");
     }
 
+    fn opened(game: &str) -> HealthEvent {
+        let mut e = event(game);
+        e.event_type = "incident_opened";
+        e
+    }
+
+    /// Every event the publisher would take, in order, until none waits.
+    fn drain(outbox: &Outbox) -> Vec<HealthEvent> {
+        let mut taken = Vec::new();
+        loop {
+            let mut slot = outbox.slot();
+            if outbox.fill(&mut slot, 1) != Filled::Full {
+                return taken;
+            }
+            taken.append(&mut slot.in_flight);
+        }
+    }
+
     #[test]
-    fn a_full_queue_drops_and_counts() {
+    fn without_a_state_directory_a_full_queue_drops_facts_never_an_incident_event() {
         let (tx, outbox) = Outbox::new(Vec::new());
         let t = Telemetry::for_sinks(&["test"]);
-        for _ in 0..QUEUE_CAPACITY + 2 {
-            offer(&outbox, &tx, event("x"), t.sink(0)).unwrap();
+        for i in 0..QUEUE_CAPACITY {
+            offer(&outbox, &tx, event(&format!("g-{i}")), t.sink(0)).unwrap();
         }
-        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 2);
+        // Full: the incident's event stays, the oldest fact goes.
+        offer(&outbox, &tx, opened("g-new"), t.sink(0)).unwrap();
+        // A game's facts, tick after tick, twice the queue: each supersedes
+        // the one before.
+        for _ in 0..2 * QUEUE_CAPACITY {
+            offer(&outbox, &tx, event("g-0"), t.sink(0)).unwrap();
+        }
+        let dropped = |i: usize| t.sink(0).events_dropped[i].load(Relaxed);
+        assert!(dropped(0) > QUEUE_CAPACITY as u64, "facts: {}", dropped(0));
+        assert_eq!(dropped(1), 0, "no incident_opened dropped");
+        assert!(outbox.len() <= 2 * QUEUE_CAPACITY, "{}", outbox.len());
+        let left = drain(&outbox);
+        assert_eq!(
+            left.iter()
+                .filter(|e| e.event_type == "incident_opened")
+                .count(),
+            1
+        );
+        assert_eq!(
+            left.len() as u64 + dropped(0),
+            3 * QUEUE_CAPACITY as u64 + 1
+        );
+        assert_eq!(t.sink(0).events_overflowed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn with_a_state_directory_a_full_queue_overflows_to_disk_in_order_and_drops_nothing() {
+        let dir = std::env::temp_dir().join(format!("rtinspect-outbox-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).unwrap();
+        let (tx, outbox) = Outbox::new(vec![event("spooled")]);
+        outbox.overflow_to(&state, "test");
+        let t = Telemetry::for_sinks(&["test"]);
+        let n = QUEUE_CAPACITY + 1000;
+        let mut sent = vec!["spooled".to_owned()];
+        for i in 0..n {
+            let e = if i % 100 == 0 {
+                opened(&format!("g-{i}"))
+            } else {
+                event(&format!("g-{i}"))
+            };
+            sent.push(e.game_id.clone());
+            offer(&outbox, &tx, e, t.sink(0)).unwrap();
+            // The publisher takes a few meanwhile: later events still go
+            // behind those in the file.
+            if i == QUEUE_CAPACITY + 10 {
+                let mut slot = outbox.slot();
+                assert_eq!(outbox.fill(&mut slot, 3), Filled::Full);
+            }
+        }
+        // From the first that found the queue full, every one.
+        assert_eq!(t.sink(0).events_overflowed.load(Relaxed), 1000);
+        assert_eq!(outbox.len(), n + 1);
+        let mut got: Vec<String> = std::mem::take(&mut outbox.slot().in_flight)
+            .into_iter()
+            .map(|e| e.game_id)
+            .collect();
+        got.extend(drain(&outbox).into_iter().map(|e| e.game_id));
+        assert_eq!(got, sent, "every event once, in order");
+        assert!(
+            t.sink(0)
+                .events_dropped
+                .iter()
+                .all(|c| c.load(Relaxed) == 0)
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("overflow.test.jsonl"))
+                .unwrap()
+                .len(),
+            0
+        );
+        drop(state);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_overflowed_and_was_not_read_waits_for_the_next_start_after_the_spool() {
+        let dir =
+            std::env::temp_dir().join(format!("rtinspect-outbox-exit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::open(&dir).unwrap();
+        let (tx, outbox) = Outbox::new(Vec::new());
+        outbox.overflow_to(&state, "test");
+        let t = Telemetry::for_sinks(&["test"]);
+        for i in 0..QUEUE_CAPACITY + 5 {
+            offer(&outbox, &tx, event(&format!("g-{i}")), t.sink(0)).unwrap();
+        }
+        // The close hands back the queue (for the spool); the five in the
+        // file stay there.
+        assert_eq!(outbox.close().len(), QUEUE_CAPACITY);
+        let (tx2, next) = Outbox::new(vec![event("spooled")]);
+        next.overflow_to(&state, "test");
+        assert_eq!(next.len(), 6);
+        drop(tx2);
+        let got: Vec<String> = drain(&next).into_iter().map(|e| e.game_id).collect();
+        let mut want = vec!["spooled".to_owned()];
+        want.extend((QUEUE_CAPACITY..QUEUE_CAPACITY + 5).map(|i| format!("g-{i}")));
+        assert_eq!(got, want);
+        drop(tx);
+        drop(state);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -325,6 +658,11 @@ mod tests {
             outbox.close().is_empty(),
             "nothing went into the queue after the close"
         );
-        assert_eq!(t.sink(0).events_dropped.load(Relaxed), 0);
+        assert!(
+            t.sink(0)
+                .events_dropped
+                .iter()
+                .all(|c| c.load(Relaxed) == 0)
+        );
     }
 }
