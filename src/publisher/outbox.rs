@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
-use super::overflow::{Overflow, Pushed};
+use super::overflow::{OVERFLOW_LIMIT, Overflow, Pushed};
 use super::shed::{self, Shed};
-use crate::event::HealthEvent;
+use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::state::StateDir;
 use crate::telemetry::SinkCounters;
 
@@ -61,12 +61,17 @@ struct Slot {
     full: FullQueue,
 }
 
-/// What a full queue cost since it was last said (once a minute).
+/// What a full queue cost since it was last said (once a minute): facts
+/// go in numbers, so they are said together; an incident's event dropped
+/// is logged whole, each.
 #[derive(Debug, Default)]
 struct FullQueue {
     said_at: Option<Instant>,
     overflowed: u64,
     superseded: u64,
+    /// Facts dropped that no later fact of the game still waiting says
+    /// again: past the overflow file's bound, or the newest of their game.
+    facts: u64,
 }
 
 impl Outbox {
@@ -373,6 +378,11 @@ pub fn offer(
                 slot.full.overflowed += 1;
                 say_full(&mut slot.full, counters, Some(overflow));
             }
+            Ok(Pushed::Full) if event.event_type == INSPECT_UNHEALTHY => {
+                counters.dropped(event.event_type);
+                slot.full.facts += 1;
+                say_full(&mut slot.full, counters, Some(overflow));
+            }
             Ok(Pushed::Full) => {
                 let why = format!(
                     "publish queue full and {} at its bound",
@@ -407,7 +417,7 @@ fn make_room(slot: &mut Slot, outbox: &Outbox, event: HealthEvent, counters: &Si
         match why {
             // Nothing lost but an older look at the game.
             Shed::Superseded => slot.full.superseded += 1,
-            Shed::Fact => dropped_logged(&gone, "publish queue full: a fact", counters),
+            Shed::Fact => slot.full.facts += 1,
             Shed::Reminder => {
                 dropped_logged(
                     &gone,
@@ -435,15 +445,18 @@ fn say_full(full: &mut FullQueue, counters: &SinkCounters, overflow: Option<&Ove
     match overflow {
         Some(o) => log::warn!(sink = counters.name;
             "publish queue full ({QUEUE_CAPACITY}): {} events went to {} since last said; \
-             they are published in order once the queue drains ({} waiting there)",
-            full.overflowed, o.path().display(), o.waiting()),
+             they are published in order once the queue drains ({} waiting there); {} facts \
+             dropped with the file at its bound ({} MiB of facts)",
+            full.overflowed, o.path().display(), o.waiting(), full.facts, OVERFLOW_LIMIT >> 20),
         None => log::warn!(sink = counters.name;
-            "publish queue full ({QUEUE_CAPACITY}, no state directory): {} facts dropped since \
-             last said, each superseded by a later fact of its game still queued",
-            full.superseded),
+            "publish queue full ({QUEUE_CAPACITY}, no state directory): since last said {} facts \
+             dropped, each superseded by a later fact of its game still queued, and {} facts \
+             the newest of their game (an incident's event dropped is logged on its own)",
+            full.superseded, full.facts),
     }
     full.overflowed = 0;
     full.superseded = 0;
+    full.facts = 0;
 }
 
 /// Counts and logs an event dropped (logged whole, so that it is not lost
