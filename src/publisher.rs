@@ -38,7 +38,7 @@ use crate::event::HealthEvent;
 use crate::sink::{EventSink, SinkError};
 use crate::telemetry::{SinkCounters, Telemetry};
 pub use outbox::{Outbox, QUEUE_CAPACITY, offer, offer_until};
-use poison::{Behind, Suspect};
+use poison::{Behind, Verdict, Watch};
 pub use rejects::Rejects;
 
 /// The running publisher thread.
@@ -158,6 +158,7 @@ fn deliver(
     let counters = telemetry.sink(rejects.sink);
     let mut failing_since: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
+    let mut watch = Watch::default();
     while outbox.take() {
         // What comes while the send gathers, and what waits by the time the
         // pace lets it go, goes with it.
@@ -168,28 +169,33 @@ fn deliver(
         let Some(batch) = outbox.gather(limit) else {
             return;
         };
-        let mut suspect = Suspect::default();
+        let mut suspect = watch.suspect(&batch);
         loop {
             let mut sent = sink.publish_batch(&batch);
-            if let Err(e) = &sent
-                && suspect.failed(sink, &batch, e)
-            {
-                match poison::try_behind(sink, outbox) {
-                    Behind::Closed => return,
-                    Behind::Stored(next) => {
-                        // This failure is counted here; the last try's
-                        // outcome below.
-                        counters.publish_failures.fetch_add(1, Relaxed);
-                        counters.failed(e, Instant::now());
-                        accepted(std::slice::from_ref(&next), counters);
-                        // The sink takes events: one more try decides.
-                        sent = poison::last_try(sink, &batch, suspect.tries());
+            if let Err(e) = &sent {
+                match suspect.failed(sink, &batch, e) {
+                    Verdict::Retry => {}
+                    Verdict::SetAside => sent = poison::set_aside(sent, suspect.tries()),
+                    Verdict::TryBehind => {
+                        let scan = watch.try_behind(sink, outbox);
+                        for (next, why) in &scan.refused {
+                            counters.refused(1, why, Instant::now());
+                            rejects.set_aside(std::slice::from_ref(next), why, telemetry);
+                        }
+                        match scan.behind {
+                            Behind::Closed => return,
+                            Behind::Stored(next) => {
+                                // This failure is counted here; the last
+                                // try's outcome below.
+                                counters.publish_failures.fetch_add(1, Relaxed);
+                                counters.failed(e, Instant::now());
+                                accepted(std::slice::from_ref(&next), counters);
+                                // The sink takes events: one more try decides.
+                                sent = watch.last_try(sink, &batch, suspect.tries());
+                            }
+                            Behind::NotShown => {}
+                        }
                     }
-                    Behind::Refused(next, why) => {
-                        counters.refused(1, &why, Instant::now());
-                        rejects.set_aside(std::slice::from_ref(&next), &why, telemetry);
-                    }
-                    Behind::NotShown => {}
                 }
             }
             match sent {

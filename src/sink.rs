@@ -42,6 +42,17 @@ impl SinkError {
         SinkError::Unavailable(message.into().into())
     }
 
+    /// Whether this failure says the sink itself is down or going away,
+    /// nothing about the event: a PostgreSQL connection lost, or a server
+    /// that takes no writes (25006) or is shutting down or starting (57P01
+    /// to 57P03), as [`crate::postgres::PgError::connection_lost`] tells.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            SinkError::Unavailable(cause) | SinkError::UnavailableFor(_, cause) => is_outage(cause),
+            SinkError::Refused(_) => false,
+        }
+    }
+
     /// The wait the sink asked for before the next try, if it asked.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -49,6 +60,14 @@ impl SinkError {
             SinkError::Unavailable(_) | SinkError::Refused(_) => None,
         }
     }
+}
+
+/// Whether a failure's cause says the sink is down: see
+/// [`SinkError::is_outage`].
+pub(crate) fn is_outage(cause: &Cause) -> bool {
+    cause
+        .downcast_ref::<crate::postgres::PgError>()
+        .is_some_and(|e| e.connection_lost)
 }
 
 impl fmt::Display for SinkError {

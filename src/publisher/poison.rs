@@ -9,51 +9,85 @@
 //!
 //! So for a sink that asks for it ([`EventSink::sets_poison_aside`]), an
 //! event whose send has failed [`POISON_TRIES`] times in a row lets the
-//! event behind it be tried. Stored, it shows the sink takes events: the
-//! failing one is tried once more, and if that fails too it is set aside as
-//! refused (the rows it would have made and what the sink said go to
-//! `rejected.jsonl`). Failed too, it shows an outage: the queue is held, the
-//! failing event retried first with backoff, and the one behind it tried
-//! again only after as many more failures. A sink's asked-for wait (a 429)
-//! never counts: that is the sink's pace, not the event.
+//! events behind it be tried, one after another, until one is stored (at
+//! most [`SCAN_LIMIT`] of them). Stored, it shows the sink takes events:
+//! the failing one is tried once more, and if that fails too it is set
+//! aside as refused (the rows it would have made and what the sink said go
+//! to `rejected.jsonl`); each one tried before it that failed keeps that
+//! try counted, and is set aside in its turn once it has failed
+//! [`POISON_TRIES`] times. None stored shows an outage: the queue is held,
+//! the failing event retried first with backoff, and the ones behind it
+//! tried again only after as many more failures. A failure that says the
+//! sink itself is down ([`SinkError::is_outage`]: a connection lost, a
+//! server that takes no writes or is shutting down) is never counted
+//! against an event, nor is a sink's asked-for wait (a 429): that is the
+//! sink, not the event.
+
+use std::collections::VecDeque;
 
 use crate::event::HealthEvent;
-use crate::sink::{Cause, EventSink, SinkError};
+use crate::sink::{Cause, EventSink, SinkError, is_outage};
 
 use super::Outbox;
 
-/// How many failed sends of one event in a row let the event behind it be
+/// How many failed sends of one event in a row let the events behind it be
 /// tried.
 pub(crate) const POISON_TRIES: u32 = 3;
+
+/// How many waiting events one look behind a failing event tries at most:
+/// a bound on the sends an outage costs each time.
+pub(crate) const SCAN_LIMIT: usize = 64;
+
+/// What a failed send of the events under way calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Retry it, with backoff.
+    Retry,
+    /// Try the events behind it.
+    TryBehind,
+    /// Set it aside: it failed [`POISON_TRIES`] times, and an event behind
+    /// it was stored.
+    SetAside,
+}
 
 /// The failures of the send under way, while it is one event.
 #[derive(Debug, Default)]
 pub(super) struct Suspect {
-    /// Failed sends in a row.
+    /// Failed sends counted against it.
     tries: u32,
-    /// `tries` when the event behind it was last tried.
+    /// `tries` when the events behind it were last tried.
     behind_tried_at: u32,
+    /// An event behind it was stored while it failed.
+    shown: bool,
 }
 
 impl Suspect {
-    /// Counts a failed send of `batch`; true when the event behind it is to
-    /// be tried now.
+    /// Counts a failed send of `batch`: what it calls for.
     pub(super) fn failed(
         &mut self,
         sink: &dyn EventSink,
         batch: &[HealthEvent],
         e: &SinkError,
-    ) -> bool {
-        if !sink.sets_poison_aside() || batch.len() != 1 || !matches!(e, SinkError::Unavailable(_))
+    ) -> Verdict {
+        if !sink.sets_poison_aside()
+            || batch.len() != 1
+            || !matches!(e, SinkError::Unavailable(_))
+            || e.is_outage()
         {
-            return false;
+            return Verdict::Retry;
         }
         self.tries += 1;
-        if self.tries >= POISON_TRIES && self.tries - self.behind_tried_at >= POISON_TRIES {
-            self.behind_tried_at = self.tries;
-            return true;
+        if self.tries < POISON_TRIES {
+            return Verdict::Retry;
         }
-        false
+        if self.shown {
+            return Verdict::SetAside;
+        }
+        if self.tries - self.behind_tried_at >= POISON_TRIES {
+            self.behind_tried_at = self.tries;
+            return Verdict::TryBehind;
+        }
+        Verdict::Retry
     }
 
     /// The failed sends so far.
@@ -62,41 +96,135 @@ impl Suspect {
     }
 }
 
-/// What trying the event behind the failing one showed.
+/// What trying the events behind the failing one showed.
 #[derive(Debug)]
 pub(super) enum Behind {
-    /// It was stored: the sink takes events.
-    Stored(HealthEvent),
-    /// It was refused on its own: it is to be set aside; nothing is shown.
-    Refused(HealthEvent, SinkError),
-    /// It failed too, or none waits: nothing is shown.
+    /// One was stored: the sink takes events.
+    Stored(Box<HealthEvent>),
+    /// Each failed, or none waits: nothing is shown.
     NotShown,
     /// The outbox was closed meanwhile: the publisher ends.
     Closed,
 }
 
-/// Tries the event behind the send under way, once, without waiting for a
-/// pace (a sink that sets poison aside has none).
-pub(super) fn try_behind(sink: &mut dyn EventSink, outbox: &Outbox) -> Behind {
-    let Some(next) = outbox.take_behind() else {
-        return Behind::NotShown;
-    };
-    let sent = sink.publish(&next);
-    if !outbox.behind_done(!matches!(
-        sent,
-        Err(SinkError::Unavailable(_) | SinkError::UnavailableFor(..))
-    )) {
-        return Behind::Closed;
+/// The look behind a failing event: what it showed, and the events it met
+/// that were refused on their own, to be set aside.
+#[derive(Debug)]
+pub(super) struct Scan {
+    pub(super) behind: Behind,
+    pub(super) refused: Vec<(HealthEvent, SinkError)>,
+}
+
+/// What the looks behind failing events learnt, from one send to the next.
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    /// The events that failed once each while one further back was
+    /// stored, in their order at the head of the queue.
+    shown: VecDeque<HealthEvent>,
+}
+
+impl Watch {
+    /// The suspect for a new send of `batch`: one of the events that failed
+    /// while one behind it was stored starts with that try counted.
+    pub(super) fn suspect(&mut self, batch: &[HealthEvent]) -> Suspect {
+        if batch.len() == 1 && self.shown.front() == Some(&batch[0]) {
+            self.shown.pop_front();
+            return Suspect {
+                tries: 1,
+                behind_tried_at: 0,
+                shown: true,
+            };
+        }
+        self.shown.clear();
+        Suspect::default()
     }
-    match sent {
-        Ok(()) => Behind::Stored(next),
-        Err(e @ SinkError::Refused(_)) => Behind::Refused(next, e),
-        Err(_) => Behind::NotShown,
+
+    /// Tries the events behind the send under way, once each, without
+    /// waiting for a pace (a sink that sets poison aside has none), until
+    /// one is stored, one fails as an outage, none waits, or
+    /// [`SCAN_LIMIT`] were tried. Those that failed go back to their
+    /// places at the head of the queue.
+    pub(super) fn try_behind(&mut self, sink: &mut dyn EventSink, outbox: &Outbox) -> Scan {
+        self.shown.clear();
+        let mut failed = Vec::new();
+        let mut refused = Vec::new();
+        let mut behind = Behind::NotShown;
+        while failed.len() + refused.len() < SCAN_LIMIT {
+            let Some(next) = outbox.take_behind() else {
+                break;
+            };
+            match sink.publish(&next) {
+                Ok(()) => {
+                    behind = if outbox.behind_done(true) {
+                        Behind::Stored(Box::new(next))
+                    } else {
+                        Behind::Closed
+                    };
+                    break;
+                }
+                Err(e @ SinkError::Refused(_)) => {
+                    if !outbox.behind_done(true) {
+                        behind = Behind::Closed;
+                        break;
+                    }
+                    refused.push((next, e));
+                }
+                Err(e) => {
+                    failed.push(next);
+                    if e.is_outage() || matches!(e, SinkError::UnavailableFor(..)) {
+                        break;
+                    }
+                }
+            }
+        }
+        // The last taken is the last in the send under way: handed back
+        // last first, each goes back to its place.
+        for _ in &failed {
+            if !outbox.behind_done(false) {
+                behind = Behind::Closed;
+            }
+        }
+        if matches!(behind, Behind::Stored(_)) {
+            self.shown = failed.into();
+        }
+        Scan { behind, refused }
+    }
+
+    /// The last try of a suspect event, once an event behind it was stored:
+    /// a failure that does not say the sink is down is now a refusal of
+    /// this event. An outage shows the store behind was no proof: the
+    /// events that failed before it are no longer counted as shown.
+    pub(super) fn last_try(
+        &mut self,
+        sink: &mut dyn EventSink,
+        batch: &[HealthEvent],
+        tries: u32,
+    ) -> Result<(), SinkError> {
+        let sent = set_aside(sink.publish_batch(batch), tries + 1);
+        if matches!(
+            sent,
+            Err(SinkError::Unavailable(_) | SinkError::UnavailableFor(..))
+        ) {
+            self.shown.clear();
+        }
+        sent
     }
 }
 
-/// An event that failed while the one behind it was stored: what its
-/// last failure said, and how many sends failed.
+/// A failure of an event that failed `tries` times while an event behind it
+/// was stored, as a refusal; a failure that says the sink is down (or asks
+/// for a wait) stays what it is.
+pub(super) fn set_aside(sent: Result<(), SinkError>, tries: u32) -> Result<(), SinkError> {
+    match sent {
+        Err(SinkError::Unavailable(cause)) if !is_outage(&cause) => {
+            Err(SinkError::Refused(Box::new(Poisoned { tries, cause })))
+        }
+        other => other,
+    }
+}
+
+/// An event that failed while an event behind it was stored: what its last
+/// failure said, and how many sends failed.
 #[derive(Debug)]
 pub(super) struct Poisoned {
     pub(super) tries: u32,
@@ -107,7 +235,7 @@ impl std::fmt::Display for Poisoned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (failed {} times while the event behind it was stored: this event, not the sink)",
+            "{} (failed {} times while an event behind it was stored: this event, not the sink)",
             self.cause, self.tries
         )
     }
@@ -116,24 +244,6 @@ impl std::fmt::Display for Poisoned {
 impl std::error::Error for Poisoned {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.cause.as_ref())
-    }
-}
-
-/// The last try of a suspect event, once the one behind it was stored: a
-/// failure of any kind is now a refusal of this event.
-pub(super) fn last_try(
-    sink: &mut dyn EventSink,
-    batch: &[HealthEvent],
-    tries: u32,
-) -> Result<(), SinkError> {
-    match sink.publish_batch(batch) {
-        Err(SinkError::Unavailable(cause) | SinkError::UnavailableFor(_, cause)) => {
-            Err(SinkError::Refused(Box::new(Poisoned {
-                tries: tries + 1,
-                cause,
-            })))
-        }
-        other => other,
     }
 }
 
@@ -154,6 +264,8 @@ mod tests {
     struct Picky {
         fails: Vec<&'static str>,
         down: usize,
+        /// The calls (1 for the first) that find the connection lost.
+        lost: Vec<usize>,
         poison: bool,
         calls: Arc<Mutex<Vec<String>>>,
         accepted: Arc<Mutex<Vec<String>>>,
@@ -163,6 +275,15 @@ mod tests {
         fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
             let mut calls = self.calls.lock().unwrap();
             calls.push(event.game_id.clone());
+            if self.lost.contains(&calls.len()) {
+                return Err(SinkError::Unavailable(Box::new(crate::postgres::PgError {
+                    step: "inserting".into(),
+                    detail: "server closed the connection unexpectedly".into(),
+                    connection_lost: true,
+                    sqlstate: None,
+                    source: None,
+                })));
+            }
             if calls.len() <= self.down || self.fails.contains(&event.game_id.as_str()) {
                 return Err(SinkError::unavailable("trigger says no (SQLSTATE P0001)"));
             }
@@ -213,6 +334,7 @@ mod tests {
         Picky {
             fails: fails.to_vec(),
             down,
+            lost: Vec::new(),
             poison: true,
             calls: Arc::default(),
             accepted: Arc::default(),
@@ -233,6 +355,60 @@ mod tests {
         let counters = out.telemetry.sink(0);
         assert_eq!(counters.events_rejected.load(Relaxed), 2);
         assert_eq!(counters.events_published[0].load(Relaxed), 2);
+    }
+
+    #[test]
+    fn two_bad_events_in_a_row_are_both_set_aside_once_an_event_behind_them_is_stored() {
+        let out = deliver(picky(&["b1", "b2"], 0), &["b1", "b2", "a"]);
+        assert_eq!(out.accepted, ["a"]);
+        assert_eq!(
+            out.calls,
+            ["b1", "b1", "b1", "b2", "a", "b1", "b2", "b2"],
+            "b1 three times, b2 and a behind it, b1's last try; b2 twice more"
+        );
+        let counters = out.telemetry.sink(0);
+        assert_eq!(counters.events_rejected.load(Relaxed), 2);
+        assert_eq!(counters.events_published[0].load(Relaxed), 1);
+    }
+
+    #[test]
+    fn three_bad_events_in_a_row_are_all_set_aside_and_the_good_one_behind_is_stored() {
+        let out = deliver(picky(&["b1", "b2", "b3"], 0), &["b1", "b2", "b3", "ok"]);
+        assert_eq!(out.accepted, ["ok"]);
+        assert_eq!(
+            out.calls,
+            [
+                "b1", "b1", "b1", "b2", "b3", "ok", "b1", "b2", "b2", "b3", "b3"
+            ],
+            "each bad one tried three times in all"
+        );
+        assert_eq!(out.telemetry.sink(0).events_rejected.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn a_connection_lost_on_the_last_try_is_an_outage_not_a_refusal() {
+        // x fails three times (a server error), y behind it is stored, and
+        // x's last try finds the connection lost: x is retried, not set aside.
+        let mut sink = picky(&[], 3);
+        sink.lost = vec![5];
+        let out = deliver(sink, &["x", "y"]);
+        assert_eq!(out.calls, ["x", "x", "x", "y", "x", "x"]);
+        assert_eq!(out.accepted, ["y", "x"]);
+        assert_eq!(out.telemetry.sink(0).events_rejected.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_lost_connection_never_counts_against_the_event() {
+        // Lost on x's calls 2 to 7: only the server errors of calls 1, 8
+        // and 9 count, so y is tried only after the ninth call.
+        let mut sink = picky(&["x"], 0);
+        sink.lost = (2..=7).collect();
+        let out = deliver(sink, &["x", "y"]);
+        let mut calls = vec!["x"; 9];
+        calls.extend(["y", "x"]);
+        assert_eq!(out.calls, calls);
+        assert_eq!(out.accepted, ["y"]);
+        assert_eq!(out.telemetry.sink(0).events_rejected.load(Relaxed), 1);
     }
 
     #[test]
