@@ -30,6 +30,10 @@ pub const EVENT_TYPES: [&str; 5] = [
     "incident_resolved",
 ];
 
+/// The resolution of an incident whose game left the records, or whose
+/// container has been gone (404) for `--recover-after`.
+pub const REMOVED: &str = "removed";
+
 /// The event `rtinspect notify-test` sends: it says nothing about a game,
 /// so it is not one of [`EVENT_TYPES`] and is never spooled.
 pub const NOTIFY_TEST: &str = "notify_test";
@@ -79,6 +83,10 @@ pub struct HealthEvent {
     /// envelope): the stages of its detection, the first of which starts
     /// the detection latency. Boxed: most events have none.
     pub prompt: Option<Box<Prompt>>,
+    /// How an incident ended when no look saw it end: `removed` (the game
+    /// left the records, or its container is gone). Its `details` then
+    /// carry `resolution` and no `seen`, and `state` is the resolution.
+    pub resolution: Option<String>,
 }
 
 /// When a Docker event led to an inspect: the stages of its detection.
@@ -111,12 +119,17 @@ pub struct IncidentFacts {
     pub oom: bool,
 }
 
-/// An incident event's `details`: the incident, and what was seen.
+/// An incident event's `details`: the incident, and what was seen (or,
+/// when nothing was, how it ended).
 #[derive(Serialize, Deserialize)]
-struct IncidentDetails<F, D> {
+struct IncidentDetails<F, S, D> {
     #[serde(flatten)]
     incident: F,
-    seen: D,
+    // A missing member is `None`: no `default`, which would ask `D: Default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<S>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seen: Option<D>,
 }
 
 #[derive(Serialize)]
@@ -195,6 +208,31 @@ impl HealthEvent {
         )
     }
 
+    /// Makes the `incident_resolved` of an incident whose game is gone:
+    /// `details.resolution` is `removed` and no `seen`, since no look stands
+    /// behind it; `container_id` is the last container seen.
+    pub fn for_removed_incident(
+        incident: IncidentFacts,
+        game_id: String,
+        container_id: String,
+        occurred_at: SystemTime,
+    ) -> Self {
+        Self::render(
+            new_id(occurred_at),
+            "incident_resolved",
+            Some(Box::new(incident)),
+            game_id,
+            Observation {
+                container_id,
+                restart_count: 0,
+                status: REMOVED.to_owned(),
+                health: String::new(),
+                details: None,
+            },
+            occurred_at,
+        )
+    }
+
     /// The test message of `rtinspect notify-test`, from the host `host`:
     /// its game id names the command and the host, its container is none.
     pub fn notify_test(host: &str, occurred_at: SystemTime) -> Self {
@@ -225,6 +263,8 @@ impl HealthEvent {
         occurred_at: SystemTime,
     ) -> Self {
         let occurred = rfc3339_micros(occurred_at);
+        // Only an incident ended with no look is in this state.
+        let removed = incident.is_some() && o.status == REMOVED;
         let mut details = o.details;
         if incident.is_none()
             && let Some(d) = details.as_deref_mut()
@@ -254,8 +294,10 @@ impl HealthEvent {
                 None => details_json,
                 Some(i) => serde_json::to_string(&IncidentDetails {
                     incident: i.as_ref(),
-                    seen: RawValue::from_string(details_json)
-                        .expect("serde_json writes valid JSON"),
+                    resolution: removed.then_some(REMOVED),
+                    seen: (!removed).then(|| {
+                        RawValue::from_string(details_json).expect("serde_json writes valid JSON")
+                    }),
                 })
                 .expect("details of strings, integers and booleans always serialise"),
             };
@@ -307,6 +349,7 @@ impl HealthEvent {
             envelope,
             details_span,
             prompt: None,
+            resolution: removed.then(|| REMOVED.to_owned()),
         }
     }
 
@@ -350,14 +393,32 @@ impl HealthEvent {
         if envelope.get(details_span.clone()) != Some(raw) {
             return Err("details not found in the envelope".into());
         }
-        let (incident, d) = if event_type == INSPECT_UNHEALTHY {
+        let (incident, d, resolution) = if event_type == INSPECT_UNHEALTHY {
             let d: Details<String> =
                 serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
-            (None, d)
+            (None, d, None)
         } else {
-            let i: IncidentDetails<IncidentFacts, Details<String>> =
+            let i: IncidentDetails<IncidentFacts, String, Details<String>> =
                 serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
-            (Some(Box::new(i.incident)), i.seen)
+            // An incident that ended with no look has no `seen`, and says how.
+            let d = match (i.seen, &i.resolution) {
+                (Some(d), _) => d,
+                (None, Some(how)) => Details {
+                    restart_count: 0,
+                    state: how.clone(),
+                    health: String::new(),
+                    exit_code: None,
+                    oom_killed: None,
+                    error: None,
+                    started_at: None,
+                    finished_at: None,
+                    health_failing_streak: None,
+                    health_output: None,
+                    health_log: None,
+                },
+                (None, None) => return Err("details: missing field `seen`".into()),
+            };
+            (Some(Box::new(i.incident)), d, i.resolution)
         };
         let details = StateDetails {
             exit_code: d.exit_code,
@@ -384,6 +445,7 @@ impl HealthEvent {
             envelope: envelope.to_owned(),
             details_span,
             prompt: None,
+            resolution,
         })
     }
 }
@@ -572,6 +634,37 @@ mod tests {
         assert!(
             HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err()
         );
+    }
+
+    #[test]
+    fn a_removed_incident_says_so_and_carries_nothing_seen() {
+        let facts = IncidentFacts {
+            incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
+            kind: "not_running".into(),
+            started_at: "2026-12-02T15:40:13.104861Z".into(),
+            restarts_in_window: 1,
+            oom: false,
+        };
+        let e = HealthEvent::for_removed_incident(
+            facts.clone(),
+            "g".into(),
+            "c".repeat(64),
+            at(1_795_726_800, 5),
+        );
+        let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+        assert_eq!(v["event_type"], "incident_resolved");
+        assert_eq!(v["container_id"], "c".repeat(64));
+        assert_eq!(
+            e.details_json(),
+            r#"{"incident_id":"019ae1c5-0000-7000-8000-000000000000","kind":"not_running","started_at":"2026-12-02T15:40:13.104861Z","restarts_in_window":1,"oom":false,"resolution":"removed"}"#
+        );
+        assert_eq!(e.resolution.as_deref(), Some(REMOVED));
+        assert_eq!(e.state, REMOVED);
+        let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+        assert_eq!(back, e, "it reads back from the spool");
+        // An incident's event with neither `seen` nor a resolution is refused.
+        let bare = e.envelope.replace(r#","resolution":"removed""#, "");
+        assert!(HealthEvent::from_envelope(&bare).is_err());
     }
 
     #[test]
