@@ -3,13 +3,13 @@
 //! incident tracker. Whatever the configuration names that cannot be used (a
 //! CA file, a host id) is a usage failure here, before any thread starts.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, Database, Sink};
 use crate::docker::DockerClient;
 use crate::event::DetailLevel;
 use crate::failure::Failure;
-use crate::incident::{Policy, Tracker};
+use crate::incident::{Policy, Stamp, Tracker};
 use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
 use crate::records::{LabelRecords, RecordSource};
 use crate::sink::{EventSink, StdoutSink};
@@ -172,7 +172,11 @@ pub(crate) fn incident_tracker(
     let saved = state
         .load_incidents()
         .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
-    let tracker = Tracker::with_saved(policy, saved);
+    let now = Stamp {
+        wall: SystemTime::now(),
+        mono: Instant::now(),
+    };
+    let tracker = Tracker::with_saved(policy, saved, now);
     if tracker.open_incidents() > 0 {
         log::info!(
             "{} open incidents restored from {}",

@@ -219,7 +219,8 @@ impl HealthEvent {
     ) -> Self {
         Self::render(
             new_id(occurred_at),
-            "incident_resolved",
+            Change::Resolved.event_type(),
+            Some(Change::Resolved),
             Some(Box::new(incident)),
             game_id,
             Observation {
@@ -640,7 +641,7 @@ mod tests {
     fn a_removed_incident_says_so_and_carries_nothing_seen() {
         let facts = IncidentFacts {
             incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
-            kind: "not_running".into(),
+            kind: crate::incident::Kind::NotRunning,
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 1,
             oom: false,

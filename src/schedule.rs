@@ -38,13 +38,15 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::docker::DockerError;
 use crate::docker::events::ContainerEvent;
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
-use crate::incident::{IncidentEvent, Look, Tracker};
+use crate::incident::{IncidentEvent, Look, Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
 
 mod nudges;
+mod saves;
 
 use nudges::{Pending, Waiting};
+pub use saves::{SAVE_GAP, StateFile};
 
 /// How long after a bare `health_status` (Podman's) a container that still
 /// looked healthy is inspected again: Podman 4.3 sends the event while its
@@ -116,12 +118,16 @@ pub enum Input {
     /// A Docker event, and when the inspector took it.
     Docker(ContainerEvent, SystemTime),
     /// The records, freshly listed for the [`Action::List`] under way, or
-    /// `None` when they could not be read (the shell says why).
-    Listed(Option<Vec<RuntimeRecord>>),
+    /// `None` when they could not be read (the shell says why), and when
+    /// they came.
+    Listed(Option<Vec<RuntimeRecord>>, SystemTime),
     /// The answer to the [`Action::Inspect`] under way, and when it came.
     Answered(Result<Observation, DockerError>, SystemTime),
     /// The answer to the [`Action::Ping`] under way.
     Pinged(Result<(), String>),
+    /// A write of the state directory failed (the shell says why): it is
+    /// tried again at the end of the next tick.
+    SaveFailed(StateFile),
     /// Shutdown was asked for.
     Shutdown,
 }
@@ -194,7 +200,7 @@ enum Busy {
     List { purpose: ListFor, started: Instant },
     TickInspect(RuntimeRecord),
     TickPing,
-    NudgeInspect(Pending, RuntimeRecord),
+    NudgeInspect(Box<Pending>, RuntimeRecord),
 }
 
 /// The inspector loop's state: baselines, the record set, the tick under
@@ -232,6 +238,12 @@ pub struct Schedule {
     added: usize,
     /// Whether a nudged inspect went last, so that a tick's record goes next.
     nudge_went_last: bool,
+    /// Label mode: the containers `create` events made their games' records
+    /// since the last listing, and when each arrived: a listing begun
+    /// before one arrived cannot know it, and does not undo it.
+    created: Vec<(RuntimeRecord, Instant)>,
+    /// When the state directory's files are written.
+    saves: saves::Saves,
     /// Actions decided, to hand out before anything else.
     out: VecDeque<Action>,
     stopped: bool,
@@ -259,6 +271,8 @@ impl Schedule {
             reads_failing: false,
             added: 0,
             nudge_went_last: false,
+            created: Vec::new(),
+            saves: saves::Saves::default(),
             out: VecDeque::new(),
             stopped: false,
         }
@@ -294,7 +308,13 @@ impl Schedule {
             }
             Input::Overflowed => self.ask_resync(now),
             Input::Docker(event, read_at) => self.nudged(event, read_at, now),
-            Input::Listed(listed) => self.listed(listed, now),
+            Input::Listed(listed, at) => self.listed(
+                listed,
+                Stamp {
+                    wall: at,
+                    mono: now,
+                },
+            ),
             Input::Answered(answer, at) => self.answered(answer, at, now),
             Input::Pinged(result) => {
                 if let Busy::TickPing = self.busy
@@ -304,6 +324,7 @@ impl Schedule {
                 }
                 self.busy = Busy::Idle;
             }
+            Input::SaveFailed(file) => self.saves.failed(file),
             Input::Shutdown => self.shut_down(),
         }
     }
@@ -316,11 +337,18 @@ impl Schedule {
             return action;
         }
         if self.stopped {
-            return Action::Stop;
+            // Whatever changed is written before the end, gap or not.
+            return match self.saves.take_due(now, true) {
+                Some(file) => save(file),
+                None => Action::Stop,
+            };
         }
         if !matches!(self.busy, Busy::Idle) {
             // An answer is awaited; nothing else can be done meanwhile.
             return Action::Wait(now);
+        }
+        if let Some(file) = self.saves.take_due(now, false) {
+            return save(file);
         }
         self.due_rechecks(now);
         if let Some(action) = self.read_for_waiting(now) {
@@ -365,6 +393,9 @@ impl Schedule {
         if let Some(at) = self.read_due_at(now) {
             until = until.min(at);
         }
+        if let Some(at) = self.saves.next_due() {
+            until = until.min(at);
+        }
         Action::Wait(until.max(now))
     }
 
@@ -386,13 +417,15 @@ impl Schedule {
         }
     }
 
-    fn listed(&mut self, listed: Option<Vec<RuntimeRecord>>, now: Instant) {
+    fn listed(&mut self, listed: Option<Vec<RuntimeRecord>>, at: Stamp) {
         let Busy::List { purpose, started } = std::mem::replace(&mut self.busy, Busy::Idle) else {
             return;
         };
+        let now = at.mono;
         let ok = listed.is_some();
         self.last_read = Some((now, now.saturating_duration_since(started)));
         self.reads_failing = !ok;
+        let listed = listed.map(|records| self.keep_created(records, started));
         if let Some(records) = &listed {
             self.records.clone_from(records);
             self.added = 0;
@@ -416,7 +449,8 @@ impl Schedule {
                     self.inspector.prune(&records);
                     if let Some(tracker) = &mut self.incidents {
                         let games = records.iter().map(|r| r.game_id.as_str()).collect();
-                        tracker.retain_games(&games);
+                        let removed = tracker.listed(&games, at);
+                        self.removed_incidents(removed);
                     }
                     self.tick = Some((Tick::new(records), started));
                 }
@@ -431,6 +465,24 @@ impl Schedule {
             self.busy = busy;
             return;
         };
+        let stamp = Stamp {
+            wall: at,
+            mono: now,
+        };
+        // A container gone before its `die` could be inspected (`--rm`) is
+        // judged from what the `die` said of it.
+        let answer = match (answer, &busy) {
+            (Err(DockerError::NotFound), Busy::NudgeInspect(pending, _))
+                if pending.died.is_some() =>
+            {
+                Ok(self.died_and_gone(record, pending))
+            }
+            (answer, _) => answer,
+        };
+        if let (Err(DockerError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
+            let removed = tracker.missing(&record.game_id, stamp);
+            self.removed_incidents(removed);
+        }
         // The incident tracker sees every answer, with the evidence Docker
         // gave, before the fact is judged; what was seen is kept only for
         // the rare answer that changes an incident.
@@ -443,7 +495,7 @@ impl Schedule {
                     status: &seen.status,
                     health: &seen.health,
                     started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
-                    at,
+                    at: stamp,
                 });
                 (!changes.is_empty()).then(|| (changes, record.game_id.clone(), seen.clone()))
             }
@@ -478,7 +530,8 @@ impl Schedule {
                     // mark, so that it is rechecked only once.
                     let again = Pending {
                         health: false,
-                        ..pending.clone()
+                        died: None,
+                        ..(*pending).clone()
                     };
                     self.rechecks.push_back((now + HEALTH_RECHECK, again));
                 }
@@ -492,9 +545,8 @@ impl Schedule {
                         answered_at: at,
                     }),
                 }));
-                if self.inspector.take_changed() {
-                    self.out.push_back(Action::SaveBaselines);
-                }
+                // What a nudged inspect moved is saved soon; a tick's, at its end.
+                self.note_changes();
             }
             Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
         }
@@ -502,8 +554,7 @@ impl Schedule {
             self.incident_events(changes, &game_id, &seen, at);
         }
         if self.tick.is_none() {
-            // A nudged inspect between ticks: saved now, as its baselines.
-            self.save_incidents();
+            self.note_changes();
         }
     }
 
@@ -516,16 +567,9 @@ impl Schedule {
         at: SystemTime,
     ) {
         for change in changes {
-            let facts = IncidentFacts {
-                incident_id: change.incident_id,
-                kind: change.kind,
-                started_at: crate::event::rfc3339_micros(change.started_at),
-                restarts_in_window: change.restarts_in_window,
-                oom: change.oom,
-            };
             let event = HealthEvent::for_incident(
                 change.change,
-                facts,
+                incident_facts(&change),
                 game_id.to_owned(),
                 seen.clone(),
                 at,
@@ -534,11 +578,27 @@ impl Schedule {
         }
     }
 
-    /// Saves the incidents when they changed: once a tick, and after each
-    /// nudged inspect, as the baselines are.
-    fn save_incidents(&mut self) {
+    /// The `incident_resolved` of incidents whose games are gone: no look,
+    /// so no `seen`.
+    fn removed_incidents(&mut self, removed: Vec<IncidentEvent>) {
+        for change in removed {
+            let event = HealthEvent::for_removed_incident(
+                incident_facts(&change),
+                change.game_id,
+                change.container_id,
+                change.at,
+            );
+            self.out.push_back(Action::Incident(event));
+        }
+    }
+
+    /// Marks what changed since the last call to be saved (see `saves`).
+    fn note_changes(&mut self) {
+        if self.inspector.take_changed() {
+            self.saves.changed(StateFile::Baselines);
+        }
         if self.incidents.as_mut().is_some_and(Tracker::take_changed) {
-            self.out.push_back(Action::SaveIncidents);
+            self.saves.changed(StateFile::Incidents);
         }
     }
 
@@ -577,10 +637,8 @@ impl Schedule {
             reach: tick.as_ref().and_then(Tick::reach),
             gave_up_on_docker: tick.as_ref().is_some_and(Tick::gave_up_on_docker),
         }));
-        if self.inspector.take_changed() {
-            self.out.push_back(Action::SaveBaselines);
-        }
-        self.save_incidents();
+        self.note_changes();
+        self.saves.tick_ended();
         if self.settings.once {
             self.stopped = true;
             return;
@@ -599,12 +657,28 @@ impl Schedule {
             self.busy = Busy::Idle;
             self.end_tick(Some(summary), started, started);
         } else {
-            if self.inspector.take_changed() {
-                self.out.push_back(Action::SaveBaselines);
-            }
-            self.save_incidents();
+            self.note_changes();
         }
         self.stopped = true;
+    }
+}
+
+/// The action that writes `file`.
+fn save(file: StateFile) -> Action {
+    match file {
+        StateFile::Baselines => Action::SaveBaselines,
+        StateFile::Incidents => Action::SaveIncidents,
+    }
+}
+
+/// What an incident's event says of the incident.
+fn incident_facts(change: &IncidentEvent) -> IncidentFacts {
+    IncidentFacts {
+        incident_id: change.incident_id.clone(),
+        kind: change.kind,
+        started_at: crate::event::rfc3339_micros(change.started_at),
+        restarts_in_window: change.restarts_in_window,
+        oom: change.oom,
     }
 }
 

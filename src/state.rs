@@ -1074,14 +1074,17 @@ mod tests {
 
     #[test]
     fn incidents_round_trip_and_bad_files_are_set_aside() {
-        use crate::incident::{Look, Policy, Tracker};
-        use std::time::{Duration, UNIX_EPOCH};
+        use crate::incident::{Look, Policy, Stamp, Tracker};
+        use std::time::{Duration, Instant, UNIX_EPOCH};
 
         let dir = temp("incidents");
         let s = StateDir::open(&dir).unwrap();
         assert!(s.load_incidents().unwrap().is_empty());
         let mut tracker = Tracker::new(Policy::default());
-        let at = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let at = Stamp {
+            wall: UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+            mono: Instant::now(),
+        };
         let opened = tracker.look(&Look {
             game_id: "g-1",
             container_id: &"f".repeat(64),
@@ -1091,9 +1094,9 @@ mod tests {
             started_at: None,
             at,
         });
-        tracker.oom("g-2", at);
-        s.save_incidents(&tracker.saved()).unwrap();
-        assert_eq!(s.load_incidents().unwrap(), tracker.saved());
+        tracker.oom("g-2", at.mono);
+        s.save_incidents(&tracker.saved(at)).unwrap();
+        assert_eq!(s.load_incidents().unwrap(), tracker.saved(at));
         let text = fs::read_to_string(dir.join(INCIDENTS)).unwrap();
         assert!(text.starts_with("{\"version\":1,"), "{text}");
         assert!(text.contains(&opened[0].incident_id), "{text}");

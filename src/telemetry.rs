@@ -45,6 +45,9 @@ pub struct Telemetry {
     pub stream_attempts: AtomicU64,
     /// Refused events dropped from the older `rejected.jsonl.1` when the file rotated.
     pub rejected_dropped: AtomicU64,
+    /// Writes of `baselines.json` or `incidents.json` that failed (each is
+    /// tried again at the end of the next tick).
+    pub state_save_failures: AtomicU64,
     /// Each sink's delivery, in the order the sinks were given.
     pub sinks: Vec<SinkCounters>,
     /// Incidents' changes, whatever the sinks: `[kind][change]`, indexed as

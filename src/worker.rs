@@ -14,11 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::docker::{ContainerInspector, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::incident::Stamp;
 use crate::inspector::{Inspector, RuntimeRecord};
 use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
-use crate::schedule::{Action, Input, ListFor, Report, Schedule, Settings, TickEnd};
-use crate::state::StateDir;
+use crate::schedule::{Action, Input, ListFor, Report, Schedule, Settings, StateFile, TickEnd};
+use crate::state::{StateDir, StateError};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{Outcome, Reach, Skip, Summary};
 
@@ -178,7 +179,10 @@ impl Worker {
         emit: &mut dyn FnMut(HealthEvent),
     ) -> Carried {
         match action {
-            Action::List(purpose) => Carried::Answer(Input::Listed(self.list(purpose))),
+            Action::List(purpose) => {
+                let listed = self.list(purpose);
+                Carried::Answer(Input::Listed(listed, SystemTime::now()))
+            }
             Action::Inspect(record) => {
                 let answer = self.docker.inspect(&record.container_id);
                 Carried::Answer(Input::Answered(answer, SystemTime::now()))
@@ -191,8 +195,11 @@ impl Worker {
                 Carried::Nothing
             }
             Action::SaveBaselines => {
-                self.save_baselines(schedule.inspector());
-                Carried::Nothing
+                let Some(state) = &self.state else {
+                    return Carried::Nothing;
+                };
+                let result = state.save_baselines(schedule.inspector().baselines());
+                self.saved(StateFile::Baselines, result)
             }
             Action::Incident(event) => {
                 if let Some(i) = event.incident.as_deref() {
@@ -211,13 +218,15 @@ impl Worker {
                 Carried::Nothing
             }
             Action::SaveIncidents => {
-                if let (Some(state), Some(tracker)) = (&self.state, schedule.incidents())
-                    && let Err(e) = state.save_incidents(&tracker.saved())
-                    && let Some(held) = self.service_warnings.allow("incidents", Instant::now())
-                {
-                    log::warn!(err:% = e; "cannot save the incidents{}", held_back(held));
-                }
-                Carried::Nothing
+                let (Some(state), Some(tracker)) = (&self.state, schedule.incidents()) else {
+                    return Carried::Nothing;
+                };
+                let now = Stamp {
+                    wall: SystemTime::now(),
+                    mono: Instant::now(),
+                };
+                let result = state.save_incidents(&tracker.saved(now));
+                self.saved(StateFile::Incidents, result)
             }
             Action::TickEnded(end) => self.tick_ended(end),
             Action::Wait(_) | Action::Stop => Carried::Nothing,
@@ -349,14 +358,26 @@ impl Worker {
             .tick_failed(stage, what, detail, Instant::now(), SystemTime::now());
     }
 
-    /// Saves the baselines with the durability of the state directory
-    /// (written whole, fsynced, renamed).
-    fn save_baselines(&mut self, inspector: &Inspector) {
-        let Some(state) = &self.state else { return };
-        if let Err(e) = state.save_baselines(inspector.baselines())
-            && let Some(held) = self.service_warnings.allow("state", Instant::now())
-        {
-            log::warn!(err:% = e; "cannot save the baselines{}", held_back(held));
+    /// Logs and counts how a write of the state directory went (written
+    /// whole, fsynced, renamed); a failure goes back to the schedule, which
+    /// tries again at the next tick.
+    fn saved(&mut self, file: StateFile, result: Result<(), StateError>) -> Carried {
+        let cause = file.name();
+        match result {
+            Ok(()) => {
+                if self.service_warnings.clear(cause) {
+                    log::info!("{cause} is saved again");
+                }
+                Carried::Nothing
+            }
+            Err(e) => {
+                self.telemetry.state_save_failures.fetch_add(1, Relaxed);
+                if let Some(held) = self.service_warnings.allow(cause, Instant::now()) {
+                    log::warn!(err:% = e;
+                        "cannot save {cause}; trying again at the next tick{}", held_back(held));
+                }
+                Carried::Answer(Input::SaveFailed(file))
+            }
         }
     }
 }

@@ -45,8 +45,20 @@ pub const SILENCE: Duration = Duration::from_secs(30);
 /// The container actions that may change a verdict, or the record set.
 /// `health_status` matches `health_status: unhealthy` too (Docker's filter
 /// treats it as a prefix). `create` only moves a game's record to its newest
-/// container (label mode); it never asks for an inspect.
-pub const ACTIONS: [&str; 6] = ["die", "oom", "health_status", "start", "restart", "create"];
+/// container (label mode); it never asks for an inspect. `stop` and `kill`
+/// never ask for one either: they say that a container's end, which its
+/// `die` reports, was asked for through Docker's API (`docker stop`, `docker
+/// kill`, `docker rm -f`, a deploy), so that replacing it is no crash.
+pub const ACTIONS: [&str; 8] = [
+    "die",
+    "oom",
+    "health_status",
+    "start",
+    "restart",
+    "create",
+    "stop",
+    "kill",
+];
 
 /// The longest event line read; an event is a few hundred bytes, but its
 /// attributes carry every label of the container.
@@ -84,6 +96,11 @@ pub struct ContainerEvent {
     /// `podId` and `containerExitCode`): an event without the label is of a
     /// container that is not a game's. `None` in PostgreSQL mode.
     pub game: Option<String>,
+    /// A `die`'s `exitCode` attribute: how the container ended, which is
+    /// all there is to say of one removed as it died (`--rm`).
+    pub exit_code: Option<i64>,
+    /// A `kill`'s `signal` attribute (Docker 20.10 says it as a number).
+    pub signal: Option<String>,
 }
 
 impl ContainerEvent {
@@ -99,6 +116,22 @@ impl ContainerEvent {
             })
             .copied()
             .unwrap_or("other")
+    }
+
+    /// Whether this event ends the container through Docker's API: a
+    /// `stop`, or a `kill` with `SIGKILL` or `SIGTERM` (what `docker stop`,
+    /// `docker kill` and `docker rm -f` send; Docker 20.10 sends `kill`
+    /// before the `die`, and `stop` after it or before: moby#50220) or
+    /// with no signal said. A `kill` with another signal (`docker kill -s
+    /// USR1`) is often survived, and ends nothing.
+    pub fn ends_by_api(&self) -> bool {
+        match self.action_label() {
+            "stop" => true,
+            "kill" => self.signal.as_deref().is_none_or(|s| {
+                matches!(s.trim_start_matches("SIG"), "9" | "15" | "KILL" | "TERM")
+            }),
+            _ => false,
+        }
     }
 }
 
@@ -148,6 +181,12 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
             .attributes
             .get("name")
             .map(|n| clean(n.trim_start_matches('/').to_owned())),
+        exit_code: m
+            .actor
+            .attributes
+            .get("exitCode")
+            .and_then(|c| c.parse().ok()),
+        signal: m.actor.attributes.get("signal").cloned(),
         id: m.actor.id,
         action: m.action,
     };
@@ -158,7 +197,7 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
 /// matches the filter against its internal name for `die` (containers/podman
 /// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
 /// ignores a value it never sends.
-const FILTER_ACTIONS: [&str; 7] = [
+const FILTER_ACTIONS: [&str; 9] = [
     "die",
     "died",
     "oom",
@@ -166,6 +205,8 @@ const FILTER_ACTIONS: [&str; 7] = [
     "start",
     "restart",
     "create",
+    "stop",
+    "kill",
 ];
 
 /// The query of the events request: containers only, the actions of
@@ -858,7 +899,7 @@ mod tests {
         assert!(decoded.contains(r#""type":["container"]"#), "{decoded}");
         assert!(
             decoded.contains(
-                r#""event":["die","died","oom","health_status","start","restart","create"]"#
+                r#""event":["die","died","oom","health_status","start","restart","create","stop","kill"]"#
             ),
             "{decoded}"
         );

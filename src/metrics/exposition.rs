@@ -273,6 +273,13 @@ pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
         "Refused events dropped from rejected.jsonl.1 when rejected.jsonl rotated past its bound.",
         t.rejected_dropped.load(Relaxed),
     );
+    single(
+        &mut out,
+        "rtinspect_state_save_failures_total",
+        "counter",
+        "Failed writes of baselines.json or incidents.json; each is tried again at the next tick.",
+        t.state_save_failures.load(Relaxed),
+    );
     out
 }
 

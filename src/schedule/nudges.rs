@@ -2,7 +2,8 @@
 //! one pending inspect, judged against the record set as it is now (label
 //! mode follows `create` and `start`; PostgreSQL mode waits for a read of the
 //! records begun after the event arrived), and rechecked once after a bare
-//! `health_status`.
+//! `health_status`. A `stop` or `kill` only tells the incident tracker that
+//! the container's end is no crash.
 
 use super::*;
 
@@ -18,6 +19,9 @@ pub(super) struct Pending {
     /// Whether any merged event was a health change (Podman's bare
     /// `health_status` asks for a recheck when it still looked healthy).
     pub(super) health: bool,
+    /// Whether a merged event was a `die`, and the exit code it said: a
+    /// container removed as it died (`--rm`) is judged from it.
+    pub(super) died: Option<Option<i64>>,
 }
 
 /// An event that waits for a read of the records.
@@ -43,6 +47,10 @@ impl Schedule {
             // is inspected once it starts (a created one is not running yet).
             if let (Follow::Labels, Some(game)) = (follow, &event.game) {
                 let record = RuntimeRecord::new(game.clone(), event.id.clone());
+                if self.created.len() >= ADDED_MAX {
+                    self.created.remove(0);
+                }
+                self.created.push((record.clone(), now));
                 match self.records.iter_mut().find(|r| r.game_id == *game) {
                     Some(r) => *r = record,
                     None => {
@@ -52,12 +60,28 @@ impl Schedule {
             }
             return;
         }
+        if matches!(event.action_label(), "stop" | "kill") {
+            if event.ends_by_api() {
+                // The game as the label or a record says; else whichever
+                // game's last container it is (a record may have moved on).
+                let game = match &event.game {
+                    Some(game) => Some(game.clone()),
+                    None => self.record_of(&event).map(|r| r.game_id.clone()),
+                };
+                if let Some(tracker) = &mut self.incidents {
+                    tracker.stopped_by_api(game.as_deref(), &event.id);
+                }
+                self.note_changes();
+            }
+            return;
+        }
         if event.action_label() == "oom"
             && let Some(game) = self.record_of(&event).map(|r| r.game_id.clone())
             && let Some(tracker) = &mut self.incidents
         {
             // Docker's restart can clear `OOMKilled` before the inspect.
-            tracker.oom(&game, event.at);
+            tracker.oom(&game, now);
+            self.note_changes();
         }
         let known = self.record_of(&event).is_some();
         if follow == Follow::Labels
@@ -98,8 +122,10 @@ impl Schedule {
         };
         let (game_id, container) = (record.game_id.clone(), record.container_id.clone());
         let health = event.action_label() == "health_status";
+        let died = (event.action_label() == "die").then_some(event.exit_code);
         if let Some(p) = self.pending.iter_mut().find(|p| p.game_id == game_id) {
             p.health |= health;
+            p.died = died.or(p.died);
             return;
         }
         self.pending.push_back(Pending {
@@ -108,6 +134,7 @@ impl Schedule {
             event,
             read_at,
             health,
+            died,
         });
     }
 
@@ -129,6 +156,11 @@ impl Schedule {
         }
         if let Some(w) = self.waiting.iter_mut().find(|w| w.event.id == event.id) {
             w.known |= known;
+            if event.action_label() == "die" {
+                // What a `die` says is kept: the container may be gone by
+                // the inspect.
+                w.event = event;
+            }
             return;
         }
         if self.waiting.len() >= WAITING_MAX {
@@ -211,10 +243,54 @@ impl Schedule {
             }
             self.nudge_went_last = true;
             self.read_went_last = false;
-            self.busy = Busy::NudgeInspect(p, record.clone());
+            self.busy = Busy::NudgeInspect(Box::new(p), record.clone());
             return Some(Action::Inspect(record));
         }
         None
+    }
+
+    /// What a `die` said of a container that was gone (404) by its inspect:
+    /// it exited, with the code the event carried; no health, and the
+    /// restart count the inspector last saw of it.
+    pub(super) fn died_and_gone(&self, record: &RuntimeRecord, pending: &Pending) -> Observation {
+        let container_id = pending.event.id.clone();
+        let restart_count = self
+            .inspector
+            .baseline(&record.game_id)
+            .filter(|b| b.container_id == container_id)
+            .map_or(0, |b| b.restart_count);
+        let exit_code = pending.died.flatten();
+        Observation {
+            container_id,
+            restart_count,
+            status: "exited".to_owned(),
+            health: String::new(),
+            details: exit_code.map(|code| {
+                Box::new(crate::inspector::StateDetails {
+                    exit_code: Some(code),
+                    ..Default::default()
+                })
+            }),
+        }
+    }
+
+    /// The records a listing begun at `started` gave, with the containers
+    /// `create` events chose since (label mode): the newest container of a
+    /// game is the one that should run, and a listing begun before its
+    /// `create` arrived cannot know it.
+    pub(super) fn keep_created(
+        &mut self,
+        mut records: Vec<RuntimeRecord>,
+        started: Instant,
+    ) -> Vec<RuntimeRecord> {
+        self.created.retain(|(_, arrived)| *arrived > started);
+        for (record, _) in &self.created {
+            match records.iter_mut().find(|r| r.game_id == record.game_id) {
+                Some(r) => r.clone_from(record),
+                None => records.push(record.clone()),
+            }
+        }
+        records
     }
 
     /// The record an event concerns: a record names its container by full

@@ -6,6 +6,7 @@ use crate::docker::ContainerInspector;
 use crate::fakes::{Answer, FakeDocker};
 use std::time::UNIX_EPOCH;
 
+mod incidents;
 mod nudges;
 
 /// Full container ids: `id(1)` is `1111…` (64 hex digits).
@@ -27,6 +28,8 @@ fn ev(n: u8, action: &str, game: Option<&str>) -> ContainerEvent {
         action: action.into(),
         at: UNIX_EPOCH,
         game: game.map(str::to_owned),
+        exit_code: None,
+        signal: None,
     }
 }
 
@@ -48,6 +51,15 @@ struct Run {
     reads: usize,
     /// Ticks begun.
     ticks: usize,
+    /// How far the wall clock has been stepped from the schedule's, in
+    /// seconds (the monotonic clock is never stepped).
+    wall_step: i64,
+    /// Whether writes of the state directory fail.
+    saves_fail: bool,
+    /// The incidents' events, in full.
+    incidents: Vec<HealthEvent>,
+    /// The facts, in full.
+    facts: Vec<HealthEvent>,
 }
 
 impl Run {
@@ -73,6 +85,10 @@ impl Run {
             log: Vec::new(),
             reads: 0,
             ticks: 0,
+            wall_step: 0,
+            saves_fail: false,
+            incidents: Vec::new(),
+            facts: Vec::new(),
         }
     }
 
@@ -92,6 +108,17 @@ impl Run {
 
     fn nudge(&mut self, e: ContainerEvent) {
         self.input(Input::Docker(e, UNIX_EPOCH));
+    }
+
+    /// The wall clock: the schedule's, stepped by `wall_step`.
+    fn wall(&self) -> SystemTime {
+        let at = UNIX_EPOCH + Duration::from_secs(1_000_000) + (self.now - self.t0);
+        let step = Duration::from_secs(self.wall_step.unsigned_abs());
+        if self.wall_step < 0 {
+            at - step
+        } else {
+            at + step
+        }
     }
 
     fn ms(&self) -> u128 {
@@ -116,7 +143,7 @@ impl Run {
                     self.log.push(format!("list {why:?}").to_lowercase());
                     self.now += Duration::from_millis(self.list_ms);
                     let listed = self.records.clone();
-                    self.input(Input::Listed(listed));
+                    self.input(Input::Listed(listed, self.wall()));
                 }
                 Action::Inspect(r) => {
                     self.log.push(format!("inspect {}", r.game_id));
@@ -129,13 +156,24 @@ impl Run {
                         self.nudge(e);
                     }
                     // The wall clock moves with the schedule's.
-                    let at = UNIX_EPOCH + (self.now - self.t0);
+                    let at = self.wall();
                     self.input(Input::Answered(answer, at));
                 }
                 Action::Ping => {
                     self.log.push("ping".into());
                     let p = self.docker.ping().map_err(|e| e.to_string());
                     self.input(Input::Pinged(p));
+                }
+                Action::Report(r) if matches!(r.outcome, Outcome::Event(..)) => {
+                    if let Outcome::Event(e, _) = &r.outcome {
+                        self.facts.push(e.clone());
+                        self.log.push(format!(
+                            "{} event {}{}",
+                            r.record.game_id,
+                            e.state,
+                            if r.prompt.is_some() { " (nudged)" } else { "" }
+                        ));
+                    }
                 }
                 Action::Report(r) => self.log.push(match &r.outcome {
                     Outcome::Event(e, _) => format!(
@@ -150,14 +188,27 @@ impl Run {
                     Outcome::Invalid(_) => format!("{} invalid", r.record.game_id),
                     Outcome::Skipped(_) => format!("{} skipped", r.record.game_id),
                 }),
-                Action::SaveBaselines => self.log.push("save".into()),
-                Action::Incident(e) => self.log.push(format!(
-                    "{} {} {}",
-                    e.game_id,
-                    e.event_type,
-                    e.incident.as_ref().map_or("", |i| i.kind.as_str())
-                )),
-                Action::SaveIncidents => self.log.push("save incidents".into()),
+                Action::SaveBaselines => {
+                    self.log.push("save".into());
+                    if self.saves_fail {
+                        self.input(Input::SaveFailed(StateFile::Baselines));
+                    }
+                }
+                Action::Incident(e) => {
+                    self.log.push(format!(
+                        "{} {} {}",
+                        e.game_id,
+                        e.event_type,
+                        e.incident.as_ref().map_or("", |i| i.kind.as_str())
+                    ));
+                    self.incidents.push(e);
+                }
+                Action::SaveIncidents => {
+                    self.log.push("save incidents".into());
+                    if self.saves_fail {
+                        self.input(Input::SaveFailed(StateFile::Incidents));
+                    }
+                }
                 Action::TickEnded(end) => {
                     self.log.push(match end.summary {
                         Some(s) => format!("tick ended: {s}"),
@@ -227,7 +278,7 @@ fn every_wait_is_for_a_time_to_come_while_the_first_tick_waits_for_the_stream() 
             }
             Action::List(_) => {
                 let listed = r.records.clone();
-                r.input(Input::Listed(listed));
+                r.input(Input::Listed(listed, UNIX_EPOCH));
             }
             Action::Inspect(rec) => {
                 let answer = r.docker.inspect(&rec.container_id);
@@ -301,7 +352,7 @@ fn shutdown_mid_tick_ends_it_counts_the_rest_skipped_and_saves() {
         r.schedule.next(r.now),
         Action::List(ListFor::Tick)
     ));
-    r.input(Input::Listed(r.records.clone()));
+    r.input(Input::Listed(r.records.clone(), UNIX_EPOCH));
     let Action::Inspect(_) = r.schedule.next(r.now) else {
         panic!()
     };
@@ -331,7 +382,7 @@ fn shutdown_while_waiting_stops_at_once_and_with_nothing_to_save() {
 }
 
 #[test]
-fn a_nudged_inspect_that_moves_a_baseline_saves_it_at_once() {
+fn a_nudged_inspect_that_moves_a_baseline_saves_it_within_a_second() {
     let mut r = Run::new(Follow::Labels, false, vec![rec("a", 1)]);
     r.answer(1, running(1, 0));
     r.until(10);
@@ -341,15 +392,26 @@ fn a_nudged_inspect_that_moves_a_baseline_saves_it_at_once() {
     r.until(20);
     assert_eq!(
         r.take_log(),
-        vec!["inspect a", "a event running (nudged)", "save"]
+        vec!["inspect a", "a event running (nudged)"],
+        "the tick's save was 18 ms ago"
     );
     assert_eq!(r.schedule.inspector().baselines()["a"].restart_count, 1);
+    r.until(1010);
+    assert_eq!(r.take_log(), vec!["save"], "a second after the last");
     r.nudge(ev(1, "die", Some("a")));
-    r.until(30);
+    r.until(3000);
     assert_eq!(
         r.take_log(),
         vec!["inspect a", "a healthy"],
         "nothing moved, nothing saved"
+    );
+    r.answer(1, running(1, 2));
+    r.nudge(ev(1, "start", Some("a")));
+    r.until(3010);
+    assert_eq!(
+        r.take_log(),
+        vec!["inspect a", "a event running (nudged)", "save"],
+        "a second after the last save: at once"
     );
 }
 
@@ -382,7 +444,7 @@ fn incidents_follow_every_answer_and_an_oom_event_marks_them() {
     r.answer(1, Answer::status(&id(1), 0, "exited"));
     r.nudge(ev(1, "oom", Some("a")));
     r.nudge(ev(1, "die", Some("a")));
-    r.until(20);
+    r.until(1100);
     let log = r.take_log();
     assert!(
         log.contains(&"a incident_opened not_running".to_owned()),
@@ -426,7 +488,7 @@ fn facts_carry_extended_details_only_when_asked_for() {
         })),
     };
     assert!(matches!(r.schedule.next(r.now), Action::List(_)));
-    r.input(Input::Listed(r.records.clone()));
+    r.input(Input::Listed(r.records.clone(), UNIX_EPOCH));
     assert!(matches!(r.schedule.next(r.now), Action::Inspect(_)));
     r.input(Input::Answered(Ok(exited.clone()), UNIX_EPOCH));
     let Action::Report(report) = r.schedule.next(r.now) else {

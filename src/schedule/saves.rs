@@ -1,0 +1,96 @@
+//! When the state directory is written: a file that changed is written at
+//! most once every [`SAVE_GAP`], however many Docker events move it, so
+//! that a burst of events costs a few writes rather than one a change; a
+//! write that failed is tried again at the end of each tick until one
+//! succeeds; and whatever changed is written before the loop stops.
+
+use std::time::{Duration, Instant};
+
+/// The least time between two writes of one file of the state directory.
+pub const SAVE_GAP: Duration = Duration::from_secs(1);
+
+/// A file of the state directory the schedule writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFile {
+    /// `baselines.json`: the inspector's baselines.
+    Baselines,
+    /// `incidents.json`: the incident tracker's memory.
+    Incidents,
+}
+
+impl StateFile {
+    /// The file's name in the state directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateFile::Baselines => "baselines.json",
+            StateFile::Incidents => "incidents.json",
+        }
+    }
+}
+
+/// The writes of one file.
+#[derive(Debug, Default, Clone, Copy)]
+struct FileSave {
+    /// Changed since its last write was handed out.
+    dirty: bool,
+    /// When its last write was handed out.
+    last: Option<Instant>,
+    /// Its last write failed: the next waits for the end of a tick.
+    failed: bool,
+}
+
+/// The writes of both files.
+#[derive(Debug, Default)]
+pub(super) struct Saves {
+    files: [FileSave; 2],
+}
+
+const FILES: [StateFile; 2] = [StateFile::Baselines, StateFile::Incidents];
+
+impl Saves {
+    fn of(&mut self, file: StateFile) -> &mut FileSave {
+        &mut self.files[file as usize]
+    }
+
+    /// `file` changed and is to be written.
+    pub(super) fn changed(&mut self, file: StateFile) {
+        self.of(file).dirty = true;
+    }
+
+    /// The write of `file` failed: it is written again at the end of a tick.
+    pub(super) fn failed(&mut self, file: StateFile) {
+        let f = self.of(file);
+        f.dirty = true;
+        f.failed = true;
+    }
+
+    /// A tick ended: a file whose write failed may be tried again.
+    pub(super) fn tick_ended(&mut self) {
+        for f in &mut self.files {
+            f.failed = false;
+        }
+    }
+
+    /// A write due at `now`, handed out; with `all`, every changed file
+    /// whatever the gap or a failure (the loop is stopping).
+    pub(super) fn take_due(&mut self, now: Instant, all: bool) -> Option<StateFile> {
+        for (file, f) in FILES.iter().zip(&mut self.files) {
+            let due = f.dirty && (all || (!f.failed && f.last.is_none_or(|l| now >= l + SAVE_GAP)));
+            if due {
+                f.dirty = false;
+                f.last = Some(now);
+                return Some(*file);
+            }
+        }
+        None
+    }
+
+    /// When the next write falls due, if one waits for its gap.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.files
+            .iter()
+            .filter(|f| f.dirty && !f.failed)
+            .filter_map(|f| f.last.map(|l| l + SAVE_GAP))
+            .min()
+    }
+}
