@@ -16,7 +16,9 @@ mod tests;
 use std::fmt;
 
 pub use client::DockerClient;
-pub use decode::{MAX_TEXT_BYTES, PROBES_KEPT, decode_inspect, decode_inspect_with, decode_list};
+pub use decode::{
+    CreatedAt, MAX_TEXT_BYTES, PROBES_KEPT, decode_inspect, decode_inspect_with, decode_list,
+};
 pub use error::DockerError;
 
 use crate::inspector::Observation;
@@ -108,4 +110,10 @@ pub trait ContainerInspector {
 pub trait ContainerLister {
     /// Every container, in any state, that carries `label`.
     fn list_labelled(&self, label: &str) -> Result<Vec<LabelledContainer>, DockerError>;
+
+    /// A container's creation time to the nanosecond (the inspect's
+    /// `Created`): the list says it in whole seconds only, and a game
+    /// replaced within the second it was created has two containers of the
+    /// same second.
+    fn created(&self, container: &str) -> Result<CreatedAt, DockerError>;
 }

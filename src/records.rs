@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::Cause;
-use crate::docker::{ContainerLister, DockerError, LabelledContainer};
+use crate::docker::{ContainerLister, CreatedAt, DockerError, LabelledContainer};
 use crate::inspector::RuntimeRecord;
 
 /// Why the record list could not be read this tick.
@@ -82,7 +82,7 @@ impl RecordSource for LabelRecords {
             .docker
             .list_labelled(&self.label)
             .map_err(RecordError::Docker)?;
-        Ok(one_container_per_game(listed))
+        Ok(one_container_per_game(listed, |id| self.docker.created(id)))
     }
 }
 
@@ -91,22 +91,46 @@ impl RecordSource for LabelRecords {
 /// Declaring the label means "this container is expected to be running"; when
 /// a game was replaced and its old container still exists, the newest one is
 /// the one that should run, and reporting the old one every tick would be noise.
-fn one_container_per_game(listed: Vec<LabelledContainer>) -> Vec<RuntimeRecord> {
-    let mut newest: HashMap<String, LabelledContainer> = HashMap::new();
+///
+/// The list says `Created` in whole seconds, and a deploy can create the
+/// replacement within the second it replaced the old one: containers of a
+/// game tied on the second are told apart by the inspect's nanoseconds
+/// (`created`; one gone meanwhile, 404, is passed over). Only when that
+/// cannot say either is the id the tie-break, so that the choice at least
+/// never flips between listings.
+fn one_container_per_game(
+    listed: Vec<LabelledContainer>,
+    created: impl Fn(&str) -> Result<CreatedAt, DockerError>,
+) -> Vec<RuntimeRecord> {
+    let mut by_game: HashMap<String, Vec<LabelledContainer>> = HashMap::new();
     for c in listed {
-        match newest.get(&c.game_id) {
-            Some(kept) if (kept.created, &kept.id) >= (c.created, &c.id) => {
-                log::debug!(game_id = c.game_id.as_str(), container_id = c.id.as_str();
-                    "older container of the game ignored");
-            }
-            _ => {
-                newest.insert(c.game_id.clone(), c);
-            }
-        }
+        by_game.entry(c.game_id.clone()).or_default().push(c);
     }
-    let mut records: Vec<RuntimeRecord> = newest
-        .into_values()
-        .map(|c| RuntimeRecord::new(c.game_id, c.id))
+    let mut records: Vec<RuntimeRecord> = by_game
+        .into_iter()
+        .filter_map(|(game_id, mut cs)| {
+            let newest = cs.iter().map(|c| c.created).max()?;
+            cs.retain(|c| c.created == newest);
+            if cs.len() > 1 {
+                // Asked only for a tie: a replacement within one second.
+                let mut known: Vec<(Option<CreatedAt>, LabelledContainer)> = Vec::new();
+                for c in cs.drain(..) {
+                    match created(&c.id) {
+                        Ok(at) => known.push((Some(at), c)),
+                        Err(DockerError::NotFound) => {}
+                        Err(_) => known.push((None, c)),
+                    }
+                }
+                if known.iter().all(|(at, _)| at.is_some()) {
+                    // The newest by the nanosecond (then the id).
+                    known.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+                    known.drain(..known.len().saturating_sub(1));
+                }
+                cs = known.into_iter().map(|(_, c)| c).collect();
+            }
+            let kept = cs.into_iter().max_by(|a, b| a.id.cmp(&b.id))?;
+            Some(RuntimeRecord::new(game_id, kept.id))
+        })
         .collect();
     records.sort_by(|a, b| a.game_id.cmp(&b.game_id));
     records
@@ -124,14 +148,28 @@ mod tests {
         }
     }
 
+    /// The inspect's `Created` of each container, by id; others are gone.
+    fn inspect(
+        table: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Result<CreatedAt, DockerError> {
+        move |id| match table.iter().find(|(i, _)| *i == id) {
+            Some((_, "fails")) => Err(DockerError::Malformed("x".into())),
+            Some((_, at)) => Ok(CreatedAt::parse(at).unwrap()),
+            None => Err(DockerError::NotFound),
+        }
+    }
+
     #[test]
     fn newest_container_of_a_game_wins_and_records_are_sorted() {
-        let got = one_container_per_game(vec![
-            c("old", "g-b", 10),
-            c("x", "g-a", 5),
-            c("new", "g-b", 20),
-            c("older", "g-b", 1),
-        ]);
+        let got = one_container_per_game(
+            vec![
+                c("old", "g-b", 10),
+                c("x", "g-a", 5),
+                c("new", "g-b", 20),
+                c("older", "g-b", 1),
+            ],
+            |_| panic!("no tie, no inspect"),
+        );
         assert_eq!(
             got,
             vec![
@@ -142,9 +180,45 @@ mod tests {
     }
 
     #[test]
-    fn same_creation_time_is_broken_by_id_deterministically() {
-        let a = one_container_per_game(vec![c("id1", "g", 7), c("id2", "g", 7)]);
-        let b = one_container_per_game(vec![c("id2", "g", 7), c("id1", "g", 7)]);
+    fn a_replacement_created_in_the_same_second_wins_by_its_nanoseconds() {
+        // The replacement has the lower id: the id alone would keep the old.
+        let listed = || vec![c("bbbb", "g", 7), c("aaaa", "g", 7), c("cccc", "g", 6)];
+        let table = &[
+            ("bbbb", "2026-11-26T21:00:07.25Z"),
+            ("aaaa", "2026-11-26T21:00:07.250000001Z"),
+        ];
+        let got = one_container_per_game(listed(), inspect(table));
+        assert_eq!(got, vec![RuntimeRecord::new("g", "aaaa")]);
+        // One gone meanwhile (404) is passed over.
+        let got = one_container_per_game(listed(), inspect(&[("bbbb", "2026-11-26T21:00:07Z")]));
+        assert_eq!(got, vec![RuntimeRecord::new("g", "bbbb")]);
+        // When the inspect cannot say, the id decides, whatever the order.
+        let table = &[("bbbb", "fails"), ("aaaa", "2026-11-26T21:00:07.9Z")];
+        let mut reversed = listed();
+        reversed.reverse();
+        let a = one_container_per_game(listed(), inspect(table));
+        let b = one_container_per_game(reversed, inspect(table));
         assert_eq!(a, b);
+        assert_eq!(a, vec![RuntimeRecord::new("g", "bbbb")]);
+    }
+
+    #[test]
+    fn created_times_are_read_to_the_nanosecond_in_time_order() {
+        let t = |s| CreatedAt::parse(s).unwrap();
+        assert!(t("2026-11-26T21:00:07.1Z") > t("2026-11-26T21:00:07.09Z"));
+        assert!(t("2026-11-26T21:00:07.1Z") == t("2026-11-26T21:00:07.100000000Z"));
+        assert!(t("2026-11-26T21:00:08Z") > t("2026-11-26T21:00:07.999999999Z"));
+        assert!(t("2027-01-01T00:00:00Z") > t("2026-12-31T23:59:59.5Z"));
+        for bad in [
+            "",
+            "x",
+            "2026-11-26T21:00:07",
+            "2026-11-26T21:00:07.1234567890Z",
+            "2026-11-26T21:00:07.12a4Z",
+            "2026-11-26 21:00:07Z",
+            "2026-11-26T21:00:07+01:00",
+        ] {
+            assert_eq!(CreatedAt::parse(bad), None, "{bad:?}");
+        }
     }
 }

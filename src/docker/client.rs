@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ureq::Agent;
 
-use super::decode::{decode_inspect_with, decode_list};
+use super::decode::{decode_created, decode_inspect_with, decode_list};
 use super::error::{error_message, is_version_refusal};
 use super::*;
 use crate::event::DetailLevel;
@@ -227,6 +227,18 @@ impl ContainerLister for DockerClient {
             percent_encode(&filters)
         );
         self.get(&path, LIST_BODY_LIMIT, |body| decode_list(body, label))
+    }
+
+    fn created(&self, container: &str) -> Result<CreatedAt, DockerError> {
+        if !is_valid_container_ref(container) {
+            return Err(DockerError::InvalidId(container.to_owned()));
+        }
+        let id = container.strip_prefix('/').unwrap_or(container);
+        self.get(
+            &format!("/containers/{id}/json"),
+            INSPECT_BODY_LIMIT,
+            decode_created,
+        )
     }
 }
 

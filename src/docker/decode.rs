@@ -223,6 +223,43 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
     (!details.is_empty()).then(|| Box::new(details))
 }
 
+/// A container's `Created` as the inspect says it (RFC 3339 in UTC, with
+/// up to nine digits of fraction), in an order that is time's: the date
+/// and time to the second, then the nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CreatedAt(String, u32);
+
+impl CreatedAt {
+    /// Reads Docker's `2026-11-26T21:00:00.123456789Z` (a fraction of any
+    /// length, or none); `None` for anything else.
+    pub fn parse(text: &str) -> Option<CreatedAt> {
+        let text = text.strip_suffix('Z')?;
+        let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+        if seconds.len() != 19
+            || !is_timestamp(&format!("{seconds}Z"))
+            || fraction.len() > 9
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let nanos = format!("{fraction:0<9}").parse().ok()?;
+        Some(CreatedAt(seconds.to_owned(), nanos))
+    }
+}
+
+/// Decodes the `Created` of an inspect body.
+pub fn decode_created(body: &[u8]) -> Result<CreatedAt, DockerError> {
+    #[derive(Deserialize)]
+    struct Created {
+        #[serde(rename = "Created")]
+        created: String,
+    }
+    let c: Created =
+        serde_json::from_slice(body).map_err(|e| DockerError::Malformed(e.to_string()))?;
+    CreatedAt::parse(&c.created)
+        .ok_or_else(|| DockerError::Malformed(format!("bad Created {:?}", c.created)))
+}
+
 /// Whether `t` looks like an RFC 3339 timestamp as Docker writes them
 /// (`2026-11-26T21:00:00.123456789Z`): short, and only the characters of one.
 fn is_timestamp(t: &str) -> bool {
