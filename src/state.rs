@@ -430,7 +430,11 @@ impl StateDir {
             return Err(at(&temp)(e));
         }
         drop(f);
-        fs::rename(&temp, &target).map_err(at(&target))?;
+        if let Err(e) = fs::rename(&temp, &target) {
+            // Nor a rename that fails: each retry would leave one more.
+            let _ = fs::remove_file(&temp);
+            return Err(at(&target)(e));
+        }
         // The rename itself is durable only once the directory is synced.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
