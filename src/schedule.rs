@@ -46,7 +46,7 @@ mod nudges;
 mod saves;
 
 use nudges::{Pending, Waiting};
-pub use saves::{SAVE_GAP, StateFile};
+pub use saves::StateFile;
 
 /// How long after a bare `health_status` (Podman's) a container that still
 /// looked healthy is inspected again: Podman 4.3 sends the event while its

@@ -25,6 +25,9 @@ mod events;
 mod faults;
 /// Fleets on one records table: host scoping, its index, PgBouncer.
 mod fleets;
+/// Incidents that cannot lie: each way an alert was once false, lost or
+/// doubled, and the fake dockerd (or the real one) that shows it fixed.
+mod incident_truth;
 /// Incidents on the real dockerd: opened, crash loop, resolved.
 mod incidents;
 /// The metrics listener under abuse: idle floods, slow clients, limits.
@@ -41,6 +44,9 @@ mod observe;
 mod podman;
 /// PostgreSQL mode on a real server: migrate, records in, rows and NOTIFY out.
 mod postgres_mode;
+/// Writes of the state directory: a failed save tried again until it
+/// succeeds, and a burst of events paid in a few writes, not one a change.
+mod saves;
 /// Several sinks at once, each with its own queue, retries, spool, metrics.
 mod sinks;
 /// Shared fixtures, one file each (engine, docker, postgres, receiver, …).
