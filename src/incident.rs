@@ -268,6 +268,37 @@ fn next_due(due: Instant, every: Duration, at: Instant) -> Option<Instant> {
     due.checked_add(every.checked_mul(steps)?)
 }
 
+/// The `removed` resolution of `game`'s incident when it has been gone for
+/// `recover_after` at `at`.
+fn resolve_gone(
+    game_id: &str,
+    game: &mut GameState,
+    recover_after: Duration,
+    at: Stamp,
+) -> Option<IncidentEvent> {
+    let since = game.gone_since?;
+    if elapsed(since, at.mono) < recover_after {
+        return None;
+    }
+    let incident = game.incident.take()?;
+    Some(IncidentEvent {
+        change: Change::Resolved,
+        game_id: game_id.to_owned(),
+        container_id: game
+            .last
+            .as_ref()
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default(),
+        incident_id: incident.id,
+        kind: incident.kind,
+        started_at: incident.started_at,
+        restarts_in_window: game.restarts,
+        oom: incident.oom,
+        at: at.wall,
+        removed: true,
+    })
+}
+
 impl Tracker {
     /// A tracker that has seen nothing yet.
     pub fn new(policy: Policy) -> Tracker {
@@ -536,7 +567,7 @@ impl Tracker {
                 self.changed = true;
             }
         }
-        let events = self.gone_too_long(at);
+        let events = self.gone_too_long(at, None);
         // Forgotten once nothing it remembers can matter: its incident is
         // closed and its restart count would have been cleared by now.
         let forget_after = self.policy.crash_loop_window.max(self.policy.recover_after);
@@ -561,43 +592,30 @@ impl Tracker {
             game.gone_since = Some(at.mono);
             self.changed = true;
         }
-        self.gone_too_long(at)
+        self.gone_too_long(at, Some(game_id))
     }
 
     /// Resolves, as `removed`, the incident of every game gone for at least
-    /// `--recover-after`. A game that comes back sooner goes on with its
+    /// `--recover-after` (of `only` that game: a 404 costs no walk over
+    /// every game). A game that comes back sooner goes on with its
     /// incident; one that comes back later, within the crash-loop window,
     /// still has its restart count.
-    fn gone_too_long(&mut self, at: Stamp) -> Vec<IncidentEvent> {
-        let mut events = Vec::new();
-        for (game_id, game) in &mut self.games {
-            let Some(since) = game.gone_since else {
-                continue;
-            };
-            if elapsed(since, at.mono) < self.policy.recover_after {
-                continue;
-            }
-            let Some(incident) = game.incident.take() else {
-                continue;
-            };
-            events.push(IncidentEvent {
-                change: Change::Resolved,
-                game_id: game_id.clone(),
-                container_id: game
-                    .last
-                    .as_ref()
-                    .map(|(c, _)| c.clone())
-                    .unwrap_or_default(),
-                incident_id: incident.id,
-                kind: incident.kind,
-                started_at: incident.started_at,
-                restarts_in_window: game.restarts,
-                oom: incident.oom,
-                at: at.wall,
-                removed: true,
-            });
-            self.changed = true;
-        }
+    fn gone_too_long(&mut self, at: Stamp, only: Option<&str>) -> Vec<IncidentEvent> {
+        let recover_after = self.policy.recover_after;
+        let mut events: Vec<IncidentEvent> = match only {
+            Some(id) => self
+                .games
+                .get_mut(id)
+                .and_then(|game| resolve_gone(id, game, recover_after, at))
+                .into_iter()
+                .collect(),
+            None => self
+                .games
+                .iter_mut()
+                .filter_map(|(id, game)| resolve_gone(id, game, recover_after, at))
+                .collect(),
+        };
+        self.changed |= !events.is_empty();
         // The order of a map is no order: by game, so that runs agree.
         events.sort_by(|a, b| a.game_id.cmp(&b.game_id));
         events

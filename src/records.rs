@@ -86,6 +86,11 @@ impl RecordSource for LabelRecords {
     }
 }
 
+/// The most containers of one game tied on the list's second whose
+/// creation times are asked for; past it (a game id on many containers at
+/// once, by mistake or on purpose) the id decides, at no cost to dockerd.
+const MAX_TIED: usize = 8;
+
 /// Keeps the newest container of each game, sorted by game id.
 ///
 /// Declaring the label means "this container is expected to be running"; when
@@ -96,8 +101,8 @@ impl RecordSource for LabelRecords {
 /// replacement within the second it replaced the old one: containers of a
 /// game tied on the second are told apart by the inspect's nanoseconds
 /// (`created`; one gone meanwhile, 404, is passed over). Only when that
-/// cannot say either is the id the tie-break, so that the choice at least
-/// never flips between listings.
+/// cannot say either, or more than [`MAX_TIED`] tie, is the id the
+/// tie-break, so that the choice at least never flips between listings.
 fn one_container_per_game(
     listed: Vec<LabelledContainer>,
     created: impl Fn(&str) -> Result<CreatedAt, DockerError>,
@@ -111,7 +116,7 @@ fn one_container_per_game(
         .filter_map(|(game_id, mut cs)| {
             let newest = cs.iter().map(|c| c.created).max()?;
             cs.retain(|c| c.created == newest);
-            if cs.len() > 1 {
+            if (2..=MAX_TIED).contains(&cs.len()) {
                 // Asked only for a tie: a replacement within one second.
                 let mut known: Vec<(Option<CreatedAt>, LabelledContainer)> = Vec::new();
                 for c in cs.drain(..) {
@@ -200,6 +205,15 @@ mod tests {
         let b = one_container_per_game(reversed, inspect(table));
         assert_eq!(a, b);
         assert_eq!(a, vec![RuntimeRecord::new("g", "bbbb")]);
+    }
+
+    #[test]
+    fn many_containers_of_a_game_in_one_second_cost_no_inspects() {
+        let listed: Vec<LabelledContainer> = (0..=MAX_TIED)
+            .map(|i| c(&format!("{i:02}"), "g", 7))
+            .collect();
+        let got = one_container_per_game(listed, |_| panic!("no inspect past the bound"));
+        assert_eq!(got, vec![RuntimeRecord::new("g", format!("{MAX_TIED:02}"))]);
     }
 
     #[test]
