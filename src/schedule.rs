@@ -338,7 +338,7 @@ impl Schedule {
         }
         if self.stopped {
             // Whatever changed is written before the end, gap or not.
-            return match self.saves.take_due(now, true) {
+            return match self.saves.take_final(now) {
                 Some(file) => save(file),
                 None => Action::Stop,
             };
@@ -347,7 +347,7 @@ impl Schedule {
             // An answer is awaited; nothing else can be done meanwhile.
             return Action::Wait(now);
         }
-        if let Some(file) = self.saves.take_due(now, false) {
+        if let Some(file) = self.saves.take_due(now) {
             return save(file);
         }
         self.due_rechecks(now);

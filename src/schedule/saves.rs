@@ -37,6 +37,9 @@ struct FileSave {
     last: Option<Instant>,
     /// Its last write failed: the next waits for the end of a tick.
     failed: bool,
+    /// Its last write before the loop stops was handed out: a failed one
+    /// is not tried again for ever.
+    final_done: bool,
 }
 
 /// The writes of both files.
@@ -71,13 +74,26 @@ impl Saves {
         }
     }
 
-    /// A write due at `now`, handed out; with `all`, every changed file
-    /// whatever the gap or a failure (the loop is stopping).
-    pub(super) fn take_due(&mut self, now: Instant, all: bool) -> Option<StateFile> {
+    /// A write due at `now`, handed out.
+    pub(super) fn take_due(&mut self, now: Instant) -> Option<StateFile> {
         for (file, f) in FILES.iter().zip(&mut self.files) {
-            let due = f.dirty && (all || (!f.failed && f.last.is_none_or(|l| now >= l + SAVE_GAP)));
+            let due = f.dirty && !f.failed && f.last.is_none_or(|l| now >= l + SAVE_GAP);
             if due {
                 f.dirty = false;
+                f.last = Some(now);
+                return Some(*file);
+            }
+        }
+        None
+    }
+
+    /// The last write of each changed file before the loop stops, whatever
+    /// the gap or a failure; each is handed out once.
+    pub(super) fn take_final(&mut self, now: Instant) -> Option<StateFile> {
+        for (file, f) in FILES.iter().zip(&mut self.files) {
+            if f.dirty && !f.final_done {
+                f.dirty = false;
+                f.final_done = true;
                 f.last = Some(now);
                 return Some(*file);
             }

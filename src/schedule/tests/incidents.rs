@@ -278,3 +278,21 @@ fn whatever_changed_is_written_before_the_loop_stops() {
     r.until(30);
     assert_eq!(r.take_log(), ["save incidents", "stop"]);
 }
+
+#[test]
+fn a_write_that_fails_as_the_loop_stops_is_tried_once() {
+    let mut r = tracking(Follow::Labels, vec![rec("g", 1)]);
+    r.answer(1, running(1, 0));
+    r.saves_fail = true;
+    r.schedule.settings.once = true;
+    r.until(10);
+    assert_eq!(
+        r.take_log()[3..],
+        [
+            "tick ended: 1 records, 0 events, 0 missing, 0 errors",
+            "save",
+            "save incidents",
+            "stop"
+        ]
+    );
+}
