@@ -477,18 +477,23 @@ fn every_test_the_guarantees_name_exists_where_its_path_says() {
     for name in names {
         let segments: Vec<&str> = name.split("::").collect();
         let (function, modules) = segments.split_last().expect("a path");
-        // `module::tests::name` is a unit test under src/; any other lives
-        // in tests/, its first segment the file.
-        let (dir, modules) = match modules.iter().position(|s| *s == "tests") {
-            Some(at) => ("src", &modules[..at]),
-            None => ("tests", modules),
+        // `module::tests::name` is a unit test under src/ (and
+        // `module::tests::part::name` one in `src/module/tests/part.rs`);
+        // any other lives in tests/, its first segment the file.
+        let (dir, modules, part) = match modules.iter().position(|s| *s == "tests") {
+            Some(at) => ("src", &modules[..at], &modules[at + 1..]),
+            None => ("tests", modules, &[][..]),
         };
         let path = modules.join("/");
-        let candidates = [
-            format!("{dir}/{path}.rs"),
-            format!("{dir}/{path}/tests.rs"),
-            format!("{dir}/{path}/mod.rs"),
-        ];
+        let candidates = if part.is_empty() {
+            vec![
+                format!("{dir}/{path}.rs"),
+                format!("{dir}/{path}/tests.rs"),
+                format!("{dir}/{path}/mod.rs"),
+            ]
+        } else {
+            vec![format!("{dir}/{path}/tests/{}.rs", part.join("/"))]
+        };
         let found = candidates.iter().any(|file| {
             std::fs::read_to_string(root.join(file))
                 .is_ok_and(|text| text.contains(&format!("fn {function}(")))
