@@ -214,13 +214,15 @@ impl SinkCounters {
 
 /// The `action` labels of `rtinspect_docker_events_total`: the actions the
 /// events reader follows (in its order), and `other`.
-pub const DOCKER_EVENT_ACTIONS: [&str; 7] = [
+pub const DOCKER_EVENT_ACTIONS: [&str; 9] = [
     "die",
     "oom",
     "health_status",
     "start",
     "restart",
     "create",
+    "stop",
+    "kill",
     "other",
 ];
 
