@@ -189,3 +189,23 @@ fn started_at_keeps_its_microseconds_across_a_restart() {
         "2025-06-15T15:06:40.123456Z"
     );
 }
+
+#[test]
+fn saved_times_at_the_ends_of_time_load_without_harm() {
+    // A hand-edited or damaged file: times at 0 and at u64::MAX.
+    for (at, due) in [(0u64, 0u64), (u64::MAX, u64::MAX)] {
+        let json = format!(
+            r#"{{"games":{{"g":{{"container_id":"{A}","restarts_in_window":2,"clean_since_ms":{at},"oom_at_ms":{at},"gone_since_ms":{at},"incident":{{"id":"x","kind":"not_running","started_at_ms":{at},"started_at_us":{at},"oom":false,"next_reminder_ms":{due}}}}}}}}}"#
+        );
+        let saved: SavedIncidents = serde_json::from_str(&json).unwrap();
+        let policy = Policy {
+            remind: Some(Duration::from_secs(HOUR)),
+            ..Policy::default()
+        };
+        let mut tracker = Tracker::with_saved(policy, saved, t(100));
+        let events = feed(&mut tracker, [(101, A, 0, "exited", "")]);
+        assert!(events.iter().all(|e| e.started_at <= wall(100)), "{at}");
+        tracker.saved(t(102));
+        tracker.listed(&HashSet::new(), t(103));
+    }
+}
