@@ -30,6 +30,12 @@ pub const EVENT_TYPES: [&str; 5] = [
     "incident_resolved",
 ];
 
+/// The event type an incident's change is published as: the incident core
+/// names changes, the envelope names event types.
+pub(crate) fn event_type_of(change: Change) -> &'static str {
+    EVENT_TYPES[1 + change as usize]
+}
+
 /// The resolution of an incident whose game left the records, or whose
 /// container has been gone (404) for `--recover-after`.
 pub const REMOVED: &str = "removed";
@@ -199,7 +205,7 @@ impl HealthEvent {
     ) -> Self {
         Self::render(
             new_id(occurred_at),
-            change.event_type(),
+            event_type_of(change),
             Some(change),
             Some(Box::new(incident)),
             game_id,
@@ -219,7 +225,7 @@ impl HealthEvent {
     ) -> Self {
         Self::render(
             new_id(occurred_at),
-            Change::Resolved.event_type(),
+            event_type_of(Change::Resolved),
             Some(Change::Resolved),
             Some(Box::new(incident)),
             game_id,
@@ -434,7 +440,9 @@ impl HealthEvent {
         Ok(HealthEvent {
             event_id: e.event_id,
             event_type,
-            change: CHANGES.into_iter().find(|c| c.event_type() == event_type),
+            change: CHANGES
+                .into_iter()
+                .find(|c| event_type_of(*c) == event_type),
             incident,
             game_id: e.game_id,
             container_id: e.container_id,
@@ -553,6 +561,19 @@ mod tests {
 
     fn at(secs: u64, micros: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn each_change_of_an_incident_is_published_under_its_own_event_type() {
+        let changes = [
+            (Change::Opened, "incident_opened"),
+            (Change::Escalated, "incident_escalated"),
+            (Change::Reminder, "incident_reminder"),
+            (Change::Resolved, "incident_resolved"),
+        ];
+        for (change, name) in changes {
+            assert_eq!(event_type_of(change), name);
+        }
     }
 
     #[test]

@@ -118,14 +118,6 @@ pub enum Change {
     Resolved,
 }
 
-impl Change {
-    /// The event type published for this change.
-    pub fn event_type(self) -> &'static str {
-        // The envelope's names, listed once in `event::EVENT_TYPES`.
-        crate::event::EVENT_TYPES[1 + self as usize]
-    }
-}
-
 /// A moment as both clocks tell it: the wall clock for what is reported
 /// (an event's time, an incident's opening), the monotonic clock for every
 /// age, window and reminder, so that a step of the wall clock neither
