@@ -5,7 +5,28 @@
 //! the man page and the README in step all read this one table; code names an
 //! option by its typed key [`Opt`], never by a string.
 
-use super::sinks::SinkKind;
+/// Which sink events go to, as `--sink` names it (and the option table
+/// says which sink reads an option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SinkKind {
+    /// One envelope per line on standard output.
+    Stdout,
+    /// A row in the events table plus `pg_notify`.
+    Postgres,
+    /// A `POST` to a webhook.
+    Webhook,
+}
+
+impl SinkKind {
+    /// The `--sink` value that names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Stdout => "stdout",
+            SinkKind::Postgres => "postgres",
+            SinkKind::Webhook => "webhook",
+        }
+    }
+}
 
 /// What an option is when it is given neither as a flag nor in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

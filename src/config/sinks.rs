@@ -8,6 +8,7 @@
 use super::database::Database;
 use super::error::ConfigError;
 use super::options::Opt;
+pub(crate) use super::options::SinkKind;
 use super::raw::{Given, Inputs};
 use super::webhook::{self, Webhook};
 
@@ -41,29 +42,6 @@ pub(crate) struct SinkConfig {
     pub(crate) sink: Sink,
     /// Facts, incidents or both (`--report`).
     pub(crate) report: Report,
-}
-
-/// Which sink events go to, as `--sink` names it (and the option table
-/// says which sink reads an option).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SinkKind {
-    /// One envelope per line on standard output.
-    Stdout,
-    /// A row in the events table plus `pg_notify`.
-    Postgres,
-    /// A `POST` to a webhook.
-    Webhook,
-}
-
-impl SinkKind {
-    /// The `--sink` value that names it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Stdout => "stdout",
-            SinkKind::Postgres => "postgres",
-            SinkKind::Webhook => "webhook",
-        }
-    }
 }
 
 /// What a sink gets (`--report`).
