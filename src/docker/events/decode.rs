@@ -1,0 +1,191 @@
+//! Docker's events as the inspector needs them: one line of the stream
+//! decoded into a [`ContainerEvent`] (the actions followed, the game label in
+//! label mode, a `die`'s exit code, a `kill`'s signal), and the query that
+//! subscribes to just those.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+/// The container actions that may change a verdict, or the record set.
+/// `health_status` matches `health_status: unhealthy` too (Docker's filter
+/// treats it as a prefix). `create` only moves a game's record to its newest
+/// container (label mode); it never asks for an inspect. `stop` and `kill`
+/// never ask for one either: they say that a container's end, which its
+/// `die` reports, was asked for through Docker's API (`docker stop`, `docker
+/// kill`, `docker rm -f`, a deploy), so that replacing it is no crash.
+pub const ACTIONS: [&str; 8] = [
+    "die",
+    "oom",
+    "health_status",
+    "start",
+    "restart",
+    "create",
+    "stop",
+    "kill",
+];
+
+/// What the reader tells the inspector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nudge {
+    /// Something happened to one container.
+    Container(ContainerEvent),
+    /// Events may have been missed (a (re)subscription, a full channel):
+    /// inspect every record.
+    Resync,
+}
+
+/// One container event, reduced to what the inspector needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The container's full id.
+    pub id: String,
+    /// Its name, when Docker says (without the leading `/`).
+    pub name: Option<String>,
+    /// `die`, `oom`, `health_status: unhealthy`, …
+    pub action: String,
+    /// When dockerd says it happened.
+    pub at: SystemTime,
+    /// Label mode: the value of the game label, when the container carries
+    /// it. Docker copies every label of the container into a container
+    /// event's `Actor.Attributes` (moby `daemon/events.go`, `copyAttributes`;
+    /// seen on Docker 20.10 for `create`, `start` and `die`, and the same in
+    /// Docker 29), and so does Podman 4.3's Docker API (beside its own
+    /// `podId` and `containerExitCode`): an event without the label is of a
+    /// container that is not a game's. `None` in PostgreSQL mode.
+    pub game: Option<String>,
+    /// A `die`'s `exitCode` attribute: how the container ended, which is
+    /// all there is to say of one removed as it died (`--rm`).
+    pub exit_code: Option<i64>,
+    /// A `kill`'s `signal` attribute (Docker 20.10 says it as a number).
+    pub signal: Option<String>,
+}
+
+impl ContainerEvent {
+    /// The action's label for `rtinspect_docker_events_total{action}`: one of
+    /// [`ACTIONS`], `health_status` for every health change.
+    pub fn action_label(&self) -> &'static str {
+        ACTIONS
+            .iter()
+            .find(|a| {
+                self.action
+                    .strip_prefix(**a)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+            })
+            .copied()
+            .unwrap_or("other")
+    }
+
+    /// Whether this event ends the container through Docker's API: a
+    /// `stop`, or a `kill` with `SIGKILL` or `SIGTERM` (what `docker stop`,
+    /// `docker kill` and `docker rm -f` send; Docker 20.10 sends `kill`
+    /// before the `die`, and `stop` after it or before: moby#50220) or
+    /// with no signal said. A `kill` with another signal (`docker kill -s
+    /// USR1`) is often survived, and ends nothing.
+    pub fn ends_by_api(&self) -> bool {
+        match self.action_label() {
+            "stop" => true,
+            "kill" => self.signal.as_deref().is_none_or(|s| {
+                matches!(s.trim_start_matches("SIG"), "9" | "15" | "KILL" | "TERM")
+            }),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Message {
+    #[serde(rename = "Type", default)]
+    kind: String,
+    // Read `Action`: the legacy `status` is back-filled only for API < 1.52.
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor", default)]
+    actor: Actor,
+    #[serde(default)]
+    time: i64,
+    #[serde(rename = "timeNano", default)]
+    time_nano: i64,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Actor {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: HashMap<String, String>,
+}
+
+/// Decodes one event line; `None` for anything that is not a container event
+/// of interest (other types, other actions, garbage). `label` names the game
+/// label whose value the event carries on (label mode).
+pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> {
+    let m: Message = serde_json::from_slice(line).ok()?;
+    if m.kind != "container" || m.actor.id.is_empty() {
+        return None;
+    }
+    // Cleaned of NUL as the listing's label is: PostgreSQL takes no NUL in text.
+    let clean = crate::docker::decode::clean_text;
+    let game = label.and_then(|l| m.actor.attributes.get(l).cloned().map(clean));
+    let event = ContainerEvent {
+        game,
+        at: if m.time_nano > 0 {
+            UNIX_EPOCH + Duration::from_nanos(m.time_nano as u64)
+        } else {
+            UNIX_EPOCH + Duration::from_secs(m.time.max(0) as u64)
+        },
+        name: m
+            .actor
+            .attributes
+            .get("name")
+            .map(|n| clean(n.trim_start_matches('/').to_owned())),
+        exit_code: m
+            .actor
+            .attributes
+            .get("exitCode")
+            .and_then(|c| c.parse().ok()),
+        signal: m.actor.attributes.get("signal").cloned(),
+        id: m.actor.id,
+        action: m.action,
+    };
+    (event.action_label() != "other").then_some(event)
+}
+
+/// The event filter's values: [`ACTIONS`], and `died`, because Podman 4.3
+/// matches the filter against its internal name for `die` (containers/podman
+/// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
+/// ignores a value it never sends.
+pub(crate) const FILTER_ACTIONS: [&str; 9] = [
+    "die",
+    "died",
+    "oom",
+    "health_status",
+    "start",
+    "restart",
+    "create",
+    "stop",
+    "kill",
+];
+
+/// The query of the events request: containers only, the actions of
+/// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
+/// `create` only with `creates` (label mode): elsewhere it would only take
+/// room in the nudge channel.
+pub fn events_query(since: Option<SystemTime>, creates: bool) -> String {
+    let actions: Vec<&str> = FILTER_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| creates || *a != "create")
+        .collect();
+    let filters = serde_json::json!({ "type": ["container"], "event": actions }).to_string();
+    let mut query = format!(
+        "filters={}",
+        crate::docker::client::percent_encode(&filters)
+    );
+    if let Some(since) = since {
+        let d = since.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        query = format!("since={}.{:09}&{query}", d.as_secs(), d.subsec_nanos());
+    }
+    query
+}
