@@ -1,0 +1,282 @@
+//! The envelope's unit tests: its fields, times and types.
+
+use super::*;
+use crate::inspector::{Observation, Reason};
+
+fn at(secs: u64, micros: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::new(secs, micros * 1000)
+}
+
+#[test]
+fn each_change_of_an_incident_is_published_under_its_own_event_type() {
+    let changes = [
+        (Change::Opened, "incident_opened"),
+        (Change::Escalated, "incident_escalated"),
+        (Change::Reminder, "incident_reminder"),
+        (Change::Resolved, "incident_resolved"),
+    ];
+    for (change, name) in changes {
+        assert_eq!(event_type_of(change), name);
+    }
+}
+
+#[test]
+fn rfc3339_table() {
+    let table = [
+        (at(0, 0), "1970-01-01T00:00:00.000000Z"),
+        (at(951_782_400, 1), "2000-02-29T00:00:00.000001Z"),
+        (at(1_798_318_800, 123_456), "2026-12-26T21:00:00.123456Z"),
+        (at(1_795_726_800, 999_999), "2026-11-26T21:00:00.999999Z"),
+        (at(4_107_542_399, 0), "2100-02-28T23:59:59.000000Z"),
+        (at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z"),
+    ];
+    for (t, want) in table {
+        assert_eq!(rfc3339_micros(t), want);
+    }
+}
+
+fn finding() -> Finding {
+    Finding {
+        game_id: "g-42".into(),
+        observation: Observation {
+            container_id: "c".repeat(64),
+            restart_count: 3,
+            status: "running".into(),
+            health: "unhealthy".into(),
+            details: None,
+        },
+        reasons: vec![Reason::Unhealthy],
+    }
+}
+
+#[test]
+fn envelope_has_the_spec_shape_in_order() {
+    let e = HealthEvent::with_id("0193-x".into(), finding(), at(1_795_726_800, 123_456));
+    let want = format!(
+        r#"{{"event_id":"0193-x","game_id":"g-42","container_id":"{}","event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.123456Z","details":{{"restart_count":3,"state":"running","health":"unhealthy"}}}}"#,
+        "c".repeat(64)
+    );
+    assert_eq!(e.envelope, want);
+}
+
+#[test]
+fn envelope_escapes_hostile_strings() {
+    let mut f = finding();
+    f.game_id = "g\"\n\u{1}".into();
+    let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+    assert!(!e.envelope.contains('\n'));
+    let back: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    assert_eq!(back["game_id"], "g\"\n\u{1}");
+}
+
+#[test]
+fn an_envelope_reads_back_into_the_same_event() {
+    let e = HealthEvent::from_finding(finding(), at(1_795_726_800, 5));
+    assert_eq!(HealthEvent::from_envelope(&e.envelope).unwrap(), e);
+    assert!(HealthEvent::from_envelope("{}").is_err());
+    let facts = IncidentFacts {
+        incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
+        kind: Kind::CrashLoop,
+        started_at: "2026-12-02T15:40:13.104861Z".into(),
+        restarts_in_window: 3,
+        oom: true,
+    };
+    let i = HealthEvent::for_incident(
+        Change::Escalated,
+        facts.clone(),
+        "g".into(),
+        finding().observation,
+        SystemTime::UNIX_EPOCH,
+    );
+    let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+    assert_eq!(v["event_type"], "incident_escalated");
+    assert_eq!(v["details"]["kind"], "crash_loop");
+    assert_eq!(v["details"]["seen"]["state"], e.state.as_str());
+    let details: serde_json::Value = serde_json::from_str(i.details_json()).unwrap();
+    assert_eq!(details, v["details"]);
+    let back = HealthEvent::from_envelope(&i.envelope).unwrap();
+    assert_eq!(back, i, "an incident's event reads back from the spool");
+    assert_eq!(back.incident.as_deref(), Some(&facts));
+    assert!(HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err());
+}
+
+#[test]
+fn a_removed_incident_says_so_and_carries_nothing_seen() {
+    let facts = IncidentFacts {
+        incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
+        kind: crate::incident::Kind::NotRunning,
+        started_at: "2026-12-02T15:40:13.104861Z".into(),
+        restarts_in_window: 1,
+        oom: false,
+    };
+    let e = HealthEvent::for_removed_incident(
+        facts.clone(),
+        "g".into(),
+        "c".repeat(64),
+        at(1_795_726_800, 5),
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    assert_eq!(v["event_type"], "incident_resolved");
+    assert_eq!(v["container_id"], "c".repeat(64));
+    assert_eq!(
+        e.details_json(),
+        r#"{"incident_id":"019ae1c5-0000-7000-8000-000000000000","kind":"not_running","started_at":"2026-12-02T15:40:13.104861Z","restarts_in_window":1,"oom":false,"resolution":"removed"}"#
+    );
+    assert_eq!(e.resolution.as_deref(), Some(REMOVED));
+    assert_eq!(e.state, REMOVED);
+    let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+    assert_eq!(back, e, "it reads back from the spool");
+    // An incident's event with neither `seen` nor a resolution is refused.
+    let bare = e.envelope.replace(r#","resolution":"removed""#, "");
+    assert!(HealthEvent::from_envelope(&bare).is_err());
+}
+
+#[test]
+fn an_envelope_that_escaping_would_push_past_notify_sheds_its_texts() {
+    let mut f = extended();
+    let controls = "\u{1}".repeat(512);
+    f.game_id = "\u{1}".repeat(256);
+    if let Some(d) = f.observation.details.as_deref_mut() {
+        d.error = Some(controls.clone());
+        d.health_output = Some(controls);
+    }
+    let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+    assert!(
+        e.envelope.len() <= MAX_ENVELOPE_BYTES,
+        "{}",
+        e.envelope.len()
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    assert!(v["details"].get("health_output").is_none(), "dropped first");
+    assert!(
+        v["details"].get("error").is_some(),
+        "the error fits after that"
+    );
+    assert_eq!(v["details"]["exit_code"], 137, "the rest is kept");
+    let details: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
+    assert_eq!(details, v["details"]);
+    let mut small = extended();
+    if let Some(d) = small.observation.details.as_deref_mut() {
+        d.error = Some("short".into());
+    }
+    let e = HealthEvent::with_id("id".into(), small, at(0, 0));
+    assert!(
+        e.envelope.contains("\"error\":\"short\""),
+        "nothing shed when it fits"
+    );
+}
+
+#[test]
+fn only_an_incident_carries_the_last_probes_outputs() {
+    let fact = HealthEvent::from_finding(extended(), at(0, 0));
+    let v: serde_json::Value = serde_json::from_str(&fact.envelope).unwrap();
+    assert!(v["details"].get("health_log").is_none(), "{v}");
+    assert!(fact.details.as_ref().unwrap().health_log.is_empty());
+    let facts = IncidentFacts {
+        incident_id: "019ae1c5-0000-7000-8000-000000000001".into(),
+        kind: Kind::Unhealthy,
+        started_at: "2026-12-02T15:40:13.104861Z".into(),
+        restarts_in_window: 0,
+        oom: false,
+    };
+    let i = HealthEvent::for_incident(
+        Change::Opened,
+        facts,
+        "g".into(),
+        extended().observation,
+        at(0, 0),
+    );
+    let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+    assert_eq!(
+        v["details"]["seen"]["health_log"],
+        serde_json::json!(["earlier", "probe says \"no\"\n"])
+    );
+    assert_eq!(HealthEvent::from_envelope(&i.envelope).unwrap(), i);
+}
+
+fn extended() -> Finding {
+    let mut f = finding();
+    f.observation.status = "exited".into();
+    f.observation.details = Some(Box::new(StateDetails {
+        exit_code: Some(137),
+        oom_killed: Some(true),
+        error: None,
+        started_at: Some("2026-11-26T20:59:00.5Z".into()),
+        finished_at: Some("2026-11-26T21:00:00.25Z".into()),
+        health_failing_streak: Some(4),
+        health_output: Some("probe says \"no\"\n".into()),
+        health_log: vec!["earlier".into(), "probe says \"no\"\n".into()],
+    }));
+    f
+}
+
+#[test]
+fn extended_details_follow_the_three_in_the_contract_order() {
+    let e = HealthEvent::with_id("id".into(), extended(), at(1_795_726_800, 0));
+    assert_eq!(
+        e.details_json(),
+        r#"{"restart_count":3,"state":"exited","health":"unhealthy","exit_code":137,"oom_killed":true,"started_at":"2026-11-26T20:59:00.5Z","finished_at":"2026-11-26T21:00:00.25Z","health_failing_streak":4,"health_output":"probe says \"no\"\n"}"#
+    );
+    assert!(
+        e.envelope
+            .ends_with(&format!(r#","details":{}}}"#, e.details_json()))
+    );
+}
+
+#[test]
+fn details_json_is_the_envelopes_details_byte_for_byte() {
+    for f in [finding(), extended()] {
+        let e = HealthEvent::from_finding(f, at(1_795_726_800, 9));
+        let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+        let d: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
+        assert_eq!(v["details"], d);
+        assert!(e.envelope.contains(e.details_json()));
+    }
+    let basic = HealthEvent::with_id("id".into(), finding(), at(0, 0));
+    assert_eq!(
+        basic.details_json(),
+        r#"{"restart_count":3,"state":"running","health":"unhealthy"}"#
+    );
+}
+
+#[test]
+fn empty_extended_details_render_as_basic() {
+    let mut f = finding();
+    f.observation.details = Some(Box::default());
+    let e = HealthEvent::with_id("id".into(), f, at(0, 0));
+    let b = HealthEvent::with_id("id".into(), finding(), at(0, 0));
+    assert_eq!(e, b);
+}
+
+#[test]
+fn an_extended_envelope_reads_back_into_the_same_event() {
+    let e = HealthEvent::from_finding(extended(), at(1_795_726_800, 5));
+    let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+    assert_eq!(back, e);
+    assert_eq!(back.details.as_ref().unwrap().exit_code, Some(137));
+    assert_eq!(back.details_json(), e.details_json());
+}
+
+#[test]
+fn details_of_a_spooled_envelope_are_found_wherever_they_are() {
+    // A line written by hand, details first and spaced: kept as it is.
+    let line = r#"{ "details" : {"state":"exited", "health":"","restart_count":2,"exit_code":1},
+        "event_id":"0193a1b2-0000-7000-8000-000000000000","game_id":"g","container_id":"c",
+        "event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.000000Z"}"#;
+    let e = HealthEvent::from_envelope(line).unwrap();
+    assert_eq!(
+        e.details_json(),
+        r#"{"state":"exited", "health":"","restart_count":2,"exit_code":1}"#
+    );
+    assert_eq!(e.details.unwrap().exit_code, Some(1));
+    assert!(HealthEvent::from_envelope(&line.replace(r#""restart_count":2,"#, "")).is_err());
+}
+
+#[test]
+fn event_ids_are_uuids_and_unique() {
+    let a = HealthEvent::from_finding(finding(), SystemTime::now());
+    let b = HealthEvent::from_finding(finding(), SystemTime::now());
+    assert_ne!(a.event_id, b.event_id);
+    assert!(uuid::Uuid::parse_str(&a.event_id).is_ok());
+    assert_eq!(a.event_id.len(), 36);
+}
