@@ -15,6 +15,8 @@ mod tests;
 
 use std::fmt;
 
+/// The rule for a container id or name lives with the records' rules.
+pub use crate::inspector::is_valid_container_ref;
 pub use client::DockerClient;
 pub use decode::{
     CreatedAt, MAX_TEXT_BYTES, PROBES_KEPT, decode_inspect, decode_inspect_with, decode_list,
@@ -71,19 +73,6 @@ impl fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
     }
-}
-
-/// Whether `s` may be put into a request path as a container id or name.
-///
-/// Docker's own rule for ids and names is `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`;
-/// the length cap is ours (full ids are 64 characters, names far shorter).
-pub fn is_valid_container_ref(s: &str) -> bool {
-    let s = s.strip_prefix('/').unwrap_or(s);
-    let mut chars = s.chars();
-    s.len() >= 2
-        && s.len() <= 255
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// A container that carries the records label, from the container list.

@@ -240,6 +240,19 @@ impl Inspector {
     }
 }
 
+/// Whether `s` may be put into a request path as a container id or name.
+///
+/// Docker's own rule for ids and names is `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`;
+/// the length cap is ours (full ids are 64 characters, names far shorter).
+pub fn is_valid_container_ref(s: &str) -> bool {
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let mut chars = s.chars();
+    s.len() >= 2
+        && s.len() <= 255
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

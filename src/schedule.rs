@@ -36,13 +36,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::docker::DockerError;
-use crate::docker::events::ContainerEvent;
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
 use crate::incident::{IncidentEvent, Look, Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
 
+mod docker_event;
 mod nudges;
+
+pub use docker_event::{ACTIONS, ContainerEvent};
 mod saves;
 
 use nudges::{Pending, Waiting};

@@ -13,9 +13,9 @@
 
 use std::time::SystemTime;
 
-use crate::docker::{DockerError, is_valid_container_ref};
+use crate::docker::DockerError;
 use crate::event::HealthEvent;
-use crate::inspector::{Inspector, Reason, RuntimeRecord};
+use crate::inspector::{Inspector, Reason, RuntimeRecord, is_valid_container_ref};
 
 /// The longest game id accepted: an envelope must fit in a NOTIFY payload,
 /// which PostgreSQL caps below 8000 bytes.

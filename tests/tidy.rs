@@ -21,15 +21,10 @@ const CRATE_ALLOWED: &[&str] = &["inspector", "tick", "schedule", "incident", "e
 const EXTERN_ALLOWED: &[&str] = &["std", "core", "serde", "uuid"];
 
 /// The adapter types the cores still take, each a whole line of a core, to
-/// go: a tick's and the schedule's answers still carry Docker's own error,
-/// and the schedule's input Docker's event. Nothing is added here: a core
-/// that needs something of an adapter gets a type of its own, which the
-/// shell makes from the adapter's.
-const NOT_YET_OWN: &[&str] = &[
-    "use crate::docker::{DockerError, is_valid_container_ref};",
-    "use crate::docker::DockerError;",
-    "use crate::docker::events::ContainerEvent;",
-];
+/// go: a tick's and the schedule's answers still carry Docker's own error.
+/// Nothing is added here: a core that needs something of an adapter gets a
+/// type of its own, which the shell makes from the adapter's.
+const NOT_YET_OWN: &[&str] = &["use crate::docker::DockerError;"];
 
 /// What never appears in a core, whatever the path it is reached by.
 const FORBIDDEN: &[&str] = &[
