@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use ureq::Agent;
 
+use super::api::*;
+use super::decode::{CreatedAt, LabelledContainer};
 use super::decode::{decode_created, decode_inspect_with, decode_list};
+use super::error::DockerError;
 use super::error::{error_message, is_version_refusal};
-use super::*;
 use crate::event::DetailLevel;
 use crate::inspector::Observation;
+use crate::inspector::is_valid_container_ref;
 use crate::unix_socket::{self, NoLookup, UnixConnector};
 
 /// A client for one dockerd, cheap to clone; clones share the connection pool

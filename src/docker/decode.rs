@@ -6,8 +6,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::{DockerError, LabelledContainer, is_valid_container_ref};
+use super::error::DockerError;
 use crate::event::DetailLevel;
+use crate::inspector::is_valid_container_ref;
 use crate::inspector::{Observation, StateDetails};
 
 #[derive(Deserialize)]
@@ -221,6 +222,17 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
             .collect(),
     };
     (!details.is_empty()).then(|| Box::new(details))
+}
+
+/// A container that carries the records label, from the container list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledContainer {
+    /// Full container id.
+    pub id: String,
+    /// The label's value: the game id.
+    pub game_id: String,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
 }
 
 /// A container's `Created` as the inspect says it (RFC 3339 in UTC, with

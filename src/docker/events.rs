@@ -37,7 +37,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::{ContainerInspector, DockerClient, DockerError};
+use super::api::ContainerInspector;
+use super::client::DockerClient;
+use super::error::DockerError;
 use crate::backoff::Backoff;
 use crate::unix_socket;
 

@@ -4,7 +4,7 @@ use super::client::percent_encode;
 use super::error::{error_message, is_version_refusal};
 use super::*;
 use crate::event::DetailLevel;
-use crate::inspector::StateDetails;
+use crate::inspector::{Observation, StateDetails};
 
 #[test]
 fn container_ref_rule_table() {

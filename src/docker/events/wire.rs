@@ -6,8 +6,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::SystemTime;
 
+use crate::docker::api::ApiVersion;
+use crate::docker::error::DockerError;
 use crate::docker::error::{error_message, is_version_refusal};
-use crate::docker::{ApiVersion, DockerError};
 use crate::unix_socket;
 
 use super::*;
