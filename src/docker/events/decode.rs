@@ -78,31 +78,19 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
     (event.action_label() != "other").then_some(event)
 }
 
-/// The event filter's values: [`ACTIONS`], and `died`, because Podman 4.3
-/// matches the filter against its internal name for `die` (containers/podman
-/// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
-/// ignores a value it never sends.
-pub(crate) const FILTER_ACTIONS: [&str; 9] = [
-    "die",
-    "died",
-    "oom",
-    "health_status",
-    "start",
-    "restart",
-    "create",
-    "stop",
-    "kill",
-];
-
 /// The query of the events request: containers only, the actions of
 /// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
 /// `create` only with `creates` (label mode): elsewhere it would only take
-/// room in the nudge channel.
+/// room in the nudge channel. `died` follows `die`, because Podman 4.3
+/// matches the filter against its internal name for `die` (containers/podman
+/// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
+/// ignores a value it never sends.
 pub fn events_query(since: Option<SystemTime>, creates: bool) -> String {
-    let actions: Vec<&str> = FILTER_ACTIONS
+    let actions: Vec<&str> = ACTIONS
         .iter()
         .copied()
         .filter(|a| creates || *a != "create")
+        .flat_map(|a| std::iter::once(a).chain((a == "die").then_some("died")))
         .collect();
     let filters = serde_json::json!({ "type": ["container"], "event": actions }).to_string();
     let mut query = format!(
