@@ -13,6 +13,7 @@ use crate::event::HealthEvent;
 use crate::inspector::{Observation, RuntimeRecord};
 use crate::records::{RecordError, RecordSource};
 use crate::sink::{EventSink, SinkError};
+use crate::tick::InspectAnswer;
 
 /// What the fake Docker answers for one container.
 #[derive(Debug, Clone)]
@@ -112,6 +113,16 @@ impl FakeDocker {
     /// The containers inspected, in order.
     pub fn asked(&self) -> Vec<String> {
         self.asked.lock().unwrap().clone()
+    }
+
+    /// Inspects `container`, the answer as the worker hands it to the cores.
+    pub fn answer_to(&self, container: &str) -> InspectAnswer {
+        crate::worker::core_answer(self.inspect(container))
+    }
+
+    /// Pings, the answer as the worker hands it to the cores.
+    pub fn pinged(&self) -> Result<(), String> {
+        self.ping().map_err(|e| e.to_string())
     }
 }
 

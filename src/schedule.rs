@@ -35,11 +35,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::docker::DockerError;
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
 use crate::incident::{IncidentEvent, Look, Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
-use crate::tick::{self, Outcome, Reach, Step, Summary, Tick};
+use crate::tick::{self, InspectAnswer, InspectError, Outcome, Reach, Step, Summary, Tick};
 
 mod docker_event;
 mod nudges;
@@ -124,7 +123,7 @@ pub enum Input {
     /// they came.
     Listed(Option<Vec<RuntimeRecord>>, SystemTime),
     /// The answer to the [`Action::Inspect`] under way, and when it came.
-    Answered(Result<Observation, DockerError>, SystemTime),
+    Answered(InspectAnswer, SystemTime),
     /// The answer to the [`Action::Ping`] under way.
     Pinged(Result<(), String>),
     /// A write of the state directory failed (the shell says why): it is
@@ -461,7 +460,7 @@ impl Schedule {
         }
     }
 
-    fn answered(&mut self, answer: Result<Observation, DockerError>, at: SystemTime, now: Instant) {
+    fn answered(&mut self, answer: InspectAnswer, at: SystemTime, now: Instant) {
         let busy = std::mem::replace(&mut self.busy, Busy::Idle);
         let (Busy::TickInspect(record) | Busy::NudgeInspect(_, record)) = &busy else {
             self.busy = busy;
@@ -474,14 +473,14 @@ impl Schedule {
         // A container gone before its `die` could be inspected (`--rm`) is
         // judged from what the `die` said of it.
         let answer = match (answer, &busy) {
-            (Err(DockerError::NotFound), Busy::NudgeInspect(pending, _))
+            (Err(InspectError::NotFound), Busy::NudgeInspect(pending, _))
                 if pending.died.is_some() =>
             {
                 Ok(self.died_and_gone(record, pending))
             }
             (answer, _) => answer,
         };
-        if let (Err(DockerError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
+        if let (Err(InspectError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
             let removed = tracker.missing(&record.game_id, stamp);
             self.removed_incidents(removed);
         }

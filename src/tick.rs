@@ -13,9 +13,12 @@
 
 use std::time::SystemTime;
 
-use crate::docker::DockerError;
 use crate::event::HealthEvent;
 use crate::inspector::{Inspector, Reason, RuntimeRecord, is_valid_container_ref};
+
+mod failure;
+
+pub use failure::{Failure, FailureKind, InspectAnswer, InspectError};
 
 /// The longest game id accepted: an envelope must fit in a NOTIFY payload,
 /// which PostgreSQL caps below 8000 bytes.
@@ -83,7 +86,7 @@ pub enum Outcome {
     /// 404: the container is gone; its baseline is left as it was.
     Missing,
     /// The inspect failed; the record is skipped this time.
-    Failed(DockerError),
+    Failed(Failure),
     /// The record is not valid; no request was made.
     Invalid(Invalid),
     /// Not inspected.
@@ -267,14 +270,14 @@ impl Tick {
             None => {}
         }
         match outcome {
-            Outcome::Failed(DockerError::Timeout(_)) => self.timeouts_in_a_row += 1,
+            Outcome::Failed(Failure {
+                kind: FailureKind::Timeout,
+                ..
+            }) => self.timeouts_in_a_row += 1,
             Outcome::Invalid(_) => {}
             _ => self.timeouts_in_a_row = 0,
         }
-        let unreachable = matches!(
-            outcome,
-            Outcome::Failed(DockerError::Unreachable { .. } | DockerError::ConnectTimeout { .. })
-        );
+        let unreachable = matches!(outcome, Outcome::Failed(f) if f.is_the_socket());
         if unreachable {
             self.given_up = Some(Skip::DockerDown);
         } else if self.timeouts_in_a_row >= TIMEOUTS_BEFORE_GIVING_UP {
@@ -333,7 +336,7 @@ impl Tick {
 pub fn judge(
     inspector: &mut Inspector,
     record: &RuntimeRecord,
-    answer: Result<crate::inspector::Observation, DockerError>,
+    answer: InspectAnswer,
     at: SystemTime,
 ) -> Outcome {
     match answer {
@@ -344,17 +347,16 @@ pub fn judge(
             }
             None => Outcome::Healthy,
         },
-        Err(DockerError::NotFound) => Outcome::Missing,
+        Err(InspectError::NotFound) => Outcome::Missing,
         // The client's own guard; `validate` already refused such ids.
-        Err(DockerError::InvalidId(_)) => Outcome::Invalid(Invalid::ContainerId),
-        Err(e) => Outcome::Failed(e),
+        Err(InspectError::InvalidId) => Outcome::Invalid(Invalid::ContainerId),
+        Err(InspectError::Failed(f)) => Outcome::Failed(f),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::ContainerInspector;
     use crate::fakes::{Answer, FakeDocker};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -369,7 +371,7 @@ mod tests {
             }
             Outcome::Healthy => "healthy".into(),
             Outcome::Missing => "missing".into(),
-            Outcome::Failed(e) => format!("failed {}", e.kind()),
+            Outcome::Failed(f) => format!("failed {}", f.as_str()),
             Outcome::Invalid(i) => format!("invalid {}", i.as_str()),
             Outcome::Skipped(Skip::Shutdown) => "skipped shutdown".into(),
             Outcome::Skipped(Skip::DockerDown) => "skipped docker".into(),
@@ -397,12 +399,12 @@ mod tests {
             }
             match tick.next_step() {
                 Step::Inspect(r) => {
-                    let o = judge(inspector, &r, docker.inspect(&r.container_id), clock());
+                    let o = judge(inspector, &r, docker.answer_to(&r.container_id), clock());
                     tick.answered(&o);
                     got.push(format!("{}: {}", r.game_id, short(&o)));
                 }
                 Step::Decided(r, o) => got.push(format!("{}: {}", r.game_id, short(&o))),
-                Step::Ping => tick.pinged(docker.ping().map_err(|e| e.to_string())),
+                Step::Ping => tick.pinged(docker.pinged()),
                 Step::Done => return (got, tick),
             }
         }
@@ -607,7 +609,7 @@ mod tests {
     fn events_are_dated_by_the_clock_given() {
         let docker = FakeDocker::new().answer("c0", Answer::status(A, 0, "exited"));
         let mut inspector = Inspector::new();
-        let answer = docker.inspect("c0");
+        let answer = docker.answer_to("c0");
         let Outcome::Event(e, _) = judge(&mut inspector, &rec("g", "c0"), answer, clock()) else {
             panic!("an exited container is an event");
         };
@@ -621,14 +623,11 @@ mod tests {
             (Outcome::Healthy, Some(true)),
             (Outcome::Missing, Some(true)),
             (
-                Outcome::Failed(DockerError::Status {
-                    status: 500,
-                    message: "x".into(),
-                }),
+                Outcome::Failed(Failure::new(FailureKind::BadAnswer, "HTTP 500: x")),
                 Some(true),
             ),
             (
-                Outcome::Failed(DockerError::Timeout(Duration::from_secs(1))),
+                Outcome::Failed(Failure::new(FailureKind::Timeout, "no answer within 1s")),
                 Some(false),
             ),
             (Outcome::Invalid(Invalid::ContainerId), None),

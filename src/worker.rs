@@ -15,13 +15,15 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::docker::{ContainerInspector, DockerError};
 use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
 use crate::incident::Stamp;
-use crate::inspector::{Inspector, RuntimeRecord};
+use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
 use crate::schedule::{Action, Input, ListFor, Report, Schedule, Settings, StateFile, TickEnd};
 use crate::state::{StateDir, StateError};
 use crate::telemetry::{Stage, Telemetry};
-use crate::tick::{Outcome, Reach, Skip, Summary};
+use crate::tick::{
+    Failure, FailureKind, InspectAnswer, InspectError, Outcome, Reach, Skip, Summary,
+};
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
@@ -184,7 +186,7 @@ impl Worker {
                 Carried::Answer(Input::Listed(listed, SystemTime::now()))
             }
             Action::Inspect(record) => {
-                let answer = self.docker.inspect(&record.container_id);
+                let answer = core_answer(self.docker.inspect(&record.container_id));
                 Carried::Answer(Input::Answered(answer, SystemTime::now()))
             }
             Action::Ping => {
@@ -453,15 +455,11 @@ impl RecordLog {
                 }
             }
             Outcome::Failed(e) => {
-                self.telemetry.inspect_error(e.kind());
+                self.telemetry.inspect_error(e.as_str());
                 // A socket that cannot be connected to is dockerd's, warned
                 // about once per tick, after it; anything else (a timeout
                 // included) may be this one container's, warned about per game.
-                let socket = matches!(
-                    e,
-                    DockerError::Unreachable { .. } | DockerError::ConnectTimeout { .. }
-                );
-                if !socket
+                if !e.is_the_socket()
                     && let Some(held) = self
                         .warnings
                         .allow(&per_game(game_id, "inspect"), Instant::now())
@@ -472,6 +470,26 @@ impl RecordLog {
             Outcome::Skipped(Skip::Shutdown | Skip::DockerDown) => {}
         }
     }
+}
+
+/// The Docker client's answer as the cores take it: what they tell apart,
+/// and the client's words for the log.
+pub(crate) fn core_answer(answer: Result<Observation, DockerError>) -> InspectAnswer {
+    answer.map_err(|e| {
+        let kind = match &e {
+            DockerError::NotFound => return InspectError::NotFound,
+            DockerError::InvalidId(_) => return InspectError::InvalidId,
+            DockerError::Unreachable { .. } => FailureKind::NoSocket,
+            DockerError::ConnectTimeout { .. } => FailureKind::SocketSilent,
+            DockerError::Timeout(_) => FailureKind::Timeout,
+            DockerError::Transport(_) => FailureKind::Broken,
+            DockerError::Status { .. }
+            | DockerError::TooLarge(_)
+            | DockerError::Malformed(_)
+            | DockerError::Unsupported(_) => FailureKind::BadAnswer,
+        };
+        InspectError::Failed(Failure::new(kind, e.to_string()))
+    })
 }
 
 /// The warning cause of one game: the game id, a NUL, the cause.

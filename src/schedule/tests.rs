@@ -2,7 +2,6 @@
 //! saves, shutdown and incidents.
 
 use super::*;
-use crate::docker::ContainerInspector;
 use crate::fakes::{Answer, FakeDocker};
 use std::time::UNIX_EPOCH;
 
@@ -147,7 +146,7 @@ impl Run {
                 }
                 Action::Inspect(r) => {
                     self.log.push(format!("inspect {}", r.game_id));
-                    let answer = self.docker.inspect(&r.container_id);
+                    let answer = self.docker.answer_to(&r.container_id);
                     self.now += Duration::from_millis(self.inspect_ms);
                     for e in std::mem::take(&mut self.during_inspect) {
                         self.nudge(e);
@@ -161,7 +160,7 @@ impl Run {
                 }
                 Action::Ping => {
                     self.log.push("ping".into());
-                    let p = self.docker.ping().map_err(|e| e.to_string());
+                    let p = self.docker.pinged();
                     self.input(Input::Pinged(p));
                 }
                 Action::Report(r) if matches!(r.outcome, Outcome::Event(..)) => {
@@ -184,7 +183,7 @@ impl Run {
                     ),
                     Outcome::Healthy => format!("{} healthy", r.record.game_id),
                     Outcome::Missing => format!("{} missing", r.record.game_id),
-                    Outcome::Failed(e) => format!("{} failed {}", r.record.game_id, e.kind()),
+                    Outcome::Failed(e) => format!("{} failed {}", r.record.game_id, e.as_str()),
                     Outcome::Invalid(_) => format!("{} invalid", r.record.game_id),
                     Outcome::Skipped(_) => format!("{} skipped", r.record.game_id),
                 }),
@@ -281,7 +280,7 @@ fn every_wait_is_for_a_time_to_come_while_the_first_tick_waits_for_the_stream() 
                 r.input(Input::Listed(listed, UNIX_EPOCH));
             }
             Action::Inspect(rec) => {
-                let answer = r.docker.inspect(&rec.container_id);
+                let answer = r.docker.answer_to(&rec.container_id);
                 r.input(Input::Answered(answer, UNIX_EPOCH));
             }
             _ => {}
@@ -356,7 +355,7 @@ fn shutdown_mid_tick_ends_it_counts_the_rest_skipped_and_saves() {
     let Action::Inspect(_) = r.schedule.next(r.now) else {
         panic!()
     };
-    r.input(Input::Answered(r.docker.inspect(&id(1)), UNIX_EPOCH));
+    r.input(Input::Answered(r.docker.answer_to(&id(1)), UNIX_EPOCH));
     r.input(Input::Shutdown);
     r.until(10);
     assert_eq!(
