@@ -11,8 +11,8 @@ use crate::event::DetailLevel;
 use crate::failure::Failure;
 use crate::incident::{Policy, Stamp, Tracker};
 use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
+use crate::publish::sink::{EventSink, StdoutSink};
 use crate::records::{LabelRecords, RecordSource};
-use crate::sink::{EventSink, StdoutSink};
 use crate::state::{OpenError, StateDir};
 use crate::webhook::WebhookSink;
 

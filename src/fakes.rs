@@ -11,8 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::docker::{ContainerInspector, DockerError};
 use crate::event::HealthEvent;
 use crate::inspector::{Observation, RuntimeRecord};
+use crate::publish::sink::{EventSink, SinkError};
 use crate::records::{RecordError, RecordSource};
-use crate::sink::{EventSink, SinkError};
 use crate::tick::InspectAnswer;
 
 /// What the fake Docker answers for one container.

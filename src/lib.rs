@@ -8,11 +8,12 @@
 //!   of the inspector loop), `incident` (when an incident opens, escalates,
 //!   reminds and resolves);
 //! - one module per outside system: `docker` (dockerd), `records` and
-//!   `postgres` (where the list of runtimes lives), `sink`, `postgres` and
-//!   `webhook` (where events go), `state` (the state directory), `tls`
-//!   (trusted CAs), `notify` (systemd), `metrics` (the listener);
-//! - the shell: `worker` carries out the schedule's actions; `publish` and
-//!   `publisher` take an event from "the core decided" to "a sink has it";
+//!   `postgres` (where the list of runtimes lives), `postgres` and `webhook`
+//!   (where events go, through the sink seam in `publish`), `state` (the
+//!   state directory), `tls` (trusted CAs), `notify` (systemd), `metrics`
+//!   (the listener);
+//! - the shell: `worker` carries out the schedule's actions; `publish` takes
+//!   an event from "the core decided" to "a sink has it";
 //!   `inspector_loop` turns the schedule on its thread; `build` makes the
 //!   adapters from a `config`; `daemon` runs them; `commands` are the
 //!   one-shot commands; `failure` says why the process ends;
@@ -45,11 +46,9 @@ pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod postgres;
 mod publish;
-pub mod publisher;
 pub mod records;
 pub(crate) mod schedule;
 pub(crate) mod shutdown;
-pub(crate) mod sink;
 pub(crate) mod state;
 pub mod telemetry;
 mod text;

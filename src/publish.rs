@@ -1,5 +1,16 @@
-//! Everything between "the core decided" and "a sink has it": routing by
-//! `--report` ([`fanout`]) and the spool's life around a run ([`spools`]).
+//! Everything between "the core decided" and "a sink has it": the sink seam
+//! and the stdout sink ([`sink`]), routing by `--report` ([`fanout`]), each
+//! sink's queue ([`outbox`], with what it sheds and spills when full:
+//! [`shed`], [`overflow`]), the thread that delivers it ([`publisher`], with
+//! an event a sink cannot take set aside: [`poison`], [`rejects`]) and the
+//! spool's life around a run ([`spools`]).
 
 pub(crate) mod fanout;
+pub(crate) mod outbox;
+pub(crate) mod overflow;
+pub(crate) mod poison;
+pub(crate) mod publisher;
+pub(crate) mod rejects;
+pub(crate) mod shed;
+pub(crate) mod sink;
 pub(crate) mod spools;

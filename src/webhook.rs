@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Webhook, WebhookFormat, WebhookUrl};
 use crate::event::HealthEvent;
-use crate::sink::{EventSink, SinkError};
+use crate::publish::sink::{EventSink, SinkError};
 
 pub(crate) mod answer;
 pub(crate) mod format;

@@ -12,7 +12,7 @@ use super::error::{PgError, UNDEFINED_COLUMN};
 use super::transaction::{BEGIN, in_transaction, rolled_back};
 use crate::config::TableName;
 use crate::event::HealthEvent;
-use crate::sink::{EventSink, SinkError};
+use crate::publish::sink::{EventSink, SinkError};
 
 /// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
 /// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless,

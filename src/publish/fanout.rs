@@ -9,8 +9,8 @@ use crossbeam_channel::Sender;
 
 use crate::config::Report;
 use crate::event::HealthEvent;
+use crate::publish::publisher::{self, Outbox};
 use crate::publish::spools::FinalSpool;
-use crate::publisher::{self, Outbox};
 use crate::telemetry::Telemetry;
 
 /// One sink's end of the inspector: what it gets, its queue, its spool.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::http::{Answer, REQUEST_TIMEOUT};
 use super::redact::Redactor;
 use crate::config::WebhookFormat;
-use crate::sink::SinkError;
+use crate::publish::sink::SinkError;
 use crate::tls::SYSTEM_BUNDLE;
 use crate::webhook::format::text::one_line;
 

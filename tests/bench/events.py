@@ -63,7 +63,7 @@ TEXT_FIELD = re.compile(r' ([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|[^\s"=]+)
 TICK_RECORDS = re.compile(r"^tick: (\d+) records")
 # The stages of a delivered event that a Docker event prompted, in ms from
 # the event's time, from rtinspect's debug line `detected … read_ms=…
-# answered_ms=… accepted_ms=…` (target rtinspect::publisher).
+# answered_ms=… accepted_ms=…` (target rtinspect::publish::publisher).
 STAGES = ("read_ms", "answered_ms", "accepted_ms")
 
 
@@ -980,7 +980,7 @@ def table(a):
             out("Where the time goes with events on, in ms from the failure's Docker event, "
                 "p50 / p99 (nearest rank) of each stage. The first three are from rtinspect's "
                 "debug line `detected … read_ms= answered_ms= accepted_ms=` (target "
-                "`rtinspect::publisher`, one per delivered event a Docker event prompted): the "
+                "`rtinspect::publish::publisher`, one per delivered event a Docker event prompted): the "
                 "inspector takes the nudge, dockerd answers its inspect, the sink accepts the "
                 "envelope. *dockerd's inspect* is the floor: on reading the failure's event from "
                 "`docker events`, the benchmark itself inspects the container once over the Unix "

@@ -26,9 +26,9 @@
 use std::collections::VecDeque;
 
 use crate::event::HealthEvent;
-use crate::sink::{Cause, EventSink, SinkError, is_outage};
+use crate::publish::sink::{Cause, EventSink, SinkError, is_outage};
 
-use super::Outbox;
+use super::outbox::Outbox;
 
 /// How many failed sends of one event in a row let the events behind it be
 /// tried.
@@ -255,7 +255,7 @@ mod tests {
 
     use super::*;
     use crate::event::stopped_event as event;
-    use crate::publisher::{Backoff, Rejects, spawn};
+    use crate::publish::publisher::{Backoff, Rejects, spawn};
     use crate::telemetry::Telemetry;
 
     /// A sink that fails every send of the games in `fails` (a trigger on

@@ -89,7 +89,7 @@ mod tests {
     use super::*;
     use crate::event::stopped_event as event;
     use crate::fakes::{FakeSink, SinkAnswer};
-    use crate::publisher::{Backoff, Outbox, spawn};
+    use crate::publish::publisher::{Backoff, Outbox, spawn};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 

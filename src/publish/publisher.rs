@@ -20,12 +20,6 @@
 //! blocked or a peer is frozen. The waits between tries, a sink's asked-for
 //! wait included, are the publisher's own, and a close ends them at once.
 
-mod outbox;
-mod overflow;
-mod poison;
-mod rejects;
-mod shed;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
@@ -33,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+pub use super::outbox::{Outbox, offer, offer_until};
+use super::poison::{self, Behind, Verdict, Watch};
+pub use super::rejects::Rejects;
 pub use crate::backoff::Backoff;
 use crate::event::HealthEvent;
-use crate::sink::{EventSink, SinkError};
+use crate::publish::sink::{EventSink, SinkError};
 use crate::telemetry::{SinkCounters, Telemetry};
-pub use outbox::{Outbox, QUEUE_CAPACITY, offer, offer_until};
-use poison::{Behind, Verdict, Watch};
-pub use rejects::Rejects;
 
 /// The running publisher thread.
 #[derive(Debug)]

@@ -32,12 +32,14 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    /// A refusal whose cause is only a message.
+    /// A refusal whose cause is only a message (the fakes' and tests' shorthand).
+    #[cfg(test)]
     pub fn refused(message: impl Into<String>) -> SinkError {
         SinkError::Refused(message.into().into())
     }
 
-    /// An outage whose cause is only a message.
+    /// An outage whose cause is only a message (the fakes' and tests' shorthand).
+    #[cfg(test)]
     pub fn unavailable(message: impl Into<String>) -> SinkError {
         SinkError::Unavailable(message.into().into())
     }
