@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::game::{GameState, Incident};
 use super::*;
 
 impl Tracker {

@@ -1,6 +1,9 @@
 //! The incident tracker under a fake clock: tables of looks and the events
 //! they make.
 
+use std::collections::HashSet;
+use std::time::UNIX_EPOCH;
+
 use super::*;
 use Change::*;
 use Kind::*;

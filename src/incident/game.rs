@@ -1,0 +1,62 @@
+//! What the tracker remembers of one game between looks: its open
+//! incident, its container and restart count at the last look, the clean
+//! run under way, and what Docker's events told of it. A few fields, no
+//! history of looks or restart times.
+
+use std::time::{Instant, SystemTime};
+
+use super::Kind;
+
+/// An open incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Incident {
+    pub(super) id: String,
+    pub(super) kind: Kind,
+    /// When it opened, on the wall clock: reported, never measured.
+    pub(super) started_at: SystemTime,
+    pub(super) oom: bool,
+    /// When the next reminder is due; `None` when reminders are off.
+    pub(super) next_reminder: Option<Instant>,
+}
+
+/// What the tracker remembers of one game. Every time in it is on the
+/// monotonic clock, turned into wall-clock time only to be saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct GameState {
+    /// The container and its `RestartCount` at the last look; `None` before the first.
+    pub(super) last: Option<(String, u64)>,
+    /// The container's `State.StartedAt` at the last look, when known.
+    pub(super) started: Option<String>,
+    /// Restarts since the container last ran clean for the crash-loop window.
+    pub(super) restarts: u32,
+    /// When the current run of clean looks began. Saved while an incident is
+    /// open or restarts are counted (so that `once`, a look per run, can
+    /// resolve one and clear the count): a streak that starts and ends at
+    /// every flap of a game with neither must not rewrite the state file.
+    pub(super) clean_since: Option<Instant>,
+    pub(super) incident: Option<Incident>,
+    /// An `oom` event waiting for an incident to open.
+    pub(super) oom_at: Option<Instant>,
+    /// A restart counted from a rise of `RestartCount` while the container
+    /// was `restarting`: the start that ends the wait is that same restart,
+    /// not another.
+    pub(super) awaiting_start: bool,
+    /// Whether the last look saw the container as nothing that could crash:
+    /// running and not unhealthy, or created and never started. Replacing
+    /// such a container is a deploy, not a crash.
+    pub(super) last_fine: bool,
+    /// Whether the last container was stopped or killed through Docker's API
+    /// since it last started: its end is no crash, and replacing it no restart.
+    pub(super) stopped_by_api: bool,
+    /// Since when the game has been gone: left the records, or its container
+    /// answered 404. A look ends it.
+    pub(super) gone_since: Option<Instant>,
+}
+
+impl GameState {
+    /// The clean run's start as saved (see `clean_since`).
+    pub(super) fn saved_clean_since(&self) -> Option<Instant> {
+        self.clean_since
+            .filter(|_| self.incident.is_some() || self.restarts > 0)
+    }
+}
