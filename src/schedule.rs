@@ -35,17 +35,19 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::event::{HealthEvent, IncidentFacts, Prompt};
-use crate::incident::{IncidentEvent, Look, Stamp, Tracker};
+use crate::incident::{Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
-use crate::tick::{self, InspectAnswer, InspectError, Outcome, Reach, Step, Summary, Tick};
+use crate::tick::{Outcome, Tick};
 
+mod actions;
+mod answers;
 mod docker_event;
 mod nudges;
-
-pub use docker_event::{ACTIONS, ContainerEvent};
 mod saves;
+mod ticks;
 
+pub use actions::{Action, Input, ListFor, Report, TickEnd};
+pub use docker_event::{ACTIONS, ContainerEvent};
 use nudges::{Pending, Waiting};
 pub use saves::StateFile;
 
@@ -106,92 +108,6 @@ pub struct Settings {
     pub extended_facts: bool,
     /// How the record set follows Docker.
     pub follow: Follow,
-}
-
-/// What happened, told to the schedule.
-#[derive(Debug)]
-pub enum Input {
-    /// The events stream (re)subscribed, or could not: events may have been
-    /// missed, so every record is inspected.
-    Subscribed,
-    /// Nudges did not fit the channel: every record is inspected.
-    Overflowed,
-    /// A Docker event, and when the inspector took it.
-    Docker(ContainerEvent, SystemTime),
-    /// The records, freshly listed for the [`Action::List`] under way, or
-    /// `None` when they could not be read (the shell says why), and when
-    /// they came.
-    Listed(Option<Vec<RuntimeRecord>>, SystemTime),
-    /// The answer to the [`Action::Inspect`] under way, and when it came.
-    Answered(InspectAnswer, SystemTime),
-    /// The answer to the [`Action::Ping`] under way.
-    Pinged(Result<(), String>),
-    /// A write of the state directory failed (the shell says why): it is
-    /// tried again at the end of the next tick.
-    SaveFailed(StateFile),
-    /// Shutdown was asked for.
-    Shutdown,
-}
-
-/// Why the records are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListFor {
-    /// A full tick begins.
-    Tick,
-    /// Docker events wait to be judged against the records as they are now.
-    Nudges,
-}
-
-/// What became of one record, for the shell to log, count and publish.
-#[derive(Debug)]
-pub struct Report {
-    /// The record inspected (or not).
-    pub record: RuntimeRecord,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// Set when a Docker event asked for the inspect.
-    pub prompt: Option<Prompt>,
-}
-
-/// The end of a tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickEnd {
-    /// When its list was asked for.
-    pub started: Instant,
-    /// What it did; `None` when the records could not be listed.
-    pub summary: Option<Summary>,
-    /// Whether it could see dockerd (`None`: nothing says, or no listing).
-    pub reach: Option<Reach>,
-    /// Whether it gave up on a dockerd that stopped answering.
-    pub gave_up_on_docker: bool,
-}
-
-/// What to do next.
-// One action at a time is made and moved once, never stored in bulk: the
-// size of a report does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Action {
-    /// Read the records; answer with [`Input::Listed`].
-    List(ListFor),
-    /// Inspect this record's container; answer with [`Input::Answered`].
-    Inspect(RuntimeRecord),
-    /// Ask dockerd's `/_ping`; answer with [`Input::Pinged`].
-    Ping,
-    /// Log, count and publish what became of a record.
-    Report(Report),
-    /// Save the baselines ([`Schedule::inspector`]) to the state directory.
-    SaveBaselines,
-    /// Log and publish a change of an incident.
-    Incident(HealthEvent),
-    /// Save the incidents ([`Schedule::incidents`]) to the state directory.
-    SaveIncidents,
-    /// A tick ended: log it, count it, tell systemd.
-    TickEnded(TickEnd),
-    /// Nothing to do before this time, unless an input arrives.
-    Wait(Instant),
-    /// The loop is over.
-    Stop,
 }
 
 /// What the shell is doing for the schedule.
@@ -400,24 +316,6 @@ impl Schedule {
         Action::Wait(until.max(now))
     }
 
-    fn ask_resync(&mut self, now: Instant) {
-        self.resync = true;
-        if self.tick.is_none() {
-            self.apply_resync(now);
-        }
-    }
-
-    /// A full tick at once, but not more than one a second, however often
-    /// the stream breaks or overflows.
-    fn apply_resync(&mut self, now: Instant) {
-        if std::mem::take(&mut self.resync) {
-            let soonest = self
-                .last_tick_started
-                .map_or(now, |t| (t + MIN_RESYNC_GAP).max(now));
-            self.next_tick = self.next_tick.min(soonest);
-        }
-    }
-
     fn listed(&mut self, listed: Option<Vec<RuntimeRecord>>, at: Stamp) {
         let Busy::List { purpose, started } = std::mem::replace(&mut self.busy, Busy::Idle) else {
             return;
@@ -460,139 +358,6 @@ impl Schedule {
         }
     }
 
-    fn answered(&mut self, answer: InspectAnswer, at: SystemTime, now: Instant) {
-        let busy = std::mem::replace(&mut self.busy, Busy::Idle);
-        let (Busy::TickInspect(record) | Busy::NudgeInspect(_, record)) = &busy else {
-            self.busy = busy;
-            return;
-        };
-        let stamp = Stamp {
-            wall: at,
-            mono: now,
-        };
-        // A container gone before its `die` could be inspected (`--rm`) is
-        // judged from what the `die` said of it.
-        let answer = match (answer, &busy) {
-            (Err(InspectError::NotFound), Busy::NudgeInspect(pending, _))
-                if pending.died.is_some() =>
-            {
-                Ok(self.died_and_gone(record, pending))
-            }
-            (answer, _) => answer,
-        };
-        if let (Err(InspectError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
-            let removed = tracker.missing(&record.game_id, stamp);
-            self.removed_incidents(removed);
-        }
-        // The incident tracker sees every answer, with the evidence Docker
-        // gave, before the fact is judged; what was seen is kept only for
-        // the rare answer that changes an incident.
-        let changed = match (&mut self.incidents, &answer) {
-            (Some(tracker), Ok(seen)) => {
-                let changes = tracker.look(&Look {
-                    game_id: &record.game_id,
-                    container_id: &seen.container_id,
-                    restart_count: seen.restart_count,
-                    status: &seen.status,
-                    health: &seen.health,
-                    started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
-                    at: stamp,
-                });
-                (!changes.is_empty()).then(|| (changes, record.game_id.clone(), seen.clone()))
-            }
-            _ => None,
-        };
-        // A fact carries the details `--details` asks for.
-        let answer = answer.map(|mut o| {
-            if !self.settings.extended_facts {
-                o.details = None;
-            }
-            o
-        });
-        match busy {
-            Busy::TickInspect(record) => {
-                let outcome = tick::judge(&mut self.inspector, &record, answer, at);
-                if let Some((tick, _)) = &mut self.tick {
-                    tick.answered(&outcome);
-                }
-                self.out.push_back(Action::Report(Report {
-                    record,
-                    outcome,
-                    prompt: None,
-                }));
-            }
-            Busy::NudgeInspect(pending, record) => {
-                let outcome = tick::judge(&mut self.inspector, &record, answer, at);
-                if pending.health
-                    && matches!(outcome, Outcome::Healthy)
-                    && self.rechecks.len() < RECHECKS_MAX
-                {
-                    // Re-inspected once a second later, without the health
-                    // mark, so that it is rechecked only once.
-                    let again = Pending {
-                        health: false,
-                        died: None,
-                        ..(*pending).clone()
-                    };
-                    self.rechecks.push_back((now + HEALTH_RECHECK, again));
-                }
-                self.out.push_back(Action::Report(Report {
-                    record,
-                    outcome,
-                    prompt: Some(Prompt {
-                        action: pending.event.action_label(),
-                        event_at: pending.event.at,
-                        read_at: pending.read_at,
-                        answered_at: at,
-                    }),
-                }));
-                // What a nudged inspect moved is saved soon; a tick's, at its end.
-                self.note_changes();
-            }
-            Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
-        }
-        if let Some((changes, game_id, seen)) = changed {
-            self.incident_events(changes, &game_id, &seen, at);
-        }
-        if self.tick.is_none() {
-            self.note_changes();
-        }
-    }
-
-    /// The events of an answer's changes to an incident, with what was seen.
-    fn incident_events(
-        &mut self,
-        changes: Vec<IncidentEvent>,
-        game_id: &str,
-        seen: &Observation,
-        at: SystemTime,
-    ) {
-        for change in changes {
-            let event = HealthEvent::for_incident(
-                change.change,
-                incident_facts(&change),
-                game_id.to_owned(),
-                seen.clone(),
-                at,
-            );
-            self.out.push_back(Action::Incident(event));
-        }
-    }
-
-    /// The `incident_resolved` of incidents whose games are gone: no look,
-    /// so no `seen`.
-    fn removed_incidents(&mut self, removed: Vec<IncidentEvent>) {
-        for change in removed {
-            let event = HealthEvent::for_removed_incident(
-                incident_facts(&change),
-                change.game_id,
-                change.container_id,
-                change.at,
-            );
-            self.out.push_back(Action::Incident(event));
-        }
-    }
-
     /// Marks what changed since the last call to be saved (see `saves`).
     fn note_changes(&mut self) {
         if self.inspector.take_changed() {
@@ -602,66 +367,6 @@ impl Schedule {
             self.saves.changed(StateFile::Incidents);
         }
     }
-
-    fn tick_step(&mut self, now: Instant) -> Option<Action> {
-        let (tick, started) = self.tick.as_mut()?;
-        self.nudge_went_last = false;
-        self.read_went_last = false;
-        match tick.next_step() {
-            Step::Inspect(record) => {
-                self.busy = Busy::TickInspect(record.clone());
-                Some(Action::Inspect(record))
-            }
-            Step::Decided(record, outcome) => Some(Action::Report(Report {
-                record,
-                outcome,
-                prompt: None,
-            })),
-            Step::Ping => {
-                self.busy = Busy::TickPing;
-                Some(Action::Ping)
-            }
-            Step::Done => {
-                let (started, summary) = (*started, tick.summary());
-                self.end_tick(Some(summary), started, now);
-                self.out.pop_front()
-            }
-        }
-    }
-
-    /// Ends the tick under way (or one whose listing failed).
-    fn end_tick(&mut self, summary: Option<Summary>, started: Instant, now: Instant) {
-        let tick = self.tick.take().map(|(t, _)| t);
-        self.out.push_back(Action::TickEnded(TickEnd {
-            started,
-            summary,
-            reach: tick.as_ref().and_then(Tick::reach),
-            gave_up_on_docker: tick.as_ref().is_some_and(Tick::gave_up_on_docker),
-        }));
-        self.note_changes();
-        self.saves.tick_ended();
-        if self.settings.once {
-            self.stopped = true;
-            return;
-        }
-        self.next_tick = started + self.settings.interval;
-        self.apply_resync(now);
-    }
-
-    fn shut_down(&mut self) {
-        if self.stopped {
-            return;
-        }
-        if let Some((tick, started)) = &mut self.tick {
-            tick.cancel();
-            let (started, summary) = (*started, tick.summary());
-            self.busy = Busy::Idle;
-            self.end_tick(Some(summary), started, started);
-        } else {
-            self.note_changes();
-        }
-        self.stopped = true;
-    }
 }
 
 /// The action that writes `file`.
@@ -669,17 +374,6 @@ fn save(file: StateFile) -> Action {
     match file {
         StateFile::Baselines => Action::SaveBaselines,
         StateFile::Incidents => Action::SaveIncidents,
-    }
-}
-
-/// What an incident's event says of the incident.
-fn incident_facts(change: &IncidentEvent) -> IncidentFacts {
-    IncidentFacts {
-        incident_id: change.incident_id.clone(),
-        kind: change.kind,
-        started_at: crate::event::rfc3339_micros(change.started_at),
-        restarts_in_window: change.restarts_in_window,
-        oom: change.oom,
     }
 }
 

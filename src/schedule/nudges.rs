@@ -6,6 +6,7 @@
 //! the container's end is no crash.
 
 use super::*;
+use crate::tick;
 
 /// A record waiting for a nudged inspect, with what it was nudged by.
 #[derive(Debug, Clone)]

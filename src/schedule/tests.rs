@@ -2,6 +2,7 @@
 //! saves, shutdown and incidents.
 
 use super::*;
+use crate::event::HealthEvent;
 use crate::fakes::{Answer, FakeDocker};
 use std::time::UNIX_EPOCH;
 

@@ -1,0 +1,160 @@
+//! An inspect's answer, taken: the incident tracker sees it first, with the
+//! evidence Docker gave (a container gone before its `die` could be
+//! inspected is judged from what the `die` said); then the tick core judges
+//! the fact, a nudged inspect that still looks healthy after a bare
+//! `health_status` is rechecked once, and each change of an incident
+//! becomes its event.
+
+use std::time::{Instant, SystemTime};
+
+use super::{Action, Busy, HEALTH_RECHECK, Pending, RECHECKS_MAX, Report, Schedule};
+use crate::event::{HealthEvent, IncidentFacts, Prompt};
+use crate::incident::{IncidentEvent, Look, Stamp};
+use crate::inspector::Observation;
+use crate::tick::{self, InspectAnswer, InspectError, Outcome};
+
+impl Schedule {
+    pub(super) fn answered(&mut self, answer: InspectAnswer, at: SystemTime, now: Instant) {
+        let busy = std::mem::replace(&mut self.busy, Busy::Idle);
+        let (Busy::TickInspect(record) | Busy::NudgeInspect(_, record)) = &busy else {
+            self.busy = busy;
+            return;
+        };
+        let stamp = Stamp {
+            wall: at,
+            mono: now,
+        };
+        // A container gone before its `die` could be inspected (`--rm`) is
+        // judged from what the `die` said of it.
+        let answer = match (answer, &busy) {
+            (Err(InspectError::NotFound), Busy::NudgeInspect(pending, _))
+                if pending.died.is_some() =>
+            {
+                Ok(self.died_and_gone(record, pending))
+            }
+            (answer, _) => answer,
+        };
+        if let (Err(InspectError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
+            let removed = tracker.missing(&record.game_id, stamp);
+            self.removed_incidents(removed);
+        }
+        // The incident tracker sees every answer, with the evidence Docker
+        // gave, before the fact is judged; what was seen is kept only for
+        // the rare answer that changes an incident.
+        let changed = match (&mut self.incidents, &answer) {
+            (Some(tracker), Ok(seen)) => {
+                let changes = tracker.look(&Look {
+                    game_id: &record.game_id,
+                    container_id: &seen.container_id,
+                    restart_count: seen.restart_count,
+                    status: &seen.status,
+                    health: &seen.health,
+                    started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
+                    at: stamp,
+                });
+                (!changes.is_empty()).then(|| (changes, record.game_id.clone(), seen.clone()))
+            }
+            _ => None,
+        };
+        // A fact carries the details `--details` asks for.
+        let answer = answer.map(|mut o| {
+            if !self.settings.extended_facts {
+                o.details = None;
+            }
+            o
+        });
+        match busy {
+            Busy::TickInspect(record) => {
+                let outcome = tick::judge(&mut self.inspector, &record, answer, at);
+                if let Some((tick, _)) = &mut self.tick {
+                    tick.answered(&outcome);
+                }
+                self.out.push_back(Action::Report(Report {
+                    record,
+                    outcome,
+                    prompt: None,
+                }));
+            }
+            Busy::NudgeInspect(pending, record) => {
+                let outcome = tick::judge(&mut self.inspector, &record, answer, at);
+                if pending.health
+                    && matches!(outcome, Outcome::Healthy)
+                    && self.rechecks.len() < RECHECKS_MAX
+                {
+                    // Re-inspected once a second later, without the health
+                    // mark, so that it is rechecked only once.
+                    let again = Pending {
+                        health: false,
+                        died: None,
+                        ..(*pending).clone()
+                    };
+                    self.rechecks.push_back((now + HEALTH_RECHECK, again));
+                }
+                self.out.push_back(Action::Report(Report {
+                    record,
+                    outcome,
+                    prompt: Some(Prompt {
+                        action: pending.event.action_label(),
+                        event_at: pending.event.at,
+                        read_at: pending.read_at,
+                        answered_at: at,
+                    }),
+                }));
+                // What a nudged inspect moved is saved soon; a tick's, at its end.
+                self.note_changes();
+            }
+            Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
+        }
+        if let Some((changes, game_id, seen)) = changed {
+            self.incident_events(changes, &game_id, &seen, at);
+        }
+        if self.tick.is_none() {
+            self.note_changes();
+        }
+    }
+
+    /// The events of an answer's changes to an incident, with what was seen.
+    fn incident_events(
+        &mut self,
+        changes: Vec<IncidentEvent>,
+        game_id: &str,
+        seen: &Observation,
+        at: SystemTime,
+    ) {
+        for change in changes {
+            let event = HealthEvent::for_incident(
+                change.change,
+                incident_facts(&change),
+                game_id.to_owned(),
+                seen.clone(),
+                at,
+            );
+            self.out.push_back(Action::Incident(event));
+        }
+    }
+
+    /// The `incident_resolved` of incidents whose games are gone: no look,
+    /// so no `seen`.
+    pub(super) fn removed_incidents(&mut self, removed: Vec<IncidentEvent>) {
+        for change in removed {
+            let event = HealthEvent::for_removed_incident(
+                incident_facts(&change),
+                change.game_id,
+                change.container_id,
+                change.at,
+            );
+            self.out.push_back(Action::Incident(event));
+        }
+    }
+}
+
+/// What an incident's event says of the incident.
+fn incident_facts(change: &IncidentEvent) -> IncidentFacts {
+    IncidentFacts {
+        incident_id: change.incident_id.clone(),
+        kind: change.kind,
+        started_at: crate::event::rfc3339_micros(change.started_at),
+        restarts_in_window: change.restarts_in_window,
+        oom: change.oom,
+    }
+}
