@@ -12,7 +12,7 @@ use super::error::{PgError, UNDEFINED_COLUMN};
 use super::transaction::{BEGIN, in_transaction, rolled_back};
 use crate::config::TableName;
 use crate::event::HealthEvent;
-use crate::publish::sink::{EventSink, SinkError};
+use crate::publish::sink::{Down, EventSink, SinkError};
 
 /// Events into `<events table>` plus `pg_notify(channel, envelope)`, in one
 /// transaction; `ON CONFLICT (event_id) DO NOTHING` makes a retry harmless,
@@ -162,11 +162,50 @@ impl PgSink {
             if e.connection_lost {
                 self.client = None;
             }
-            if e.refuses_the_values() {
-                SinkError::Refused(Box::new(e))
-            } else {
-                SinkError::Unavailable(Box::new(e))
-            }
+            failure(e)
         })
+    }
+}
+
+/// What a failed write says to the publisher: a refusal of the values, the
+/// sink down (the connection lost, or a server that takes no writes or is
+/// going away: never the event's fault), or any other failure.
+fn failure(e: PgError) -> SinkError {
+    if e.refuses_the_values() {
+        SinkError::Refused(Box::new(e))
+    } else if e.connection_lost {
+        SinkError::Unavailable(Box::new(Down(Box::new(e))))
+    } else {
+        SinkError::Unavailable(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(sqlstate: Option<&str>, connection_lost: bool) -> PgError {
+        PgError {
+            step: "inserting".into(),
+            detail: "what the server said".into(),
+            connection_lost,
+            sqlstate: sqlstate.map(String::from),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_says_the_sink_is_down_and_nothing_else_does() {
+        let lost = failure(error(Some("57P01"), true));
+        assert!(lost.is_outage());
+        assert_eq!(
+            lost.to_string(),
+            "sink unavailable: inserting: what the server said"
+        );
+        assert!(!failure(error(Some("P0001"), false)).is_outage());
+        assert!(matches!(
+            failure(error(Some("22023"), false)),
+            SinkError::Refused(_)
+        ));
     }
 }

@@ -256,6 +256,7 @@ mod tests {
     use super::*;
     use crate::event::stopped_event as event;
     use crate::publish::publisher::{Backoff, Rejects, spawn};
+    use crate::publish::sink::Down;
     use crate::telemetry::Telemetry;
 
     /// A sink that fails every send of the games in `fails` (a trigger on
@@ -276,13 +277,9 @@ mod tests {
             let mut calls = self.calls.lock().unwrap();
             calls.push(event.game_id.clone());
             if self.lost.contains(&calls.len()) {
-                return Err(SinkError::Unavailable(Box::new(crate::postgres::PgError {
-                    step: "inserting".into(),
-                    detail: "server closed the connection unexpectedly".into(),
-                    connection_lost: true,
-                    sqlstate: None,
-                    source: None,
-                })));
+                return Err(SinkError::Unavailable(Box::new(Down(
+                    "inserting: server closed the connection unexpectedly".into(),
+                ))));
             }
             if calls.len() <= self.down || self.fails.contains(&event.game_id.as_str()) {
                 return Err(SinkError::unavailable("trigger says no (SQLSTATE P0001)"));

@@ -45,9 +45,9 @@ impl SinkError {
     }
 
     /// Whether this failure says the sink itself is down or going away,
-    /// nothing about the event: a PostgreSQL connection lost, or a server
-    /// that takes no writes (25006) or is shutting down or starting (57P01
-    /// to 57P03), as [`crate::postgres::PgError::connection_lost`] tells.
+    /// nothing about the event: its cause is a [`Down`] (the PostgreSQL sink
+    /// says so of a connection lost, or of a server that takes no writes,
+    /// 25006, or is shutting down or starting, 57P01 to 57P03).
     pub fn is_outage(&self) -> bool {
         match self {
             SinkError::Unavailable(cause) | SinkError::UnavailableFor(_, cause) => is_outage(cause),
@@ -67,9 +67,26 @@ impl SinkError {
 /// Whether a failure's cause says the sink is down: see
 /// [`SinkError::is_outage`].
 pub(crate) fn is_outage(cause: &Cause) -> bool {
-    cause
-        .downcast_ref::<crate::postgres::PgError>()
-        .is_some_and(|e| e.connection_lost)
+    cause.is::<Down>()
+}
+
+/// A failure's cause that says the sink itself is down or going away,
+/// nothing about the event, so that it never counts against the event (see
+/// `poison`). The sink that knows it wraps its cause in it; it reads as
+/// that cause, in its words and its source.
+#[derive(Debug)]
+pub(crate) struct Down(pub(crate) Cause);
+
+impl fmt::Display for Down {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Error for Down {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl fmt::Display for SinkError {
