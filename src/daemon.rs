@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::build;
 use crate::commands;
 use crate::config::{Command, Config, SinkConfig};
@@ -26,7 +27,9 @@ use crate::inspector_loop::{self, InspectorThread, Nudges, Turns};
 use crate::metrics::{self, HealthInputs, MetricsServer};
 use crate::notify::Notifier;
 use crate::publish::fanout::{Emitter, Outlet};
-use crate::publish::publisher::{self, Backoff, Outbox, Publisher, Rejects};
+use crate::publish::outbox::Outbox;
+use crate::publish::publisher::{self, Publisher};
+use crate::publish::rejects::Rejects;
 use crate::publish::sink::EventSink;
 use crate::publish::spools::{self, FinalSpool};
 use crate::schedule::{Follow, Schedule, Settings};

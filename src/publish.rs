@@ -1,11 +1,12 @@
 //! Everything between "the core decided" and "a sink has it": the sink seam
 //! and the stdout sink ([`sink`]), routing by `--report` ([`fanout`]), each
-//! sink's queue ([`outbox`], with what it sheds and spills when full:
-//! [`shed`], [`overflow`]), the thread that delivers it ([`publisher`], with
+//! sink's queue ([`outbox`]; offered to without waiting, [`offer`], with
+//! what it sheds and spills when full: [`shed`], [`overflow`]), the thread that delivers it ([`publisher`], with
 //! an event a sink cannot take set aside: [`poison`], [`rejects`]) and the
 //! spool's life around a run ([`spools`]).
 
 pub(crate) mod fanout;
+pub(crate) mod offer;
 pub(crate) mod outbox;
 pub(crate) mod overflow;
 pub(crate) mod poison;

@@ -9,7 +9,8 @@ use crossbeam_channel::Sender;
 
 use crate::config::Report;
 use crate::event::HealthEvent;
-use crate::publish::publisher::{self, Outbox};
+use crate::publish::offer::{offer, offer_until};
+use crate::publish::outbox::Outbox;
 use crate::publish::spools::FinalSpool;
 use crate::telemetry::Telemetry;
 
@@ -46,10 +47,10 @@ impl Emitter {
             }
             let (outbox, events, event) = (&outlet.outbox, &outlet.events, event.clone());
             let offered = match self.once_deadline {
-                Some(deadline) => publisher::offer_until(outbox, events, event, deadline),
+                Some(deadline) => offer_until(outbox, events, event, deadline),
                 None => {
                     let counters = self.telemetry.sink(outlet.index);
-                    publisher::offer(outbox, events, event, counters)
+                    offer(outbox, events, event, counters)
                 }
             };
             if let Err(late) = offered {

@@ -254,8 +254,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::backoff::Backoff;
     use crate::event::stopped_event as event;
-    use crate::publish::publisher::{Backoff, Rejects, spawn};
+    use crate::publish::publisher::spawn;
+    use crate::publish::rejects::Rejects;
     use crate::publish::sink::Down;
     use crate::telemetry::Telemetry;
 

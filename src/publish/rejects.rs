@@ -87,9 +87,11 @@ impl Rejects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backoff::Backoff;
     use crate::event::stopped_event as event;
     use crate::fakes::{FakeSink, SinkAnswer};
-    use crate::publish::publisher::{Backoff, Outbox, spawn};
+    use crate::publish::outbox::Outbox;
+    use crate::publish::publisher::spawn;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 

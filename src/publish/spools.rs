@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::failure::Failure;
-use crate::publish::publisher::Outbox;
+use crate::publish::outbox::Outbox;
 use crate::state::{LoadedSpool, StateDir};
 use crate::telemetry::Telemetry;
 

@@ -131,7 +131,10 @@ fn a_retry_after_is_reported_to_the_publisher_not_slept() {
 
 #[test]
 fn close_ends_the_wait_a_429_asked_for_at_once() {
-    use crate::publish::publisher::{Backoff, Outbox, Rejects, spawn};
+    use crate::backoff::Backoff;
+    use crate::publish::outbox::Outbox;
+    use crate::publish::publisher::spawn;
+    use crate::publish::rejects::Rejects;
     let (url, answered) = answering("429 Too Many Requests\r\nRetry-After: 60");
     let (tx, outbox) = Outbox::new(Vec::new());
     let p = spawn(
