@@ -1,29 +1,29 @@
 //! The worker: the shell of I/O around the schedule and the tick core. It
 //! carries out each `Action` the schedule decides — lists the records,
 //! inspects a container, pings dockerd, saves the baselines — and hands the
-//! answer back as an `Input`; it logs and counts each record's outcome,
-//! keeps the per-game warnings, tells telemetry whether a tick could see, and
-//! publishes events through the `emit` it is given. Threads, channels and
-//! the exit are the daemon's.
+//! answer back as an `Input`; it logs and counts each record's outcome
+//! (`record_log`, with the per-game warnings), tells telemetry whether a
+//! tick could see, and publishes events through the `emit` it is given.
+//! Threads, channels and the exit are the daemon's.
 
-use std::collections::HashSet;
+mod record_log;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::docker::{ContainerInspector, DockerError};
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::HealthEvent;
 use crate::incident::Stamp;
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
-use crate::schedule::{Action, Input, ListFor, Report, Schedule, Settings, StateFile, TickEnd};
+use crate::schedule::{Action, Input, ListFor, Schedule, Settings, StateFile, TickEnd};
 use crate::state::{StateDir, StateError};
 use crate::telemetry::{Stage, Telemetry};
-use crate::tick::{
-    Failure, FailureKind, InspectAnswer, InspectError, Outcome, Reach, Skip, Summary,
-};
+use crate::tick::{Failure, FailureKind, InspectAnswer, InspectError, Reach, Summary};
+use record_log::RecordLog;
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
@@ -65,15 +65,6 @@ pub enum Carried {
     Nothing,
 }
 
-/// What is logged and counted per record, with what it remembers per game.
-struct RecordLog {
-    telemetry: Arc<Telemetry>,
-    /// Per game and cause: a failing inspect, an invalid record.
-    warnings: WarnLimiter,
-    /// Games whose last look was an event: their next event is no news.
-    unhealthy: HashSet<String>,
-}
-
 impl Worker {
     /// A worker; `docker_socket` names dockerd in messages.
     pub fn new(
@@ -87,11 +78,7 @@ impl Worker {
             docker,
             telemetry: telemetry.clone(),
             docker_socket: docker_socket.to_owned(),
-            records: RecordLog {
-                telemetry,
-                warnings: WarnLimiter::new(WARNING_PERIOD),
-                unhealthy: HashSet::new(),
-            },
+            records: RecordLog::new(telemetry, WARNING_PERIOD),
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
             state: None,
             list_error: None,
@@ -384,94 +371,6 @@ impl Worker {
     }
 }
 
-impl RecordLog {
-    /// Drops what is kept per game for games no longer listed.
-    fn forget_games_not_in(&mut self, records: &[RuntimeRecord]) {
-        if self.unhealthy.is_empty() && self.warnings.is_empty() {
-            return;
-        }
-        let listed: HashSet<&str> = records.iter().map(|r| r.game_id.as_str()).collect();
-        self.unhealthy.retain(|g| listed.contains(g.as_str()));
-        self.warnings
-            .retain(|cause| listed.contains(cause.split_once('\0').map_or(cause, |(g, _)| g)));
-    }
-
-    /// Logs and counts one outcome; publishes an event.
-    fn handle(&mut self, report: Report, emit: &mut dyn FnMut(HealthEvent)) {
-        let Report {
-            record,
-            outcome,
-            prompt,
-        } = report;
-        let game_id = record.game_id.as_str();
-        if let Some(p) = &prompt {
-            log::debug!(game_id, container_id = record.container_id.as_str();
-                "Docker event: {}", p.action);
-        }
-        let container_id = record.container_id.as_str();
-        let answered = matches!(
-            outcome,
-            Outcome::Event(..) | Outcome::Healthy | Outcome::Missing
-        );
-        // No allocation per answered record while nothing is being warned about.
-        if answered
-            && !self.warnings.is_empty()
-            && self.warnings.clear(&per_game(game_id, "inspect"))
-        {
-            log::info!(game_id, container_id; "inspect works again");
-        }
-        match outcome {
-            Outcome::Event(event, reasons) => {
-                let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
-                // A game that turns unhealthy is news; the same game still
-                // unhealthy at the next tick is only another event.
-                if self.unhealthy.insert(game_id.to_owned()) {
-                    log::info!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
-                        "unhealthy: {}", reasons.join(","));
-                } else {
-                    log::debug!(game_id, container_id, event_type = INSPECT_UNHEALTHY;
-                        "still unhealthy: {}", reasons.join(","));
-                }
-                let mut event = event;
-                event.prompt = prompt.map(Box::new);
-                emit(event);
-            }
-            Outcome::Healthy => {
-                if self.unhealthy.remove(game_id) {
-                    log::info!(game_id, container_id; "healthy again");
-                }
-            }
-            Outcome::Missing => {
-                self.telemetry.inspect_error("not_found");
-                log::debug!(game_id, container_id; "container missing");
-            }
-            Outcome::Invalid(why) => {
-                self.telemetry.inspect_error("invalid_id");
-                if let Some(held) = self
-                    .warnings
-                    .allow(&per_game(game_id, why.as_str()), Instant::now())
-                {
-                    log::warn!(game_id, container_id; "record skipped: {why}{}", held_back(held));
-                }
-            }
-            Outcome::Failed(e) => {
-                self.telemetry.inspect_error(e.as_str());
-                // A socket that cannot be connected to is dockerd's, warned
-                // about once per tick, after it; anything else (a timeout
-                // included) may be this one container's, warned about per game.
-                if !e.is_the_socket()
-                    && let Some(held) = self
-                        .warnings
-                        .allow(&per_game(game_id, "inspect"), Instant::now())
-                {
-                    log::warn!(game_id, container_id, err:% = e; "inspect failed{}", held_back(held));
-                }
-            }
-            Outcome::Skipped(Skip::Shutdown | Skip::DockerDown) => {}
-        }
-    }
-}
-
 /// The Docker client's answer as the cores take it: what they tell apart,
 /// and the client's words for the log.
 pub(crate) fn core_answer(answer: Result<Observation, DockerError>) -> InspectAnswer {
@@ -490,11 +389,6 @@ pub(crate) fn core_answer(answer: Result<Observation, DockerError>) -> InspectAn
         };
         InspectError::Failed(Failure::new(kind, e.to_string()))
     })
-}
-
-/// The warning cause of one game: the game id, a NUL, the cause.
-fn per_game(game_id: &str, cause: &str) -> String {
-    format!("{game_id}\0{cause}")
 }
 
 #[cfg(test)]
