@@ -6,13 +6,19 @@
 //! count), and the outcome of ticks (the last success, the failure streak
 //! under way), each sit behind a mutex taken once per tick (or delivery) and
 //! once per scrape or `/healthz`, never across I/O. The metrics listener only
-//! reads.
+//! reads. A sink's counters and how its deliveries went lately are
+//! `sink`'s; the histogram is `histogram`'s.
+
+mod histogram;
+mod sink;
 
 use crate::incident::{Change, Kind};
-use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime};
+
+pub use histogram::{Histogram, HistogramCounts, TICK_BUCKETS};
+pub use sink::{Deliveries, REFUSALS_FOR_TROUBLE, SINK_TROUBLE_AFTER, SinkCounters};
 
 /// The inspect error kinds, in the order of [`Telemetry::inspect_errors`].
 pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "invalid_id"];
@@ -72,145 +78,6 @@ pub const INCIDENT_CHANGES: [(Change, &str); 4] = [
     (Change::Reminder, "reminder"),
     (Change::Resolved, "resolved"),
 ];
-
-/// How far back `/healthz` looks at a sink's deliveries: a sink that
-/// refused every event it was given over this span (at least
-/// [`REFUSALS_FOR_TROUBLE`]), or failed to deliver for all of it, is
-/// unhealthy.
-pub const SINK_TROUBLE_AFTER: Duration = Duration::from_secs(5 * 60);
-
-/// The fewest refused events that make a sink refusing everything.
-pub const REFUSALS_FOR_TROUBLE: usize = 3;
-
-/// How a sink's deliveries went lately, on the monotonic clock.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Deliveries {
-    /// When the sink last accepted events.
-    last_accepted: Option<Instant>,
-    /// When each of its last [`REFUSALS_FOR_TROUBLE`] refused events was
-    /// refused, the newest last.
-    refused: VecDeque<Instant>,
-    /// Why the last refusal, as the sink said it.
-    last_refusal: String,
-    /// The first failed attempt since the last acceptance, and the last
-    /// failure's words.
-    failing: Option<(Instant, String)>,
-}
-
-impl Deliveries {
-    /// What is wrong with the sink's deliveries at `now`, in words, if
-    /// anything: it refused every event it was given over the last
-    /// [`SINK_TROUBLE_AFTER`] (at least [`REFUSALS_FOR_TROUBLE`]), or failed
-    /// to deliver for that long.
-    pub fn trouble(&self, now: Instant) -> Option<String> {
-        let within = |at: Instant| now.saturating_duration_since(at) <= SINK_TROUBLE_AFTER;
-        let minutes = SINK_TROUBLE_AFTER.as_secs() / 60;
-        if let Some((since, why)) = &self.failing
-            && !within(*since)
-        {
-            return Some(format!(
-                "has failed to deliver for {:.0}s (over {minutes} minutes): {why}",
-                now.saturating_duration_since(*since).as_secs_f64()
-            ));
-        }
-        let refused_all = self.refused.len() >= REFUSALS_FOR_TROUBLE
-            && self.refused.iter().all(|at| within(*at))
-            && !self.last_accepted.is_some_and(within);
-        refused_all.then(|| {
-            format!(
-                "has refused every event it was given over the last {minutes} minutes \
-                 (at least {REFUSALS_FOR_TROUBLE}, none accepted): {}",
-                self.last_refusal
-            )
-        })
-    }
-}
-
-/// The counters of one sink's delivery, labelled with its name.
-#[derive(Debug, Default)]
-pub struct SinkCounters {
-    /// The sink's name (`stdout`, `postgres`, `webhook`).
-    pub name: &'static str,
-    /// Events the sink accepted, by type, indexed as [`crate::event::EVENT_TYPES`].
-    pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
-    /// Failed publish attempts (each retry counts).
-    pub publish_failures: AtomicU64,
-    /// Events dropped because the sink's queue was full (and its overflow,
-    /// with a state directory), by type, indexed as
-    /// [`crate::event::EVENT_TYPES`].
-    pub events_dropped: [AtomicU64; crate::event::EVENT_TYPES.len()],
-    /// Events written to the sink's overflow file because its queue was full.
-    pub events_overflowed: AtomicU64,
-    /// Whether the sink's publisher thread is running.
-    pub publisher_alive: AtomicBool,
-    /// Events the sink refused for good and set aside in `rejected.jsonl`.
-    pub events_rejected: AtomicU64,
-    /// From a Docker event's time to the sink accepting the health event it led to.
-    pub detection_latency: Histogram,
-    /// How its deliveries went lately: what `/healthz` reads.
-    deliveries: Mutex<Deliveries>,
-}
-
-impl SinkCounters {
-    /// The sink accepted an event of `event_type`.
-    pub fn published(&self, event_type: &str) {
-        count_by_type(&self.events_published, event_type);
-    }
-
-    /// An event of `event_type` was dropped for a full queue.
-    pub fn dropped(&self, event_type: &str) {
-        count_by_type(&self.events_dropped, event_type);
-    }
-}
-
-/// Counts one event of `event_type` in `counts`, indexed as
-/// [`crate::event::EVENT_TYPES`].
-fn count_by_type(counts: &[AtomicU64; crate::event::EVENT_TYPES.len()], event_type: &str) {
-    // Every event is made with one of these types, a spooled one included
-    // (`from_envelope` refuses any other).
-    if let Some(i) = crate::event::EVENT_TYPES
-        .iter()
-        .position(|t| *t == event_type)
-    {
-        counts[i].fetch_add(1, Relaxed);
-    }
-}
-
-impl SinkCounters {
-    /// The sink accepted events at `now`: a failure streak ends.
-    pub fn delivered(&self, now: Instant) {
-        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        d.last_accepted = Some(now);
-        d.failing = None;
-    }
-
-    /// The sink refused `events` events at `now`, for `why`.
-    pub fn refused(&self, events: usize, why: &dyn std::fmt::Display, now: Instant) {
-        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        for _ in 0..events.min(REFUSALS_FOR_TROUBLE) {
-            if d.refused.len() == REFUSALS_FOR_TROUBLE {
-                d.refused.pop_front();
-            }
-            d.refused.push_back(now);
-        }
-        d.last_refusal = why.to_string();
-    }
-
-    /// An attempt to deliver failed at `now` (the sink is down), for `why`.
-    pub fn failed(&self, why: &dyn std::fmt::Display, now: Instant) {
-        let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        let since = d.failing.as_ref().map_or(now, |(since, _)| *since);
-        d.failing = Some((since, why.to_string()));
-    }
-
-    /// How its deliveries went lately.
-    pub fn deliveries(&self) -> Deliveries {
-        self.deliveries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
 
 /// The `action` labels of `rtinspect_docker_events_total`: the actions the
 /// events reader follows (in its order), and `other`.
@@ -295,72 +162,13 @@ pub fn unix_ms_now() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Upper bounds of the tick-duration buckets, in seconds: 1 ms to 60 s.
-pub const TICK_BUCKETS: [f64; 15] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// A Prometheus histogram over [`TICK_BUCKETS`]. Its counts sit behind one
-/// mutex, taken once per observation and once per scrape, so a scrape never
-/// shows a count that disagrees with its buckets.
-#[derive(Debug, Default)]
-pub struct Histogram(Mutex<HistogramCounts>);
-
-/// The counts of a [`Histogram`] at one moment.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct HistogramCounts {
-    /// Observations per bucket (not cumulative); the last one is `+Inf`.
-    buckets: [u64; TICK_BUCKETS.len() + 1],
-    /// Sum of all observations, in microseconds.
-    pub sum_micros: u64,
-    /// Number of observations.
-    pub count: u64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = TICK_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(TICK_BUCKETS.len());
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        counts.buckets[i] += 1;
-        counts.sum_micros += d.as_micros() as u64;
-        counts.count += 1;
-    }
-
-    /// The counts now, all taken together.
-    pub fn snapshot(&self) -> HistogramCounts {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl HistogramCounts {
-    /// Cumulative counts per bucket, `+Inf` last, as Prometheus wants them.
-    pub fn cumulative(&self) -> Vec<u64> {
-        let mut total = 0;
-        self.buckets
-            .iter()
-            .map(|b| {
-                total += b;
-                total
-            })
-            .collect()
-    }
-}
-
 impl Telemetry {
     /// The counters of a process whose events go to the sinks `names`.
     pub fn for_sinks(names: &[&'static str]) -> Telemetry {
         Telemetry {
             sinks: names
                 .iter()
-                .map(|&name| SinkCounters {
-                    name,
-                    ..SinkCounters::default()
-                })
+                .map(|&name| SinkCounters::named(name))
                 .collect(),
             ..Telemetry::default()
         }
@@ -467,24 +275,7 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative_with_inf_last() {
-        let h = Histogram::default();
-        for ms in [0, 1, 2, 40, 70_000] {
-            h.observe(Duration::from_millis(ms));
-        }
-        let s = h.snapshot();
-        let c = s.cumulative();
-        assert_eq!(c.len(), 16);
-        assert_eq!(c[0], 2, "0 ms and 1 ms are <= 1 ms");
-        assert_eq!(c[1], 3, "2 ms is <= 2.5 ms");
-        assert_eq!(c[5], 4, "40 ms is <= 50 ms");
-        assert_eq!(c[14], 4, "70 s is over 60 s");
-        assert_eq!(c[15], 5);
-        assert_eq!(s.count, 5);
-        assert_eq!(s.sum_micros, 70_043_000);
-    }
+    use std::time::Duration;
 
     #[test]
     fn a_failure_streak_keeps_its_start_until_a_success() {
