@@ -11,7 +11,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
 use super::error::ConfigError;
-use super::options::{Opt, OptionDefault};
+use super::options::Opt;
+use super::row::OptionDefault;
 
 /// systemd's `StateDirectory=` sets this; it is the default of `--state-dir`.
 const STATE_DIRECTORY: &str = "STATE_DIRECTORY";

@@ -8,8 +8,8 @@
 use super::database::Database;
 use super::error::ConfigError;
 use super::options::Opt;
-pub(crate) use super::options::SinkKind;
 use super::raw::{Given, Inputs};
+pub(crate) use super::row::SinkKind;
 use super::webhook::{self, Webhook};
 
 /// Where events go, with what that sink needs.

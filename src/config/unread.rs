@@ -6,8 +6,9 @@
 //! file may hold every default uncommented) and only said in a debug line.
 
 use super::error::ConfigError;
-use super::options::{Mode, OPTIONS, Opt, OptionDefault, OptionSpec};
+use super::options::{OPTIONS, Opt, OptionSpec};
 use super::raw::{Given, Inputs, Source};
+use super::row::{Mode, OptionDefault};
 use super::sinks::{Chosen, SinkKind};
 
 /// Refuses an option set (by flag or environment) for the mode that does not
