@@ -49,6 +49,7 @@ mod publish;
 pub mod records;
 pub(crate) mod schedule;
 pub(crate) mod shutdown;
+pub(crate) mod silence;
 pub(crate) mod state;
 pub mod telemetry;
 mod text;

@@ -20,6 +20,7 @@
 //! everything.
 
 mod rejected;
+pub(crate) mod silences;
 mod spool;
 #[cfg(test)]
 mod tests;
@@ -215,34 +216,8 @@ impl StateDir {
 
     /// Writes `bytes` to `name` atomically.
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let target = self.dir.join(name);
-        let temp = self.dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            self.temp_seq.fetch_add(1, Relaxed)
-        ));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&temp)
-            .map_err(at(&temp))?;
-        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-            // A full disk must not leave temporary files behind.
-            let _ = fs::remove_file(&temp);
-            return Err(at(&temp)(e));
-        }
-        drop(f);
-        if let Err(e) = fs::rename(&temp, &target) {
-            // Nor a rename that fails: each retry would leave one more.
-            let _ = fs::remove_file(&temp);
-            return Err(at(&target)(e));
-        }
-        // The rename itself is durable only once the directory is synced.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at(&self.dir))
+        let unique = self.temp_seq.fetch_add(1, Relaxed);
+        write_atomic(&self.dir, name, bytes, unique, |_| Ok(()))
     }
 
     /// Moves a file that does not parse out of the way, keeping it for a look.
@@ -359,4 +334,41 @@ impl StateDir {
         let bytes = serde_json::to_vec(&file).expect("incidents always serialise");
         self.write_atomic(INCIDENTS, &bytes)
     }
+}
+
+/// Writes `bytes` to `dir/name` atomically: a temporary file of a name
+/// unique to the process and `unique`, `prepare`d (its owner set, say),
+/// written, fsynced, renamed over `name`, and the directory fsynced.
+fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    unique: u64,
+    prepare: impl FnOnce(&File) -> io::Result<()>,
+) -> Result<(), StateError> {
+    let target = dir.join(name);
+    let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&temp)
+        .map_err(at(&temp))?;
+    if let Err(e) = prepare(&f)
+        .and_then(|()| f.write_all(bytes))
+        .and_then(|()| f.sync_all())
+    {
+        // A full disk must not leave temporary files behind.
+        let _ = fs::remove_file(&temp);
+        return Err(at(&temp)(e));
+    }
+    drop(f);
+    if let Err(e) = fs::rename(&temp, &target) {
+        // Nor a rename that fails: each retry would leave one more.
+        let _ = fs::remove_file(&temp);
+        return Err(at(&target)(e));
+    }
+    // The rename itself is durable only once the directory is synced.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }

@@ -10,11 +10,19 @@
 use std::path::{Path, PathBuf};
 
 /// The files of the pure cores, with the files of their submodules.
-const CORES: &[&str] = &["inspector", "tick", "schedule", "incident"];
+const CORES: &[&str] = &["inspector", "tick", "schedule", "incident", "silence"];
 
 /// What a core may name of the crate: the other cores and the shared leaves
 /// that are plain values themselves.
-const CRATE_ALLOWED: &[&str] = &["inspector", "tick", "schedule", "incident", "event", "text"];
+const CRATE_ALLOWED: &[&str] = &[
+    "inspector",
+    "tick",
+    "schedule",
+    "incident",
+    "silence",
+    "event",
+    "text",
+];
 
 /// Outside crates a core may use: serde for the saved form's derive, uuid
 /// for an incident's id (made from the time the core is given).
