@@ -27,6 +27,7 @@ mod names;
 mod options;
 mod raw;
 mod row;
+mod silence;
 mod sinks;
 mod unread;
 mod usage;
@@ -39,6 +40,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use command::Command;
+pub(crate) use silence::SilenceCommand;
 // `pub` only while the PostgreSQL adapter, `tls` and the webhook sink name
 // them in public signatures; the rest of the library uses them, not main.rs
 // or tests/.
@@ -94,6 +96,8 @@ pub struct Config {
     pub(crate) records_table: TableName,
     /// The health events table.
     pub(crate) events_table: TableName,
+    /// The silences table.
+    pub(crate) silences_table: TableName,
     /// The NOTIFY channel; `None` when NOTIFY is disabled.
     pub(crate) notify_channel: Option<String>,
     /// Where events go: one sink of each kind at most, in the order given.

@@ -228,7 +228,8 @@ fn a_missing_host_column_is_a_clear_error_naming_it() {
 fn migrate_is_idempotent_with_and_without_scoping() {
     let Some(url) = live_pg() else { return };
     let mut s = TestSchema::new(url, "migscope");
-    let (records, events, schema) = (s.records(), s.events(), s.name.clone());
+    let (records, events, silences, schema) =
+        (s.records(), s.events(), s.silences(), s.name.clone());
 
     // Unscoped first, twice.
     let (code, first, err) = migrate(&s, url, &[]);
@@ -237,7 +238,8 @@ fn migrate_is_idempotent_with_and_without_scoping() {
         first,
         format!(
             "created table {records}\ncreated index {schema}.runtime_records_status_idx\n\
-             created table {events}\ncreated index {schema}.runtime_health_events_recorded_at_idx\n"
+             created table {events}\ncreated index {schema}.runtime_health_events_recorded_at_idx\n\
+             created table {silences}\ncreated index {schema}.runtime_silences_ends_at_idx\n"
         )
     );
     let (_, again, _) = migrate(&s, url, &[]);
@@ -269,7 +271,9 @@ fn migrate_is_idempotent_with_and_without_scoping() {
         format!(
             "exists: table {records}\nexists: index {schema}.runtime_records_status_idx\n\
              created index {schema}.runtime_records_host_status_idx\nexists: table {events}\n\
-             created column {events}.host_id\nexists: index {schema}.runtime_health_events_recorded_at_idx\n"
+             created column {events}.host_id\nexists: index {schema}.runtime_health_events_recorded_at_idx\n\
+             exists: table {silences}\ncreated column {silences}.host_id\n\
+             exists: index {schema}.runtime_silences_ends_at_idx\n"
         )
     );
     for extra in [&["--host-column", "host"][..], &[]] {
@@ -326,7 +330,8 @@ fn migrate_is_idempotent_with_and_without_scoping() {
                 "runtime_health_events.host_id".to_string(),
                 "text".to_string()
             ),
-            ("runtime_records.host".to_string(), "text".to_string())
+            ("runtime_records.host".to_string(), "text".to_string()),
+            ("runtime_silences.host_id".to_string(), "text".to_string())
         ]
     );
 }

@@ -23,8 +23,12 @@ fn migrate_creates_the_schema_once_and_is_idempotent() {
         String::from_utf8(first.stdout).unwrap(),
         format!(
             "created table {records}\ncreated index {}.runtime_records_status_idx\ncreated table {events}\n\
-             created index {}.runtime_health_events_recorded_at_idx\n",
-            s.name, s.name
+             created index {}.runtime_health_events_recorded_at_idx\n\
+             created table {}\ncreated index {}.runtime_silences_ends_at_idx\n",
+            s.name,
+            s.name,
+            s.silences(),
+            s.name
         )
     );
     let second = bin().arg("migrate").args(s.args()).output().unwrap();
@@ -65,6 +69,12 @@ fn migrate_creates_the_schema_once_and_is_idempotent() {
         ("runtime_records.status", "text"),
         ("runtime_records.current_container_id", "text"),
         ("runtime_records.updated_at", "timestamp with time zone"),
+        ("runtime_silences.silence_id", "uuid"),
+        ("runtime_silences.game_id", "text"),
+        ("runtime_silences.starts_at", "timestamp with time zone"),
+        ("runtime_silences.ends_at", "timestamp with time zone"),
+        ("runtime_silences.created_by", "text"),
+        ("runtime_silences.comment", "text"),
     ];
     let want: Vec<(String, String)> = want
         .iter()

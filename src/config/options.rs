@@ -142,6 +142,19 @@ option_table! {
         sink: None,
         help: "events table, may be schema.table",
     }
+    /// `--silences-table`: the silences, in PostgreSQL mode.
+    SilencesTable {
+        flag: "--silences-table",
+        env: "RTINSPECT_SILENCES_TABLE",
+        value_name: "NAME",
+        default: OptionDefault::Value("runtime_silences"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Postgres,
+        sink: None,
+        help: "silences table (rtinspect silence, or a row INSERTed by a deploy tool), \
+               may be schema.table",
+    }
     /// `--notify-channel`: the pg_notify channel; empty disables NOTIFY.
     NotifyChannel {
         flag: "--notify-channel",

@@ -69,6 +69,7 @@ impl Config {
             )?,
             records_table: table(&inputs.with_default(Opt::RecordsTable)?)?,
             events_table: table(&inputs.with_default(Opt::EventsTable)?)?,
+            silences_table: table(&inputs.with_default(Opt::SilencesTable)?)?,
             notify_channel: notify_channel(&inputs.with_default(Opt::NotifyChannel)?)?,
             label: label(&inputs.with_default(Opt::Label)?)?,
             metrics_addr: inputs

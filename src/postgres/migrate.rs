@@ -1,6 +1,7 @@
-//! `migrate`: creates the records and events tables and their indexes when
-//! missing, in one transaction, looking each object up first; it never
-//! alters a table it did not create, except to add the events' `host_id`.
+//! `migrate`: creates the records, events and silences tables and their
+//! indexes when missing, in one transaction, looking each object up first;
+//! it never alters a table it did not create, except to add the events' and
+//! the silences' `host_id`.
 
 use std::fmt;
 
@@ -72,21 +73,32 @@ enum Lookup {
 
 /// Creates what is missing, in one transaction, and says what it did;
 /// idempotent. Always: the records table, its status index, the events
-/// table and its `recorded_at` index (for `prune-events`). With
-/// `host_column`: that column on a records table it creates, the index
+/// table and its `recorded_at` index (for `prune-events`), the silences
+/// table and its `ends_at` index (the daemon's read). With `host_column`:
+/// that column on a records table it creates, the index
 /// `(<column>, status) INCLUDE (game_id, current_container_id)` on any
 /// (a missing or non-text column is an error naming it), and the events'
-/// `host_id` column.
+/// and the silences' `host_id` column.
 pub fn migrate(
     connector: &Connector,
-    records: &TableName,
-    events: &TableName,
+    tables: &Tables<'_>,
     host_column: Option<&str>,
 ) -> Result<Vec<MigrationStep>, PgError> {
     let mut client = connector.connect()?;
     in_transaction(&mut client, BEGIN_MIGRATION, |tx| {
-        migrate_in(tx, records, events, host_column)
+        migrate_in(tx, tables, host_column)
     })
+}
+
+/// The tables `migrate` makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Tables<'a> {
+    /// The runtime records.
+    pub records: &'a TableName,
+    /// The health events.
+    pub events: &'a TableName,
+    /// The silences.
+    pub silences: &'a TableName,
 }
 
 /// The key of the transaction-level advisory lock every `migrate` takes
@@ -119,10 +131,14 @@ fn serialized(tx: &mut Client) -> Result<(), PgError> {
 
 fn migrate_in(
     tx: &mut Client,
-    records: &TableName,
-    events: &TableName,
+    tables: &Tables<'_>,
     host_column: Option<&str>,
 ) -> Result<Vec<MigrationStep>, PgError> {
+    let Tables {
+        records,
+        events,
+        silences,
+    } = *tables;
     serialized(tx)?;
     let host_column_ddl = host_column
         .map(|c| format!(", \"{c}\" text"))
@@ -177,23 +193,33 @@ fn migrate_in(
         ),
     });
     if host_column.is_some() {
-        // On a table that existed. Looked up first: ALTER TABLE takes its
-        // exclusive lock even when the column is there.
-        wanted.push(Wanted {
-            kind: "column",
-            on_host_column: None,
-            name: format!("{events}.host_id"),
-            lookup: Lookup::Column {
-                table: events.clone(),
-                column: "host_id".into(),
-            },
-            ddl: format!(
-                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS host_id text",
-                events.quoted()
-            ),
-        });
+        wanted.push(host_id_column(events));
     }
     wanted.push(index(events, "recorded_at_idx", "(recorded_at)"));
+    // A row per game a silence names (`game_id` NULL: every game), so a
+    // deploy tool can INSERT one with psql; `silence end` sets `ends_at`
+    // to now, or to `starts_at` for one still to come.
+    wanted.push(Wanted {
+        kind: "table",
+        on_host_column: None,
+        name: silences.to_string(),
+        lookup: Lookup::Relation,
+        ddl: format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             silence_id uuid NOT NULL, \
+             game_id text, \
+             starts_at timestamptz NOT NULL DEFAULT now(), \
+             ends_at timestamptz NOT NULL, \
+             created_by text NOT NULL DEFAULT current_user, \
+             comment text NOT NULL DEFAULT ''{host_id_ddl}, \
+             CHECK (ends_at >= starts_at))",
+            silences.quoted()
+        ),
+    });
+    if host_column.is_some() {
+        wanted.push(host_id_column(silences));
+    }
+    wanted.push(index(silences, "ends_at_idx", "(ends_at)"));
 
     let mut steps: Vec<MigrationStep> = Vec::new();
     for want in wanted {
@@ -225,6 +251,25 @@ fn migrate_in(
         });
     }
     Ok(steps)
+}
+
+/// The nullable `host_id` column, on a table that existed before scoping
+/// was turned on. Looked up first: ALTER TABLE takes its exclusive lock
+/// even when the column is there.
+fn host_id_column(table: &TableName) -> Wanted {
+    Wanted {
+        kind: "column",
+        on_host_column: None,
+        name: format!("{table}.host_id"),
+        lookup: Lookup::Column {
+            table: table.clone(),
+            column: "host_id".into(),
+        },
+        ddl: format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS host_id text",
+            table.quoted()
+        ),
+    }
 }
 
 /// `CREATE INDEX IF NOT EXISTS <table>_<suffix> ON <table> <columns>`.

@@ -67,6 +67,10 @@ impl TestSchema {
         format!("{}.runtime_health_events", self.name)
     }
 
+    pub fn silences(&self) -> String {
+        format!("{}.runtime_silences", self.name)
+    }
+
     /// A notify channel of this test's own.
     pub fn channel(&self) -> String {
         format!("ch_{}", self.name)
@@ -81,6 +85,8 @@ impl TestSchema {
             self.records(),
             "--events-table".into(),
             self.events(),
+            "--silences-table".into(),
+            self.silences(),
             "--notify-channel".into(),
             self.channel(),
         ]
