@@ -1,5 +1,10 @@
-//! The commands that run once and end: `migrate`, `prune-events` and
-//! `notify-test`. Each says what it did on stdout, one line a step.
+//! The commands that run once and end: `migrate`, `prune-events`,
+//! `notify-test` and `silence` (in a file of its own). Each says what it
+//! did on stdout, one line a step.
+
+mod silence;
+
+pub(crate) use silence::silence;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,10 +15,14 @@ use crate::failure::Failure;
 
 /// `rtinspect migrate`: creates what is missing and says what it did on stdout.
 pub(crate) fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
+    let tables = crate::postgres::Tables {
+        records: &config.records_table,
+        events: &config.events_table,
+        silences: &config.silences_table,
+    };
     let steps = crate::postgres::migrate(
         &pg_connector(db)?,
-        &config.records_table,
-        &config.events_table,
+        &tables,
         config.host_scope.as_ref().map(|s| s.column.as_str()),
     )
     .map_err(Failure::because)?;

@@ -49,8 +49,8 @@ const NUDGE_CAPACITY: usize = 256;
 /// writes, and what the exit writes.
 type AtExit = Arc<OnceLock<Vec<Arc<FinalSpool>>>>;
 
-/// Runs `run`, `once`, `migrate`, `prune-events` or `notify-test` with the
-/// given configuration until done.
+/// Runs `run`, `once`, `migrate`, `prune-events`, `notify-test` or
+/// `silence` with the given configuration until done.
 pub fn run(config: &Config) -> Result<(), Failure> {
     match &config.command {
         Command::Migrate { database } => return commands::migrate(config, database),
@@ -59,6 +59,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             older_than,
         } => return commands::prune_events(config, database, *older_than),
         Command::NotifyTest => return commands::notify_test(config),
+        Command::Silence(silence) => return commands::silence(config, silence),
         Command::Run | Command::Once => {}
     }
     let once = matches!(config.command, Command::Once);

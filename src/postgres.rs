@@ -33,15 +33,17 @@ mod error;
 mod migrate;
 mod prune;
 mod records;
+mod silences;
 mod sink;
 pub mod tls;
 mod transaction;
 
 pub use connect::{Connector, connect};
 pub use error::{PgError, describe};
-pub use migrate::{MigrationStep, migrate};
+pub use migrate::{MigrationStep, Tables, migrate};
 pub use prune::{PRUNE_BATCH, Pruned, prune_events};
 pub use records::{HostFilter, PgRecords, records_query};
+pub use silences::{PgSilences, is_missing, known_games, silences_query};
 pub use sink::PgSink;
 
 /// `a.b` → `"a"."b"`, for `to_regclass`, which would fold unquoted names.

@@ -47,6 +47,8 @@ mod postgres_mode;
 /// Writes of the state directory: a failed save tried again until it
 /// succeeds, and a burst of events paid in a few writes, not one a change.
 mod saves;
+/// `rtinspect silence` in both modes, and what a silence does to incidents.
+mod silences;
 /// Several sinks at once, each with its own queue, retries, spool, metrics.
 mod sinks;
 /// Shared fixtures, one file each (engine, docker, postgres, receiver, …).

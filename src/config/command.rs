@@ -10,6 +10,7 @@ use super::durations::parse_duration;
 use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Inputs, Source};
+use super::silence::{SilenceCommand, none_for, silence_command};
 
 /// What the process was asked to do, once the configuration is valid; a
 /// command that works on the database carries it.
@@ -33,6 +34,8 @@ pub(crate) enum Command {
     },
     /// Send one test message through every sink.
     NotifyTest,
+    /// Add, list or end silences (in the state directory, or the database).
+    Silence(SilenceCommand),
 }
 
 /// The command as asked for, before it is known to have what it needs.
@@ -42,6 +45,7 @@ pub(super) enum Asked {
     Migrate,
     PruneEvents { older_than: Duration },
     NotifyTest,
+    Silence(SilenceCommand),
 }
 
 /// The command named on the command line (`None`: `run`), with the age
@@ -53,6 +57,7 @@ pub(super) fn asked(
     inputs: &mut Inputs,
     ignored: &mut Vec<String>,
 ) -> Result<Asked, ConfigError> {
+    let command_name = command;
     let command = match command {
         None | Some("run") => Asked::Run,
         Some("once") => Asked::Once,
@@ -61,13 +66,17 @@ pub(super) fn asked(
             older_than: older_than(inputs)?,
         },
         Some("notify-test") => Asked::NotifyTest,
+        Some("silence") => Asked::Silence(silence_command(inputs.silence())?),
         Some(other) => {
             return Err(ConfigError::new(format!(
-                "unknown command {other:?}; expected run, once, migrate, prune-events \
-                 or notify-test"
+                "unknown command {other:?}; expected run, once, migrate, prune-events, \
+                 notify-test or silence"
             )));
         }
     };
+    if !matches!(command, Asked::Silence(_)) {
+        none_for(command_name.unwrap_or("run"), inputs.silence())?;
+    }
     if let (false, Some(given)) = (
         matches!(command, Asked::PruneEvents { .. }),
         inputs.given(Opt::OlderThan),
@@ -139,6 +148,7 @@ pub(super) fn with_database(
             older_than,
         },
         Asked::NotifyTest => Command::NotifyTest,
+        Asked::Silence(silence) => Command::Silence(silence),
     })
 }
 

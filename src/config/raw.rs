@@ -108,11 +108,18 @@ fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
     }
 }
 
+/// The flags of `rtinspect silence` alone: they are the command's own
+/// input, not options, so they have no variable and no row in the table.
+pub(super) const SILENCE_FLAGS: [&str; 5] = ["--game", "--all", "--for", "--until", "--comment"];
+
 /// The command line as given, before the environment is read.
 #[derive(Debug, Default)]
 pub(crate) struct RawArgs {
     command: Option<String>,
     flags: HashMap<Opt, String>,
+    /// The words after the command (`silence add`, `silence end ID`) and
+    /// the silence flags with their values, in order.
+    silence: SilenceArgs,
     help: bool,
     version: bool,
     /// The first problem, reported unless help or the version was asked for.
@@ -140,6 +147,10 @@ impl RawArgs {
                         None => (bytes, None),
                     };
                     let name = String::from_utf8_lossy(name);
+                    if let Some(flag) = SILENCE_FLAGS.iter().find(|f| **f == name) {
+                        raw.silence_flag(flag, inline, &mut args);
+                        continue;
+                    }
                     let Some(opt) = Opt::from_flag(&name) else {
                         raw.fail(format!("unknown option {name:?}; see --help"));
                         continue;
@@ -176,6 +187,14 @@ impl RawArgs {
                     // spelling is refused below with the others.
                     let word = arg.to_string_lossy().into_owned();
                     match &raw.command {
+                        // `silence add`, `silence end ID`: checked with the
+                        // command's flags.
+                        Some(first) if first == "silence" => match arg.into_string() {
+                            Ok(word) => raw.silence.words.push(word),
+                            Err(_) => {
+                                raw.fail(format!("invalid argument {word:?}: not valid UTF-8"))
+                            }
+                        },
                         Some(first) => raw.fail(format!(
                             "unexpected argument {word:?} after command {first:?}"
                         )),
@@ -185,6 +204,33 @@ impl RawArgs {
             }
         }
         raw
+    }
+
+    /// A flag of `rtinspect silence`: `--all` alone, the others with a value.
+    fn silence_flag(
+        &mut self,
+        flag: &'static str,
+        inline: Option<OsString>,
+        args: &mut impl Iterator<Item = OsString>,
+    ) {
+        if flag == "--all" {
+            match inline {
+                Some(_) => self.fail("option --all takes no value".into()),
+                None => self.silence.flags.push((flag, None)),
+            }
+            return;
+        }
+        let Some(value) = inline.or_else(|| args.next()) else {
+            self.fail(format!("option {flag} needs a value"));
+            return;
+        };
+        match value.into_string() {
+            Ok(value) => self.silence.flags.push((flag, Some(value))),
+            Err(value) => self.fail(format!(
+                "invalid {flag} {:?}: not valid UTF-8",
+                value.to_string_lossy()
+            )),
+        }
     }
 
     fn fail(&mut self, message: String) {
@@ -252,6 +298,7 @@ impl RawArgs {
             inputs: Inputs {
                 given,
                 state_directory,
+                silence: self.silence,
             },
         })
     }
@@ -292,6 +339,17 @@ pub(super) enum Resolved {
 pub(super) struct Inputs {
     given: HashMap<Opt, Given>,
     state_directory: Option<Given>,
+    silence: SilenceArgs,
+}
+
+/// What `rtinspect silence` was given beside the options: its words and
+/// flags, in order.
+#[derive(Debug, Default)]
+pub(super) struct SilenceArgs {
+    /// The words after `silence`: the action, then an id.
+    pub(super) words: Vec<String>,
+    /// Each silence flag, with its value (`--all` has none).
+    pub(super) flags: Vec<(&'static str, Option<String>)>,
 }
 
 impl Inputs {
@@ -326,6 +384,11 @@ impl Inputs {
     /// systemd's `STATE_DIRECTORY`, read only when `--state-dir` is not set.
     pub(super) fn state_directory(&self) -> Option<&Given> {
         self.state_directory.as_ref()
+    }
+
+    /// The words and flags of `rtinspect silence`.
+    pub(super) fn silence(&self) -> &SilenceArgs {
+        &self.silence
     }
 }
 

@@ -23,12 +23,23 @@ Usage: rtinspect [COMMAND] [OPTIONS]
 Commands:
   run        Inspect every interval until SIGTERM or SIGINT (the default)
   once       Inspect once, wait until the events are delivered, exit
-  migrate    Create the records and events tables and their indexes if missing
+  migrate    Create the records, events and silences tables and their indexes
+             if missing
   prune-events
              Delete the events older than --older-than, 10,000 rows at a time
   notify-test
              Send one test message through every sink, print each result,
              exit 1 when any failed
+  silence    Hold back incidents while a script causes a downtime (facts go on):
+             silence add (--game GAME [--game GAME ...] | --all)
+                         (--for DURATION | --until TIME) [--comment TEXT]
+               from now for 90s, 30m, 2h or 7d (at most 365d), or until an
+               RFC 3339 time; prints the silence's id. An incident still open
+               at its end is announced then, with details.after_silence
+             silence list             the silences in force or to come
+             silence end (ID | --all) end one now, or every one
+             Label mode keeps them in --state-dir (give the daemon's);
+             PostgreSQL mode in --silences-table
 
 Options (each also read from the environment variable shown; a flag wins. An
 option the chosen mode or sinks do not read is an error that names the fix,
