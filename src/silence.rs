@@ -87,9 +87,12 @@ pub struct Silences {
     earliest_end: Option<SystemTime>,
 }
 
-#[expect(
-    dead_code,
-    reason = "the daemon's hold of silenced incidents comes next"
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the daemon's hold of silenced incidents comes next"
+    )
 )]
 impl Silences {
     /// The silences of `list` that have not ended at `now`.

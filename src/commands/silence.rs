@@ -30,7 +30,7 @@ enum Store {
     /// Label mode: `silences.json` in this state directory.
     File(PathBuf),
     /// PostgreSQL mode: the silences table.
-    Table(PgSilences),
+    Table(Box<PgSilences>),
 }
 
 /// Runs `rtinspect silence …`.
@@ -103,11 +103,11 @@ pub(crate) fn silence(config: &Config, command: &SilenceCommand) -> Result<(), F
 fn store(config: &Config) -> Result<Store, Failure> {
     if let Some(db) = &config.database {
         let host = host_filter(config)?.map(|h| h.host_id);
-        return Ok(Store::Table(PgSilences::new(
+        return Ok(Store::Table(Box::new(PgSilences::new(
             pg_connector(db)?,
             config.silences_table.clone(),
             host,
-        )));
+        ))));
     }
     let Some(dir) = &config.state_dir else {
         return Err(Failure::usage(
