@@ -1,7 +1,8 @@
 //! The adapters a command runs with, built from a [`Config`]: the Docker
 //! client, the record source, the sinks, the state directory and the
 //! incident tracker. Whatever the configuration names that cannot be used (a
-//! CA file, a host id) is a usage failure here, before any thread starts.
+//! CA file, the webhook's URL file, a host id) is a usage failure here,
+//! before any thread starts.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +15,7 @@ use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
 use crate::publish::sink::{EventSink, StdoutSink};
 use crate::records::{LabelRecords, RecordSource};
 use crate::state::{OpenError, StateDir};
-use crate::webhook::WebhookSink;
+use crate::webhook::{WebhookSink, url_file};
 
 /// The Docker client of a run: one kept-alive connection, with the details
 /// incidents need.
@@ -75,16 +76,28 @@ pub(crate) fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure
     }))
 }
 
+/// A sink built, with how `notify-test` names it: its kind, and a
+/// webhook's format and URL (scheme and host only).
+pub(crate) struct BuiltSink {
+    pub(crate) sink: Box<dyn EventSink>,
+    pub(crate) name: String,
+}
+
 pub(crate) fn build_sink(
     config: &Config,
     sink: &Sink,
     pg: Option<&PgParts>,
-) -> Result<Box<dyn EventSink>, Failure> {
+) -> Result<BuiltSink, Failure> {
+    let kind = sink.kind().as_str().to_owned();
+    let named = |sink: Box<dyn EventSink>| BuiltSink {
+        sink,
+        name: kind.clone(),
+    };
     Ok(match sink {
-        Sink::Stdout => Box::new(StdoutSink::stdout()),
+        Sink::Stdout => named(Box::new(StdoutSink::stdout())),
         // The records' connector: the sink's database is theirs, and its
         // CA file is read once.
-        Sink::Postgres(database) => Box::new(PgSink::new(
+        Sink::Postgres(database) => named(Box::new(PgSink::new(
             match pg {
                 Some(pg) => pg.connector.clone(),
                 None => pg_connector(database)?,
@@ -93,16 +106,25 @@ pub(crate) fn build_sink(
             config.notify_channel.clone(),
             pg.and_then(|pg| pg.host.as_ref())
                 .map(|h| h.host_id.clone()),
-        )),
-        // The CA file is read now: a bad one is bad configuration.
-        Sink::Webhook(webhook) => {
-            let sink = WebhookSink::new(webhook).map_err(Failure::usage)?;
+        ))),
+        // The URL file and the CA file are read now: a bad one is bad
+        // configuration.
+        Sink::Webhook(settings) => {
+            let webhook = url_file::settings(settings).map_err(Failure::usage)?;
+            let sink = WebhookSink::new(&webhook).map_err(Failure::usage)?;
             log::info!(
                 "events go to the webhook {} in the {} format",
                 webhook.url,
                 webhook.format.as_str()
             );
-            Box::new(sink)
+            BuiltSink {
+                sink: Box::new(sink),
+                name: format!(
+                    "webhook ({}, {})",
+                    webhook.format.as_str(),
+                    webhook.url.shown()
+                ),
+            }
         }
     })
 }

@@ -8,8 +8,8 @@ pub(crate) use silence::silence;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::build::{build_sink, pg_connector, pg_parts};
-use crate::config::{Config, Database, Sink, SinkConfig};
+use crate::build::{BuiltSink, build_sink, pg_connector, pg_parts};
+use crate::config::{Config, Database, SinkConfig};
 use crate::event::HealthEvent;
 use crate::failure::Failure;
 
@@ -51,12 +51,8 @@ pub(crate) fn notify_test(config: &Config) -> Result<(), Failure> {
         .into_owned();
     let mut failed = Vec::new();
     for SinkConfig { sink: chosen, .. } in &config.sinks {
-        let mut sink = build_sink(config, chosen, pg.as_ref())?;
+        let BuiltSink { mut sink, name } = build_sink(config, chosen, pg.as_ref())?;
         let event = HealthEvent::notify_test(&host, SystemTime::now());
-        let name = match chosen {
-            Sink::Webhook(w) => format!("webhook ({}, {})", w.format.as_str(), w.url.shown()),
-            _ => chosen.kind().as_str().to_owned(),
-        };
         let started = Instant::now();
         let tried = sink.trial(&event);
         let took = started.elapsed().as_millis();

@@ -5,10 +5,10 @@
 //! not UTF-8 is refused, naming where it came from); then `validate` checks
 //! every value and builds plain ones. Every option is a row of one table
 //! ([`OPTIONS`]) that the parser and `--help` ([`usage`]) both use. Config is
-//! values only: no connection state is built here, and the only file read is
-//! the webhook URL's (`--webhook-url-file`), so that a bad one stops the start
-//! with exit status 64 like any other bad value; the adapters read the rest
-//! when they are built. Every error names the option and the bad value,
+//! values only: no connection state is built here and no file is read; the
+//! adapters read the files the options name (CA files, the webhook's URL
+//! file) when they are built, and one they cannot use stops the start with
+//! exit status 64 like a bad value. Every error names the option and the bad value,
 //! except the database URL and the webhook URL, whose values may hold a
 //! password or a token.
 //!
@@ -54,7 +54,7 @@ pub use row::{Mode, OptionDefault};
 pub(crate) use sinks::{Report, Sink, SinkConfig};
 pub use usage::usage;
 pub use webhook::Webhook;
-pub(crate) use webhook::{WebhookFormat, WebhookUrl};
+pub(crate) use webhook::{UrlFile, WebhookFormat, WebhookSettings, WebhookUrl};
 
 use crate::event::DetailLevel;
 use raw::RawArgs;

@@ -84,7 +84,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let sinks = config
         .sinks
         .iter()
-        .map(|s| build::build_sink(config, &s.sink, pg.as_ref()))
+        .map(|s| build::build_sink(config, &s.sink, pg.as_ref()).map(|built| built.sink))
         .collect::<Result<Vec<_>, _>>()?;
     let backlogs = spools::spooled(config, state.as_ref(), &telemetry)?;
     let mut worker = Worker::new(

@@ -25,6 +25,7 @@ pub(crate) mod format;
 pub(crate) mod http;
 pub(crate) mod pace;
 pub(crate) mod redact;
+pub(crate) mod url_file;
 
 use format::digest::{self, Digest};
 use format::{discord, ntfy, slack, telegram};

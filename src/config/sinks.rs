@@ -10,7 +10,7 @@ use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Given, Inputs};
 pub(crate) use super::row::SinkKind;
-use super::webhook::{self, Webhook};
+use super::webhook::{self, WebhookSettings};
 
 /// Where events go, with what that sink needs.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub(crate) enum Sink {
     /// one the records come from (boxed: it is large, stdout is nothing).
     Postgres(Box<Database>),
     /// A `POST` to a webhook.
-    Webhook(Webhook),
+    Webhook(WebhookSettings),
 }
 
 impl Sink {

@@ -8,10 +8,10 @@
 //! what the URL's server writes back. The CA file is only named here; the
 //! webhook sink reads it when it is built.
 //!
-//! The URL file (`--webhook-url-file`) is the one file read while parsing,
-//! once, at start: its URL is checked against the format like a given one
-//! (a Telegram chat, an ntfy login, a CA file for an `http://` URL), and a
-//! file anyone else may read is refused like any bad value, exit status 64,
+//! The URL file (`--webhook-url-file`) is only named here too ([`UrlFile`]):
+//! the webhook sink reads it when it is built, at start, and its URL is then
+//! checked against the format like a given one (a Telegram chat, an ntfy
+//! login, a CA file for an `http://` URL), each failure exit status 64,
 //! naming the option and the path, never the content.
 
 use std::fmt;
@@ -234,6 +234,47 @@ pub struct Webhook {
     pub(crate) ca_file: Option<CaFile>,
 }
 
+/// The webhook sink as configured: its settings whole, or with the URL
+/// still in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WebhookSettings {
+    /// The URL was given (`--webhook-url`): every setting is checked.
+    Given(Webhook),
+    /// The URL is in a file (`--webhook-url-file`), which the sink reads
+    /// when it is built.
+    InFile(UrlFile),
+}
+
+/// Where the webhook's URL is (`--webhook-url-file`: an absolute path), with
+/// what the URL is checked against once read: the format (already valid)
+/// and the CA file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UrlFile {
+    file: Given,
+    format: WebhookFormat,
+    ca: Option<Given>,
+}
+
+impl UrlFile {
+    /// The file's path.
+    pub(crate) fn path(&self) -> &str {
+        &self.file.value
+    }
+
+    /// `invalid --webhook-url-file "PATH": <why>`: what is wrong with the
+    /// file, never with what it holds.
+    pub(crate) fn invalid(&self, why: &str) -> ConfigError {
+        self.file.invalid(why)
+    }
+
+    /// The settings whole with `url`, the file's one line, checked as a
+    /// given URL is and named by the file's option, never shown.
+    pub(crate) fn with_url(&self, url: &str) -> Result<Webhook, ConfigError> {
+        let url = checked_url(&self.file, url)?;
+        webhook_with(&self.file, url, self.format, self.ca.as_ref())
+    }
+}
+
 /// Validates the webhook options of a process whose sink is the webhook.
 /// `sink` is the `--sink` value that chose it, to name it in a message.
 pub(super) fn webhook(
@@ -242,32 +283,48 @@ pub(super) fn webhook(
     url_file: Option<&Given>,
     format: &Given,
     ca: Option<&Given>,
-) -> Result<Webhook, ConfigError> {
-    let (url_given, url_text) = match (url, url_file) {
-        (None, None) => {
-            return Err(ConfigError::new(format!(
-                "{} needs a URL: set --webhook-url or RTINSPECT_WEBHOOK_URL, \
-                 or --webhook-url-file",
-                sink.described()
-            )));
+) -> Result<WebhookSettings, ConfigError> {
+    match (url, url_file) {
+        (None, None) => Err(ConfigError::new(format!(
+            "{} needs a URL: set --webhook-url or RTINSPECT_WEBHOOK_URL, \
+             or --webhook-url-file",
+            sink.described()
+        ))),
+        (Some(url), Some(file)) => Err(ConfigError::new(format!(
+            "{} and {} are both set; set one",
+            url.source, file.source
+        ))),
+        (Some(url_given), None) => {
+            let url = checked_url(url_given, &url_given.value)?;
+            let format = webhook_format(format)?;
+            webhook_with(url_given, url, format, ca).map(WebhookSettings::Given)
         }
-        (Some(url), Some(file)) => {
-            return Err(ConfigError::new(format!(
-                "{} and {} are both set; set one",
-                url.source, file.source
-            )));
+        (None, Some(file)) => {
+            if !file.value.starts_with('/') {
+                return Err(file.invalid("expected an absolute path"));
+            }
+            Ok(WebhookSettings::InFile(UrlFile {
+                file: file.clone(),
+                format: webhook_format(format)?,
+                ca: ca.cloned(),
+            }))
         }
-        (Some(url), None) => (url, url.value.clone()),
-        (None, Some(file)) => (file, read_url_file(file)?),
-    };
-    // `invalid` never shows the value of a secret option; of the file, only
-    // its path.
-    let url = WebhookUrl::parse(&url_text).map_err(|why| {
+    }
+}
+
+/// `url_text` as a URL; `url_given` names it in a message. `invalid` never
+/// shows the value of a secret option; of the file, only its path.
+fn checked_url(url_given: &Given, url_text: &str) -> Result<WebhookUrl, ConfigError> {
+    WebhookUrl::parse(url_text).map_err(|why| {
         url_given.invalid(&format!(
             "{why} (the value is not shown: it may hold a token)"
         ))
-    })?;
-    let format = match format.value.as_str() {
+    })
+}
+
+/// The `--webhook-format` value.
+fn webhook_format(format: &Given) -> Result<WebhookFormat, ConfigError> {
+    Ok(match format.value.as_str() {
         "envelope" => WebhookFormat::Envelope,
         "slack" => WebhookFormat::Slack,
         "discord" => WebhookFormat::Discord,
@@ -278,7 +335,18 @@ pub(super) fn webhook(
                 "expected envelope or slack, or a chat's own: discord, ntfy or telegram",
             ));
         }
-    };
+    })
+}
+
+/// The settings whole: `url` checked against `format` (a chat it can be
+/// sent to) and `ca` (only for an `https://` URL); `url_given` names the URL
+/// in a message.
+fn webhook_with(
+    url_given: &Given,
+    url: WebhookUrl,
+    format: WebhookFormat,
+    ca: Option<&Given>,
+) -> Result<Webhook, ConfigError> {
     // The chat is the request's: without it every message is refused, so
     // the start is.
     // One chat, read from one place: a second `chat_id` would stay in the
@@ -350,65 +418,6 @@ pub(super) fn webhook(
         format,
         ca_file,
     })
-}
-
-/// The most a URL file may hold.
-const URL_FILE_LIMIT: u64 = 8192;
-
-/// The URL in `--webhook-url-file`: one line, in a file of the user
-/// rtinspect runs as that only this user may read or write (it holds a
-/// token); never shown in a message.
-fn read_url_file(file: &Given) -> Result<String, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    if !file.value.starts_with('/') {
-        return Err(file.invalid("expected an absolute path"));
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| file.invalid(&format!("cannot read it: {e}"));
-    // Opened without waiting (a FIFO would wait for a writer), then looked at.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(&file.value)
-        .map_err(cannot)?;
-    let meta = f.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        return Err(file.invalid("not a regular file"));
-    }
-    let user = rustix::process::geteuid().as_raw();
-    if meta.uid() != user {
-        return Err(file.invalid(&format!(
-            "owned by uid {}, not by the user rtinspect runs as (uid {user}); it holds a \
-             token: chown it",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(file.invalid(&format!(
-            "others than its owner may use it (mode {:04o}); it holds a token: chmod 600 it",
-            meta.mode() & 0o7777
-        )));
-    }
-    let mut bytes = Vec::new();
-    f.take(URL_FILE_LIMIT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > URL_FILE_LIMIT {
-        return Err(file.invalid(&format!("over {URL_FILE_LIMIT} bytes; expected one URL")));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| file.invalid("not UTF-8 (the content is not shown: it may hold a token)"))?;
-    let url = text.trim();
-    if url.is_empty() {
-        return Err(file.invalid("empty; expected one URL"));
-    }
-    if url.contains(['\n', '\r']) {
-        return Err(file.invalid(
-            "more than one line; expected one URL (the content is not shown: it may hold a token)",
-        ));
-    }
-    Ok(url.to_owned())
 }
 
 #[cfg(test)]

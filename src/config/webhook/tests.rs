@@ -141,7 +141,7 @@ fn only_absolute_http_urls_with_a_host_are_taken() {
 #[test]
 fn the_webhook_sink_takes_its_url_format_and_ca_file() {
     let c = config(&["--sink", "webhook", "--webhook-url", SLACK], &[]);
-    let Sink::Webhook(w) = &c.sinks[0].sink else {
+    let Sink::Webhook(WebhookSettings::Given(w)) = &c.sinks[0].sink else {
         panic!("{:?}", c.sinks[0].sink);
     };
     assert_eq!(w.url.secret(), SLACK);
@@ -161,7 +161,7 @@ fn the_webhook_sink_takes_its_url_format_and_ca_file() {
             ("RTINSPECT_DATABASE_URL", "host=db"),
         ],
     );
-    let Sink::Webhook(w) = &c.sinks[0].sink else {
+    let Sink::Webhook(WebhookSettings::Given(w)) = &c.sinks[0].sink else {
         panic!("{:?}", c.sinks[0].sink);
     };
     assert_eq!(w.format, WebhookFormat::Slack);
@@ -223,123 +223,4 @@ fn a_chat_url_that_cannot_be_sent_is_refused_at_start() {
         "https://api.telegram.org/botT:K/sendMessage?chat_id=1&chat_id=2",
     );
     assert!(twice.contains("takes one chat_id"), "{twice}");
-}
-
-#[test]
-fn the_webhook_url_can_come_from_a_file_only_its_owner_reads() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("rtinspect-urlfile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("url");
-    let path = file.to_str().unwrap();
-    let write = |text: &[u8], mode: u32| {
-        std::fs::write(&file, text).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    let hook = ["--sink", "webhook", "--webhook-url-file", path];
-    write(b"https://h.example/hook/SECRET\n", 0o600);
-    let c = config(&hook, &[]);
-    let Sink::Webhook(w) = &c.sinks[0].sink else {
-        panic!("{:?}", c.sinks);
-    };
-    assert_eq!(w.url.secret(), "https://h.example/hook/SECRET");
-    let c = config(
-        &["--sink", "webhook"],
-        &[("RTINSPECT_WEBHOOK_URL_FILE", path)],
-    );
-    assert_eq!(c.sinks[0].sink.kind(), SinkKind::Webhook);
-    for (text, mode, expected) in [
-        (
-            &b"https://h.example/hook/SECRET"[..],
-            0o640,
-            "others than its owner may use it (mode 0640); it holds a token: chmod 600 it",
-        ),
-        (b"https://h.example/hook/SECRET", 0o604, "(mode 0604)"),
-        (b"  \n", 0o600, "empty; expected one URL"),
-        (
-            b"https://h.example/SECRET\nhttps://h.example/SECRET2",
-            0o600,
-            "more than one line",
-        ),
-        (b"https://h.example/\xffSECRET", 0o600, "not UTF-8"),
-        (b"ftp://h.example/SECRET", 0o600, "(the value is not shown"),
-    ] {
-        write(text, mode);
-        let message = err(&hook, &[]);
-        assert!(
-            message.starts_with(&format!("invalid --webhook-url-file {path:?}: ")),
-            "{message}"
-        );
-        assert!(message.contains(expected), "{message}");
-        assert!(!message.contains("SECRET"), "{message}");
-    }
-    write(&vec![b'a'; 9000], 0o600);
-    assert!(err(&hook, &[]).contains("over 8192 bytes"));
-    // Another user's file, however private.
-    write(b"https://h.example/hook/SECRET", 0o600);
-    if rustix::process::geteuid().is_root() {
-        rustix::fs::chown(&file, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
-        let message = err(&hook, &[]);
-        assert!(
-            message.contains("owned by uid 65534, not by the user rtinspect runs as (uid 0)"),
-            "{message}"
-        );
-        rustix::fs::chown(&file, Some(rustix::process::Uid::ROOT), None).unwrap();
-    }
-    let fifo = dir.join("fifo");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
-    for (args, expected) in [
-        (
-            vec!["--sink", "webhook", "--webhook-url-file", "relative/url"],
-            "invalid --webhook-url-file \"relative/url\": expected an absolute path",
-        ),
-        (
-            vec![
-                "--sink",
-                "webhook",
-                "--webhook-url-file",
-                "/nonexistent/url",
-            ],
-            "invalid --webhook-url-file \"/nonexistent/url\": cannot read it: No such file",
-        ),
-        (
-            vec![
-                "--sink",
-                "webhook",
-                "--webhook-url-file",
-                dir.to_str().unwrap(),
-            ],
-            "not a regular file",
-        ),
-        (
-            vec![
-                "--sink",
-                "webhook",
-                "--webhook-url-file",
-                path,
-                "--webhook-url",
-                "https://h.example/x",
-            ],
-            "--webhook-url and --webhook-url-file are both set; set one",
-        ),
-        (
-            vec![
-                "--sink",
-                "webhook",
-                "--webhook-url-file",
-                fifo.to_str().unwrap(),
-            ],
-            "not a regular file",
-        ),
-        (vec!["--webhook-url-file", path], "--webhook-url-file \""),
-    ] {
-        let message = err(&args, &[]);
-        assert!(message.contains(expected), "{args:?}: {message}");
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
