@@ -1,13 +1,16 @@
 //! Observability: /metrics scraped during a real run and checked by promtool,
-//! /healthz following the ticks, JSON logs that parse.
+//! /healthz following the ticks, JSON logs that parse; and when events go
+//! only to a chat, /healthz naming a webhook that refuses them and the
+//! crash-loop alert still counting.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{
-    Containers, FakeEngine, Reply, TempDir, TestSchema, bin, free_addr, http_get, live_docker,
-    live_pg, live_required, one_labelled_reply, sample, terminate, wait_until,
+    Containers, FakeEngine, HOOK, HookReply, HookServer, Reply, StderrLines, TempDir, TestSchema,
+    assert_no_secret, bin, free_addr, hex_id, http_get, live_docker, live_pg, live_required,
+    one_labelled_reply, oom_killed_games, sample, stop_with_sigterm, terminate, wait_until,
 };
 
 fn promtool_check(exposition: &str) {
@@ -256,4 +259,134 @@ fn healthz_is_503_with_its_cause_when_the_first_tick_fails() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn healthz_names_a_webhook_that_refuses_every_event() {
+    // A deleted Discord webhook: 404 to everything.
+    let engine = oom_killed_games(3);
+    let hook = HookServer::start(|_, _| {
+        HookReply::Status(404, Vec::new(), r#"{"message": "Unknown Webhook"}"#.into())
+    });
+    let addr = free_addr();
+    let state = TempDir::new("webhook-refusing");
+    let mut child = bin()
+        .args(["run", "--interval", "1h"])
+        .args(["--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", &hook.url(HOOK)])
+        .args(["--report", "facts", "--metrics-addr", &addr])
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(20), "three refusals", || {
+        hook.requests().len() >= 3
+    });
+    let mut healthz = (0, String::new());
+    wait_until(Duration::from_secs(20), "a 503 naming the sink", || {
+        healthz = http_get(&addr, "/healthz").unwrap_or_default();
+        healthz.0 == 503
+    });
+    let (status, body) = healthz;
+    eprintln!("{status} {}", body.trim_end());
+    assert!(
+        body.starts_with(
+            "unhealthy: the webhook sink has refused every event it was given over the last \
+             5 minutes (at least 3, none accepted): "
+        ),
+        "{body}"
+    );
+    assert!(body.contains("answered 404 Not Found"), "{body}");
+    assert_no_secret(&body);
+    let (_, clean) = stop_with_sigterm(child);
+    assert!(clean, "{}", lines.text());
+}
+
+#[test]
+fn a_crash_loop_told_only_to_a_chat_is_counted_for_the_alert() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // One game, running, restarted by its policy at every look.
+    let restarts = std::sync::Arc::new(AtomicU64::new(0));
+    let count = restarts.clone();
+    let engine = FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return Reply::Json(
+                200,
+                format!(
+                    r#"[{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"g-loop"}}}}]"#,
+                    hex_id(1)
+                ),
+            );
+        }
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        Reply::Json(
+            200,
+            format!(
+                r#"{{"Id":"{}","RestartCount":{n},"Name":"/game",
+                "State":{{"Status":"running","Running":true,"ExitCode":0,"Error":"",
+                "StartedAt":"2026-11-27T09:42:59.1Z","FinishedAt":"2026-11-27T09:43:00.2Z"}}}}"#,
+                hex_id(1)
+            ),
+        )
+    });
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    let addr = free_addr();
+    // A chat, as a webhook-only setup has it: incidents, not facts.
+    let mut child = bin()
+        .args(["run", "--interval", "300ms", "--events", "off"])
+        .args(["--docker-host", &engine.docker_host()])
+        .args(["--sink", "webhook", "--webhook-url", &hook.url(HOOK)])
+        .args(["--webhook-format", "slack", "--metrics-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = StderrLines::of(&mut child);
+    let said = |words: &str| {
+        hook.requests().iter().any(|r| {
+            r.json()["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(words)
+        })
+    };
+    wait_until(Duration::from_secs(30), "a crash loop in the chat", || {
+        said("crash loop")
+    });
+    let series = |metrics: &str, kind: &str, change: &str| {
+        sample(
+            metrics,
+            &format!("rtinspect_incidents_total{{kind=\"{kind}\",change=\"{change}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(10), "the crash loop counted", || {
+        metrics = http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        series(&metrics, "crash_loop", "opened") + series(&metrics, "crash_loop", "escalated")
+            >= 1.0
+    });
+    // The shipped rule's facts never count here: only the incidents can.
+    assert_eq!(
+        sample(
+            &metrics,
+            "rtinspect_health_events_total{sink=\"webhook\",event_type=\"inspect_unhealthy\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/rtinspect.rules.yml"),
+    )
+    .unwrap();
+    assert!(
+        rules.contains("rtinspect_incidents_total{kind=\"crash_loop\""),
+        "the crash-loop alert reads the incidents"
+    );
+    let (_, clean) = stop_with_sigterm(child);
+    assert!(clean, "{}", lines.text());
+    assert_no_secret(&lines.text());
 }

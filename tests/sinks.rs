@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{HookReply, HookServer, StoppedGame, TempDir, bin, wait_until};
+use crate::support::{
+    HookReply, HookServer, StoppedGame, TempDir, bin, oom_killed_games, wait_until,
+};
 
 /// The ids of the envelopes of type `event_type` (any when empty) in a
 /// spool file; none when there is no file.
@@ -144,7 +146,7 @@ fn a_chat_sink_down_for_a_minute_holds_up_neither_the_table_nor_loses_an_event()
 
 #[test]
 fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
-    let engine = crate::webhook::engine(3);
+    let engine = oom_killed_games(3);
     // The webhook refuses every event for good.
     let hook = HookServer::start(|_, _| HookReply::Status(400, Vec::new(), "bad".into()));
     let state = TempDir::new("sinks-own");
@@ -325,7 +327,7 @@ fn notify_test_proves_each_format_and_names_what_the_service_said() {
 #[test]
 fn the_spool_of_an_earlier_version_goes_to_the_sinks_that_get_its_events() {
     // Facts and incidents, as a version with one sink spooled them.
-    let three = crate::webhook::engine(3);
+    let three = oom_killed_games(3);
     let out = bin()
         .args(["once", "--docker-host", &three.docker_host()])
         .args(["--report", "both"])
@@ -349,7 +351,7 @@ fn the_spool_of_an_earlier_version_goes_to_the_sinks_that_get_its_events() {
     std::fs::write(state.path().join("spool.jsonl"), &lines).unwrap();
 
     // Now the table's facts to stdout, the incidents to a chat.
-    let none = crate::webhook::engine(0);
+    let none = oom_killed_games(0);
     let hook = HookServer::start(|_, _| HookReply::ok());
     let url = format!("http://{}/hook", hook.addr);
     let upgraded = || {
@@ -410,7 +412,7 @@ fn the_spool_of_an_earlier_version_goes_to_the_sinks_that_get_its_events() {
 
 #[test]
 fn a_burst_to_a_chat_is_one_digest_and_a_refused_digest_is_set_aside_whole() {
-    let engine = crate::webhook::engine(41);
+    let engine = oom_killed_games(41);
     let hook = HookServer::start(|_, _| HookReply::ok());
     let chat = |url: &str, state: &TempDir| {
         bin()

@@ -5,6 +5,9 @@
 
 /// Games that boot after the daemon ticked: the record set follows Docker.
 mod booting;
+/// The chat formats against receivers started here: what each is posted,
+/// a chat's own waits, Discord's rate and size limits kept with digests.
+mod chat;
 /// The binary as an operator meets it: help, exit codes, streams, signals.
 mod cli;
 /// The database path: each way an event was once lost or held up on its way
@@ -38,7 +41,8 @@ mod live_docker;
 mod notify;
 /// The events path under attack: floods of nudges, restarts found by events.
 mod nudges;
-/// Observability: /metrics checked by promtool, /healthz, JSON logs.
+/// Observability: /metrics checked by promtool, /healthz, JSON logs, and
+/// both when events go only to a chat.
 mod observe;
 /// Against Podman's Docker-compatible API.
 mod podman;
@@ -59,7 +63,8 @@ mod tick;
 mod tidy;
 /// TLS to a real PostgreSQL: each sslmode does what libpq's does.
 mod tls;
-/// The webhook sink and the chat formats against receivers started here.
+/// The webhook sink against receivers started here: the envelope, each
+/// answer, TLS, bounded requests and exits, the token kept out of the log.
 mod webhook;
 /// Never wedged: refusals for good, frozen sinks, full backlogs at SIGTERM.
 mod wedge;

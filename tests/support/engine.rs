@@ -389,3 +389,32 @@ pub fn container_event_line(n: u32, action: &str, game: &str) -> String {
         now.as_nanos()
     )
 }
+
+/// An inspect body of a container killed by the OOM killer.
+pub fn oom_killed_body(id: &str) -> String {
+    format!(
+        r#"{{"Id":"{id}","RestartCount":2,"Name":"/game",
+        "State":{{"Status":"exited","Running":false,"OOMKilled":true,"ExitCode":137,"Error":"",
+        "StartedAt":"2026-11-27T09:42:59.1Z","FinishedAt":"2026-11-27T09:43:00.2Z"}}}}"#
+    )
+}
+
+/// A Docker whose label lists `games` exited containers, g-0 (id 1) on.
+pub fn oom_killed_games(games: u32) -> FakeEngine {
+    let list = (0..games)
+        .map(|n| {
+            format!(
+                r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
+                hex_id(n + 1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return Reply::Json(200, format!("[{list}]"));
+        }
+        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
+        Reply::Json(200, oom_killed_body(&id))
+    })
+}

@@ -276,3 +276,16 @@ pub fn printed_container_ids(out: &StderrLines) -> Vec<String> {
         })
         .collect()
 }
+
+/// SIGTERM, then how long the exit took and whether it was clean.
+pub fn stop_with_sigterm(mut child: std::process::Child) -> (Duration, bool) {
+    let start = Instant::now();
+    send_signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    (start.elapsed(), status.success())
+}
+
+/// What the process wrote on stderr, as text.
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -228,3 +228,15 @@ fn serve_hook(stream: impl Read + Write, state: &HookState) {
         }
     }
 }
+
+/// The path of every test webhook: its token and signature must never be
+/// seen outside the request.
+pub const HOOK: &str = "/hook/SECRETTOKEN?sig=SECRETSIG";
+
+/// That the webhook's token and signature are nowhere in `stderr`.
+pub fn assert_no_secret(stderr: &str) {
+    assert!(
+        !stderr.contains("SECRET"),
+        "the URL's token leaked: {stderr}"
+    );
+}
