@@ -13,7 +13,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::support::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin, hex_id,
-    inspect_body, live_pg, wait_until,
+    inspect_body, live_pg, succeeded, wait_until,
 };
 
 /// An inspect body of an exited container `id` whose `State.Error` and last
@@ -30,10 +30,14 @@ fn exited_saying(id: &str, text: &str) -> String {
 #[test]
 fn a_nul_in_a_probe_output_or_state_error_keeps_no_event_out_of_the_table() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "nul");
-    s.migrate();
-    s.insert_record("g-nul", "running", "game-nul");
-    s.insert_record("g-ok", "running", "game-ok");
+    let mut s = TestSchema::migrated(
+        url,
+        "nul",
+        &[
+            ("g-nul", "running", "game-nul"),
+            ("g-ok", "running", "game-ok"),
+        ],
+    );
     let engine = FakeEngine::start(|path| {
         if path.contains("game-nul") {
             Reply::Json(200, exited_saying(&hex_id(1), r"probe\u0000said no"))
@@ -246,15 +250,21 @@ fn a_primary_turned_read_only_is_left_for_the_one_that_takes_writes() {
         return;
     };
     let (primary_url, standby_url) = (primary.url(), standby.url());
-    let mut schema = TestSchema::new(&primary_url, "failover");
-    schema.migrate();
-    schema.insert_record("g-stopped", "running", "game-stopped");
+    let schema = TestSchema::migrated(
+        &primary_url,
+        "failover",
+        &[("g-stopped", "running", "game-stopped")],
+    );
     // The standby's copy of the schema, with one more record: the records
     // reader must follow the failover too, not only the sink.
-    let mut copy = TestSchema::new(&standby_url, "failover");
-    copy.migrate();
-    copy.insert_record("g-stopped", "running", "game-stopped");
-    copy.insert_record("g-later", "running", "game-later");
+    let _copy = TestSchema::migrated(
+        &standby_url,
+        "failover",
+        &[
+            ("g-stopped", "running", "game-stopped"),
+            ("g-later", "running", "game-later"),
+        ],
+    );
     set_read_only(&standby_url, true);
 
     let (a, b) = (host_and_port(&primary_url), host_and_port(&standby_url));
@@ -324,9 +334,7 @@ fn a_primary_turned_read_only_is_left_for_the_one_that_takes_writes() {
 #[test]
 fn an_event_already_stored_is_not_notified_again() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "renotify");
-    s.migrate();
-    s.insert_record("g-stopped", "running", "game-stopped");
+    let mut s = TestSchema::migrated(url, "renotify", &[("g-stopped", "running", "game-stopped")]);
     let engine = all_exited();
     let state = TempDir::new("renotify");
     let mut listener = postgres::Client::connect(url, postgres::NoTls).unwrap();
@@ -335,18 +343,13 @@ fn an_event_already_stored_is_not_notified_again() {
         .unwrap();
     let args = s.args();
     let once = || {
-        let out = bin()
-            .arg("once")
-            .args(&args)
-            .args(["--docker-host", &engine.docker_host()])
-            .arg("--state-dir")
-            .arg(state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            bin()
+                .arg("once")
+                .args(&args)
+                .args(["--docker-host", &engine.docker_host()])
+                .arg("--state-dir")
+                .arg(state.path()),
         );
     };
     once();
@@ -422,13 +425,23 @@ fn lines_of(state: &TempDir, name: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A schema of its own, migrated, with two running games: g-bad, whose
+/// rows the test makes the database refuse, and g-good.
+fn bad_and_good(url: &str, test: &str) -> TestSchema {
+    TestSchema::migrated(
+        url,
+        test,
+        &[
+            ("g-bad", "running", "game-bad"),
+            ("g-good", "running", "game-good"),
+        ],
+    )
+}
+
 #[test]
 fn a_trigger_refusing_one_games_rows_holds_up_no_other_game() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "poison");
-    s.migrate();
-    s.insert_record("g-bad", "running", "game-bad");
-    s.insert_record("g-good", "running", "game-good");
+    let mut s = bad_and_good(url, "poison");
     // Not a refused value (class 22 or 23): a plpgsql RAISE, SQLSTATE P0001.
     s.client
         .batch_execute(&format!(
@@ -480,10 +493,7 @@ fn a_trigger_refusing_one_games_rows_holds_up_no_other_game() {
 #[test]
 fn once_exits_1_saying_how_many_events_were_set_aside() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "onceaside");
-    s.migrate();
-    s.insert_record("g-bad", "running", "game-bad");
-    s.insert_record("g-good", "running", "game-good");
+    let mut s = bad_and_good(url, "onceaside");
     // A refused value (23514): set aside at once.
     s.client
         .batch_execute(&format!(

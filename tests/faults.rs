@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::{
     Containers, FakeEngine, Reply, StoppedGame, TempDir, bin, events, hex_id, inspect_body,
-    labelled_list, live_docker, send_signal, terminate, wait_until,
+    labelled_list, live_docker, rows_and_distinct, send_signal, succeeded, terminate, wait_until,
 };
 
 fn emitted(stderr: &str) -> usize {
@@ -97,17 +97,7 @@ fn stop_with_the_sink_down_spools_and_the_next_start_delivers_exactly_once() {
         "a delivered spool is removed"
     );
 
-    let total: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {}", s.events()), &[])
-        .unwrap()
-        .get(0);
-    let distinct: i64 = client
-        .query_one(
-            &format!("SELECT count(DISTINCT event_id) FROM {}", s.events()),
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let (total, distinct) = rows_and_distinct(&mut client, &s.events());
     assert_eq!(
         total as usize,
         emitted(&first),
@@ -187,15 +177,10 @@ fn kill_9_then_restart_reports_a_restart_made_while_down() {
         let (count, status) = now.split_once(' ').unwrap();
         count.parse::<u64>().unwrap() > seen && status == "running"
     });
-    let out = bin()
-        .args(["once", "--label", &c.label, "--state-dir", &state_dir])
-        .env("DOCKER_HOST", live.docker_host())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        bin()
+            .args(["once", "--label", &c.label, "--state-dir", &state_dir])
+            .env("DOCKER_HOST", live.docker_host()),
     );
     let ev = events(&out);
     assert_eq!(ev.len(), 1, "{ev:?}");

@@ -10,27 +10,34 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, Engine, TempDir, bin, envelopes, event_line, game_box, hex_id, live_docker,
-    of_type, run_on, wait_until,
+    Containers, Daemon, Engine, StderrLines, TempDir, bin, envelopes, event_line, game_box, hex_id,
+    live_docker, of_type, run_on, succeeded, wait_until,
 };
 
 /// One `rtinspect once` over `engine` with its state in `state`; the
 /// envelopes it printed.
 fn once(engine: &Engine, state: &Path, rules: &[&str]) -> Vec<serde_json::Value> {
-    let out = bin()
-        .args(["once", "--docker-host", &engine.docker_host()])
-        .args(["--sink", "stdout", "--report", "incidents"])
-        .arg("--state-dir")
-        .arg(state)
-        .args(rules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        bin()
+            .args(["once", "--docker-host", &engine.docker_host()])
+            .args(["--sink", "stdout", "--report", "incidents"])
+            .arg("--state-dir")
+            .arg(state)
+            .args(rules),
     );
     crate::support::events(&out)
+}
+
+/// A fake dockerd with one game, `g` (container 1) in `status`, and an
+/// `rtinspect run` printing its incidents, looking every 250 ms without
+/// Docker's events, with `extra` arguments.
+fn watched(status: &str, extra: &[&str]) -> (Engine, Daemon, StderrLines, StderrLines) {
+    let engine = Engine::start();
+    engine.put(1, game_box("g", status));
+    let mut args = vec!["--events", "off", "--interval", "250ms"];
+    args.extend_from_slice(extra);
+    let (daemon, out, err) = run_on(&engine, "incidents", &args);
+    (engine, daemon, out, err)
 }
 
 #[test]
@@ -64,20 +71,7 @@ fn once_every_minute_clears_a_restart_count_by_a_clean_run() {
 
 #[test]
 fn a_game_that_leaves_the_records_has_its_incident_resolved_as_removed() {
-    let engine = Engine::start();
-    engine.put(1, game_box("g", "exited"));
-    let (daemon, out, err) = run_on(
-        &engine,
-        "incidents",
-        &[
-            "--events",
-            "off",
-            "--interval",
-            "250ms",
-            "--recover-after",
-            "1s",
-        ],
-    );
+    let (engine, daemon, out, err) = watched("exited", &["--recover-after", "1s"]);
     wait_until(Duration::from_secs(20), "the opening", || {
         !of_type(&out, "incident_opened").is_empty()
     });
@@ -101,20 +95,7 @@ fn a_game_that_leaves_the_records_has_its_incident_resolved_as_removed() {
 
 #[test]
 fn a_game_removed_and_recreated_still_broken_goes_on_with_its_incident() {
-    let engine = Engine::start();
-    engine.put(1, game_box("g", "exited"));
-    let (daemon, out, err) = run_on(
-        &engine,
-        "incidents",
-        &[
-            "--events",
-            "off",
-            "--interval",
-            "250ms",
-            "--recover-after",
-            "30s",
-        ],
-    );
+    let (engine, daemon, out, err) = watched("exited", &["--recover-after", "30s"]);
     wait_until(Duration::from_secs(20), "the opening", || {
         !of_type(&out, "incident_opened").is_empty()
     });
@@ -137,13 +118,7 @@ fn a_game_removed_and_recreated_still_broken_goes_on_with_its_incident() {
 
 #[test]
 fn three_healthy_deploys_open_no_crash_loop() {
-    let engine = Engine::start();
-    engine.put(1, game_box("g", "running"));
-    let (daemon, out, err) = run_on(
-        &engine,
-        "incidents",
-        &["--events", "off", "--interval", "250ms"],
-    );
+    let (engine, daemon, out, err) = watched("running", &[]);
     engine.wait_lists(2);
     // Each a new container created after the last, the last removed.
     for k in 2..=4 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::{
     Containers, FakeEngine, Reply, StoppedGame, TestSchema, UNHEALTHY, bin, events, hex_id,
-    inspect_body, live_docker, live_pg, terminate, wait_until,
+    inspect_body, live_docker, live_pg, rows_and_distinct, succeeded, terminate, wait_until,
 };
 
 #[test]
@@ -211,16 +211,11 @@ fn once_twice_end_to_end_rows_and_notifications_match() {
         .unwrap();
 
     for _ in 0..2 {
-        let out = bin()
-            .arg("once")
-            .args(s.args())
-            .args(["--docker-host", &live.docker_host()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            bin()
+                .arg("once")
+                .args(s.args())
+                .args(["--docker-host", &live.docker_host()]),
         );
         assert!(
             out.stdout.is_empty(),
@@ -281,9 +276,7 @@ fn once_twice_end_to_end_rows_and_notifications_match() {
 #[test]
 fn stdout_sink_with_postgres_records_and_empty_channel() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "stdoutsink");
-    s.migrate();
-    s.insert_record("g-1", "running", "game-1");
+    let mut s = TestSchema::migrated(url, "stdoutsink", &[("g-1", "running", "game-1")]);
     let engine =
         FakeEngine::start(|_| Reply::Json(200, inspect_body(&hex_id(8), 2, "paused", None)));
     let out = bin()
@@ -304,9 +297,7 @@ fn stdout_sink_with_postgres_records_and_empty_channel() {
 #[test]
 fn least_privilege_role_reads_records_and_inserts_events() {
     let Some(url) = live_pg() else { return };
-    let mut s = TestSchema::new(url, "role");
-    s.migrate();
-    s.insert_record("g-1", "running", "game-1");
+    let mut s = TestSchema::migrated(url, "role", &[("g-1", "running", "game-1")]);
     let role = format!("rt_{}", s.name);
     s.client
         .batch_execute(&format!(
@@ -383,17 +374,7 @@ fn postgres_outage_during_run_loses_nothing_and_floods_nothing() {
         .filter(|l| l.contains("tick: 1 records, 1 events"))
         .count();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let rows: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {}", s.events()), &[])
-        .unwrap()
-        .get(0);
-    let distinct: i64 = client
-        .query_one(
-            &format!("SELECT count(DISTINCT event_id) FROM {}", s.events()),
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let (rows, distinct) = rows_and_distinct(&mut client, &s.events());
     assert_eq!(rows as usize, emitted, "{stderr}");
     assert_eq!(rows, distinct);
     // The outage (3 s at 250 ms) is logged at most once per tick, not per record or retry.

@@ -7,7 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, live_docker, wait_until,
+    Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, live_docker,
+    rows_and_distinct, succeeded, wait_until,
 };
 
 /// Ticks that emitted one event, from the tick lines
@@ -177,32 +178,14 @@ fn sigterm_with_the_events_table_locked_exits_within_15s_and_the_next_start_deli
             g.schema.records()
         ))
         .unwrap();
-    let out = bin()
-        .arg("once")
-        .args(g.schema.args())
-        .args([
-            "--docker-host",
-            &g.live.docker_host(),
-            "--state-dir",
-            state_arg,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = g.schema.count_events("true");
-    let distinct: i64 = g
-        .schema
-        .client
-        .query_one(
-            &format!("SELECT count(DISTINCT event_id) FROM {}", g.schema.events()),
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    succeeded(bin().arg("once").args(g.schema.args()).args([
+        "--docker-host",
+        &g.live.docker_host(),
+        "--state-dir",
+        state_arg,
+    ]));
+    let events = g.schema.events();
+    let (rows, distinct) = rows_and_distinct(&mut g.schema.client, &events);
     assert_eq!(rows as usize, emitted(&first, 1), "{first}");
     assert_eq!(rows, distinct, "no event twice");
 }

@@ -59,6 +59,17 @@ impl TestSchema {
         }
     }
 
+    /// A schema of its own, migrated, with `records` (game, status,
+    /// container) in its records table.
+    pub fn migrated(url: &str, test: &str, records: &[(&str, &str, &str)]) -> TestSchema {
+        let mut schema = TestSchema::new(url, test);
+        schema.migrate();
+        for (game, status, container) in records {
+            schema.insert_record(game, status, container);
+        }
+        schema
+    }
+
     pub fn records(&self) -> String {
         format!("{}.runtime_records", self.name)
     }
@@ -93,12 +104,7 @@ impl TestSchema {
     }
 
     pub fn migrate(&self) {
-        let out = bin().arg("migrate").args(self.args()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(bin().arg("migrate").args(self.args()));
     }
 
     pub fn insert_record(&mut self, game: &str, status: &str, container: &str) {
@@ -142,6 +148,18 @@ impl TestSchema {
             })
             .collect()
     }
+}
+
+/// How many rows the events table `events` holds, and how many distinct
+/// event ids: the same when no event was stored twice.
+pub fn rows_and_distinct(client: &mut ::postgres::Client, events: &str) -> (i64, i64) {
+    client
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT event_id) FROM {events}"),
+            &[],
+        )
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap()
 }
 
 impl Drop for TestSchema {

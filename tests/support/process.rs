@@ -289,3 +289,15 @@ pub fn stop_with_sigterm(mut child: std::process::Child) -> (Duration, bool) {
 pub fn stderr_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `command` to its end and returns what it said; the test fails,
+/// with its stderr, unless it succeeded.
+pub fn succeeded(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
