@@ -11,17 +11,17 @@
 //! that does not parse is moved aside with a warning; a spool line that does not parse is
 //! set aside in `rejected.jsonl`. A start never fails because of either.
 //!
-//! Every file has a bound. The spool keeps at most [`SPOOL_LIMIT`] events and
+//! Every file has a bound. The spool keeps at most [`spool::SPOOL_LIMIT`] events and
 //! reads at most 64 KiB of a line. `rejected.jsonl` is appended to (a line
 //! and an fsync per event set aside) until the next line would take it past
-//! [`REJECTED_LIMIT`]; it is then renamed `rejected.jsonl.1`, replacing the
-//! older one, whose lines are dropped and counted ([`SetAside::dropped`]).
+//! [`rejected::REJECTED_LIMIT`]; it is then renamed `rejected.jsonl.1`, replacing the
+//! older one, whose lines are dropped and counted ([`rejected::SetAside::dropped`]).
 //! The two files take at most 20 MiB however long a receiver refuses
 //! everything.
 
-mod rejected;
+pub(crate) mod rejected;
 pub(crate) mod silences;
-mod spool;
+pub(crate) mod spool;
 #[cfg(test)]
 mod tests;
 
@@ -38,11 +38,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
-
-pub use rejected::REJECTED_LIMIT;
-use rejected::*;
-use spool::*;
-pub use spool::{LoadedSpool, SPOOL_LIMIT};
 
 /// The spool of a version that had one sink: shared out among the sinks
 /// that get its events now.

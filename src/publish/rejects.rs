@@ -51,7 +51,7 @@ impl Rejects {
                     log::warn!(
                         "{} rotated at {} MiB: the {} older refused events in {}.1 were dropped",
                         aside.path.display(),
-                        crate::state::REJECTED_LIMIT >> 20,
+                        crate::state::rejected::REJECTED_LIMIT >> 20,
                         aside.dropped,
                         aside.path.display()
                     );
@@ -135,7 +135,7 @@ mod tests {
         // A full rejected.jsonl, and an older one of three events.
         let full = format!(
             "{}\n",
-            "x".repeat(crate::state::REJECTED_LIMIT as usize - 1)
+            "x".repeat(crate::state::rejected::REJECTED_LIMIT as usize - 1)
         );
         std::fs::write(dir.join("rejected.jsonl"), full).unwrap();
         std::fs::write(dir.join("rejected.jsonl.1"), "{}\n{}\n{}\n").unwrap();

@@ -9,7 +9,8 @@ use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::failure::Failure;
 use crate::publish::outbox::Outbox;
-use crate::state::{LoadedSpool, StateDir};
+use crate::state::StateDir;
+use crate::state::spool::{LoadedSpool, SPOOL_LIMIT};
 use crate::telemetry::Telemetry;
 
 /// Each sink's spooled events to publish first, in the order of the sinks;
@@ -110,7 +111,7 @@ fn said_aside(state: &StateDir, loaded: &LoadedSpool, spool: &str, telemetry: &T
              set aside in {}",
             loaded.bad,
             loaded.over_limit,
-            crate::state::SPOOL_LIMIT,
+            SPOOL_LIMIT,
             state.path().join("rejected.jsonl").display()
         );
     }

@@ -3,7 +3,7 @@
 //! dropped lines are counted.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -112,5 +112,19 @@ impl StateDir {
             .and_then(|d| d.sync_all())
             .map_err(at(&self.dir))?;
         Ok(dropped)
+    }
+}
+
+/// The newlines in a file, counted a buffer at a time.
+fn count_lines(mut reader: impl BufRead) -> io::Result<u64> {
+    let mut lines = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
     }
 }

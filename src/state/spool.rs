@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::event::HealthEvent;
 
+use super::rejected::{ASIDE_BATCH, rejected_line};
 use super::*;
 
 /// The most events a spool keeps: twice the publish queue. An event takes
@@ -64,20 +65,6 @@ pub(super) fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
                 reader.consume(n);
             }
         }
-    }
-}
-
-/// The newlines in a file, counted a buffer at a time.
-pub(super) fn count_lines(mut reader: impl BufRead) -> io::Result<u64> {
-    let mut lines = 0;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(lines);
-        }
-        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
-        let n = buf.len();
-        reader.consume(n);
     }
 }
 

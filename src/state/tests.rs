@@ -1,5 +1,7 @@
 //! The state directory's unit tests: round trips, bounds, set-asides.
 
+use super::rejected::*;
+use super::spool::*;
 use super::*;
 use crate::event::HealthEvent;
 use crate::event::stopped_event as event;
