@@ -45,22 +45,3 @@ pub use prune::{PRUNE_BATCH, Pruned, prune_events};
 pub use records::{HostFilter, PgRecords, records_query};
 pub use silences::{PgSilences, is_missing, known_games, silences_query};
 pub use sink::PgSink;
-
-/// `a.b` → `"a"."b"`, for `to_regclass`, which would fold unquoted names.
-fn quote_qualified(name: &str) -> String {
-    name.split('.')
-        .map(|part| format!("\"{part}\""))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qualified_names_are_quoted_per_part() {
-        assert_eq!(quote_qualified("ops.Runtime"), "\"ops\".\"Runtime\"");
-        assert_eq!(quote_qualified("t"), "\"t\"");
-    }
-}

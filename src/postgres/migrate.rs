@@ -10,7 +10,6 @@ use postgres::types::Type;
 
 use super::connect::Connector;
 use super::error::PgError;
-use super::quote_qualified;
 use super::transaction::{BEGIN_MIGRATION, in_transaction};
 use crate::config::TableName;
 
@@ -351,9 +350,23 @@ fn check_host_column(tx: &mut Client, records: &TableName, column: &str) -> Resu
     }
 }
 
+/// `a.b` → `"a"."b"`, for `to_regclass`, which would fold unquoted names.
+fn quote_qualified(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("\"{part}\""))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qualified_names_are_quoted_per_part() {
+        assert_eq!(quote_qualified("ops.Runtime"), "\"ops\".\"Runtime\"");
+        assert_eq!(quote_qualified("t"), "\"t\"");
+    }
 
     #[test]
     fn index_names_follow_the_table_and_its_schema() {

@@ -10,7 +10,6 @@ use postgres::types::{ToSql, Type};
 
 use super::connect::Connector;
 use super::error::{PgError, UNDEFINED_COLUMN, UNDEFINED_FUNCTION};
-use super::quote_qualified;
 use super::transaction::{BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 use crate::inspector::RuntimeRecord;
@@ -180,7 +179,8 @@ fn records_error(e: postgres::Error, table: &TableName, host: Option<&HostFilter
 /// as its base type). Asked without a prepared statement, which PgBouncer in
 /// transaction mode cannot keep.
 fn check_record_columns(client: &mut Client, table: &TableName) -> Result<(), PgError> {
-    let quoted = quote_qualified(&table.to_string());
+    // Quoted per part for `to_regclass`, which would fold unquoted names.
+    let quoted = table.quoted();
     let rows = client
         .query_typed(
             "SELECT a.attname::text, base.typname::text FROM pg_attribute a \
