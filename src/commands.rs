@@ -3,8 +3,10 @@
 //! did on stdout, one line a step.
 
 mod silence;
+mod stdout;
 
 pub(crate) use silence::silence;
+use stdout::print_out;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,16 +30,6 @@ pub(crate) fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
     .map_err(Failure::because)?;
     let text: String = steps.iter().map(|s| format!("{s}\n")).collect();
     print_out(&text)
-}
-
-/// `text` on stdout; a closed stdout is a failure to report, not a panic
-/// (as `println!` would make it).
-fn print_out(text: &str) -> Result<(), Failure> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::runtime("cannot write to stdout", e))
 }
 
 /// `rtinspect notify-test`: one test message through every sink, in turn,

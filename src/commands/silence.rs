@@ -23,7 +23,7 @@ use crate::postgres::PgSilences;
 use crate::silence::{self, Ended, MAX_SILENCES, Silence};
 use crate::state::silences::{self as file, SilencesError};
 
-use super::print_out;
+use super::stdout::print_out;
 
 /// Where the silences are kept.
 enum Store {
