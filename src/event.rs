@@ -1,22 +1,25 @@
-//! The health event and its envelope: the one JSON shape every sink carries.
-//!
-//! The envelope is rendered once, when the event is made, so that the stdout
-//! line, the database row, the NOTIFY payload and the webhook's body are the
-//! same bytes. How much its `details` carry is [`DetailLevel`]'s choice, made
-//! when Docker's answer is decoded.
+//! The health event: what the cores decided, typed — a fact or a change of
+//! an incident ([`EventType`]), the incident's kind as the tracker's own
+//! enum, what was seen — until the wire. The envelope, the one JSON shape
+//! every sink carries, is rendered from it only where bytes are made
+//! (`envelope`); times are written as the envelope writes them (`time`).
+//! How much its `details` carry is [`DetailLevel`]'s choice, made when
+//! Docker's answer is decoded.
 
-use std::ops::Range;
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::incident::{Change, Kind};
 use crate::inspector::{Finding, Observation, StateDetails};
 
-/// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
-/// or more (SQLSTATE 22023), with room to spare.
-pub const MAX_ENVELOPE_BYTES: usize = 7900;
+mod envelope;
+mod time;
+
+use envelope::ReadBack;
+pub use envelope::{Envelope, MAX_ENVELOPE_BYTES};
+pub use time::rfc3339_micros;
 
 /// The fact: a record in trouble at one inspect, every tick it lasts.
 pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
@@ -30,12 +33,6 @@ pub const EVENT_TYPES: [&str; 5] = [
     "incident_resolved",
 ];
 
-/// The event type an incident's change is published as: the incident core
-/// names changes, the envelope names event types.
-pub(crate) fn event_type_of(change: Change) -> &'static str {
-    EVENT_TYPES[1 + change as usize]
-}
-
 /// The resolution of an incident whose game left the records, or whose
 /// container has been gone (404) for `--recover-after`.
 pub const REMOVED: &str = "removed";
@@ -43,6 +40,54 @@ pub const REMOVED: &str = "removed";
 /// The event `rtinspect notify-test` sends: it says nothing about a game,
 /// so it is not one of [`EVENT_TYPES`] and is never spooled.
 pub const NOTIFY_TEST: &str = "notify_test";
+
+/// What an event reports; the wire names it by [`EventType::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// `inspect_unhealthy`: a record in trouble at one inspect.
+    Fact,
+    /// `incident_opened`, `incident_escalated`, `incident_reminder` or
+    /// `incident_resolved`: a change of an incident.
+    Incident(Change),
+    /// `notify_test`: `rtinspect notify-test`'s message, about no game.
+    NotifyTest,
+}
+
+impl EventType {
+    /// Every type an event is published and spooled as, in the order of
+    /// [`EVENT_TYPES`].
+    pub const PUBLISHED: [EventType; 5] = [
+        EventType::Fact,
+        EventType::Incident(Change::Opened),
+        EventType::Incident(Change::Escalated),
+        EventType::Incident(Change::Reminder),
+        EventType::Incident(Change::Resolved),
+    ];
+
+    /// Its name on the wire and in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Fact => INSPECT_UNHEALTHY,
+            EventType::Incident(change) => EVENT_TYPES[1 + change as usize],
+            EventType::NotifyTest => NOTIFY_TEST,
+        }
+    }
+
+    /// The change of an incident it reports; `None` for a fact (and
+    /// `rtinspect notify-test`'s message).
+    pub fn change(self) -> Option<Change> {
+        match self {
+            EventType::Incident(change) => Some(change),
+            EventType::Fact | EventType::NotifyTest => None,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// How much an event's `details` carry (`--details`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,15 +100,14 @@ pub enum DetailLevel {
     Extended,
 }
 
-/// One `inspect_unhealthy` event, ready to publish.
+/// One event, ready to publish: a fact or a change of an incident, typed;
+/// its envelope is made from it at the wire ([`HealthEvent::envelope`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthEvent {
     /// A UUID made when the event was emitted; consumers de-duplicate on it.
     pub event_id: String,
-    /// One of [`EVENT_TYPES`]: the wire's name of [`HealthEvent::change`].
-    pub event_type: &'static str,
-    /// For an incident's event, the change it reports; `None` for a fact.
-    change: Option<Change>,
+    /// What it reports: a fact, or which change of an incident.
+    pub event_type: EventType,
     /// For an incident's event: which incident, and how it stands.
     pub incident: Option<Box<IncidentFacts>>,
     /// The game whose container is unhealthy.
@@ -81,10 +125,6 @@ pub struct HealthEvent {
     /// With `--details extended`, what else Docker said about why (`None`
     /// otherwise, or when it said nothing more).
     pub details: Option<Box<StateDetails>>,
-    /// The envelope as JSON, one line, no trailing newline.
-    pub envelope: String,
-    /// Where the `details` object lies in `envelope`.
-    details_span: Range<usize>,
     /// For an event that a Docker event prompted (not part of the
     /// envelope): the stages of its detection, the first of which starts
     /// the detection latency. Boxed: most events have none.
@@ -93,6 +133,10 @@ pub struct HealthEvent {
     /// left the records, or its container is gone). Its `details` then
     /// carry `resolution` and no `seen`, and `state` is the resolution.
     pub resolution: Option<String>,
+    /// For an event read back from a spool line that its fields do not
+    /// render to byte for byte (written by hand, or by another writer):
+    /// that line, which the wire carries again as it was.
+    read_back: Option<Box<ReadBack>>,
 }
 
 /// When a Docker event led to an inspect: the stages of its detection.
@@ -125,55 +169,6 @@ pub struct IncidentFacts {
     pub oom: bool,
 }
 
-/// An incident event's `details`: the incident, and what was seen (or,
-/// when nothing was, how it ended).
-#[derive(Serialize, Deserialize)]
-struct IncidentDetails<F, S, D> {
-    #[serde(flatten)]
-    incident: F,
-    // A missing member is `None`: no `default`, which would ask `D: Default`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resolution: Option<S>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seen: Option<D>,
-}
-
-#[derive(Serialize)]
-struct Envelope<'a> {
-    event_id: &'a str,
-    game_id: &'a str,
-    container_id: &'a str,
-    event_type: &'a str,
-    occurred_at: &'a str,
-    // Last, so that its place in the envelope is known: see `with_id`.
-    details: &'a RawValue,
-}
-
-/// `details`, in the order of the contract; the extended fields only when known.
-#[derive(Serialize, Deserialize)]
-struct Details<S> {
-    restart_count: u64,
-    state: S,
-    health: S,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    oom_killed: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<S>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    started_at: Option<S>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    finished_at: Option<S>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    health_failing_streak: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    health_output: Option<S>,
-    /// An incident's evidence: the last probes' outputs, oldest first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    health_log: Option<Vec<S>>,
-}
-
 impl HealthEvent {
     /// Makes the event for `finding` observed at `occurred_at`, with a fresh
     /// UUID (v7) whose time part is that same instant.
@@ -183,10 +178,9 @@ impl HealthEvent {
 
     /// Makes the event with a given id (for tests and replays).
     pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
-        Self::render(
+        Self::make(
             event_id,
-            INSPECT_UNHEALTHY,
-            None,
+            EventType::Fact,
             None,
             finding.game_id,
             finding.observation,
@@ -203,10 +197,9 @@ impl HealthEvent {
         seen: Observation,
         occurred_at: SystemTime,
     ) -> Self {
-        Self::render(
+        Self::make(
             new_id(occurred_at),
-            event_type_of(change),
-            Some(change),
+            EventType::Incident(change),
             Some(Box::new(incident)),
             game_id,
             seen,
@@ -223,10 +216,9 @@ impl HealthEvent {
         container_id: String,
         occurred_at: SystemTime,
     ) -> Self {
-        Self::render(
+        Self::make(
             new_id(occurred_at),
-            event_type_of(Change::Resolved),
-            Some(Change::Resolved),
+            EventType::Incident(Change::Resolved),
             Some(Box::new(incident)),
             game_id,
             Observation {
@@ -243,10 +235,9 @@ impl HealthEvent {
     /// The test message of `rtinspect notify-test`, from the host `host`:
     /// its game id names the command and the host, its container is none.
     pub fn notify_test(host: &str, occurred_at: SystemTime) -> Self {
-        Self::render(
+        Self::make(
             new_id(occurred_at),
-            NOTIFY_TEST,
-            None,
+            EventType::NotifyTest,
             None,
             format!("rtinspect-notify-test on {host}"),
             Observation {
@@ -260,16 +251,14 @@ impl HealthEvent {
         )
     }
 
-    fn render(
+    fn make(
         event_id: String,
-        event_type: &'static str,
-        change: Option<Change>,
+        event_type: EventType,
         incident: Option<Box<IncidentFacts>>,
         game_id: String,
         o: Observation,
         occurred_at: SystemTime,
     ) -> Self {
-        let occurred = rfc3339_micros(occurred_at);
         // Only an incident ended with no look is in this state.
         let removed = incident.is_some() && o.status == REMOVED;
         let mut details = o.details;
@@ -279,193 +268,31 @@ impl HealthEvent {
             // A fact carries the last probe's output alone, as it always has.
             d.health_log.clear();
         }
-        let mut details = details.filter(|d| !d.is_empty());
-        let render = |x: Option<&StateDetails>| {
-            let details_json = serde_json::to_string(&Details {
-                restart_count: o.restart_count,
-                state: o.status.as_str(),
-                health: o.health.as_str(),
-                exit_code: x.and_then(|x| x.exit_code),
-                oom_killed: x.and_then(|x| x.oom_killed),
-                error: x.and_then(|x| x.error.as_deref()),
-                started_at: x.and_then(|x| x.started_at.as_deref()),
-                finished_at: x.and_then(|x| x.finished_at.as_deref()),
-                health_failing_streak: x.and_then(|x| x.health_failing_streak),
-                health_output: x.and_then(|x| x.health_output.as_deref()),
-                health_log: x
-                    .map(|x| x.health_log.iter().map(String::as_str).collect::<Vec<_>>())
-                    .filter(|log| !log.is_empty()),
-            })
-            .expect("details of strings, integers and booleans always serialise");
-            let details_json = match &incident {
-                None => details_json,
-                Some(i) => serde_json::to_string(&IncidentDetails {
-                    incident: i.as_ref(),
-                    resolution: removed.then_some(REMOVED),
-                    seen: (!removed).then(|| {
-                        RawValue::from_string(details_json).expect("serde_json writes valid JSON")
-                    }),
-                })
-                .expect("details of strings, integers and booleans always serialise"),
-            };
-            let details_json =
-                RawValue::from_string(details_json).expect("serde_json writes valid JSON");
-            let envelope = serde_json::to_string(&Envelope {
-                event_id: &event_id,
-                game_id: &game_id,
-                container_id: &o.container_id,
-                event_type,
-                occurred_at: &occurred,
-                details: &details_json,
-            })
-            .expect("an envelope of strings and JSON always serialises");
-            (details_json, envelope)
-        };
-        let (mut details_json, mut envelope) = render(details.as_deref());
-        // The texts are cut to 512 bytes, but escaping can make a control
-        // character six: past the NOTIFY limit, drop the probe's output, then
-        // the error, rather than have PostgreSQL refuse the whole event.
-        for drop_text in [
-            (|d: &mut StateDetails| d.health_log.clear()) as fn(&mut StateDetails),
-            |d: &mut StateDetails| d.health_output = None,
-            |d: &mut StateDetails| d.error = None,
-        ] {
-            if envelope.len() <= MAX_ENVELOPE_BYTES {
-                break;
-            }
-            if let Some(d) = details.as_deref_mut() {
-                drop_text(d);
-                (details_json, envelope) = render(Some(d));
-            }
-        }
-        // `details` is the last member: the envelope ends with it and `}`.
-        let end = envelope.len() - 1;
-        let details_span = end - details_json.get().len()..end;
-        HealthEvent {
+        let mut event = HealthEvent {
             event_id,
             event_type,
-            change,
             incident,
             game_id,
             container_id: o.container_id,
-            occurred_at: occurred,
+            occurred_at: rfc3339_micros(occurred_at),
             restart_count: o.restart_count,
             state: o.status,
             health: o.health,
-            details,
-            envelope,
-            details_span,
+            details: details.filter(|d| !d.is_empty()),
             prompt: None,
             resolution: removed.then(|| REMOVED.to_owned()),
-        }
+            read_back: None,
+        };
+        event.fit_the_envelope();
+        event
     }
 
     /// The change of an incident this event reports; `None` for a fact (and
     /// `rtinspect notify-test`'s message).
     pub fn change(&self) -> Option<Change> {
-        self.change
-    }
-
-    /// The envelope's `details` object, byte for byte as the envelope has it:
-    /// what the PostgreSQL sink stores, so that the row and the NOTIFY
-    /// payload say the same.
-    pub fn details_json(&self) -> &str {
-        &self.envelope[self.details_span.clone()]
-    }
-
-    /// Reads an event back from its envelope (a spool line); the envelope is
-    /// kept byte for byte, so a replayed event is the event that was emitted.
-    pub fn from_envelope(envelope: &str) -> Result<HealthEvent, String> {
-        #[derive(Deserialize)]
-        struct Owned<'a> {
-            event_id: String,
-            game_id: String,
-            container_id: String,
-            event_type: String,
-            occurred_at: String,
-            #[serde(borrow)]
-            details: &'a RawValue,
-        }
-        let e: Owned = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
-        let Some(event_type) = EVENT_TYPES.iter().copied().find(|t| *t == e.event_type) else {
-            return Err(format!("unknown event_type {:?}", e.event_type));
-        };
-        if uuid::Uuid::parse_str(&e.event_id).is_err() {
-            return Err(format!("event_id {:?} is not a UUID", e.event_id));
-        }
-        // The raw value borrows from `envelope`: its offset there is its span.
-        let raw = e.details.get();
-        let start = (raw.as_ptr() as usize).wrapping_sub(envelope.as_ptr() as usize);
-        let details_span = start..start.saturating_add(raw.len());
-        if envelope.get(details_span.clone()) != Some(raw) {
-            return Err("details not found in the envelope".into());
-        }
-        let (incident, d, resolution) = if event_type == INSPECT_UNHEALTHY {
-            let d: Details<String> =
-                serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
-            (None, d, None)
-        } else {
-            let i: IncidentDetails<IncidentFacts, String, Details<String>> =
-                serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
-            // An incident that ended with no look has no `seen`, and says how.
-            let d = match (i.seen, &i.resolution) {
-                (Some(d), _) => d,
-                (None, Some(how)) => Details {
-                    restart_count: 0,
-                    state: how.clone(),
-                    health: String::new(),
-                    exit_code: None,
-                    oom_killed: None,
-                    error: None,
-                    started_at: None,
-                    finished_at: None,
-                    health_failing_streak: None,
-                    health_output: None,
-                    health_log: None,
-                },
-                (None, None) => return Err("details: missing field `seen`".into()),
-            };
-            (Some(Box::new(i.incident)), d, i.resolution)
-        };
-        let details = StateDetails {
-            exit_code: d.exit_code,
-            oom_killed: d.oom_killed,
-            error: d.error,
-            started_at: d.started_at,
-            finished_at: d.finished_at,
-            health_failing_streak: d.health_failing_streak,
-            health_output: d.health_output,
-            health_log: d.health_log.unwrap_or_default(),
-        };
-        Ok(HealthEvent {
-            event_id: e.event_id,
-            event_type,
-            change: CHANGES
-                .into_iter()
-                .find(|c| event_type_of(*c) == event_type),
-            incident,
-            game_id: e.game_id,
-            container_id: e.container_id,
-            occurred_at: e.occurred_at,
-            restart_count: d.restart_count,
-            state: d.state,
-            health: d.health,
-            details: (!details.is_empty()).then(|| Box::new(details)),
-            envelope: envelope.to_owned(),
-            details_span,
-            prompt: None,
-            resolution,
-        })
+        self.event_type.change()
     }
 }
-
-/// Every change of an incident, in the order of [`EVENT_TYPES`].
-const CHANGES: [Change; 4] = [
-    Change::Opened,
-    Change::Escalated,
-    Change::Reminder,
-    Change::Resolved,
-];
 
 /// An incident's [`Kind`] in the envelope: its name (`crash_loop`), so
 /// that the domain type stays plain.
@@ -502,37 +329,6 @@ fn new_id(at: SystemTime) -> String {
     uuid::Uuid::new_v7(ts).to_string()
 }
 
-/// Formats a time as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC). Times before 1970 are
-/// clamped to the epoch; none are made by this program.
-pub fn rfc3339_micros(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard
-/// Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// An event for an exited container of `game`, for tests of the modules
 /// that carry events.
 #[cfg(test)]
@@ -551,6 +347,32 @@ pub(crate) fn stopped_event(game: &str) -> HealthEvent {
             reasons: vec![Reason::NotRunning],
         },
         SystemTime::now(),
+    )
+}
+
+/// The `incident_opened` of a game whose container exited, for tests of
+/// the modules that carry events.
+#[cfg(test)]
+pub(crate) fn opened_event(game: &str) -> HealthEvent {
+    let at = SystemTime::now();
+    HealthEvent::for_incident(
+        Change::Opened,
+        IncidentFacts {
+            incident_id: new_id(at),
+            kind: Kind::NotRunning,
+            started_at: rfc3339_micros(at),
+            restarts_in_window: 0,
+            oom: false,
+        },
+        game.into(),
+        Observation {
+            container_id: "c".repeat(64),
+            restart_count: 1,
+            status: "exited".into(),
+            health: "".into(),
+            details: None,
+        },
+        at,
     )
 }
 

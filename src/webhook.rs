@@ -121,7 +121,7 @@ impl WebhookSink {
     fn post(&mut self, event: &HealthEvent) -> Result<u16, SinkError> {
         let mut headers = Vec::new();
         let body = match self.format {
-            WebhookFormat::Envelope => Cow::Borrowed(event.envelope.as_str()),
+            WebhookFormat::Envelope => event.envelope().into_cow(),
             WebhookFormat::Slack => Cow::Owned(slack::slack_body(event)),
             WebhookFormat::Discord => Cow::Owned(discord::discord_body(event)),
             WebhookFormat::Ntfy => {
@@ -144,7 +144,7 @@ impl WebhookSink {
         let (title, line) = format::text::test_words(&self.host);
         let mut headers = Vec::new();
         let body = match self.format {
-            WebhookFormat::Envelope => event.envelope.clone(),
+            WebhookFormat::Envelope => event.envelope().into_cow().into_owned(),
             WebhookFormat::Slack => slack::test_body(&title, line),
             WebhookFormat::Discord => discord::test_body(&title, line, event),
             WebhookFormat::Ntfy => {

@@ -198,7 +198,7 @@ impl Worker {
                     }
                     log::info!(game_id = event.game_id.as_str(),
                         container_id = event.container_id.as_str(),
-                        event_type = event.event_type, incident_id = i.incident_id.as_str();
+                        event_type = event.event_type.as_str(), incident_id = i.incident_id.as_str();
                         "{}: {} since {}, {} restarts in the window{}",
                         event.event_type, i.kind.as_str(), i.started_at, i.restarts_in_window,
                         if i.oom { ", out of memory" } else { "" });

@@ -128,7 +128,7 @@ fn restart_across_ticks_emits_once_with_the_envelope() {
     let (_, third) = tick(&mut w);
     assert_eq!(second.len(), 1);
     assert!(third.is_empty(), "the same count is not reported twice");
-    let e: serde_json::Value = serde_json::from_str(&second[0].envelope).unwrap();
+    let e: serde_json::Value = serde_json::from_str(second[0].envelope().as_str()).unwrap();
     assert_eq!(e["game_id"], "g-1");
     assert_eq!(e["container_id"], hex_id(9));
     assert_eq!(e["event_type"], "inspect_unhealthy");

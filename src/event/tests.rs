@@ -16,7 +16,7 @@ fn each_change_of_an_incident_is_published_under_its_own_event_type() {
         (Change::Resolved, "incident_resolved"),
     ];
     for (change, name) in changes {
-        assert_eq!(event_type_of(change), name);
+        assert_eq!(EventType::Incident(change).as_str(), name);
     }
 }
 
@@ -56,7 +56,7 @@ fn envelope_has_the_spec_shape_in_order() {
         r#"{{"event_id":"0193-x","game_id":"g-42","container_id":"{}","event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.123456Z","details":{{"restart_count":3,"state":"running","health":"unhealthy"}}}}"#,
         "c".repeat(64)
     );
-    assert_eq!(e.envelope, want);
+    assert_eq!(e.envelope().as_str(), want);
 }
 
 #[test]
@@ -64,15 +64,18 @@ fn envelope_escapes_hostile_strings() {
     let mut f = finding();
     f.game_id = "g\"\n\u{1}".into();
     let e = HealthEvent::with_id("id".into(), f, at(0, 0));
-    assert!(!e.envelope.contains('\n'));
-    let back: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    assert!(!e.envelope().as_str().contains('\n'));
+    let back: serde_json::Value = serde_json::from_str(e.envelope().as_str()).unwrap();
     assert_eq!(back["game_id"], "g\"\n\u{1}");
 }
 
 #[test]
 fn an_envelope_reads_back_into_the_same_event() {
     let e = HealthEvent::from_finding(finding(), at(1_795_726_800, 5));
-    assert_eq!(HealthEvent::from_envelope(&e.envelope).unwrap(), e);
+    assert_eq!(
+        HealthEvent::from_envelope(e.envelope().as_str()).unwrap(),
+        e
+    );
     assert!(HealthEvent::from_envelope("{}").is_err());
     let facts = IncidentFacts {
         incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
@@ -88,16 +91,19 @@ fn an_envelope_reads_back_into_the_same_event() {
         finding().observation,
         SystemTime::UNIX_EPOCH,
     );
-    let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+    let v: serde_json::Value = serde_json::from_str(i.envelope().as_str()).unwrap();
     assert_eq!(v["event_type"], "incident_escalated");
     assert_eq!(v["details"]["kind"], "crash_loop");
     assert_eq!(v["details"]["seen"]["state"], e.state.as_str());
-    let details: serde_json::Value = serde_json::from_str(i.details_json()).unwrap();
+    let details: serde_json::Value = serde_json::from_str(i.envelope().details()).unwrap();
     assert_eq!(details, v["details"]);
-    let back = HealthEvent::from_envelope(&i.envelope).unwrap();
+    let back = HealthEvent::from_envelope(i.envelope().as_str()).unwrap();
     assert_eq!(back, i, "an incident's event reads back from the spool");
     assert_eq!(back.incident.as_deref(), Some(&facts));
-    assert!(HealthEvent::from_envelope(&e.envelope.replace("inspect_unhealthy", "other")).is_err());
+    assert!(
+        HealthEvent::from_envelope(&e.envelope().as_str().replace("inspect_unhealthy", "other"))
+            .is_err()
+    );
 }
 
 #[test]
@@ -115,19 +121,22 @@ fn a_removed_incident_says_so_and_carries_nothing_seen() {
         "c".repeat(64),
         at(1_795_726_800, 5),
     );
-    let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    let v: serde_json::Value = serde_json::from_str(e.envelope().as_str()).unwrap();
     assert_eq!(v["event_type"], "incident_resolved");
     assert_eq!(v["container_id"], "c".repeat(64));
     assert_eq!(
-        e.details_json(),
+        e.envelope().details(),
         r#"{"incident_id":"019ae1c5-0000-7000-8000-000000000000","kind":"not_running","started_at":"2026-12-02T15:40:13.104861Z","restarts_in_window":1,"oom":false,"resolution":"removed"}"#
     );
     assert_eq!(e.resolution.as_deref(), Some(REMOVED));
     assert_eq!(e.state, REMOVED);
-    let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+    let back = HealthEvent::from_envelope(e.envelope().as_str()).unwrap();
     assert_eq!(back, e, "it reads back from the spool");
     // An incident's event with neither `seen` nor a resolution is refused.
-    let bare = e.envelope.replace(r#","resolution":"removed""#, "");
+    let bare = e
+        .envelope()
+        .as_str()
+        .replace(r#","resolution":"removed""#, "");
     assert!(HealthEvent::from_envelope(&bare).is_err());
 }
 
@@ -142,18 +151,18 @@ fn an_envelope_that_escaping_would_push_past_notify_sheds_its_texts() {
     }
     let e = HealthEvent::with_id("id".into(), f, at(0, 0));
     assert!(
-        e.envelope.len() <= MAX_ENVELOPE_BYTES,
+        e.envelope().as_str().len() <= MAX_ENVELOPE_BYTES,
         "{}",
-        e.envelope.len()
+        e.envelope().as_str().len()
     );
-    let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
+    let v: serde_json::Value = serde_json::from_str(e.envelope().as_str()).unwrap();
     assert!(v["details"].get("health_output").is_none(), "dropped first");
     assert!(
         v["details"].get("error").is_some(),
         "the error fits after that"
     );
     assert_eq!(v["details"]["exit_code"], 137, "the rest is kept");
-    let details: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
+    let details: serde_json::Value = serde_json::from_str(e.envelope().details()).unwrap();
     assert_eq!(details, v["details"]);
     let mut small = extended();
     if let Some(d) = small.observation.details.as_deref_mut() {
@@ -161,7 +170,7 @@ fn an_envelope_that_escaping_would_push_past_notify_sheds_its_texts() {
     }
     let e = HealthEvent::with_id("id".into(), small, at(0, 0));
     assert!(
-        e.envelope.contains("\"error\":\"short\""),
+        e.envelope().as_str().contains("\"error\":\"short\""),
         "nothing shed when it fits"
     );
 }
@@ -169,7 +178,7 @@ fn an_envelope_that_escaping_would_push_past_notify_sheds_its_texts() {
 #[test]
 fn only_an_incident_carries_the_last_probes_outputs() {
     let fact = HealthEvent::from_finding(extended(), at(0, 0));
-    let v: serde_json::Value = serde_json::from_str(&fact.envelope).unwrap();
+    let v: serde_json::Value = serde_json::from_str(fact.envelope().as_str()).unwrap();
     assert!(v["details"].get("health_log").is_none(), "{v}");
     assert!(fact.details.as_ref().unwrap().health_log.is_empty());
     let facts = IncidentFacts {
@@ -186,12 +195,15 @@ fn only_an_incident_carries_the_last_probes_outputs() {
         extended().observation,
         at(0, 0),
     );
-    let v: serde_json::Value = serde_json::from_str(&i.envelope).unwrap();
+    let v: serde_json::Value = serde_json::from_str(i.envelope().as_str()).unwrap();
     assert_eq!(
         v["details"]["seen"]["health_log"],
         serde_json::json!(["earlier", "probe says \"no\"\n"])
     );
-    assert_eq!(HealthEvent::from_envelope(&i.envelope).unwrap(), i);
+    assert_eq!(
+        HealthEvent::from_envelope(i.envelope().as_str()).unwrap(),
+        i
+    );
 }
 
 fn extended() -> Finding {
@@ -214,12 +226,13 @@ fn extended() -> Finding {
 fn extended_details_follow_the_three_in_the_contract_order() {
     let e = HealthEvent::with_id("id".into(), extended(), at(1_795_726_800, 0));
     assert_eq!(
-        e.details_json(),
+        e.envelope().details(),
         r#"{"restart_count":3,"state":"exited","health":"unhealthy","exit_code":137,"oom_killed":true,"started_at":"2026-11-26T20:59:00.5Z","finished_at":"2026-11-26T21:00:00.25Z","health_failing_streak":4,"health_output":"probe says \"no\"\n"}"#
     );
     assert!(
-        e.envelope
-            .ends_with(&format!(r#","details":{}}}"#, e.details_json()))
+        e.envelope()
+            .as_str()
+            .ends_with(&format!(r#","details":{}}}"#, e.envelope().details()))
     );
 }
 
@@ -227,14 +240,14 @@ fn extended_details_follow_the_three_in_the_contract_order() {
 fn details_json_is_the_envelopes_details_byte_for_byte() {
     for f in [finding(), extended()] {
         let e = HealthEvent::from_finding(f, at(1_795_726_800, 9));
-        let v: serde_json::Value = serde_json::from_str(&e.envelope).unwrap();
-        let d: serde_json::Value = serde_json::from_str(e.details_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(e.envelope().as_str()).unwrap();
+        let d: serde_json::Value = serde_json::from_str(e.envelope().details()).unwrap();
         assert_eq!(v["details"], d);
-        assert!(e.envelope.contains(e.details_json()));
+        assert!(e.envelope().as_str().contains(e.envelope().details()));
     }
     let basic = HealthEvent::with_id("id".into(), finding(), at(0, 0));
     assert_eq!(
-        basic.details_json(),
+        basic.envelope().details(),
         r#"{"restart_count":3,"state":"running","health":"unhealthy"}"#
     );
 }
@@ -251,10 +264,10 @@ fn empty_extended_details_render_as_basic() {
 #[test]
 fn an_extended_envelope_reads_back_into_the_same_event() {
     let e = HealthEvent::from_finding(extended(), at(1_795_726_800, 5));
-    let back = HealthEvent::from_envelope(&e.envelope).unwrap();
+    let back = HealthEvent::from_envelope(e.envelope().as_str()).unwrap();
     assert_eq!(back, e);
     assert_eq!(back.details.as_ref().unwrap().exit_code, Some(137));
-    assert_eq!(back.details_json(), e.details_json());
+    assert_eq!(back.envelope().details(), e.envelope().details());
 }
 
 #[test]
@@ -265,7 +278,7 @@ fn details_of_a_spooled_envelope_are_found_wherever_they_are() {
         "event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.000000Z"}"#;
     let e = HealthEvent::from_envelope(line).unwrap();
     assert_eq!(
-        e.details_json(),
+        e.envelope().details(),
         r#"{"state":"exited", "health":"","restart_count":2,"exit_code":1}"#
     );
     assert_eq!(e.details.unwrap().exit_code, Some(1));
@@ -279,4 +292,26 @@ fn event_ids_are_uuids_and_unique() {
     assert_ne!(a.event_id, b.event_id);
     assert!(uuid::Uuid::parse_str(&a.event_id).is_ok());
     assert_eq!(a.event_id.len(), 36);
+}
+
+#[test]
+fn an_event_is_typed_and_its_envelope_is_made_at_the_wire() {
+    let e = HealthEvent::from_finding(extended(), at(1_795_726_800, 7));
+    assert_eq!(e.event_type, EventType::Fact);
+    assert_eq!(e.change(), None);
+    // Made from the fields each time it is asked for: the same bytes.
+    assert_eq!(e.envelope(), e.envelope());
+    assert!(e.read_back.is_none(), "a new event keeps no bytes");
+    // A line this version wrote reads back to an event that keeps none
+    // either; a line by hand keeps its own.
+    let back = HealthEvent::from_envelope(e.envelope().as_str()).unwrap();
+    assert!(back.read_back.is_none());
+    let spaced = e.envelope().as_str().replacen(":", ": ", 1);
+    let kept = HealthEvent::from_envelope(&spaced).unwrap();
+    assert_eq!(kept.envelope().as_str(), spaced);
+    assert_eq!(kept.event_id, e.event_id);
+    for (t, name) in EventType::PUBLISHED.iter().zip(EVENT_TYPES) {
+        assert_eq!(t.as_str(), name);
+    }
+    assert_eq!(EventType::NotifyTest.as_str(), NOTIFY_TEST);
 }

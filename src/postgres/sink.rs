@@ -88,13 +88,15 @@ impl PgSink {
         };
         let client = self.client.insert(client);
         // The row's details are the envelope's, byte for byte.
-        let details = event.details_json();
+        let envelope = event.envelope();
+        let (envelope, details) = (envelope.as_str(), envelope.details());
+        let event_type = event.event_type.as_str();
         let (table, insert, channel) = (&self.table, &self.insert, &self.channel);
         let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
             (&event.event_id, Type::TEXT),
             (&event.game_id, Type::TEXT),
             (&event.container_id, Type::TEXT),
-            (&event.event_type, Type::TEXT),
+            (&event_type, Type::TEXT),
             (&event.occurred_at, Type::TEXT),
             (&details, Type::TEXT),
         ];
@@ -103,7 +105,7 @@ impl PgSink {
         }
         if let Some(channel) = channel {
             params.push((channel, Type::TEXT));
-            params.push((&event.envelope, Type::TEXT));
+            params.push((&envelope, Type::TEXT));
         }
         let step = match channel {
             Some(channel) => format!("inserting into {table} and notifying {channel}"),

@@ -18,7 +18,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use super::outbox::{FullQueue, Outbox, QUEUE_CAPACITY, Slot};
 use super::overflow::{OVERFLOW_LIMIT, Overflow, Pushed};
 use super::shed::{self, Shed};
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::{EventType, HealthEvent};
 use crate::telemetry::SinkCounters;
 
 /// Without a state directory, the most events that wait behind the backlog
@@ -69,8 +69,8 @@ pub fn offer(
                 slot.full.overflowed += 1;
                 say_full(&mut slot.full, counters, Some(overflow));
             }
-            Ok(Pushed::Full) if event.event_type == INSPECT_UNHEALTHY => {
-                counters.dropped(event.event_type);
+            Ok(Pushed::Full) if event.event_type == EventType::Fact => {
+                counters.dropped(event.event_type.as_str());
                 slot.full.facts += 1;
                 say_full(&mut slot.full, counters, Some(overflow));
             }
@@ -104,7 +104,7 @@ fn make_room(slot: &mut Slot, outbox: &Outbox, event: HealthEvent, counters: &Si
     slot.backlog.extend(outbox.queue.try_iter());
     slot.backlog.push_back(event);
     for (gone, why) in shed::make_room(&mut slot.backlog, QUEUE_CAPACITY, HELD_HARD_LIMIT) {
-        counters.dropped(gone.event_type);
+        counters.dropped(gone.event_type.as_str());
         match why {
             // Nothing lost but an older look at the game.
             Shed::Superseded => slot.full.superseded += 1,
@@ -153,15 +153,15 @@ fn say_full(full: &mut FullQueue, counters: &SinkCounters, overflow: Option<&Ove
 /// Counts and logs an event dropped (logged whole, so that it is not lost
 /// without a trace).
 fn dropped(event: &HealthEvent, why: &str, counters: &SinkCounters) {
-    counters.dropped(event.event_type);
+    counters.dropped(event.event_type.as_str());
     dropped_logged(event, why, counters);
 }
 
 /// Logs an event dropped and already counted, whole.
 fn dropped_logged(event: &HealthEvent, why: &str, counters: &SinkCounters) {
     log::error!(sink = counters.name, game_id = event.game_id.as_str(),
-        container_id = event.container_id.as_str(), event_type = event.event_type,
-        envelope = event.envelope.as_str();
+        container_id = event.container_id.as_str(), event_type = event.event_type.as_str(),
+        envelope = event.envelope().as_str();
         "{why}: event dropped");
 }
 

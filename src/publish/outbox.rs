@@ -349,11 +349,7 @@ mod tests {
         assert!(!outbox.behind_done(true), "closed meanwhile");
     }
 
-    fn opened(game: &str) -> HealthEvent {
-        let mut e = event(game);
-        e.event_type = "incident_opened";
-        e
-    }
+    use crate::event::opened_event as opened;
 
     /// Every event the publisher would take, in order, until none waits.
     fn drain(outbox: &Outbox) -> Vec<HealthEvent> {
@@ -388,7 +384,7 @@ mod tests {
         let left = drain(&outbox);
         assert_eq!(
             left.iter()
-                .filter(|e| e.event_type == "incident_opened")
+                .filter(|e| e.event_type.as_str() == "incident_opened")
                 .count(),
             1
         );

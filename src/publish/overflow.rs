@@ -18,7 +18,7 @@ use std::io::{self, BufRead, Read, Seek, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::{EventType, HealthEvent};
 
 /// The most bytes of facts the overflow file holds: 64 MiB, some 100,000
 /// events of an ordinary size, hours of a fleet's facts.
@@ -112,15 +112,16 @@ impl Overflow {
     /// [`OVERFLOW_LIMIT`], anything at [`OVERFLOW_HARD_LIMIT`]).
     pub(crate) fn push(&mut self, event: &HealthEvent) -> io::Result<Pushed> {
         let limit = match event.event_type {
-            INSPECT_UNHEALTHY => OVERFLOW_LIMIT,
+            EventType::Fact => OVERFLOW_LIMIT,
             _ => OVERFLOW_HARD_LIMIT,
         };
-        let bytes = event.envelope.len() as u64 + 1;
+        let envelope = event.envelope();
+        let bytes = envelope.as_str().len() as u64 + 1;
         if self.len + bytes > limit {
             return Ok(Pushed::Full);
         }
         let mut line = Vec::with_capacity(bytes as usize);
-        line.extend_from_slice(event.envelope.as_bytes());
+        line.extend_from_slice(envelope.as_str().as_bytes());
         line.push(b'\n');
         if let Err(e) = self.file.write_all(&line) {
             // A short write leaves part of a line: end it, so that the next
@@ -316,7 +317,11 @@ mod tests {
         let good = event("a");
         std::fs::write(
             d.join("overflow.postgres.jsonl"),
-            format!("{}\n{}", good.envelope, &good.envelope[..40]),
+            format!(
+                "{}\n{}",
+                good.envelope().as_str(),
+                &good.envelope().as_str()[..40]
+            ),
         )
         .unwrap();
         let mut o = Overflow::open(&d, "postgres").unwrap();
@@ -338,7 +343,7 @@ mod tests {
         assert_eq!(o.push(&event("fact")).unwrap(), Pushed::Full);
         o.len = OVERFLOW_HARD_LIMIT - 10;
         let mut opened = event("opened");
-        opened.event_type = "incident_opened";
+        opened.event_type = EventType::Incident(crate::incident::Change::Opened);
         assert_eq!(o.push(&opened).unwrap(), Pushed::Full);
         o.len = OVERFLOW_LIMIT;
         assert_eq!(o.push(&opened).unwrap(), Pushed::Kept);

@@ -121,7 +121,7 @@ fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, counters: &SinkC
 fn accepted(events: &[HealthEvent], counters: &SinkCounters) {
     counters.delivered(Instant::now());
     for event in events {
-        counters.published(event.event_type);
+        counters.published(event.event_type.as_str());
         if let Some(prompt) = &event.prompt {
             detected(event, prompt, counters);
         }
@@ -233,7 +233,7 @@ fn deliver(
                         let event = &batch[0];
                         log::warn!(sink = counters.name, game_id = event.game_id.as_str(),
                             container_id = event.container_id.as_str(),
-                            event_type = event.event_type, events = batch.len(), err:% = e;
+                            event_type = event.event_type.as_str(), events = batch.len(), err:% = e;
                             "publish failed; {retrying} ({} waiting)", outbox.len());
                     }
                     // The outbox's sleep, which a close ends at once: a

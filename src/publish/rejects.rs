@@ -61,7 +61,7 @@ impl Rejects {
                     n => format!("{n} events of one send"),
                 };
                 log::error!(sink = counters.name, game_id = first.game_id.as_str(),
-                    container_id = first.container_id.as_str(), event_type = first.event_type,
+                    container_id = first.container_id.as_str(), event_type = first.event_type.as_str(),
                     err = reason.as_str();
                     "{what} refused by the sink; set aside in {}", aside.path.display());
             }
@@ -77,8 +77,8 @@ impl Rejects {
     fn logged(&self, events: &[HealthEvent], reason: &str, sink: &str) {
         for event in events {
             log::error!(sink = sink, game_id = event.game_id.as_str(),
-                container_id = event.container_id.as_str(), event_type = event.event_type,
-                err = reason, envelope = event.envelope.as_str();
+                container_id = event.container_id.as_str(), event_type = event.event_type.as_str(),
+                err = reason, envelope = event.envelope().as_str();
                 "event refused by the sink; set aside here (no state directory)");
         }
     }

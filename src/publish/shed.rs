@@ -12,10 +12,11 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::event::{HealthEvent, INSPECT_UNHEALTHY};
+use crate::event::{EventType, HealthEvent};
+use crate::incident::Change;
 
 /// The `event_type` of an incident's reminder.
-const REMINDER: &str = "incident_reminder";
+const REMINDER: EventType = EventType::Incident(Change::Reminder);
 
 /// Why an event was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub(crate) fn make_room(
     let mut latest = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, e) in held.iter().enumerate().rev() {
-        if e.event_type == INSPECT_UNHEALTHY {
+        if e.event_type == EventType::Fact {
             if seen.insert(e.game_id.as_str()) {
                 latest.push(i);
             } else {
@@ -114,10 +115,10 @@ mod tests {
     fn ev(game: &str, t: &str) -> HealthEvent {
         let mut e = stopped_event(game);
         e.event_type = match t {
-            "fact" => INSPECT_UNHEALTHY,
-            "opened" => "incident_opened",
+            "fact" => EventType::Fact,
+            "opened" => EventType::Incident(Change::Opened),
             "reminder" => REMINDER,
-            "resolved" => "incident_resolved",
+            "resolved" => EventType::Incident(Change::Resolved),
             other => panic!("{other}"),
         };
         e

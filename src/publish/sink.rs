@@ -202,8 +202,9 @@ impl<W: Write + Send> StdoutSink<W> {
 
 impl<W: Write + Send> EventSink for StdoutSink<W> {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError> {
-        let mut line = Vec::with_capacity(event.envelope.len() + 1);
-        line.extend_from_slice(event.envelope.as_bytes());
+        let envelope = event.envelope();
+        let mut line = Vec::with_capacity(envelope.as_str().len() + 1);
+        line.extend_from_slice(envelope.as_str().as_bytes());
         line.push(b'\n');
         // A closed or full stdout is the reader's outage, not this event's fault.
         self.out
@@ -225,7 +226,10 @@ mod tests {
         sink.publish(&a).unwrap();
         sink.publish(&b).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
-        assert_eq!(out, format!("{}\n{}\n", a.envelope, b.envelope));
+        assert_eq!(
+            out,
+            format!("{}\n{}\n", a.envelope().as_str(), b.envelope().as_str())
+        );
     }
 
     #[test]

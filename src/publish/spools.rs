@@ -207,7 +207,7 @@ fn keep_undelivered(
     for event in undelivered {
         log::error!(sink = sink, game_id = event.game_id.as_str(),
             container_id = event.container_id.as_str(),
-            event_type = event.event_type, envelope = event.envelope.as_str();
+            event_type = event.event_type.as_str(), envelope = event.envelope().as_str();
             "event not delivered before exit");
     }
     Err(Failure::because(format!(

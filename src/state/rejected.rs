@@ -63,7 +63,7 @@ impl StateDir {
     ) -> Result<SetAside, StateError> {
         let lines: Vec<String> = events
             .iter()
-            .map(|e| rejected_line(sink, &e.envelope, reason))
+            .map(|e| rejected_line(sink, e.envelope().as_str(), reason))
             .collect();
         self.append_rejected_lines(&lines)
     }

@@ -116,7 +116,7 @@ pub(super) fn read_spool(
                 {
                     loaded.over_limit += 1;
                     aside.push(
-                        &old.envelope,
+                        old.envelope().as_str(),
                         &format!("the spool held more than {SPOOL_LIMIT} events"),
                     )?;
                 }
@@ -287,7 +287,7 @@ impl StateDir {
         }
         let mut text = String::with_capacity(events.len() * 400);
         for e in events {
-            text.push_str(&e.envelope);
+            text.push_str(e.envelope().as_str());
             text.push('\n');
         }
         self.write_atomic(&name, text.as_bytes())

@@ -38,7 +38,7 @@ fn spool_lines_that_do_not_parse_are_set_aside_once_in_one_write() {
     let dir = temp("corrupt");
     let s = StateDir::open(&dir).unwrap();
     let good = event("ok");
-    let mut bytes = format!("{}\n{{\"half\n\u{0}garbage\n", good.envelope).into_bytes();
+    let mut bytes = format!("{}\n{{\"half\n\u{0}garbage\n", good.envelope().as_str()).into_bytes();
     bytes.extend_from_slice(b"\xff\xfe\n\n");
     bytes.extend(std::iter::repeat_n(b'x', SPOOL_LINE_LIMIT + 10));
     bytes.push(b'\n');
@@ -93,11 +93,11 @@ fn a_200_mb_spool_line_is_set_aside_without_being_held_in_memory() {
     // the unit's MemoryMax=64M, holding that line is an OOM kill at every start.
     let path = dir.join(spool_file("stdout"));
     let mut f = File::create(&path).unwrap();
-    writeln!(f, "{}", good.envelope).unwrap();
+    writeln!(f, "{}", good.envelope().as_str()).unwrap();
     let at = f.stream_position().unwrap();
     f.set_len(at + 200_000_000).unwrap();
     f.seek(io::SeekFrom::End(0)).unwrap();
-    writeln!(f, "\n{}", good.envelope).unwrap();
+    writeln!(f, "\n{}", good.envelope().as_str()).unwrap();
     drop(f);
     let before = peak_rss();
     let loaded = s.load_spool("stdout").unwrap();
@@ -174,7 +174,10 @@ fn the_old_spool_is_read_apart_and_other_sinks_spools_are_found() {
     let dir = temp("old-spool");
     let s = StateDir::open(&dir).unwrap();
     let old: Vec<HealthEvent> = ["o-1", "o-2"].iter().map(|g| event(g)).collect();
-    let mut text: String = old.iter().map(|e| format!("{}\n", e.envelope)).collect();
+    let mut text: String = old
+        .iter()
+        .map(|e| format!("{}\n", e.envelope().as_str()))
+        .collect();
     text.push_str("not json\n");
     fs::write(dir.join(OLD_SPOOL), text).unwrap();
     s.save_spool("postgres", &[event("p-1")]).unwrap();

@@ -202,7 +202,7 @@ fn a_batch_of_one_is_the_single_request_and_more_are_one_digest() {
     let got = received.lock().unwrap().clone();
     let want: Vec<(String, String)> = events[..2]
         .iter()
-        .map(|e| (e.event_id.clone(), e.envelope.clone()))
+        .map(|e| (e.event_id.clone(), e.envelope().as_str().to_owned()))
         .collect();
     assert_eq!(got, want);
     for format in [

@@ -65,7 +65,7 @@ fn a_game_that_leaves_the_records_is_resolved_as_removed_with_nothing_seen() {
     let resolved = &r.incidents[1];
     let id_of = |e: &HealthEvent| e.incident.as_ref().unwrap().incident_id.clone();
     assert_eq!(id_of(resolved), id_of(&r.incidents[0]));
-    let envelope: serde_json::Value = serde_json::from_str(&resolved.envelope).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(resolved.envelope().as_str()).unwrap();
     assert_eq!(envelope["details"]["resolution"], "removed");
     assert!(envelope["details"].get("seen").is_none(), "{envelope}");
     assert_eq!(envelope["container_id"], id(1));
