@@ -4,9 +4,10 @@
 //! CA file, the webhook's URL file, a host id) is a usage failure here,
 //! before any thread starts.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, Database, Sink};
+use crate::config::{Config, Database, Sink, SinkConfig};
 use crate::docker::DockerClient;
 use crate::event::DetailLevel;
 use crate::failure::Failure;
@@ -15,7 +16,21 @@ use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
 use crate::publish::sink::{EventSink, StdoutSink};
 use crate::records::{LabelRecords, RecordSource};
 use crate::state::{OpenError, StateDir};
-use crate::webhook::{WebhookSink, url_file};
+use crate::webhook::{WebhookSink, notify_file, url_file};
+
+/// The configuration with every sink in it: the notification URLs of
+/// `--notify-file` read now, after the sinks of `--sink` and `--notify`.
+/// A bad file, or a bad URL in it, is bad configuration.
+pub(crate) fn with_notify_file(config: &Config) -> Result<Cow<'_, Config>, Failure> {
+    let Some(file) = &config.notify_file else {
+        return Ok(Cow::Borrowed(config));
+    };
+    let more = notify_file::sinks(file, &config.sinks).map_err(Failure::usage)?;
+    let mut all = config.clone();
+    all.sinks.extend(more);
+    all.notify_file = None;
+    Ok(Cow::Owned(all))
+}
 
 /// The Docker client of a run: one kept-alive connection, with the details
 /// incidents need.
@@ -83,15 +98,16 @@ pub(crate) struct BuiltSink {
     pub(crate) name: String,
 }
 
+/// The sink `sink`, with what it needs read now (its CA file, its URL
+/// file); `name` is the sink's.
 pub(crate) fn build_sink(
     config: &Config,
-    sink: &Sink,
+    SinkConfig { name, sink, .. }: &SinkConfig,
     pg: Option<&PgParts>,
 ) -> Result<BuiltSink, Failure> {
-    let kind = sink.kind().as_str().to_owned();
     let named = |sink: Box<dyn EventSink>| BuiltSink {
         sink,
-        name: kind.clone(),
+        name: name.clone(),
     };
     Ok(match sink {
         Sink::Stdout => named(Box::new(StdoutSink::stdout())),
@@ -112,7 +128,7 @@ pub(crate) fn build_sink(
         Sink::Webhook(settings) => {
             let webhook = url_file::settings(settings).map_err(Failure::usage)?;
             let sink = WebhookSink::new(&webhook).map_err(Failure::usage)?;
-            log::info!(
+            log::info!(sink = name.as_str();
                 "events go to the webhook {} in the {} format",
                 webhook.url,
                 webhook.format.as_str()
@@ -120,7 +136,7 @@ pub(crate) fn build_sink(
             BuiltSink {
                 sink: Box::new(sink),
                 name: format!(
-                    "webhook ({}, {})",
+                    "{name} ({}, {})",
                     webhook.format.as_str(),
                     webhook.url.shown()
                 ),

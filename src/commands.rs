@@ -10,8 +10,8 @@ use stdout::print_out;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::build::{BuiltSink, build_sink, pg_connector, pg_parts};
-use crate::config::{Config, Database, SinkConfig};
+use crate::build::{BuiltSink, build_sink, pg_connector, pg_parts, with_notify_file};
+use crate::config::{Config, Database};
 use crate::event::HealthEvent;
 use crate::failure::Failure;
 
@@ -36,13 +36,15 @@ pub(crate) fn migrate(config: &Config, db: &Database) -> Result<(), Failure> {
 /// each result on stdout (what the sink answered, and how long it took);
 /// a failure when any sink failed.
 pub(crate) fn notify_test(config: &Config) -> Result<(), Failure> {
+    // Every URL is read before anything is sent: a bad one is named, masked.
+    let config = &*with_notify_file(config)?;
     let pg = pg_parts(config)?;
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
     let mut failed = Vec::new();
-    for SinkConfig { sink: chosen, .. } in &config.sinks {
+    for chosen in &config.sinks {
         let BuiltSink { mut sink, name } = build_sink(config, chosen, pg.as_ref())?;
         let event = HealthEvent::notify_test(&host, SystemTime::now());
         let started = Instant::now();
@@ -52,7 +54,7 @@ pub(crate) fn notify_test(config: &Config) -> Result<(), Failure> {
             Ok(answer) if answer.is_empty() => format!("{name}: ok in {took} ms\n"),
             Ok(answer) => format!("{name}: ok in {took} ms: {answer}\n"),
             Err(e) => {
-                failed.push(chosen.kind().as_str());
+                failed.push(chosen.name.as_str());
                 format!("{name}: FAILED in {took} ms: {e}\n")
             }
         };

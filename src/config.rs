@@ -13,9 +13,10 @@
 //! password or a token.
 //!
 //! This file holds the values; each family of options has a file of its own:
-//! `command`, `database`, `host`, `incidents`, `sinks` and `webhook`, with
-//! `durations` and `names` for the values they share, and `unread` for an
-//! option set where nothing reads it.
+//! `command`, `database`, `host`, `incidents`, `sinks`, `webhook` and
+//! `notify` (the notification URLs, each read by `notify_url`), with
+//! `durations`, `names` and `route` for the values they share, and `unread`
+//! for an option set where nothing reads it.
 
 mod command;
 mod database;
@@ -24,8 +25,11 @@ mod error;
 mod host;
 mod incidents;
 mod names;
+mod notify;
+mod notify_url;
 mod options;
 mod raw;
+mod route;
 mod row;
 mod silence;
 mod sinks;
@@ -49,9 +53,13 @@ pub use error::ConfigError;
 pub(crate) use host::HostScope;
 pub(crate) use incidents::IncidentRules;
 pub use names::TableName;
+pub(crate) use notify::{NOTIFY_FILE_LIMIT, NotifyFile};
 pub use options::{OPTIONS, OptionSpec};
+pub(crate) use route::Route;
+#[cfg(test)]
+pub(crate) use route::{Glob, Report};
 pub use row::{Mode, OptionDefault};
-pub(crate) use sinks::{Report, Sink, SinkConfig};
+pub(crate) use sinks::{Sink, SinkConfig};
 pub use usage::usage;
 pub use webhook::Webhook;
 pub(crate) use webhook::{UrlFile, WebhookFormat, WebhookSettings, WebhookUrl};
@@ -100,8 +108,11 @@ pub struct Config {
     pub(crate) silences_table: TableName,
     /// The NOTIFY channel; `None` when NOTIFY is disabled.
     pub(crate) notify_channel: Option<String>,
-    /// Where events go: one sink of each kind at most, in the order given.
+    /// Where events go: the sinks of `--sink` (one of each kind at most),
+    /// in the order given, then the notification URLs of `--notify`.
     pub(crate) sinks: Vec<SinkConfig>,
+    /// `--notify-file`: more notification URLs, read when the sinks are built.
+    pub(crate) notify_file: Option<NotifyFile>,
     /// The Docker label that marks records in label mode.
     pub(crate) label: String,
     /// Address of the metrics listener, when enabled.
@@ -139,7 +150,7 @@ impl Config {
 
     /// Whether any sink gets incidents: then they are tracked.
     pub(crate) fn incidents_wanted(&self) -> bool {
-        self.sinks.iter().any(|s| s.report.incidents())
+        self.sinks.iter().any(|s| s.route.report.incidents())
     }
 }
 

@@ -62,6 +62,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         Command::Silence(silence) => return commands::silence(config, silence),
         Command::Run | Command::Once => {}
     }
+    let config = &*build::with_notify_file(config)?;
     let once = matches!(config.command, Command::Once);
     // Signals first: a SIGTERM while the start reads a long spool must stop
     // it cleanly. Until the outbox exists, a second signal has nothing to
@@ -71,11 +72,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let signals = watch_signals(trigger.clone(), at_exit.clone())?;
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = build::open_state(config)?;
-    let names: Vec<&'static str> = config
-        .sinks
-        .iter()
-        .map(|s| s.sink.kind().as_str())
-        .collect();
+    let names: Vec<&str> = config.sinks.iter().map(|s| s.name.as_str()).collect();
     let telemetry = Arc::new(Telemetry::for_sinks(&names));
     let docker = build::docker_client(config);
     let events_client = docker.clone();
@@ -84,7 +81,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let sinks = config
         .sinks
         .iter()
-        .map(|s| build::build_sink(config, &s.sink, pg.as_ref()).map(|built| built.sink))
+        .map(|s| build::build_sink(config, s, pg.as_ref()).map(|built| built.sink))
         .collect::<Result<Vec<_>, _>>()?;
     let backlogs = spools::spooled(config, state.as_ref(), &telemetry)?;
     let mut worker = Worker::new(
@@ -179,7 +176,7 @@ fn watch_signals(
 fn outlets(
     config: &Config,
     backlogs: Vec<Vec<HealthEvent>>,
-    names: &[&'static str],
+    names: &[&str],
     state: Option<&StateDir>,
 ) -> Vec<Outlet> {
     config
@@ -187,21 +184,21 @@ fn outlets(
         .iter()
         .zip(backlogs)
         .enumerate()
-        .map(|(index, (SinkConfig { report, .. }, backlog))| {
+        .map(|(index, (SinkConfig { route, .. }, backlog))| {
             let (events, outbox) = Outbox::new(backlog);
             // What finds the queue full waits on disk, after the spool.
             if let Some(state) = state {
                 outbox.overflow_to(state, names[index]);
             }
             let spool = Arc::new(FinalSpool {
-                sink: names[index],
+                sink: names[index].to_owned(),
                 outbox: outbox.clone(),
                 state: state.cloned(),
                 written: Mutex::new(None),
             });
             Outlet {
                 index,
-                report: *report,
+                route: route.clone(),
                 events,
                 outbox,
                 spool,

@@ -164,7 +164,7 @@ pub fn unix_ms_now() -> u64 {
 
 impl Telemetry {
     /// The counters of a process whose events go to the sinks `names`.
-    pub fn for_sinks(names: &[&'static str]) -> Telemetry {
+    pub fn for_sinks(names: &[&str]) -> Telemetry {
         Telemetry {
             sinks: names
                 .iter()

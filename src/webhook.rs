@@ -23,6 +23,7 @@ use crate::publish::sink::{EventSink, SinkError};
 pub(crate) mod answer;
 pub(crate) mod format;
 pub(crate) mod http;
+pub(crate) mod notify_file;
 pub(crate) mod pace;
 pub(crate) mod redact;
 pub(crate) mod url_file;

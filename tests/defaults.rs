@@ -4,8 +4,8 @@
 //! against the real dockerd (and, for the block that names a database, the
 //! test PostgreSQL), under a stand-in for systemd's notify socket: started
 //! means `READY=1`, then a clean exit at SIGTERM. The site's own paths and
-//! addresses (the docker socket, the database, the URL and CA files, the
-//! metrics port) are the only values replaced.
+//! addresses (the docker socket, the database, the URL, notify and CA
+//! files, the metrics port) are the only values replaced.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -94,6 +94,18 @@ fn every_block_of_the_defaults_file_starts_the_service_alone() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    let notify_file = files.path().join("notify");
+    std::fs::write(
+        &notify_file,
+        "# the on-call phone\nntfy://:tk_XXXXXXXX@ntfy.sh/oncall?min=crash_loop\n\
+         discord://XXXXXXXX@123\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &notify_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let args = exec_start();
     let mut failed = Vec::new();
     for block in &blocks {
@@ -127,6 +139,9 @@ fn every_block_of_the_defaults_file_starts_the_service_alone() {
                 "RTINSPECT_DATABASE_URL" if !value.is_empty() => database.to_owned(),
                 "RTINSPECT_WEBHOOK_URL_FILE" if !value.is_empty() => {
                     url_file.to_str().unwrap().to_owned()
+                }
+                "RTINSPECT_NOTIFY_FILE" if !value.is_empty() => {
+                    notify_file.to_str().unwrap().to_owned()
                 }
                 "RTINSPECT_WEBHOOK_CA_FILE" if !value.is_empty() => {
                     ca.ca().to_str().unwrap().to_owned()

@@ -39,6 +39,9 @@ mod listener;
 mod live_docker;
 /// systemd's notify protocol: ready, status, watchdog, stopping.
 mod notify;
+/// Notification URLs: several chats from `--notify` and `--notify-file`,
+/// each a sink with its own route; bad ones refused, masked.
+mod notify_urls;
 /// The events path under attack: floods of nudges, restarts found by events.
 mod nudges;
 /// Observability: /metrics checked by promtool, /healthz, JSON logs, and

@@ -415,6 +415,39 @@ option_table! {
         sink: Some(SinkKind::Webhook),
         help: "trusted CAs (PEM) for an https:// --webhook-url",
     }
+    /// `--notify`: a notification URL, a sink of its own; a secret.
+    Notify {
+        flag: "--notify",
+        env: "RTINSPECT_NOTIFY",
+        value_name: "URL",
+        default: OptionDefault::Unset("none"),
+        empty_env_is_value: false,
+        secret: true,
+        mode: Mode::Any,
+        sink: None,
+        help: "a chat to tell, as a shoutrrr URL (discord://TOKEN@ID, \
+               slack://hook:A-B-C@webhook, telegram://TOKEN@telegram?chats=CHAT, \
+               ntfy://HOST/TOPIC, generic+https://...) or the service's own webhook \
+               URL; each is a sink of its own; give the flag once for each \
+               (RTINSPECT_NOTIFY: separated by spaces)\n\
+               its query takes name=, format=, report=facts|incidents|both (default \
+               incidents), min=restarted|unhealthy|not_running|crash_loop and \
+               games=GLOB,...; a secret (logs show only its scheme and host)",
+    }
+    /// `--notify-file`: notification URLs, one a line, read from a file.
+    NotifyFile {
+        flag: "--notify-file",
+        env: "RTINSPECT_NOTIFY_FILE",
+        value_name: "FILE",
+        default: OptionDefault::Unset("none"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "more --notify URLs, one a line (# for a comment), from this file; \
+               it must be readable by the user rtinspect runs as alone (chown it, \
+               chmod 600); at most 16 sinks in all",
+    }
 }
 
 impl Opt {

@@ -170,6 +170,16 @@ impl RawArgs {
                                 })
                                 .or_insert(value);
                         }
+                        // `--notify` too, once for each URL.
+                        Ok(value) if opt == Opt::Notify => {
+                            raw.flags
+                                .entry(opt)
+                                .and_modify(|v| {
+                                    v.push(' ');
+                                    v.push_str(&value);
+                                })
+                                .or_insert(value);
+                        }
                         Ok(value) => {
                             raw.flags.insert(opt, value);
                         }

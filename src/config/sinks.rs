@@ -9,6 +9,7 @@ use super::database::Database;
 use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Given, Inputs};
+pub(crate) use super::route::{Report, Route};
 pub(crate) use super::row::SinkKind;
 use super::webhook::{self, WebhookSettings};
 
@@ -26,6 +27,7 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// Which sink it is.
+    #[cfg(test)]
     pub(crate) fn kind(&self) -> SinkKind {
         match self {
             Sink::Stdout => SinkKind::Stdout,
@@ -35,45 +37,20 @@ impl Sink {
     }
 }
 
-/// A sink and what it gets.
+/// A sink, its name and what it gets.
 #[derive(Debug, Clone)]
 pub(crate) struct SinkConfig {
+    /// What the sink is called in logs, metrics, its spool's file and
+    /// `rejected.jsonl`: `stdout`, `postgres`, `webhook`, or a notification
+    /// URL's (`discord-1`, or its `name=`).
+    pub(crate) name: String,
     /// Where the events go.
     pub(crate) sink: Sink,
-    /// Facts, incidents or both (`--report`).
-    pub(crate) report: Report,
-}
-
-/// What a sink gets (`--report`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Report {
-    /// `inspect_unhealthy` every tick for every record in trouble.
-    Facts,
-    /// `incident_*` events: one per change of an incident.
-    Incidents,
-    /// Both.
-    Both,
-}
-
-impl Report {
-    /// Whether facts go to the sink.
-    pub(crate) fn facts(self) -> bool {
-        self != Report::Incidents
-    }
-
-    /// Whether incidents go to the sink.
-    pub(crate) fn incidents(self) -> bool {
-        self != Report::Facts
-    }
-
-    /// Whether an event goes to the sink: an incident's (`incident`), or a fact.
-    pub(crate) fn wants(self, incident: bool) -> bool {
-        if incident {
-            self.incidents()
-        } else {
-            self.facts()
-        }
-    }
+    /// What it gets: facts, incidents or both (`--report`), and for a
+    /// notification URL which kinds and games.
+    pub(crate) route: Route,
+    /// Whether it is a notification URL (`--notify`, `--notify-file`).
+    pub(crate) notify: bool,
 }
 
 /// A sink chosen, with where its settings come from.
@@ -111,16 +88,20 @@ impl Chosen<'_> {
 }
 
 /// The sinks asked for (`--sink postgres,webhook`, or the flag given once
-/// for each), else the mode's default: postgres with a database.
+/// for each), else the mode's default: postgres with a database, else
+/// stdout, unless notification URLs are given (`notified`), which are then
+/// the sinks beside the database's.
 pub(super) fn sinks<'a>(
     given: Option<&'a Given>,
     database: Option<&'a Database>,
+    notified: bool,
 ) -> Result<Vec<Chosen<'a>>, ConfigError> {
     let Some(given) = given else {
-        return Ok(vec![match database {
-            Some(database) => Chosen::Postgres(database),
-            None => Chosen::Stdout,
-        }]);
+        return Ok(match (database, notified) {
+            (Some(database), _) => vec![Chosen::Postgres(database)],
+            (None, false) => vec![Chosen::Stdout],
+            (None, true) => Vec::new(),
+        });
     };
     let mut chosen: Vec<Chosen<'a>> = Vec::new();
     for name in given.value.split(',').map(str::trim) {
@@ -167,14 +148,20 @@ pub(super) fn reports(
     let Some(given) = given else {
         return Ok(reports);
     };
-    let report = |value: &str| match value {
-        "facts" => Ok(Report::Facts),
-        "incidents" => Ok(Report::Incidents),
-        "both" => Ok(Report::Both),
-        _ => Err(given.invalid(
-            "expected facts, incidents or both, or SINK=REPORT for each sink \
-             (postgres=facts,webhook=incidents)",
-        )),
+    if chosen.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{} has no effect: events go to the notification URLs alone, and each says \
+             what it takes with report= in its query; remove it",
+            given.described()
+        )));
+    }
+    let report = |value: &str| {
+        Report::parse(value).ok_or_else(|| {
+            given.invalid(
+                "expected facts, incidents or both, or SINK=REPORT for each sink \
+                 (postgres=facts,webhook=incidents)",
+            )
+        })
     };
     if !given.value.contains('=') {
         let report = report(given.value.trim())?;
@@ -248,10 +235,10 @@ mod tests {
     }
 
     /// The sinks' names and reports.
-    fn sinks_of(c: &Config) -> Vec<(&'static str, Report)> {
+    fn sinks_of(c: &Config) -> Vec<(&str, Report)> {
         c.sinks
             .iter()
-            .map(|s| (s.sink.kind().as_str(), s.report))
+            .map(|s| (s.name.as_str(), s.route.report))
             .collect()
     }
 
@@ -379,10 +366,12 @@ mod tests {
 
     #[test]
     fn the_report_defaults_to_facts_for_programs_and_incidents_for_people() {
-        assert_eq!(config(&[], &[]).sinks[0].report, Report::Facts);
+        assert_eq!(config(&[], &[]).sinks[0].route.report, Report::Facts);
         let hook = ["--sink", "webhook", "--webhook-url", "https://h.example/x"];
-        assert_eq!(config(&hook, &[]).sinks[0].report, Report::Incidents);
-        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).sinks[0].report;
+        assert_eq!(config(&hook, &[]).sinks[0].route.report, Report::Incidents);
+        let both = config(&[], &[("RTINSPECT_REPORT", "both")]).sinks[0]
+            .route
+            .report;
         assert!(both.facts() && both.incidents());
         assert!(
             err(&["--report", "all"], &[])

@@ -124,7 +124,7 @@ fn sinks_named(chosen: &[Chosen<'_>]) -> String {
     match names.split_last() {
         Some((last, [])) => format!("the {last} sink"),
         Some((last, rest)) => format!("the {} and {last} sinks", rest.join(", ")),
-        None => "no sink".to_owned(),
+        None => "the notification URLs alone".to_owned(),
     }
 }
 

@@ -17,8 +17,8 @@ use super::error::ConfigError;
 use super::names::{TableName, is_identifier};
 use super::options::Opt;
 use super::raw::{Given, Inputs, RawArgs, Resolved};
-use super::sinks::{SinkConfig, reports, sinks};
-use super::{Config, Invocation, LogFormat, command, database, host, incidents, unread};
+use super::sinks::{Route, SinkConfig, reports, sinks};
+use super::{Config, Invocation, LogFormat, command, database, host, incidents, notify, unread};
 use crate::event::DetailLevel;
 
 impl Config {
@@ -41,21 +41,29 @@ impl Config {
         };
         // Said once every value below is valid: a bad value first, then an
         // option that has no effect, then what a sink or the command lacks.
-        let sinks = sinks(inputs.given(Opt::Sink), database.as_ref()).and_then(|chosen| {
-            unread::check_mode(&inputs, database.is_some(), &mut ignored)?;
-            unread::check_sinks(&inputs, &chosen, &mut ignored)?;
-            let reports = reports(inputs.given(Opt::Report), &chosen)?;
-            chosen
-                .into_iter()
-                .zip(reports)
-                .map(|(chosen, report)| {
-                    Ok(SinkConfig {
-                        sink: chosen.build(&inputs)?,
-                        report,
+        let notified =
+            inputs.given(Opt::Notify).is_some() || inputs.given(Opt::NotifyFile).is_some();
+        let sinks =
+            sinks(inputs.given(Opt::Sink), database.as_ref(), notified).and_then(|chosen| {
+                unread::check_mode(&inputs, database.is_some(), &mut ignored)?;
+                unread::check_sinks(&inputs, &chosen, &mut ignored)?;
+                let reports = reports(inputs.given(Opt::Report), &chosen)?;
+                let mut sinks = chosen
+                    .into_iter()
+                    .zip(reports)
+                    .map(|(chosen, report)| {
+                        Ok(SinkConfig {
+                            name: chosen.kind().as_str().to_owned(),
+                            sink: chosen.build(&inputs)?,
+                            route: Route::all(report),
+                            notify: false,
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, ConfigError>>()
-        });
+                    .collect::<Result<Vec<_>, ConfigError>>()?;
+                let urls = notify::notify_sinks(inputs.given(Opt::Notify), &sinks)?;
+                sinks.extend(urls);
+                Ok(sinks)
+            });
         let command = command::with_database(command, database.as_ref());
         let config = Config {
             docker_socket,
@@ -83,6 +91,7 @@ impl Config {
             host_scope: host::host_scope(&inputs)?,
             incidents: incidents::rules(&inputs)?,
             sinks: sinks?,
+            notify_file: notify::notify_file(inputs.given(Opt::NotifyFile))?,
             command: command?,
             database,
             ignored,

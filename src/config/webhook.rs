@@ -155,7 +155,7 @@ impl WebhookUrl {
 }
 
 /// `text` with each `%XX` decoded; bytes that are not UTF-8 replaced.
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -210,6 +210,18 @@ pub(crate) enum WebhookFormat {
 }
 
 impl WebhookFormat {
+    /// The format a `--webhook-format` (or `format=`) value names.
+    pub(crate) fn parse(value: &str) -> Option<WebhookFormat> {
+        Some(match value {
+            "envelope" => WebhookFormat::Envelope,
+            "slack" => WebhookFormat::Slack,
+            "discord" => WebhookFormat::Discord,
+            "ntfy" => WebhookFormat::Ntfy,
+            "telegram" => WebhookFormat::Telegram,
+            _ => return None,
+        })
+    }
+
     /// The `--webhook-format` value that names it.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -324,29 +336,15 @@ fn checked_url(url_given: &Given, url_text: &str) -> Result<WebhookUrl, ConfigEr
 
 /// The `--webhook-format` value.
 fn webhook_format(format: &Given) -> Result<WebhookFormat, ConfigError> {
-    Ok(match format.value.as_str() {
-        "envelope" => WebhookFormat::Envelope,
-        "slack" => WebhookFormat::Slack,
-        "discord" => WebhookFormat::Discord,
-        "ntfy" => WebhookFormat::Ntfy,
-        "telegram" => WebhookFormat::Telegram,
-        _ => {
-            return Err(format.invalid(
-                "expected envelope or slack, or a chat's own: discord, ntfy or telegram",
-            ));
-        }
+    WebhookFormat::parse(&format.value).ok_or_else(|| {
+        format.invalid("expected envelope or slack, or a chat's own: discord, ntfy or telegram")
     })
 }
 
-/// The settings whole: `url` checked against `format` (a chat it can be
-/// sent to) and `ca` (only for an `https://` URL); `url_given` names the URL
-/// in a message.
-fn webhook_with(
-    url_given: &Given,
-    url: WebhookUrl,
-    format: WebhookFormat,
-    ca: Option<&Given>,
-) -> Result<Webhook, ConfigError> {
+/// Why `url` cannot carry `format`, if it cannot: Telegram's chat is read
+/// from one `chat_id` of the query, ntfy's login from a userinfo that can
+/// be sent as a header. The words never hold the URL.
+pub(crate) fn unfit_for(url: &WebhookUrl, format: WebhookFormat) -> Option<&'static str> {
     // The chat is the request's: without it every message is refused, so
     // the start is.
     // One chat, read from one place: a second `chat_id` would stay in the
@@ -356,10 +354,10 @@ fn webhook_with(
             .take_query("chat_id")
             .is_some_and(|(_, rest)| rest.contains("chat_id=") || rest.contains("chat%5Fid="))
     {
-        return Err(url_given.invalid(
+        return Some(
             "the telegram format takes one chat_id in the query \
              (the value is not shown: it may hold a token)",
-        ));
+        );
     }
     // ntfy's login goes in a header of its own: one that cannot be sent is
     // bad configuration, not an outage to retry for ever.
@@ -378,11 +376,11 @@ fn webhook_with(
             }
         };
         if !usable {
-            return Err(url_given.invalid(
+            return Some(
                 "the ntfy format sends the URL's user:password or :token as its \
                  Authorization header, and this one is empty, not UTF-8, or holds a \
                  space or control character (the value is not shown)",
-            ));
+            );
         }
     }
     if format == WebhookFormat::Telegram
@@ -390,11 +388,26 @@ fn webhook_with(
             .take_query("chat_id")
             .is_none_or(|(id, _)| id.is_empty())
     {
-        return Err(url_given.invalid(
+        return Some(
             "the telegram format needs the chat in the query: \
              https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<ID> \
              (the value is not shown: it may hold a token)",
-        ));
+        );
+    }
+    None
+}
+
+/// The settings whole: `url` checked against `format` (a chat it can be
+/// sent to) and `ca` (only for an `https://` URL); `url_given` names the URL
+/// in a message.
+fn webhook_with(
+    url_given: &Given,
+    url: WebhookUrl,
+    format: WebhookFormat,
+    ca: Option<&Given>,
+) -> Result<Webhook, ConfigError> {
+    if let Some(why) = unfit_for(&url, format) {
+        return Err(url_given.invalid(why));
     }
     let ca_file = match ca {
         None => None,

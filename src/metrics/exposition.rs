@@ -261,7 +261,7 @@ pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
         histogram_samples(
             &mut out,
             name,
-            sink.name,
+            &sink.name,
             &sink.detection_latency.snapshot(),
         );
     }

@@ -41,7 +41,7 @@ pub fn health(
     let trouble = telemetry
         .sinks
         .iter()
-        .find_map(|s| Some((s.name, s.deliveries().trouble(now)?)));
+        .find_map(|s| Some((s.name.as_str(), s.deliveries().trouble(now)?)));
     match trouble {
         Some((sink, trouble)) => Err(format!("unhealthy: the {sink} sink {}", one_line(&trouble))),
         None => Ok(seen),

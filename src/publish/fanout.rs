@@ -1,32 +1,83 @@
-//! The one place that routes by `--report`: each event the inspector makes
-//! goes to the queue of every sink that is to get it, or, once that sink's
-//! outbox is closed, to its spool.
+//! The one place that routes: which sinks an event goes to ([`takes`],
+//! [`destinations`]: a pure decision from each sink's route, its `--report`
+//! or a notification URL's `report=`, `min=` and `games=`), and the
+//! [`Emitter`] that puts it in the queue of every sink that is to get it,
+//! or, once that sink's outbox is closed, in its spool.
+//!
+//! `min=` needs no memory of what a sink was told: an incident's kind is
+//! never lowered, and its events carry it, so the reminders and the
+//! resolution of an incident go wherever its opening or a later escalation
+//! went, and an incident that escalates into a sink's range reaches it
+//! first with that escalation.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::config::Report;
+use crate::config::Route;
 use crate::event::HealthEvent;
+use crate::incident::Kind;
+use crate::inspector::restart_under_way;
 use crate::publish::offer::{offer, offer_until};
 use crate::publish::outbox::Outbox;
 use crate::publish::spools::FinalSpool;
 use crate::telemetry::Telemetry;
+
+/// Whether a sink whose route is `route` takes `event`: a fact or an
+/// incident's event as its report says, of a kind at least its `min`, of a
+/// game one of its `games` matches (any, when it names none).
+pub(crate) fn takes(route: &Route, event: &HealthEvent) -> bool {
+    let kind = match event.incident.as_deref() {
+        Some(incident) if route.report.incidents() => incident.kind,
+        None if route.report.facts() => fact_kind(event),
+        _ => return false,
+    };
+    kind >= route.min
+        && (route.games.is_empty() || route.games.iter().any(|g| g.matches(&event.game_id)))
+}
+
+/// Which sinks take `event`, by their places in `routes`.
+pub(crate) fn destinations<'a>(
+    routes: impl IntoIterator<Item = &'a Route>,
+    event: &HealthEvent,
+) -> Vec<usize> {
+    routes
+        .into_iter()
+        .enumerate()
+        .filter(|(_, route)| takes(route, event))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A fact's kind, as a chat tells it: not running (but a restart under
+/// way is a restart), else unhealthy, else the restart that made it a
+/// fact. A fact is never a crash loop: only an incident counts restarts.
+fn fact_kind(event: &HealthEvent) -> Kind {
+    if restart_under_way(&event.state) {
+        Kind::Restarted
+    } else if event.state != "running" {
+        Kind::NotRunning
+    } else if event.health == "unhealthy" {
+        Kind::Unhealthy
+    } else {
+        Kind::Restarted
+    }
+}
 
 /// One sink's end of the inspector: what it gets, its queue, its spool.
 #[derive(Clone)]
 pub(crate) struct Outlet {
     /// The sink's place in [`Telemetry::sinks`].
     pub(crate) index: usize,
-    /// Facts, incidents or both.
-    pub(crate) report: Report,
+    /// What it takes.
+    pub(crate) route: Route,
     pub(crate) events: Sender<HealthEvent>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) spool: Arc<FinalSpool>,
 }
 
-/// Where the inspector's events go: to each sink that gets them, its
+/// Where the inspector's events go: to each sink that takes them, its
 /// publisher's queue while its outbox is open, its spool once it is closed
 /// (an inspect that was still under way when the drain ended), never a
 /// channel nobody reads.
@@ -39,12 +90,8 @@ pub(crate) struct Emitter {
 
 impl Emitter {
     pub(crate) fn emit(&self, event: HealthEvent) {
-        // Only to the sinks that are to get it (`--report`).
-        let incident = event.incident.is_some();
-        for outlet in &self.outlets {
-            if !outlet.report.wants(incident) {
-                continue;
-            }
+        let to = destinations(self.outlets.iter().map(|o| &o.route), &event);
+        for outlet in to.into_iter().map(|i| &self.outlets[i]) {
             let (outbox, events, event) = (&outlet.outbox, &outlet.events, event.clone());
             let offered = match self.once_deadline {
                 Some(deadline) => offer_until(outbox, events, event, deadline),
@@ -59,3 +106,6 @@ impl Emitter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

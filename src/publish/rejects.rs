@@ -43,7 +43,7 @@ impl Rejects {
         let kept = self
             .state
             .as_ref()
-            .map(|state| state.append_rejected_events(counters.name, events, &reason));
+            .map(|state| state.append_rejected_events(&counters.name, events, &reason));
         match kept {
             Some(Ok(aside)) => {
                 if aside.dropped > 0 {
@@ -67,9 +67,9 @@ impl Rejects {
             }
             Some(Err(e)) => {
                 log::error!(err:% = e; "cannot write to the rejected events file");
-                self.logged(events, &reason, counters.name);
+                self.logged(events, &reason, &counters.name);
             }
-            None => self.logged(events, &reason, counters.name),
+            None => self.logged(events, &reason, &counters.name),
         }
     }
 

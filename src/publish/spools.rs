@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::failure::Failure;
+use crate::publish::fanout::destinations;
 use crate::publish::outbox::Outbox;
 use crate::state::StateDir;
 use crate::state::spool::{LoadedSpool, SPOOL_LIMIT};
@@ -33,15 +34,11 @@ pub(crate) fn spooled(
     said_aside(state, &old, "spool.jsonl", telemetry);
     let mut no_sink = Vec::new();
     for event in &old.events {
-        let incident = event.incident.is_some();
-        let mut taken = false;
-        for (backlog, sink) in backlogs.iter_mut().zip(&config.sinks) {
-            if sink.report.wants(incident) {
-                backlog.push(event.clone());
-                taken = true;
-            }
+        let to = destinations(config.sinks.iter().map(|s| &s.route), event);
+        for &i in &to {
+            backlogs[i].push(event.clone());
         }
-        if !taken {
+        if to.is_empty() {
             no_sink.push(event.clone());
         }
     }
@@ -50,8 +47,8 @@ pub(crate) fn spooled(
     let mut own_spools = Vec::with_capacity(backlogs.len());
     for index in 0..backlogs.len() {
         let counters = telemetry.sink(index);
-        let own = state.load_spool(counters.name).map_err(read)?;
-        said_aside(state, &own, counters.name, telemetry);
+        let own = state.load_spool(&counters.name).map_err(read)?;
+        said_aside(state, &own, &counters.name, telemetry);
         counters
             .events_rejected
             .fetch_add((own.bad + own.over_limit) as u64, Relaxed);
@@ -68,12 +65,12 @@ pub(crate) fn spooled(
         backlog.extend(own);
         if adopted > 0 {
             // In the sink's own spool before the old one goes.
-            state.save_spool(counters.name, backlog).map_err(read)?;
-            log::info!(sink = counters.name;
+            state.save_spool(&counters.name, backlog).map_err(read)?;
+            log::info!(sink = counters.name.as_str();
                 "{adopted} events of spool.jsonl, from an earlier version, go to this sink");
         }
         if !backlog.is_empty() {
-            log::info!(sink = counters.name;
+            log::info!(sink = counters.name.as_str();
                 "publishing {} spooled events first", backlog.len());
         }
     }
@@ -91,7 +88,7 @@ pub(crate) fn spooled(
     }
     // Every event of it is now in a sink's spool or set aside.
     state.remove_old_spool().map_err(read)?;
-    let names: Vec<&str> = telemetry.sinks.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = telemetry.sinks.iter().map(|s| s.name.as_str()).collect();
     for (path, bytes) in state.other_spools(&names).map_err(read)? {
         log::warn!(
             "{} ({bytes} bytes) holds events for a sink not configured now; they stay \
@@ -132,7 +129,7 @@ fn said_aside(state: &StateDir, loaded: &LoadedSpool, spool: &str, telemetry: &T
 /// to it.
 pub(crate) struct FinalSpool {
     /// The sink's name.
-    pub(crate) sink: &'static str,
+    pub(crate) sink: String,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) state: Option<StateDir>,
     /// What was spooled, once it was.
@@ -147,7 +144,7 @@ impl FinalSpool {
             return Ok(events.len());
         }
         let undelivered = self.outbox.close();
-        let n = keep_undelivered(self.sink, &undelivered, self.state.as_ref())?;
+        let n = keep_undelivered(&self.sink, &undelivered, self.state.as_ref())?;
         *written = Some(undelivered);
         Ok(n)
     }
@@ -159,8 +156,8 @@ impl FinalSpool {
         let mut events = written.take().unwrap_or_default();
         events.push(event);
         let kept = match &self.state {
-            Some(state) => keep_undelivered(self.sink, &events, Some(state)),
-            None => keep_undelivered(self.sink, &events[events.len() - 1..], None),
+            Some(state) => keep_undelivered(&self.sink, &events, Some(state)),
+            None => keep_undelivered(&self.sink, &events[events.len() - 1..], None),
         };
         if let Err(e) = kept {
             log::error!("{e}");

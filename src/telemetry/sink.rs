@@ -65,8 +65,9 @@ impl Deliveries {
 /// The counters of one sink's delivery, labelled with its name.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
-    /// The sink's name (`stdout`, `postgres`, `webhook`).
-    pub name: &'static str,
+    /// The sink's name (`stdout`, `postgres`, `webhook`, a notification
+    /// URL's).
+    pub name: String,
     /// Events the sink accepted, by type, indexed as [`crate::event::EVENT_TYPES`].
     pub events_published: [AtomicU64; crate::event::EVENT_TYPES.len()],
     /// Failed publish attempts (each retry counts).
@@ -89,9 +90,9 @@ pub struct SinkCounters {
 
 impl SinkCounters {
     /// The counters of the sink `name`, all zero.
-    pub(super) fn named(name: &'static str) -> SinkCounters {
+    pub(super) fn named(name: &str) -> SinkCounters {
         SinkCounters {
-            name,
+            name: name.to_owned(),
             ..SinkCounters::default()
         }
     }

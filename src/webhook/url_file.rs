@@ -3,7 +3,8 @@
 //! that only this user may read or write (it holds a token). A file anyone
 //! else may use, or that is not one readable line, is bad configuration
 //! (exit status 64), said naming the option and the path, never the
-//! content; its URL is then checked as a given one is.
+//! content; its URL is then checked as a given one is. The notify file is
+//! read under the same rules ([`read_private`]).
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -26,40 +27,7 @@ const URL_FILE_LIMIT: u64 = 8192;
 /// rtinspect runs as that only this user may read or write (it holds a
 /// token); never shown in a message.
 fn read(file: &UrlFile) -> Result<String, ConfigError> {
-    let cannot = |e: std::io::Error| file.invalid(&format!("cannot read it: {e}"));
-    // Opened without waiting (a FIFO would wait for a writer), then looked at.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(file.path())
-        .map_err(cannot)?;
-    let meta = f.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        return Err(file.invalid("not a regular file"));
-    }
-    let user = rustix::process::geteuid().as_raw();
-    if meta.uid() != user {
-        return Err(file.invalid(&format!(
-            "owned by uid {}, not by the user rtinspect runs as (uid {user}); it holds a \
-             token: chown it",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(file.invalid(&format!(
-            "others than its owner may use it (mode {:04o}); it holds a token: chmod 600 it",
-            meta.mode() & 0o7777
-        )));
-    }
-    let mut bytes = Vec::new();
-    f.take(URL_FILE_LIMIT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > URL_FILE_LIMIT {
-        return Err(file.invalid(&format!("over {URL_FILE_LIMIT} bytes; expected one URL")));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| file.invalid("not UTF-8 (the content is not shown: it may hold a token)"))?;
+    let text = read_private(file.path(), URL_FILE_LIMIT, &|why| file.invalid(why))?;
     let url = text.trim();
     if url.is_empty() {
         return Err(file.invalid("empty; expected one URL"));
@@ -70,6 +38,49 @@ fn read(file: &UrlFile) -> Result<String, ConfigError> {
         ));
     }
     Ok(url.to_owned())
+}
+
+/// The text of `path`, a file that holds a token: opened without waiting
+/// (a FIFO would wait for a writer), a regular file of the user rtinspect
+/// runs as that no one else may use, at most `limit` bytes of UTF-8. What
+/// is wrong goes through `invalid`, which names the option and the path;
+/// the content is never shown.
+pub(crate) fn read_private(
+    path: &str,
+    limit: u64,
+    invalid: &dyn Fn(&str) -> ConfigError,
+) -> Result<String, ConfigError> {
+    let cannot = |e: std::io::Error| invalid(&format!("cannot read it: {e}"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file"));
+    }
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() != user {
+        return Err(invalid(&format!(
+            "owned by uid {}, not by the user rtinspect runs as (uid {user}); it holds a \
+             token: chown it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(invalid(&format!(
+            "others than its owner may use it (mode {:04o}); it holds a token: chmod 600 it",
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(limit + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid(&format!("over {limit} bytes")));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| invalid("not UTF-8 (the content is not shown: it may hold a token)"))
 }
 
 #[cfg(test)]
@@ -155,7 +166,11 @@ mod tests {
             assert!(!message.contains("SECRET"), "{message}");
         }
         write(&vec![b'a'; 9000], 0o600);
-        assert!(err(&hook, &[]).contains("over 8192 bytes"));
+        assert!(
+            err(&hook, &[]).contains("over 8192 bytes"),
+            "{}",
+            err(&hook, &[])
+        );
         // Another user's file, however private.
         write(b"https://h.example/hook/SECRET", 0o600);
         if rustix::process::geteuid().is_root() {
