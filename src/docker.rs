@@ -1,6 +1,7 @@
 //! The Docker Engine API: the client (version negotiation, container inspect
 //! and the labelled-container list, over the daemon's Unix socket), the
-//! decoding of its bodies, its errors and the events stream.
+//! decoding of its bodies, its errors, the events stream and a container's
+//! last log lines (`logs`).
 //!
 //! Only the fields rtinspect needs are decoded; every body is read to its end
 //! (or the pooled keep-alive connection would be lost) under a size limit, so a
@@ -11,6 +12,7 @@ mod client;
 mod decode;
 mod error;
 pub mod events;
+mod logs;
 #[cfg(test)]
 mod tests;
 
@@ -26,3 +28,4 @@ pub use decode::{
     decode_list,
 };
 pub use error::DockerError;
+pub use logs::LOG_READ_BOUND;

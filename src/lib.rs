@@ -17,7 +17,8 @@
 //!   `inspector_loop` turns the schedule on its thread; `build` makes the
 //!   adapters from a `config`; `daemon` runs them; `commands` are the
 //!   one-shot commands; `failure` says why the process ends;
-//! - shared leaves: `event`, `telemetry`, `text`, `unix_socket`, `backoff`.
+//! - shared leaves: `event`, `log_tail` (a container's last lines, cleaned
+//!   and redacted), `telemetry`, `text`, `unix_socket`, `backoff`.
 //!
 //! There is no async runtime in this crate. Only what `main.rs`, the
 //! integration tests and the benchmarks use is public.
@@ -41,6 +42,7 @@ mod fakes;
 pub(crate) mod incident;
 pub mod inspector;
 mod inspector_loop;
+pub mod log_tail;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod notify;

@@ -37,6 +37,9 @@ mod incidents;
 mod listener;
 /// Against the real dockerd: what each state of a real container gives.
 mod live_docker;
+/// The log tail an incident carries: the Docker client's read against a
+/// fake engine and the real dockerd, and the whole path to the event.
+mod log_tail;
 /// systemd's notify protocol: ready, status, watchdog, stopping.
 mod notify;
 /// Notification URLs: several chats from `--notify` and `--notify-file`,

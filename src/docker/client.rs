@@ -130,6 +130,38 @@ impl DockerClient {
         self.agent.get(&url).call().map_err(|e| self.map_error(e))
     }
 
+    /// A versioned GET bounded whole by `within` (at most the client's
+    /// timeout), whose body the caller reads: a stream read as it comes.
+    /// The version is negotiated again after a failure that ends the
+    /// connection's life.
+    pub(super) fn get_streamed(
+        &self,
+        path: &str,
+        within: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, DockerError> {
+        let within = within.min(self.timeout);
+        let version = self.api_version()?;
+        let url = format!("http://docker/v{version}{path}");
+        let result = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(within))
+            .build()
+            .call()
+            .map_err(|e| match self.map_error(e) {
+                DockerError::Timeout(_) => DockerError::Timeout(within),
+                other => other,
+            });
+        if result
+            .as_ref()
+            .is_err_and(DockerError::ends_connection_life)
+        {
+            self.forget_version();
+        }
+        result
+    }
+
     fn map_error(&self, e: ureq::Error) -> DockerError {
         match e {
             ureq::Error::Timeout(_) => DockerError::Timeout(self.timeout),
@@ -273,7 +305,7 @@ impl ContainerInspector for DockerClient {
 }
 
 /// Reads the whole body into `into`, refusing one over `limit` bytes.
-fn read_limited(
+pub(super) fn read_limited(
     response: &mut ureq::http::Response<ureq::Body>,
     limit: u64,
     timeout: Duration,
@@ -283,25 +315,28 @@ fn read_limited(
     let mut reader = response.body_mut().with_config().limit(limit).reader();
     match reader.read_to_end(into) {
         Ok(_) => Ok(()),
-        Err(e) => {
-            // ureq's reader wraps its own errors in io::Error::other.
-            let inner = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<ureq::Error>());
-            Err(match inner {
-                Some(ureq::Error::BodyExceedsLimit(l)) => DockerError::TooLarge(*l),
-                Some(ureq::Error::Timeout(_)) => DockerError::Timeout(timeout),
-                Some(_) => DockerError::Transport(Box::new(e)),
-                None if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-                {
-                    DockerError::Timeout(timeout)
-                }
-                None => DockerError::Transport(Box::new(e)),
-            })
+        Err(e) => Err(read_error(e, timeout)),
+    }
+}
+
+/// A failed read of a body, said in Docker's terms.
+pub(super) fn read_error(e: io::Error, timeout: Duration) -> DockerError {
+    // ureq's reader wraps its own errors in io::Error::other.
+    let inner = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>());
+    match inner {
+        Some(ureq::Error::BodyExceedsLimit(l)) => DockerError::TooLarge(*l),
+        Some(ureq::Error::Timeout(_)) => DockerError::Timeout(timeout),
+        Some(_) => DockerError::Transport(Box::new(e)),
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ) =>
+        {
+            DockerError::Timeout(timeout)
         }
+        None => DockerError::Transport(Box::new(e)),
     }
 }
 

@@ -418,3 +418,24 @@ pub fn oom_killed_games(games: u32) -> FakeEngine {
         Reply::Json(200, oom_killed_body(&id))
     })
 }
+
+/// One frame of Docker's multiplexed log stream: the stream (1 stdout,
+/// 2 stderr), three zero bytes, the payload's length, the payload.
+pub fn log_frame(stream: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![stream, 0, 0, 0];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A `/containers/{id}/logs` answer as Docker 20.10 sends it: 200, no
+/// `Content-Type`, `body` as the stream (frames, or a TTY's bytes).
+pub fn log_answer(body: &[u8]) -> Reply {
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(body);
+    Reply::Raw(answer)
+}

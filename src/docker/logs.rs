@@ -1,0 +1,89 @@
+//! A container's last log lines through Docker's API:
+//! `GET /containers/{id}/logs?stdout=1&stderr=1&tail=N`, read as it comes
+//! and never past [`LOG_READ_BOUND`] bytes whatever Docker sends, taken
+//! apart (`frames`: the multiplexed stream, or a TTY's raw bytes) into the
+//! last lines, cleaned and redacted (`crate::log_tail`). A log driver that
+//! cannot be read back (`none`; `syslog` and the others when Docker's dual
+//! logging is off) answers 501 with Docker's message: the caller says it
+//! as the reason there is no tail.
+
+mod frames;
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::api::ERROR_BODY_LIMIT;
+use super::client::{DockerClient, read_error, read_limited};
+use super::error::{DockerError, error_message};
+use crate::inspector::is_valid_container_ref;
+use crate::log_tail::{LogTail, TailLines};
+use frames::{Demux, Framing};
+
+/// The most bytes of a log answer read. Docker logs a line of more than
+/// 16 KiB as several entries of 16 KiB, and `tail=N` counts entries, so
+/// the answer for the default ten lines is at most some 160 KiB; past the
+/// bound the read stops, and says so.
+pub const LOG_READ_BOUND: u64 = 1024 * 1024;
+
+/// The read's buffer: one piece of the answer at a time.
+const PIECE: usize = 8 * 1024;
+
+impl DockerClient {
+    /// The last `lines` lines `container` logged, on standard output and
+    /// standard error, as an incident's event carries them; the request is
+    /// bounded whole by `within` (and the client's timeout). An error says
+    /// why there are none: Docker's refusal (a log driver it cannot read
+    /// back: [`DockerError::Status`] with its message), a container gone,
+    /// a timeout, an answer past [`LOG_READ_BOUND`] or badly framed.
+    pub fn log_tail(
+        &self,
+        container: &str,
+        lines: usize,
+        within: Duration,
+    ) -> Result<LogTail, DockerError> {
+        if !is_valid_container_ref(container) {
+            return Err(DockerError::InvalidId(container.to_owned()));
+        }
+        let id = container.strip_prefix('/').unwrap_or(container);
+        let path = format!("/containers/{id}/logs?stdout=1&stderr=1&tail={lines}");
+        let mut response = self.get_streamed(&path, within)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let mut body = Vec::new();
+            let _ = read_limited(&mut response, ERROR_BODY_LIMIT, within, &mut body);
+            return Err(match status {
+                404 => DockerError::NotFound,
+                _ => DockerError::Status {
+                    status,
+                    message: error_message(&body),
+                },
+            });
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        let mut demux = Demux::new(
+            Framing::from_content_type(content_type),
+            LOG_READ_BOUND as u32,
+        );
+        let mut tail = TailLines::new(lines);
+        let mut reader = response
+            .body_mut()
+            .with_config()
+            .limit(LOG_READ_BOUND)
+            .reader();
+        let mut piece = vec![0u8; PIECE];
+        loop {
+            let n = reader.read(&mut piece).map_err(|e| read_error(e, within))?;
+            if n == 0 {
+                break;
+            }
+            demux
+                .feed(&piece[..n], &mut |stream, bytes| tail.push(stream, bytes))
+                .map_err(|e| DockerError::Malformed(e.to_string()))?;
+        }
+        demux.finish(&mut |stream, bytes| tail.push(stream, bytes));
+        Ok(tail.into_tail())
+    }
+}
