@@ -5,11 +5,11 @@
 //! naming it, its token masked; `notify-test` proves each one.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{
-    Engine, HookReply, HookRequest, HookServer, TempDir, assert_no_secret, bin, free_addr,
-    game_box, http_get, run_on, sample, wait_until,
+    Containers, Daemon, Engine, HookReply, HookRequest, HookServer, TempDir, assert_no_secret, bin,
+    free_addr, game_box, http_get, live_docker, run_on, sample, wait_until,
 };
 
 /// A notify file of `text` in `dir`, mode 600.
@@ -307,4 +307,158 @@ fn notify_test_says_one_line_for_each_named_sink_and_refuses_a_bad_url_first() {
     assert_no_secret(&stderr);
     assert!(out.stdout.is_empty());
     assert_eq!(up.requests().len(), 2, "nothing sent");
+}
+
+/// What a chat was told of `game`: the bodies that name it, lowercased.
+fn told(hook: &HookServer, game: &str, accepted_after: Option<Instant>) -> Vec<String> {
+    hook.requests()
+        .iter()
+        .filter(|r| accepted_after.is_none_or(|t| r.at >= t))
+        .filter(|r| names(r, game))
+        .map(|r| r.body.to_lowercase())
+        .collect()
+}
+
+#[test]
+fn three_chats_from_one_notify_file_each_get_their_route_and_one_down_delays_no_other() {
+    let Some(live) = live_docker() else { return };
+    let mut c = Containers::new(live, "notify-routes");
+    let started = Instant::now();
+    let outage = Duration::from_secs(60);
+    // Discord's, ntfy's and Telegram's shapes, on receivers of their own;
+    // the Telegram one down (503) for the first minute.
+    let team = HookServer::start(|_, _| HookReply::Status(204, Vec::new(), String::new()));
+    let phone = HookServer::start(|_, _| HookReply::ok());
+    let tg = HookServer::start(move |_, _| {
+        if started.elapsed() < outage {
+            HookReply::Status(503, Vec::new(), "down".into())
+        } else {
+            HookReply::Status(200, Vec::new(), "{\"ok\":true,\"result\":{}}".into())
+        }
+    });
+    let dir = TempDir::new("notify-routes");
+    let file = notify_file(
+        &dir,
+        format!(
+            "# everything of the nt games\n\
+             {}?format=discord&name=team&games=nt-*\n\
+             # the phone: crash loops alone\n\
+             ntfy://{}/oncall?scheme=http&min=crash_loop&games=nt-*\n\
+             # telegram: what is down or looping\n\
+             {}?chat_id=-100123&format=telegram&min=not_running&games=nt-*&name=tg\n",
+            team.url("/api/webhooks/1/SECRETTOKEN"),
+            phone.addr,
+            tg.url("/bot1:SECRETTOKEN/sendMessage"),
+        )
+        .as_bytes(),
+    );
+    let (daemon, out, err) = Daemon::watched(
+        bin()
+            .args([
+                "run",
+                "--label",
+                &c.label,
+                "--docker-host",
+                &live.docker_host(),
+            ])
+            .args(["--sink", "stdout", "--report", "incidents"])
+            .args(["--interval", "2s", "--crash-loop-window", "1m"])
+            .args(["--recover-after", "5s", "--notify-file"])
+            .arg(&file)
+            .env("RUST_LOG", "rtinspect=debug"),
+    );
+    wait_until(Duration::from_secs(20), "the first tick", || {
+        err.text().contains("tick:")
+    });
+    // A crash loop under restart=always; a game that dies once, then runs;
+    // a crash loop of a game no games= names.
+    let loop_cmd = ["sh", "-c", "sleep 1; exit 3"];
+    c.run("nt-loop", &["--restart=always"], &loop_cmd);
+    let loop_started = Instant::now();
+    c.run(
+        "nt-once",
+        &["--restart=always"],
+        &[
+            "sh",
+            "-c",
+            "test -e /ran || { : > /ran; exit 3; }; sleep 3600",
+        ],
+    );
+    c.run("xx-loop", &["--restart=always"], &loop_cmd);
+    let looping = |hook: &HookServer| {
+        told(hook, "nt-loop", None)
+            .iter()
+            .any(|b| b.contains("crash loop"))
+    };
+    wait_until(Duration::from_secs(60), "the crash loop told", || {
+        looping(&team) && looping(&phone)
+    });
+    let first = |hook: &HookServer| {
+        hook.requests()
+            .iter()
+            .find(|r| names(r, "nt-loop") && r.body.to_lowercase().contains("crash loop"))
+            .map(|r| r.at.duration_since(loop_started))
+    };
+    let (team_took, phone_took) = (first(&team).unwrap(), first(&phone).unwrap());
+    // The one down is retried meanwhile, and neither other waited for it.
+    assert!(
+        started.elapsed() < outage,
+        "the others were told only after the outage: {}",
+        err.text()
+    );
+    wait_until(Duration::from_secs(20), "the telegram chat tried", || {
+        !tg.requests().is_empty()
+    });
+    assert!(started.elapsed() < outage, "tried only after the outage");
+    wait_until(Duration::from_secs(90), "the telegram chat told", || {
+        told(&tg, "nt-loop", Some(started + outage))
+            .iter()
+            .any(|b| b.contains("crash loop"))
+    });
+    let tg_took = tg
+        .requests()
+        .iter()
+        .find(|r| r.at >= started + outage && names(r, "nt-loop"))
+        .map(|r| r.at.duration_since(loop_started))
+        .unwrap();
+    eprintln!(
+        "the crash loop told, from the game's start: team (Discord) {:.1} s, phone (ntfy) {:.1} s, \
+         tg (Telegram, down for the first {} s) {:.1} s",
+        team_took.as_secs_f64(),
+        phone_took.as_secs_f64(),
+        outage.as_secs(),
+        tg_took.as_secs_f64()
+    );
+    // nt-once's single restart: the team alone.
+    let stdout = out.text();
+    wait_until(Duration::from_secs(30), "nt-once's restart told", || {
+        !told(&team, "nt-once", None).is_empty()
+    });
+    assert!(stdout.contains("\"game_id\":\"nt-once\""), "{stdout}");
+    // xx-loop: looping too, and told to no chat.
+    assert!(stdout.contains("\"game_id\":\"xx-loop\""), "{stdout}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.terminate().success(), "{}", err.text());
+    for hook in [&team, &phone, &tg] {
+        assert!(told(hook, "xx-loop", None).is_empty());
+    }
+    for hook in [&phone, &tg] {
+        assert!(told(hook, "nt-once", None).is_empty());
+        // The loop's first message there is its crash loop, not its opening.
+        let bodies = told(hook, "nt-loop", None);
+        assert!(
+            bodies.iter().all(|b| b.contains("crash loop")),
+            "{bodies:#?}"
+        );
+    }
+    // In each chat's own shape.
+    assert!(
+        team.requests()
+            .iter()
+            .all(|r| r.json()["embeds"].is_array())
+    );
+    assert!(phone.requests().iter().all(|r| r.path == "/oncall"));
+    let last = tg.requests().last().unwrap().json();
+    assert_eq!(last["chat_id"], -100123, "{last}");
+    assert_no_secret(&err.text());
 }
