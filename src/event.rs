@@ -26,11 +26,11 @@ pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
 
 /// Every event type, the fact first, then the changes of an incident.
 pub const EVENT_TYPES: [&str; 5] = [
-    INSPECT_UNHEALTHY,
-    "incident_opened",
-    "incident_escalated",
-    "incident_reminder",
-    "incident_resolved",
+    EventType::Fact.as_str(),
+    EventType::Incident(Change::Opened).as_str(),
+    EventType::Incident(Change::Escalated).as_str(),
+    EventType::Incident(Change::Reminder).as_str(),
+    EventType::Incident(Change::Resolved).as_str(),
 ];
 
 /// The resolution of an incident whose game left the records, or whose
@@ -65,10 +65,13 @@ impl EventType {
     ];
 
     /// Its name on the wire and in logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventType::Fact => INSPECT_UNHEALTHY,
-            EventType::Incident(change) => EVENT_TYPES[1 + change as usize],
+            EventType::Incident(Change::Opened) => "incident_opened",
+            EventType::Incident(Change::Escalated) => "incident_escalated",
+            EventType::Incident(Change::Reminder) => "incident_reminder",
+            EventType::Incident(Change::Resolved) => "incident_resolved",
             EventType::NotifyTest => NOTIFY_TEST,
         }
     }

@@ -1,5 +1,5 @@
 //! Everything between "the core decided" and "a sink has it": the sink seam
-//! and the stdout sink ([`sink`]), routing by `--report` ([`fanout`]), each
+//! ([`sink`]) and the stdout sink ([`stdout`]), routing by `--report` ([`fanout`]), each
 //! sink's queue ([`outbox`]; offered to without waiting, [`offer`], with
 //! what it sheds and spills when full: [`shed`], [`overflow`]), the thread that delivers it ([`publisher`], with
 //! an event a sink cannot take set aside: [`poison`], [`rejects`]) and the
@@ -15,3 +15,4 @@ pub(crate) mod rejects;
 pub(crate) mod shed;
 pub(crate) mod sink;
 pub(crate) mod spools;
+pub(crate) mod stdout;
