@@ -104,6 +104,11 @@ fn an_envelope_reads_back_into_the_same_event() {
         HealthEvent::from_envelope(&e.envelope().as_str().replace("inspect_unhealthy", "other"))
             .is_err()
     );
+    // A kind this version does not know is not replayed: the spool sets
+    // the line aside in rejected.jsonl.
+    let unknown = i.envelope().as_str().replace("\"crash_loop\"", "\"on_fire\"");
+    let err = HealthEvent::from_envelope(&unknown).unwrap_err();
+    assert!(err.contains("unknown incident kind"), "{err}");
 }
 
 #[test]
