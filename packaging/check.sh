@@ -183,7 +183,9 @@ declare -A deb_of
 #   (ELF type DYN, no NEEDED) for a shared library; it has nothing to need.
 # - initial-upload-closes-no-bugs: the changelog closes no Debian bug; the
 #   package is not uploaded to Debian's archive.
-accepted_lintian='^W: rtinspect: (shared-library-lacks-prerequisites \[usr/bin/rtinspect\]|initial-upload-closes-no-bugs \[usr/share/doc/rtinspect/changelog\.Debian\.gz:1\])$'
+# - wrong-name-for-upstream-changelog: CHANGELOG.md keeps its name, the one
+#   the README and docs/ link it by.
+accepted_lintian='^W: rtinspect: (shared-library-lacks-prerequisites \[usr/bin/rtinspect\]|initial-upload-closes-no-bugs \[usr/share/doc/rtinspect/changelog\.Debian\.gz:1\]|wrong-name-for-upstream-changelog \[usr/share/doc/rtinspect/CHANGELOG\.md\])$'
 expected_files=$(printf '%s\n' \
   ./etc/default/rtinspect \
   ./usr/bin/rtinspect \
@@ -191,6 +193,9 @@ expected_files=$(printf '%s\n' \
   ./usr/lib/systemd/system/rtinspect-prune.service \
   ./usr/lib/systemd/system/rtinspect-prune.timer \
   ./usr/share/doc/rtinspect/README \
+  ./usr/share/doc/rtinspect/ARCHITECTURE.md \
+  ./usr/share/doc/rtinspect/CHANGELOG.md \
+  ./usr/share/doc/rtinspect/CONTRIBUTING.md \
   $(cd docs && printf './usr/share/doc/rtinspect/docs/%s\n' *.md) \
   ./usr/share/doc/rtinspect/examples/rtinspect.rules.yml \
   ./usr/share/doc/rtinspect/changelog.Debian.gz \

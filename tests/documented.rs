@@ -265,6 +265,30 @@ fn the_man_page_describes_what_rtinspect_does() {
     }
 }
 
+/// The package's extended description (what `apt show` says) is the
+/// README's first paragraph, so that neither tells an older story.
+#[test]
+fn the_package_description_is_the_readmes_first_paragraph() {
+    let cargo = read("Cargo.toml");
+    let start = cargo
+        .find("extended-description = \"\"\"\\\n")
+        .expect("Cargo.toml has an extended description");
+    let body = &cargo[start..].split_once('\n').unwrap().1;
+    let body = &body[..body.find("\"\"\"").expect("the description ends")];
+    // TOML's line-ending backslash drops the newline and the blanks after it.
+    let description = body
+        .lines()
+        .map(|l| l.trim_end_matches('\\'))
+        .collect::<String>();
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = read("README.md");
+    let first = readme
+        .split("\n\n")
+        .nth(1)
+        .expect("the README has a first paragraph");
+    assert_eq!(flat(&description), flat(&first.replace("**", "")));
+}
+
 /// The README is a guide: short, with the two commands near the top.
 const README_MAX_BYTES: usize = 12 * 1024;
 

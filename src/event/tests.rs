@@ -106,7 +106,10 @@ fn an_envelope_reads_back_into_the_same_event() {
     );
     // A kind this version does not know is not replayed: the spool sets
     // the line aside in rejected.jsonl.
-    let unknown = i.envelope().as_str().replace("\"crash_loop\"", "\"on_fire\"");
+    let unknown = i
+        .envelope()
+        .as_str()
+        .replace("\"crash_loop\"", "\"on_fire\"");
     let err = HealthEvent::from_envelope(&unknown).unwrap_err();
     assert!(err.contains("unknown incident kind"), "{err}");
 }
