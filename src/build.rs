@@ -1,10 +1,12 @@
 //! The adapters a command runs with, built from a [`Config`]: the Docker
 //! client, the record source, the sinks, the state directory and the
-//! incident tracker. Whatever the configuration names that cannot be used (a
+//! incident tracker, and the way the inspector's events go out (through
+//! the wait for log tails). Whatever the configuration names that cannot be used (a
 //! CA file, the webhook's URL file, a host id) is a usage failure here,
 //! before any thread starts.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, Database, Sink, SinkConfig};
@@ -13,8 +15,10 @@ use crate::event::DetailLevel;
 use crate::failure::Failure;
 use crate::incident::{Policy, Stamp, Tracker};
 use crate::postgres::{Connector, HostFilter, PgRecords, PgSink};
+use crate::publish::fanout::Emitter;
 use crate::publish::sink::EventSink;
 use crate::publish::stdout::StdoutSink;
+use crate::publish::tails::{RoomSettings, TAIL_WAIT, Tails};
 use crate::records::{LabelRecords, RecordSource};
 use crate::state::{OpenError, StateDir};
 use crate::webhook::{WebhookSink, notify_file, url_file};
@@ -224,4 +228,27 @@ pub(crate) fn incident_tracker(
         );
     }
     Ok(Some(tracker))
+}
+
+/// Where the inspector's events go: through the wait for each incident's
+/// log tail (`--log-lines`, read over a Docker connection of its own,
+/// never the inspector's), or straight to the fanout when no incident is
+/// tracked or no line is asked for.
+pub(crate) fn tails(config: &Config, emitter: Emitter) -> Result<Arc<Tails>, Failure> {
+    let lines = config.incidents.log_lines;
+    if lines == 0 || !config.incidents_wanted() {
+        return Ok(Tails::straight(emitter));
+    }
+    let reader = DockerClient::new(
+        &config.docker_socket,
+        config.docker_timeout,
+        keep_idle(config.interval),
+    );
+    let settings = RoomSettings {
+        lines,
+        wait: TAIL_WAIT,
+        read_bound: config.docker_timeout,
+    };
+    Tails::start(emitter, Box::new(reader), settings)
+        .map_err(|e| Failure::runtime("cannot start the log tail threads", e))
 }

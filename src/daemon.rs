@@ -32,6 +32,7 @@ use crate::publish::publisher::{self, Publisher};
 use crate::publish::rejects::Rejects;
 use crate::publish::sink::EventSink;
 use crate::publish::spools::{self, FinalSpool};
+use crate::publish::tails::Tails;
 use crate::schedule::{Follow, Schedule, Settings};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::state::StateDir;
@@ -48,6 +49,10 @@ const NUDGE_CAPACITY: usize = 256;
 /// Each sink's final spool, once the outboxes exist: what a second signal
 /// writes, and what the exit writes.
 type AtExit = Arc<OnceLock<Vec<Arc<FinalSpool>>>>;
+
+/// The events waiting for their log tail, once the inspector's way out
+/// exists: a second signal sends them on before it writes the spools.
+type Waiting = Arc<OnceLock<Arc<Tails>>>;
 
 /// Runs `run`, `once`, `migrate`, `prune-events`, `notify-test` or
 /// `silence` with the given configuration until done.
@@ -69,7 +74,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     // spool (the spool file is still there) and only exits.
     let (trigger, shutdown) = shutdown::channel();
     let at_exit = AtExit::default();
-    let signals = watch_signals(trigger.clone(), at_exit.clone())?;
+    let waiting = Waiting::default();
+    let signals = watch_signals(trigger.clone(), at_exit.clone(), waiting.clone())?;
     let notifier = Notifier::from_env(&|k| std::env::var_os(k));
     let state = build::open_state(config)?;
     let names: Vec<&str> = config.sinks.iter().map(|s| s.name.as_str()).collect();
@@ -122,13 +128,15 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         // events than the queue holds): then into the spool.
         once_deadline: once.then(|| Instant::now() + DRAIN),
     };
+    let tails = build::tails(config, emitter)?;
+    let _ = waiting.set(tails.clone());
     let turns = Turns {
         once,
         shutdown: shutdown.clone(),
         notifier: notifier.clone(),
         nudges,
     };
-    let inspector = inspector_loop::spawn_inspector(worker, schedule, emitter, turns)
+    let inspector = inspector_loop::spawn_inspector(worker, schedule, tails.clone(), turns)
         .map_err(|e| Failure::runtime("cannot start the inspector thread", e))?;
 
     // Until a signal, or the end of `once`'s tick.
@@ -138,7 +146,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     }
     trigger.trigger();
     notifier.stopping();
-    let work = drain(inspector, outlets, &publishers, &at_exit)?;
+    let work = drain(inspector, &tails, outlets, &publishers, &at_exit)?;
     for publisher in publishers {
         publisher.join_if_ended();
     }
@@ -156,14 +164,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
 }
 
 /// The signal watcher: the first signal asks for shutdown; a second one
-/// writes every sink's spool at once (the exit follows).
+/// writes every sink's spool at once (the exit follows), with the events
+/// that were waiting for their log tail.
 fn watch_signals(
     trigger: ShutdownTrigger,
     at_exit: AtExit,
+    waiting: Waiting,
 ) -> Result<shutdown::SignalWatcher, Failure> {
     shutdown::watch_signals(
         trigger,
         Box::new(move || {
+            if let Some(tails) = waiting.get() {
+                tails.release_now();
+            }
             for spool in at_exit.get().into_iter().flatten() {
                 let _ = spool.write();
             }
@@ -306,6 +319,7 @@ fn schedule(
 /// written. The inspector's own outcome.
 fn drain(
     inspector: InspectorThread,
+    tails: &Tails,
     outlets: Vec<Outlet>,
     publishers: &[Publisher],
     at_exit: &AtExit,
@@ -321,6 +335,9 @@ fn drain(
         log::warn!("the inspector is blocked in a call; leaving it behind");
         Ok(())
     };
+    // What waits for its log tail goes on (at most 250 ms), before the
+    // queues are drained and the spools written.
+    tails.finish(inspector_done);
     // With the inspector gone the queues' last senders are gone, and each
     // publisher ends once it has delivered everything; else wait while
     // anything is left to deliver.

@@ -4,7 +4,8 @@
 //! every sink carries, is rendered from it only where bytes are made
 //! (`envelope`); times are written as the envelope writes them (`time`).
 //! How much its `details` carry is [`DetailLevel`]'s choice, made when
-//! Docker's answer is decoded.
+//! Docker's answer is decoded; an incident's event may carry its
+//! container's last log lines ([`LogTail`]), added while it waits for them.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::incident::{Change, Kind};
 use crate::inspector::{Finding, Observation, StateDetails};
+use crate::log_tail::LogTail;
 
 mod envelope;
 mod time;
@@ -136,6 +138,10 @@ pub struct HealthEvent {
     /// left the records, or its container is gone). Its `details` then
     /// carry `resolution` and no `seen`, and `state` is the resolution.
     pub resolution: Option<String>,
+    /// For an incident's event: its container's last log lines, or why
+    /// there are none (`details.log_tail`, `details.log_tail_unavailable`);
+    /// `None` when none were asked for. Boxed: most events have none.
+    pub log_tail: Option<Box<LogTail>>,
     /// For an event read back from a spool line that its fields do not
     /// render to byte for byte (written by hand, or by another writer):
     /// that line, which the wire carries again as it was.
@@ -284,6 +290,7 @@ impl HealthEvent {
             details: details.filter(|d| !d.is_empty()),
             prompt: None,
             resolution: removed.then(|| REMOVED.to_owned()),
+            log_tail: None,
             read_back: None,
         };
         event.fit_the_envelope();
@@ -294,6 +301,14 @@ impl HealthEvent {
     /// `rtinspect notify-test`'s message).
     pub fn change(&self) -> Option<Change> {
         self.event_type.change()
+    }
+
+    /// The event carrying `tail`, fitted to the envelope's bound again
+    /// (its oldest lines go first when the rest leaves no room).
+    pub fn with_log_tail(mut self, tail: LogTail) -> Self {
+        self.log_tail = Some(Box::new(tail));
+        self.fit_the_envelope();
+        self
     }
 }
 

@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use crate::docker::events::Nudge;
 use crate::failure::Failure;
 use crate::notify::Notifier;
-use crate::publish::fanout::Emitter;
+use crate::publish::tails::Tails;
 use crate::schedule::{Action, Input, Schedule};
 use crate::shutdown::Shutdown;
 use crate::worker::{Carried, Worker};
@@ -50,7 +50,7 @@ pub(crate) struct InspectorThread {
 pub(crate) fn spawn_inspector(
     mut worker: Worker,
     mut schedule: Schedule,
-    emitter: Emitter,
+    tails: Arc<Tails>,
     turns: Turns,
 ) -> std::io::Result<InspectorThread> {
     let (alive, ended) = crossbeam_channel::bounded::<()>(0);
@@ -58,7 +58,7 @@ pub(crate) fn spawn_inspector(
         .name("inspector".into())
         .spawn(move || {
             let _alive = alive;
-            inspect_loop(&mut worker, &mut schedule, &emitter, &turns)
+            inspect_loop(&mut worker, &mut schedule, &tails, &turns)
         })?;
     Ok(InspectorThread { handle, ended })
 }
@@ -69,7 +69,7 @@ pub(crate) fn spawn_inspector(
 fn inspect_loop(
     worker: &mut Worker,
     schedule: &mut Schedule,
-    emitter: &Emitter,
+    tails: &Tails,
     turns: &Turns,
 ) -> Result<(), Failure> {
     let never = crossbeam_channel::never();
@@ -97,7 +97,7 @@ fn inspect_loop(
                     default(wait) => None,
                 }
             }
-            action => match worker.carry_out(action, schedule, &mut |e| emitter.emit(e)) {
+            action => match worker.carry_out(action, schedule, &mut |e| tails.emit(e)) {
                 Carried::Answer(input) => Some(input),
                 Carried::TickEnded { status, listed: l } => {
                     listed = l;

@@ -69,6 +69,20 @@ impl LogTail {
     }
 }
 
+/// Reads a container's last lines: the seam between the waiting of
+/// incident events (`publish/tails.rs`) and Docker (`docker/logs.rs`), so
+/// that the waiting is tested with a fake.
+pub(crate) trait ReadTail: Send + Sync {
+    /// The last `lines` lines of `container_id`, or why there are none;
+    /// `None` when no answer came within `within`.
+    fn read_tail(
+        &self,
+        container_id: &str,
+        lines: usize,
+        within: std::time::Duration,
+    ) -> Option<LogTail>;
+}
+
 /// One line as it came, before it is made printable: its bytes (at most
 /// [`lines::RAW_LINE_BYTES`] of them), and whether more were dropped.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,8 @@
 //! sink's queue ([`outbox`]; offered to without waiting, [`offer`], with
 //! what it sheds and spills when full: [`shed`], [`overflow`]), the thread that delivers it ([`publisher`], with
 //! an event a sink cannot take set aside: [`poison`], [`rejects`]) and the
-//! spool's life around a run ([`spools`]).
+//! spool's life around a run ([`spools`]); before the fanout, incident
+//! events waiting a moment for their container's log tail ([`tails`]).
 
 pub(crate) mod fanout;
 pub(crate) mod offer;
@@ -16,3 +17,4 @@ pub(crate) mod shed;
 pub(crate) mod sink;
 pub(crate) mod spools;
 pub(crate) mod stdout;
+pub(crate) mod tails;

@@ -212,3 +212,272 @@ fn the_real_dockerd_with_a_secret_a_megabyte_line_and_no_log_driver() {
         other => panic!("expected Docker's refusal, got {other:?}"),
     }
 }
+
+/// The envelopes printed so far, as JSON.
+fn envelopes(out: &crate::support::StderrLines) -> Vec<serde_json::Value> {
+    out.lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The `incident_opened` of each game, once every one of `games` has one.
+fn openings(
+    out: &crate::support::StderrLines,
+    games: &[&str],
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let mut found = std::collections::HashMap::new();
+    crate::support::wait_until(
+        Duration::from_secs(60),
+        "every game's incident_opened",
+        || {
+            found = envelopes(out)
+                .into_iter()
+                .filter(|e| e["event_type"] == "incident_opened")
+                .map(|e| (e["game_id"].as_str().unwrap_or_default().to_owned(), e))
+                .collect();
+            games.iter().all(|g| found.contains_key(*g))
+        },
+    );
+    found
+}
+
+fn tail_of(event: &serde_json::Value) -> Vec<String> {
+    let details = &event["details"];
+    let Some(tail) = details["log_tail"].as_array() else {
+        panic!("no log_tail in {details}");
+    };
+    tail.iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_games_death_opens_an_incident_carrying_its_last_lines() {
+    use crate::support::{Containers, Daemon, bin, live_docker, wait_until};
+    let Some(live) = live_docker() else { return };
+    let mut c = Containers::new(live, "tail");
+    let (daemon, out, err) = Daemon::watched(
+        bin()
+            .args(["run", "--label", &c.label, "--report", "both"])
+            .args(["--interval", "1h", "--docker-host", &live.docker_host()])
+            .env("RUST_LOG", "trace"),
+    );
+    wait_until(Duration::from_secs(20), "the first tick", || {
+        err.text().contains("tick:")
+    });
+    // Each game dies after the first tick: its `die` event finds it.
+    c.run("g-plain", &[], &["sh", "-c", TEN_LINES_THEN_3]);
+    c.run("g-tty", &["-t"], &["sh", "-c", TEN_LINES_THEN_3]);
+    c.run(
+        "g-secret",
+        &[],
+        &["sh", "-c", "echo login password=hunter2 ok; exit 1"],
+    );
+    c.run("g-huge", &[], &["sh", "-c", A_MEGABYTE_LINE]);
+    c.run(
+        "g-silent",
+        &["--log-driver", "none"],
+        &["sh", "-c", "echo hi; exit 1"],
+    );
+    let games = ["g-plain", "g-tty", "g-secret", "g-huge", "g-silent"];
+    let opened = openings(&out, &games);
+    let ten: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+    assert_eq!(tail_of(&opened["g-plain"]), ten, "without a TTY");
+    assert_eq!(tail_of(&opened["g-tty"]), ten, "with a TTY");
+    assert_eq!(tail_of(&opened["g-secret"]), ["login password=… ok"]);
+    let huge = tail_of(&opened["g-huge"]);
+    assert_eq!(huge.len(), 2, "{huge:?}");
+    assert!(
+        huge[0].ends_with('…') && huge[0].len() <= 300,
+        "{:.40}",
+        huge[0]
+    );
+    assert_eq!(huge[1], "last words");
+    let why = opened["g-silent"]["details"]["log_tail_unavailable"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(why, "configured logging driver does not support reading");
+    // The facts of the same deaths carry no tail.
+    let facts = envelopes(&out);
+    assert!(
+        facts
+            .iter()
+            .filter(|e| e["event_type"] == "inspect_unhealthy")
+            .all(|e| e["details"].get("log_tail").is_none())
+    );
+    assert!(daemon.terminate().success());
+    let everything = format!("{}{}", out.text(), err.text());
+    assert!(!everything.contains("hunter2"), "the secret leaked");
+}
+
+/// A fake dockerd of `games` exited games (`g-0` is `hex_id(1)`, …) whose
+/// logs endpoint answers each game's read with `logs(n)`.
+fn exited_games(games: u32, logs: impl Fn(u32) -> Reply + Send + Sync + 'static) -> FakeEngine {
+    use crate::support::{hex_id, inspect_body, labelled_list};
+    let list = labelled_list((1..=games).map(|n| (n, format!("g-{}", n - 1))));
+    FakeEngine::start(move |path| {
+        if path.contains("/containers/json?") {
+            return Reply::Json(200, list.clone());
+        }
+        let id = path.split('/').nth(3).unwrap_or_default();
+        let n = (1..=games).find(|n| hex_id(*n) == id).unwrap_or(0);
+        if path.contains("/logs?") {
+            logs(n)
+        } else {
+            Reply::Json(200, inspect_body(id, 0, "exited", None))
+        }
+    })
+}
+
+/// `rtinspect run` over a fake dockerd, its events stream off: incidents
+/// and facts on stdout, a Docker timeout far past the tail's wait.
+fn run_over(
+    engine: &FakeEngine,
+) -> (
+    crate::support::Daemon,
+    crate::support::StderrLines,
+    crate::support::StderrLines,
+) {
+    crate::support::Daemon::watched(
+        crate::support::bin()
+            .args([
+                "run",
+                "--report",
+                "both",
+                "--events",
+                "off",
+                "--interval",
+                "1h",
+            ])
+            .args([
+                "--docker-timeout",
+                "60s",
+                "--docker-host",
+                &engine.docker_host(),
+            ])
+            .env("RUST_LOG", "rtinspect=debug"),
+    )
+}
+
+#[test]
+fn a_hanging_or_garbled_logs_endpoint_never_holds_an_incident_back() {
+    // g-0's logs never answer; g-1's frame header is garbage; g-2's claims 4 GiB.
+    let engine = exited_games(3, |n| match n {
+        1 => Reply::Hang,
+        2 => log_answer(
+            &[
+                log_frame(1, b"ok\n"),
+                vec![9, 9, 9, 9, 0, 0, 0, 1],
+                b"x".to_vec(),
+            ]
+            .concat(),
+        ),
+        _ => log_answer(&[vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], vec![b'a'; 64]].concat()),
+    });
+    let (daemon, out, err) = run_over(&engine);
+    // Within the wait of the test, far less than the 60 s Docker timeout
+    // the read of g-0 still hangs in: only the 250 ms bound sends it.
+    let opened = openings(&out, &["g-0", "g-1", "g-2"]);
+    let why = |g: &str| {
+        opened[g]["details"]["log_tail_unavailable"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{g}: {}", opened[g]["details"]))
+            .to_owned()
+    };
+    assert_eq!(why("g-0"), "not read within 250 ms");
+    assert!(why("g-1").contains("header is malformed"), "{}", why("g-1"));
+    assert!(
+        why("g-2").contains("claims 4294967295 bytes"),
+        "{}",
+        why("g-2")
+    );
+    let made = err
+        .first_with_all(&["incident_opened: not_running", "game_id=g-0 "])
+        .unwrap();
+    let sent = out
+        .first_with_all(&["incident_opened", r#""game_id":"g-0""#])
+        .unwrap();
+    eprintln!(
+        "g-0's incident made, then on stdout {:?} later",
+        sent.saturating_duration_since(made)
+    );
+    let hanging = engine
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&format!("{}/logs?", crate::support::hex_id(1))))
+        .count();
+    assert_eq!(hanging, 1, "one read of g-0, still hanging");
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_fleets_crash_is_read_by_two_threads_and_every_incident_goes_in_time() {
+    use crate::support::thread_count;
+    // 400 games down at once, and reads that never answer.
+    let engine = exited_games(400, |_| Reply::Hang);
+    let (daemon, out, err) = run_over(&engine);
+    let games: Vec<String> = (0..400).map(|n| format!("g-{n}")).collect();
+    let names: Vec<&str> = games.iter().map(String::as_str).collect();
+    let opened = openings(&out, &names);
+    for (game, e) in &opened {
+        assert_eq!(
+            e["details"]["log_tail_unavailable"], "not read within 250 ms",
+            "{game}"
+        );
+    }
+    let facts = envelopes(&out)
+        .iter()
+        .filter(|e| e["event_type"] == "inspect_unhealthy")
+        .count();
+    assert_eq!(facts, 400, "every fact too");
+    // Two readers, each stuck in a read until its event's wait ended; the
+    // reads nobody waited for any more were never made.
+    let reads = engine
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/logs?"))
+        .count();
+    assert!(reads < 400, "{reads} reads made");
+    eprintln!("{reads} of 400 reads made");
+    let t0 = std::time::Instant::now() - Duration::from_secs(3600);
+    let first = err.first_after(t0, "incident_opened: not_running").unwrap();
+    let last_fact = out.last_at("inspect_unhealthy").unwrap();
+    let last_incident = out.last_at("incident_opened").unwrap();
+    eprintln!(
+        "from the first incident made: last fact {:?}, last incident {:?}",
+        last_fact.saturating_duration_since(first),
+        last_incident.saturating_duration_since(first)
+    );
+    let threads = thread_count(daemon.id()).unwrap();
+    eprintln!("{threads} threads");
+    assert!(threads <= 10, "{threads} threads");
+    assert!(!err.text().contains("panicked"));
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn an_incident_waiting_for_its_tail_at_sigterm_is_delivered_not_lost() {
+    use crate::support::wait_until;
+    let engine = exited_games(1, |_| Reply::Hang);
+    let (daemon, out, err) = run_over(&engine);
+    // The inspector has handed the incident on: it now waits for its tail.
+    wait_until(Duration::from_secs(20), "the incident made", || {
+        err.text().contains("incident_opened: not_running")
+    });
+    daemon.signal("-TERM");
+    assert!(daemon.wait().success());
+    let opened: Vec<_> = envelopes(&out)
+        .into_iter()
+        .filter(|e| e["event_type"] == "incident_opened")
+        .collect();
+    assert_eq!(opened.len(), 1, "delivered before the exit");
+    let why = opened[0]["details"]["log_tail_unavailable"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ["not read within 250 ms", "rtinspect is stopping"].contains(&why),
+        "{why}"
+    );
+}

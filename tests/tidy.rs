@@ -6,8 +6,9 @@
 //! environment, and no adapter's types; time and answers come in as
 //! arguments. A change that needs one of those belongs in the shell
 //! (`worker`, `inspector_loop`) or an adapter, which hands the core plain
-//! values. The leaves the cores may name (`event`, `text`) are held to the
-//! same rules, each with its own list of what it may name.
+//! values. The leaves the cores may name (`event`, `text`, and the log tail
+//! an event carries) are held to the same rules, each with its own list of
+//! what it may name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,13 +67,20 @@ const PURE: &[Pure] = &[
     // The event: the cores' facts, and its envelope rendered with serde_json.
     Pure {
         module: "event",
-        crate_allowed: &["event", "inspector", "incident", "text"],
+        crate_allowed: &["event", "inspector", "incident", "log_tail", "text"],
         extern_allowed: &["std", "core", "serde", "serde_json", "uuid"],
     },
     // Text cut on a character boundary: nothing but the standard library.
     Pure {
         module: "text",
         crate_allowed: &["text"],
+        extern_allowed: &["std", "core"],
+    },
+    // A container's last log lines, cleaned, redacted and cut: an event
+    // carries them, so they are plain text made from bytes, no more.
+    Pure {
+        module: "log_tail",
+        crate_allowed: &["log_tail", "text"],
         extern_allowed: &["std", "core"],
     },
 ];

@@ -1,6 +1,7 @@
 //! The incident rules: how many restarts in what window make a crash loop,
-//! how long a container runs clean before its incident is resolved, and how
-//! often an open one is reported again.
+//! how long a container runs clean before its incident is resolved, how
+//! often an open one is reported again, and how many of its container's
+//! last log lines its events carry.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use super::options::Opt;
 use super::raw::{Given, Inputs};
 
 /// The incident rules (`--crash-loop-restarts`, `--crash-loop-window`,
-/// `--recover-after`, `--remind`).
+/// `--recover-after`, `--remind`), and how many log lines an incident
+/// carries (`--log-lines`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IncidentRules {
     /// Restarts within the window that make a crash loop.
@@ -21,10 +23,13 @@ pub(crate) struct IncidentRules {
     pub(crate) recover_after: Duration,
     /// How often an open incident is reported again; `None`: never.
     pub(crate) remind: Option<Duration>,
+    /// How many of its container's last log lines an incident's event
+    /// carries; 0: none are read.
+    pub(crate) log_lines: usize,
 }
 
-/// `--crash-loop-restarts`, `--crash-loop-window`, `--recover-after` and
-/// `--remind`, checked in that order.
+/// `--crash-loop-restarts`, `--crash-loop-window`, `--recover-after`,
+/// `--remind` and `--log-lines`, checked in that order.
 pub(super) fn rules(inputs: &Inputs) -> Result<IncidentRules, ConfigError> {
     Ok(IncidentRules {
         crash_loop_restarts: count(&inputs.with_default(Opt::CrashLoopRestarts)?, 1..=1000)?,
@@ -37,6 +42,10 @@ pub(super) fn rules(inputs: &Inputs) -> Result<IncidentRules, ConfigError> {
             Duration::from_secs(24 * 3600),
         )?,
         remind: remind(&inputs.with_default(Opt::Remind)?)?,
+        log_lines: count(
+            &inputs.with_default(Opt::LogLines)?,
+            0..=crate::log_tail::MAX_LINES as u32,
+        )? as usize,
     })
 }
 

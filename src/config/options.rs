@@ -361,6 +361,20 @@ option_table! {
         sink: None,
         help: "an incident still open is reported again this often; 0 turns reminders off",
     }
+    /// `--log-lines`: how many of its container's last log lines an incident carries.
+    LogLines {
+        flag: "--log-lines",
+        env: "RTINSPECT_LOG_LINES",
+        value_name: "N",
+        default: OptionDefault::Value("10"),
+        empty_env_is_value: false,
+        secret: false,
+        mode: Mode::Any,
+        sink: None,
+        help: "an incident that opens or escalates carries its container's last N log lines \
+               (details.log_tail: cleaned, secrets redacted, each cut to 300 bytes, 2 KiB in \
+               all), waiting at most 250 ms for them; 0 turns it off; at most 100",
+    }
     /// `--webhook-url`: where the webhook sink posts; a secret.
     WebhookUrl {
         flag: "--webhook-url",

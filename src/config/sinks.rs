@@ -396,4 +396,26 @@ mod tests {
         assert!(err(&["--crash-loop-restarts", "0"], &[]).contains("from 1 to 1000"));
         assert!(err(&["--recover-after", "0s"], &[]).contains("greater than zero"));
     }
+
+    #[test]
+    fn log_lines_default_to_ten_and_zero_turns_them_off() {
+        // (args, environment, lines)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], usize);
+        let table: &[Case] = &[
+            (&[], &[], 10),
+            (&["--log-lines", "0"], &[], 0),
+            (&["--log-lines", "100"], &[], 100),
+            (&[], &[("RTINSPECT_LOG_LINES", "3")], 3),
+            (&["--log-lines", "5"], &[("RTINSPECT_LOG_LINES", "3")], 5),
+        ];
+        for (args, env, lines) in table {
+            assert_eq!(
+                config(args, env).incidents.log_lines,
+                *lines,
+                "{args:?} {env:?}"
+            );
+        }
+        assert!(err(&["--log-lines", "101"], &[]).contains("from 0 to 100"));
+        assert!(err(&["--log-lines", "-1"], &[]).contains("from 0 to 100"));
+    }
 }

@@ -16,7 +16,7 @@ use super::api::ERROR_BODY_LIMIT;
 use super::client::{DockerClient, read_error, read_limited};
 use super::error::{DockerError, error_message};
 use crate::inspector::is_valid_container_ref;
-use crate::log_tail::{LogTail, TailLines};
+use crate::log_tail::{LogTail, ReadTail, TailLines};
 use frames::{Demux, Framing};
 
 /// The most bytes of a log answer read. Docker logs a line of more than
@@ -85,5 +85,19 @@ impl DockerClient {
         }
         demux.finish(&mut |stream, bytes| tail.push(stream, bytes));
         Ok(tail.into_tail())
+    }
+}
+
+impl ReadTail for DockerClient {
+    /// The tail, or why there is none in words for the event: Docker's own
+    /// message for a refusal (a log driver it cannot read back), else what
+    /// went wrong; `None` for no answer in time.
+    fn read_tail(&self, container_id: &str, lines: usize, within: Duration) -> Option<LogTail> {
+        match self.log_tail(container_id, lines, within) {
+            Ok(tail) => Some(tail),
+            Err(DockerError::Timeout(_)) => None,
+            Err(DockerError::Status { message, .. }) => Some(LogTail::unavailable(&message)),
+            Err(e) => Some(LogTail::unavailable(&e.to_string())),
+        }
     }
 }

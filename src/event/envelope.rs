@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::{EventType, HealthEvent, IncidentFacts};
 use crate::inspector::StateDetails;
+use crate::log_tail::LogTail;
 
 /// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
 /// or more (SQLSTATE 22023), with room to spare.
@@ -53,7 +54,8 @@ pub(super) struct ReadBack {
 }
 
 /// An incident event's `details`: the incident, and what was seen (or,
-/// when nothing was, how it ended).
+/// when nothing was, how it ended); then its container's last log lines,
+/// or why there are none.
 #[derive(Serialize, Deserialize)]
 struct IncidentDetails<F, S, D> {
     #[serde(flatten)]
@@ -63,6 +65,10 @@ struct IncidentDetails<F, S, D> {
     resolution: Option<S>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seen: Option<D>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_tail: Option<Vec<S>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_tail_unavailable: Option<S>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +135,14 @@ fn render(e: &HealthEvent) -> Envelope<'static> {
             seen: e.resolution.is_none().then(|| {
                 RawValue::from_string(details_json).expect("serde_json writes valid JSON")
             }),
+            log_tail: match e.log_tail.as_deref() {
+                Some(LogTail::Lines(lines)) => Some(lines.iter().map(String::as_str).collect()),
+                _ => None,
+            },
+            log_tail_unavailable: match e.log_tail.as_deref() {
+                Some(LogTail::Unavailable(why)) => Some(why.as_str()),
+                _ => None,
+            },
         })
         .expect("details of strings, integers and booleans always serialise"),
     };
@@ -165,13 +179,13 @@ impl HealthEvent {
 
     /// Fits the details to the envelope's bound. The texts are cut to 512
     /// bytes, but escaping can make a control character six: past the
-    /// NOTIFY limit, the probe's outputs go, then the error, rather than
-    /// have PostgreSQL refuse the whole event.
+    /// NOTIFY limit, the probe's outputs go, then the log tail's lines,
+    /// oldest first, then the error, rather than have PostgreSQL refuse
+    /// the whole event.
     pub(super) fn fit_the_envelope(&mut self) {
         for drop_text in [
             (|d: &mut StateDetails| d.health_log.clear()) as fn(&mut StateDetails),
             |d: &mut StateDetails| d.health_output = None,
-            |d: &mut StateDetails| d.error = None,
         ] {
             if render(self).json.len() <= MAX_ENVELOPE_BYTES {
                 return;
@@ -179,6 +193,17 @@ impl HealthEvent {
             if let Some(d) = self.details.as_deref_mut() {
                 drop_text(d);
             }
+        }
+        while render(self).json.len() > MAX_ENVELOPE_BYTES
+            && let Some(LogTail::Lines(lines)) = self.log_tail.as_deref_mut()
+            && !lines.is_empty()
+        {
+            lines.remove(0);
+        }
+        if render(self).json.len() > MAX_ENVELOPE_BYTES
+            && let Some(d) = self.details.as_deref_mut()
+        {
+            d.error = None;
         }
     }
 
@@ -214,6 +239,7 @@ impl HealthEvent {
         if envelope.get(details_span.clone()) != Some(raw) {
             return Err("details not found in the envelope".into());
         }
+        let mut log_tail = None;
         let (incident, d, resolution) = if event_type == EventType::Fact {
             let d: Details<String> =
                 serde_json::from_str(raw).map_err(|e| format!("details: {e}"))?;
@@ -238,6 +264,11 @@ impl HealthEvent {
                     health_log: None,
                 },
                 (None, None) => return Err("details: missing field `seen`".into()),
+            };
+            log_tail = match (i.log_tail, i.log_tail_unavailable) {
+                (Some(lines), _) => Some(Box::new(LogTail::Lines(lines))),
+                (None, Some(why)) => Some(Box::new(LogTail::Unavailable(why))),
+                (None, None) => None,
             };
             (Some(Box::new(i.incident)), d, i.resolution)
         };
@@ -264,6 +295,7 @@ impl HealthEvent {
             details: (!details.is_empty()).then(|| Box::new(details)),
             prompt: None,
             resolution,
+            log_tail,
             read_back: None,
         };
         // A line this version wrote renders back to itself; any other is

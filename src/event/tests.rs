@@ -323,3 +323,75 @@ fn an_event_is_typed_and_its_envelope_is_made_at_the_wire() {
     }
     assert_eq!(EventType::NotifyTest.as_str(), NOTIFY_TEST);
 }
+
+#[test]
+fn an_incidents_log_tail_follows_what_was_seen_and_reads_back() {
+    let lines = vec!["line 1".to_owned(), r#"say "bye" \ now"#.to_owned()];
+    // (tail, what the details end with)
+    let table = [
+        (
+            LogTail::Lines(lines.clone()),
+            r#""log_tail":["line 1","say \"bye\" \\ now"]}"#,
+        ),
+        (
+            LogTail::Unavailable("configured logging driver does not support reading".into()),
+            r#""log_tail_unavailable":"configured logging driver does not support reading"}"#,
+        ),
+        (LogTail::Lines(Vec::new()), r#""log_tail":[]}"#),
+    ];
+    for (tail, end) in table {
+        let e = opened_event("g-1").with_log_tail(tail.clone());
+        let envelope = e.envelope();
+        assert!(envelope.details().ends_with(end), "{}", envelope.details());
+        let seen_at = envelope.details().find("\"seen\"").unwrap();
+        assert!(seen_at < envelope.details().find("\"log_tail").unwrap());
+        let back = HealthEvent::from_envelope(envelope.as_str()).unwrap();
+        assert_eq!(back.log_tail.as_deref(), Some(&tail));
+        assert_eq!(back, e, "read back whole, not kept as a line");
+    }
+    let plain = opened_event("g-1");
+    assert!(!plain.envelope().as_str().contains("log_tail"));
+}
+
+#[test]
+fn a_log_tail_that_escaping_would_push_past_notify_loses_its_oldest_lines() {
+    // Ten lines of quotes and backslashes: 2 KiB raw, 4 KiB escaped, beside
+    // a game id and probe outputs that escaping swells too.
+    let mut f = extended();
+    f.game_id = "\u{1}".repeat(256);
+    if let Some(d) = f.observation.details.as_deref_mut() {
+        d.error = Some("\u{1}".repeat(512));
+    }
+    let lines: Vec<String> = (0..10)
+        .map(|i| format!("{i}{}", "\"\\".repeat(100)))
+        .collect();
+    let seen = f.observation.clone();
+    let e = HealthEvent::for_incident(
+        Change::Opened,
+        IncidentFacts {
+            incident_id: "i".into(),
+            kind: Kind::NotRunning,
+            started_at: rfc3339_micros(at(0, 0)),
+            restarts_in_window: 0,
+            oom: false,
+        },
+        f.game_id,
+        seen,
+        at(0, 0),
+    )
+    .with_log_tail(LogTail::Lines(lines));
+    let envelope = e.envelope();
+    assert!(envelope.as_str().len() <= MAX_ENVELOPE_BYTES);
+    let v: serde_json::Value = serde_json::from_str(envelope.as_str()).unwrap();
+    let kept = v["details"]["log_tail"].as_array().unwrap();
+    assert!(!kept.is_empty() && kept.len() < 10, "{}", kept.len());
+    eprintln!("{} of 10 lines kept", kept.len());
+    assert!(
+        kept.last().unwrap().as_str().unwrap().starts_with('9'),
+        "the newest stay"
+    );
+    assert!(
+        v["details"]["seen"].get("error").is_some(),
+        "the error goes after the tail"
+    );
+}

@@ -147,6 +147,27 @@ impl StderrLines {
             .map(|(at, _)| *at)
     }
 
+    /// When the first line containing all of `texts` arrived.
+    pub fn first_with_all(&self, texts: &[&str]) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, l)| texts.iter().all(|t| l.contains(t)))
+            .map(|(at, _)| *at)
+    }
+
+    /// When the last line containing `text` arrived.
+    pub fn last_at(&self, text: &str) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(_, l)| l.contains(text))
+            .map(|(at, _)| *at)
+    }
+
     /// Everything so far, one string.
     pub fn text(&self) -> String {
         let lines = self.0.lock().unwrap();
