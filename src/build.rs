@@ -20,8 +20,10 @@ use crate::publish::sink::EventSink;
 use crate::publish::stdout::StdoutSink;
 use crate::publish::tails::{RoomSettings, TAIL_WAIT, Tails};
 use crate::records::{LabelRecords, RecordSource};
+use crate::silence::hold::Hold;
 use crate::state::{OpenError, StateDir};
 use crate::webhook::{WebhookSink, notify_file, url_file};
+use crate::worker::{SilenceReader, SilencesFrom};
 
 /// The configuration with every sink in it: the notification URLs of
 /// `--notify-file` read now, after the sinks of `--sink` and `--notify`.
@@ -165,11 +167,16 @@ pub(crate) fn build_source(
                 log::info!(column = h.column.as_str(), host_id = h.host_id.as_str();
                     "reading only this host's records");
             }
-            Box::new(PgRecords::new(
+            let records = PgRecords::new(
                 pg.connector.clone(),
                 config.records_table.clone(),
                 pg.host.clone(),
-            ))
+            );
+            // Silences matter only to incidents.
+            Box::new(match config.incidents_wanted() {
+                true => records.with_silences(config.silences_table.clone()),
+                false => records,
+            })
         }
     }
 }
@@ -189,12 +196,28 @@ pub(crate) fn open_state(config: &Config) -> Result<Option<StateDir>, Failure> {
     })
 }
 
+/// Where the silences are read from, when incidents are tracked: the
+/// database's table, or the state directory's file (none without one:
+/// `rtinspect silence` needs it in label mode).
+pub(crate) fn silence_reader(config: &Config, state: Option<&StateDir>) -> Option<SilenceReader> {
+    if !config.incidents_wanted() {
+        return None;
+    }
+    match (&config.database, state) {
+        (Some(_), _) => Some(SilenceReader::new(SilencesFrom::RecordSource)),
+        (None, Some(state)) => Some(SilenceReader::new(SilencesFrom::File(
+            state.path().to_owned(),
+        ))),
+        (None, None) => None,
+    }
+}
+
 /// The incident tracker when the sink gets incidents, from the incidents
-/// saved in the state directory.
+/// saved in the state directory, with what silences hold back of them.
 pub(crate) fn incident_tracker(
     config: &Config,
     state: Option<&StateDir>,
-) -> Result<Option<Tracker>, Failure> {
+) -> Result<Option<(Tracker, Hold)>, Failure> {
     if !config.incidents_wanted() {
         return Ok(None);
     }
@@ -210,7 +233,7 @@ pub(crate) fn incident_tracker(
             "incidents are kept in memory only (no --state-dir): after a restart, \
              each open incident is opened again under a new id"
         );
-        return Ok(Some(Tracker::new(policy)));
+        return Ok(Some((Tracker::new(policy), Hold::default())));
     };
     let saved = state
         .load_incidents()
@@ -227,7 +250,13 @@ pub(crate) fn incident_tracker(
             state.path().display()
         );
     }
-    Ok(Some(tracker))
+    let held = state
+        .load_held()
+        .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
+    if !held.is_empty() {
+        log::info!("{} incidents held back by silences", held.len());
+    }
+    Ok(Some((tracker, Hold::with_saved(held))))
 }
 
 /// Where the inspector's events go: through the wait for each incident's

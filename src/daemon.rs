@@ -35,6 +35,7 @@ use crate::publish::spools::{self, FinalSpool};
 use crate::publish::tails::Tails;
 use crate::schedule::{Follow, Schedule, Settings};
 use crate::shutdown::{self, ShutdownTrigger};
+use crate::silence::hold::Hold;
 use crate::state::StateDir;
 use crate::telemetry::Telemetry;
 use crate::worker::Worker;
@@ -103,6 +104,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             .map_err(|e| Failure::runtime("reading the saved baselines", e))?;
     }
     let incidents = build::incident_tracker(config, state.as_ref())?;
+    if let Some(reader) = build::silence_reader(config, state.as_ref()) {
+        worker = worker.with_silences(reader);
+    }
     let outlets = outlets(config, backlogs, &names, state.as_ref());
     let _ = at_exit.set(outlets.iter().map(|o| o.spool.clone()).collect());
     let metrics = serve_metrics(config, &telemetry, &outlets)?;
@@ -289,7 +293,7 @@ fn start_reader(
 fn schedule(
     config: &Config,
     baselines: Inspector,
-    incidents: Option<Tracker>,
+    incidents: Option<(Tracker, Hold)>,
     events: bool,
 ) -> Schedule {
     let schedule = Schedule::new(
@@ -308,7 +312,7 @@ fn schedule(
         Instant::now(),
     );
     match incidents {
-        Some(tracker) => schedule.with_incidents(tracker),
+        Some((tracker, hold)) => schedule.with_incidents(tracker).with_hold(hold),
         None => schedule,
     }
 }

@@ -176,6 +176,10 @@ pub struct IncidentFacts {
     pub restarts_in_window: u32,
     /// Whether the kernel's OOM killer ended a run of the container.
     pub oom: bool,
+    /// Whether a silence held this change back until now (its game's first
+    /// look after the silence was not clean); only present when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_silence: bool,
 }
 
 impl HealthEvent {
@@ -381,6 +385,7 @@ pub(crate) fn opened_event(game: &str) -> HealthEvent {
             started_at: rfc3339_micros(at),
             restarts_in_window: 0,
             oom: false,
+            after_silence: false,
         },
         game.into(),
         Observation {

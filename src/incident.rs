@@ -209,6 +209,34 @@ impl Tracker {
     pub fn open_incidents(&self) -> usize {
         self.games.values().filter(|g| g.incident.is_some()).count()
     }
+
+    /// The incident open for `game_id` as it stands, as its `change` at
+    /// `at`: what a silence held back, said once it is over.
+    pub fn open_incident(
+        &self,
+        game_id: &str,
+        change: Change,
+        at: SystemTime,
+    ) -> Option<IncidentEvent> {
+        let game = self.games.get(game_id)?;
+        let incident = game.incident.as_ref()?;
+        Some(IncidentEvent {
+            change,
+            game_id: game_id.to_owned(),
+            container_id: game
+                .last
+                .as_ref()
+                .map(|(c, _)| c.clone())
+                .unwrap_or_default(),
+            incident_id: incident.id.clone(),
+            kind: incident.kind,
+            started_at: incident.started_at,
+            restarts_in_window: game.restarts,
+            oom: incident.oom,
+            at,
+            removed: false,
+        })
+    }
 }
 
 #[cfg(test)]

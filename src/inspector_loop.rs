@@ -99,6 +99,14 @@ fn inspect_loop(
             }
             action => match worker.carry_out(action, schedule, &mut |e| tails.emit(e)) {
                 Carried::Answer(input) => Some(input),
+                Carried::Answers(mut inputs) => {
+                    // The answer waited for is last.
+                    let last = inputs.pop();
+                    for input in inputs {
+                        schedule.on(input, Instant::now());
+                    }
+                    last
+                }
                 Carried::TickEnded { status, listed: l } => {
                     listed = l;
                     turns.notifier.status(&status);

@@ -10,6 +10,7 @@ use std::fmt;
 use crate::Cause;
 use crate::docker::{ContainerLister, CreatedAt, DockerError, LabelledContainer};
 use crate::inspector::RuntimeRecord;
+use crate::silence::Silence;
 
 /// Why the record list could not be read this tick.
 #[derive(Debug)]
@@ -49,6 +50,22 @@ impl std::error::Error for RecordError {
 pub trait RecordSource {
     /// The current list, in the order they are to be inspected.
     fn records(&mut self) -> Result<Vec<RuntimeRecord>, RecordError>;
+
+    /// The silences kept beside the records (PostgreSQL mode's table, read
+    /// on the records' connection), or `None` when they are kept elsewhere.
+    fn silences(&mut self) -> Option<Result<Vec<Silence>, SilencesReadError>> {
+        None
+    }
+}
+
+/// Why the silences could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilencesReadError {
+    /// They have no place yet: an older schema, without the table (or its
+    /// host column); `migrate` makes it. There are no silences.
+    Missing(String),
+    /// Reading failed (the database is down, say): the last set read stays.
+    Failed(String),
 }
 
 /// Label mode: every container, in any state, that carries the label is a

@@ -31,12 +31,16 @@
 //!   event.
 //! - **Baselines** are saved after every tick and every nudged inspect that
 //!   moved them, so that an event is not reported again after a restart.
+//! - **Silences** hold back incidents' events: every change the tracker
+//!   makes goes through the hold (`silence::hold`) before it becomes an
+//!   action; the shell hands the silences in force at each tick.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::incident::{Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
+use crate::silence::hold::Hold;
 use crate::tick::{Outcome, Tick};
 
 mod actions;
@@ -128,6 +132,8 @@ pub struct Schedule {
     inspector: Inspector,
     /// The incidents, when a sink gets them.
     incidents: Option<Tracker>,
+    /// What silences hold back of them.
+    hold: Hold,
     /// The records nudges are matched against.
     records: Vec<RuntimeRecord>,
     busy: Busy,
@@ -173,6 +179,7 @@ impl Schedule {
             settings,
             inspector,
             incidents: None,
+            hold: Hold::default(),
             records: Vec::new(),
             busy: Busy::Idle,
             tick: None,
@@ -211,6 +218,17 @@ impl Schedule {
         self.incidents.as_ref()
     }
 
+    /// Holds back incidents as `hold` (an earlier process's) says from now on.
+    pub fn with_hold(mut self, hold: Hold) -> Schedule {
+        self.hold = hold;
+        self
+    }
+
+    /// What silences hold back, saved with the incidents.
+    pub fn hold(&self) -> &Hold {
+        &self.hold
+    }
+
     /// The inspector state, to start another schedule from.
     pub fn into_inspector(self) -> Inspector {
         self.inspector
@@ -224,6 +242,7 @@ impl Schedule {
                 self.ask_resync(now);
             }
             Input::Overflowed => self.ask_resync(now),
+            Input::Silences(silences) => self.hold.set_silences(silences),
             Input::Docker(event, read_at) => self.nudged(event, read_at, now),
             Input::Listed(listed, at) => self.listed(
                 listed,
@@ -363,7 +382,8 @@ impl Schedule {
         if self.inspector.take_changed() {
             self.saves.changed(StateFile::Baselines);
         }
-        if self.incidents.as_mut().is_some_and(Tracker::take_changed) {
+        let held = self.hold.take_changed();
+        if self.incidents.as_mut().is_some_and(Tracker::take_changed) || held {
             self.saves.changed(StateFile::Incidents);
         }
     }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) mod hold;
+
 /// The longest silence `silence add` makes: a year. A silence is for a
 /// downtime someone causes; a game nobody wants to hear of for longer
 /// should leave the records.
@@ -87,13 +89,6 @@ pub struct Silences {
     earliest_end: Option<SystemTime>,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the daemon's hold of silenced incidents comes next"
-    )
-)]
 impl Silences {
     /// The silences of `list` that have not ended at `now`.
     pub fn new<'a>(list: impl IntoIterator<Item = &'a Silence>, now: SystemTime) -> Silences {

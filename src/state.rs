@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
+use crate::silence::hold::SavedHold;
 
 /// The spool of a version that had one sink: shared out among the sinks
 /// that get its events now.
@@ -147,11 +148,15 @@ struct SavedBaseline {
     restart_count: u64,
 }
 
-/// `incidents.json`: the tracker's state under a version number.
+/// `incidents.json`: the tracker's state under a version number, with what
+/// silences hold back of it (absent when nothing is held: the file of a
+/// version without silences reads the same).
 #[derive(Serialize, Deserialize)]
-struct IncidentsFile<T> {
+struct IncidentsFile<T, H> {
     version: u32,
     incidents: T,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    held: Option<H>,
 }
 
 /// The version alone, read first so that a file of another version is set
@@ -305,7 +310,8 @@ impl StateDir {
             if v.version != INCIDENTS_VERSION {
                 return Ok(Err(v.version));
             }
-            serde_json::from_str::<IncidentsFile<SavedIncidents>>(&text).map(|f| Ok(f.incidents))
+            serde_json::from_str::<IncidentsFile<SavedIncidents, SavedHold>>(&text)
+                .map(|f| Ok(f.incidents))
         });
         match parsed {
             Ok(Ok(incidents)) => Ok(incidents),
@@ -320,11 +326,37 @@ impl StateDir {
         }
     }
 
-    /// Saves the incidents, replacing the previous ones.
+    /// What silences hold back of the saved incidents; nothing when the
+    /// file holds nothing held, or does not parse (`load_incidents` says so
+    /// and moves it aside).
+    pub fn load_held(&self) -> Result<SavedHold, StateError> {
+        let Some(text) = self.read(INCIDENTS)? else {
+            return Ok(SavedHold::default());
+        };
+        Ok(
+            serde_json::from_str::<IncidentsFile<serde::de::IgnoredAny, SavedHold>>(&text)
+                .ok()
+                .filter(|f| f.version == INCIDENTS_VERSION)
+                .and_then(|f| f.held)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Saves the incidents, replacing the previous ones, with nothing held.
     pub fn save_incidents(&self, incidents: &SavedIncidents) -> Result<(), StateError> {
+        self.save_incidents_held(incidents, &SavedHold::default())
+    }
+
+    /// Saves the incidents and what silences hold back of them.
+    pub fn save_incidents_held(
+        &self,
+        incidents: &SavedIncidents,
+        held: &SavedHold,
+    ) -> Result<(), StateError> {
         let file = IncidentsFile {
             version: INCIDENTS_VERSION,
             incidents,
+            held: (!held.is_empty()).then_some(held),
         };
         let bytes = serde_json::to_vec(&file).expect("incidents always serialise");
         self.write_atomic(INCIDENTS, &bytes)

@@ -54,6 +54,8 @@ pub struct Telemetry {
     /// Writes of `baselines.json` or `incidents.json` that failed (each is
     /// tried again at the end of the next tick).
     pub state_save_failures: AtomicU64,
+    /// Changes of incidents a silence held back (each once, when made).
+    pub incidents_silenced: AtomicU64,
     /// Each sink's delivery, in the order the sinks were given.
     pub sinks: Vec<SinkCounters>,
     /// Incidents' changes, whatever the sinks: `[kind][change]`, indexed as

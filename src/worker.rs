@@ -3,10 +3,12 @@
 //! inspects a container, pings dockerd, saves the baselines — and hands the
 //! answer back as an `Input`; it logs and counts each record's outcome
 //! (`record_log`, with the per-game warnings), tells telemetry whether a
-//! tick could see, and publishes events through the `emit` it is given.
+//! tick could see, reads the silences at each tick (`silences`), and
+//! publishes events through the `emit` it is given.
 //! Threads, channels and the exit are the daemon's.
 
 mod record_log;
+mod silences;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::state::{StateDir, StateError};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{Failure, FailureKind, InspectAnswer, InspectError, Reach, Summary};
 use record_log::RecordLog;
+pub use silences::{SilenceReader, SilencesFrom};
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
@@ -46,6 +49,8 @@ pub struct Worker {
     list_error: Option<RecordError>,
     /// The last tick's summary, so that a steady state logs at debug only.
     last: Option<Summary>,
+    /// The silences, read at each tick when incidents are tracked.
+    silences: Option<SilenceReader>,
 }
 
 /// What carrying out an action gave.
@@ -53,6 +58,9 @@ pub struct Worker {
 pub enum Carried {
     /// The answer the schedule waits for.
     Answer(Input),
+    /// Inputs to hand the schedule in this order, the answer it waits for
+    /// last (the silences read at a tick, then its records).
+    Answers(Vec<Input>),
     /// A tick ended: the status line for systemd, and whether its records
     /// could be listed.
     TickEnded {
@@ -83,7 +91,14 @@ impl Worker {
             state: None,
             list_error: None,
             last: None,
+            silences: None,
         }
+    }
+
+    /// Reads the silences with `reader` at each tick from now on.
+    pub fn with_silences(mut self, reader: SilenceReader) -> Self {
+        self.silences = Some(reader);
+        self
     }
 
     /// Saves baselines to `state` from now on, and returns the ones saved
@@ -145,11 +160,15 @@ impl Worker {
                     summary = end.summary;
                     self.carry_out(Action::TickEnded(end), &schedule, emit);
                 }
-                action => {
-                    if let Carried::Answer(input) = self.carry_out(action, &schedule, emit) {
-                        schedule.on(input, Instant::now());
+                action => match self.carry_out(action, &schedule, emit) {
+                    Carried::Answer(input) => schedule.on(input, Instant::now()),
+                    Carried::Answers(inputs) => {
+                        for input in inputs {
+                            schedule.on(input, Instant::now());
+                        }
                     }
-                }
+                    Carried::TickEnded { .. } | Carried::Nothing => {}
+                },
             }
         }
         let result = match (summary, self.list_error.take()) {
@@ -169,8 +188,19 @@ impl Worker {
     ) -> Carried {
         match action {
             Action::List(purpose) => {
-                let listed = self.list(purpose);
-                Carried::Answer(Input::Listed(listed, SystemTime::now()))
+                // A tick reads the silences first: a change is in force
+                // for every look of the tick.
+                let silences = match (purpose, &mut self.silences) {
+                    (ListFor::Tick, Some(reader)) => {
+                        reader.read(self.source.as_mut(), SystemTime::now())
+                    }
+                    _ => None,
+                };
+                let listed = Input::Listed(self.list(purpose), SystemTime::now());
+                match silences {
+                    Some(silences) => Carried::Answers(vec![Input::Silences(silences), listed]),
+                    None => Carried::Answer(listed),
+                }
             }
             Action::Inspect(record) => {
                 let answer = core_answer(self.docker.inspect(&record.container_id));
@@ -199,11 +229,29 @@ impl Worker {
                     log::info!(game_id = event.game_id.as_str(),
                         container_id = event.container_id.as_str(),
                         event_type = event.event_type.as_str(), incident_id = i.incident_id.as_str();
-                        "{}: {} since {}, {} restarts in the window{}",
+                        "{}: {} since {}, {} restarts in the window{}{}",
                         event.event_type, i.kind.as_str(), i.started_at, i.restarts_in_window,
-                        if i.oom { ", out of memory" } else { "" });
+                        if i.oom { ", out of memory" } else { "" },
+                        if i.after_silence { ", after a silence" } else { "" });
                 }
                 emit(event);
+                Carried::Nothing
+            }
+            Action::Silenced(change, until) => {
+                self.telemetry.incidents_silenced.fetch_add(1, Relaxed);
+                let event_type = crate::event::EventType::Incident(change.change).as_str();
+                let why = match until {
+                    Some(until) => format!(
+                        "held back: the game is silenced until {}",
+                        crate::silence::rfc3339(until)
+                    ),
+                    None => "not said: a silence held back its opening".to_owned(),
+                };
+                log::info!(game_id = change.game_id.as_str(),
+                    container_id = change.container_id.as_str(),
+                    event_type = event_type, incident_id = change.incident_id.as_str();
+                    "{event_type}: {} since {}, {why}", change.kind.as_str(),
+                    crate::event::rfc3339_micros(change.started_at));
                 Carried::Nothing
             }
             Action::SaveIncidents => {
@@ -214,7 +262,8 @@ impl Worker {
                     wall: SystemTime::now(),
                     mono: Instant::now(),
                 };
-                let result = state.save_incidents(&tracker.saved(now));
+                let result =
+                    state.save_incidents_held(&tracker.saved(now), &schedule.hold().saved());
                 self.saved(StateFile::Incidents, result)
             }
             Action::TickEnded(end) => self.tick_ended(end),

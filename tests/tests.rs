@@ -57,7 +57,9 @@ mod postgres_mode;
 /// Writes of the state directory: a failed save tried again until it
 /// succeeds, and a burst of events paid in a few writes, not one a change.
 mod saves;
-/// `rtinspect silence` in both modes, and what a silence does to incidents.
+/// What a silence does to incidents on the real dockerd, in both modes.
+mod silence_hold;
+/// `rtinspect silence` in both modes: add, list, end, bad input.
 mod silences;
 /// Several sinks at once, each with its own queue, retries, spool, metrics.
 mod sinks;

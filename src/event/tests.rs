@@ -83,6 +83,7 @@ fn an_envelope_reads_back_into_the_same_event() {
         started_at: "2026-12-02T15:40:13.104861Z".into(),
         restarts_in_window: 3,
         oom: true,
+        after_silence: false,
     };
     let i = HealthEvent::for_incident(
         Change::Escalated,
@@ -122,6 +123,7 @@ fn a_removed_incident_says_so_and_carries_nothing_seen() {
         started_at: "2026-12-02T15:40:13.104861Z".into(),
         restarts_in_window: 1,
         oom: false,
+        after_silence: false,
     };
     let e = HealthEvent::for_removed_incident(
         facts.clone(),
@@ -195,6 +197,7 @@ fn only_an_incident_carries_the_last_probes_outputs() {
         started_at: "2026-12-02T15:40:13.104861Z".into(),
         restarts_in_window: 0,
         oom: false,
+        after_silence: false,
     };
     let i = HealthEvent::for_incident(
         Change::Opened,
@@ -374,6 +377,7 @@ fn a_log_tail_that_escaping_would_push_past_notify_loses_its_oldest_lines() {
             started_at: rfc3339_micros(at(0, 0)),
             restarts_in_window: 0,
             oom: false,
+            after_silence: false,
         },
         f.game_id,
         seen,

@@ -280,6 +280,13 @@ pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
         "Failed writes of baselines.json or incidents.json; each is tried again at the next tick.",
         t.state_save_failures.load(Relaxed),
     );
+    single(
+        &mut out,
+        "rtinspect_incidents_silenced_total",
+        "counter",
+        "Changes of incidents a silence held back from every sink (each once, when made).",
+        t.incidents_silenced.load(Relaxed),
+    );
     out
 }
 

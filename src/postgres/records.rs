@@ -13,7 +13,8 @@ use super::error::{PgError, UNDEFINED_COLUMN, UNDEFINED_FUNCTION};
 use super::transaction::{BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 use crate::inspector::RuntimeRecord;
-use crate::records::{RecordError, RecordSource};
+use crate::records::{RecordError, RecordSource, SilencesReadError};
+use crate::silence::Silence;
 
 /// This host's slice of a shared records table, ready for the adapters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct PgRecords {
     host: Option<HostFilter>,
     query: String,
     client: Option<Client>,
+    /// The silences table, read on the same connection at each tick, when
+    /// incidents are tracked.
+    silences: Option<TableName>,
 }
 
 impl fmt::Debug for PgRecords {
@@ -69,7 +73,24 @@ impl PgRecords {
             host,
             query,
             client: None,
+            silences: None,
         }
+    }
+
+    /// Reads the silences of `table` too, on the same connection.
+    pub fn with_silences(mut self, table: TableName) -> Self {
+        self.silences = Some(table);
+        self
+    }
+
+    fn read_silences(&mut self, table: &TableName) -> Result<Vec<Silence>, PgError> {
+        let client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connector.connect()?,
+        };
+        let client = self.client.insert(client);
+        let host = self.host.as_ref().map(|h| h.host_id.as_str());
+        super::silences::read(client, table, host)
     }
 
     /// Reads the records; a kept connection whose server is to be left (it
@@ -230,6 +251,20 @@ impl RecordSource for PgRecords {
             self.client = None;
             RecordError::Database(Box::new(e))
         })
+    }
+
+    fn silences(&mut self) -> Option<Result<Vec<Silence>, SilencesReadError>> {
+        let table = self.silences.clone()?;
+        Some(self.read_silences(&table).map_err(|e| {
+            if e.connection_lost {
+                self.client = None;
+            }
+            if super::silences::is_missing(&e) {
+                SilencesReadError::Missing(e.to_string())
+            } else {
+                SilencesReadError::Failed(e.to_string())
+            }
+        }))
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::{Instant, SystemTime};
 
 use super::{ContainerEvent, StateFile};
 use crate::event::{HealthEvent, Prompt};
+use crate::incident::IncidentEvent;
 use crate::inspector::RuntimeRecord;
+use crate::silence::Silences;
 use crate::tick::{InspectAnswer, Outcome, Reach, Summary};
 
 /// What happened, told to the schedule.
@@ -18,6 +20,8 @@ pub enum Input {
     Subscribed,
     /// Nudges did not fit the channel: every record is inspected.
     Overflowed,
+    /// The silences in force or to come, read afresh (at a tick).
+    Silences(Silences),
     /// A Docker event, and when the inspector took it.
     Docker(ContainerEvent, SystemTime),
     /// The records, freshly listed for the [`Action::List`] under way, or
@@ -86,6 +90,9 @@ pub enum Action {
     SaveBaselines,
     /// Log and publish a change of an incident.
     Incident(HealthEvent),
+    /// Log and count a change of an incident that a silence held back
+    /// (until when the silence covers its game, if it still does).
+    Silenced(IncidentEvent, Option<SystemTime>),
     /// Save the incidents ([`Schedule::incidents`]) to the state directory.
     SaveIncidents,
     /// A tick ended: log it, count it, tell systemd.

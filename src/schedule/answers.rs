@@ -3,7 +3,7 @@
 //! inspected is judged from what the `die` said); then the tick core judges
 //! the fact, a nudged inspect that still looks healthy after a bare
 //! `health_status` is rechecked once, and each change of an incident
-//! becomes its event.
+//! becomes its event, unless a silence holds it back (`silence::hold`).
 
 use std::time::{Instant, SystemTime};
 
@@ -11,6 +11,7 @@ use super::{Action, Busy, HEALTH_RECHECK, Pending, RECHECKS_MAX, Report, Schedul
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
 use crate::incident::{IncidentEvent, Look, Stamp};
 use crate::inspector::Observation;
+use crate::silence::hold::Verdict;
 use crate::tick::{self, InspectAnswer, InspectError, Outcome};
 
 impl Schedule {
@@ -52,7 +53,10 @@ impl Schedule {
                     started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
                     at: stamp,
                 });
-                (!changes.is_empty()).then(|| (changes, record.game_id.clone(), seen.clone()))
+                // A game a silence held an incident of is looked at by the
+                // hold whether or not anything changed.
+                (!changes.is_empty() || self.hold.holds(&record.game_id))
+                    .then(|| (changes, record.game_id.clone(), seen.clone()))
             }
             _ => None,
         };
@@ -63,9 +67,12 @@ impl Schedule {
             }
             o
         });
+        // Whether the look is clean, for a silence's end: not a fact.
+        let mut clean = false;
         match busy {
             Busy::TickInspect(record) => {
                 let outcome = tick::judge(&mut self.inspector, &record, answer, at);
+                clean = matches!(outcome, Outcome::Healthy);
                 if let Some((tick, _)) = &mut self.tick {
                     tick.answered(&outcome);
                 }
@@ -77,6 +84,7 @@ impl Schedule {
             }
             Busy::NudgeInspect(pending, record) => {
                 let outcome = tick::judge(&mut self.inspector, &record, answer, at);
+                clean = matches!(outcome, Outcome::Healthy);
                 if pending.health
                     && matches!(outcome, Outcome::Healthy)
                     && self.rechecks.len() < RECHECKS_MAX
@@ -106,44 +114,64 @@ impl Schedule {
             Busy::Idle | Busy::List { .. } | Busy::TickPing => {}
         }
         if let Some((changes, game_id, seen)) = changed {
-            self.incident_events(changes, &game_id, &seen, at);
+            self.incident_events(changes, &game_id, &seen, at, clean);
         }
         if self.tick.is_none() {
             self.note_changes();
         }
     }
 
-    /// The events of an answer's changes to an incident, with what was seen.
+    /// The events of an answer's changes to an incident, with what was
+    /// seen, as the hold lets them through (`clean`: the look was).
     fn incident_events(
         &mut self,
         changes: Vec<IncidentEvent>,
         game_id: &str,
         seen: &Observation,
         at: SystemTime,
+        clean: bool,
     ) {
-        for change in changes {
-            let event = HealthEvent::for_incident(
-                change.change,
-                incident_facts(&change),
-                game_id.to_owned(),
-                seen.clone(),
-                at,
-            );
-            self.out.push_back(Action::Incident(event));
+        let tracker = self.incidents.as_ref();
+        let verdicts = self.hold.look(game_id, at, clean, changes, |change| {
+            tracker?.open_incident(game_id, change, at)
+        });
+        for verdict in verdicts {
+            let action = match verdict {
+                Verdict::Deliver {
+                    change,
+                    after_silence,
+                } => Action::Incident(HealthEvent::for_incident(
+                    change.change,
+                    IncidentFacts {
+                        after_silence,
+                        ..incident_facts(&change)
+                    },
+                    game_id.to_owned(),
+                    seen.clone(),
+                    at,
+                )),
+                Verdict::Held { change, until } => Action::Silenced(change, until),
+            };
+            self.out.push_back(action);
         }
     }
 
     /// The `incident_resolved` of incidents whose games are gone: no look,
     /// so no `seen`.
     pub(super) fn removed_incidents(&mut self, removed: Vec<IncidentEvent>) {
-        for change in removed {
-            let event = HealthEvent::for_removed_incident(
-                incident_facts(&change),
-                change.game_id,
-                change.container_id,
-                change.at,
-            );
-            self.out.push_back(Action::Incident(event));
+        for verdict in self.hold.removed(removed) {
+            let action = match verdict {
+                Verdict::Deliver { change, .. } => {
+                    Action::Incident(HealthEvent::for_removed_incident(
+                        incident_facts(&change),
+                        change.game_id,
+                        change.container_id,
+                        change.at,
+                    ))
+                }
+                Verdict::Held { change, until } => Action::Silenced(change, until),
+            };
+            self.out.push_back(action);
         }
     }
 }
@@ -156,5 +184,6 @@ fn incident_facts(change: &IncidentEvent) -> IncidentFacts {
         started_at: crate::event::rfc3339_micros(change.started_at),
         restarts_in_window: change.restarts_in_window,
         oom: change.oom,
+        after_silence: false,
     }
 }

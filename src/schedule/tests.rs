@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 
 mod incidents;
 mod nudges;
+mod silences;
 
 /// Full container ids: `id(1)` is `1111…` (64 hex digits).
 fn id(n: u8) -> String {
@@ -203,6 +204,11 @@ impl Run {
                     ));
                     self.incidents.push(e);
                 }
+                Action::Silenced(c, _) => self.log.push(format!(
+                    "{} held {}",
+                    c.game_id,
+                    crate::event::EventType::Incident(c.change).as_str()
+                )),
                 Action::SaveIncidents => {
                     self.log.push("save incidents".into());
                     if self.saves_fail {

@@ -153,10 +153,6 @@ pub fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesErr
     Ok((silences, Some(stamp)))
 }
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the daemon's read of silences comes next")
-)]
 /// The stamp of `dir/silences.json` as it is now (`None`: no file), to
 /// tell whether it changed since it was read, without reading it.
 pub fn stamp(dir: &Path) -> Result<Option<FileStamp>, StateError> {

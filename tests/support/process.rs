@@ -168,6 +168,16 @@ impl StderrLines {
             .map(|(at, _)| *at)
     }
 
+    /// How many lines containing `text` arrived from `from` to `to`.
+    pub fn count_between(&self, from: Instant, to: Instant, text: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, l)| *at >= from && *at <= to && l.contains(text))
+            .count()
+    }
+
     /// Everything so far, one string.
     pub fn text(&self) -> String {
         let lines = self.0.lock().unwrap();

@@ -39,6 +39,7 @@ fn incident(change: Change, kind: Kind, game: &str) -> HealthEvent {
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 1,
             oom: false,
+            after_silence: false,
         },
         game.into(),
         seen("running", ""),

@@ -41,6 +41,7 @@ pub(crate) fn incident(change: Change, kind: IncidentKind, game: &str) -> Health
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 4,
             oom: false,
+            after_silence: false,
         },
         game.into(),
         Observation {

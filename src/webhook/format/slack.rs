@@ -79,6 +79,7 @@ mod tests {
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 4,
             oom: true,
+            after_silence: false,
         };
         let observation = crate::inspector::Observation {
             container_id: seen.container_id.clone(),

@@ -183,6 +183,9 @@ pub(crate) fn incident_prefix(event: &HealthEvent, i: &crate::event::IncidentFac
     if i.oom {
         prefix.push_str("out of memory, ");
     }
+    if i.after_silence {
+        prefix.push_str("after a silence, ");
+    }
     // The id's last digits: a UUID v7 begins with its time, the same for
     // every incident opened in the same minute.
     let id = &i.incident_id;

@@ -38,6 +38,7 @@ fn incident(change: Change, kind: IncidentKind, game: &str, n: u64) -> HealthEve
             started_at: "2026-12-02T15:40:13.104861Z".into(),
             restarts_in_window: 0,
             oom: false,
+            after_silence: false,
         },
         game.into(),
         seen(status, ""),
