@@ -140,7 +140,7 @@ fn add(store: &Store, rows: &[Silence], now: SystemTime) -> Result<(), Failure> 
         Store::File(dir) => file::change(dir, now, |list| {
             let in_force = list.iter().filter(|s| !s.has_ended(now)).count();
             if in_force + rows.len() > MAX_SILENCES {
-                return Err(SilencesError::Bad(
+                return Err(SilencesError::Full(
                     dir.join(file::SILENCES),
                     format!(
                         "{in_force} silences are in force or to come, and at most \

@@ -73,6 +73,8 @@ pub enum SilencesError {
     Bad(PathBuf, String),
     /// Another change held the lock for [`LOCK_WAIT`].
     Busy(PathBuf),
+    /// The change would take the file past a bound (its path, and which).
+    Full(PathBuf, String),
 }
 
 impl std::fmt::Display for SilencesError {
@@ -80,6 +82,7 @@ impl std::fmt::Display for SilencesError {
         match self {
             SilencesError::Io(e) => e.fmt(f),
             SilencesError::Bad(path, why) => write!(f, "{} does not parse: {why}", path.display()),
+            SilencesError::Full(path, why) => write!(f, "{}: {why}", path.display()),
             SilencesError::Busy(path) => write!(
                 f,
                 "{} is held by another process for {} s: a silence command that hangs?",
@@ -246,7 +249,7 @@ pub fn change<T>(
         });
         let bytes = render(&silences);
         if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(SilencesError::Bad(
+            return Err(SilencesError::Full(
                 dir.join(SILENCES),
                 format!(
                     "the change would take it past {} MiB: end some silences",
