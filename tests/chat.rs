@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     FakeEngine, HOOK, HookReply, HookRequest, HookServer, Reply, StderrLines, TestCa,
-    assert_no_secret, bin, hex_id, oom_killed_body, oom_killed_games, stderr_text,
-    stop_with_sigterm, wait_until,
+    assert_no_secret, bin, hex_id, log_answer, log_frame, oom_killed_body, oom_killed_games,
+    stderr_text, stop_with_sigterm, wait_until,
 };
 
 /// One `once` posting in `format`, reporting `report`, with extended
@@ -35,6 +35,12 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
     assert!(uuid::Uuid::parse_str(key).is_ok(), "{key}");
     let line = "game `g-0` container `000000000000`: exited (exit code 137, OOM-killed), \
                 no healthcheck, restart count 2";
+    // An incident carries the game's last log lines, after the line.
+    let incident = report == "incidents";
+    let tail = |before: &str, after: &str| match incident {
+        true => format!("{line}{before}Killed: out of memory{after}"),
+        false => line.to_owned(),
+    };
     let prefix = match report {
         "facts" => "rtinspect: ",
         _ => "rtinspect: [not running] since ",
@@ -73,6 +79,14 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
                 want.push("Restarts in window=0");
             }
             assert_eq!(fields[..want.len()], want[..], "{fields:?}");
+            let description = embed["description"].as_str().unwrap_or_default();
+            match incident {
+                true => assert_eq!(
+                    description,
+                    "**Last log lines**\n```\nKilled: out of memory\n```"
+                ),
+                false => assert_eq!(description, ""),
+            }
         }
         "ntfy" => {
             assert_eq!(req.path, "/alerts", "the userinfo is not in the request");
@@ -89,7 +103,8 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
             assert_eq!(req.header("priority"), Some("4"));
             assert_eq!(req.header("tags"), Some("rotating_light"));
             assert!(req.body.starts_with(prefix), "{}", req.body);
-            assert!(req.body.ends_with(line), "{}", req.body);
+            let end = tail("\n\nLast log lines:\n", "");
+            assert!(req.body.ends_with(&end), "{}", req.body);
         }
         _ => {
             assert_eq!(
@@ -103,7 +118,8 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
             assert_eq!(body["disable_web_page_preview"], true);
             let text = body["text"].as_str().unwrap();
             assert!(text.starts_with(prefix), "{text}");
-            assert!(text.ends_with(line), "{text}");
+            let end = tail("\n<b>Last log lines</b>\n<pre>", "</pre>");
+            assert!(text.ends_with(&end), "{text}");
         }
     }
 }
@@ -283,8 +299,11 @@ fn accounted(bodies: &[serde_json::Value]) -> (Vec<String>, usize, usize, usize)
             continue;
         }
         digests += 1;
-        // `N incidents opened (not running) on host: g-1, g-2 and K more`.
-        for line in embed["description"].as_str().unwrap().lines() {
+        // `N incidents opened (not running) on host: g-1, g-2 and K more`,
+        // then, after an empty line, the log tails it had room for.
+        let description = embed["description"].as_str().unwrap();
+        let lines = description.split("\n\n").next().unwrap_or_default();
+        for line in lines.lines() {
             let count: usize = line.split(' ').next().unwrap().parse().unwrap();
             events += count;
             let Some((_, names)) = line.split_once(": ") else {
@@ -325,6 +344,9 @@ fn a_hundred_games_down_in_10_s_reach_a_rate_limited_discord_as_digests_without_
                 })
                 .collect();
             return Reply::Json(200, format!("[{}]", list.join(",")));
+        }
+        if path.contains("/logs?") {
+            return log_answer(&log_frame(2, b"Killed: out of memory\n"));
         }
         let id = path.split('/').nth(3).unwrap_or_default().to_owned();
         Reply::Json(200, oom_killed_body(&id))

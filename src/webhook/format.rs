@@ -2,7 +2,7 @@
 //! to the body of a chat's request, each cut to its service's limits, every
 //! text from outside made inert in its markup. [`text`] holds the words
 //! they share; [`digest`] what a batch says, which each format shapes in
-//! its own message. The envelope format is not here: its body is the
+//! its own message; [`tail`] how each shows an incident's last log lines. The envelope format is not here: its body is the
 //! envelope itself.
 
 pub(crate) mod digest;
@@ -11,5 +11,6 @@ pub(crate) mod ntfy;
 #[cfg(test)]
 mod samples;
 pub(crate) mod slack;
+pub(crate) mod tail;
 pub(crate) mod telegram;
 pub(crate) mod text;

@@ -399,7 +399,8 @@ pub fn oom_killed_body(id: &str) -> String {
     )
 }
 
-/// A Docker whose label lists `games` exited containers, g-0 (id 1) on.
+/// A Docker whose label lists `games` exited containers, g-0 (id 1) on,
+/// each of which logged [`OOM_LAST_WORDS`] last.
 pub fn oom_killed_games(games: u32) -> FakeEngine {
     let list = (0..games)
         .map(|n| {
@@ -414,10 +415,16 @@ pub fn oom_killed_games(games: u32) -> FakeEngine {
         if path.contains("/containers/json?") {
             return Reply::Json(200, format!("[{list}]"));
         }
+        if path.contains("/logs?") {
+            return log_answer(&log_frame(2, OOM_LAST_WORDS.as_bytes()));
+        }
         let id = path.split('/').nth(3).unwrap_or_default().to_owned();
         Reply::Json(200, oom_killed_body(&id))
     })
 }
+
+/// What an OOM-killed game of [`oom_killed_games`] logged last.
+pub const OOM_LAST_WORDS: &str = "Killed: out of memory\n";
 
 /// One frame of Docker's multiplexed log stream: the stream (1 stdout,
 /// 2 stderr), three zero bytes, the payload's length, the payload.

@@ -5,6 +5,7 @@
 //! that nothing in it pings anyone; a digest as one embed of lines.
 
 use super::digest::Digest;
+use super::tail;
 use super::text::{Kind, cut_chars, inert, what_changed};
 use crate::event::HealthEvent;
 use crate::text::cut_at_char_boundary;
@@ -103,6 +104,7 @@ pub(crate) fn discord_body(event: &HealthEvent) -> String {
         "fields": embed_fields,
         "timestamp": event.occurred_at,
     });
+    let mut description = String::new();
     let output = x.and_then(|x| {
         x.health_output
             .as_deref()
@@ -114,8 +116,17 @@ pub(crate) fn discord_body(event: &HealthEvent) -> String {
         const FENCES: usize = "```\n\n```".len();
         let room = left.min(limit::DESCRIPTION).saturating_sub(FENCES);
         if room > 0 {
-            embed["description"] = format!("```\n{}\n```", cut_chars(&inner, room)).into();
+            description = format!("```\n{}\n```", cut_chars(&inner, room));
         }
+    }
+    // The log tail with what is left.
+    let room = left
+        .min(limit::DESCRIPTION)
+        .saturating_sub(description.chars().count());
+    let sep = if description.is_empty() { "" } else { "\n" };
+    description.push_str(&tail::for_event(event, tail::DISCORD, sep, room));
+    if !description.is_empty() {
+        embed["description"] = description.into();
     }
     serde_json::json!({
         "embeds": [embed],
@@ -160,10 +171,13 @@ pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
     let host = discord_text(host);
     let title = cut_chars(&digest.summary(&host), limit::TITLE);
     let budget = limit::DESCRIPTION.min(limit::TOTAL - title.chars().count());
+    let mut description = digest.lines(&host, discord_text, budget);
+    let room = budget.saturating_sub(description.len());
+    description.push_str(&tail::for_digest(digest, tail::DISCORD, "\n\n", room));
     let mut embed = serde_json::json!({
         "title": title,
         "color": discord_color(digest.worst()),
-        "description": digest.lines(&host, discord_text, budget),
+        "description": description,
     });
     // The latest event's time: RFC 3339 in UTC, all the same length, so
     // the greatest string is the latest.

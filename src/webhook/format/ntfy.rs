@@ -3,6 +3,7 @@
 //! digest as lines of plain text, within ntfy's message size.
 
 use super::digest::Digest;
+use super::tail;
 use super::text::{Kind, readable_line, what_changed};
 use crate::event::HealthEvent;
 
@@ -36,11 +37,14 @@ pub(crate) fn ntfy_message(event: &HealthEvent) -> NtfyMessage {
     let (_, what, _) = what_changed(event);
     let (priority, tags) = ntfy_priority(event);
     let title = ntfy_title(&format!("rtinspect: {what} {}", event.game_id));
+    let mut body = readable_line(event, str::to_owned);
+    let room = NTFY_BODY_BYTES.saturating_sub(body.len());
+    body.push_str(&tail::for_event(event, tail::NTFY, "\n\n", room));
     NtfyMessage {
         title,
         priority,
         tags,
-        body: readable_line(event, str::to_owned),
+        body,
     }
 }
 
@@ -91,11 +95,14 @@ pub(crate) fn digest_message(digest: &Digest, host: &str) -> NtfyMessage {
         .map(ntfy_priority)
         .reduce(|a, b| if b.0 > a.0 { b } else { a })
         .unwrap_or((3, "warning"));
+    let mut body = digest.lines(host, str::to_owned, NTFY_BODY_BYTES);
+    let room = NTFY_BODY_BYTES.saturating_sub(body.len());
+    body.push_str(&tail::for_digest(digest, tail::NTFY, "\n\n", room));
     NtfyMessage {
         title: ntfy_title(&format!("rtinspect: {}", digest.summary(host))),
         priority,
         tags,
-        body: digest.lines(host, str::to_owned, NTFY_BODY_BYTES),
+        body,
     }
 }
 

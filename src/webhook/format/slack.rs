@@ -3,6 +3,7 @@
 //! digest as lines of text, within Slack's limit.
 
 use super::digest::Digest;
+use super::tail;
 use super::text::readable_line;
 use crate::event::HealthEvent;
 
@@ -12,7 +13,10 @@ pub(crate) const SLACK_TEXT_CHARS: usize = 4000;
 
 /// The `{"text": …}` body of the slack format.
 pub(crate) fn slack_body(event: &HealthEvent) -> String {
-    serde_json::json!({ "text": slack_line(event) }).to_string()
+    let mut text = slack_line(event);
+    let room = SLACK_TEXT_CHARS.saturating_sub(text.len());
+    text.push_str(&tail::for_event(event, tail::SLACK, "\n", room));
+    serde_json::json!({ "text": text }).to_string()
 }
 
 /// One readable line: the game, the short container id, the state, the
@@ -56,6 +60,8 @@ pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
     let mut text = format!("rtinspect: {}\n", digest.summary(&host));
     let budget = SLACK_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&digest.lines(&host, slack_name, budget));
+    let room = SLACK_TEXT_CHARS.saturating_sub(text.len());
+    text.push_str(&tail::for_digest(digest, tail::SLACK, "\n", room));
     serde_json::json!({ "text": text }).to_string()
 }
 

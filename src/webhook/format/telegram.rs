@@ -4,6 +4,7 @@
 //! the same HTML, its summary in bold.
 
 use super::digest::Digest;
+use super::tail;
 use super::text::readable_line;
 use crate::event::HealthEvent;
 
@@ -16,9 +17,12 @@ pub(crate) const TELEGRAM_TEXT_CHARS: usize = 4096;
 /// `&`, `<`, `>` escaped and an `@` that cannot mention anyone, at most
 /// [`TELEGRAM_TEXT_CHARS`], cut between escapes.
 pub(crate) fn telegram_body(event: &HealthEvent, chat_id: &str) -> String {
+    let mut text = telegram_text(&readable_line(event, str::to_owned));
+    let room = TELEGRAM_TEXT_CHARS.saturating_sub(text.chars().count());
+    text.push_str(&tail::for_event(event, tail::TELEGRAM, "\n", room));
     serde_json::json!({
         "chat_id": telegram_chat(chat_id),
-        "text": telegram_text(&readable_line(event, str::to_owned)),
+        "text": text,
         "parse_mode": "HTML",
         "disable_web_page_preview": true,
     })
@@ -90,6 +94,8 @@ pub(crate) fn digest_body(digest: &Digest, host: &str, chat_id: &str) -> String 
     let mut text = format!("<b>rtinspect: {}</b>\n", digest.summary(&host));
     let budget = TELEGRAM_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&digest.lines(&host, telegram_html, budget));
+    let room = TELEGRAM_TEXT_CHARS.saturating_sub(text.len());
+    text.push_str(&tail::for_digest(digest, tail::TELEGRAM, "\n", room));
     serde_json::json!({
         "chat_id": telegram_chat(chat_id),
         "text": text,
