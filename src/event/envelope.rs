@@ -183,6 +183,11 @@ impl HealthEvent {
     /// oldest first, then the error, rather than have PostgreSQL refuse
     /// the whole event.
     pub(super) fn fit_the_envelope(&mut self) {
+        // Most events cannot reach the bound even with every byte escaped:
+        // they are not rendered here, only where bytes are made.
+        if self.envelope_bound() <= MAX_ENVELOPE_BYTES {
+            return;
+        }
         for drop_text in [
             (|d: &mut StateDetails| d.health_log.clear()) as fn(&mut StateDetails),
             |d: &mut StateDetails| d.health_output = None,
@@ -205,6 +210,40 @@ impl HealthEvent {
         {
             d.error = None;
         }
+    }
+
+    /// The most bytes the envelope can take: every text escaped at six
+    /// bytes a byte (`\u001f`), with room for the keys, quotes, numbers
+    /// and punctuation (under 600 bytes in all).
+    pub(super) fn envelope_bound(&self) -> usize {
+        const FRAME: usize = 1024;
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        let mut texts = self.event_id.len()
+            + self.game_id.len()
+            + self.container_id.len()
+            + self.event_type.as_str().len()
+            + self.occurred_at.len()
+            + self.state.len()
+            + self.health.len()
+            + opt(&self.resolution);
+        let mut items = 0;
+        if let Some(i) = &self.incident {
+            texts += i.incident_id.len() + i.started_at.len() + "not_running".len();
+        }
+        if let Some(d) = &self.details {
+            texts += opt(&d.error) + opt(&d.started_at) + opt(&d.finished_at);
+            texts += opt(&d.health_output) + d.health_log.iter().map(String::len).sum::<usize>();
+            items += d.health_log.len();
+        }
+        match self.log_tail.as_deref() {
+            Some(LogTail::Lines(lines)) => {
+                texts += lines.iter().map(String::len).sum::<usize>();
+                items += lines.len();
+            }
+            Some(LogTail::Unavailable(why)) => texts += why.len(),
+            None => {}
+        }
+        FRAME + 6 * texts + 3 * items
     }
 
     /// Reads an event back from its envelope (a spool line), typed again;

@@ -399,3 +399,41 @@ fn a_log_tail_that_escaping_would_push_past_notify_loses_its_oldest_lines() {
         "the error goes after the tail"
     );
 }
+
+#[test]
+fn the_bound_that_spares_a_render_is_never_below_the_envelope() {
+    // Texts of control characters, each escaped to six bytes, in every
+    // field that carries text: the bound holds the envelope.
+    for n in [0, 1, 7, 40, 120] {
+        let mut f = extended();
+        let c = "\u{1f}".repeat(n);
+        f.game_id = c.clone();
+        f.observation.status = c.clone();
+        f.observation.health = c.clone();
+        if let Some(d) = f.observation.details.as_deref_mut() {
+            d.error = Some(c.clone());
+            d.started_at = Some(c.clone());
+            d.finished_at = Some(c.clone());
+            d.health_output = Some(c.clone());
+            d.health_log = vec![c.clone(), String::new(), c.clone()];
+            d.health_failing_streak = Some(u64::MAX);
+            d.exit_code = Some(i64::MIN);
+        }
+        let mut e = HealthEvent::with_id(c.clone(), f, at(0, 0));
+        e.details.as_deref_mut().unwrap().health_log = vec![c.clone(), String::new(), c.clone()];
+        e.restart_count = u64::MAX;
+        let bound = e.envelope_bound();
+        let len = e.envelope().as_str().len();
+        assert!(len <= bound, "{len} > {bound} at {n}");
+        // An incident's event, its log tail's lines or why there is none.
+        let mut i = opened_event(&c);
+        for tail in [
+            LogTail::Lines(vec![c.clone(), String::new(), c.clone()]),
+            LogTail::Unavailable(c.clone()),
+        ] {
+            i.log_tail = Some(Box::new(tail));
+            let (len, bound) = (i.envelope().as_str().len(), i.envelope_bound());
+            assert!(len <= bound, "{len} > {bound} at {n}, incident");
+        }
+    }
+}
