@@ -19,6 +19,7 @@
 //! The two files take at most 20 MiB however long a receiver refuses
 //! everything.
 
+mod atomic;
 pub(crate) mod rejected;
 pub(crate) mod silences;
 pub(crate) mod spool;
@@ -27,9 +28,9 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -39,16 +40,15 @@ use serde::{Deserialize, Serialize};
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
 use crate::silence::hold::SavedHold;
+pub use atomic::StateError;
+use atomic::{at, open_lock_file, write_atomic};
 
 /// The spool of a version that had one sink: shared out among the sinks
 /// that get its events now.
-const OLD_SPOOL: &str = "spool.jsonl";
 const BASELINES: &str = "baselines.json";
 const INCIDENTS: &str = "incidents.json";
 /// The version of `incidents.json` this build writes and reads.
 const INCIDENTS_VERSION: u32 = 1;
-const REJECTED: &str = "rejected.jsonl";
-const REJECTED_OLD: &str = "rejected.jsonl.1";
 const LOCK: &str = "rtinspect.lock";
 
 /// Why the state directory cannot be used.
@@ -92,34 +92,6 @@ impl std::error::Error for OpenError {
 impl From<StateError> for OpenError {
     fn from(e: StateError) -> Self {
         OpenError::Io(e)
-    }
-}
-
-/// A state-directory failure, with the path it concerns.
-#[derive(Debug)]
-pub struct StateError {
-    /// The file or directory.
-    pub path: PathBuf,
-    /// What the system said.
-    pub source: io::Error,
-}
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.source)
-    }
-}
-
-impl std::error::Error for StateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-fn at(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
-    move |source| StateError {
-        path: path.to_owned(),
-        source,
     }
 }
 
@@ -176,14 +148,7 @@ impl StateDir {
             .create(dir)
             .map_err(at(dir))?;
         let path = dir.join(LOCK);
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(at(&path))?;
+        let mut lock = open_lock_file(&path)?;
         match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
@@ -214,8 +179,15 @@ impl StateDir {
         &self.dir
     }
 
-    /// Writes `bytes` to `name` atomically.
-    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    /// Held by the one writer of `rejected.jsonl` while it is measured,
+    /// rotated and appended to.
+    pub(crate) fn rejected_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rejected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `bytes` to `name` atomically, under a temporary name unique
+    /// within the process.
+    pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let unique = self.temp_seq.fetch_add(1, Relaxed);
         write_atomic(&self.dir, name, bytes, unique, |_| Ok(()))
     }
@@ -361,41 +333,4 @@ impl StateDir {
         let bytes = serde_json::to_vec(&file).expect("incidents always serialise");
         self.write_atomic(INCIDENTS, &bytes)
     }
-}
-
-/// Writes `bytes` to `dir/name` atomically: a temporary file of a name
-/// unique to the process and `unique`, `prepare`d (its owner set, say),
-/// written, fsynced, renamed over `name`, and the directory fsynced.
-fn write_atomic(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    unique: u64,
-    prepare: impl FnOnce(&File) -> io::Result<()>,
-) -> Result<(), StateError> {
-    let target = dir.join(name);
-    let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&temp)
-        .map_err(at(&temp))?;
-    if let Err(e) = prepare(&f)
-        .and_then(|()| f.write_all(bytes))
-        .and_then(|()| f.sync_all())
-    {
-        // A full disk must not leave temporary files behind.
-        let _ = fs::remove_file(&temp);
-        return Err(at(&temp)(e));
-    }
-    drop(f);
-    if let Err(e) = fs::rename(&temp, &target) {
-        // Nor a rename that fails: each retry would leave one more.
-        let _ = fs::remove_file(&temp);
-        return Err(at(&target)(e));
-    }
-    // The rename itself is durable only once the directory is synced.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }

@@ -9,7 +9,13 @@ use std::path::PathBuf;
 
 use crate::event::HealthEvent;
 
-use super::*;
+use super::StateDir;
+use super::atomic::{StateError, at};
+
+/// The file of events set aside.
+pub(crate) const REJECTED: &str = "rejected.jsonl";
+/// The older file `rejected.jsonl` is rotated to.
+pub(super) const REJECTED_OLD: &str = "rejected.jsonl.1";
 
 /// The size past which `rejected.jsonl` is rotated: at a line of some 420
 /// bytes per refused event, 25,000 events; a receiver refusing all events of
@@ -72,8 +78,8 @@ impl StateDir {
     /// write and one fsync, after rotating it when they would take it past
     /// [`REJECTED_LIMIT`].
     pub(super) fn append_rejected_lines(&self, lines: &[String]) -> Result<SetAside, StateError> {
-        let _only_writer = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.dir.join(REJECTED);
+        let _only_writer = self.rejected_writer();
+        let path = self.path().join(REJECTED);
         let line = lines.concat();
         let size = match fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -100,17 +106,17 @@ impl StateDir {
     /// Renames `rejected.jsonl` to `rejected.jsonl.1`, replacing the older
     /// one; returns how many lines that older one held, now lost.
     pub(super) fn rotate_rejected(&self) -> Result<u64, StateError> {
-        let old = self.dir.join(REJECTED_OLD);
+        let old = self.path().join(REJECTED_OLD);
         let dropped = match File::open(&old) {
             Ok(f) => count_lines(io::BufReader::new(f)).map_err(at(&old))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(at(&old)(e)),
         };
-        fs::rename(self.dir.join(REJECTED), &old).map_err(at(&old))?;
+        fs::rename(self.path().join(REJECTED), &old).map_err(at(&old))?;
         // The rename is durable only once the directory is synced.
-        File::open(&self.dir)
+        File::open(self.path())
             .and_then(|d| d.sync_all())
-            .map_err(at(&self.dir))?;
+            .map_err(at(self.path()))?;
         Ok(dropped)
     }
 }

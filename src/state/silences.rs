@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, at, write_atomic};
+use super::atomic::{StateError, at, open_lock_file, write_atomic};
 use crate::silence::{self, MAX_SILENCES, Silence};
 
 /// The file of silences.
@@ -296,14 +296,7 @@ fn give(file: &File, owner: Option<(u32, u32)>) -> io::Result<()> {
 /// [`LOCK_WAIT`] for another change to end. The lock goes with the file.
 fn lock(dir: &Path, owner: Option<(u32, u32)>) -> Result<File, SilencesError> {
     let path = dir.join(SILENCES_LOCK);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o640)
-        .open(&path)
-        .map_err(at(&path))?;
+    let file = open_lock_file(&path)?;
     give(&file, owner).map_err(at(&path))?;
     let started = Instant::now();
     loop {

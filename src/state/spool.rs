@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 
 use crate::event::HealthEvent;
 
+use super::StateDir;
+use super::atomic::{StateError, at};
 use super::rejected::{ASIDE_BATCH, rejected_line};
-use super::*;
+
+/// The single spool of an earlier version, read once and removed.
+pub(super) const OLD_SPOOL: &str = "spool.jsonl";
 
 /// The most events a spool keeps: twice the publish queue. An event takes
 /// about 1 KB in memory, so a spool grown over many exits with the sink down
@@ -197,7 +201,7 @@ impl StateDir {
 
     /// Removes `spool.jsonl` once its events are in the sinks' spools.
     pub fn remove_old_spool(&self) -> Result<(), StateError> {
-        let path = self.dir.join(OLD_SPOOL);
+        let path = self.path().join(OLD_SPOOL);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(&path)(e)),
             _ => Ok(()),
@@ -210,8 +214,8 @@ impl StateDir {
     /// regular file is not one.
     pub fn other_spools(&self, sinks: &[&str]) -> Result<Vec<(PathBuf, u64)>, StateError> {
         let mut found = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(at(&self.dir))? {
-            let entry = entry.map_err(at(&self.dir))?;
+        for entry in fs::read_dir(self.path()).map_err(at(self.path()))? {
+            let entry = entry.map_err(at(self.path()))?;
             let name = entry.file_name();
             let Some(sink) = name
                 .to_str()
@@ -237,7 +241,7 @@ impl StateDir {
     /// Reads the spool file `name`, setting aside under the label `sink`
     /// what is not kept.
     pub(super) fn read_spool_file(&self, name: &str, sink: &str) -> Result<ReadSpool, StateError> {
-        let path = self.dir.join(name);
+        let path = self.path().join(name);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -279,7 +283,7 @@ impl StateDir {
     pub fn save_spool(&self, sink: &str, events: &[HealthEvent]) -> Result<(), StateError> {
         let name = spool_file(sink);
         if events.is_empty() {
-            let path = self.dir.join(&name);
+            let path = self.path().join(&name);
             return match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(&path)(e)),
                 _ => Ok(()),
