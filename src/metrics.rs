@@ -12,26 +12,14 @@ mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use exposition::render;
-pub use health::health;
+pub use health::{HealthInputs, health};
 pub use listener::ListenError;
 use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::telemetry::Telemetry;
-
-/// What `/healthz` needs besides the counters.
-pub struct HealthInputs {
-    /// The tick interval: a last successful tick older than three of these
-    /// is stale.
-    pub interval: Duration,
-    /// When the process started, on the monotonic clock: the reference
-    /// before the first successful tick.
-    pub started: Instant,
-    /// Events waiting for each sink, in the order of [`Telemetry::sinks`].
-    pub queue_depths: Box<dyn Fn() -> Vec<usize> + Send>,
-}
 
 /// The running listener.
 pub struct MetricsServer {
@@ -89,6 +77,7 @@ fn answer(
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
 
     pub(crate) fn inputs(interval_ms: u64, started: Instant) -> HealthInputs {
         HealthInputs {

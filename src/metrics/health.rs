@@ -5,9 +5,20 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::HealthInputs;
 use crate::event::rfc3339_micros;
 use crate::telemetry::{FailureStreak, Telemetry};
+
+/// What `/healthz` needs besides the counters.
+pub struct HealthInputs {
+    /// The tick interval: a last successful tick older than three of these
+    /// is stale.
+    pub interval: Duration,
+    /// When the process started, on the monotonic clock: the reference
+    /// before the first successful tick.
+    pub started: Instant,
+    /// Events waiting for each sink, in the order of [`Telemetry::sinks`].
+    pub queue_depths: Box<dyn Fn() -> Vec<usize> + Send>,
+}
 
 /// `Ok` while every sink's publisher runs, its sink takes events (see
 /// [`crate::telemetry::Deliveries::trouble`]: not one that refused every
