@@ -35,6 +35,7 @@ mod commands;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub(crate) mod ending;
 pub mod event;
 pub mod failure;
 #[cfg(test)]
