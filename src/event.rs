@@ -39,6 +39,10 @@ pub const EVENT_TYPES: [&str; 5] = [
 /// container has been gone (404) for `--recover-after`.
 pub const REMOVED: &str = "removed";
 
+/// Every resolution an incident can end with but a clean run: `removed`,
+/// and `stopped` (its container was stopped through the API).
+pub const RESOLUTIONS: [&str; 2] = [REMOVED, "stopped"];
+
 /// The event `rtinspect notify-test` sends: it says nothing about a game,
 /// so it is not one of [`EVENT_TYPES`] and is never spooled.
 pub const NOTIFY_TEST: &str = "notify_test";
@@ -220,13 +224,15 @@ impl HealthEvent {
         )
     }
 
-    /// Makes the `incident_resolved` of an incident whose game is gone:
-    /// `details.resolution` is `removed` and no `seen`, since no look stands
-    /// behind it; `container_id` is the last container seen.
-    pub fn for_removed_incident(
+    /// Makes the `incident_resolved` of an incident closed with no look
+    /// behind it: its game is gone (`details.resolution` is `removed`), or
+    /// its container was stopped through the API (`stopped`); no `seen`;
+    /// `container_id` is the last container seen.
+    pub fn for_closed_incident(
         incident: IncidentFacts,
         game_id: String,
         container_id: String,
+        resolution: &'static str,
         occurred_at: SystemTime,
     ) -> Self {
         Self::make(
@@ -237,7 +243,7 @@ impl HealthEvent {
             Observation {
                 container_id,
                 restart_count: 0,
-                status: REMOVED.to_owned(),
+                status: resolution.to_owned(),
                 health: String::new(),
                 details: None,
             },
@@ -273,7 +279,8 @@ impl HealthEvent {
         occurred_at: SystemTime,
     ) -> Self {
         // Only an incident ended with no look is in this state.
-        let removed = incident.is_some() && o.status == REMOVED;
+        let removed = incident.is_some() && RESOLUTIONS.contains(&o.status.as_str());
+        let resolution = RESOLUTIONS.into_iter().find(|r| removed && *r == o.status);
         let mut details = o.details;
         if incident.is_none()
             && let Some(d) = details.as_deref_mut()
@@ -293,7 +300,7 @@ impl HealthEvent {
             health: o.health,
             details: details.filter(|d| !d.is_empty()),
             prompt: None,
-            resolution: removed.then(|| REMOVED.to_owned()),
+            resolution: resolution.map(str::to_owned),
             log_tail: None,
             read_back: None,
         };

@@ -20,6 +20,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use crate::ending::EndReason;
+
 mod clock;
 mod docker_events;
 mod game;
@@ -150,8 +152,33 @@ pub struct Look<'a> {
     /// `State.StartedAt`, when Docker reports it: a start that no restart
     /// count shows (`docker start`, `docker restart`, the API's) changes it.
     pub started_at: Option<&'a str>,
+    /// How the container last ended, as the classifier of ends tells it
+    /// after this look (`None`: it never ended, as far as anything told).
+    /// A `stopped` end opens nothing, and a start after it counts nothing.
+    pub end: Option<EndReason>,
     /// When the inspect was made.
     pub at: Stamp,
+}
+
+/// How an incident ended when no clean run of its container ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The game left the records, or its container has been gone (404) for
+    /// `--recover-after`.
+    Removed,
+    /// The game's container was stopped through the engine's API, while it
+    /// ran or in the restart back-off: the operator took over.
+    Stopped,
+}
+
+impl Resolution {
+    /// The name in events: `removed` or `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Removed => "removed",
+            Resolution::Stopped => "stopped",
+        }
+    }
 }
 
 /// A change of an incident: the material of an `incident_*` event.
@@ -176,9 +203,12 @@ pub struct IncidentEvent {
     pub oom: bool,
     /// When the look that made the change was made.
     pub at: SystemTime,
-    /// A resolution because the game left the records, or its container has
-    /// been gone (404) for `--recover-after`: no look stands behind it.
-    pub removed: bool,
+    /// How the container last ended, when the change is about an end (the
+    /// look found it down, or restarted since the last look).
+    pub reason: Option<EndReason>,
+    /// A resolution that no clean run made: the game is gone, or its
+    /// container was stopped through the API. `Removed` has no look behind it.
+    pub resolution: Option<Resolution>,
 }
 
 /// The incidents of every game, and the memory of each game behind them.
@@ -234,7 +264,8 @@ impl Tracker {
             restarts_in_window: game.restarts,
             oom: incident.oom,
             at,
-            removed: false,
+            reason: None,
+            resolution: None,
         })
     }
 }

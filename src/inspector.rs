@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use crate::ending::EndReason;
+
 /// One game runtime that should be running, and the container that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeRecord {
@@ -79,6 +81,14 @@ pub struct StateDetails {
     /// first, each cut like `health_output`: an incident's evidence (facts
     /// carry the last one only).
     pub health_log: Vec<String>,
+    /// How the container last ended, when the observation is about an end
+    /// (it is down, or restarted): not Docker's word but the classifier's
+    /// ([`crate::ending`]), which the schedule adds.
+    pub reason: Option<EndReason>,
+    /// `HostConfig.RestartPolicy.Name` (`no`, `always`, `unless-stopped`,
+    /// `on-failure`): read for the classifier of ends (a container under
+    /// `always` found exited was stopped through the API), never published.
+    pub restart_policy: Option<String>,
 }
 
 impl StateDetails {

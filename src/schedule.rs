@@ -38,6 +38,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::ending::{EndReason, Endings};
 use crate::incident::{Stamp, Tracker};
 use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::silence::hold::Hold;
@@ -134,6 +135,8 @@ pub struct Schedule {
     incidents: Option<Tracker>,
     /// What silences hold back of them.
     hold: Hold,
+    /// How each container ended, from the events and the inspects.
+    endings: Endings,
     /// The records nudges are matched against.
     records: Vec<RuntimeRecord>,
     busy: Busy,
@@ -180,6 +183,7 @@ impl Schedule {
             inspector,
             incidents: None,
             hold: Hold::default(),
+            endings: Endings::new(),
             records: Vec::new(),
             busy: Busy::Idle,
             tick: None,
@@ -368,7 +372,7 @@ impl Schedule {
                     if let Some(tracker) = &mut self.incidents {
                         let games = records.iter().map(|r| r.game_id.as_str()).collect();
                         let removed = tracker.listed(&games, at);
-                        self.removed_incidents(removed);
+                        self.closed_incidents(removed);
                     }
                     self.tick = Some((Tick::new(records), started));
                 }

@@ -83,7 +83,7 @@ pub const INCIDENT_CHANGES: [(Change, &str); 4] = [
 
 /// The `action` labels of `rtinspect_docker_events_total`: the actions the
 /// events reader follows (in its order), and `other`.
-pub const DOCKER_EVENT_ACTIONS: [&str; 9] = [
+pub const DOCKER_EVENT_ACTIONS: [&str; 11] = [
     "die",
     "oom",
     "health_status",
@@ -92,6 +92,8 @@ pub const DOCKER_EVENT_ACTIONS: [&str; 9] = [
     "create",
     "stop",
     "kill",
+    "destroy",
+    "remove",
     "other",
 ];
 

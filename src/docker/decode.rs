@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use super::error::DockerError;
 use crate::event::DetailLevel;
@@ -12,7 +13,7 @@ use crate::inspector::is_valid_container_ref;
 use crate::inspector::{Observation, StateDetails};
 
 #[derive(Deserialize)]
-struct InspectBody<S> {
+struct InspectBody<S, H = IgnoredAny> {
     #[serde(rename = "Id")]
     id: String,
     // RestartCount is top-level in the inspect body, not under State.
@@ -20,6 +21,23 @@ struct InspectBody<S> {
     restart_count: u64,
     #[serde(rename = "State")]
     state: S,
+    #[serde(rename = "HostConfig", default)]
+    host_config: Option<H>,
+}
+
+/// What `--details extended` reads of `HostConfig`: the restart policy,
+/// which the classifier of ends needs (a container under `always` found
+/// exited was stopped through the API).
+#[derive(Deserialize, Default)]
+struct HostConfig {
+    #[serde(rename = "RestartPolicy", default)]
+    restart_policy: Option<RestartPolicy>,
+}
+
+#[derive(Deserialize)]
+struct RestartPolicy {
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
 }
 
 /// The two fields of `State` the rules read.
@@ -126,8 +144,13 @@ pub fn decode_inspect_with(body: &[u8], level: DetailLevel) -> Result<Observatio
             (b.id, b.restart_count, b.state.status, health, None)
         }
         DetailLevel::Extended => {
-            let b: InspectBody<ExtendedState> = serde_json::from_slice(body).map_err(malformed)?;
+            let b: InspectBody<ExtendedState, HostConfig> =
+                serde_json::from_slice(body).map_err(malformed)?;
             let s = b.state;
+            let restart_policy = b
+                .host_config
+                .and_then(|h| h.restart_policy?.name)
+                .filter(|n| !n.is_empty() && n.len() <= 32);
             let (health, streak, outputs) = match s.health {
                 Some(h) => (Some(h.status), h.failing_streak, h.log.map(|l| l.0)),
                 None => (None, None, None),
@@ -144,6 +167,7 @@ pub fn decode_inspect_with(body: &[u8], level: DetailLevel) -> Result<Observatio
                     health_failing_streak: streak,
                     health_output: outputs.last().cloned(),
                     health_outputs: outputs,
+                    restart_policy,
                 },
             );
             (b.id, b.restart_count, s.status, health, details)
@@ -180,6 +204,7 @@ struct RawDetails {
     health_failing_streak: Option<u64>,
     health_output: Option<String>,
     health_outputs: Vec<String>,
+    restart_policy: Option<String>,
 }
 
 /// Drops what Docker reports only as a placeholder, and bounds the texts:
@@ -220,6 +245,8 @@ fn state_details(status: &str, raw: RawDetails) -> Option<Box<StateDetails>> {
             .into_iter()
             .filter_map(|o| text(Some(o)))
             .collect(),
+        reason: None,
+        restart_policy: raw.restart_policy,
     };
     (!details.is_empty()).then(|| Box::new(details))
 }

@@ -140,6 +140,7 @@ fn extended_decoding_reads_why() {
             health_failing_streak: Some(3),
             health_output: Some("probe says no\n".into()),
             health_log: vec!["first\n".into(), "probe says no\n".into()],
+            ..Default::default()
         }
     );
     // Of Docker's five, the last three, oldest first; a probe without
@@ -338,4 +339,39 @@ fn percent_encode_filters() {
         percent_encode(r#"{"label":["rtinspect.game-id"]}"#),
         "%7B%22label%22%3A%5B%22rtinspect.game-id%22%5D%7D"
     );
+}
+
+#[test]
+fn extended_decoding_reads_the_restart_policy_for_the_classifier_of_ends() {
+    let id = "a".repeat(64);
+    let body = |host: &str| {
+        format!(
+            r#"{{"Id":"{id}","RestartCount":0,"State":{{"Status":"exited","ExitCode":0,"FinishedAt":"2026-11-27T09:42:59.1Z"}}{host}}}"#
+        )
+    };
+    let policy = |host: &str| {
+        decode_inspect_with(body(host).as_bytes(), DetailLevel::Extended)
+            .unwrap()
+            .details
+            .and_then(|d| d.restart_policy)
+    };
+    let always = r#","HostConfig":{"RestartPolicy":{"Name":"always","MaximumRetryCount":0}}"#;
+    assert_eq!(policy(always).as_deref(), Some("always"));
+    assert_eq!(
+        policy(r#","HostConfig":{"RestartPolicy":{"Name":""}}"#),
+        None
+    );
+    assert_eq!(policy(r#","HostConfig":{}"#), None);
+    assert_eq!(policy(""), None);
+    assert_eq!(policy(r#","HostConfig":null"#), None);
+    // A wrong shape is a bad answer, as anywhere else in the body.
+    assert!(
+        decode_inspect_with(
+            body(r#","HostConfig":{"RestartPolicy":3}"#).as_bytes(),
+            DetailLevel::Extended
+        )
+        .is_err()
+    );
+    // The basic decoding skips it unread, whatever it holds.
+    assert!(decode_inspect(body(r#","HostConfig":{"RestartPolicy":3}"#).as_bytes()).is_ok());
 }

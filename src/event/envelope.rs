@@ -320,6 +320,7 @@ impl HealthEvent {
             health_failing_streak: d.health_failing_streak,
             health_output: d.health_output,
             health_log: d.health_log.unwrap_or_default(),
+            ..Default::default()
         };
         let mut event = HealthEvent {
             event_id: e.event_id,

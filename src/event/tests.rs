@@ -125,10 +125,11 @@ fn a_removed_incident_says_so_and_carries_nothing_seen() {
         oom: false,
         after_silence: false,
     };
-    let e = HealthEvent::for_removed_incident(
+    let e = HealthEvent::for_closed_incident(
         facts.clone(),
         "g".into(),
         "c".repeat(64),
+        REMOVED,
         at(1_795_726_800, 5),
     );
     let v: serde_json::Value = serde_json::from_str(e.envelope().as_str()).unwrap();
@@ -229,6 +230,7 @@ fn extended() -> Finding {
         health_failing_streak: Some(4),
         health_output: Some("probe says \"no\"\n".into()),
         health_log: vec!["earlier".into(), "probe says \"no\"\n".into()],
+        ..Default::default()
     }));
     f
 }

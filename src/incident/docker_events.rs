@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use super::Tracker;
 use super::game::GameState;
+use super::{IncidentEvent, Stamp, Tracker};
 
 impl Tracker {
     /// An `oom` event of the game's container, taken at `now`.
@@ -28,22 +28,41 @@ impl Tracker {
         }
     }
 
-    /// A `stop` or `kill` of `container_id` through Docker's API (`docker
-    /// stop`, `docker kill`, `docker rm -f`, a deploy tool's): that
-    /// container's end is no crash, so replacing it counts no restart. The
-    /// game is `game_id` when known, else whichever game's last container it
-    /// is.
-    pub fn stopped_by_api(&mut self, game_id: Option<&str>, container_id: &str) {
+    /// The end of `container_id` was asked for through the engine's API
+    /// (the classifier of ends says `stopped`: `docker stop`, `kill`, `rm
+    /// -f`, a deploy, or the operator acting in the restart back-off), told
+    /// at `at`. That end opens nothing, and neither replacing the container
+    /// nor starting it again counts a restart; an incident open for the game
+    /// is resolved with `details.resolution: "stopped"`, since the operator
+    /// took over, and its restart count is cleared. The game is `game_id`
+    /// when known, else whichever game's last container it is; nothing
+    /// happens for a container that is not its game's last.
+    pub fn ended_by_api(
+        &mut self,
+        game_id: Option<&str>,
+        container_id: &str,
+        at: Stamp,
+    ) -> Vec<IncidentEvent> {
         let is_last = |g: &GameState| g.last.as_ref().is_some_and(|(c, _)| c == container_id);
         let game = match game_id {
-            Some(id) => self.games.get_mut(id).filter(|g| is_last(g)),
-            None => self.games.values_mut().find(|g| is_last(g)),
+            Some(id) => self
+                .games
+                .get_mut(id)
+                .filter(|g| is_last(g))
+                .map(|g| (id.to_owned(), g)),
+            None => self
+                .games
+                .iter_mut()
+                .find(|(_, g)| is_last(g))
+                .map(|(id, g)| (id.clone(), g)),
         };
-        if let Some(game) = game
-            && !game.stopped_by_api
-        {
-            game.stopped_by_api = true;
-            self.changed = true;
-        }
+        let Some((game_id, game)) = game else {
+            return Vec::new();
+        };
+        let before = (game.stopped_by_api, game.restarts, game.clean_since);
+        game.stopped_by_api = true;
+        let events: Vec<IncidentEvent> = game.stopped(&game_id, at.wall).into_iter().collect();
+        self.changed |= !events.is_empty() || before != (true, game.restarts, game.clean_since);
+        events
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::Kind;
+use super::{Change, EndReason, IncidentEvent, Kind, Resolution};
 
 /// An open incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +45,10 @@ pub(super) struct GameState {
     /// running and not unhealthy, or created and never started. Replacing
     /// such a container is a deploy, not a crash.
     pub(super) last_fine: bool,
-    /// Whether the last container was stopped or killed through Docker's API
-    /// since it last started: its end is no crash, and replacing it no restart.
+    /// Whether the last container's end was asked for through the engine's
+    /// API (its end classified `stopped`) since it last started: that end
+    /// opens nothing, and neither replacing it nor starting it again is a
+    /// restart.
     pub(super) stopped_by_api: bool,
     /// Since when the game has been gone: left the records, or its container
     /// answered 404. A look ends it.
@@ -54,6 +56,45 @@ pub(super) struct GameState {
 }
 
 impl GameState {
+    /// Ends the open incident with `resolution`, which no clean run made:
+    /// its `incident_resolved`, for the game's last container. The one
+    /// place an incident is closed without a clean look.
+    pub(super) fn close(
+        &mut self,
+        game_id: &str,
+        resolution: Resolution,
+        reason: Option<EndReason>,
+        at: SystemTime,
+    ) -> Option<IncidentEvent> {
+        let incident = self.incident.take()?;
+        Some(IncidentEvent {
+            change: Change::Resolved,
+            game_id: game_id.to_owned(),
+            container_id: self
+                .last
+                .as_ref()
+                .map(|(c, _)| c.clone())
+                .unwrap_or_default(),
+            incident_id: incident.id,
+            kind: incident.kind,
+            started_at: incident.started_at,
+            restarts_in_window: self.restarts,
+            oom: incident.oom,
+            at,
+            reason,
+            resolution: Some(resolution),
+        })
+    }
+
+    /// The operator took the game over (its end is `stopped`): the open
+    /// incident resolves as `stopped`, and the restarts counted before no
+    /// longer make a crash loop of the next.
+    pub(super) fn stopped(&mut self, game_id: &str, at: SystemTime) -> Option<IncidentEvent> {
+        self.restarts = 0;
+        self.clean_since = None;
+        self.close(game_id, Resolution::Stopped, Some(EndReason::Stopped), at)
+    }
+
     /// The clean run's start as saved (see `clean_since`).
     pub(super) fn saved_clean_since(&self) -> Option<Instant> {
         self.clean_since

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::clock::elapsed;
 use super::game::GameState;
-use super::{Change, IncidentEvent, Stamp, Tracker};
+use super::{IncidentEvent, Resolution, Stamp, Tracker};
 
 impl Tracker {
     /// A fresh record list, listed at `at`: the games not in it are gone
@@ -88,21 +88,5 @@ fn resolve_gone(
     if elapsed(since, at.mono) < recover_after {
         return None;
     }
-    let incident = game.incident.take()?;
-    Some(IncidentEvent {
-        change: Change::Resolved,
-        game_id: game_id.to_owned(),
-        container_id: game
-            .last
-            .as_ref()
-            .map(|(c, _)| c.clone())
-            .unwrap_or_default(),
-        incident_id: incident.id,
-        kind: incident.kind,
-        started_at: incident.started_at,
-        restarts_in_window: game.restarts,
-        oom: incident.oom,
-        at: at.wall,
-        removed: true,
-    })
+    game.close(game_id, Resolution::Removed, None, at.wall)
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::clock::{elapsed, next_due};
 use super::game::{GameState, Incident};
-use super::{Change, IncidentEvent, Kind, Look, MAX_RESTARTS_PER_LOOK, OOM_GRACE, Tracker};
+use super::{
+    Change, EndReason, IncidentEvent, Kind, Look, MAX_RESTARTS_PER_LOOK, OOM_GRACE, Tracker,
+};
 use crate::inspector::restart_under_way;
 
 impl Tracker {
@@ -76,8 +78,14 @@ impl Tracker {
                 *count = look.restart_count;
                 // A start seen after the wait of a restart already counted
                 // is that restart; one no rise and no wait explains is a
-                // manual or API start.
-                let manual = started_again && !was_awaiting && rise == 0;
+                // manual or API start, and no restart at all after a stop
+                // through the API (`docker restart`, `docker start` after
+                // `docker stop`).
+                let manual = started_again
+                    && !was_awaiting
+                    && rise == 0
+                    && !game.stopped_by_api
+                    && look.end != Some(EndReason::Stopped);
                 game.awaiting_start = restarting && (rise > 0 || (was_awaiting && !started_again));
                 if rise > 0 || started_again {
                     // A new run: whatever stopped the last one is history.
@@ -101,6 +109,15 @@ impl Tracker {
             }
         };
         changed |= game.awaiting_start != was_awaiting;
+        let running = look.status == "running";
+        // The container is down, and its end was asked for through the API
+        // (the events said so, or its restart policy did: see `ending`).
+        let stopped_now = !running && !restarting && look.end == Some(EndReason::Stopped);
+        let stop_found = stopped_now && !game.stopped_by_api;
+        if stop_found {
+            game.stopped_by_api = true;
+            changed = true;
+        }
         if restarted > 0 {
             // At most 64: the cast cannot truncate.
             game.restarts = game.restarts.saturating_add(restarted as u32);
@@ -113,7 +130,6 @@ impl Tracker {
             changed = true;
         }
 
-        let running = look.status == "running";
         // Docker's health states are starting, healthy and unhealthy; `""`
         // means the container has no healthcheck.
         let healthy = running && matches!(look.health, "" | "healthy");
@@ -132,8 +148,10 @@ impl Tracker {
         if look.health == "unhealthy" {
             kind = kind.max(Some(Kind::Unhealthy));
         }
-        // A restart under way is counted when it lands, not a stop.
-        if !running && !restarting {
+        // A restart under way is counted when it lands, not a stop; a
+        // container stopped through the API is down because someone wanted
+        // it down.
+        if !running && !restarting && !game.stopped_by_api {
             kind = kind.max(Some(Kind::NotRunning));
         }
 
@@ -154,6 +172,17 @@ impl Tracker {
         }
 
         let mut events = Vec::new();
+        // The look found what no event told (`docker kill` in the
+        // back-off): the operator took over.
+        let stop_event = if stop_found {
+            game.stopped(look.game_id, at)
+        } else {
+            None
+        };
+        // The end a change is about: the container is down, or restarted.
+        let reason = look
+            .end
+            .filter(|_| restarting || crate::ending::is_down(look.status) || restarted > 0);
         let event = |change, incident: &Incident, restarts| IncidentEvent {
             change,
             game_id: look.game_id.to_owned(),
@@ -164,8 +193,14 @@ impl Tracker {
             restarts_in_window: restarts,
             oom: incident.oom,
             at,
-            removed: false,
+            reason,
+            resolution: None,
         };
+        if let Some(stop_event) = stop_event {
+            events.push(stop_event);
+            changed = true;
+            kind = None;
+        }
         match (&mut game.incident, kind) {
             (None, None) => {}
             (None, Some(kind)) => {

@@ -12,6 +12,7 @@ use saved::SavedKind;
 mod clock;
 mod counting;
 mod gone;
+mod stops;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -62,6 +63,7 @@ fn feed(tracker: &mut Tracker, steps: impl IntoIterator<Item = Step>) -> Vec<Inc
                 status,
                 health,
                 started_at: None,
+                end: None,
                 at: t(at),
             })
         })
@@ -256,6 +258,7 @@ fn a_start_no_restart_count_shows_counts_as_a_restart() {
                 status,
                 health: "",
                 started_at: Some(&started),
+                end: None,
                 at: t(minute * 60 + s),
             }));
         }

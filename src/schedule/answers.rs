@@ -8,9 +8,10 @@
 use std::time::{Instant, SystemTime};
 
 use super::{Action, Busy, HEALTH_RECHECK, Pending, RECHECKS_MAX, Report, Schedule};
+use crate::ending::{self, EndReason};
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
-use crate::incident::{IncidentEvent, Look, Stamp};
-use crate::inspector::Observation;
+use crate::incident::{IncidentEvent, Look, Resolution, Stamp};
+use crate::inspector::{Observation, restart_under_way};
 use crate::silence::hold::Verdict;
 use crate::tick::{self, InspectAnswer, InspectError, Outcome};
 
@@ -37,13 +38,23 @@ impl Schedule {
         };
         if let (Err(InspectError::NotFound), Some(tracker)) = (&answer, &mut self.incidents) {
             let removed = tracker.missing(&record.game_id, stamp);
-            self.removed_incidents(removed);
+            self.closed_incidents(removed);
         }
+        // How the container last ended, as the events and this look tell
+        // it; said with what was seen when the look is about an end.
+        let answer = answer.map(|mut seen| {
+            let end = self.end_seen(&seen, now);
+            let about_an_end = self.about_an_end(&record.game_id, &seen);
+            if let Some(d) = seen.details.as_deref_mut() {
+                d.reason = end.filter(|_| about_an_end);
+            }
+            (seen, end)
+        });
         // The incident tracker sees every answer, with the evidence Docker
         // gave, before the fact is judged; what was seen is kept only for
         // the rare answer that changes an incident.
         let changed = match (&mut self.incidents, &answer) {
-            (Some(tracker), Ok(seen)) => {
+            (Some(tracker), Ok((seen, end))) => {
                 let changes = tracker.look(&Look {
                     game_id: &record.game_id,
                     container_id: &seen.container_id,
@@ -51,6 +62,7 @@ impl Schedule {
                     status: &seen.status,
                     health: &seen.health,
                     started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
+                    end: *end,
                     at: stamp,
                 });
                 // A game a silence held an incident of is looked at by the
@@ -61,7 +73,7 @@ impl Schedule {
             _ => None,
         };
         // A fact carries the details `--details` asks for.
-        let answer = answer.map(|mut o| {
+        let answer = answer.map(|(mut o, _)| {
             if !self.settings.extended_facts {
                 o.details = None;
             }
@@ -156,16 +168,19 @@ impl Schedule {
         }
     }
 
-    /// The `incident_resolved` of incidents whose games are gone: no look,
-    /// so no `seen`.
-    pub(super) fn removed_incidents(&mut self, removed: Vec<IncidentEvent>) {
-        for verdict in self.hold.removed(removed) {
+    /// The `incident_resolved` of incidents closed with no look: their
+    /// games are gone, or their containers were stopped through the API;
+    /// no `seen`. A silence holds back one it never let out.
+    pub(super) fn closed_incidents(&mut self, closed: Vec<IncidentEvent>) {
+        for verdict in self.hold.removed(closed) {
             let action = match verdict {
                 Verdict::Deliver { change, .. } => {
-                    Action::Incident(HealthEvent::for_removed_incident(
+                    let resolution = change.resolution.unwrap_or(Resolution::Removed);
+                    Action::Incident(HealthEvent::for_closed_incident(
                         incident_facts(&change),
                         change.game_id,
                         change.container_id,
+                        resolution.as_str(),
                         change.at,
                     ))
                 }
@@ -173,6 +188,29 @@ impl Schedule {
             };
             self.out.push_back(action);
         }
+    }
+
+    /// The classifier's reason for the last end of the container `seen`
+    /// shows, after this look.
+    fn end_seen(&mut self, seen: &Observation, now: Instant) -> Option<EndReason> {
+        let d = seen.details.as_deref();
+        let look = ending::Look {
+            status: &seen.status,
+            restart_policy: d.and_then(|d| d.restart_policy.as_deref()),
+            oom_killed: d.and_then(|d| d.oom_killed) == Some(true),
+            exit_code: d.and_then(|d| d.exit_code),
+        };
+        self.endings.look(&seen.container_id, look, now)
+    }
+
+    /// Whether what was seen is about an end: the container is down, or
+    /// restarted since the inspector last saw it.
+    fn about_an_end(&self, game_id: &str, seen: &Observation) -> bool {
+        ending::is_down(&seen.status)
+            || restart_under_way(&seen.status)
+            || self.inspector.baseline(game_id).is_some_and(|b| {
+                b.container_id == seen.container_id && seen.restart_count > b.restart_count
+            })
     }
 }
 

@@ -5,14 +5,18 @@
 
 use std::time::SystemTime;
 
-/// The container actions that may change a verdict, or the record set.
-/// `health_status` matches `health_status: unhealthy` too (Docker's filter
-/// treats it as a prefix). `create` only moves a game's record to its newest
-/// container (label mode); it never asks for an inspect. `stop` and `kill`
-/// never ask for one either: they say that a container's end, which its
-/// `die` reports, was asked for through Docker's API (`docker stop`, `docker
-/// kill`, `docker rm -f`, a deploy), so that replacing it is no crash.
-pub const ACTIONS: [&str; 8] = [
+use crate::ending::Happened;
+
+/// The container actions that may change a verdict, the record set, or
+/// how a container's end is classified. `health_status` matches
+/// `health_status: unhealthy` too (Docker's filter treats it as a prefix).
+/// `create` only moves a game's record to its newest container (label
+/// mode); it never asks for an inspect. `kill`, `stop`, `destroy` (Podman:
+/// `remove`) say that a container's end was asked for through the engine's
+/// API (`docker stop`, `docker kill`, `docker rm -f`, a deploy): they feed
+/// the classifier of ends ([`crate::ending`]), and a `stop` or `destroy`
+/// that tells of an operator taking over an end asks for an inspect.
+pub const ACTIONS: [&str; 10] = [
     "die",
     "oom",
     "health_status",
@@ -21,6 +25,8 @@ pub const ACTIONS: [&str; 8] = [
     "create",
     "stop",
     "kill",
+    "destroy",
+    "remove",
 ];
 
 /// One container event, reduced to what the inspector needs.
@@ -45,8 +51,12 @@ pub struct ContainerEvent {
     /// A `die`'s `exitCode` attribute: how the container ended, which is
     /// all there is to say of one removed as it died (`--rm`).
     pub exit_code: Option<i64>,
-    /// A `kill`'s `signal` attribute (Docker 20.10 says it as a number).
+    /// A `kill`'s `signal` attribute (Docker 20.10 says it as a number;
+    /// Podman 4.3 says none).
     pub signal: Option<String>,
+    /// Whether Podman sent it: every container event of Podman 4.3 carries
+    /// a `podId` attribute, and its `restart` means what Docker's does not.
+    pub podman: bool,
 }
 
 impl ContainerEvent {
@@ -64,19 +74,23 @@ impl ContainerEvent {
             .unwrap_or("other")
     }
 
-    /// Whether this event ends the container through Docker's API: a
-    /// `stop`, or a `kill` with `SIGKILL` or `SIGTERM` (what `docker stop`,
-    /// `docker kill` and `docker rm -f` send; Docker 20.10 sends `kill`
-    /// before the `die`, and `stop` after it or before: moby#50220) or
-    /// with no signal said. A `kill` with another signal (`docker kill -s
-    /// USR1`) is often survived, and ends nothing.
-    pub fn ends_by_api(&self) -> bool {
-        match self.action_label() {
-            "stop" => true,
-            "kill" => self.signal.as_deref().is_none_or(|s| {
-                matches!(s.trim_start_matches("SIG"), "9" | "15" | "KILL" | "TERM")
-            }),
-            _ => false,
-        }
+    /// What the event tells the classifier of ends, if anything.
+    pub fn happened(&self) -> Option<Happened<'_>> {
+        Some(match self.action_label() {
+            "start" => Happened::Start,
+            "kill" => Happened::Kill {
+                signal: self.signal.as_deref(),
+            },
+            "oom" => Happened::Oom,
+            "die" => Happened::Die {
+                exit_code: self.exit_code,
+            },
+            "stop" => Happened::Stop,
+            "destroy" | "remove" => Happened::Destroy,
+            "restart" => Happened::Restart {
+                podman: self.podman,
+            },
+            _ => return None,
+        })
     }
 }

@@ -2,8 +2,9 @@
 //! one pending inspect, judged against the record set as it is now (label
 //! mode follows `create` and `start`; PostgreSQL mode waits for a read of the
 //! records begun after the event arrived), and rechecked once after a bare
-//! `health_status`. A `stop` or `kill` only tells the incident tracker that
-//! the container's end is no crash.
+//! `health_status`. Every event that tells how a container ends goes to the
+//! classifier of ends first; a `stopped` end is told to the incident
+//! tracker at once (a `kill`, `stop` or `destroy` asks for no inspect).
 
 use super::*;
 use crate::tick;
@@ -61,19 +62,29 @@ impl Schedule {
             }
             return;
         }
-        if matches!(event.action_label(), "stop" | "kill") {
-            if event.ends_by_api() {
-                // The game as the label or a record says; else whichever
-                // game's last container it is (a record may have moved on).
-                let game = match &event.game {
-                    Some(game) => Some(game.clone()),
-                    None => self.record_of(&event).map(|r| r.game_id.clone()),
+        if let Some(happened) = event.happened()
+            && self.endings.event(&event.id, happened, now) == Some(EndReason::Stopped)
+        {
+            // Its end was asked for through the API (or the operator took
+            // over an end in the back-off). The game as the label or a
+            // record says; else whichever game's last container it is (a
+            // record may have moved on).
+            let game = match &event.game {
+                Some(game) => Some(game.clone()),
+                None => self.record_of(&event).map(|r| r.game_id.clone()),
+            };
+            if let Some(tracker) = &mut self.incidents {
+                let at = Stamp {
+                    wall: read_at,
+                    mono: now,
                 };
-                if let Some(tracker) = &mut self.incidents {
-                    tracker.stopped_by_api(game.as_deref(), &event.id);
-                }
-                self.note_changes();
+                let resolved = tracker.ended_by_api(game.as_deref(), &event.id, at);
+                self.closed_incidents(resolved);
             }
+            self.note_changes();
+        }
+        if matches!(event.action_label(), "stop" | "kill" | "destroy" | "remove") {
+            // They ask for no inspect: the `die` that ends the run does.
             return;
         }
         if event.action_label() == "oom"

@@ -31,6 +31,7 @@ fn ev(n: u8, action: &str, game: Option<&str>) -> ContainerEvent {
         game: game.map(str::to_owned),
         exit_code: None,
         signal: None,
+        podman: false,
     }
 }
 

@@ -351,6 +351,7 @@ fn incidents_round_trip_and_bad_files_are_set_aside() {
         status: "exited",
         health: "",
         started_at: None,
+        end: None,
         at,
     });
     tracker.oom("g-2", at.mono);

@@ -1,6 +1,6 @@
 //! Docker's events as the inspector needs them: one line of the stream
 //! decoded into a [`ContainerEvent`] (the actions followed, the game label in
-//! label mode, a `die`'s exit code, a `kill`'s signal), and the query that
+//! label mode, a `die`'s exit code, a `kill`'s signal, whether Podman sent it), and the query that
 //! subscribes to just those.
 
 use std::collections::HashMap;
@@ -72,6 +72,7 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
             .get("exitCode")
             .and_then(|c| c.parse().ok()),
         signal: m.actor.attributes.get("signal").cloned(),
+        podman: m.actor.attributes.contains_key("podId"),
         id: m.actor.id,
         action: m.action,
     };

@@ -130,7 +130,7 @@ fn the_query_filters_containers_and_actions_and_resumes() {
     assert!(decoded.contains(r#""type":["container"]"#), "{decoded}");
     assert!(
         decoded.contains(
-            r#""event":["die","died","oom","health_status","start","restart","create","stop","kill"]"#
+            r#""event":["die","died","oom","health_status","start","restart","create","stop","kill","destroy","remove"]"#
         ),
         "{decoded}"
     );

@@ -25,6 +25,7 @@ fn look(tracker: &mut Tracker, at: Stamp, step: (&str, u64, &str, &str)) -> Vec<
         status,
         health,
         started_at: None,
+        end: None,
         at,
     })
 }

@@ -13,6 +13,7 @@ fn started(s: u64, count: u64, status: &'static str, started: &'static str) -> L
         status,
         health: "",
         started_at: Some(started),
+        end: None,
         at: t(s),
     }
 }
@@ -179,7 +180,7 @@ fn replaced_after(how: (&'static str, &'static str), by_api: bool) -> Vec<Incide
         let at = i as u64 * 10;
         events.extend(feed(&mut tracker, [(at, c, 0, "running", "")]));
         if by_api {
-            tracker.stopped_by_api(Some("g"), c);
+            events.extend(tracker.ended_by_api(Some("g"), c, t(at + 1)));
         }
         events.extend(feed(&mut tracker, [(at + 5, c, 0, how.0, how.1)]));
     }
@@ -203,21 +204,37 @@ fn a_replacement_counts_only_when_the_container_it_replaces_ended_by_itself() {
         brief(&events),
         [(5, Opened, Unhealthy), (30, Escalated, CrashLoop)]
     );
-    // Stopped through the API (a deploy of a stopped or sick game): the
-    // stops are no incident's business beyond what was seen.
+    // Stopped through the API (a deploy): a stopped end opens nothing, and
+    // its replacement counts nothing.
     let events = replaced_after(("exited", ""), true);
-    assert_eq!(brief(&events), [(5, Opened, NotRunning)]);
+    assert_eq!(brief(&events), []);
+    // Unhealthy after the stop was told (it did not end), then replaced:
+    // the next stop resolves it, the operator having taken over.
     let events = replaced_after(("running", "unhealthy"), true);
-    assert_eq!(brief(&events), [(5, Opened, Unhealthy)]);
+    assert_eq!(
+        brief(&events),
+        [
+            (5, Opened, Unhealthy),
+            (11, Resolved, Unhealthy),
+            (15, Opened, Unhealthy),
+            (21, Resolved, Unhealthy),
+            (25, Opened, Unhealthy),
+            (31, Resolved, Unhealthy),
+            (35, Opened, Unhealthy)
+        ]
+    );
     // A mark for another container, or another game, changes nothing.
     let mut tracker = Tracker::new(Policy::default());
     feed(&mut tracker, [(0, A, 0, "exited", "")]);
     tracker.take_changed();
-    tracker.stopped_by_api(Some("g"), B);
-    tracker.stopped_by_api(Some("other"), A);
+    assert!(tracker.ended_by_api(Some("g"), B, t(1)).is_empty());
+    assert!(tracker.ended_by_api(Some("other"), A, t(1)).is_empty());
     assert!(!tracker.take_changed());
-    tracker.stopped_by_api(None, A);
+    let resolved = tracker.ended_by_api(None, A, t(2));
     assert!(tracker.take_changed(), "found by its last container");
+    assert_eq!(brief(&resolved), [(2, Resolved, NotRunning)]);
+    assert_eq!(resolved[0].resolution, Some(Resolution::Stopped));
+    assert_eq!(resolved[0].reason, Some(EndReason::Stopped));
     // A container whose death was counted already (`restarting`) and then
     // replaced counts once.
     let steps = [

@@ -26,7 +26,7 @@ fn a_game_that_leaves_the_records_is_resolved_as_removed_after_recover_after() {
     assert!(list(&mut tracker, 44, &[]).is_empty());
     let resolved = list(&mut tracker, 45, &[]);
     assert_eq!(brief(&resolved), [(45, Resolved, NotRunning)]);
-    assert!(resolved[0].removed);
+    assert_eq!(resolved[0].resolution, Some(Resolution::Removed));
     assert_eq!(resolved[0].incident_id, first[0].incident_id);
     assert_eq!(resolved[0].container_id, A, "the last container seen");
     assert_eq!(tracker.open_incidents(), 0);
@@ -103,7 +103,7 @@ fn a_container_gone_404_for_recover_after_is_resolved_as_removed() {
     assert!(tracker.missing("g", t(79)).is_empty());
     let resolved = tracker.missing("g", t(80));
     assert_eq!(brief(&resolved), [(80, Resolved, NotRunning)]);
-    assert!(resolved[0].removed);
+    assert_eq!(resolved[0].resolution, Some(Resolution::Removed));
     assert_eq!(resolved[0].incident_id, first[0].incident_id);
     assert!(tracker.missing("g", t(95)).is_empty());
     assert!(tracker.missing("unknown", t(95)).is_empty());

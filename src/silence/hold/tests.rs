@@ -36,7 +36,8 @@ fn change(change: Change, id: &str, kind: Kind, at: u64) -> IncidentEvent {
         restarts_in_window: 0,
         oom: false,
         at: t(at),
-        removed: false,
+        reason: None,
+        resolution: None,
     }
 }
 
@@ -254,7 +255,7 @@ fn games_not_silenced_pass_through_and_removed_ones_follow_the_same_rule() {
         None,
     );
     let mut gone = change(Change::Resolved, "i1", Kind::NotRunning, 150);
-    gone.removed = true;
+    gone.resolution = Some(crate::incident::Resolution::Removed);
     let v = h.removed(vec![gone.clone()]);
     assert!(
         matches!(&v[..], [Verdict::Held { until: None, .. }]),
