@@ -48,11 +48,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long after an end the events told a look may overrule it: Podman
+/// How long after an end the events told a look may overrule it (Podman
 /// shows a container of its restart loop `exited` for a moment between the
 /// `die` and its `restart`, which the rule without events would take for a
-/// stop.
+/// stop), and how long an end a look found before its `die` arrived waits
+/// for it ([`Endings::settling`]).
 pub const LOOK_SETTLE: Duration = Duration::from_secs(2);
+
+/// How long a container found `created` (never started) is taken for one
+/// about to start: a deploy creates its containers, then starts them
+/// (compose creates every service's before it starts the first), and a tick
+/// between the two is no outage. One still `created` after this long is
+/// judged like any other that does not run.
+pub const CREATED_SETTLE: Duration = Duration::from_secs(30);
 
 /// The containers remembered at most; past it, the one left alone longest
 /// is forgotten (its game's end is with the incident tracker by then).
@@ -88,6 +96,22 @@ impl EndReason {
             EndReason::Exited => "exited",
             EndReason::Unknown => "unknown",
         }
+    }
+
+    /// The reason named `name` (as [`EndReason::as_str`] names it), with
+    /// the exit code said beside it; a crash without one is `unknown`.
+    pub fn from_name(name: &str, exit_code: Option<i64>) -> Option<EndReason> {
+        Some(match name {
+            "stopped" => EndReason::Stopped,
+            "oom" => EndReason::Oom,
+            "crashed" => match exit_code {
+                Some(exit_code) => EndReason::Crashed { exit_code },
+                None => EndReason::Unknown,
+            },
+            "exited" => EndReason::Exited,
+            "unknown" => EndReason::Unknown,
+            _ => return None,
+        })
     }
 
     /// A crash's exit code.
@@ -213,6 +237,8 @@ struct Container {
     down: bool,
     /// Its last end, kept across the next start: the reason of a restart.
     end: Option<End>,
+    /// Since when looks have found it `created`, never started.
+    created_since: Option<Instant>,
     touched: Instant,
 }
 
@@ -223,6 +249,7 @@ impl Container {
             oom: false,
             down: false,
             end: None,
+            created_since: None,
             touched: now,
         }
     }
@@ -260,12 +287,40 @@ impl Container {
 #[derive(Debug, Clone, Default)]
 pub struct Endings {
     containers: HashMap<String, Container>,
+    /// Whether an events stream feeds it: then a look that finds a
+    /// container down before its `die` arrived waits for the `die`.
+    events: bool,
 }
 
 impl Endings {
-    /// Knows of no container yet.
-    pub fn new() -> Endings {
-        Endings::default()
+    /// Knows of no container yet; `events` when an events stream feeds it.
+    pub fn new(events: bool) -> Endings {
+        Endings {
+            containers: HashMap::new(),
+            events,
+        }
+    }
+
+    /// Whether `container`'s end is still on its way at `now`: with the
+    /// events stream on, a look found it down before its `die` arrived
+    /// (dockerd marks a container exited before it sends the `die`, and a
+    /// busy daemon sends it late); for [`LOOK_SETTLE`] the events may still
+    /// say how it ended (a `kill` before it, an `oom`), and nothing should
+    /// be judged of the end yet. A stream that lost the `die` costs that
+    /// long and the next look.
+    ///
+    /// So is a container found `created` for less than [`CREATED_SETTLE`],
+    /// events or not: it is about to start.
+    pub fn settling(&self, container: &str, now: Instant) -> bool {
+        let Some(c) = self.containers.get(container) else {
+            return false;
+        };
+        let young = |since: Instant, settle| now.saturating_duration_since(since) < settle;
+        let end_on_its_way = self.events
+            && c.down
+            && c.end
+                .is_some_and(|e| !e.by_events && young(e.at, LOOK_SETTLE));
+        end_on_its_way || c.created_since.is_some_and(|t| young(t, CREATED_SETTLE))
     }
 
     /// An event of `container` at `now`. Returns the container's end when
@@ -281,6 +336,7 @@ impl Endings {
         c.touched = now;
         match happened {
             Happened::Start => {
+                c.created_since = None;
                 c.asked = None;
                 c.oom = false;
                 c.down = false;
@@ -351,6 +407,10 @@ impl Endings {
     pub fn look(&mut self, container: &str, look: Look<'_>, now: Instant) -> Option<EndReason> {
         let c = self.entry(container, now);
         c.touched = now;
+        c.created_since = match look.status {
+            "created" => c.created_since.or(Some(now)),
+            _ => None,
+        };
         let down = is_down(look.status);
         if !down {
             if look.status == "running" && c.down {
@@ -384,7 +444,8 @@ impl Endings {
                 }
             }
             Some(end) if c.down => {
-                // A look's own end: a later look knows as much.
+                // A look's own end: a later look knows as much (and its
+                // time stays the first look's, which `settling` counts from).
                 if end.reason != EndReason::Stopped {
                     end.reason = from_look;
                 }

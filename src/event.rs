@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ending::EndReason;
 use crate::incident::{Change, Kind};
 use crate::inspector::{Finding, Observation, StateDetails};
 use crate::log_tail::LogTail;
@@ -38,10 +39,6 @@ pub const EVENT_TYPES: [&str; 5] = [
 /// The resolution of an incident whose game left the records, or whose
 /// container has been gone (404) for `--recover-after`.
 pub const REMOVED: &str = "removed";
-
-/// Every resolution an incident can end with but a clean run: `removed`,
-/// and `stopped` (its container was stopped through the API).
-pub const RESOLUTIONS: [&str; 2] = [REMOVED, "stopped"];
 
 /// The event `rtinspect notify-test` sends: it says nothing about a game,
 /// so it is not one of [`EVENT_TYPES`] and is never spooled.
@@ -184,6 +181,34 @@ pub struct IncidentFacts {
     /// look after the silence was not clean); only present when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_silence: bool,
+    /// How the container ended, when the change is about an end:
+    /// `stopped`, `oom`, `crashed`, `exited` or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A crash's exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// The signal that ended a crashed container (exit code 128+N), as
+    /// `KILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// How the incident ended when no clean run ended it: `removed` or
+    /// `stopped`. The envelope says it after these, beside `seen`.
+    #[serde(skip)]
+    pub resolution: Option<String>,
+}
+
+impl IncidentFacts {
+    /// These facts saying how the container ended: the reason's name, and
+    /// a crash's exit code and signal.
+    pub fn with_end(mut self, end: Option<EndReason>) -> IncidentFacts {
+        self.reason = end.map(|r| r.as_str().to_owned());
+        self.exit_code = end
+            .filter(|r| r.as_str() == "crashed")
+            .and_then(EndReason::exit_code);
+        self.signal = end.and_then(EndReason::signal).map(str::to_owned);
+        self
+    }
 }
 
 impl HealthEvent {
@@ -229,12 +254,13 @@ impl HealthEvent {
     /// its container was stopped through the API (`stopped`); no `seen`;
     /// `container_id` is the last container seen.
     pub fn for_closed_incident(
-        incident: IncidentFacts,
+        mut incident: IncidentFacts,
         game_id: String,
         container_id: String,
         resolution: &'static str,
         occurred_at: SystemTime,
     ) -> Self {
+        incident.resolution = Some(resolution.to_owned());
         Self::make(
             new_id(occurred_at),
             EventType::Incident(Change::Resolved),
@@ -278,9 +304,7 @@ impl HealthEvent {
         o: Observation,
         occurred_at: SystemTime,
     ) -> Self {
-        // Only an incident ended with no look is in this state.
-        let removed = incident.is_some() && RESOLUTIONS.contains(&o.status.as_str());
-        let resolution = RESOLUTIONS.into_iter().find(|r| removed && *r == o.status);
+        let resolution = incident.as_ref().and_then(|i| i.resolution.clone());
         let mut details = o.details;
         if incident.is_none()
             && let Some(d) = details.as_deref_mut()
@@ -300,7 +324,7 @@ impl HealthEvent {
             health: o.health,
             details: details.filter(|d| !d.is_empty()),
             prompt: None,
-            resolution: resolution.map(str::to_owned),
+            resolution,
             log_tail: None,
             read_back: None,
         };
@@ -393,6 +417,10 @@ pub(crate) fn opened_event(game: &str) -> HealthEvent {
             restarts_in_window: 0,
             oom: false,
             after_silence: false,
+            reason: None,
+            exit_code: None,
+            signal: None,
+            resolution: None,
         },
         game.into(),
         Observation {

@@ -156,6 +156,10 @@ pub struct Look<'a> {
     /// after this look (`None`: it never ended, as far as anything told).
     /// A `stopped` end opens nothing, and a start after it counts nothing.
     pub end: Option<EndReason>,
+    /// The container is down and the events that tell how it ended are
+    /// still on their way (see `ending::Endings::settling`): its end opens
+    /// nothing yet.
+    pub settling: bool,
     /// When the inspect was made.
     pub at: Stamp,
 }

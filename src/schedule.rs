@@ -183,7 +183,7 @@ impl Schedule {
             inspector,
             incidents: None,
             hold: Hold::default(),
-            endings: Endings::new(),
+            endings: Endings::new(settings.events),
             records: Vec::new(),
             busy: Busy::Idle,
             tick: None,

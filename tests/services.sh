@@ -2,7 +2,7 @@
 # starts throwaway services, stopped again when the sourcing script exits.
 #
 #   install_missing      docker.io, busybox-static, postgresql, pgbouncer,
-#                        prometheus, file, iptables
+#                        prometheus, file, iptables, podman, docker-compose
 #   start_dockerd        exports RTINSPECT_TEST_DOCKER_HOST: the one named, the
 #                        system's, or a throwaway dockerd (needs root)
 #   start_postgres       exports RTINSPECT_TEST_DATABASE_URL: a throwaway cluster
@@ -71,6 +71,9 @@ install_missing() {
   command -v promtool >/dev/null || need_install+=(prometheus)
   command -v iptables >/dev/null || need_install+=(iptables)
   command -v podman >/dev/null || need_install+=(podman)
+  # Debian's docker-compose 1.29: the tests and the noise benchmark recreate
+  # projects with it.
+  command -v docker-compose >/dev/null || need_install+=(docker-compose)
   if [ ${#need_install[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       log "installing ${need_install[*]}"

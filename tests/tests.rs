@@ -22,6 +22,9 @@ mod docker_client;
 /// The documentation against the code: the options, the commands, the man
 /// page, every link, the README's size, the tests the guarantees name.
 mod documented;
+/// Only failures page people: how each end of a container is classified,
+/// and what a stop through the API does to incidents, on the real dockerd.
+mod ends;
 /// Docker events beside the poll, and a stream that breaks or falls silent.
 mod events;
 /// Faults across restarts: the spool, baselines after kill -9, a hostile engine.

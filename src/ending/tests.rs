@@ -44,7 +44,7 @@ fn look(status: &'static str, policy: &'static str) -> Look<'static> {
 fn run(steps: &[Step]) -> (Vec<Option<EndReason>>, Option<EndReason>) {
     let t0 = Instant::now();
     let at = |s: f64| t0 + Duration::from_secs_f64(s);
-    let mut endings = Endings::new();
+    let mut endings = Endings::new(false);
     let told = steps
         .iter()
         .map(|step| match *step {
@@ -478,7 +478,7 @@ fn crashed_carries_its_signal() {
 #[test]
 fn containers_are_bounded() {
     let t0 = Instant::now();
-    let mut endings = Endings::new();
+    let mut endings = Endings::new(false);
     for i in 0..MAX_CONTAINERS + 10 {
         let at = t0 + Duration::from_millis(i as u64);
         endings.event(&format!("c{i}"), die(1), at);
@@ -490,4 +490,56 @@ fn containers_are_bounded() {
         endings.reason(&format!("c{}", MAX_CONTAINERS + 9)),
         Some(crashed(1))
     );
+}
+
+#[test]
+fn with_events_a_look_before_the_die_settles_until_the_die_or_a_while() {
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    let mut endings = Endings::new(true);
+    endings.event(C, Start, at(0.0));
+    endings.event(C, kill("15"), at(1.0));
+    assert_eq!(
+        endings.look(C, look("exited", "no"), at(1.1)),
+        Some(Unknown)
+    );
+    assert!(endings.settling(C, at(1.1)));
+    assert!(endings.settling(C, at(2.9)), "another look changes nothing");
+    endings.look(C, look("exited", "no"), at(2.0));
+    assert!(endings.settling(C, at(2.9)));
+    // The die comes: it tells, and nothing waits any longer.
+    assert_eq!(endings.event(C, die(143), at(1.2)), Some(Stopped));
+    assert!(!endings.settling(C, at(1.2)));
+    // A die that never comes (a stream that lost it): the look's word,
+    // once settled.
+    let mut endings = Endings::new(true);
+    endings.look(C, look("exited", "always"), at(0.0));
+    assert!(endings.settling(C, at(1.9)));
+    assert!(!endings.settling(C, at(2.0)));
+    assert_eq!(endings.reason(C), Some(Stopped));
+    // Without events there is nothing to wait for.
+    let mut endings = Endings::new(false);
+    endings.look(C, look("exited", "no"), at(0.0));
+    assert!(!endings.settling(C, at(0.0)));
+    // A container that runs is not settling.
+    let mut endings = Endings::new(true);
+    endings.look(C, look("running", "no"), at(0.0));
+    assert!(!endings.settling(C, at(0.0)));
+}
+
+#[test]
+fn a_container_created_and_not_yet_started_settles_for_a_while() {
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    for events in [false, true] {
+        let mut endings = Endings::new(events);
+        endings.look(C, look("created", "no"), at(0.0));
+        assert!(endings.settling(C, at(29.0)));
+        endings.look(C, look("created", "no"), at(29.0));
+        assert!(!endings.settling(C, at(30.0)), "still created: judged");
+        // Started: a run like any other.
+        endings.look(C, look("running", "no"), at(31.0));
+        assert!(!endings.settling(C, at(31.0)));
+        assert_eq!(endings.reason(C), None);
+    }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{EventType, HealthEvent, IncidentFacts};
+use crate::ending::EndReason;
 use crate::inspector::StateDetails;
 use crate::log_tail::LogTail;
 
@@ -92,6 +93,12 @@ struct Details<S> {
     exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     oom_killed: Option<bool>,
+    /// How the container ended, by the classifier of ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<S>,
+    /// The signal of a crash, with `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +123,8 @@ fn render(e: &HealthEvent) -> Envelope<'static> {
         health: e.health.as_str(),
         exit_code: x.and_then(|x| x.exit_code),
         oom_killed: x.and_then(|x| x.oom_killed),
+        reason: x.and_then(|x| x.reason).map(EndReason::as_str),
+        signal: x.and_then(|x| x.reason?.signal()),
         error: x.and_then(|x| x.error.as_deref()),
         started_at: x.and_then(|x| x.started_at.as_deref()),
         finished_at: x.and_then(|x| x.finished_at.as_deref()),
@@ -128,11 +137,12 @@ fn render(e: &HealthEvent) -> Envelope<'static> {
     .expect("details of strings, integers and booleans always serialise");
     let details_json = match &e.incident {
         None => details_json,
-        // An incident ended with no look says how, and shows no `seen`.
+        // An incident ended with no look says how, and shows no `seen`
+        // (its `state` is the resolution); one a look ended shows both.
         Some(i) => serde_json::to_string(&IncidentDetails {
             incident: i.as_ref(),
             resolution: e.resolution.as_deref(),
-            seen: e.resolution.is_none().then(|| {
+            seen: (e.resolution.as_deref() != Some(e.state.as_str())).then(|| {
                 RawValue::from_string(details_json).expect("serde_json writes valid JSON")
             }),
             log_tail: match e.log_tail.as_deref() {
@@ -295,6 +305,8 @@ impl HealthEvent {
                     health: String::new(),
                     exit_code: None,
                     oom_killed: None,
+                    reason: None,
+                    signal: None,
                     error: None,
                     started_at: None,
                     finished_at: None,
@@ -309,9 +321,15 @@ impl HealthEvent {
                 (None, Some(why)) => Some(Box::new(LogTail::Unavailable(why))),
                 (None, None) => None,
             };
-            (Some(Box::new(i.incident)), d, i.resolution)
+            let mut incident = i.incident;
+            incident.resolution.clone_from(&i.resolution);
+            (Some(Box::new(incident)), d, i.resolution)
         };
         let details = StateDetails {
+            reason: d
+                .reason
+                .as_deref()
+                .and_then(|r| EndReason::from_name(r, d.exit_code)),
             exit_code: d.exit_code,
             oom_killed: d.oom_killed,
             error: d.error,

@@ -84,6 +84,10 @@ fn an_envelope_reads_back_into_the_same_event() {
         restarts_in_window: 3,
         oom: true,
         after_silence: false,
+        reason: None,
+        exit_code: None,
+        signal: None,
+        resolution: None,
     };
     let i = HealthEvent::for_incident(
         Change::Escalated,
@@ -124,6 +128,10 @@ fn a_removed_incident_says_so_and_carries_nothing_seen() {
         restarts_in_window: 1,
         oom: false,
         after_silence: false,
+        reason: None,
+        exit_code: None,
+        signal: None,
+        resolution: None,
     };
     let e = HealthEvent::for_closed_incident(
         facts.clone(),
@@ -199,6 +207,10 @@ fn only_an_incident_carries_the_last_probes_outputs() {
         restarts_in_window: 0,
         oom: false,
         after_silence: false,
+        reason: None,
+        exit_code: None,
+        signal: None,
+        resolution: None,
     };
     let i = HealthEvent::for_incident(
         Change::Opened,
@@ -380,6 +392,10 @@ fn a_log_tail_that_escaping_would_push_past_notify_loses_its_oldest_lines() {
             restarts_in_window: 0,
             oom: false,
             after_silence: false,
+            reason: None,
+            exit_code: None,
+            signal: None,
+            resolution: None,
         },
         f.game_id,
         seen,

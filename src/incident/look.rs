@@ -112,7 +112,8 @@ impl Tracker {
         let running = look.status == "running";
         // The container is down, and its end was asked for through the API
         // (the events said so, or its restart policy did: see `ending`).
-        let stopped_now = !running && !restarting && look.end == Some(EndReason::Stopped);
+        let stopped_now =
+            !running && !restarting && !look.settling && look.end == Some(EndReason::Stopped);
         let stop_found = stopped_now && !game.stopped_by_api;
         if stop_found {
             game.stopped_by_api = true;
@@ -151,7 +152,7 @@ impl Tracker {
         // A restart under way is counted when it lands, not a stop; a
         // container stopped through the API is down because someone wanted
         // it down.
-        if !running && !restarting && !game.stopped_by_api {
+        if !running && !restarting && !game.stopped_by_api && !look.settling {
             kind = kind.max(Some(Kind::NotRunning));
         }
 

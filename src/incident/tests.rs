@@ -64,6 +64,7 @@ fn feed(tracker: &mut Tracker, steps: impl IntoIterator<Item = Step>) -> Vec<Inc
                 health,
                 started_at: None,
                 end: None,
+                settling: false,
                 at: t(at),
             })
         })
@@ -259,6 +260,7 @@ fn a_start_no_restart_count_shows_counts_as_a_restart() {
                 health: "",
                 started_at: Some(&started),
                 end: None,
+                settling: false,
                 at: t(minute * 60 + s),
             }));
         }

@@ -44,17 +44,18 @@ impl Schedule {
         // it; said with what was seen when the look is about an end.
         let answer = answer.map(|mut seen| {
             let end = self.end_seen(&seen, now);
+            let settling = self.endings.settling(&seen.container_id, now);
             let about_an_end = self.about_an_end(&record.game_id, &seen);
             if let Some(d) = seen.details.as_deref_mut() {
-                d.reason = end.filter(|_| about_an_end);
+                d.reason = end.filter(|_| about_an_end && !settling);
             }
-            (seen, end)
+            (seen, end, settling)
         });
         // The incident tracker sees every answer, with the evidence Docker
         // gave, before the fact is judged; what was seen is kept only for
         // the rare answer that changes an incident.
         let changed = match (&mut self.incidents, &answer) {
-            (Some(tracker), Ok((seen, end))) => {
+            (Some(tracker), Ok((seen, end, settling))) => {
                 let changes = tracker.look(&Look {
                     game_id: &record.game_id,
                     container_id: &seen.container_id,
@@ -63,6 +64,7 @@ impl Schedule {
                     health: &seen.health,
                     started_at: seen.details.as_ref().and_then(|d| d.started_at.as_deref()),
                     end: *end,
+                    settling: *settling,
                     at: stamp,
                 });
                 // A game a silence held an incident of is looked at by the
@@ -73,7 +75,7 @@ impl Schedule {
             _ => None,
         };
         // A fact carries the details `--details` asks for.
-        let answer = answer.map(|(mut o, _)| {
+        let answer = answer.map(|(mut o, _, _)| {
             if !self.settings.extended_facts {
                 o.details = None;
             }
@@ -223,5 +225,10 @@ fn incident_facts(change: &IncidentEvent) -> IncidentFacts {
         restarts_in_window: change.restarts_in_window,
         oom: change.oom,
         after_silence: false,
+        reason: None,
+        exit_code: None,
+        signal: None,
+        resolution: change.resolution.map(|r| r.as_str().to_owned()),
     }
+    .with_end(change.reason)
 }

@@ -352,6 +352,7 @@ fn incidents_round_trip_and_bad_files_are_set_aside() {
         health: "",
         started_at: None,
         end: None,
+        settling: false,
         at,
     });
     tracker.oom("g-2", at.mono);

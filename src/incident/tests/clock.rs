@@ -26,6 +26,7 @@ fn look(tracker: &mut Tracker, at: Stamp, step: (&str, u64, &str, &str)) -> Vec<
         health,
         started_at: None,
         end: None,
+        settling: false,
         at,
     })
 }

@@ -14,6 +14,7 @@ fn started(s: u64, count: u64, status: &'static str, started: &'static str) -> L
         health: "",
         started_at: Some(started),
         end: None,
+        settling: false,
         at: t(s),
     }
 }

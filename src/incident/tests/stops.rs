@@ -23,6 +23,7 @@ fn look(
         health: "",
         started_at: Some(started),
         end,
+        settling: false,
         at: t(s),
     }
 }
@@ -201,4 +202,28 @@ fn the_reason_is_said_only_of_a_change_about_an_end() {
     .collect();
     assert_eq!(brief(&events), [(5, Opened, Unhealthy)]);
     assert_eq!(events[0].reason, None, "an old end is not this incident's");
+}
+
+#[test]
+fn a_look_that_finds_it_down_before_its_die_arrived_waits_for_the_die() {
+    let mut tracker = Tracker::new(Policy::default());
+    let settling = Look {
+        settling: true,
+        ..look(5, 0, "exited", "S0", Some(EndReason::Unknown))
+    };
+    let events = looks(&mut tracker, &[look(0, 0, "running", "S0", None), settling]);
+    assert_eq!(brief(&events), [], "nothing judged of an end on its way");
+    // The die said it was stopped: told at once, then looked at.
+    assert!(tracker.ended_by_api(Some("g"), A, t(5)).is_empty());
+    let stopped = Some(EndReason::Stopped);
+    assert_eq!(
+        brief(&looks(&mut tracker, &[look(6, 0, "exited", "S0", stopped)])),
+        []
+    );
+    // Or it crashed: the look after the die opens, with its reason.
+    let mut tracker = Tracker::new(Policy::default());
+    looks(&mut tracker, &[look(0, 0, "running", "S0", None), settling]);
+    let events = looks(&mut tracker, &[look(6, 0, "exited", "S0", Some(CRASH))]);
+    assert_eq!(brief(&events), [(6, Opened, NotRunning)]);
+    assert_eq!(events[0].reason, Some(CRASH));
 }

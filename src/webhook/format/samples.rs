@@ -42,6 +42,10 @@ pub(crate) fn incident(change: Change, kind: IncidentKind, game: &str) -> Health
             restarts_in_window: 4,
             oom: false,
             after_silence: false,
+            reason: None,
+            exit_code: None,
+            signal: None,
+            resolution: None,
         },
         game.into(),
         Observation {

@@ -86,6 +86,10 @@ mod tests {
             restarts_in_window: 4,
             oom: true,
             after_silence: false,
+            reason: None,
+            exit_code: None,
+            signal: None,
+            resolution: None,
         };
         let observation = crate::inspector::Observation {
             container_id: seen.container_id.clone(),
