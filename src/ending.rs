@@ -48,12 +48,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long after an end the events told a look may overrule it (Podman
+/// How long after an end the events told a look may overrule it: Podman
 /// shows a container of its restart loop `exited` for a moment between the
 /// `die` and its `restart`, which the rule without events would take for a
-/// stop), and how long an end a look found before its `die` arrived waits
-/// for it ([`Endings::settling`]).
+/// stop.
 pub const LOOK_SETTLE: Duration = Duration::from_secs(2);
+
+/// How long an end a look found before its `die` arrived waits for it
+/// ([`Endings::settling`]): dockerd sends the `die` after it marks the
+/// container exited, and a daemon busy with a compose recreate of many
+/// services was seen to send it late.
+pub const DIE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a container found `created` (never started) is taken for one
 /// about to start: a deploy creates its containers, then starts them
@@ -207,6 +212,9 @@ pub struct Look<'a> {
     pub oom_killed: bool,
     /// `State.ExitCode`, when it describes an exit.
     pub exit_code: Option<i64>,
+    /// `State.Error` is set: Docker could not start it (a `created`
+    /// container with an error will not start by itself).
+    pub start_failed: bool,
 }
 
 /// What asked the current run to end through the API, before its `die`.
@@ -304,7 +312,7 @@ impl Endings {
     /// Whether `container`'s end is still on its way at `now`: with the
     /// events stream on, a look found it down before its `die` arrived
     /// (dockerd marks a container exited before it sends the `die`, and a
-    /// busy daemon sends it late); for [`LOOK_SETTLE`] the events may still
+    /// busy daemon sends it late); for [`DIE_WAIT`] the events may still
     /// say how it ended (a `kill` before it, an `oom`), and nothing should
     /// be judged of the end yet. A stream that lost the `die` costs that
     /// long and the next look.
@@ -316,10 +324,8 @@ impl Endings {
             return false;
         };
         let young = |since: Instant, settle| now.saturating_duration_since(since) < settle;
-        let end_on_its_way = self.events
-            && c.down
-            && c.end
-                .is_some_and(|e| !e.by_events && young(e.at, LOOK_SETTLE));
+        let end_on_its_way =
+            self.events && c.down && c.end.is_some_and(|e| !e.by_events && young(e.at, DIE_WAIT));
         end_on_its_way || c.created_since.is_some_and(|t| young(t, CREATED_SETTLE))
     }
 
@@ -408,7 +414,7 @@ impl Endings {
         let c = self.entry(container, now);
         c.touched = now;
         c.created_since = match look.status {
-            "created" => c.created_since.or(Some(now)),
+            "created" if !look.start_failed => c.created_since.or(Some(now)),
             _ => None,
         };
         let down = is_down(look.status);

@@ -83,7 +83,7 @@ pub struct StateDetails {
     pub health_log: Vec<String>,
     /// How the container last ended, when the observation is about an end
     /// (it is down, or restarted): not Docker's word but the classifier's
-    /// ([`crate::ending`]), which the schedule adds.
+    /// (`ending`), which the schedule adds.
     pub reason: Option<EndReason>,
     /// `HostConfig.RestartPolicy.Name` (`no`, `always`, `unless-stopped`,
     /// `on-failure`): read for the classifier of ends (a container under

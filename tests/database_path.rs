@@ -549,7 +549,13 @@ fn an_incident_opened_while_the_database_refuses_writes_lands_once_it_takes_them
             phase < 2
         };
         let status = if down { "exited" } else { "running" };
-        Reply::Json(200, inspect_body(&hex_id(7), 0, status, None))
+        // Each game's container its own id, as Docker's are.
+        let n = path
+            .rsplit("game-")
+            .next()
+            .and_then(|rest| rest.split('/').next()?.parse().ok())
+            .unwrap_or(1000);
+        Reply::Json(200, inspect_body(&hex_id(n), 0, status, None))
     });
     let state = TempDir::new("fullqueue");
     let mut cmd = run_over(&s, &engine, "250ms", &state);

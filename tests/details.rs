@@ -91,12 +91,14 @@ fn extended_details_say_why_each_container_failed() {
         killed
     });
 
+    // `once` reads no events: how each ended is what the inspect allows
+    // (no restart policy: unknown, but for the OOM kill it shows).
     let d = details_by_game(&c, "extended");
     let killed = &d["g-killed"];
     assert_eq!(
         without_times(killed),
         json!({"restart_count": 0, "state": "exited", "health": "",
-               "exit_code": 137, "oom_killed": false})
+               "exit_code": 137, "oom_killed": false, "reason": "unknown"})
     );
     assert!(
         has(killed, "started_at") && has(killed, "finished_at"),
@@ -107,7 +109,7 @@ fn extended_details_say_why_each_container_failed() {
     assert_eq!(
         without_times(exit3),
         json!({"restart_count": 0, "state": "exited", "health": "",
-               "exit_code": 3, "oom_killed": false})
+               "exit_code": 3, "oom_killed": false, "reason": "unknown"})
     );
     assert!(has(exit3, "finished_at"), "{exit3}");
 
@@ -129,7 +131,7 @@ fn extended_details_say_why_each_container_failed() {
         assert_eq!(
             without_times(&d["g-oom"]),
             json!({"restart_count": 0, "state": "exited", "health": "",
-                   "exit_code": 137, "oom_killed": true})
+                   "exit_code": 137, "oom_killed": true, "reason": "oom"})
         );
     }
 

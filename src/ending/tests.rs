@@ -36,6 +36,7 @@ fn look(status: &'static str, policy: &'static str) -> Look<'static> {
         restart_policy: Some(policy),
         oom_killed: false,
         exit_code: None,
+        start_failed: false,
     }
 }
 
@@ -504,9 +505,10 @@ fn with_events_a_look_before_the_die_settles_until_the_die_or_a_while() {
         Some(Unknown)
     );
     assert!(endings.settling(C, at(1.1)));
-    assert!(endings.settling(C, at(2.9)), "another look changes nothing");
+    assert!(endings.settling(C, at(5.9)), "another look changes nothing");
     endings.look(C, look("exited", "no"), at(2.0));
-    assert!(endings.settling(C, at(2.9)));
+    assert!(endings.settling(C, at(5.9)));
+    assert!(!endings.settling(C, at(6.1)));
     // The die comes: it tells, and nothing waits any longer.
     assert_eq!(endings.event(C, die(143), at(1.2)), Some(Stopped));
     assert!(!endings.settling(C, at(1.2)));
@@ -514,8 +516,8 @@ fn with_events_a_look_before_the_die_settles_until_the_die_or_a_while() {
     // once settled.
     let mut endings = Endings::new(true);
     endings.look(C, look("exited", "always"), at(0.0));
-    assert!(endings.settling(C, at(1.9)));
-    assert!(!endings.settling(C, at(2.0)));
+    assert!(endings.settling(C, at(4.9)));
+    assert!(!endings.settling(C, at(5.0)));
     assert_eq!(endings.reason(C), Some(Stopped));
     // Without events there is nothing to wait for.
     let mut endings = Endings::new(false);
@@ -542,4 +544,12 @@ fn a_container_created_and_not_yet_started_settles_for_a_while() {
         assert!(!endings.settling(C, at(31.0)));
         assert_eq!(endings.reason(C), None);
     }
+    // One Docker could not start waits for nothing.
+    let mut endings = Endings::new(true);
+    let failed = Look {
+        start_failed: true,
+        ..look("created", "no")
+    };
+    endings.look(C, failed, at(0.0));
+    assert!(!endings.settling(C, at(0.0)));
 }

@@ -201,6 +201,7 @@ impl Schedule {
             restart_policy: d.and_then(|d| d.restart_policy.as_deref()),
             oom_killed: d.and_then(|d| d.oom_killed) == Some(true),
             exit_code: d.and_then(|d| d.exit_code),
+            start_failed: d.is_some_and(|d| d.error.is_some()),
         };
         self.endings.look(&seen.container_id, look, now)
     }

@@ -14,8 +14,8 @@ use crate::ending::Happened;
 /// mode); it never asks for an inspect. `kill`, `stop`, `destroy` (Podman:
 /// `remove`) say that a container's end was asked for through the engine's
 /// API (`docker stop`, `docker kill`, `docker rm -f`, a deploy): they feed
-/// the classifier of ends ([`crate::ending`]), and a `stop` or `destroy`
-/// that tells of an operator taking over an end asks for an inspect.
+/// the classifier of ends (`ending`), and ask for no inspect: the `die`
+/// that ends the run does.
 pub const ACTIONS: [&str; 10] = [
     "die",
     "oom",
