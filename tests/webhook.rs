@@ -64,7 +64,7 @@ fn assert_posted_as(req: &HookRequest, format: &str) {
                 body["details"],
                 serde_json::json!({
                     "restart_count": 2, "state": "exited", "health": "",
-                    "exit_code": 137, "oom_killed": true,
+                    "exit_code": 137, "oom_killed": true, "reason": "oom",
                     "started_at": "2026-11-27T09:42:59.1Z",
                     "finished_at": "2026-11-27T09:43:00.2Z"
                 })
