@@ -53,12 +53,19 @@ impl Tracker {
         changed |= game.gone_since.take().is_some();
 
         // A start the restart count does not show (a manual or API start,
-        // which also resets the count) still changes `StartedAt`.
+        // which also resets the count) still changes `StartedAt` — of the
+        // same container: a replacement's is its own, and one first seen
+        // `created` (never started, no `StartedAt`) must not be measured
+        // against the container it replaced.
+        let same = game
+            .last
+            .as_ref()
+            .is_some_and(|(c, _)| c == look.container_id);
         let started_again = match (&game.started, look.started_at) {
-            (Some(before), Some(now)) => before != now,
+            (Some(before), Some(now)) => same && before != now,
             _ => false,
         };
-        if look.started_at.is_some() && game.started.as_deref() != look.started_at {
+        if (look.started_at.is_some() || !same) && game.started.as_deref() != look.started_at {
             game.started = look.started_at.map(str::to_owned);
             changed = true;
         }

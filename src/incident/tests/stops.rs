@@ -227,3 +227,31 @@ fn a_look_that_finds_it_down_before_its_die_arrived_waits_for_the_die() {
     assert_eq!(brief(&events), [(6, Opened, NotRunning)]);
     assert_eq!(events[0].reason, Some(CRASH));
 }
+
+#[test]
+fn a_replacement_first_seen_created_is_no_restart_when_it_starts() {
+    // compose --force-recreate under load: the old container stopped, the
+    // new one seen `created` (no StartedAt yet), then running.
+    let mut tracker = Tracker::new(Policy::default());
+    let stopped = Some(EndReason::Stopped);
+    let mut events = looks(
+        &mut tracker,
+        &[
+            look(0, 0, "running", "S0", None),
+            look(5, 0, "exited", "S0", stopped),
+        ],
+    );
+    assert!(tracker.ended_by_api(Some("g"), A, t(5)).is_empty());
+    let created = Look {
+        container_id: B,
+        started_at: None,
+        settling: true,
+        ..look(6, 0, "created", "", None)
+    };
+    let running = Look {
+        container_id: B,
+        ..look(7, 0, "running", "S9", None)
+    };
+    events.extend(looks(&mut tracker, &[created, running]));
+    assert_eq!(brief(&events), []);
+}
