@@ -6,7 +6,7 @@ mod silence;
 mod stdout;
 
 pub(crate) use silence::silence;
-use stdout::print_out;
+pub(crate) use stdout::print_out;
 
 use std::time::{Duration, Instant, SystemTime};
 

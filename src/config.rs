@@ -5,10 +5,12 @@
 //! not UTF-8 is refused, naming where it came from); then `validate` checks
 //! every value and builds plain ones. Every option is a row of one table
 //! ([`OPTIONS`]) that the parser and `--help` ([`usage`]) both use. Config is
-//! values only: no connection state is built here and no file is read; the
-//! adapters read the files the options name (CA files, the webhook's URL
-//! file) when they are built, and one they cannot use stops the start with
-//! exit status 64 like a bad value. Every error names the option and the bad value,
+//! values only: no connection state is built here and no file is read but,
+//! for `status` and `history`, the service's settings file, which stands
+//! beneath the environment (`defaults_file`); the adapters read the files
+//! the options name (CA files, the webhook's URL file) when they are built,
+//! and one they cannot use stops the start with exit status 64 like a bad
+//! value. Every error names the option and the bad value,
 //! except the database URL and the webhook URL, whose values may hold a
 //! password or a token.
 //!
@@ -16,10 +18,14 @@
 //! `command`, `database`, `host`, `incidents`, `sinks`, `webhook` and
 //! `notify` (the notification URLs, each read by `notify_url`), with
 //! `durations`, `names` and `route` for the values they share, and `unread`
-//! for an option set where nothing reads it.
+//! for an option set where nothing reads it; `silence` and `args` check the
+//! flags of commands of their own (`--game`, `--json`, …), which are not
+//! options.
 
+mod args;
 mod command;
 mod database;
+mod defaults_file;
 mod durations;
 mod error;
 mod host;
@@ -146,6 +152,16 @@ impl Config {
         V: Into<OsString>,
     {
         Config::from_raw(RawArgs::parse(args), &|name| env(name).map(Into::into))
+    }
+
+    /// Whether the command answers on stdout, for a person or a script
+    /// (`status`, `history`): its log says only warnings and errors unless
+    /// `RUST_LOG` asks for more.
+    pub fn answers(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Status { .. } | Command::History { .. }
+        )
     }
 
     /// Whether any sink gets incidents: then they are tracked.

@@ -1,6 +1,7 @@
 //! Why the process ends unsuccessfully, and the exit status that says it:
 //! 64 when the operator must change the configuration, 1 when the work
-//! failed and retrying may cure it.
+//! failed and retrying may cure it; `status` says what it found by its own
+//! (0 all healthy, 1 some game in trouble, 2 it could not look).
 
 use std::fmt;
 
@@ -30,6 +31,13 @@ pub enum Failure {
         /// itself gave up (events left undelivered at the deadline).
         source: Cause,
     },
+    /// Exit 2: a command that looks (`status`) could not: dockerd or the
+    /// records cannot be reached. The cause names what, and where.
+    Unseen(Cause),
+    /// The exit status of a command that printed what it found, and whose
+    /// status says it to a script (`status`: 1 when a game is in trouble,
+    /// 2 when one could not be looked at); nothing more is said.
+    Verdict(u8),
 }
 
 impl Failure {
@@ -59,6 +67,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(source)
+            | Failure::Unseen(source)
             | Failure::Runtime {
                 context: None,
                 source,
@@ -67,6 +76,7 @@ impl fmt::Display for Failure {
                 context: Some(context),
                 source,
             } => write!(f, "{context}: {source}"),
+            Failure::Verdict(status) => write!(f, "exit status {status}"),
         }
     }
 }
@@ -80,10 +90,12 @@ impl std::error::Error for Failure {
             } => Some(source.as_ref()),
             // Its text is the cause's own: the chain goes on below it.
             Failure::Usage(source)
+            | Failure::Unseen(source)
             | Failure::Runtime {
                 context: None,
                 source,
             } => source.source(),
+            Failure::Verdict(_) => None,
         }
     }
 }
@@ -94,6 +106,8 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Runtime { .. } => 1,
+            Failure::Unseen(_) => 2,
+            Failure::Verdict(status) => *status,
         }
     }
 }

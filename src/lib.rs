@@ -40,6 +40,7 @@ pub mod event;
 pub mod failure;
 #[cfg(test)]
 mod fakes;
+mod history;
 pub(crate) mod incident;
 pub mod inspector;
 mod inspector_loop;
@@ -54,6 +55,7 @@ pub(crate) mod schedule;
 pub(crate) mod shutdown;
 pub(crate) mod silence;
 pub(crate) mod state;
+mod status;
 pub mod telemetry;
 mod text;
 pub mod tick;

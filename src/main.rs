@@ -30,6 +30,9 @@ fn run() -> ExitCode {
         return usage_error("invalid RUST_LOG: not valid UTF-8");
     }
     rtinspect::logging::init(config.log_format);
+    if config.answers() && std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     for ignored in &config.ignored {
         log::debug!("{ignored}");
     }
@@ -37,6 +40,8 @@ fn run() -> ExitCode {
     match daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure @ Failure::Usage(_)) => usage_error(&failure.to_string()),
+        // Said already, on stdout: the status is the answer.
+        Err(Failure::Verdict(status)) => ExitCode::from(status),
         Err(failure) => {
             log::error!("{failure}");
             ExitCode::from(failure.exit_status())

@@ -25,11 +25,12 @@
 //!
 //! `connect` opens the connections (the probe, keepalives, TLS), and
 //! `transaction` begins and ends every transaction on them; `records`,
-//! `sink`, `migrate` and `prune` are the four uses, each on its own;
+//! `sink`, `migrate`, `prune` and `history` are the five uses, each on its own;
 //! `error` describes a failure of any of them.
 
 mod connect;
 mod error;
+mod history;
 mod migrate;
 mod prune;
 mod records;
@@ -40,6 +41,7 @@ mod transaction;
 
 pub use connect::{Connector, connect};
 pub use error::{PgError, describe};
+pub use history::{FACT_ROWS, HistoryRow, INCIDENT_ROWS, Rows, history_rows};
 pub use migrate::{MigrationStep, Tables, migrate};
 pub use prune::{PRUNE_BATCH, Pruned, prune_events};
 pub use records::{HostFilter, PgRecords, records_query};

@@ -20,6 +20,8 @@
 //! everything.
 
 mod atomic;
+pub(crate) mod history;
+pub(crate) mod peek;
 pub(crate) mod rejected;
 pub(crate) mod silences;
 pub(crate) mod spool;
@@ -136,6 +138,20 @@ struct IncidentsFile<T, H> {
 #[derive(Deserialize)]
 struct FileVersion {
     version: u32,
+}
+
+/// The incidents `incidents.json`'s text holds, or why it holds none:
+/// another version, or what the parser said.
+fn parse_incidents(text: &str) -> Result<SavedIncidents, String> {
+    let version = serde_json::from_str::<FileVersion>(text)
+        .map_err(|e| e.to_string())?
+        .version;
+    if version != INCIDENTS_VERSION {
+        return Err(format!("unknown version {version}"));
+    }
+    serde_json::from_str::<IncidentsFile<SavedIncidents, SavedHold>>(text)
+        .map(|f| f.incidents)
+        .map_err(|e| e.to_string())
 }
 
 impl StateDir {
@@ -278,24 +294,10 @@ impl StateDir {
         let Some(text) = self.read(INCIDENTS)? else {
             return Ok(SavedIncidents::default());
         };
-        let parsed = serde_json::from_str::<FileVersion>(&text).and_then(|v| {
-            if v.version != INCIDENTS_VERSION {
-                return Ok(Err(v.version));
-            }
-            serde_json::from_str::<IncidentsFile<SavedIncidents, SavedHold>>(&text)
-                .map(|f| Ok(f.incidents))
-        });
-        match parsed {
-            Ok(Ok(incidents)) => Ok(incidents),
-            Ok(Err(version)) => {
-                self.set_aside(INCIDENTS, &format!("unknown version {version}"));
-                Ok(SavedIncidents::default())
-            }
-            Err(e) => {
-                self.set_aside(INCIDENTS, &e.to_string());
-                Ok(SavedIncidents::default())
-            }
-        }
+        Ok(parse_incidents(&text).unwrap_or_else(|why| {
+            self.set_aside(INCIDENTS, &why);
+            SavedIncidents::default()
+        }))
     }
 
     /// What silences hold back of the saved incidents; nothing when the

@@ -22,6 +22,7 @@ use crate::inspector::{Inspector, Observation, RuntimeRecord};
 use crate::logging::{WarnLimiter, held_back};
 use crate::records::{RecordError, RecordSource};
 use crate::schedule::{Action, Input, ListFor, Schedule, Settings, StateFile, TickEnd};
+use crate::state::history::HistoryLog;
 use crate::state::{StateDir, StateError};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{Failure, FailureKind, InspectAnswer, InspectError, Reach, Summary};
@@ -45,6 +46,8 @@ pub struct Worker {
     service_warnings: WarnLimiter,
     /// Where baselines are saved.
     state: Option<StateDir>,
+    /// Where every incident event is appended, with a state directory.
+    history: Option<HistoryLog>,
     /// Why the last tick's records could not be listed.
     list_error: Option<RecordError>,
     /// The last tick's summary, so that a steady state logs at debug only.
@@ -89,6 +92,7 @@ impl Worker {
             records: RecordLog::new(telemetry, WARNING_PERIOD),
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
             state: None,
+            history: None,
             list_error: None,
             last: None,
             silences: None,
@@ -116,6 +120,7 @@ impl Worker {
                 state.path().display()
             );
         }
+        self.history = Some(HistoryLog::new(state.path()));
         self.state = Some(state);
         Ok((self, Inspector::with_baselines(saved)))
     }
@@ -233,6 +238,7 @@ impl Worker {
                         event.event_type, i.kind.as_str(), i.started_at, i.restarts_in_window,
                         if i.oom { ", out of memory" } else { "" },
                         if i.after_silence { ", after a silence" } else { "" });
+                    self.remember(&event);
                 }
                 emit(event);
                 Carried::Nothing
@@ -264,10 +270,52 @@ impl Worker {
                 };
                 let result =
                     state.save_incidents_held(&tracker.saved(now), &schedule.hold().saved());
+                self.sync_history();
                 self.saved(StateFile::Incidents, result)
             }
-            Action::TickEnded(end) => self.tick_ended(end),
+            Action::TickEnded(end) => {
+                self.sync_history();
+                self.tick_ended(end)
+            }
             Action::Wait(_) | Action::Stop => Carried::Nothing,
+        }
+    }
+
+    /// Appends an incident event to `history.jsonl`; a failure is warned
+    /// about (once a minute) and the line is lost: the event itself goes on
+    /// to the sinks, and the incidents are saved apart.
+    fn remember(&mut self, event: &HealthEvent) {
+        let Some(history) = &mut self.history else {
+            return;
+        };
+        let written = history.append(event.envelope().as_str());
+        self.history_written(written);
+    }
+
+    /// Makes the appended lines durable, at the tick's save.
+    fn sync_history(&mut self) {
+        if let Some(history) = &mut self.history {
+            let synced = history.sync();
+            self.history_written(synced);
+        }
+    }
+
+    fn history_written(&mut self, result: Result<(), StateError>) {
+        const CAUSE: &str = "history.jsonl";
+        match result {
+            Ok(()) => {
+                if self.service_warnings.clear(CAUSE) {
+                    log::info!("{CAUSE} is written again");
+                }
+            }
+            Err(e) => {
+                self.telemetry.state_save_failures.fetch_add(1, Relaxed);
+                if let Some(held) = self.service_warnings.allow(CAUSE, Instant::now()) {
+                    log::warn!(err:% = e;
+                        "cannot append to {CAUSE}; `rtinspect history` will miss lines{}",
+                        held_back(held));
+                }
+            }
         }
     }
 

@@ -31,6 +31,8 @@ mod events;
 mod faults;
 /// Fleets on one records table: host scoping, its index, PgBouncer.
 mod fleets;
+/// `rtinspect history`: a crash loop and its end, in both modes.
+mod history;
 /// Incidents that cannot lie: each way an alert was once false, lost or
 /// doubled, and the fake dockerd (or the real one) that shows it fixed.
 mod incident_truth;
@@ -66,6 +68,8 @@ mod silence_hold;
 mod silences;
 /// Several sinks at once, each with its own queue, retries, spool, metrics.
 mod sinks;
+/// `rtinspect status` on the real dockerd: worst first, exit status, JSON.
+mod status;
 /// Shared fixtures, one file each (engine, docker, postgres, receiver, …).
 mod support;
 /// One tick through the real Docker client against a fake engine.

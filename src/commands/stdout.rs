@@ -5,7 +5,7 @@ use crate::failure::Failure;
 
 /// `text` on stdout; a closed stdout is a failure to report, not a panic
 /// (as `println!` would make it).
-pub(super) fn print_out(text: &str) -> Result<(), Failure> {
+pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

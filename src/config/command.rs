@@ -2,15 +2,18 @@
 //! run. `migrate` and `prune-events` need a database; `prune-events` alone
 //! reads `--older-than`, which is refused on another command's command line
 //! and ignored when it comes from the defaults file every command reads.
+//! `status` and `history` take flags of their own (`args`), `silence` its
+//! words and flags (`silence`).
 
 use std::time::Duration;
 
+use super::args;
 use super::database::Database;
 use super::durations::parse_duration;
 use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Inputs, Source};
-use super::silence::{SilenceCommand, none_for, silence_command};
+use super::silence::{SilenceCommand, silence_command};
 
 /// What the process was asked to do, once the configuration is valid; a
 /// command that works on the database carries it.
@@ -36,6 +39,20 @@ pub(crate) enum Command {
     NotifyTest,
     /// Add, list or end silences (in the state directory, or the database).
     Silence(SilenceCommand),
+    /// One look at every game now, published nowhere.
+    Status {
+        /// One JSON document rather than a table.
+        json: bool,
+    },
+    /// The incidents' timeline.
+    History {
+        /// One game only.
+        game: Option<String>,
+        /// How far back.
+        since: Duration,
+        /// One JSON document rather than a table.
+        json: bool,
+    },
 }
 
 /// The command as asked for, before it is known to have what it needs.
@@ -43,10 +60,23 @@ pub(super) enum Asked {
     Run,
     Once,
     Migrate,
-    PruneEvents { older_than: Duration },
+    PruneEvents {
+        older_than: Duration,
+    },
     NotifyTest,
     Silence(SilenceCommand),
+    Status {
+        json: bool,
+    },
+    History {
+        game: Option<String>,
+        since: Duration,
+        json: bool,
+    },
 }
+
+/// How far back `history` goes when not told.
+const HISTORY_SINCE: Duration = Duration::from_secs(24 * 3600);
 
 /// The command named on the command line (`None`: `run`), with the age
 /// `prune-events` needs; `--older-than` set for any other command is
@@ -66,16 +96,27 @@ pub(super) fn asked(
             older_than: older_than(inputs)?,
         },
         Some("notify-test") => Asked::NotifyTest,
-        Some("silence") => Asked::Silence(silence_command(inputs.silence())?),
+        Some("silence") => Asked::Silence(silence_command(inputs.command_args())?),
+        Some("status") => Asked::Status {
+            json: args::given(inputs.command_args(), "--json"),
+        },
+        Some("history") => Asked::History {
+            game: history_game(inputs)?,
+            since: match args::value(inputs.command_args(), "--since") {
+                None => HISTORY_SINCE,
+                Some(v) => age(v, "--since")?,
+            },
+            json: args::given(inputs.command_args(), "--json"),
+        },
         Some(other) => {
             return Err(ConfigError::new(format!(
                 "unknown command {other:?}; expected run, once, migrate, prune-events, \
-                 notify-test or silence"
+                 notify-test, silence, status or history"
             )));
         }
     };
     if !matches!(command, Asked::Silence(_)) {
-        none_for(command_name.unwrap_or("run"), inputs.silence())?;
+        args::check(command_name.unwrap_or("run"), inputs.command_args())?;
     }
     if let (false, Some(given)) = (
         matches!(command, Asked::PruneEvents { .. }),
@@ -106,22 +147,56 @@ fn older_than(inputs: &Inputs) -> Result<Duration, ConfigError> {
             "prune-events needs --older-than (or RTINSPECT_PRUNE_OLDER_THAN), e.g. --older-than 30d",
         ));
     };
-    let age = match given.value.strip_suffix('d') {
+    let age = parse_age(&given.value)
+        .ok_or_else(|| given.invalid("expected a duration such as 12h or 30d"))?;
+    check_age(age).map_err(|why| given.invalid(why))
+}
+
+/// An age as `--older-than` and `--since` take it: a duration as
+/// [`parse_duration`] reads it, or whole days (`30d`).
+fn parse_age(value: &str) -> Option<Duration> {
+    match value.strip_suffix('d') {
         Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
             .parse::<u64>()
             .ok()
             .and_then(|d| d.checked_mul(86_400))
             .map(Duration::from_secs),
-        _ => parse_duration(&given.value),
+        _ => parse_duration(value),
     }
-    .ok_or_else(|| given.invalid("expected a duration such as 12h or 30d"))?;
+}
+
+/// Greater than zero, at most 10000 days (27 years: the cutoff stays after 1970).
+fn check_age(age: Duration) -> Result<Duration, &'static str> {
     if age.is_zero() {
-        return Err(given.invalid("must be greater than zero"));
+        return Err("must be greater than zero");
     }
     if age > Duration::from_secs(10_000 * 86_400) {
-        return Err(given.invalid("must be at most 10000d"));
+        return Err("must be at most 10000d");
     }
     Ok(age)
+}
+
+/// A command argument's age (`--since 24h`).
+fn age(value: &str, flag: &str) -> Result<Duration, ConfigError> {
+    let invalid = |why: &str| ConfigError::new(format!("invalid {flag} {value:?}: {why}"));
+    let age = parse_age(value).ok_or_else(|| invalid("expected a duration such as 12h or 30d"))?;
+    check_age(age).map_err(invalid)
+}
+
+/// `history --game G`: a game id as records have them (not empty, at most
+/// 256 bytes).
+fn history_game(inputs: &Inputs) -> Result<Option<String>, ConfigError> {
+    let Some(game) = args::value(inputs.command_args(), "--game") else {
+        return Ok(None);
+    };
+    if game.is_empty() || game.len() > 256 {
+        return Err(ConfigError::new(format!(
+            "invalid --game {:?}: expected a game id of 1 to 256 bytes",
+            game.get(..game.floor_char_boundary(200))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(Some(game.to_owned()))
 }
 
 /// The command, with the database it works on: `migrate` and
@@ -149,6 +224,8 @@ pub(super) fn with_database(
         },
         Asked::NotifyTest => Command::NotifyTest,
         Asked::Silence(silence) => Command::Silence(silence),
+        Asked::Status { json } => Command::Status { json },
+        Asked::History { game, since, json } => Command::History { game, since, json },
     })
 }
 
@@ -274,6 +351,129 @@ mod tests {
             let got = err(args, env);
             assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn status_takes_json_and_no_other_command_does() {
+        let json = |args: &[&str]| match config(args, &[]).command {
+            Command::Status { json } => json,
+            other => panic!("{other:?}"),
+        };
+        assert!(!json(&["status"]));
+        assert!(json(&["status", "--json"]));
+        assert!(json(&["--json", "status"]), "before the command too");
+        let table: &[Case] = &[
+            (
+                &["run", "--json"],
+                &[],
+                "--json has no effect on run: only status and history read it; remove it",
+            ),
+            (
+                &["--json"],
+                &[],
+                "--json has no effect on run: only status and history read it",
+            ),
+            (
+                &["status", "--json=yes"],
+                &[],
+                "option --json takes no value",
+            ),
+            (
+                &["status", "--json", "--json"],
+                &[],
+                "--json is given twice",
+            ),
+            // It is no option: its variable is nothing.
+            (&["status", "--jsonx"], &[], "unknown option \"--jsonx\""),
+            (
+                &["status", "--for", "5m"],
+                &[],
+                "--for has no effect on status: only silence reads it",
+            ),
+            (&["status", "list"], &[], "unexpected argument \"list\""),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn history_takes_a_game_an_age_and_json() {
+        let history = |args: &[&str]| match config(args, &[]).command {
+            Command::History { game, since, json } => (game, since.as_secs(), json),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(history(&["history"]), (None, 86_400, false));
+        assert_eq!(
+            history(&["history", "--game", "g-1", "--since=90m", "--json"]),
+            (Some("g-1".into()), 5400, true)
+        );
+        assert_eq!(history(&["history", "--since", "7d"]).1, 7 * 86_400);
+        let long = "g".repeat(257);
+        let table: &[Case] = &[
+            (
+                &["history", "--since", "soon"],
+                &[],
+                "invalid --since \"soon\"",
+            ),
+            (
+                &["history", "--since", "0s"],
+                &[],
+                "must be greater than zero",
+            ),
+            (&["history", "--game", ""], &[], "invalid --game \"\""),
+            (
+                &["history", "--game", &long],
+                &[],
+                "expected a game id of 1 to 256 bytes",
+            ),
+            (&["history", "--game"], &[], "option --game needs a value"),
+            (
+                &["status", "--game", "g"],
+                &[],
+                "--game has no effect on status: only history and silence read it",
+            ),
+            (
+                &["once", "--since", "1h"],
+                &[],
+                "--since has no effect on once: only history reads it",
+            ),
+        ];
+        for (args, env, want) in table {
+            let got = err(args, env);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn status_reads_the_service_settings_beneath_the_environment_and_run_does_not() {
+        let file = std::env::temp_dir().join(format!("rtinspect-defaults-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "RTINSPECT_LABEL=from.file\nRTINSPECT_INTERVAL='7s'\n#RTINSPECT_EVENTS=off\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let var = ("RTINSPECT_DEFAULTS_FILE", path);
+        let c = config(&["status"], &[var]);
+        assert_eq!((c.label.as_str(), c.interval.as_secs()), ("from.file", 7));
+        assert!(c.events);
+        let c = config(&["status"], &[var, ("RTINSPECT_LABEL", "from.env")]);
+        assert_eq!(c.label, "from.env", "the environment wins");
+        let c = config(&["status", "--label", "from.flag"], &[var]);
+        assert_eq!(c.label, "from.flag");
+        let c = config(&["run"], &[var]);
+        assert_eq!(
+            c.label, "rtinspect.game-id",
+            "the service reads its own environment"
+        );
+        let c = config(&["status"], &[("RTINSPECT_DEFAULTS_FILE", "")]);
+        assert_eq!(c.label, "rtinspect.game-id", "empty: none read");
+        // A bad value in the file is named as its variable.
+        std::fs::write(&file, "RTINSPECT_INTERVAL=soon\n").unwrap();
+        assert!(err(&["status"], &[var]).starts_with("invalid RTINSPECT_INTERVAL \"soon\""));
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

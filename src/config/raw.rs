@@ -108,9 +108,19 @@ fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
     }
 }
 
-/// The flags of `rtinspect silence` alone: they are the command's own
-/// input, not options, so they have no variable and no row in the table.
-pub(super) const SILENCE_FLAGS: [&str; 5] = ["--game", "--all", "--for", "--until", "--comment"];
+/// The flags of commands of their own (`silence`, `status`, `history`):
+/// they are a command's own input, not options, so they have no variable
+/// and no row in the table; each command checks those it reads
+/// (`command.rs`, `silence.rs`). `--all` and `--json` take no value.
+pub(super) const COMMAND_FLAGS: [&str; 7] = [
+    "--game",
+    "--all",
+    "--for",
+    "--until",
+    "--comment",
+    "--json",
+    "--since",
+];
 
 /// The command line as given, before the environment is read.
 #[derive(Debug, Default)]
@@ -118,8 +128,8 @@ pub(crate) struct RawArgs {
     command: Option<String>,
     flags: HashMap<Opt, String>,
     /// The words after the command (`silence add`, `silence end ID`) and
-    /// the silence flags with their values, in order.
-    silence: SilenceArgs,
+    /// the command flags with their values, in order.
+    command_args: CommandArgs,
     help: bool,
     version: bool,
     /// The first problem, reported unless help or the version was asked for.
@@ -147,8 +157,8 @@ impl RawArgs {
                         None => (bytes, None),
                     };
                     let name = String::from_utf8_lossy(name);
-                    if let Some(flag) = SILENCE_FLAGS.iter().find(|f| **f == name) {
-                        raw.silence_flag(flag, inline, &mut args);
+                    if let Some(flag) = COMMAND_FLAGS.iter().find(|f| **f == name) {
+                        raw.command_flag(flag, inline, &mut args);
                         continue;
                     }
                     let Some(opt) = Opt::from_flag(&name) else {
@@ -200,7 +210,7 @@ impl RawArgs {
                         // `silence add`, `silence end ID`: checked with the
                         // command's flags.
                         Some(first) if first == "silence" => match arg.into_string() {
-                            Ok(word) => raw.silence.words.push(word),
+                            Ok(word) => raw.command_args.words.push(word),
                             Err(_) => {
                                 raw.fail(format!("invalid argument {word:?}: not valid UTF-8"))
                             }
@@ -216,17 +226,23 @@ impl RawArgs {
         raw
     }
 
-    /// A flag of `rtinspect silence`: `--all` alone, the others with a value.
-    fn silence_flag(
+    /// The command named, if any (before it is checked).
+    pub(super) fn command(&self) -> Option<&str> {
+        self.command.as_deref()
+    }
+
+    /// A command's own flag: `--all` and `--json` alone, the others with a
+    /// value.
+    fn command_flag(
         &mut self,
         flag: &'static str,
         inline: Option<OsString>,
         args: &mut impl Iterator<Item = OsString>,
     ) {
-        if flag == "--all" {
+        if flag == "--all" || flag == "--json" {
             match inline {
-                Some(_) => self.fail("option --all takes no value".into()),
-                None => self.silence.flags.push((flag, None)),
+                Some(_) => self.fail(format!("option {flag} takes no value")),
+                None => self.command_args.flags.push((flag, None)),
             }
             return;
         }
@@ -235,7 +251,7 @@ impl RawArgs {
             return;
         };
         match value.into_string() {
-            Ok(value) => self.silence.flags.push((flag, Some(value))),
+            Ok(value) => self.command_args.flags.push((flag, Some(value))),
             Err(value) => self.fail(format!(
                 "invalid {flag} {:?}: not valid UTF-8",
                 value.to_string_lossy()
@@ -308,7 +324,7 @@ impl RawArgs {
             inputs: Inputs {
                 given,
                 state_directory,
-                silence: self.silence,
+                command_args: self.command_args,
             },
         })
     }
@@ -349,16 +365,16 @@ pub(super) enum Resolved {
 pub(super) struct Inputs {
     given: HashMap<Opt, Given>,
     state_directory: Option<Given>,
-    silence: SilenceArgs,
+    command_args: CommandArgs,
 }
 
-/// What `rtinspect silence` was given beside the options: its words and
-/// flags, in order.
+/// What a command was given beside the options: its words (`silence`'s)
+/// and its flags, in order.
 #[derive(Debug, Default)]
-pub(super) struct SilenceArgs {
+pub(super) struct CommandArgs {
     /// The words after `silence`: the action, then an id.
     pub(super) words: Vec<String>,
-    /// Each silence flag, with its value (`--all` has none).
+    /// Each command flag, with its value (`--all` and `--json` have none).
     pub(super) flags: Vec<(&'static str, Option<String>)>,
 }
 
@@ -396,9 +412,9 @@ impl Inputs {
         self.state_directory.as_ref()
     }
 
-    /// The words and flags of `rtinspect silence`.
-    pub(super) fn silence(&self) -> &SilenceArgs {
-        &self.silence
+    /// The words and flags of a command of its own.
+    pub(super) fn command_args(&self) -> &CommandArgs {
+        &self.command_args
     }
 }
 

@@ -3,7 +3,7 @@
 //! the command's to say, when it runs: see `crate::silence::window`).
 
 use super::error::ConfigError;
-use super::raw::{SILENCE_FLAGS, SilenceArgs};
+use super::raw::CommandArgs;
 use crate::silence::{self, Ends};
 
 /// What `rtinspect silence` was asked to do.
@@ -30,7 +30,7 @@ pub(crate) enum SilenceCommand {
 const ACTIONS: &str = "add, list or end";
 
 /// The silence command that `args` spell, or why not, naming the input.
-pub(super) fn silence_command(args: &SilenceArgs) -> Result<SilenceCommand, ConfigError> {
+pub(super) fn silence_command(args: &CommandArgs) -> Result<SilenceCommand, ConfigError> {
     let mut words = args.words.iter();
     let Some(action) = words.next() else {
         return Err(ConfigError::new(format!(
@@ -149,24 +149,11 @@ pub(super) fn silence_command(args: &SilenceArgs) -> Result<SilenceCommand, Conf
 }
 
 /// The values of the silence flag `name`, in order.
-fn flag_values<'a>(args: &'a SilenceArgs, name: &'static str) -> impl Iterator<Item = &'a str> {
+fn flag_values<'a>(args: &'a CommandArgs, name: &'static str) -> impl Iterator<Item = &'a str> {
     args.flags
         .iter()
         .filter(move |(f, _)| *f == name)
         .map(|(_, v)| v.as_deref().unwrap_or(""))
-}
-
-/// Refuses the words and flags of `silence` given to another command.
-pub(super) fn none_for(command: &str, args: &SilenceArgs) -> Result<(), ConfigError> {
-    match args.flags.first() {
-        Some((flag, _)) => {
-            debug_assert!(SILENCE_FLAGS.contains(flag));
-            Err(ConfigError::new(format!(
-                "{flag} has no effect: only `rtinspect silence` reads it, not {command}"
-            )))
-        }
-        None => Ok(()),
-    }
 }
 
 /// A value as a message shows it: at most 100 bytes of it, quoted.
@@ -315,7 +302,7 @@ mod tests {
             ),
             (
                 &["run", "--game", "g"],
-                "--game has no effect: only `rtinspect silence` reads it",
+                "--game has no effect on run: only history and silence read it",
             ),
             (
                 &["once", "extra"],

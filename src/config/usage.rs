@@ -40,6 +40,10 @@ Commands:
              silence end (ID | --all) end one now, or every one
              Label mode keeps them in --state-dir (give the daemon's);
              PostgreSQL mode in --silences-table
+  status     Every game now, worst first (--json); exit 0 all healthy,
+             1 some game in trouble, 2 could not look
+  history    The incidents' timeline, oldest first (--game G, --since 24h,
+             --json)
 
 Options (each also read from the environment variable shown; a flag wins. An
 option the chosen mode or sinks do not read is an error that names the fix,

@@ -18,7 +18,10 @@ use super::names::{TableName, is_identifier};
 use super::options::Opt;
 use super::raw::{Given, Inputs, RawArgs, Resolved};
 use super::sinks::{Route, SinkConfig, reports, sinks};
-use super::{Config, Invocation, LogFormat, command, database, host, incidents, notify, unread};
+use super::{
+    Config, Invocation, LogFormat, command, database, defaults_file, host, incidents, notify,
+    unread,
+};
 use crate::event::DetailLevel;
 
 impl Config {
@@ -27,6 +30,14 @@ impl Config {
         raw: RawArgs,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Invocation, ConfigError> {
+        // `status` and `history` see what the service sees: its settings
+        // file beneath the environment.
+        let service_settings = match raw.command() {
+            Some("status" | "history") => Some(defaults_file::read(env)?),
+            _ => None,
+        };
+        let env =
+            &|name: &str| env(name).or_else(|| service_settings.as_ref().and_then(|s| s.get(name)));
         let (command, mut inputs) = match raw.resolve(env)? {
             Resolved::Help => return Ok(Invocation::Help),
             Resolved::Version => return Ok(Invocation::Version),

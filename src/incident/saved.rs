@@ -154,6 +154,44 @@ impl SavedIncidents {
     pub fn is_empty(&self) -> bool {
         self.games.is_empty()
     }
+
+    /// What `status` shows of a game remembered: its restart count and its
+    /// open incident, read only.
+    pub fn game(&self, game_id: &str) -> Option<SavedView<'_>> {
+        let s = self.games.get(game_id)?;
+        Some(SavedView {
+            restarts: s.restarts_in_window,
+            incident: s.incident.as_ref().map(|i| OpenIncident {
+                id: &i.id,
+                kind: i.kind.into(),
+                started_at: i
+                    .started_at_us
+                    .map(from_us)
+                    .unwrap_or_else(|| from_ms(i.started_at_ms.unwrap_or(0))),
+            }),
+        })
+    }
+}
+
+/// One game as the tracker remembers it, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedView<'a> {
+    /// Restarts counted since its container last ran clean for the
+    /// crash-loop window.
+    pub restarts: u32,
+    /// Its open incident.
+    pub incident: Option<OpenIncident<'a>>,
+}
+
+/// An open incident as the tracker remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenIncident<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its kind.
+    pub kind: Kind,
+    /// When it opened, on the wall clock.
+    pub started_at: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -52,6 +52,9 @@ pub fn bin() -> Command {
         .env_remove("RTINSPECT_INTERVAL")
         .env_remove("STATE_DIRECTORY")
         .env_remove("JOURNAL_STREAM")
+        .env_remove("NO_COLOR")
+        // `status` and `history` would read the host's service settings.
+        .env("RTINSPECT_DEFAULTS_FILE", "")
         .env("RUST_LOG", "info");
     c
 }

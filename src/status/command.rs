@@ -1,0 +1,169 @@
+//! `rtinspect status`: one look now, published nowhere. It reads the records
+//! as `run` does (labels or PostgreSQL, the same configuration), inspects
+//! each container once, and, where there is a state directory, reads the
+//! tracker's saved incidents and restart counts without the daemon's lock;
+//! it writes nothing and never disturbs a running daemon. The table (or
+//! `--json`) goes to stdout; the exit status says 0 all healthy, 1 some game
+//! in trouble, 2 could not look.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{Board, Look, Seen, TrackerMemory, table};
+use crate::build;
+use crate::config::Config;
+use crate::docker::{ContainerInspector, DockerError};
+use crate::failure::Failure;
+use crate::inspector::RuntimeRecord;
+use crate::records::RecordError;
+use crate::state::peek;
+
+/// The state directory the packaged unit gives the service
+/// (`StateDirectory=rtinspect`): read when none is configured and it exists.
+pub(crate) const PACKAGED_STATE_DIR: &str = "/var/lib/rtinspect";
+
+/// Runs `rtinspect status`.
+pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
+    let host = host_name(config)?;
+    let docker = build::docker_client(config);
+    let pg = build::pg_parts(config)?;
+    let mut source = build::build_source(config, &docker, pg.as_ref());
+    let records = source.records().map_err(|e| cannot_look(config, e))?;
+    let memory = saved_memory(config);
+    let looks = look_at(&docker, records).map_err(|e| {
+        Failure::Unseen(
+            format!(
+                "cannot reach dockerd at {}: {e}",
+                config.docker_socket.display()
+            )
+            .into(),
+        )
+    })?;
+    let board = Board::new(host, SystemTime::now(), looks, memory.as_ref(), &|_| None);
+    let text = if json {
+        board.json(usize::MAX)
+    } else {
+        let colour = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        table::render(&board, SystemTime::now(), colour)
+    };
+    crate::commands::print_out(&text)?;
+    match board.exit_status() {
+        0 => Ok(()),
+        status => Err(Failure::Verdict(status)),
+    }
+}
+
+/// The host the board is of: `--host-id` with host scoping, else the
+/// hostname.
+pub(crate) fn host_name(config: &Config) -> Result<String, Failure> {
+    Ok(match build::host_filter(config)? {
+        Some(h) => h.host_id,
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    })
+}
+
+/// The records could not be read: nothing was looked at.
+fn cannot_look(config: &Config, e: RecordError) -> Failure {
+    let message = match &e {
+        RecordError::Docker(e) => format!(
+            "cannot reach dockerd at {}: {e}",
+            config.docker_socket.display()
+        ),
+        RecordError::Database(_) => format!("cannot read the records: {e}"),
+    };
+    Failure::Unseen(message.into())
+}
+
+/// The state directory to read: the configured one, else the packaged one
+/// when it exists.
+pub(crate) fn state_dir(config: &Config) -> Option<PathBuf> {
+    config.state_dir.clone().or_else(|| {
+        let packaged = Path::new(PACKAGED_STATE_DIR);
+        packaged.is_dir().then(|| packaged.to_owned())
+    })
+}
+
+/// What the tracker saved, or `None` (said on stderr when a file is there
+/// but cannot be read: the looks are shown without it).
+fn saved_memory(config: &Config) -> Option<TrackerMemory> {
+    let dir = state_dir(config)?;
+    match peek::read_incidents(&dir) {
+        Ok(saved) => saved,
+        Err(e) => {
+            log::warn!(err:% = e;
+                "the saved incidents cannot be read; crash loops and open incidents are not shown");
+            None
+        }
+    }
+}
+
+/// One look at each record, in order. A record that is not valid is not
+/// asked about; a container that cannot be inspected is `unknown`, unless
+/// dockerd itself stops answering (`/_ping` fails too): then the error.
+fn look_at(
+    docker: &dyn ContainerInspector,
+    records: Vec<RuntimeRecord>,
+) -> Result<Vec<Look>, DockerError> {
+    let mut looks = Vec::with_capacity(records.len());
+    for record in records {
+        let seen = match crate::tick::validate(&record) {
+            Err(why) => Seen::Invalid(format!("record skipped: {why}")),
+            Ok(()) => match docker.inspect(&record.container_id) {
+                Ok(o) => Seen::Container {
+                    container_id: o.container_id,
+                    state: o.status,
+                    health: o.health,
+                },
+                Err(DockerError::NotFound) => Seen::Missing,
+                Err(e) if e.means_unreachable() => {
+                    docker.ping()?;
+                    Seen::Failed(format!("inspect failed: {e}"))
+                }
+                Err(e) => Seen::Failed(format!("inspect failed: {e}")),
+            },
+        };
+        looks.push(Look {
+            game_id: record.game_id,
+            container_ref: record.container_id,
+            seen,
+        });
+    }
+    Ok(looks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{Answer, FakeDocker};
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn each_record_is_looked_at_once_and_a_dead_dockerd_is_an_error() {
+        let docker = FakeDocker::new()
+            .answer("up", Answer::status(A, 0, "running"))
+            .answer("boom", Answer::Status(500));
+        let records = vec![
+            RuntimeRecord::new("g-up", "up"),
+            RuntimeRecord::new("g-gone", "gone"),
+            RuntimeRecord::new("g-boom", "boom"),
+            RuntimeRecord::new("g-bad", "../x"),
+        ];
+        let looks = look_at(&docker, records.clone()).unwrap();
+        let seen: Vec<&Seen> = looks.iter().map(|l| &l.seen).collect();
+        assert!(matches!(seen[0], Seen::Container { state, .. } if state == "running"));
+        assert_eq!(seen[1], &Seen::Missing);
+        assert!(matches!(seen[2], Seen::Failed(why) if why.starts_with("inspect failed")));
+        assert!(matches!(seen[3], Seen::Invalid(_)));
+        assert_eq!(docker.asked(), ["up", "gone", "boom"], "once each");
+
+        let down = FakeDocker::new().default_answer(Answer::Unreachable);
+        down.set_ping(Some(Answer::Unreachable));
+        assert!(look_at(&down, records).is_err());
+    }
+}
