@@ -198,6 +198,7 @@ expected_files=$(printf '%s\n' \
   ./usr/share/doc/rtinspect/CONTRIBUTING.md \
   $(cd docs && printf './usr/share/doc/rtinspect/docs/%s\n' *.md) \
   ./usr/share/doc/rtinspect/examples/rtinspect.rules.yml \
+  ./usr/share/rtinspect/grafana/rtinspect.json \
   ./usr/share/doc/rtinspect/changelog.Debian.gz \
   ./usr/share/doc/rtinspect/copyright \
   ./usr/share/man/man1/rtinspect.1.gz | sort)
@@ -248,6 +249,10 @@ check_deb() {
   cmp -s "$work/x-$a/data/usr/bin/rtinspect" "$(binary "$t")" &&
     pass "$a: /usr/bin/rtinspect is the binary checked above" ||
     fail "$a: /usr/bin/rtinspect differs from $(binary "$t")"
+  # The Grafana dashboard, as tests/dashboard.rs checks it against Prometheus.
+  cmp -s "$work/x-$a/data/usr/share/rtinspect/grafana/rtinspect.json" packaging/grafana/rtinspect.json &&
+    pass "$a: /usr/share/rtinspect/grafana/rtinspect.json is packaging/grafana/rtinspect.json" ||
+    fail "$a: the dashboard differs from packaging/grafana/rtinspect.json"
   # Against the first architecture's package: the same unit, conffile,
   # maintainer scripts and documents.
   ref="$work/x-${deb_arch[${targets[0]}]}"

@@ -114,6 +114,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let outlets = outlets(config, backlogs, &names, state.as_ref());
     let _ = at_exit.set(outlets.iter().map(|o| o.spool.clone()).collect());
     let metrics = serve_metrics(config, &telemetry, &outlets)?;
+    if let Some(m) = &metrics {
+        worker = worker.with_live(m.board());
+    }
     let publishers = spawn_publishers(sinks, &outlets, state.as_ref(), &telemetry)?;
 
     notifier.ready();
@@ -243,7 +246,8 @@ fn serve_metrics(
         started: Instant::now(),
         queue_depths: Box::new(move || outboxes.iter().map(|o| o.len()).collect()),
     };
-    metrics::serve(addr, telemetry.clone(), inputs)
+    let host = crate::status::command::host_name(config)?;
+    metrics::serve(addr, telemetry.clone(), inputs, host)
         .map(Some)
         .map_err(Failure::because)
 }

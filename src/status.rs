@@ -17,6 +17,8 @@
 //! looked at is `unknown`.
 
 pub(crate) mod command;
+pub(crate) mod html;
+pub(crate) mod live;
 pub(crate) mod table;
 
 use std::fmt::Write as _;

@@ -56,6 +56,9 @@ pub struct Telemetry {
     pub state_save_failures: AtomicU64,
     /// Changes of incidents a silence held back (each once, when made).
     pub incidents_silenced: AtomicU64,
+    /// Restarts the looks showed: a container's `RestartCount` risen since
+    /// the last look at it (counted with a metrics listener only).
+    pub container_restarts: AtomicU64,
     /// Each sink's delivery, in the order the sinks were given.
     pub sinks: Vec<SinkCounters>,
     /// Incidents' changes, whatever the sinks: `[kind][change]`, indexed as

@@ -24,6 +24,7 @@ use crate::records::{RecordError, RecordSource};
 use crate::schedule::{Action, Input, ListFor, Schedule, Settings, StateFile, TickEnd};
 use crate::state::history::HistoryLog;
 use crate::state::{StateDir, StateError};
+use crate::status::live::{LiveBoard, Looks};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{Failure, FailureKind, InspectAnswer, InspectError, Reach, Summary};
 use record_log::RecordLog;
@@ -48,6 +49,8 @@ pub struct Worker {
     state: Option<StateDir>,
     /// Where every incident event is appended, with a state directory.
     history: Option<HistoryLog>,
+    /// Each game's latest look, for the status page (with a listener).
+    live: Option<Looks>,
     /// Why the last tick's records could not be listed.
     list_error: Option<RecordError>,
     /// The last tick's summary, so that a steady state logs at debug only.
@@ -93,6 +96,7 @@ impl Worker {
             service_warnings: WarnLimiter::new(WARNING_PERIOD),
             state: None,
             history: None,
+            live: None,
             list_error: None,
             last: None,
             silences: None,
@@ -123,6 +127,26 @@ impl Worker {
         self.history = Some(HistoryLog::new(state.path()));
         self.state = Some(state);
         Ok((self, Inspector::with_baselines(saved)))
+    }
+
+    /// Publishes each game's latest look to `board` from now on, for the
+    /// status page.
+    pub(crate) fn with_live(mut self, board: Arc<LiveBoard>) -> Self {
+        self.live = Some(Looks::new(board));
+        self
+    }
+
+    /// Publishes the looks, with what the tracker remembers now.
+    fn publish_looks(&mut self, schedule: &Schedule, force: bool) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let now = Stamp {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        };
+        let memory = schedule.incidents().map(|t| t.saved(now));
+        live.publish(memory.as_ref(), force);
     }
 
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
@@ -208,13 +232,25 @@ impl Worker {
                 }
             }
             Action::Inspect(record) => {
-                let answer = core_answer(self.docker.inspect(&record.container_id));
+                let inspected = self.docker.inspect(&record.container_id);
+                if let Some(live) = &mut self.live {
+                    let restarts = live.looked(&record, &inspected);
+                    self.telemetry
+                        .container_restarts
+                        .fetch_add(restarts, Relaxed);
+                }
+                let answer = core_answer(inspected);
                 Carried::Answer(Input::Answered(answer, SystemTime::now()))
             }
             Action::Ping => {
                 Carried::Answer(Input::Pinged(self.docker.ping().map_err(|e| e.to_string())))
             }
             Action::Report(report) => {
+                if let (Some(live), crate::tick::Outcome::Invalid(why)) =
+                    (&mut self.live, &report.outcome)
+                {
+                    live.invalid(&report.record, format!("record skipped: {why}"));
+                }
                 self.records.handle(report, emit);
                 Carried::Nothing
             }
@@ -271,10 +307,12 @@ impl Worker {
                 let result =
                     state.save_incidents_held(&tracker.saved(now), &schedule.hold().saved());
                 self.sync_history();
+                self.publish_looks(schedule, true);
                 self.saved(StateFile::Incidents, result)
             }
             Action::TickEnded(end) => {
                 self.sync_history();
+                self.publish_looks(schedule, true);
                 self.tick_ended(end)
             }
             Action::Wait(_) | Action::Stop => Carried::Nothing,
@@ -352,6 +390,9 @@ impl Worker {
                 }
                 self.telemetry.records.store(records.len() as u64, Relaxed);
                 self.records.forget_games_not_in(&records);
+                if let Some(live) = &mut self.live {
+                    live.listed(&records);
+                }
                 self.list_error = None;
                 Some(records)
             }

@@ -2,7 +2,8 @@
 # starts throwaway services, stopped again when the sourcing script exits.
 #
 #   install_missing      docker.io, busybox-static, postgresql, pgbouncer,
-#                        prometheus, file, iptables, podman, docker-compose
+#                        prometheus, file, iptables, podman, docker-compose,
+#                        chromium (the status page's screenshot)
 #   start_dockerd        exports RTINSPECT_TEST_DOCKER_HOST: the one named, the
 #                        system's, or a throwaway dockerd (needs root)
 #   start_postgres       exports RTINSPECT_TEST_DATABASE_URL: a throwaway cluster
@@ -68,7 +69,8 @@ install_missing() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
   command -v pgbouncer >/dev/null || need_install+=(pgbouncer)
   command -v file >/dev/null || need_install+=(file)
-  command -v promtool >/dev/null || need_install+=(prometheus)
+  { command -v promtool && command -v prometheus; } >/dev/null || need_install+=(prometheus)
+  command -v chromium >/dev/null || need_install+=(chromium)
   command -v iptables >/dev/null || need_install+=(iptables)
   command -v podman >/dev/null || need_install+=(podman)
   # Debian's docker-compose 1.29: the tests and the noise benchmark recreate

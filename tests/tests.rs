@@ -10,6 +10,8 @@ mod booting;
 mod chat;
 /// The binary as an operator meets it: help, exit codes, streams, signals.
 mod cli;
+/// The Grafana dashboard against a real Prometheus and the events table.
+mod dashboard;
 /// The database path: each way an event was once lost or held up on its way
 /// into PostgreSQL, and what now keeps it.
 mod database_path;
@@ -55,6 +57,8 @@ mod nudges;
 /// Observability: /metrics checked by promtool, /healthz, JSON logs, and
 /// both when events go only to a chat.
 mod observe;
+/// The status page: escaped, in headless Chromium, under idle connections.
+mod page;
 /// Against Podman's Docker-compatible API.
 mod podman;
 /// PostgreSQL mode on a real server: migrate, records in, rows and NOTIFY out.

@@ -236,8 +236,16 @@ pub(super) fn encode(response: &Response) -> Vec<u8> {
     } else {
         ""
     };
+    // The status page loads nothing and runs nothing: a browser is told so,
+    // should anything in it ever escape its escaping.
+    let policy = if response.content_type.starts_with("text/html") {
+        "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n\
+         X-Content-Type-Options: nosniff\r\n"
+    } else {
+        ""
+    };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}{policy}Connection: close\r\n\r\n",
         response.status,
         reason(response.status),
         response.content_type,
