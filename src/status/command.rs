@@ -1,7 +1,8 @@
 //! `rtinspect status`: one look now, published nowhere. It reads the records
 //! as `run` does (labels or PostgreSQL, the same configuration), inspects
 //! each container once, and, where there is a state directory, reads the
-//! tracker's saved incidents and restart counts without the daemon's lock;
+//! tracker's saved incidents and restart counts without the daemon's lock,
+//! and the silences (`silences.json`, or the silences table);
 //! it writes nothing and never disturbs a running daemon. The table (or
 //! `--json`) goes to stdout; the exit status says 0 all healthy, 1 some game
 //! in trouble, 2 could not look.
@@ -16,7 +17,9 @@ use crate::config::Config;
 use crate::docker::{ContainerInspector, DockerError};
 use crate::failure::Failure;
 use crate::inspector::RuntimeRecord;
+use crate::postgres::{PgSilences, is_missing};
 use crate::records::RecordError;
+use crate::silence::Silences;
 use crate::state::peek;
 
 /// The state directory the packaged unit gives the service
@@ -40,7 +43,11 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
             .into(),
         )
     })?;
-    let board = Board::new(host, SystemTime::now(), looks, memory.as_ref(), &|_| None);
+    let now = SystemTime::now();
+    let silences = silences(config);
+    let board = Board::new(host, now, looks, memory.as_ref(), &|game| {
+        silences.as_ref()?.covered_until(game, now)
+    });
     let text = if json {
         board.json(usize::MAX)
     } else {
@@ -100,6 +107,39 @@ fn saved_memory(config: &Config) -> Option<TrackerMemory> {
             None
         }
     }
+}
+
+/// The silences in force: `silences.json` in the state directory (label
+/// mode) or the silences table (PostgreSQL mode), read without a lock;
+/// `None`, said on stderr, when they cannot be read (a table an older
+/// `migrate` did not make is no silence, and said nothing of).
+fn silences(config: &Config) -> Option<Silences> {
+    let list = match &config.database {
+        Some(db) => {
+            let host = build::host_filter(config).ok()?.map(|h| h.host_id);
+            let table = PgSilences::new(
+                build::pg_connector(db).ok()?,
+                config.silences_table.clone(),
+                host,
+            );
+            match table.list() {
+                Ok(list) => list,
+                Err(e) if is_missing(&e) => return None,
+                Err(e) => {
+                    log::warn!(err:% = e; "the silences cannot be read; none is shown");
+                    return None;
+                }
+            }
+        }
+        None => match crate::state::silences::read(&state_dir(config)?) {
+            Ok((list, _)) => list,
+            Err(e) => {
+                log::warn!(err:% = e; "the silences cannot be read; none is shown");
+                return None;
+            }
+        },
+    };
+    Some(Silences::new(&list, SystemTime::now()))
 }
 
 /// One look at each record, in order. A record that is not valid is not
