@@ -242,7 +242,7 @@ option_table! {
         secret: false,
         mode: Mode::Any,
         sink: None,
-        help: "serve /metrics and /healthz on HOST:PORT",
+        help: "serve /metrics, /healthz and the status page (/ and /status.json) on HOST:PORT",
     }
     /// `--state-dir`: the spool and saved baselines.
     StateDir {
