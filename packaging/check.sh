@@ -199,6 +199,7 @@ expected_files=$(printf '%s\n' \
   $(cd docs && printf './usr/share/doc/rtinspect/docs/%s\n' *.md) \
   ./usr/share/doc/rtinspect/examples/rtinspect.rules.yml \
   ./usr/share/rtinspect/grafana/rtinspect.json \
+  ./usr/share/doc/rtinspect/docs/images/status-page.png \
   ./usr/share/doc/rtinspect/changelog.Debian.gz \
   ./usr/share/doc/rtinspect/copyright \
   ./usr/share/man/man1/rtinspect.1.gz | sort)
