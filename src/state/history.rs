@@ -10,9 +10,10 @@
 //! line: a crash may lose the last lines, never the incidents themselves
 //! (`incidents.json`) nor any event (the sinks).
 //!
-//! A reader opens `history.jsonl` before `history.jsonl.1`: a rotation
-//! between the two opens makes them the same file, which is then read once;
-//! a rotation after both opens leaves each open file whole. A last line
+//! A reader opens `history.jsonl` before `history.jsonl.1`, then checks
+//! that the first still has its name: when a rotation came between the two
+//! opens, both are opened again; a rotation after both opens leaves each
+//! open file whole, and in order. A last line
 //! without its newline (a write under way) is left for the next read; a
 //! line that is not UTF-8, or is longer than any the daemon writes, is
 //! skipped and counted.
@@ -152,16 +153,10 @@ pub(crate) struct HistoryLines {
 /// Reads both files of the history in `dir` without the lock; none when
 /// there are none.
 pub(crate) fn read_history(dir: &Path) -> Result<HistoryLines, PeekError> {
-    // The current file first: see the module's paragraph.
-    let current = open(&dir.join(HISTORY))?;
-    let old = open(&dir.join(HISTORY_OLD))?;
-    let same = match (&current, &old) {
-        (Some((_, a)), Some((_, b))) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    };
+    let (old, current) = open_both(dir)?;
     let mut found = HistoryLines::default();
     let files = [(old, HISTORY_OLD), (current, HISTORY)];
-    for (file, name) in files.into_iter().skip(usize::from(same)) {
+    for (file, name) in files {
         if let Some((file, meta)) = file {
             read_lines(file, meta.len(), &mut found).map_err(|e| PeekError {
                 path: dir.join(name),
@@ -170,6 +165,33 @@ pub(crate) fn read_history(dir: &Path) -> Result<HistoryLines, PeekError> {
         }
     }
     Ok(found)
+}
+
+/// An open file and what it was when opened.
+type Opened = Option<(File, fs::Metadata)>;
+
+/// The old file and the current one as one moment had them, the current
+/// opened first: when its name no longer names the file first opened, a
+/// rotation came between the two opens (the old name may now hold that
+/// file, or a newer one), and both are opened again, a few times at most;
+/// then the current file is read alone.
+fn open_both(dir: &Path) -> Result<(Opened, Opened), PeekError> {
+    let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    for _ in 0..4 {
+        let current = open(&dir.join(HISTORY))?;
+        let old = open(&dir.join(HISTORY_OLD))?;
+        let now = fs::metadata(dir.join(HISTORY)).ok();
+        let steady = match (&current, &now) {
+            (Some((_, first)), Some(now)) => same(first, now),
+            (None, None) => true,
+            _ => false,
+        };
+        if steady {
+            // The old file cannot be the current one when no rotation came.
+            return Ok((old, current));
+        }
+    }
+    Ok((None, open(&dir.join(HISTORY))?))
 }
 
 fn open(path: &Path) -> Result<Option<(File, fs::Metadata)>, PeekError> {
@@ -273,16 +295,19 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_between_the_two_opens_reads_the_rotated_file_once() {
+    fn a_rotation_between_the_two_opens_reads_the_files_again() {
         let dir = temp_dir("race");
         fs::write(dir.join(HISTORY_OLD), "{\"n\":1}\n").unwrap();
         fs::write(dir.join(HISTORY), "{\"n\":2}\n").unwrap();
-        // As a reader that opened the current file, then saw it rotated
-        // before it opened the old one: both names are one file.
-        fs::remove_file(dir.join(HISTORY_OLD)).unwrap();
-        fs::hard_link(dir.join(HISTORY), dir.join(HISTORY_OLD)).unwrap();
+        let current = File::open(dir.join(HISTORY)).unwrap().metadata().unwrap();
+        // A rotation: the current file is the old one now, and a new one
+        // is begun.
+        fs::rename(dir.join(HISTORY), dir.join(HISTORY_OLD)).unwrap();
+        fs::write(dir.join(HISTORY), "{\"n\":3}\n").unwrap();
+        let now = fs::metadata(dir.join(HISTORY)).unwrap();
+        assert!(current.ino() != now.ino(), "what open_both tells");
         let read = read_history(&dir).unwrap();
-        assert_eq!(read.lines, ["{\"n\":2}"], "once, not twice");
+        assert_eq!(read.lines, ["{\"n\":2}", "{\"n\":3}"]);
     }
 
     #[test]
