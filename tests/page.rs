@@ -115,11 +115,22 @@ fn a_script_game_is_text_on_the_page_and_in_chromium_and_status_json_has_the_row
             .arg("--state-dir")
             .arg(state.path()),
     );
-    wait_until(Duration::from_secs(90), "the crash loop", || {
-        out.lines()
-            .iter()
-            .any(|l| l.contains("\"incident_escalated\"") && l.contains("g-loop"))
-    });
+    // The stopped game's incident opens once its end is known (a die is
+    // waited for a few seconds), the loop's as soon as it loops.
+    wait_until(
+        Duration::from_secs(90),
+        "the crash loop and the other two",
+        || {
+            let lines = out.lines();
+            let has = |kind: &str, game: &str| {
+                let game = format!("\"game_id\":\"{game}\"");
+                lines.iter().any(|l| l.contains(kind) && l.contains(&game))
+            };
+            has("\"incident_escalated\"", "g-loop")
+                && has("\"incident_opened\"", "g-down")
+                && has("\"incident_opened\"", "g-sick")
+        },
+    );
     // The page shows the board of a tick that ended after the escalation.
     let ticks = |addr: &str| {
         http_get(addr, "/metrics").and_then(|(_, m)| sample(&m, "rtinspect_ticks_total"))

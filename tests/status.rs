@@ -62,17 +62,29 @@ fn ten_games_one_looping_one_stopped_one_sick_worst_first_and_exit_1() {
             .arg("--state-dir")
             .arg(state.path()),
     );
-    wait_until(Duration::from_secs(90), "the crash loop", || {
-        out.lines()
-            .iter()
-            .any(|l| l.contains("\"incident_escalated\"") && l.contains("g-loop"))
-    });
+    // The stopped game's incident opens once its end is known (a die is
+    // waited for a few seconds), the loop's as soon as it loops.
+    wait_until(
+        Duration::from_secs(90),
+        "the crash loop and the other two",
+        || {
+            let lines = out.lines();
+            let has = |kind: &str, game: &str| {
+                let game = format!("\"game_id\":\"{game}\"");
+                lines.iter().any(|l| l.contains(kind) && l.contains(&game))
+            };
+            has("\"incident_escalated\"", "g-loop")
+                && has("\"incident_opened\"", "g-stopped")
+                && has("\"incident_opened\"", "g-sick")
+        },
+    );
     wait_until(
         Duration::from_secs(10),
-        "incidents.json with the loop",
+        "incidents.json with all three",
         || {
-            std::fs::read_to_string(state.path().join("incidents.json"))
-                .is_ok_and(|s| s.contains("crash_loop"))
+            std::fs::read_to_string(state.path().join("incidents.json")).is_ok_and(|s| {
+                s.contains("crash_loop") && s.contains("not_running") && s.contains("unhealthy")
+            })
         },
     );
 
