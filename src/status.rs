@@ -308,6 +308,18 @@ impl Board {
         Board { host, at, rows }
     }
 
+    /// The board with each open incident's reason, as `reason_of` tells
+    /// it from the incident's id (the last reason its events said): the
+    /// tracker's memory holds none.
+    pub(crate) fn with_reasons(mut self, reason_of: &dyn Fn(&str) -> Option<String>) -> Board {
+        for incident in self.rows.iter_mut().filter_map(|r| r.incident.as_mut()) {
+            if incident.reason.is_none() {
+                incident.reason = reason_of(&incident.id);
+            }
+        }
+        self
+    }
+
     /// How many games stand each way, in the order of [`STANDINGS`].
     pub(crate) fn counts(&self) -> [usize; 6] {
         let mut counts = [0; 6];

@@ -275,6 +275,9 @@ impl Worker {
                         if i.oom { ", out of memory" } else { "" },
                         if i.after_silence { ", after a silence" } else { "" });
                     self.remember(&event);
+                    if let (Some(live), Some(reason)) = (&mut self.live, &i.reason) {
+                        live.reason(&i.incident_id, reason);
+                    }
                 }
                 emit(event);
                 Carried::Nothing

@@ -135,6 +135,10 @@ fn ten_games_one_looping_one_stopped_one_sick_worst_first_and_exit_1() {
     assert!(games[0]["restarts_last_hour"].as_u64() >= Some(3), "{doc}");
     assert_eq!(games[1]["state"], "exited");
     assert_eq!(games[1]["incident"]["kind"], "not_running");
+    // Why each ended, as their incidents' events said it (history.jsonl).
+    assert_eq!(games[0]["incident"]["reason"], "crashed", "{doc}");
+    // It ended before rtinspect started: no die was seen to tell how.
+    assert_eq!(games[1]["incident"]["reason"], "unknown", "{doc}");
     assert_eq!(games[2]["health"], "unhealthy");
     assert_eq!(games[9]["incident"], serde_json::Value::Null);
     assert_eq!(games[9]["silenced_until"], serde_json::Value::Null);

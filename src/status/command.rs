@@ -7,6 +7,7 @@
 //! `--json`) goes to stdout; the exit status says 0 all healthy, 1 some game
 //! in trouble, 2 could not look.
 
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -16,10 +17,12 @@ use crate::build;
 use crate::config::Config;
 use crate::docker::{ContainerInspector, DockerError};
 use crate::failure::Failure;
+use crate::history::Entry;
 use crate::inspector::RuntimeRecord;
 use crate::postgres::{PgSilences, is_missing};
 use crate::records::RecordError;
 use crate::silence::Silences;
+use crate::state::history::read_history;
 use crate::state::peek;
 
 /// The state directory the packaged unit gives the service
@@ -45,9 +48,11 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
     })?;
     let now = SystemTime::now();
     let silences = silences(config);
+    let reasons = reasons(config);
     let board = Board::new(host, now, looks, memory.as_ref(), &|game| {
         silences.as_ref()?.covered_until(game, now)
-    });
+    })
+    .with_reasons(&|id| reasons.get(id).cloned());
     let text = if json {
         board.json(usize::MAX)
     } else {
@@ -107,6 +112,26 @@ fn saved_memory(config: &Config) -> Option<TrackerMemory> {
             None
         }
     }
+}
+
+/// Each incident's last reason, as its events in `history.jsonl` say it
+/// (read without the lock); none without a state directory or history.
+fn reasons(config: &Config) -> HashMap<String, String> {
+    let mut reasons = HashMap::new();
+    let Some(dir) = state_dir(config) else {
+        return reasons;
+    };
+    for entry in read_history(&dir)
+        .map(|h| h.lines)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| Entry::from_line(l))
+    {
+        if let (Some(id), Some(reason)) = (entry.incident_id, entry.reason) {
+            reasons.insert(id, reason);
+        }
+    }
+    reasons
 }
 
 /// The silences in force: `silences.json` in the state directory (label

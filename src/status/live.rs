@@ -46,6 +46,8 @@ pub(crate) struct Looks {
     board: Arc<LiveBoard>,
     /// By game: its latest look and the restart count it saw.
     looks: HashMap<String, (Look, u64)>,
+    /// By incident: the last reason its events said.
+    reasons: HashMap<String, String>,
     /// Whether a look changed since the last publication.
     changed: bool,
 }
@@ -56,6 +58,7 @@ impl Looks {
         Looks {
             board,
             looks: HashMap::new(),
+            reasons: HashMap::new(),
             changed: false,
         }
     }
@@ -98,6 +101,13 @@ impl Looks {
         restarted
     }
 
+    /// An incident's event said why its container ended.
+    pub(crate) fn reason(&mut self, incident_id: &str, reason: &str) {
+        self.reasons
+            .insert(incident_id.to_owned(), reason.to_owned());
+        self.changed = true;
+    }
+
     /// A record is not valid (`why`): it is shown as not looked at.
     pub(crate) fn invalid(&mut self, record: &RuntimeRecord, why: String) {
         self.note(record, Seen::Invalid(why), 0);
@@ -128,7 +138,15 @@ impl Looks {
             looks,
             memory,
             &|_| None,
-        );
+        )
+        .with_reasons(&|id| self.reasons.get(id).cloned());
+        // The reasons of incidents no longer open go.
+        self.reasons.retain(|id, _| {
+            board
+                .rows
+                .iter()
+                .any(|r| r.incident.as_ref().is_some_and(|i| i.id == *id))
+        });
         *self
             .board
             .published
@@ -193,5 +211,23 @@ mod tests {
         );
         looks.publish(None, false);
         assert!(Arc::ptr_eq(&b, &board.latest().unwrap()));
+    }
+
+    #[test]
+    fn an_incident_shows_the_last_reason_its_events_said_while_it_is_open() {
+        use crate::incident::Kind;
+        let board = Arc::new(LiveBoard::new("h".into()));
+        let mut looks = Looks::new(board.clone());
+        let g1 = RuntimeRecord::new("g-1", "c1");
+        looks.looked(&g1, &seen(A, 0, "exited"));
+        looks.reason("id-5", "crashed");
+        looks.reason("id-5", "oom");
+        looks.reason("id-gone", "stopped");
+        let open = super::super::tests::memory(&[("g-1", 0, Some((Kind::NotRunning, 5)))]);
+        looks.publish(Some(&open), true);
+        let b = board.latest().unwrap();
+        let reason = b.rows[0].incident.as_ref().and_then(|i| i.reason.clone());
+        assert_eq!(reason.as_deref(), Some("oom"));
+        assert_eq!(looks.reasons.len(), 1, "the closed incident's reason went");
     }
 }

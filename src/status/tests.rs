@@ -201,6 +201,23 @@ fn json_has_the_contract_shape_and_every_row() {
 }
 
 #[test]
+fn reasons_come_from_the_incidents_events_by_id() {
+    let memory = memory(&[("loop", 4, Some((Kind::CrashLoop, 1)))]);
+    let b = board(
+        vec![look("loop", "running", ""), look("ok", "running", "")],
+        Some(&memory),
+    )
+    .with_reasons(&|id| (id == "id-1").then(|| "crashed".to_owned()));
+    assert_eq!(
+        b.rows[0].incident.as_ref().unwrap().reason.as_deref(),
+        Some("crashed")
+    );
+    let v: serde_json::Value = serde_json::from_str(&b.json(9)).unwrap();
+    assert_eq!(v["games"][0]["incident"]["reason"], "crashed");
+    assert_eq!(v["games"][1]["incident"], serde_json::Value::Null);
+}
+
+#[test]
 fn ages_and_ids_as_people_read_them() {
     let table = [
         (0, "0s"),
