@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, Database, Sink, SinkConfig};
+use crate::config::{Config, Database, HostId, Sink, SinkConfig};
 use crate::docker::DockerClient;
 use crate::event::DetailLevel;
 use crate::failure::Failure;
@@ -85,6 +85,28 @@ pub(crate) fn pg_parts(config: &Config) -> Result<Option<PgParts>, Failure> {
     }))
 }
 
+/// This host's name as the chats say it: `--host-id`, else the hostname.
+pub(crate) fn host_name(config: &Config) -> String {
+    match &config.host {
+        HostId::Given(id) => id.clone(),
+        HostId::Hostname => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+/// This host's id as the envelope carries it (`host_id`), when it names
+/// the host: `--host-id`, or the hostname with host scoping (an unusable
+/// one is bad configuration); `None` otherwise, and the envelope stays as
+/// it always was.
+pub(crate) fn envelope_host(config: &Config) -> Result<Option<String>, Failure> {
+    if !config.host_named() {
+        return Ok(None);
+    }
+    config.host.resolve().map(Some).map_err(Failure::usage)
+}
+
 /// With host scoping, this host's slice of the records table, the hostname
 /// read now when no id is set (an unusable one is bad configuration).
 pub(crate) fn host_filter(config: &Config) -> Result<Option<HostFilter>, Failure> {
@@ -134,7 +156,9 @@ pub(crate) fn build_sink(
         // configuration.
         Sink::Webhook(settings) => {
             let webhook = url_file::settings(settings).map_err(Failure::usage)?;
-            let sink = WebhookSink::new(&webhook).map_err(Failure::usage)?;
+            let sink = WebhookSink::new(&webhook)
+                .map_err(Failure::usage)?
+                .on_host(&host_name(config));
             log::info!(sink = name.as_str();
                 "events go to the webhook {} in the {} format",
                 webhook.url,

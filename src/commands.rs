@@ -10,7 +10,9 @@ pub(crate) use stdout::print_out;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::build::{BuiltSink, build_sink, pg_connector, pg_parts, with_notify_file};
+use crate::build::{
+    BuiltSink, build_sink, envelope_host, host_name, pg_connector, pg_parts, with_notify_file,
+};
 use crate::config::{Config, Database};
 use crate::event::HealthEvent;
 use crate::failure::Failure;
@@ -39,14 +41,15 @@ pub(crate) fn notify_test(config: &Config) -> Result<(), Failure> {
     // Every URL is read before anything is sent: a bad one is named, masked.
     let config = &*with_notify_file(config)?;
     let pg = pg_parts(config)?;
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
+    let host = host_name(config);
+    let envelope_host = envelope_host(config)?;
     let mut failed = Vec::new();
     for chosen in &config.sinks {
         let BuiltSink { mut sink, name } = build_sink(config, chosen, pg.as_ref())?;
-        let event = HealthEvent::notify_test(&host, SystemTime::now());
+        let mut event = HealthEvent::notify_test(&host, SystemTime::now());
+        if let Some(id) = &envelope_host {
+            event = event.seen_on(id);
+        }
         let started = Instant::now();
         let tried = sink.trial(&event);
         let took = started.elapsed().as_millis();

@@ -56,7 +56,7 @@ pub(crate) use silence::SilenceCommand;
 // or tests/.
 pub use database::{CaFile, Database, SslMode};
 pub use error::ConfigError;
-pub(crate) use host::HostScope;
+pub(crate) use host::{HostId, HostScope};
 pub(crate) use incidents::IncidentRules;
 pub use names::TableName;
 pub(crate) use notify::{NOTIFY_FILE_LIMIT, NotifyFile};
@@ -131,6 +131,8 @@ pub struct Config {
     pub(crate) events: bool,
     /// How much an event's details carry.
     pub(crate) details: DetailLevel,
+    /// This host's id: `--host-id`, else the hostname.
+    pub(crate) host: HostId,
     /// Host scoping of the records (PostgreSQL mode), when configured.
     pub(crate) host_scope: Option<HostScope>,
     /// When incidents open, escalate, are reminded of and end.
@@ -162,6 +164,12 @@ impl Config {
             self.command,
             Command::Status { .. } | Command::History { .. }
         )
+    }
+
+    /// Whether the envelope names the host (`host_id`): when `--host-id` is
+    /// given, or host scoping is on; otherwise it stays as it always was.
+    pub(crate) fn host_named(&self) -> bool {
+        matches!(self.host, HostId::Given(_)) || self.host_scope.is_some()
     }
 
     /// Whether any sink gets incidents: then they are tracked.

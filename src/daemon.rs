@@ -138,6 +138,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         // than drop, but not past the drain (a sink that is down and more
         // events than the queue holds): then into the spool.
         once_deadline: once.then(|| Instant::now() + DRAIN),
+        host_id: build::envelope_host(config)?,
     };
     let tails = build::tails(config, emitter)?;
     let _ = waiting.set(tails.clone());

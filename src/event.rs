@@ -143,6 +143,10 @@ pub struct HealthEvent {
     /// there are none (`details.log_tail`, `details.log_tail_unavailable`);
     /// `None` when none were asked for. Boxed: most events have none.
     pub log_tail: Option<Box<LogTail>>,
+    /// The host that saw it, when the host is named (`--host-id`, or host
+    /// scoping): the envelope's top-level `host_id`. `None` leaves the
+    /// envelope as it always was.
+    pub host_id: Option<String>,
     /// For an event read back from a spool line that its fields do not
     /// render to byte for byte (written by hand, or by another writer):
     /// that line, which the wire carries again as it was.
@@ -326,10 +330,22 @@ impl HealthEvent {
             prompt: None,
             resolution,
             log_tail: None,
+            host_id: None,
             read_back: None,
         };
         event.fit_the_envelope();
         event
+    }
+
+    /// The event as host `host` saw it: its envelope names the host, and is
+    /// fitted to its bound again. An event read back from a spool line
+    /// keeps that line as it was.
+    pub fn seen_on(mut self, host: &str) -> HealthEvent {
+        if self.read_back.is_none() {
+            self.host_id = Some(host.to_owned());
+            self.fit_the_envelope();
+        }
+        self
     }
 
     /// The change of an incident this event reports; `None` for a fact (and

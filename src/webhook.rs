@@ -113,6 +113,13 @@ impl WebhookSink {
         })
     }
 
+    /// The sink on the host `host` (`--host-id`, else the hostname): every
+    /// message and digest names it, as a label no chat can misread.
+    pub(crate) fn on_host(mut self, host: &str) -> WebhookSink {
+        self.host = digest::host_label(host);
+        self
+    }
+
     /// Telegram's chat, `""` when the URL names none.
     fn chat(&self) -> &str {
         self.chat_id.as_deref().unwrap_or("")
@@ -123,14 +130,16 @@ impl WebhookSink {
         let mut headers = Vec::new();
         let body = match self.format {
             WebhookFormat::Envelope => event.envelope().into_cow(),
-            WebhookFormat::Slack => Cow::Owned(slack::slack_body(event)),
-            WebhookFormat::Discord => Cow::Owned(discord::discord_body(event)),
+            WebhookFormat::Slack => Cow::Owned(slack::slack_body(event, &self.host)),
+            WebhookFormat::Discord => Cow::Owned(discord::discord_body(event, &self.host)),
             WebhookFormat::Ntfy => {
-                let m = ntfy::ntfy_message(event);
+                let m = ntfy::ntfy_message(event, &self.host);
                 headers = m.headers();
                 Cow::Owned(m.body)
             }
-            WebhookFormat::Telegram => Cow::Owned(telegram::telegram_body(event, self.chat())),
+            WebhookFormat::Telegram => {
+                Cow::Owned(telegram::telegram_body(event, &self.host, self.chat()))
+            }
         };
         self.send(Outgoing {
             body,

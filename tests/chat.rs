@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     FakeEngine, HOOK, HookReply, HookRequest, HookServer, Reply, StderrLines, TestCa,
     assert_no_secret, bin, hex_id, log_answer, log_frame, oom_killed_body, oom_killed_games,
-    stderr_text, stop_with_sigterm, wait_until,
+    stderr_text, stop_with_sigterm, this_host, wait_until,
 };
 
 /// One `once` posting in `format`, reporting `report`, with extended
@@ -41,10 +41,12 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
         true => format!("{line}{before}Killed: out of memory{after}"),
         false => line.to_owned(),
     };
+    let host = this_host();
     let prefix = match report {
-        "facts" => "rtinspect: ",
-        _ => "rtinspect: [not running] since ",
+        "facts" => format!("rtinspect on {host}: "),
+        _ => format!("rtinspect on {host}: [not running] since "),
     };
+    let prefix = prefix.as_str();
     match format {
         "discord" => {
             assert_eq!(req.path, HOOK);
@@ -52,7 +54,7 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
             let body = req.json();
             assert_eq!(body["allowed_mentions"], serde_json::json!({ "parse": [] }));
             let embed = &body["embeds"][0];
-            assert_eq!(embed["title"], "Not running: g-0");
+            assert_eq!(embed["title"], format!("Not running: g-0 on {host}"));
             assert_eq!(embed["color"], 0xD93025);
             let fields: Vec<String> = embed["fields"]
                 .as_array()
@@ -99,7 +101,10 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
                 Some("Bearer tk_SECRETTOKEN"),
                 "the URL's token, as ntfy takes it"
             );
-            assert_eq!(req.header("title"), Some("rtinspect: not running g-0"));
+            assert_eq!(
+                req.header("title"),
+                Some(format!("rtinspect on {host}: not running g-0").as_str())
+            );
             assert_eq!(req.header("priority"), Some("4"));
             assert_eq!(req.header("tags"), Some("rotating_light"));
             assert!(req.body.starts_with(prefix), "{}", req.body);

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, HookReply, HookServer, StderrLines, TempDir, bin, live_docker, wait_until,
+    Containers, Daemon, HookReply, HookServer, StderrLines, TempDir, bin, live_docker, this_host,
+    wait_until,
 };
 
 /// Envelopes printed, as JSON.
@@ -133,16 +134,20 @@ fn a_crash_loop_is_one_incident_opened_escalated_and_resolved_beside_every_fact(
     });
     let lines = slack_lines(&hook);
     assert_eq!(lines.len(), 3, "{lines:#?}");
+    let on = format!("rtinspect on {}: ", this_host());
     assert!(
-        lines[0].starts_with("rtinspect: [not running]")
-            || lines[0].starts_with("rtinspect: [restarted]"),
+        lines[0].starts_with(&format!("{on}[not running]"))
+            || lines[0].starts_with(&format!("{on}[restarted]")),
         "{lines:#?}"
     );
     assert!(
-        lines[1].starts_with("rtinspect: [now a crash loop]"),
+        lines[1].starts_with(&format!("{on}[now a crash loop]")),
         "{lines:#?}"
     );
-    assert!(lines[2].starts_with("rtinspect: [resolved]"), "{lines:#?}");
+    assert!(
+        lines[2].starts_with(&format!("{on}[resolved]")),
+        "{lines:#?}"
+    );
     assert!(
         lines.iter().all(|l| l.contains("game `g-loop`")),
         "{lines:#?}"

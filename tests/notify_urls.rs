@@ -381,7 +381,7 @@ fn three_chats_from_one_notify_file_each_get_their_route_and_one_down_delays_no_
         &[
             "sh",
             "-c",
-            "test -e /ran || { : > /ran; exit 3; }; sleep 3600",
+            "test -e /ran || { : > /ran; sleep 2; exit 3; }; sleep 3600",
         ],
     );
     c.run("xx-loop", &["--restart=always"], &loop_cmd);
@@ -461,4 +461,129 @@ fn three_chats_from_one_notify_file_each_get_their_route_and_one_down_delays_no_
     let last = tg.requests().last().unwrap().json();
     assert_eq!(last["chat_id"], -100123, "{last}");
     assert_no_secret(&err.text());
+}
+
+#[test]
+fn two_hosts_on_one_channel_each_message_and_digest_names_its_host() {
+    let Some(live) = live_docker() else { return };
+    let mut c = Containers::new(live, "notify-hosts");
+    let chat = HookServer::start(|_, _| HookReply::ok());
+    let machine = HookServer::start(|_, _| HookReply::ok());
+    let flag = TempDir::new("notify-hosts-flag");
+    let mut daemons = Vec::new();
+    for host in ["alpha", "beta"] {
+        daemons.push(Daemon::watched(
+            bin()
+                .args([
+                    "run",
+                    "--label",
+                    &c.label,
+                    "--docker-host",
+                    &live.docker_host(),
+                ])
+                .args(["--host-id", host, "--interval", "2s"])
+                .args([
+                    "--notify",
+                    &format!("{}?format=slack", chat.url("/chat/SECRETTOKEN")),
+                ])
+                .args(["--notify", &machine.url("/events")])
+                .env("RUST_LOG", "rtinspect=debug"),
+        ));
+    }
+    for (_, _, err) in &daemons {
+        wait_until(Duration::from_secs(20), "the first ticks", || {
+            err.text().contains("tick:")
+        });
+    }
+    // Two games that fall together, again and again: each host's chat gets
+    // digests of them as well as single messages.
+    let mount = format!("{}:/flag", flag.path().display());
+    let cmd = [
+        "sh",
+        "-c",
+        "while ! test -e /flag/go; do sleep 0.1; done; sleep 1; exit 3",
+    ];
+    for game in ["h-1", "h-2"] {
+        c.run(game, &["--restart=always", "-v", &mount], &cmd);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(flag.path().join("go"), b"").unwrap();
+    let texts = |hook: &HookServer| -> Vec<String> {
+        hook.requests()
+            .iter()
+            .map(|r| r.json()["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let digest_of = |host: &str| {
+        let head = format!("rtinspect: 2 incidents on {host}\n");
+        move |t: &String| t.starts_with(&head)
+    };
+    wait_until(Duration::from_secs(90), "a digest from each host", || {
+        let t = texts(&chat);
+        t.iter().any(digest_of("alpha")) && t.iter().any(digest_of("beta"))
+    });
+    // And a game that falls alone, once: a single message from each host.
+    c.run(
+        "h-solo",
+        &["--restart=always"],
+        &[
+            "sh",
+            "-c",
+            "test -e /ran || { : > /ran; sleep 2; exit 3; }; sleep 3600",
+        ],
+    );
+    let single_from = |host: &str| {
+        let head = format!("rtinspect on {host}: ");
+        texts(&chat)
+            .iter()
+            .any(|t| t.starts_with(&head) && t.contains("h-solo"))
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "a single message from each host",
+        || single_from("alpha") && single_from("beta"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    for (daemon, _, err) in daemons {
+        assert!(daemon.terminate().success(), "{}", err.text());
+        assert_no_secret(&err.text());
+    }
+    let all = texts(&chat);
+    for text in &all {
+        let hosts: Vec<&str> = ["alpha", "beta"]
+            .into_iter()
+            .filter(|h| {
+                text.starts_with(&format!("rtinspect on {h}: "))
+                    || (text.starts_with("rtinspect: ") && text.contains(&format!(" on {h}")))
+            })
+            .collect();
+        assert_eq!(hosts.len(), 1, "names one host: {text}");
+        // A digest names it in its title and on every line.
+        if text.starts_with("rtinspect: ") {
+            let host = hosts[0];
+            assert!(
+                text.lines().all(|l| l.contains(&format!(" on {host}"))),
+                "{text}"
+            );
+        }
+    }
+    let singles = all
+        .iter()
+        .filter(|t| t.starts_with("rtinspect on "))
+        .count();
+    eprintln!(
+        "{} messages to the one chat, {singles} single, {} digests, each naming its host",
+        all.len(),
+        all.len() - singles
+    );
+    // The envelope says the host too, when it is named.
+    let envelopes: Vec<serde_json::Value> = machine.requests().iter().map(|r| r.json()).collect();
+    assert!(!envelopes.is_empty());
+    let mut hosts: Vec<&str> = envelopes
+        .iter()
+        .map(|e| e["host_id"].as_str().expect("host_id"))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts, ["alpha", "beta"]);
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     FakeEngine, HOOK, HookReply, HookRequest, HookServer, StderrLines, TempDir, TestCa,
-    assert_no_secret, bin, hex_id, oom_killed_games, stderr_text, stop_with_sigterm, thread_count,
-    wait_until,
+    assert_no_secret, bin, hex_id, oom_killed_games, stderr_text, stop_with_sigterm, this_host,
+    thread_count, wait_until,
 };
 
 fn once(engine: &FakeEngine, url: &str, extra: &[&str]) -> Output {
@@ -73,8 +73,11 @@ fn assert_posted_as(req: &HookRequest, format: &str) {
         _ => assert_eq!(
             body,
             serde_json::json!({
-                "text": "rtinspect: game `g-0` container `000000000000`: exited \
-                         (exit code 137, OOM-killed), no healthcheck, restart count 2"
+                "text": format!(
+                    "rtinspect on {}: game `g-0` container `000000000000`: exited \
+                     (exit code 137, OOM-killed), no healthcheck, restart count 2",
+                    this_host()
+                )
             })
         ),
     }

@@ -1,5 +1,7 @@
-//! Host scoping, for fleets whose hosts share one records table: the column
-//! that names a record's host, and this host's id in it.
+//! This host's id (`--host-id`), which names the host in every chat
+//! message and, when given, in the envelope; and host scoping, for fleets
+//! whose hosts share one records table: the column that names a record's
+//! host, whose value for this host is that id.
 //!
 //! The id defaults to the machine's hostname, which is asked of the kernel
 //! (`uname`) only when a command needs it, so that parsing stays free of
@@ -9,7 +11,7 @@
 use super::error::ConfigError;
 use super::names::is_identifier;
 use super::options::Opt;
-use super::raw::{Given, Inputs};
+use super::raw::Inputs;
 
 /// Bound on a host id: a hostname is at most 253 bytes; 255 leaves room for
 /// an operator's own scheme without letting a value grow unbounded.
@@ -71,29 +73,26 @@ pub(super) fn check_host_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `--host-id` as given.
-pub(super) fn host_id(given: &Given) -> Result<HostId, ConfigError> {
+/// `--host-id` as given, else the hostname.
+pub(super) fn host_id(inputs: &Inputs) -> Result<HostId, ConfigError> {
+    let Some(given) = inputs.given(Opt::HostId) else {
+        return Ok(HostId::Hostname);
+    };
     check_host_id(&given.value)
         .map(|()| HostId::Given(given.value.clone()))
         .map_err(|why| {
             given.invalid(&format!(
-                "{why}; expected this host's value in --host-column, at most 255 bytes"
+                "{why}; expected this host's name (its value in --host-column with \
+                 scoping), at most 255 bytes"
             ))
         })
 }
 
-/// `--host-column` and `--host-id`; the id alone would scope nothing.
+/// `--host-column`, with this host's id.
 pub(super) fn host_scope(inputs: &Inputs) -> Result<Option<HostScope>, ConfigError> {
-    let id = inputs.given(Opt::HostId).map(host_id).transpose()?;
+    let id = host_id(inputs)?;
     let Some(column) = inputs.given(Opt::HostColumn) else {
-        return match inputs.given(Opt::HostId) {
-            Some(given) => Err(ConfigError::new(format!(
-                "{} has no effect without --host-column (or RTINSPECT_HOST_COLUMN); \
-                 set the column or remove it",
-                given.described()
-            ))),
-            None => Ok(None),
-        };
+        return Ok(None);
     };
     if !is_identifier(&column.value) {
         return Err(column.invalid(
@@ -103,7 +102,7 @@ pub(super) fn host_scope(inputs: &Inputs) -> Result<Option<HostScope>, ConfigErr
     }
     Ok(Some(HostScope {
         column: column.value.clone(),
-        id: id.unwrap_or(HostId::Hostname),
+        id,
     }))
 }
 
@@ -184,11 +183,6 @@ mod tests {
                 "invalid RTINSPECT_HOST_ID \"a\\u{1}b\": it holds a control character",
             ),
             (
-                &["--host-id", "h1"],
-                &[db],
-                "--host-id \"h1\" has no effect without --host-column",
-            ),
-            (
                 &["--host-column", "host"],
                 &[],
                 "--host-column \"host\" has no effect: label mode uses no database",
@@ -201,5 +195,25 @@ mod tests {
         // An empty variable counts as unset: no scoping, no error.
         let c = config(&[], &[db, ("RTINSPECT_HOST_ID", "")]);
         assert_eq!(c.host_scope, None);
+        assert_eq!(c.host, HostId::Hostname);
+    }
+
+    #[test]
+    fn the_host_id_names_the_host_in_either_mode_with_or_without_scoping() {
+        let db = ("RTINSPECT_DATABASE_URL", "host=db");
+        for env in [&[][..], &[db][..]] {
+            let c = config(&["--host-id", "eu-7"], env);
+            assert_eq!(c.host, HostId::Given("eu-7".into()), "{env:?}");
+            assert_eq!(c.host_scope, None);
+            assert!(c.host_named());
+            assert!(!config(&[], env).host_named());
+        }
+        let c = config(&["--host-column", "host"], &[db]);
+        assert_eq!(c.host, HostId::Hostname);
+        assert!(c.host_named(), "scoping names the host in the envelope");
+        assert!(
+            err(&["--host-id", "a\u{7}b"], &[])
+                .starts_with("invalid --host-id \"a\\u{7}b\": it holds a control character")
+        );
     }
 }

@@ -180,7 +180,7 @@ option_table! {
         help: "read only the records whose COLUMN is --host-id, for many hosts \
                sharing one records table; events then carry host_id",
     }
-    /// `--host-id`: this host's value in `--host-column`.
+    /// `--host-id`: this host's name, and its value in `--host-column`.
     HostId {
         flag: "--host-id",
         env: "RTINSPECT_HOST_ID",
@@ -188,9 +188,11 @@ option_table! {
         default: OptionDefault::Unset("the hostname"),
         empty_env_is_value: false,
         secret: false,
-        mode: Mode::Postgres,
+        mode: Mode::Any,
         sink: None,
-        help: "this host's value in --host-column (at most 255 bytes)",
+        help: "this host's name (at most 255 bytes): every chat message names it, and, \
+               when given, the envelope carries it as host_id; with --host-column, this \
+               host's value in that column",
     }
     /// `--older-than`: what `prune-events` deletes.
     OlderThan {

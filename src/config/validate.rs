@@ -99,6 +99,7 @@ impl Config {
             log_format: log_format(&inputs.with_default(Opt::LogFormat)?)?,
             events: on_off(&inputs.with_default(Opt::Events)?)?,
             details: details(&inputs.with_default(Opt::Details)?)?,
+            host: host::host_id(&inputs)?,
             host_scope: host::host_scope(&inputs)?,
             incidents: incidents::rules(&inputs)?,
             sinks: sinks?,

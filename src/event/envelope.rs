@@ -79,6 +79,10 @@ struct Wire<'a> {
     container_id: &'a str,
     event_type: &'a str,
     occurred_at: &'a str,
+    /// Only when the host is named (`--host-id`, or host scoping): an
+    /// envelope without it is byte for byte as it always was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<&'a str>,
     // Last, so that its place in the envelope is known: see `render`.
     details: &'a RawValue,
 }
@@ -163,6 +167,7 @@ fn render(e: &HealthEvent) -> Envelope<'static> {
         container_id: &e.container_id,
         event_type: e.event_type.as_str(),
         occurred_at: &e.occurred_at,
+        host_id: e.host_id.as_deref(),
         details: &details,
     })
     .expect("an envelope of strings and JSON always serialises");
@@ -235,7 +240,8 @@ impl HealthEvent {
             + self.occurred_at.len()
             + self.state.len()
             + self.health.len()
-            + opt(&self.resolution);
+            + opt(&self.resolution)
+            + opt(&self.host_id);
         let mut items = 0;
         if let Some(i) = &self.incident {
             texts += i.incident_id.len() + i.started_at.len() + "not_running".len();
@@ -268,6 +274,8 @@ impl HealthEvent {
             container_id: String,
             event_type: String,
             occurred_at: String,
+            #[serde(default)]
+            host_id: Option<String>,
             #[serde(borrow)]
             details: &'a RawValue,
         }
@@ -354,6 +362,7 @@ impl HealthEvent {
             prompt: None,
             resolution,
             log_tail,
+            host_id: e.host_id,
             read_back: None,
         };
         // A line this version wrote renders back to itself; any other is

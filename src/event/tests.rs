@@ -455,3 +455,37 @@ fn the_bound_that_spares_a_render_is_never_below_the_envelope() {
         }
     }
 }
+
+#[test]
+fn a_named_host_is_a_top_level_host_id_read_back_and_kept_within_the_bound() {
+    let plain = HealthEvent::with_id(
+        "0193a1b2-0000-7000-8000-000000000000".into(),
+        finding(),
+        at(1_795_726_800, 123_456),
+    );
+    let e = plain.clone().seen_on("eu-7");
+    let want = format!(
+        r#"{{"event_id":"0193a1b2-0000-7000-8000-000000000000","game_id":"g-42","container_id":"{}","event_type":"inspect_unhealthy","occurred_at":"2026-11-26T21:00:00.123456Z","host_id":"eu-7","details":{{"restart_count":3,"state":"running","health":"unhealthy"}}}}"#,
+        "c".repeat(64)
+    );
+    assert_eq!(e.envelope().as_str(), want);
+    assert_eq!(e.envelope().details(), plain.envelope().details());
+    let back = HealthEvent::from_envelope(e.envelope().as_str()).unwrap();
+    assert_eq!(back.host_id.as_deref(), Some("eu-7"));
+    assert_eq!(back.envelope().as_str(), want, "rendered back to itself");
+    // Without a named host, nothing changes.
+    assert_eq!(plain.host_id, None);
+    assert!(!plain.envelope().as_str().contains("host_id"));
+    // The longest host, every character escaped, on the longest event.
+    let mut f = extended();
+    let controls = "\u{1}".repeat(512);
+    f.game_id = "\u{1}".repeat(256);
+    if let Some(d) = f.observation.details.as_deref_mut() {
+        d.error = Some(controls.clone());
+        d.health_output = Some(controls);
+    }
+    let e = HealthEvent::with_id("id".into(), f, at(0, 0)).seen_on(&"\"".repeat(255));
+    assert!(e.envelope().as_str().len() <= MAX_ENVELOPE_BYTES);
+    assert!(e.envelope().as_str().len() <= e.envelope_bound());
+    assert!(e.envelope().as_str().contains(&"\\\"".repeat(255)));
+}

@@ -86,10 +86,16 @@ pub(crate) struct Emitter {
     pub(crate) telemetry: Arc<Telemetry>,
     /// `once`: wait for queue room until then rather than drop.
     pub(crate) once_deadline: Option<Instant>,
+    /// The host every envelope names (`host_id`), when it is named.
+    pub(crate) host_id: Option<String>,
 }
 
 impl Emitter {
     pub(crate) fn emit(&self, event: HealthEvent) {
+        let event = match &self.host_id {
+            Some(host) => event.seen_on(host),
+            None => event,
+        };
         let to = destinations(self.outlets.iter().map(|o| &o.route), &event);
         for outlet in to.into_iter().map(|i| &self.outlets[i]) {
             let (outbox, events, event) = (&outlet.outbox, &outlet.events, event.clone());

@@ -67,16 +67,10 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
     }
 }
 
-/// The host the board is of: `--host-id` with host scoping, else the
-/// hostname.
+/// The host the board is of: `--host-id` (with or without host scoping),
+/// else the hostname, as the chats name it.
 pub(crate) fn host_name(config: &Config) -> Result<String, Failure> {
-    Ok(match build::host_filter(config)? {
-        Some(h) => h.host_id,
-        None => rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-    })
+    Ok(build::host_name(config))
 }
 
 /// The records could not be read: nothing was looked at.

@@ -188,7 +188,10 @@ fn a_batch_of_one_is_the_single_request_and_more_are_one_digest() {
     assert_eq!(
         got,
         [
-            (events[0].event_id.clone(), slack_body(&events[0])),
+            (
+                events[0].event_id.clone(),
+                slack_body(&events[0], &sink.host)
+            ),
             (digest.key(), slack::digest_body(&digest, &sink.host)),
         ]
     );

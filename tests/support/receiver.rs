@@ -240,3 +240,27 @@ pub fn assert_no_secret(stderr: &str) {
         "the URL's token leaked: {stderr}"
     );
 }
+
+/// This machine's name as a chat message names it (without `--host-id`):
+/// the hostname, its characters other than letters, digits, `.` and `-`
+/// as `-`, at most 64.
+pub fn this_host() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let label: String = name
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if label.is_empty() {
+        "localhost".into()
+    } else {
+        label
+    }
+}

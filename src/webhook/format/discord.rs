@@ -30,11 +30,11 @@ pub(crate) mod discord_limits {
 }
 
 /// The body of the discord format: Discord's execute-webhook JSON with one
-/// embed (what changed and the game as its title, a colour by kind, the
+/// embed (what changed, the game and the host as its title, a colour by kind, the
 /// facts as fields, the probe's output in a code block), every text cut to
 /// Discord's limits, and `allowed_mentions` empty so that nothing in it,
 /// `@everyone` in a game id included, pings anyone.
-pub(crate) fn discord_body(event: &HealthEvent) -> String {
+pub(crate) fn discord_body(event: &HealthEvent, host: &str) -> String {
     use discord_limits as limit;
     let (kind, what, _) = what_changed(event);
     let color = discord_color(kind);
@@ -43,7 +43,10 @@ pub(crate) fn discord_body(event: &HealthEvent) -> String {
     if let Some(first) = what.get(..1) {
         what = format!("{}{}", first.to_ascii_uppercase(), &what[1..]);
     }
-    let title = cut_chars(&format!("{what}: {game}"), limit::TITLE);
+    let title = cut_chars(
+        &format!("{what}: {game} on {}", discord_text(host)),
+        limit::TITLE,
+    );
     let x = event.details.as_deref();
     let incident = event.incident.as_deref();
     let mut fields: Vec<(&str, String)> = vec![
@@ -210,7 +213,9 @@ pub(crate) fn test_body(title: &str, line: &str, event: &HealthEvent) -> String 
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident, probed};
+    use crate::webhook::format::samples::{
+        Change, HOST, IncidentKind, event, hostile, incident, probed,
+    };
 
     #[test]
     fn outside_text_is_inert_in_a_discord_embed() {
@@ -233,7 +238,7 @@ mod tests {
     }
 
     fn discord(e: &HealthEvent) -> serde_json::Value {
-        serde_json::from_str(&discord_body(e)).unwrap()
+        serde_json::from_str(&discord_body(e, HOST)).unwrap()
     }
 
     #[test]
@@ -242,32 +247,32 @@ mod tests {
         let table = [
             (
                 incident(Change::Opened, IncidentKind::CrashLoop, "g-42"),
-                "Crash loop: g-42",
+                "Crash loop: g-42 on host-7",
                 0xD93025,
             ),
             (
                 incident(Change::Resolved, IncidentKind::CrashLoop, "g-42"),
-                "Resolved: g-42",
+                "Resolved: g-42 on host-7",
                 0x2EA043,
             ),
             (
                 event("g-42", "exited", "", None),
-                "Not running: g-42",
+                "Not running: g-42 on host-7",
                 0xD93025,
             ),
             (
                 event("g-42", "running", "unhealthy", None),
-                "Unhealthy: g-42",
+                "Unhealthy: g-42 on host-7",
                 0xF57C00,
             ),
             (
                 event("g-42", "running", "", None),
-                "Restarted: g-42",
+                "Restarted: g-42 on host-7",
                 0xF9C700,
             ),
             (
                 incident(Change::Reminder, IncidentKind::NotRunning, "g-42"),
-                "Still not running: g-42",
+                "Still not running: g-42 on host-7",
                 0xD93025,
             ),
         ];

@@ -33,11 +33,11 @@ pub(crate) const NTFY_TITLE_CHARS: usize = 100;
 /// tag. A header value holds printable ASCII only (a game id's other
 /// characters are `?`): HTTP header values are not UTF-8, and a CR or LF
 /// would end the header.
-pub(crate) fn ntfy_message(event: &HealthEvent) -> NtfyMessage {
+pub(crate) fn ntfy_message(event: &HealthEvent, host: &str) -> NtfyMessage {
     let (_, what, _) = what_changed(event);
     let (priority, tags) = ntfy_priority(event);
-    let title = ntfy_title(&format!("rtinspect: {what} {}", event.game_id));
-    let mut body = readable_line(event, str::to_owned);
+    let title = ntfy_title(&format!("rtinspect on {host}: {what} {}", event.game_id));
+    let mut body = readable_line(event, host, str::to_owned);
     let room = NTFY_BODY_BYTES.saturating_sub(body.len());
     body.push_str(&tail::for_event(event, tail::NTFY, "\n\n", room));
     NtfyMessage {
@@ -131,7 +131,7 @@ impl NtfyMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident};
+    use crate::webhook::format::samples::{Change, HOST, IncidentKind, event, hostile, incident};
 
     #[test]
     fn the_ntfy_message_table() {
@@ -139,58 +139,58 @@ mod tests {
         let table = [
             (
                 incident(Change::Opened, IncidentKind::CrashLoop, "g-42"),
-                "rtinspect: crash loop g-42",
+                "rtinspect on host-7: crash loop g-42",
                 5,
                 "rotating_light",
             ),
             (
                 incident(Change::Reminder, IncidentKind::CrashLoop, "g-42"),
-                "rtinspect: still a crash loop g-42",
+                "rtinspect on host-7: still a crash loop g-42",
                 4,
                 "rotating_light",
             ),
             (
                 event("g-42", "exited", "", None),
-                "rtinspect: not running g-42",
+                "rtinspect on host-7: not running g-42",
                 4,
                 "rotating_light",
             ),
             (
                 event("g-42", "running", "unhealthy", None),
-                "rtinspect: unhealthy g-42",
+                "rtinspect on host-7: unhealthy g-42",
                 3,
                 "warning",
             ),
             (
                 event("g-42", "running", "", None),
-                "rtinspect: restarted g-42",
+                "rtinspect on host-7: restarted g-42",
                 3,
                 "warning",
             ),
             (
                 incident(Change::Resolved, IncidentKind::Unhealthy, "g-42"),
-                "rtinspect: resolved g-42",
+                "rtinspect on host-7: resolved g-42",
                 2,
                 "white_check_mark",
             ),
             (
                 incident(Change::Reminder, IncidentKind::Unhealthy, "g-42"),
-                "rtinspect: still unhealthy g-42",
+                "rtinspect on host-7: still unhealthy g-42",
                 2,
                 "warning",
             ),
         ];
         for (e, title, priority, tags) in table {
-            let m = ntfy_message(&e);
+            let m = ntfy_message(&e, HOST);
             assert_eq!(
                 (m.title.as_str(), m.priority, m.tags),
                 (title, priority, tags)
             );
         }
-        let m = ntfy_message(&event("<b>@everyone</b> & `x`", "exited", "", None));
+        let m = ntfy_message(&event("<b>@everyone</b> & `x`", "exited", "", None), HOST);
         assert_eq!(
             m.body,
-            "rtinspect: game `<b>@everyone</b> & 'x'` container `d3c207677dd0`: exited, \
+            "rtinspect on host-7: game `<b>@everyone</b> & 'x'` container `d3c207677dd0`: exited, \
              no healthcheck, restart count 3",
             "plain text: nothing escaped"
         );
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn ntfy_headers_are_printable_ascii_and_short() {
         for e in hostile() {
-            let m = ntfy_message(&e);
+            let m = ntfy_message(&e, HOST);
             assert!(
                 m.title.bytes().all(|b| (b' '..=b'~').contains(&b)),
                 "{:?}",
@@ -208,9 +208,12 @@ mod tests {
             assert!(m.title.chars().count() <= NTFY_TITLE_CHARS, "{}", m.title);
             assert!(!m.body.contains(['\r', '\n']), "{:?}", m.body);
         }
-        let m = ntfy_message(&event("g-42\r\nX-Injected: 1", "exited", "", None));
-        assert_eq!(m.title, "rtinspect: not running g-42  X-Injected: 1");
-        let m = ntfy_message(&event("jeu-été", "exited", "", None));
-        assert_eq!(m.title, "rtinspect: not running jeu-?t?");
+        let m = ntfy_message(&event("g-42\r\nX-Injected: 1", "exited", "", None), HOST);
+        assert_eq!(
+            m.title,
+            "rtinspect on host-7: not running g-42  X-Injected: 1"
+        );
+        let m = ntfy_message(&event("jeu-été", "exited", "", None), HOST);
+        assert_eq!(m.title, "rtinspect on host-7: not running jeu-?t?");
     }
 }

@@ -5,6 +5,9 @@ use std::time::SystemTime;
 
 use crate::event::HealthEvent;
 pub(crate) use crate::incident::{Change, Kind as IncidentKind};
+
+/// The host the formats' tests name.
+pub(crate) const HOST: &str = "host-7";
 use crate::inspector::{Finding, Observation, Reason, StateDetails};
 
 pub(crate) fn event(

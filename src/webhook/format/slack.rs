@@ -12,14 +12,14 @@ use crate::event::HealthEvent;
 pub(crate) const SLACK_TEXT_CHARS: usize = 4000;
 
 /// The `{"text": …}` body of the slack format.
-pub(crate) fn slack_body(event: &HealthEvent) -> String {
-    let mut text = slack_line(event);
+pub(crate) fn slack_body(event: &HealthEvent, host: &str) -> String {
+    let mut text = slack_line(event, host);
     let room = SLACK_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&tail::for_event(event, tail::SLACK, "\n", room));
     serde_json::json!({ "text": text }).to_string()
 }
 
-/// One readable line: the game, the short container id, the state, the
+/// One readable line: the host, the game, the short container id, the state, the
 /// health, the restart count, and with extended details the exit, the error
 /// and the last probe's output.
 ///
@@ -27,8 +27,8 @@ pub(crate) fn slack_body(event: &HealthEvent) -> String {
 /// output) is made inert: Slack's `&`, `<`, `>` escaped so that `<!channel>`
 /// pings no one, a zero-width space after `@` so that Discord's `@everyone`
 /// does not either, backticks taken out of code spans, all on one line.
-pub(crate) fn slack_line(event: &HealthEvent) -> String {
-    readable_line(event, slack_escape)
+pub(crate) fn slack_line(event: &HealthEvent, host: &str) -> String {
+    readable_line(event, host, slack_escape)
 }
 
 /// Inert text that cannot address anyone or break out of Slack's markup.
@@ -74,7 +74,7 @@ pub(crate) fn test_body(title: &str, line: &str) -> String {
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::{Change, IncidentKind, event};
+    use crate::webhook::format::samples::{Change, HOST, IncidentKind, event};
 
     #[test]
     fn an_incident_line_says_what_changed_first() {
@@ -99,16 +99,22 @@ mod tests {
             details: None,
         };
         let table = [
-            (Change::Opened, "rtinspect: [crash loop] 4 restarts"),
+            (
+                Change::Opened,
+                "rtinspect on host-7: [crash loop] 4 restarts",
+            ),
             (
                 Change::Escalated,
-                "rtinspect: [now a crash loop] 4 restarts",
+                "rtinspect on host-7: [now a crash loop] 4 restarts",
             ),
             (
                 Change::Reminder,
-                "rtinspect: [still a crash loop] 4 restarts",
+                "rtinspect on host-7: [still a crash loop] 4 restarts",
             ),
-            (Change::Resolved, "rtinspect: [resolved] 4 restarts"),
+            (
+                Change::Resolved,
+                "rtinspect on host-7: [resolved] 4 restarts",
+            ),
         ];
         for (change, start) in table {
             let e = HealthEvent::for_incident(
@@ -118,7 +124,7 @@ mod tests {
                 observation.clone(),
                 std::time::SystemTime::UNIX_EPOCH,
             );
-            let line = slack_line(&e);
+            let line = slack_line(&e, HOST);
             assert!(line.starts_with(start), "{line}");
             assert!(
                 line.contains(
@@ -134,11 +140,11 @@ mod tests {
         let table = [
             (
                 event("g-42", "exited", "", None),
-                "rtinspect: game `g-42` container `d3c207677dd0`: exited, no healthcheck, restart count 3",
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: exited, no healthcheck, restart count 3",
             ),
             (
                 event("g-42", "running", "unhealthy", None),
-                "rtinspect: game `g-42` container `d3c207677dd0`: running, health unhealthy, restart count 3",
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: running, health unhealthy, restart count 3",
             ),
             (
                 event(
@@ -151,7 +157,7 @@ mod tests {
                         ..StateDetails::default()
                     }),
                 ),
-                "rtinspect: game `g-42` container `d3c207677dd0`: exited (exit code 137, OOM-killed), \
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: exited (exit code 137, OOM-killed), \
                  no healthcheck, restart count 3",
             ),
             (
@@ -166,7 +172,7 @@ mod tests {
                         ..StateDetails::default()
                     }),
                 ),
-                "rtinspect: game `g-42` container `d3c207677dd0`: exited (exit code 3), \
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: exited (exit code 3), \
                  no healthcheck, restart count 3",
             ),
             (
@@ -180,7 +186,7 @@ mod tests {
                         ..StateDetails::default()
                     }),
                 ),
-                "rtinspect: game `g-42` container `d3c207677dd0`: running, health unhealthy \
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: running, health unhealthy \
                  (3 failed probes, last said \"probe says no\"), restart count 3",
             ),
             (
@@ -194,25 +200,25 @@ mod tests {
                         ..StateDetails::default()
                     }),
                 ),
-                "rtinspect: game `g-42` container `d3c207677dd0`: created (exit code 127), \
+                "rtinspect on host-7: game `g-42` container `d3c207677dd0`: created (exit code 127), \
                  no healthcheck, restart count 3, error \"exec: \"/x\": no such file\"",
             ),
             (
                 event("<!channel> @everyone `x`\n&", "exited", "", None),
-                "rtinspect: game `&lt;!channel&gt; @\u{200B}everyone 'x' &amp;` container \
+                "rtinspect on host-7: game `&lt;!channel&gt; @\u{200B}everyone 'x' &amp;` container \
                  `d3c207677dd0`: exited, no healthcheck, restart count 3",
             ),
         ];
         for (event, want) in table {
-            assert_eq!(slack_line(&event), want);
+            assert_eq!(slack_line(&event, HOST), want);
         }
     }
 
     #[test]
     fn the_slack_body_is_one_json_text() {
         let e = event("g\"1", "exited", "", None);
-        let v: serde_json::Value = serde_json::from_str(&slack_body(&e)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&slack_body(&e, HOST)).unwrap();
         assert_eq!(v.as_object().unwrap().len(), 1);
-        assert_eq!(v["text"], slack_line(&e));
+        assert_eq!(v["text"], slack_line(&e, HOST));
     }
 }

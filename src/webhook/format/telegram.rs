@@ -16,8 +16,8 @@ pub(crate) const TELEGRAM_TEXT_CHARS: usize = 4096;
 /// when it is one, else a `@channel` name), the readable line as HTML with
 /// `&`, `<`, `>` escaped and an `@` that cannot mention anyone, at most
 /// [`TELEGRAM_TEXT_CHARS`], cut between escapes.
-pub(crate) fn telegram_body(event: &HealthEvent, chat_id: &str) -> String {
-    let mut text = telegram_text(&readable_line(event, str::to_owned));
+pub(crate) fn telegram_body(event: &HealthEvent, host: &str, chat_id: &str) -> String {
+    let mut text = telegram_text(&readable_line(event, host, str::to_owned));
     let room = TELEGRAM_TEXT_CHARS.saturating_sub(text.chars().count());
     text.push_str(&tail::for_event(event, tail::TELEGRAM, "\n", room));
     serde_json::json!({
@@ -119,10 +119,10 @@ pub(crate) fn test_body(title: &str, line: &str, chat_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::format::samples::{Change, IncidentKind, event, hostile, incident};
+    use crate::webhook::format::samples::{Change, HOST, IncidentKind, event, hostile, incident};
 
     fn telegram(e: &HealthEvent, chat: &str) -> serde_json::Value {
-        serde_json::from_str(&telegram_body(e, chat)).unwrap()
+        serde_json::from_str(&telegram_body(e, HOST, chat)).unwrap()
     }
 
     #[test]
@@ -135,7 +135,7 @@ mod tests {
             v,
             serde_json::json!({
                 "chat_id": -1001234567890_i64,
-                "text": "rtinspect: game `&lt;script&gt;&amp;@\u{200B}everyone` container \
+                "text": "rtinspect on host-7: game `&lt;script&gt;&amp;@\u{200B}everyone` container \
                          `d3c207677dd0`: exited, no healthcheck, restart count 3",
                 "parse_mode": "HTML",
                 "disable_web_page_preview": true,
@@ -153,7 +153,7 @@ mod tests {
             v["text"]
                 .as_str()
                 .unwrap()
-                .starts_with("rtinspect: [resolved] 4 restarts"),
+                .starts_with("rtinspect on host-7: [resolved] 4 restarts"),
             "{v}"
         );
     }

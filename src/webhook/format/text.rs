@@ -118,9 +118,9 @@ fn is_invisible(c: char) -> bool {
         | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
-/// The readable line, every text from outside made [`inert`], then passed
-/// through the format's `escape`.
-pub(crate) fn readable_line(event: &HealthEvent, escape: fn(&str) -> String) -> String {
+/// The readable line, from `host`, every text from outside made [`inert`],
+/// then passed through the format's `escape`.
+pub(crate) fn readable_line(event: &HealthEvent, host: &str, escape: fn(&str) -> String) -> String {
     let text = |t: &str| escape(&inert(t));
     let x = event.details.as_deref();
     let mut state = event.state.clone();
@@ -151,9 +151,10 @@ pub(crate) fn readable_line(event: &HealthEvent, escape: fn(&str) -> String) -> 
         (None, Some(o)) => health.push_str(&format!(" (last probe said \"{}\")", text(&o))),
         (None, None) => {}
     }
+    let host = text(host);
     let mut line = match event.incident.as_deref() {
-        None => "rtinspect: ".to_owned(),
-        Some(i) => incident_prefix(event, i),
+        None => format!("rtinspect on {host}: "),
+        Some(i) => incident_prefix(event, &host, i),
     };
     line.push_str(&format!(
         "game `{}` container `{}`: {}, {}, restart count {}",
@@ -169,11 +170,16 @@ pub(crate) fn readable_line(event: &HealthEvent, escape: fn(&str) -> String) -> 
     line
 }
 
-/// What an incident's message starts with: what changed, what it is, for
-/// how long, and the incident's id to group on.
-pub(crate) fn incident_prefix(event: &HealthEvent, i: &crate::event::IncidentFacts) -> String {
+/// What an incident's message starts with: the host (as the format shows
+/// it), what changed, what it is, for how long, and the incident's id to
+/// group on.
+pub(crate) fn incident_prefix(
+    event: &HealthEvent,
+    host: &str,
+    i: &crate::event::IncidentFacts,
+) -> String {
     let (_, what, _) = what_changed(event);
-    let mut prefix = format!("rtinspect: [{what}] ");
+    let mut prefix = format!("rtinspect on {host}: [{what}] ");
     if i.restarts_in_window > 0 {
         prefix.push_str(&format!(
             "{} restarts in the window, ",
@@ -226,7 +232,7 @@ pub(crate) fn test_words(host: &str) -> (String, &'static str) {
 mod tests {
     use super::*;
     use crate::inspector::StateDetails;
-    use crate::webhook::format::samples::{Change, IncidentKind, event, incident};
+    use crate::webhook::format::samples::{Change, HOST, IncidentKind, event, incident};
     use crate::webhook::format::slack::slack_line;
 
     /// Characters that turn a name around, break its line or hide part of
@@ -247,10 +253,10 @@ mod tests {
             ..StateDetails::default()
         }));
         let bodies = [
-            ("slack", slack_line(&e)),
-            ("discord", discord::discord_body(&e)),
-            ("ntfy", ntfy::ntfy_message(&e).body),
-            ("telegram", telegram::telegram_body(&e, "1")),
+            ("slack", slack_line(&e, HOST)),
+            ("discord", discord::discord_body(&e, HOST)),
+            ("ntfy", ntfy::ntfy_message(&e, HOST).body),
+            ("telegram", telegram::telegram_body(&e, HOST, "1")),
         ];
         for (format, body) in bodies {
             // A JSON body may escape them: read it back first.
@@ -268,6 +274,44 @@ mod tests {
             assert!(text.contains("ggggg"), "{format}: {text}");
         }
         assert_eq!(inert("a\u{202E}b\u{2028}c\u{200B}d\n"), "ab cd");
+    }
+
+    #[test]
+    fn every_single_message_names_its_host_inert_in_its_format() {
+        use crate::webhook::format::{discord, ntfy, telegram};
+        let e = incident(Change::Opened, IncidentKind::CrashLoop, "g-42");
+        let fact = event("g-42", "exited", "", None);
+        for e in [&e, &fact] {
+            let slack = slack_line(e, "eu-7");
+            assert!(slack.starts_with("rtinspect on eu-7: "), "{slack}");
+            let d: serde_json::Value =
+                serde_json::from_str(&discord::discord_body(e, "eu-7")).unwrap();
+            let title = d["embeds"][0]["title"].as_str().unwrap();
+            assert!(title.ends_with(": g-42 on eu-7"), "{title}");
+            let n = ntfy::ntfy_message(e, "eu-7");
+            assert!(n.title.starts_with("rtinspect on eu-7: "), "{}", n.title);
+            assert!(n.body.starts_with("rtinspect on eu-7: "), "{}", n.body);
+            let t: serde_json::Value =
+                serde_json::from_str(&telegram::telegram_body(e, "eu-7", "1")).unwrap();
+            assert!(
+                t["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("rtinspect on eu-7: ")
+            );
+        }
+        // Whatever a host is called, it pings, links and breaks nothing.
+        let host = "@everyone <b>[x](y)\r\nZ: 1";
+        let slack = slack_line(&e, host);
+        assert!(slack.starts_with("rtinspect on @\u{200B}everyone &lt;b&gt;[x](y)  Z: 1: "));
+        let d = discord::discord_body(&e, host);
+        assert!(
+            d.contains("@\u{200B}everyone \\\\<b\\\\>\\\\[x\\\\]"),
+            "{d}"
+        );
+        assert!(!ntfy::ntfy_message(&e, host).title.contains(['\r', '\n']));
+        let t = telegram::telegram_body(&e, host, "1");
+        assert!(t.contains("&lt;b&gt;") && !t.contains("<b>"), "{t}");
     }
 
     #[test]
@@ -324,9 +368,9 @@ mod tests {
         assert_eq!(reminder("running"), still);
         let mut e = incident(Change::Reminder, IncidentKind::CrashLoop, "g-7");
         e.state = "exited".into();
-        let line = slack_line(&e);
+        let line = slack_line(&e, HOST);
         assert!(
-            line.starts_with("rtinspect: [down after a crash loop] "),
+            line.starts_with("rtinspect on host-7: [down after a crash loop] "),
             "{line}"
         );
     }
@@ -346,7 +390,7 @@ mod tests {
                 ..StateDetails::default()
             }),
         );
-        let line = slack_line(&e);
+        let line = slack_line(&e, HOST);
         assert!(
             line.contains(&format!("(last probe said \"{}…\")", "x".repeat(120))),
             "{line}"

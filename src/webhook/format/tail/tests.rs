@@ -5,7 +5,7 @@ use super::*;
 use crate::webhook::format::digest::Digest;
 use crate::webhook::format::discord::{digest_body as discord_digest, discord_body};
 use crate::webhook::format::ntfy::{NTFY_BODY_BYTES, digest_message, ntfy_message};
-use crate::webhook::format::samples::{Change, IncidentKind, incident};
+use crate::webhook::format::samples::{Change, HOST, IncidentKind, incident};
 use crate::webhook::format::slack::{SLACK_TEXT_CHARS, digest_body as slack_digest, slack_body};
 use crate::webhook::format::telegram::{
     TELEGRAM_TEXT_CHARS, digest_body as telegram_digest, telegram_body,
@@ -21,12 +21,15 @@ fn opened(game: &str, lines: &[&str]) -> HealthEvent {
 /// and Telegram's text, ntfy's body.
 fn texts(event: &HealthEvent) -> [(&'static str, String); 4] {
     let json = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
-    let discord = json(discord_body(event))["embeds"][0]["description"]
+    let discord = json(discord_body(event, HOST))["embeds"][0]["description"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let slack = json(slack_body(event))["text"].as_str().unwrap().to_owned();
-    let telegram = json(telegram_body(event, "-100"))["text"]
+    let slack = json(slack_body(event, HOST))["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let telegram = json(telegram_body(event, HOST, "-100"))["text"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -34,7 +37,7 @@ fn texts(event: &HealthEvent) -> [(&'static str, String); 4] {
         ("discord", discord),
         ("slack", slack),
         ("telegram", telegram),
-        ("ntfy", ntfy_message(event).body),
+        ("ntfy", ntfy_message(event, HOST).body),
     ]
 }
 
@@ -151,7 +154,7 @@ fn a_tail_that_escaping_swells_keeps_each_message_within_its_limit() {
     }));
     let [discord, slack, telegram, ntfy] = texts(&event);
     assert!(discord.1.chars().count() <= 4096);
-    let body: serde_json::Value = serde_json::from_str(&discord_body(&event)).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&discord_body(&event, HOST)).unwrap();
     let embed = &body["embeds"][0];
     let total: usize = [&embed["title"], &embed["description"]]
         .iter()
