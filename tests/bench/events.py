@@ -245,7 +245,10 @@ def start_rtinspect(children, rt, args, stderr_path, env_extra=None, stdout=subp
     env.update(env_extra or {})
     err = open(stderr_path, "wb")
     try:
-        return children.start([rt, "run", *args], stdout=stdout, stderr=err, env=env)
+        # BENCH_RTINSPECT_ARGS: more options for every run (e.g. `--report
+        # both`, so that incidents, and their log tails, are made beside facts).
+        extra = os.environ.get("BENCH_RTINSPECT_ARGS", "").split()
+        return children.start([rt, "run", *args, *extra], stdout=stdout, stderr=err, env=env)
     finally:
         err.close()
 

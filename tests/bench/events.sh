@@ -23,6 +23,9 @@
 #   BENCH_FOOTPRINT_SECONDS  the footprint run at 1,000 records, s (50)
 #   BENCH_MUSL               0: leave out the static musl build's footprint
 #                            (measured when rustup has the musl target)
+#   BENCH_RTINSPECT_ARGS     more options for every rtinspect run, e.g.
+#                            `--report both` (incidents, with their log
+#                            tails, made beside the facts measured)
 #
 # Latency is measured from the failure's Docker event (`timeNano`, recorded by
 # `docker events`) to the moment rtinspect's envelope line for that container
