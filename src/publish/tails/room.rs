@@ -147,6 +147,19 @@ impl Room {
                 }
             }
             Change::Reminder => {
+                // An incident restored at the start is known from its first
+                // reminder on: its later deaths are read.
+                if let Some(id) = &incident_id
+                    && !self.open.contains_key(&event.game_id)
+                {
+                    self.open.insert(
+                        event.game_id.clone(),
+                        Open {
+                            incident_id: id.clone(),
+                            last_words: None,
+                        },
+                    );
+                }
                 let words = self
                     .open
                     .get(&event.game_id)

@@ -195,10 +195,13 @@ fn a_reminder_carries_the_last_words_of_the_incidents_last_death() {
     room.take(next(&opened, Change::Resolved), ms(t0, 5 * 3_600_000));
     room.take(died("g-1"), ms(t0, 5 * 3_600_000));
     assert_eq!(room.next_job(ms(t0, 5 * 3_600_000)), None);
-    // A reminder of another incident does not get this one's words.
+    // A reminder of another incident does not get this one's words, but
+    // makes it known (one restored at the start): its deaths are read.
     let other = opened_event("g-1");
     let out = room.take(next(&other, Change::Reminder), ms(t0, 6 * 3_600_000));
     assert!(out[0].log_tail.is_none());
+    room.take(died("g-1"), ms(t0, 6 * 3_600_001));
+    assert!(room.next_job(ms(t0, 6 * 3_600_001)).is_some());
 }
 
 #[test]
