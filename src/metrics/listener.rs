@@ -324,10 +324,13 @@ impl Loop {
             if self.conns.len() >= self.limits.max_connections {
                 self.evict();
             }
-            let mut conn = Conn::new(stream, now + self.limits.request_timeout);
+            // The deadline runs from this accept: a connection that arrived
+            // after the turn's `now` was read would otherwise lose the gap.
+            let accepted = Instant::now();
+            let mut conn = Conn::new(stream, accepted + self.limits.request_timeout);
             // A scraper sends its request with the connection: answering it
             // now keeps a flood of new connections from evicting it first.
-            conn.advance(now, &self.limits, &mut self.handler);
+            conn.advance(accepted, &self.limits, &mut self.handler);
             if !conn.is_closed() {
                 self.conns.push_back(conn);
             }
