@@ -127,7 +127,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     let notifier = Arc::new(notifier);
     // Subscribe before the first tick: the reader starts first.
     let (reader, nudges) = match config.events && !once {
-        true => start_reader(config, events_client, &telemetry)?,
+        true => {
+            // A bad events.json only loses the replay: the stream starts now.
+            let resume_from = state
+                .as_ref()
+                .and_then(|s| s.load_event_cursor().ok().flatten());
+            start_reader(config, events_client, &telemetry, resume_from)?
+        }
         false => (None, None),
     };
     let schedule = schedule(config, baselines, incidents, nudges.is_some());
@@ -281,6 +287,7 @@ fn start_reader(
     config: &Config,
     client: DockerClient,
     telemetry: &Arc<Telemetry>,
+    resume_from: Option<std::time::SystemTime>,
 ) -> Result<(Option<events::EventsReader>, Option<Nudges>), Failure> {
     let (sender, receiver) = crossbeam_channel::bounded(NUDGE_CAPACITY);
     let overflow = Arc::new(AtomicBool::new(false));
@@ -293,6 +300,7 @@ fn start_reader(
         counters: telemetry.clone(),
         silence: events::SILENCE,
         label: config.database.is_none().then(|| config.label.clone()),
+        resume_from,
     })
     .map_err(|e| Failure::runtime("cannot start the Docker events thread", e))?;
     Ok((Some(reader), Some(Nudges { receiver, overflow })))

@@ -137,6 +137,8 @@ pub struct Schedule {
     hold: Hold,
     /// How each container ended, from the events and the inspects.
     endings: Endings,
+    /// dockerd's time of the newest Docker event taken (`events.json`).
+    event_cursor: Option<SystemTime>,
     /// The records nudges are matched against.
     records: Vec<RuntimeRecord>,
     busy: Busy,
@@ -184,6 +186,7 @@ impl Schedule {
             incidents: None,
             hold: Hold::default(),
             endings: Endings::new(settings.events),
+            event_cursor: None,
             records: Vec::new(),
             busy: Busy::Idle,
             tick: None,
@@ -215,6 +218,12 @@ impl Schedule {
     pub fn with_incidents(mut self, tracker: Tracker) -> Schedule {
         self.incidents = Some(tracker);
         self
+    }
+
+    /// dockerd's time of the newest Docker event taken: the events stream
+    /// is replayed from it after a restart of rtinspect.
+    pub fn event_cursor(&self) -> Option<SystemTime> {
+        self.event_cursor
     }
 
     /// The incident tracker, when incidents are tracked.
@@ -398,6 +407,7 @@ fn save(file: StateFile) -> Action {
     match file {
         StateFile::Baselines => Action::SaveBaselines,
         StateFile::Incidents => Action::SaveIncidents,
+        StateFile::EventCursor => Action::SaveEventCursor,
     }
 }
 

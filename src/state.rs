@@ -11,6 +11,9 @@
 //! that does not parse is moved aside with a warning; a spool line that does not parse is
 //! set aside in `rejected.jsonl`. A start never fails because of either.
 //!
+//! `events.json` holds the time of the newest Docker event taken, from which
+//! the events stream is replayed after a restart (`cursor`).
+//!
 //! Every file has a bound. The spool keeps at most [`spool::SPOOL_LIMIT`] events and
 //! reads at most 64 KiB of a line. `rejected.jsonl` is appended to (a line
 //! and an fsync per event set aside) until the next line would take it past
@@ -20,6 +23,7 @@
 //! everything.
 
 mod atomic;
+mod cursor;
 pub(crate) mod history;
 pub(crate) mod peek;
 pub(crate) mod rejected;

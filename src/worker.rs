@@ -313,6 +313,13 @@ impl Worker {
                 self.publish_looks(schedule, true);
                 self.saved(StateFile::Incidents, result)
             }
+            Action::SaveEventCursor => {
+                let (Some(state), Some(at)) = (&self.state, schedule.event_cursor()) else {
+                    return Carried::Nothing;
+                };
+                let result = state.save_event_cursor(at);
+                self.saved(StateFile::EventCursor, result)
+            }
             Action::TickEnded(end) => {
                 self.sync_history();
                 self.publish_looks(schedule, true);

@@ -372,3 +372,25 @@ fn a_crash_loop_killed_in_its_restart_back_off_is_found_stopped_by_a_look() {
     resolved_as_stopped(&out, &err);
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_stop_made_while_rtinspect_was_down_is_replayed_and_opens_no_incident() {
+    let Some(live) = live_docker() else { return };
+    let mut c = Containers::new(live, "ends-replay");
+    let state = TempDir::new("ends-replay");
+    let dir = state.path().to_str().unwrap().to_owned();
+    let id = c.run("g-replay", &[], FOREVER);
+    let (daemon, _, err) = watch(&c, &["--state-dir", &dir]);
+    seen_running(&c, &id, &err);
+    // An event it took, so that it has a time to resume from.
+    live.docker(&["kill", "-s", "USR1", &id]);
+    ticks(&err, 3);
+    assert!(daemon.terminate().success());
+    // Stopped while rtinspect is down; then it starts again on its state.
+    live.docker(&["stop", "-t", "1", &id]);
+    let (daemon, out, err) = watch(&c, &["--state-dir", &dir]);
+    // Past the wait for a die no event brought, and a few ticks more.
+    ticks(&err, 10);
+    assert_no_incident(&out, &err, "a stop while rtinspect was down");
+    assert!(daemon.terminate().success());
+}

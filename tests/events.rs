@@ -327,6 +327,7 @@ fn reader_on(
         counters: counted.clone(),
         silence,
         label: None,
+        resume_from: None,
     })
     .unwrap();
     (reader, rx, counted)

@@ -9,6 +9,10 @@
 //! full, nudges merge into one "resync" flag that the inspector honours with
 //! a full tick. Every (re)subscription is followed by a resync too: dockerd
 //! replays only its last 256 events (`since`), and none across its restart.
+//! A replayed event is marked so: it tells the classifier of ends how a
+//! container ended while the stream was away (or rtinspect was down: the
+//! first subscription resumes from the newest event an earlier run took),
+//! and the resync looks at every record.
 //!
 //! A stream must prove itself before the reconnect backoff starts afresh:
 //! by news (an event newer than any seen before it subscribed), by a silence
@@ -134,6 +138,11 @@ pub struct ReaderParts {
     pub silence: Duration,
     /// Label mode: the game label, whose value each event carries on.
     pub label: Option<String>,
+    /// The newest event an earlier run of rtinspect took (`events.json`):
+    /// the first subscription replays from a second before it, so that an
+    /// end while rtinspect was down is still told (as far as dockerd's
+    /// ring of 256 events reaches).
+    pub resume_from: Option<SystemTime>,
 }
 
 /// Starts the reader thread.
@@ -172,9 +181,12 @@ fn read_forever(parts: &ReaderParts, stop: &AtomicBool, slot: &Mutex<Option<Unix
     let mut first = true;
     let mut subscribed = false;
     while !stop.load(Relaxed) {
-        // Resume a second before the last event seen: a duplicate only
-        // costs an inspect, a gap would cost an event.
-        let since = last_event.map(|t| t - Duration::from_secs(1));
+        // Resume a second before the last event seen (or, before any, the
+        // last an earlier run took): a duplicate costs nothing, a gap would
+        // cost an event.
+        let since = last_event
+            .or(parts.resume_from)
+            .map(|t| t - Duration::from_secs(1));
         parts.counters.attempted();
         let state = Subscription {
             last_event: &mut last_event,
@@ -297,6 +309,8 @@ fn subscribe(
         Ok(v) => v,
         Err(e) => return Break::Stream(e),
     };
+    // An event older than the request was replayed from `since`.
+    let asked_at = SystemTime::now();
     let stream = match open(parts, version, since) {
         Ok(s) => s,
         Err(e) => return Break::Stream(e),
@@ -334,7 +348,10 @@ fn subscribe(
         let got = read_line(&mut body, &mut line);
         let now = Instant::now();
         let event = match got {
-            Ok(Got::Line) => decode_event(&line, parts.label.as_deref()),
+            Ok(Got::Line) => decode_event(&line, parts.label.as_deref()).map(|mut e| {
+                e.replayed = e.at < asked_at;
+                e
+            }),
             _ => None,
         };
         // A silence proves nothing by itself: the ping that follows decides.

@@ -95,6 +95,8 @@ pub enum Action {
     Silenced(IncidentEvent, Option<SystemTime>),
     /// Save the incidents ([`Schedule::incidents`]) to the state directory.
     SaveIncidents,
+    /// Save [`Schedule::event_cursor`] to the state directory.
+    SaveEventCursor,
     /// A tick ended: log it, count it, tell systemd.
     TickEnded(TickEnd),
     /// Nothing to do before this time, unless an input arrives.

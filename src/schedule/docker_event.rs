@@ -57,6 +57,10 @@ pub struct ContainerEvent {
     /// Whether Podman sent it: every container event of Podman 4.3 carries
     /// a `podId` attribute, and its `restart` means what Docker's does not.
     pub podman: bool,
+    /// Whether dockerd replayed it from `since` (it happened before the
+    /// subscription): it tells how a container ended, and asks for nothing
+    /// the full tick after each subscription does not do.
+    pub replayed: bool,
 }
 
 impl ContainerEvent {

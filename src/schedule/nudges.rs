@@ -44,23 +44,10 @@ impl Schedule {
             // container without the game label is no game's.
             return;
         }
-        if event.action_label() == "create" {
-            // The newest container of a game is the one that should run; it
-            // is inspected once it starts (a created one is not running yet).
-            if let (Follow::Labels, Some(game)) = (follow, &event.game) {
-                let record = RuntimeRecord::new(game.clone(), event.id.clone());
-                if self.created.len() >= ADDED_MAX {
-                    self.created.remove(0);
-                }
-                self.created.push((record.clone(), now));
-                match self.records.iter_mut().find(|r| r.game_id == *game) {
-                    Some(r) => *r = record,
-                    None => {
-                        self.add_record(record, now);
-                    }
-                }
-            }
-            return;
+        if self.event_cursor.is_none_or(|c| event.at > c) {
+            // Replayed from here after a restart of rtinspect.
+            self.event_cursor = Some(event.at);
+            self.saves.changed(StateFile::EventCursor);
         }
         if let Some(happened) = event.happened()
             && self.endings.event(&event.id, happened, now) == Some(EndReason::Stopped)
@@ -82,6 +69,30 @@ impl Schedule {
                 self.closed_incidents(resolved);
             }
             self.note_changes();
+        }
+        if event.replayed {
+            // A replayed event told the classifier how a container ended;
+            // the full tick that follows every subscription looks at every
+            // record as it is now (an old `create` must not move a record).
+            return;
+        }
+        if event.action_label() == "create" {
+            // The newest container of a game is the one that should run; it
+            // is inspected once it starts (a created one is not running yet).
+            if let (Follow::Labels, Some(game)) = (follow, &event.game) {
+                let record = RuntimeRecord::new(game.clone(), event.id.clone());
+                if self.created.len() >= ADDED_MAX {
+                    self.created.remove(0);
+                }
+                self.created.push((record.clone(), now));
+                match self.records.iter_mut().find(|r| r.game_id == *game) {
+                    Some(r) => *r = record,
+                    None => {
+                        self.add_record(record, now);
+                    }
+                }
+            }
+            return;
         }
         if matches!(event.action_label(), "stop" | "kill" | "destroy" | "remove") {
             // They ask for no inspect: the `die` that ends the run does.

@@ -16,6 +16,9 @@ pub enum StateFile {
     Baselines,
     /// `incidents.json`: the incident tracker's memory.
     Incidents,
+    /// `events.json`: the time of the newest Docker event taken, replayed
+    /// from after a restart.
+    EventCursor,
 }
 
 impl StateFile {
@@ -24,6 +27,7 @@ impl StateFile {
         match self {
             StateFile::Baselines => "baselines.json",
             StateFile::Incidents => "incidents.json",
+            StateFile::EventCursor => "events.json",
         }
     }
 }
@@ -45,10 +49,14 @@ struct FileSave {
 /// The writes of both files.
 #[derive(Debug, Default)]
 pub(super) struct Saves {
-    files: [FileSave; 2],
+    files: [FileSave; 3],
 }
 
-const FILES: [StateFile; 2] = [StateFile::Baselines, StateFile::Incidents];
+const FILES: [StateFile; 3] = [
+    StateFile::Baselines,
+    StateFile::Incidents,
+    StateFile::EventCursor,
+];
 
 impl Saves {
     fn of(&mut self, file: StateFile) -> &mut FileSave {

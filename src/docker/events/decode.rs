@@ -73,6 +73,7 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
             .and_then(|c| c.parse().ok()),
         signal: m.actor.attributes.get("signal").cloned(),
         podman: m.actor.attributes.contains_key("podId"),
+        replayed: false,
         id: m.actor.id,
         action: m.action,
     };

@@ -310,3 +310,34 @@ fn a_write_that_fails_as_the_loop_stops_is_tried_once() {
         ]
     );
 }
+
+#[test]
+fn a_replayed_stop_tells_the_tracker_and_asks_for_no_inspect() {
+    // A kill, its die and the stop, replayed from `since` after a restart
+    // of rtinspect: the game was stopped while it was down.
+    let mut r = tracking(Follow::Labels, vec![rec("g", 1)]);
+    r.answer(1, running(1, 0));
+    r.until(10);
+    r.take_log();
+    r.answer(1, Answer::status(&id(1), 0, "exited"));
+    for action in ["kill", "die", "stop"] {
+        let mut e = ev(1, action, Some("g"));
+        e.signal = Some("15".into());
+        e.exit_code = Some(143);
+        e.replayed = true;
+        e.at = UNIX_EPOCH + Duration::from_secs(5);
+        r.nudge(e);
+    }
+    // (A save waits for its gap of a second.)
+    r.until(1100);
+    assert_eq!(r.take_log(), ["save incidents"], "told, not inspected");
+    assert_eq!(
+        r.schedule.event_cursor(),
+        Some(UNIX_EPOCH + Duration::from_secs(5))
+    );
+    // The tick finds it exited: stopped, which opens nothing.
+    r.until(15_100);
+    let log = r.take_log();
+    assert!(log.iter().any(|l| l == "inspect g"), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("incident_")), "{log:?}");
+}
