@@ -268,7 +268,7 @@ impl Tracker {
             restarts_in_window: game.restarts,
             oom: incident.oom,
             at,
-            reason: None,
+            reason: incident.reason,
             resolution: None,
         })
     }

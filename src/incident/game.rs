@@ -15,6 +15,9 @@ pub(super) struct Incident {
     /// When it opened, on the wall clock: reported, never measured.
     pub(super) started_at: SystemTime,
     pub(super) oom: bool,
+    /// How the container last ended while it is open, as its looks said:
+    /// what an incident a silence held says when it is let out.
+    pub(super) reason: Option<EndReason>,
     /// When the next reminder is due; `None` when reminders are off.
     pub(super) next_reminder: Option<Instant>,
 }

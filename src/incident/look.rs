@@ -209,6 +209,12 @@ impl Tracker {
             changed = true;
             kind = None;
         }
+        if let (Some(incident), Some(_)) = (&mut game.incident, reason)
+            && incident.reason != reason
+        {
+            incident.reason = reason;
+            changed = true;
+        }
         match (&mut game.incident, kind) {
             (None, None) => {}
             (None, Some(kind)) => {
@@ -217,6 +223,7 @@ impl Tracker {
                     kind,
                     started_at: at,
                     oom: game.oom_at.take().is_some(),
+                    reason,
                     next_reminder: policy.remind_every().and_then(|r| now.checked_add(r)),
                 };
                 events.push(event(Change::Opened, &incident, game.restarts));

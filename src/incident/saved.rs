@@ -49,6 +49,10 @@ impl Tracker {
                         kind: i.kind.into(),
                         started_at,
                         oom: i.oom,
+                        reason: i
+                            .reason
+                            .as_deref()
+                            .and_then(|r| EndReason::from_name(r, i.exit_code)),
                         next_reminder,
                     }
                 });
@@ -93,6 +97,8 @@ impl Tracker {
                         started_at_ms: Some(ms(i.started_at)),
                         started_at_us: Some(us(i.started_at)),
                         oom: i.oom,
+                        reason: i.reason.map(|r| r.as_str().to_owned()),
+                        exit_code: i.reason.and_then(EndReason::exit_code),
                         next_reminder_ms: i.next_reminder.map(wall),
                     }),
                     oom_at_ms: s.oom_at.map(wall),
@@ -233,6 +239,12 @@ pub(super) struct SavedIncident {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     started_at_us: Option<u64>,
     oom: bool,
+    /// How the container last ended while it was open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// A crash's exit code, with `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     next_reminder_ms: Option<u64>,
 }

@@ -255,3 +255,20 @@ fn a_replacement_first_seen_created_is_no_restart_when_it_starts() {
     events.extend(looks(&mut tracker, &[created, running]));
     assert_eq!(brief(&events), []);
 }
+
+#[test]
+fn an_open_incident_keeps_its_reason_for_a_silence_to_tell_and_across_a_restart() {
+    let mut tracker = Tracker::new(Policy::default());
+    looks(
+        &mut tracker,
+        &[
+            look(0, 0, "running", "S0", None),
+            look(5, 0, "exited", "S0", Some(CRASH)),
+        ],
+    );
+    let held = tracker.open_incident("g", Opened, wall(9)).unwrap();
+    assert_eq!(held.reason, Some(CRASH));
+    let again = Tracker::with_saved(Policy::default(), tracker.saved(t(10)), t(20));
+    let held = again.open_incident("g", Opened, wall(21)).unwrap();
+    assert_eq!(held.reason, Some(CRASH), "saved with its exit code");
+}
