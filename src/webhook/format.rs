@@ -7,6 +7,8 @@
 
 pub(crate) mod digest;
 pub(crate) mod discord;
+#[cfg(test)]
+mod ends;
 pub(crate) mod ntfy;
 #[cfg(test)]
 mod samples;

@@ -65,6 +65,9 @@ pub(crate) fn discord_body(event: &HealthEvent, host: &str) -> String {
             },
         ),
     ];
+    if let Some(end) = incident.and_then(|i| super::text::end_words(event, i)) {
+        fields.push(("How it ended", end));
+    }
     if let Some(code) = x.and_then(|x| x.exit_code) {
         fields.push(("Exit code", code.to_string()));
     }

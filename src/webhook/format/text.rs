@@ -52,6 +52,12 @@ pub(crate) fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
         IncidentKind::Restarted => (Kind::Restarted, "restarted", "open (restarted)"),
     };
     match event.change() {
+        // The operator took the game over: the incident ends, and says so.
+        Some(Change::Resolved) if event.resolution.as_deref() == Some("stopped") => (
+            Kind::Resolved,
+            "resolved (stopped by an operator)".to_owned(),
+            false,
+        ),
         Some(Change::Resolved) => (Kind::Resolved, "resolved".to_owned(), false),
         Some(Change::Escalated) => (kind, format!("now {state}"), false),
         // A crash loop whose restart policy gave up is down, no longer
@@ -180,13 +186,18 @@ pub(crate) fn incident_prefix(
 ) -> String {
     let (_, what, _) = what_changed(event);
     let mut prefix = format!("rtinspect on {host}: [{what}] ");
+    // How it ended first: what a person reads before anything else.
+    if let Some(end) = end_words(event, i) {
+        prefix.push_str(&end);
+        prefix.push_str(", ");
+    }
     if i.restarts_in_window > 0 {
         prefix.push_str(&format!(
             "{} restarts in the window, ",
             i.restarts_in_window
         ));
     }
-    if i.oom {
+    if i.oom && i.reason.as_deref() != Some("oom") {
         prefix.push_str("out of memory, ");
     }
     if i.after_silence {
@@ -201,6 +212,28 @@ pub(crate) fn incident_prefix(
         &id[id.ceil_char_boundary(id.len().saturating_sub(8))..]
     ));
     prefix
+}
+
+/// How the container ended, in words, when an incident's event says
+/// (`details.reason`): `crashed: signal KILL`, `crashed: exit code 3`,
+/// `exited cleanly (0) while it should run`, `out of memory`, `stopped by an
+/// operator`, `ended, how unknown`. Not said again beside a resolution,
+/// which says it already.
+pub(crate) fn end_words(event: &HealthEvent, i: &crate::event::IncidentFacts) -> Option<String> {
+    if event.resolution.is_some() {
+        return None;
+    }
+    Some(match i.reason.as_deref()? {
+        "crashed" => match (&i.signal, i.exit_code) {
+            (Some(signal), _) => format!("crashed: signal {signal}"),
+            (None, Some(code)) => format!("crashed: exit code {code}"),
+            (None, None) => "crashed".to_owned(),
+        },
+        "exited" => "exited cleanly (0) while it should run".to_owned(),
+        "oom" => "out of memory".to_owned(),
+        "stopped" => "stopped by an operator".to_owned(),
+        _ => "ended, how unknown".to_owned(),
+    })
 }
 
 /// `text` on one line (control characters as spaces, trimmed), cut to at
