@@ -45,7 +45,8 @@ hook_pid=""
 host=""
 
 stop_bench() {
-  [ -n "$rt_pid" ] && { kill "$rt_pid" 2>/dev/null || true; wait "$rt_pid" 2>/dev/null || true; }
+  # A measure runs in a subshell: its rtinspect's pid is in a file.
+  [ -s "$work/rt.pid" ] && { kill "$(cat "$work/rt.pid")" 2>/dev/null || true; }
   [ -n "$hook_pid" ] && { kill "$hook_pid" 2>/dev/null || true; wait "$hook_pid" 2>/dev/null || true; }
   rt_pid=""; hook_pid=""
   if [ -n "$host" ]; then
@@ -138,6 +139,7 @@ measure() {
     --webhook-url "http://127.0.0.1:$port/hook" --webhook-format slack \
     >"$out" 2>"$out.log" &
   rt_pid=$!
+  echo "$rt_pid" >"$work/rt.pid"
   # Its first tick has seen every game (and a failure's container) running.
   sleep 8
   local hook_before
@@ -152,6 +154,7 @@ measure() {
   kill "$rt_pid" 2>/dev/null || true
   wait "$rt_pid" 2>/dev/null || true
   rt_pid=""
+  : >"$work/rt.pid"
   printf '%s\t%s\n' "$inc" "$hook"
 }
 
@@ -190,11 +193,20 @@ run_scenario() {
         "$bin" silence add --all --for 3m --comment bench \
           --label "$label" --state-dir "$state" >/dev/null
       fi
-      for i in $(seq 0 $((games - 1))); do dk stop -t 1 "$(container_of "$i")" >/dev/null & done
-      wait
+      # (Waited for by pid: rtinspect runs in the background too.)
+      local pids=()
+      for i in $(seq 0 $((games - 1))); do
+        dk stop -t 1 "$(container_of "$i")" >/dev/null &
+        pids+=($!)
+      done
+      wait "${pids[@]}"
       sleep 60
-      for i in $(seq 0 $((games - 1))); do dk start "$(dk ps -aq --filter "label=$label=game-$i")" >/dev/null & done
-      wait
+      pids=()
+      for i in $(seq 0 $((games - 1))); do
+        dk start "$(dk ps -aq --filter "label=$label=game-$i" | head -n 1)" >/dev/null &
+        pids+=($!)
+      done
+      wait "${pids[@]}"
       sleep 15
       if "$bin" silence --help >/dev/null 2>&1; then
         "$bin" silence end --all --label "$label" --state-dir "$state" >/dev/null
@@ -225,11 +237,11 @@ declare -A name=(
 )
 declare -A new old
 for s in "${scenarios[@]}"; do
-  log "$s (this build)"
   new[$s]=$(measure "$new_bin" "$s")
+  log "$s (this build): ${new[$s]/$'\t'/ incidents, } messages"
   if [ -n "$old_bin" ]; then
-    log "$s (BENCH_OLD_BIN)"
     old[$s]=$(measure "$old_bin" "$s")
+    log "$s (BENCH_OLD_BIN): ${old[$s]/$'\t'/ incidents, } messages"
   fi
 done
 
