@@ -44,7 +44,8 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
     let host = this_host();
     let prefix = match report {
         "facts" => format!("rtinspect on {host}: "),
-        _ => format!("rtinspect on {host}: [not running] since "),
+        // An incident says first how its container ended.
+        _ => format!("rtinspect on {host}: [not running] out of memory, since "),
     };
     let prefix = prefix.as_str();
     match format {
@@ -78,6 +79,8 @@ fn assert_chat_request(req: &HookRequest, format: &str, report: &str) {
                 "Restarts=2",
             ];
             if report == "incidents" {
+                // An incident says how its container ended (an OOM kill here).
+                want.insert(4, "How it ended=out of memory");
                 want.push("Restarts in window=0");
             }
             assert_eq!(fields[..want.len()], want[..], "{fields:?}");
