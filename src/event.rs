@@ -402,21 +402,45 @@ fn new_id(at: SystemTime) -> String {
 /// that carry events.
 #[cfg(test)]
 pub(crate) fn stopped_event(game: &str) -> HealthEvent {
-    use crate::inspector::{Observation, Reason};
     HealthEvent::from_finding(
         Finding {
             game_id: game.into(),
-            observation: Observation {
-                container_id: "c".repeat(64),
-                restart_count: 1,
-                status: "exited".into(),
-                health: "".into(),
-                details: None,
-            },
-            reasons: vec![Reason::NotRunning],
+            observation: exited(),
+            reasons: vec![crate::inspector::Reason::NotRunning],
         },
         SystemTime::now(),
     )
+}
+
+/// A container seen exited after one restart.
+#[cfg(test)]
+fn exited() -> Observation {
+    Observation {
+        container_id: "c".repeat(64),
+        restart_count: 1,
+        status: "exited".into(),
+        health: "".into(),
+        details: None,
+    }
+}
+
+/// The facts of the incident `incident_id`, of `kind`, with
+/// `restarts_in_window`, opened at a fixed time and saying nothing more,
+/// for tests of the modules that carry events.
+#[cfg(test)]
+pub(crate) fn plain_facts(incident_id: &str, kind: Kind, restarts_in_window: u32) -> IncidentFacts {
+    IncidentFacts {
+        incident_id: incident_id.into(),
+        kind,
+        started_at: "2026-12-02T15:40:13.104861Z".into(),
+        restarts_in_window,
+        oom: false,
+        after_silence: false,
+        reason: None,
+        exit_code: None,
+        signal: None,
+        resolution: None,
+    }
 }
 
 /// The `incident_opened` of a game whose container exited, for tests of
@@ -427,25 +451,11 @@ pub(crate) fn opened_event(game: &str) -> HealthEvent {
     HealthEvent::for_incident(
         Change::Opened,
         IncidentFacts {
-            incident_id: new_id(at),
-            kind: Kind::NotRunning,
             started_at: rfc3339_micros(at),
-            restarts_in_window: 0,
-            oom: false,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
+            ..plain_facts(&new_id(at), Kind::NotRunning, 0)
         },
         game.into(),
-        Observation {
-            container_id: "c".repeat(64),
-            restart_count: 1,
-            status: "exited".into(),
-            health: "".into(),
-            details: None,
-        },
+        exited(),
         at,
     )
 }

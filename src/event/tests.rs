@@ -78,16 +78,8 @@ fn an_envelope_reads_back_into_the_same_event() {
     );
     assert!(HealthEvent::from_envelope("{}").is_err());
     let facts = IncidentFacts {
-        incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
-        kind: Kind::CrashLoop,
-        started_at: "2026-12-02T15:40:13.104861Z".into(),
-        restarts_in_window: 3,
         oom: true,
-        after_silence: false,
-        reason: None,
-        exit_code: None,
-        signal: None,
-        resolution: None,
+        ..plain_facts("019ae1c5-0000-7000-8000-000000000000", Kind::CrashLoop, 3)
     };
     let i = HealthEvent::for_incident(
         Change::Escalated,
@@ -121,18 +113,11 @@ fn an_envelope_reads_back_into_the_same_event() {
 
 #[test]
 fn a_removed_incident_says_so_and_carries_nothing_seen() {
-    let facts = IncidentFacts {
-        incident_id: "019ae1c5-0000-7000-8000-000000000000".into(),
-        kind: crate::incident::Kind::NotRunning,
-        started_at: "2026-12-02T15:40:13.104861Z".into(),
-        restarts_in_window: 1,
-        oom: false,
-        after_silence: false,
-        reason: None,
-        exit_code: None,
-        signal: None,
-        resolution: None,
-    };
+    let facts = plain_facts(
+        "019ae1c5-0000-7000-8000-000000000000",
+        crate::incident::Kind::NotRunning,
+        1,
+    );
     let e = HealthEvent::for_closed_incident(
         facts.clone(),
         "g".into(),
@@ -200,18 +185,7 @@ fn only_an_incident_carries_the_last_probes_outputs() {
     let v: serde_json::Value = serde_json::from_str(fact.envelope().as_str()).unwrap();
     assert!(v["details"].get("health_log").is_none(), "{v}");
     assert!(fact.details.as_ref().unwrap().health_log.is_empty());
-    let facts = IncidentFacts {
-        incident_id: "019ae1c5-0000-7000-8000-000000000001".into(),
-        kind: Kind::Unhealthy,
-        started_at: "2026-12-02T15:40:13.104861Z".into(),
-        restarts_in_window: 0,
-        oom: false,
-        after_silence: false,
-        reason: None,
-        exit_code: None,
-        signal: None,
-        resolution: None,
-    };
+    let facts = plain_facts("019ae1c5-0000-7000-8000-000000000001", Kind::Unhealthy, 0);
     let i = HealthEvent::for_incident(
         Change::Opened,
         facts,
@@ -386,16 +360,8 @@ fn a_log_tail_that_escaping_would_push_past_notify_loses_its_oldest_lines() {
     let e = HealthEvent::for_incident(
         Change::Opened,
         IncidentFacts {
-            incident_id: "i".into(),
-            kind: Kind::NotRunning,
             started_at: rfc3339_micros(at(0, 0)),
-            restarts_in_window: 0,
-            oom: false,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
+            ..plain_facts("i", Kind::NotRunning, 0)
         },
         f.game_id,
         seen,

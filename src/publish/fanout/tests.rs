@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::config::{Glob, Report};
-use crate::event::IncidentFacts;
 use crate::incident::Change;
 use crate::inspector::{Finding, Observation, Reason};
 
@@ -33,18 +32,7 @@ fn fact(game: &str, status: &str, health: &str) -> HealthEvent {
 fn incident(change: Change, kind: Kind, game: &str) -> HealthEvent {
     HealthEvent::for_incident(
         change,
-        IncidentFacts {
-            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind,
-            started_at: "2026-12-02T15:40:13.104861Z".into(),
-            restarts_in_window: 1,
-            oom: false,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
-        },
+        crate::event::plain_facts("019ae1c5-aaaa-7000-8000-000000000000", kind, 1),
         game.into(),
         seen("running", ""),
         SystemTime::UNIX_EPOCH,

@@ -38,18 +38,7 @@ pub(crate) fn event(
 pub(crate) fn incident(change: Change, kind: IncidentKind, game: &str) -> HealthEvent {
     HealthEvent::for_incident(
         change,
-        crate::event::IncidentFacts {
-            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind,
-            started_at: "2026-12-02T15:40:13.104861Z".into(),
-            restarts_in_window: 4,
-            oom: false,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
-        },
+        crate::event::plain_facts("019ae1c5-aaaa-7000-8000-000000000000", kind, 4),
         game.into(),
         Observation {
             container_id: "d3c207677dd0c4b84ec93933377312c265ce8c9581e1ec65a6a2005fe34407ee".into(),

@@ -80,16 +80,12 @@ mod tests {
     fn an_incident_line_says_what_changed_first() {
         let seen = crate::event::stopped_event("g-7");
         let facts = crate::event::IncidentFacts {
-            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind: IncidentKind::CrashLoop,
-            started_at: "2026-12-02T15:40:13.104861Z".into(),
-            restarts_in_window: 4,
             oom: true,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
+            ..crate::event::plain_facts(
+                "019ae1c5-aaaa-7000-8000-000000000000",
+                IncidentKind::CrashLoop,
+                4,
+            )
         };
         let observation = crate::inspector::Observation {
             container_id: seen.container_id.clone(),

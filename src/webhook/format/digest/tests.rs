@@ -32,18 +32,7 @@ fn incident(change: Change, kind: IncidentKind, game: &str, n: u64) -> HealthEve
     };
     HealthEvent::for_incident(
         change,
-        IncidentFacts {
-            incident_id: "019ae1c5-aaaa-7000-8000-000000000000".into(),
-            kind,
-            started_at: "2026-12-02T15:40:13.104861Z".into(),
-            restarts_in_window: 0,
-            oom: false,
-            after_silence: false,
-            reason: None,
-            exit_code: None,
-            signal: None,
-            resolution: None,
-        },
+        crate::event::plain_facts("019ae1c5-aaaa-7000-8000-000000000000", kind, 0),
         game.into(),
         seen(status, ""),
         SystemTime::UNIX_EPOCH + Duration::from_secs(n),
