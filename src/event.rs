@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ending::EndReason;
 use crate::incident::{Change, Kind};
-use crate::inspector::{Finding, Observation, StateDetails};
+use crate::inspector::{Finding, Observation, StateDetails, restart_under_way};
 use crate::log_tail::LogTail;
 
 mod envelope;
@@ -352,6 +352,22 @@ impl HealthEvent {
     /// `rtinspect notify-test`'s message).
     pub fn change(&self) -> Option<Change> {
         self.event_type.change()
+    }
+
+    /// A fact's kind, as routing and the chats tell it: not running (but a
+    /// restart under way is a restart), else unhealthy, else the restart
+    /// that made it a fact. A fact is never a crash loop: only an incident
+    /// counts restarts.
+    pub(crate) fn fact_kind(&self) -> Kind {
+        if restart_under_way(&self.state) {
+            Kind::Restarted
+        } else if self.state != "running" {
+            Kind::NotRunning
+        } else if self.health == "unhealthy" {
+            Kind::Unhealthy
+        } else {
+            Kind::Restarted
+        }
     }
 
     /// The event carrying `tail`, fitted to the envelope's bound again

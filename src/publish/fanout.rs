@@ -17,8 +17,6 @@ use crossbeam_channel::Sender;
 
 use crate::config::Route;
 use crate::event::HealthEvent;
-use crate::incident::Kind;
-use crate::inspector::restart_under_way;
 use crate::publish::offer::{offer, offer_until};
 use crate::publish::outbox::Outbox;
 use crate::publish::spools::FinalSpool;
@@ -30,7 +28,7 @@ use crate::telemetry::Telemetry;
 pub(crate) fn takes(route: &Route, event: &HealthEvent) -> bool {
     let kind = match event.incident.as_deref() {
         Some(incident) if route.report.incidents() => incident.kind,
-        None if route.report.facts() => fact_kind(event),
+        None if route.report.facts() => event.fact_kind(),
         _ => return false,
     };
     kind >= route.min
@@ -48,21 +46,6 @@ pub(crate) fn destinations<'a>(
         .filter(|(_, route)| takes(route, event))
         .map(|(i, _)| i)
         .collect()
-}
-
-/// A fact's kind, as a chat tells it: not running (but a restart under
-/// way is a restart), else unhealthy, else the restart that made it a
-/// fact. A fact is never a crash loop: only an incident counts restarts.
-fn fact_kind(event: &HealthEvent) -> Kind {
-    if restart_under_way(&event.state) {
-        Kind::Restarted
-    } else if event.state != "running" {
-        Kind::NotRunning
-    } else if event.health == "unhealthy" {
-        Kind::Unhealthy
-    } else {
-        Kind::Restarted
-    }
 }
 
 /// One sink's end of the inspector: what it gets, its queue, its spool.

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::config::{Glob, Report};
-use crate::incident::Change;
+use crate::incident::{Change, Kind};
 use crate::inspector::{Finding, Observation, Reason};
 
 fn seen(status: &str, health: &str) -> Observation {

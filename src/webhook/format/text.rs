@@ -25,23 +25,13 @@ pub(crate) enum Kind {
 }
 
 /// What changed, in a few words (`crash loop`, `still unhealthy`,
-/// `resolved`), and the kind. A fact's kind is read from what was seen: not
-/// running, else unhealthy, else the restart that made it a fact.
+/// `resolved`), and the kind; a fact's is [`HealthEvent::fact_kind`].
 pub(crate) fn what_changed(event: &HealthEvent) -> (Kind, String, bool) {
     let Some(i) = event.incident.as_deref() else {
-        let kind = if restart_under_way(&event.state) {
-            Kind::Restarted
-        } else if event.state != "running" {
-            Kind::NotRunning
-        } else if event.health == "unhealthy" {
-            Kind::Unhealthy
-        } else {
-            Kind::Restarted
-        };
-        let what = match kind {
-            Kind::NotRunning => "not running",
-            Kind::Unhealthy => "unhealthy",
-            _ => "restarted",
+        let (kind, what) = match event.fact_kind() {
+            IncidentKind::NotRunning => (Kind::NotRunning, "not running"),
+            IncidentKind::Unhealthy => (Kind::Unhealthy, "unhealthy"),
+            _ => (Kind::Restarted, "restarted"),
         };
         return (kind, what.to_owned(), false);
     };
