@@ -51,7 +51,6 @@ impl NotifyFile {
         taken: &[SinkConfig],
     ) -> Result<Vec<SinkConfig>, ConfigError> {
         let mut all: Vec<SinkConfig> = taken.to_vec();
-        let before = notified(taken);
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -61,16 +60,7 @@ impl NotifyFile {
                 self.file
                     .invalid(&format!("line {} ({}): {why}", number + 1, masked(line)))
             };
-            if all.len() == MAX_SINKS {
-                return Err(at(&format!(
-                    "one sink too many: at most {MAX_SINKS} in all, --sink's and --notify's \
-                     included"
-                )));
-            }
-            let url = notify_url::parse(line).map_err(|why| at(&why))?;
-            let sink = named(url, before + notified(&all[taken.len()..]) + 1);
-            unique(&sink, &all).map_err(|why| at(&why))?;
-            all.push(sink);
+            add(&mut all, line, "--sink's and --notify's", &at)?;
         }
         if all.len() == taken.len() {
             return Err(self.invalid("holds no URL (a URL a line, # for a comment)"));
@@ -79,10 +69,27 @@ impl NotifyFile {
     }
 }
 
-/// How many of `sinks` are notification URLs: the next one's position is
-/// one more.
-fn notified(sinks: &[SinkConfig]) -> usize {
-    sinks.iter().filter(|s| s.notify).count()
+/// Adds the sink of the notification URL `text` to `all`, named by its
+/// position among the notification URLs, unless it is one too many (the
+/// sinks before it are `before`'s), unreadable or its name is taken: what
+/// is wrong is said through `at`, which says where the URL was.
+fn add(
+    all: &mut Vec<SinkConfig>,
+    text: &str,
+    before: &str,
+    at: &dyn Fn(&str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if all.len() == MAX_SINKS {
+        return Err(at(&format!(
+            "one sink too many: at most {MAX_SINKS} in all, {before} included"
+        )));
+    }
+    let url = notify_url::parse(text).map_err(|why| at(&why))?;
+    let position = all.iter().filter(|s| s.notify).count() + 1;
+    let sink = named(url, position);
+    unique(&sink, all).map_err(|why| at(&why))?;
+    all.push(sink);
+    Ok(())
 }
 
 /// The sink of a notification URL at `position` (from 1).
@@ -127,15 +134,7 @@ pub(super) fn notify_sinks(
                 masked(text)
             ))
         };
-        if all.len() == MAX_SINKS {
-            return Err(at(&format!(
-                "one sink too many: at most {MAX_SINKS} in all, --sink's included"
-            )));
-        }
-        let url = notify_url::parse(text).map_err(|why| at(&why))?;
-        let sink = named(url, i + 1);
-        unique(&sink, &all).map_err(|why| at(&why))?;
-        all.push(sink);
+        add(&mut all, text, "--sink's", &at)?;
     }
     if all.len() == taken.len() {
         return Err(given.invalid("no URL in it"));
