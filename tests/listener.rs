@@ -7,7 +7,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -15,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    FakeEngine, Reply, bin, free_addr, http_get, live_required, one_labelled_reply, sample,
-    terminate, wait_until,
+    FakeEngine, PidsCgroup, Reply, bin, free_addr, http_get, live_required, one_labelled_reply,
+    sample, terminate, wait_until,
 };
 
 /// Connections the listener keeps open at once (`Limits::max_connections`).
@@ -40,13 +39,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the binary, inside `cgroup` when given (it joins the cgroup
-    /// before it starts, as a unit's process does), and waits for /metrics.
+    /// Starts the binary, inside `cgroup` when given, and waits for /metrics.
     fn start(engine: &FakeEngine, cgroup: Option<&PidsCgroup>) -> Daemon {
         let addr = free_addr();
-        let template = bin();
-        let program = template.get_program().to_owned();
-        let args = [
+        let mut command = match cgroup {
+            None => bin(),
+            Some(cgroup) => cgroup.bin_inside(),
+        };
+        command.args([
             "run",
             "--docker-host",
             &engine.docker_host(),
@@ -54,29 +54,7 @@ impl Daemon {
             "200ms",
             "--metrics-addr",
             &addr,
-        ];
-        let mut command = match cgroup {
-            None => {
-                let mut c = Command::new(&program);
-                c.args(args);
-                c
-            }
-            Some(cgroup) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
-                    .arg(&cgroup.dir)
-                    .arg(&program)
-                    .args(args);
-                c
-            }
-        };
-        for (key, value) in template.get_envs() {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
-        }
+        ]);
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -141,57 +119,6 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A pids cgroup with a limit, removed on drop (once its process is gone).
-struct PidsCgroup {
-    dir: PathBuf,
-}
-
-impl PidsCgroup {
-    /// A new cgroup limited to `max` tasks, or `None` (with a note, or a
-    /// failure when live services are demanded) when there is no pids
-    /// controller to use.
-    fn new(max: usize) -> Option<PidsCgroup> {
-        let name = format!("rtinspect-test-{}", std::process::id());
-        let v1 = PathBuf::from("/sys/fs/cgroup/pids");
-        let v2 = PathBuf::from("/sys/fs/cgroup");
-        let parent = if v1.join("cgroup.procs").exists() {
-            Some(v1)
-        } else {
-            // cgroup v2: pids must be enabled for the children of the root.
-            let controllers =
-                std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-            (controllers.split_whitespace().any(|c| c == "pids")
-                && std::fs::write(v2.join("cgroup.subtree_control"), "+pids").is_ok())
-            .then_some(v2)
-        };
-        let made = parent.and_then(|parent| {
-            let dir = parent.join(name);
-            std::fs::create_dir(&dir).ok()?;
-            let cgroup = PidsCgroup { dir };
-            std::fs::write(cgroup.dir.join("pids.max"), max.to_string()).ok()?;
-            Some(cgroup)
-        });
-        if made.is_none() {
-            assert!(
-                !live_required(),
-                "no pids cgroup controller to use (cgroup v1 /sys/fs/cgroup/pids or v2 with pids)"
-            );
-            crate::support::skipped("no pids cgroup controller to use: needs root and cgroups");
-        }
-        made
-    }
-
-    fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
