@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, Engine, HookReply, HookRequest, HookServer, TempDir, assert_no_secret, bin,
-    free_addr, game_box, http_get, live_docker, run_on, sample, wait_until,
+    Containers, Daemon, Engine, HookReply, HookRequest, HookServer, PidsCgroup, TempDir,
+    assert_no_secret, bin, free_addr, game_box, http_get, live_docker, run_on, sample, wait_until,
 };
 
 /// A notify file of `text` in `dir`, mode 600.
@@ -586,4 +586,63 @@ fn two_hosts_on_one_channel_each_message_and_digest_names_its_host() {
     hosts.sort_unstable();
     hosts.dedup();
     assert_eq!(hosts, ["alpha", "beta"]);
+}
+
+/// The unit's `TasksMax`, as packaging/rtinspect.service ships it.
+fn units_tasks_max() -> usize {
+    let unit = include_str!("../packaging/rtinspect.service");
+    unit.lines()
+        .find_map(|l| l.strip_prefix("TasksMax="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the unit sets TasksMax to a number")
+}
+
+#[test]
+fn the_most_sinks_with_every_thread_on_run_under_the_units_tasks_max() {
+    let Some(cgroup) = PidsCgroup::new(units_tasks_max()) else {
+        return;
+    };
+    let engine = Engine::start();
+    engine.put(1, game_box("g-1", "exited"));
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    // 16 chats: the most sinks one rtinspect runs, each a
+    // publisher thread; with the events reader, the metrics listener and
+    // the log tail's readers.
+    let urls: Vec<String> = (1..=16)
+        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
+        .collect();
+    let metrics = free_addr();
+    let (daemon, _out, err) = Daemon::watched(
+        cgroup
+            .bin_inside()
+            .args(["run", "--docker-host", &engine.docker_host()])
+            .args(["--interval", "300ms", "--events", "on", "--log-lines", "10"])
+            .args(["--metrics-addr", &metrics])
+            .env("RTINSPECT_NOTIFY", urls.join(" ")),
+    );
+    wait_until(Duration::from_secs(30), "every chat told", || {
+        let told: std::collections::HashSet<String> =
+            hook.requests().into_iter().map(|r| r.path).collect();
+        (1..=16).all(|i| told.contains(&format!("/hook{i}"))) || err.text().contains("cannot start")
+    });
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", daemon.id()))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let exposition = http_get(&metrics, "/metrics").map(|(_, body)| body);
+    eprintln!(
+        "TasksMax {}: {} threads {threads:?}, pids.current {}, pids.events {:?}",
+        units_tasks_max(),
+        threads.len(),
+        cgroup.read("pids.current").trim(),
+        cgroup.read("pids.events").trim()
+    );
+    // `max N` counts the thread spawns the limit refused.
+    assert_eq!(cgroup.read("pids.events").trim(), "max 0", "{}", err.text());
+    assert!(exposition.is_some(), "{}", err.text());
+    assert!(daemon.terminate().success(), "{}", err.text());
 }
