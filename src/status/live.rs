@@ -5,7 +5,7 @@
 //! board published, an `Arc` behind one short lock, and renders it on its
 //! own time. Its size is the records': one look per game listed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -65,9 +65,11 @@ impl Looks {
 
     /// The records were listed: the looks of games that left go.
     pub(crate) fn listed(&mut self, records: &[RuntimeRecord]) {
+        // A set, not a scan of the records per look: a tick of 10,000 games
+        // spent 1.4 s (debug build) comparing ids.
+        let listed: HashSet<&str> = records.iter().map(|r| r.game_id.as_str()).collect();
         let before = self.looks.len();
-        self.looks
-            .retain(|game, _| records.iter().any(|r| r.game_id == *game));
+        self.looks.retain(|game, _| listed.contains(game.as_str()));
         self.changed |= self.looks.len() != before;
     }
 
@@ -141,12 +143,12 @@ impl Looks {
         )
         .with_reasons(&|id| self.reasons.get(id).cloned());
         // The reasons of incidents no longer open go.
-        self.reasons.retain(|id, _| {
-            board
-                .rows
-                .iter()
-                .any(|r| r.incident.as_ref().is_some_and(|i| i.id == *id))
-        });
+        let open: HashSet<&str> = board
+            .rows
+            .iter()
+            .filter_map(|r| Some(r.incident.as_ref()?.id.as_str()))
+            .collect();
+        self.reasons.retain(|id, _| open.contains(id.as_str()));
         *self
             .board
             .published
