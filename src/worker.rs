@@ -137,7 +137,7 @@ impl Worker {
     }
 
     /// Publishes the looks, with what the tracker remembers now.
-    fn publish_looks(&mut self, schedule: &Schedule, force: bool) {
+    fn publish_looks(&mut self, schedule: &Schedule) {
         let Some(live) = &mut self.live else {
             return;
         };
@@ -146,7 +146,7 @@ impl Worker {
             mono: Instant::now(),
         };
         let memory = schedule.incidents().map(|t| t.saved(now));
-        live.publish(memory.as_ref(), force);
+        live.publish(memory.as_ref());
     }
 
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
@@ -310,7 +310,7 @@ impl Worker {
                 let result =
                     state.save_incidents_held(&tracker.saved(now), &schedule.hold().saved());
                 self.sync_history();
-                self.publish_looks(schedule, true);
+                self.publish_looks(schedule);
                 self.saved(StateFile::Incidents, result)
             }
             Action::SaveEventCursor => {
@@ -322,7 +322,7 @@ impl Worker {
             }
             Action::TickEnded(end) => {
                 self.sync_history();
-                self.publish_looks(schedule, true);
+                self.publish_looks(schedule);
                 self.tick_ended(end)
             }
             Action::Wait(_) | Action::Stop => Carried::Nothing,

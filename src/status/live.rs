@@ -48,8 +48,6 @@ pub(crate) struct Looks {
     looks: HashMap<String, (Look, u64)>,
     /// By incident: the last reason its events said.
     reasons: HashMap<String, String>,
-    /// Whether a look changed since the last publication.
-    changed: bool,
 }
 
 impl Looks {
@@ -59,7 +57,6 @@ impl Looks {
             board,
             looks: HashMap::new(),
             reasons: HashMap::new(),
-            changed: false,
         }
     }
 
@@ -68,9 +65,7 @@ impl Looks {
         // A set, not a scan of the records per look: a tick of 10,000 games
         // spent 1.4 s (debug build) comparing ids.
         let listed: HashSet<&str> = records.iter().map(|r| r.game_id.as_str()).collect();
-        let before = self.looks.len();
         self.looks.retain(|game, _| listed.contains(game.as_str()));
-        self.changed |= self.looks.len() != before;
     }
 
     /// A record was inspected with `answer`: the restarts the look shows
@@ -107,7 +102,6 @@ impl Looks {
     pub(crate) fn reason(&mut self, incident_id: &str, reason: &str) {
         self.reasons
             .insert(incident_id.to_owned(), reason.to_owned());
-        self.changed = true;
     }
 
     /// A record is not valid (`why`): it is shown as not looked at.
@@ -122,17 +116,13 @@ impl Looks {
             seen,
         };
         self.looks.insert(record.game_id.clone(), (look, count));
-        self.changed = true;
     }
 
     /// Publishes the board of the looks now, with what the tracker
-    /// remembers (`None`: no tracker), if anything changed since the last
-    /// (or `force`: the tracker may have, with no look).
-    pub(crate) fn publish(&mut self, memory: Option<&TrackerMemory>, force: bool) {
-        if !self.changed && !force {
-            return;
-        }
-        self.changed = false;
+    /// remembers (`None`: no tracker). It is called at a tick's end and at
+    /// a save of the incidents, when the tracker changed: each time the
+    /// board's time, at least, is new.
+    pub(crate) fn publish(&mut self, memory: Option<&TrackerMemory>) {
         let looks = self.looks.values().map(|(l, _)| l.clone()).collect();
         let board = Board::new(
             self.board.host.clone(),
@@ -195,7 +185,7 @@ mod tests {
             "another container"
         );
         assert_eq!(looks.looked(&g1, &seen(B, 500, "running")), 64, "bounded");
-        looks.publish(None, false);
+        looks.publish(None);
         let b = board.latest().unwrap();
         assert_eq!(b.host, "host-7");
         let games: Vec<&str> = b.rows.iter().map(|r| r.game_id.as_str()).collect();
@@ -203,16 +193,10 @@ mod tests {
         // A game that leaves the records leaves the board.
         looks.listed(std::slice::from_ref(&g1));
         looks.invalid(&RuntimeRecord::new("g-3", ""), "record skipped".into());
-        looks.publish(None, false);
+        looks.publish(None);
         let b = board.latest().unwrap();
         let games: Vec<&str> = b.rows.iter().map(|r| r.game_id.as_str()).collect();
         assert_eq!(games, ["g-3", "g-1"]);
-        assert!(
-            Arc::ptr_eq(&b, &board.latest().unwrap()),
-            "no change, no new board"
-        );
-        looks.publish(None, false);
-        assert!(Arc::ptr_eq(&b, &board.latest().unwrap()));
     }
 
     #[test]
@@ -226,7 +210,7 @@ mod tests {
         looks.reason("id-5", "oom");
         looks.reason("id-gone", "stopped");
         let open = super::super::tests::memory(&[("g-1", 0, Some((Kind::NotRunning, 5)))]);
-        looks.publish(Some(&open), true);
+        looks.publish(Some(&open));
         let b = board.latest().unwrap();
         let reason = b.rows[0].incident.as_ref().and_then(|i| i.reason.clone());
         assert_eq!(reason.as_deref(), Some("oom"));
