@@ -307,10 +307,14 @@ impl Worker {
                     wall: SystemTime::now(),
                     mono: Instant::now(),
                 };
-                let result =
-                    state.save_incidents_held(&tracker.saved(now), &schedule.hold().saved());
+                let saved = tracker.saved(now);
+                let result = state.save_incidents_held(&saved, &schedule.hold().saved());
                 self.sync_history();
-                self.publish_looks(schedule);
+                // The board shows what was just saved: one copy of the
+                // tracker's memory serves both.
+                if let Some(live) = &mut self.live {
+                    live.publish(Some(&saved));
+                }
                 self.saved(StateFile::Incidents, result)
             }
             Action::SaveEventCursor => {
