@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::table::inert;
-use super::{Board, Row, age, minute, short_id};
+use super::{Board, Incident, Row, age, minute, short_id};
 
 /// The most games a page lists; the healthiest beyond are counted.
 pub(crate) const PAGE_ROWS: usize = 500;
@@ -55,10 +55,10 @@ pub(crate) fn render(board: Option<&Board>, now: SystemTime, refresh: Duration) 
         age(now.duration_since(board.at).unwrap_or_default()),
         age(refresh.max(Duration::from_secs(1)))
     );
-    let open: Vec<&Row> = board
+    let open: Vec<(&Row, &Incident)> = board
         .rows
         .iter()
-        .filter(|r| r.incident.is_some())
+        .filter_map(|r| Some((r, r.incident.as_ref()?)))
         .take(PAGE_ROWS)
         .collect();
     out.push_str("<h2>Open incidents</h2>");
@@ -69,8 +69,7 @@ pub(crate) fn render(board: Option<&Board>, now: SystemTime, refresh: Duration) 
             "<table><tr><th>kind</th><th>game</th><th>since</th><th>reason</th>\
              <th>incident</th></tr>",
         );
-        for r in &open {
-            let i = r.incident.as_ref().expect("filtered");
+        for (r, i) in open {
             let _ = write!(
                 out,
                 "<tr class=\"{}\"><td class=\"s\">{}</td><td>{}</td><td>{} ({} ago)</td>\
