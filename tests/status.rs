@@ -1,9 +1,11 @@
 //! `rtinspect status` on the real dockerd: ten games, one crash-looping,
 //! one stopped, one unhealthy, printed worst first while the daemon runs
 //! (its state directory read without its lock); every game healthy; no
-//! dockerd at all; `--json` with the same rows.
+//! dockerd at all; `--json` with the same rows; a FIFO in
+//! place of the service's settings.
 
-use std::process::Output;
+use std::io::Read as _;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{Containers, Daemon, TempDir, UNHEALTHY, bin, live_docker, wait_until};
@@ -212,4 +214,46 @@ fn no_dockerd_exits_2_naming_the_socket() {
         );
         assert!(out.stdout.is_empty(), "nothing on stdout");
     }
+}
+
+#[test]
+fn a_fifo_in_place_of_the_service_settings_is_refused_not_waited_on() {
+    let dir = TempDir::new("status-fifo");
+    let fifo = dir.path().join("rtinspect");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let child = bin()
+        .arg("status")
+        .env("RTINSPECT_DEFAULTS_FILE", &fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed on drop should it still wait for a writer.
+    let mut status = Daemon(Some(child));
+    let mut code = None;
+    wait_until(Duration::from_secs(30), "status to end", || {
+        code = status.0.as_mut().unwrap().try_wait().unwrap();
+        code.is_some()
+    });
+    let mut err = String::new();
+    let child = status.0.as_mut().unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code.and_then(|c| c.code()), Some(64), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read the service's settings in {}: not a regular file",
+            fifo.display()
+        )),
+        "{err}"
+    );
 }

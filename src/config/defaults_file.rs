@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::io::Read;
 
 use super::error::ConfigError;
+use crate::state::peek::open_regular;
 
 /// The packaged unit's settings.
 pub(super) const DEFAULTS_FILE: &str = "/etc/default/rtinspect";
@@ -56,9 +57,11 @@ pub(super) fn read(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings, C
             path.display()
         ))
     };
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return none(),
+    // Opened as the state files are peeked at: a FIFO in its place would
+    // wait for a writer for ever, and only a regular file is read.
+    let file = match open_regular(&path) {
+        Ok(Some((f, _))) => f,
+        Ok(None) => return none(),
         Err(e) => return Err(cannot(e.to_string())),
     };
     let mut bytes = Vec::new();
