@@ -1,14 +1,16 @@
 //! `rtinspect status` on the real dockerd: ten games, one crash-looping,
 //! one stopped, one unhealthy, printed worst first while the daemon runs
 //! (its state directory read without its lock); every game healthy; no
-//! dockerd at all; `--json` with the same rows; a FIFO in
+//! dockerd at all, or a frozen one; `--json` with the same rows; a FIFO in
 //! place of the service's settings.
 
 use std::io::Read as _;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{Containers, Daemon, TempDir, UNHEALTHY, bin, live_docker, wait_until};
+use crate::support::{
+    Containers, Daemon, FakeEngine, Reply, TempDir, UNHEALTHY, bin, live_docker, wait_until,
+};
 
 /// `rtinspect status` over this test's games, with `extra`.
 fn status(c: &Containers<'_>, state: &TempDir, extra: &[&str]) -> Output {
@@ -214,6 +216,29 @@ fn no_dockerd_exits_2_naming_the_socket() {
         );
         assert!(out.stdout.is_empty(), "nothing on stdout");
     }
+}
+
+#[test]
+fn a_frozen_dockerd_ends_status_with_2_naming_the_socket() {
+    // Accepts connections and never answers, as a dockerd stopped with
+    // SIGSTOP does.
+    let engine = FakeEngine::start(|_| Reply::Hang);
+    engine.set_ping_hangs(true);
+    let out = bin()
+        .args(["status", "--docker-host", &engine.docker_host()])
+        .args(["--docker-timeout", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot reach dockerd at {}: no answer within 1s",
+            engine.socket.display()
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
 }
 
 #[test]
