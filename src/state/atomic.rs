@@ -1,5 +1,5 @@
 //! The state directory's ground floor, shared by `state.rs` and the files
-//! it holds (`spool`, `rejected`, `silences`) so that none lives off
+//! it holds (`spool`, `rejected`, `silences`, `history`) so that none lives off
 //! another's privates: a failure named by its path, a file replaced
 //! atomically, and a lock file opened for `flock`.
 

@@ -24,6 +24,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::StateError;
+use super::atomic::at;
 use super::peek::PeekError;
 
 /// The file appended to.
@@ -46,13 +47,6 @@ pub(crate) struct HistoryLog {
     file: Option<(File, u64)>,
     /// Lines written since the last fsync.
     unsynced: bool,
-}
-
-fn at(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
-    move |source| StateError {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 impl HistoryLog {
