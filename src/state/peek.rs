@@ -1,11 +1,13 @@
 //! Reading the state directory without its lock, while the daemon runs: the
-//! saved incidents, for `status`. Nothing is written, moved aside or
-//! locked. Every file the daemon saves is written atomically (a temporary
-//! file renamed over it), so a reader finds the old or the new one whole.
+//! saved incidents, for `status`, and the bounded, non-blocking open and
+//! read every lockless reader of the directory goes through (`history`,
+//! `silences`). Nothing is written, moved aside or locked. Every file the
+//! daemon saves is written atomically (a temporary file renamed over it),
+//! so a reader finds the old or the new one whole.
 
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,27 @@ impl fmt::Display for PeekError {
 
 impl std::error::Error for PeekError {}
 
+/// Why a file of the directory was not read.
+#[derive(Debug)]
+pub(crate) enum Unread {
+    /// What the system said.
+    Io(io::Error),
+    /// Not a regular file (a FIFO, a directory, a link to a device).
+    NotRegular,
+    /// Larger than the limit (bytes) its reader sets.
+    TooLarge(u64),
+}
+
+impl fmt::Display for Unread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unread::Io(e) => e.fmt(f),
+            Unread::NotRegular => f.write_str("not a regular file; not read"),
+            Unread::TooLarge(limit) => write!(f, "larger than {} MiB; not read", limit >> 20),
+        }
+    }
+}
+
 /// The incidents saved in `dir`; `None` when none were ever saved.
 pub(crate) fn read_incidents(dir: &Path) -> Result<Option<SavedIncidents>, PeekError> {
     let path = dir.join(INCIDENTS);
@@ -40,49 +63,53 @@ pub(crate) fn read_incidents(dir: &Path) -> Result<Option<SavedIncidents>, PeekE
         path: path.clone(),
         why,
     };
-    let Some((file, meta)) = open_regular(&path).map_err(|e| fail(e.to_string()))? else {
+    let Some((bytes, _)) =
+        read_regular(&path, INCIDENTS_READ_LIMIT).map_err(|e| fail(e.to_string()))?
+    else {
         return Ok(None);
     };
-    // Its size first: a file past the limit is refused unread; `take`
-    // bounds one that grows meanwhile.
-    let size = meta.len();
-    let mut bytes = Vec::new();
-    if size <= INCIDENTS_READ_LIMIT {
-        file.take(INCIDENTS_READ_LIMIT + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    if size > INCIDENTS_READ_LIMIT || bytes.len() as u64 > INCIDENTS_READ_LIMIT {
-        return Err(fail(format!(
-            "larger than {} MiB; not read",
-            INCIDENTS_READ_LIMIT >> 20
-        )));
-    }
     let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?;
     super::parse_incidents(&text)
         .map(Some)
         .map_err(|why| fail(format!("cannot be read: {why}")))
 }
 
+/// The bytes of the regular file at `path` and what it was when opened;
+/// `None` when there is none. Its size first: a file past `limit` is
+/// refused unread (a sparse gigabyte costs nothing); `take` bounds one
+/// that grows meanwhile.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Option<(Vec<u8>, Metadata)>, Unread> {
+    let Some((file, meta)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    if meta.len() <= limit {
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(Unread::Io)?;
+    }
+    if meta.len() > limit || bytes.len() as u64 > limit {
+        return Err(Unread::TooLarge(limit));
+    }
+    Ok(Some((bytes, meta)))
+}
+
 /// Opens `path` for reading without blocking (a FIFO put in its place
 /// would wait for a writer for ever) and only if it is a regular file (not
 /// `/dev/zero` behind a link); `None` when there is none.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<Option<(File, Metadata)>> {
+pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, Metadata)>, Unread> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Unread::Io(e)),
     };
-    let meta = file.metadata()?;
+    let meta = file.metadata().map_err(Unread::Io)?;
     if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file; not read",
-        ));
+        return Err(Unread::NotRegular);
     }
     Ok(Some((file, meta)))
 }

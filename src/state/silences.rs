@@ -16,15 +16,16 @@
 //! them. Every read is bounded: a file past [`MAX_FILE_BYTES`], or that is
 //! not a regular file (a FIFO would block a read for ever), does not parse.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{StateError, at, open_lock_file, write_atomic};
+use super::peek::{Unread, read_regular};
 use crate::silence::{self, MAX_SILENCES, Silence};
 
 /// The file of silences.
@@ -118,42 +119,37 @@ pub struct FileStamp {
     mtime_ns: i128,
 }
 
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
 /// The silences of `dir/silences.json` with the stamp of the version read;
 /// none when there is no file.
 pub fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesError> {
     let path = dir.join(SILENCES);
-    let file = match OpenOptions::new()
-        .read(true)
-        // A FIFO put in its place must not block the open.
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
-        Err(e) => return Err(at(&path)(e).into()),
+    let (bytes, meta) = match read_regular(&path, MAX_FILE_BYTES) {
+        Ok(Some(read)) => read,
+        Ok(None) => return Ok((Vec::new(), None)),
+        Err(Unread::Io(e)) => return Err(at(&path)(e).into()),
+        Err(Unread::NotRegular) => {
+            return Err(SilencesError::Bad(path, "not a regular file".into()));
+        }
+        Err(Unread::TooLarge(limit)) => {
+            return Err(SilencesError::Bad(
+                path,
+                format!("larger than {} MiB", limit >> 20),
+            ));
+        }
     };
-    let meta = file.metadata().map_err(at(&path))?;
-    if !meta.is_file() {
-        return Err(SilencesError::Bad(path, "not a regular file".into()));
-    }
-    let stamp = FileStamp {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        len: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(at(&path))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(SilencesError::Bad(
-            path,
-            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
-        ));
-    }
     let silences = parse(&bytes).map_err(|why| SilencesError::Bad(path, why))?;
-    Ok((silences, Some(stamp)))
+    Ok((silences, Some(FileStamp::of(&meta))))
 }
 
 /// The stamp of `dir/silences.json` as it is now (`None`: no file), to
@@ -161,12 +157,7 @@ pub fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesErr
 pub fn stamp(dir: &Path) -> Result<Option<FileStamp>, StateError> {
     let path = dir.join(SILENCES);
     match std::fs::metadata(&path) {
-        Ok(meta) => Ok(Some(FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        })),
+        Ok(meta) => Ok(Some(FileStamp::of(&meta))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(at(&path)(e)),
     }
