@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::config::{Units, parse_duration};
+
 pub(crate) mod hold;
 
 /// The longest silence `silence add` makes: a year. A silence is for a
@@ -210,7 +212,7 @@ fn shown(value: &str) -> String {
 pub fn window(ends: &Ends, now: SystemTime) -> Result<(SystemTime, SystemTime), InputError> {
     let end = match ends {
         Ends::For(text) => {
-            let length = parse_length(text).ok_or_else(|| {
+            let length = parse_duration(text, Units::UpToDays).ok_or_else(|| {
                 InputError::invalid(
                     "--for",
                     text,
@@ -260,26 +262,6 @@ pub fn window(ends: &Ends, now: SystemTime) -> Result<(SystemTime, SystemTime), 
         }
     };
     Ok((now, end))
-}
-
-/// `--for`: `500ms`, `90s`, `30m`, `2h`, `7d`; `None` for anything else
-/// (a sign, a fraction, a unit it does not know, an overflow).
-pub fn parse_length(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
 }
 
 /// A game id a silence may name: not empty, at most

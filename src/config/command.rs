@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::args;
 use super::database::Database;
-use super::durations::parse_duration;
+use super::durations::{Units, parse_duration};
 use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Inputs, Source};
@@ -139,30 +139,17 @@ pub(super) fn asked(
     Ok(command)
 }
 
-/// `--older-than`: a duration as [`parse_duration`] reads it, or whole days
-/// (`30d`); greater than zero, at most 10000 days (27 years: the cutoff stays after 1970).
+/// `--older-than`: a duration, in days (`30d`) too; greater than zero, at
+/// most 10000 days (27 years: the cutoff stays after 1970).
 fn older_than(inputs: &Inputs) -> Result<Duration, ConfigError> {
     let Some(given) = inputs.given(Opt::OlderThan) else {
         return Err(ConfigError::new(
             "prune-events needs --older-than (or RTINSPECT_PRUNE_OLDER_THAN), e.g. --older-than 30d",
         ));
     };
-    let age = parse_age(&given.value)
+    let age = parse_duration(&given.value, Units::UpToDays)
         .ok_or_else(|| given.invalid("expected a duration such as 12h or 30d"))?;
     check_age(age).map_err(|why| given.invalid(why))
-}
-
-/// An age as `--older-than` and `--since` take it: a duration as
-/// [`parse_duration`] reads it, or whole days (`30d`).
-fn parse_age(value: &str) -> Option<Duration> {
-    match value.strip_suffix('d') {
-        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
-            .parse::<u64>()
-            .ok()
-            .and_then(|d| d.checked_mul(86_400))
-            .map(Duration::from_secs),
-        _ => parse_duration(value),
-    }
 }
 
 /// Greater than zero, at most 10000 days (27 years: the cutoff stays after 1970).
@@ -179,7 +166,8 @@ fn check_age(age: Duration) -> Result<Duration, &'static str> {
 /// A command argument's age (`--since 24h`).
 fn age(value: &str, flag: &str) -> Result<Duration, ConfigError> {
     let invalid = |why: &str| ConfigError::new(format!("invalid {flag} {value:?}: {why}"));
-    let age = parse_age(value).ok_or_else(|| invalid("expected a duration such as 12h or 30d"))?;
+    let age = parse_duration(value, Units::UpToDays)
+        .ok_or_else(|| invalid("expected a duration such as 12h or 30d"))?;
     check_age(age).map_err(invalid)
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::durations::parse_duration;
+use super::durations::{Units, parse_duration};
 use super::sinks::SinkKind;
 use super::*;
 
@@ -85,7 +85,11 @@ fn durations_table() {
         ("99999999999999999999h", None),
     ];
     for (s, want) in table {
-        assert_eq!(parse_duration(s), want.map(Duration::from_millis), "{s}");
+        assert_eq!(
+            parse_duration(s, Units::UpToHours),
+            want.map(Duration::from_millis),
+            "{s}"
+        );
     }
 }
 
