@@ -199,11 +199,11 @@ fn shown(value: &str) -> String {
     if value.len() <= 200 {
         return value.to_owned();
     }
-    let mut end = 200;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &value[..end], value.len())
+    format!(
+        "{}… ({} bytes)",
+        crate::text::cut_at_char_boundary(value, 200),
+        value.len()
+    )
 }
 
 /// When a silence asked for at `now` starts and ends: from `now`, for a

@@ -253,11 +253,7 @@ fn created_by() -> String {
         .to_string_lossy()
         .into_owned();
     let by = format!("{user}@{host}");
-    let mut end = by.len().min(256);
-    while !by.is_char_boundary(end) {
-        end -= 1;
-    }
-    printable(&by[..end])
+    printable(crate::text::cut_at_char_boundary(&by, 256))
 }
 
 /// The silences in force or to come, one a line under a header, their

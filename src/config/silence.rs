@@ -157,12 +157,8 @@ fn flag_values<'a>(args: &'a CommandArgs, name: &'static str) -> impl Iterator<I
 }
 
 /// A value as a message shows it: at most 100 bytes of it, quoted.
-fn shown(value: &str) -> String {
-    let mut end = value.len().min(100);
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    value[..end].to_owned()
+fn shown(value: &str) -> &str {
+    crate::text::cut_at_char_boundary(value, 100)
 }
 
 #[cfg(test)]
