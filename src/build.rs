@@ -259,7 +259,7 @@ pub(crate) fn incident_tracker(
         );
         return Ok(Some((Tracker::new(policy), Hold::default())));
     };
-    let saved = state
+    let (saved, held) = state
         .load_incidents()
         .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
     let now = Stamp {
@@ -274,9 +274,6 @@ pub(crate) fn incident_tracker(
             state.path().display()
         );
     }
-    let held = state
-        .load_held()
-        .map_err(|e| Failure::runtime("reading the saved incidents", e))?;
     if !held.is_empty() {
         log::info!("{} incidents held back by silences", held.len());
     }

@@ -144,9 +144,10 @@ struct FileVersion {
     version: u32,
 }
 
-/// The incidents `incidents.json`'s text holds, or why it holds none:
-/// another version, or what the parser said.
-fn parse_incidents(text: &str) -> Result<SavedIncidents, String> {
+/// The incidents `incidents.json`'s text holds, and what silences hold
+/// back of them, or why it holds none: another version, or what the
+/// parser said.
+fn parse_incidents(text: &str) -> Result<(SavedIncidents, SavedHold), String> {
     let version = serde_json::from_str::<FileVersion>(text)
         .map_err(|e| e.to_string())?
         .version;
@@ -154,7 +155,7 @@ fn parse_incidents(text: &str) -> Result<SavedIncidents, String> {
         return Err(format!("unknown version {version}"));
     }
     serde_json::from_str::<IncidentsFile<SavedIncidents, SavedHold>>(text)
-        .map(|f| f.incidents)
+        .map(|f| (f.incidents, f.held.unwrap_or_default()))
         .map_err(|e| e.to_string())
 }
 
@@ -293,36 +294,16 @@ impl StateDir {
         self.write_atomic(BASELINES, &bytes)
     }
 
-    /// The saved incidents; none when none were saved or the file is bad.
-    pub fn load_incidents(&self) -> Result<SavedIncidents, StateError> {
+    /// The saved incidents and what silences hold back of them, from one
+    /// read of the file; none when none were saved or the file is bad.
+    pub fn load_incidents(&self) -> Result<(SavedIncidents, SavedHold), StateError> {
         let Some(text) = self.read(INCIDENTS)? else {
-            return Ok(SavedIncidents::default());
+            return Ok(Default::default());
         };
         Ok(parse_incidents(&text).unwrap_or_else(|why| {
             self.set_aside(INCIDENTS, &why);
-            SavedIncidents::default()
+            Default::default()
         }))
-    }
-
-    /// What silences hold back of the saved incidents; nothing when the
-    /// file holds nothing held, or does not parse (`load_incidents` says so
-    /// and moves it aside).
-    pub fn load_held(&self) -> Result<SavedHold, StateError> {
-        let Some(text) = self.read(INCIDENTS)? else {
-            return Ok(SavedHold::default());
-        };
-        Ok(
-            serde_json::from_str::<IncidentsFile<serde::de::IgnoredAny, SavedHold>>(&text)
-                .ok()
-                .filter(|f| f.version == INCIDENTS_VERSION)
-                .and_then(|f| f.held)
-                .unwrap_or_default(),
-        )
-    }
-
-    /// Saves the incidents, replacing the previous ones, with nothing held.
-    pub fn save_incidents(&self, incidents: &SavedIncidents) -> Result<(), StateError> {
-        self.save_incidents_held(incidents, &SavedHold::default())
     }
 
     /// Saves the incidents and what silences hold back of them.

@@ -70,7 +70,7 @@ pub(crate) fn read_incidents(dir: &Path) -> Result<Option<SavedIncidents>, PeekE
     };
     let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?;
     super::parse_incidents(&text)
-        .map(Some)
+        .map(|(incidents, _)| Some(incidents))
         .map_err(|why| fail(format!("cannot be read: {why}")))
 }
 
@@ -132,7 +132,9 @@ mod tests {
         let dir = temp_dir("peek");
         assert!(read_incidents(&dir).unwrap().is_none(), "nothing saved");
         let state = StateDir::open(&dir).unwrap();
-        state.save_incidents(&SavedIncidents::default()).unwrap();
+        state
+            .save_incidents_held(&SavedIncidents::default(), &Default::default())
+            .unwrap();
         // The lock is held: the read does not need it.
         assert_eq!(
             read_incidents(&dir).unwrap(),

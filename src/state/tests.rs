@@ -338,7 +338,7 @@ fn incidents_round_trip_and_bad_files_are_set_aside() {
 
     let dir = temp("incidents");
     let s = StateDir::open(&dir).unwrap();
-    assert!(s.load_incidents().unwrap().is_empty());
+    assert!(s.load_incidents().unwrap().0.is_empty());
     let mut tracker = Tracker::new(Policy::default());
     let at = Stamp {
         wall: UNIX_EPOCH + Duration::from_secs(1_750_000_000),
@@ -356,8 +356,9 @@ fn incidents_round_trip_and_bad_files_are_set_aside() {
         at,
     });
     tracker.oom("g-2", at.mono);
-    s.save_incidents(&tracker.saved(at)).unwrap();
-    assert_eq!(s.load_incidents().unwrap(), tracker.saved(at));
+    s.save_incidents_held(&tracker.saved(at), &Default::default())
+        .unwrap();
+    assert_eq!(s.load_incidents().unwrap().0, tracker.saved(at));
     let text = fs::read_to_string(dir.join(INCIDENTS)).unwrap();
     assert!(text.starts_with("{\"version\":1,"), "{text}");
     assert!(text.contains(&opened[0].incident_id), "{text}");
@@ -379,7 +380,7 @@ fn incidents_round_trip_and_bad_files_are_set_aside() {
     ];
     for (bytes, why) in table {
         fs::write(dir.join(INCIDENTS), bytes).unwrap();
-        assert!(s.load_incidents().unwrap().is_empty(), "{why}");
+        assert!(s.load_incidents().unwrap().0.is_empty(), "{why}");
         assert!(!dir.join(INCIDENTS).exists(), "{why}: moved aside");
         let aside = files_starting(&dir, "incidents.json.corrupt-");
         assert_eq!(aside.len(), 1, "{why}: {aside:?}");
