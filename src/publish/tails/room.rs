@@ -190,8 +190,9 @@ impl Room {
             r.deadline = Some(r.deadline.map_or(deadline, |d| d.min(deadline)));
         }
         let mut out = Vec::new();
-        while self.waiting.len() >= MAX_WAITING {
-            let oldest = self.waiting.pop_front().expect("not empty");
+        while self.waiting.len() >= MAX_WAITING
+            && let Some(oldest) = self.waiting.pop_front()
+        {
             out.push(self.leave(oldest));
         }
         // Nothing before it changed: what may leave now is what left above.
