@@ -50,7 +50,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use command::Command;
-pub(crate) use durations::{Units, parse_duration};
 pub(crate) use silence::SilenceCommand;
 // `pub` only while the PostgreSQL adapter, `tls` and the webhook sink name
 // them in public signatures; the rest of the library uses them, not main.rs

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Units, parse_duration};
+use crate::text::{Units, parse_duration};
 
 pub(crate) mod hold;
 

@@ -1,7 +1,11 @@
-//! Text cut to a size: a shared leaf for every adapter that bounds what it
+//! Text cut to a size, and durations read from text: a shared leaf for every adapter that bounds what it
 //! sends or keeps (Docker's free texts, a chat's message), so that none
 //! borrows it from another; and the two small hands the answers of
 //! `status` and `history` are written with: a JSON string, and an order.
+
+mod duration;
+
+pub(crate) use duration::{Units, parse_duration};
 
 /// `text` cut to at most `max` bytes without splitting a UTF-8 character.
 pub(crate) fn cut_at_char_boundary(text: &str, max: usize) -> &str {

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use super::args;
 use super::database::Database;
-use super::durations::{Units, parse_duration};
 use super::error::ConfigError;
 use super::options::Opt;
 use super::raw::{Inputs, Source};
 use super::silence::{SilenceCommand, silence_command};
+use crate::text::{Units, parse_duration};
 
 /// What the process was asked to do, once the configuration is valid; a
 /// command that works on the database carries it.

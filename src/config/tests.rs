@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::durations::{Units, parse_duration};
 use super::sinks::SinkKind;
 use super::*;
+use crate::text::{Units, parse_duration};
 
 pub(super) fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
     let env: HashMap<String, String> = env
