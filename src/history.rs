@@ -11,7 +11,7 @@
 
 pub(crate) mod command;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use std::fmt::Write as _;
 
@@ -401,52 +401,13 @@ impl Timeline {
 
 /// An RFC 3339 time in UTC as rtinspect writes it
 /// (`2026-11-26T21:00:00.123456Z`) as a wall-clock time; `None` when it is
-/// not one, or before 1970.
+/// not one, or before 1970. Read by the one RFC 3339 reader (the silences'),
+/// held to the form rtinspect writes: a `T` and a `Z`, no offset.
 pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+    if s.as_bytes().get(10) != Some(&b'T') || !s.ends_with('Z') {
         return None;
     }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut nanos: u32 = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let kept = &frac[..digits.min(9)];
-        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
-        rest = &frac[digits..];
-    }
-    // Only UTC, as rtinspect writes it.
-    if rest != "Z" {
-        return None;
-    }
-    // Hinnant's days_from_civil.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+    crate::silence::parse_rfc3339(s)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! filter, durations, stretches derived from facts, the renderings.
 
 use super::*;
+use std::time::UNIX_EPOCH;
 
 fn t(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
