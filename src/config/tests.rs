@@ -32,6 +32,18 @@ pub(super) fn err(args: &[&str], env: &[(&str, &str)]) -> String {
 
 pub(super) type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
+/// Each case's command line and environment are refused with a message
+/// that holds its text.
+pub(super) fn refused(table: &[Case]) {
+    for (args, env, want) in table {
+        let got = err(args, env);
+        assert!(
+            got.contains(want),
+            "{args:?} {env:?}: got {got:?}, want {want:?}"
+        );
+    }
+}
+
 pub(super) const SLACK: &str = "https://hooks.slack.com/services/T000/B000/SECRETTOKEN";
 
 #[test]
