@@ -55,24 +55,14 @@ pub(crate) enum Command {
     },
 }
 
-/// The command as asked for, before it is known to have what it needs.
+/// The command as asked for, before it is known to have what it needs:
+/// those that work on the database wait for it, every other is ready.
+// Made once per process: a boxed command would save nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Asked {
-    Run,
-    Once,
     Migrate,
-    PruneEvents {
-        older_than: Duration,
-    },
-    NotifyTest,
-    Silence(SilenceCommand),
-    Status {
-        json: bool,
-    },
-    History {
-        game: Option<String>,
-        since: Duration,
-        json: bool,
-    },
+    PruneEvents { older_than: Duration },
+    Ready(Command),
 }
 
 /// How far back `history` goes when not told.
@@ -89,25 +79,25 @@ pub(super) fn asked(
 ) -> Result<Asked, ConfigError> {
     let command_name = command;
     let command = match command {
-        None | Some("run") => Asked::Run,
-        Some("once") => Asked::Once,
+        None | Some("run") => Asked::Ready(Command::Run),
+        Some("once") => Asked::Ready(Command::Once),
         Some("migrate") => Asked::Migrate,
         Some("prune-events") => Asked::PruneEvents {
             older_than: older_than(inputs)?,
         },
-        Some("notify-test") => Asked::NotifyTest,
-        Some("silence") => Asked::Silence(silence_command(inputs.command_args())?),
-        Some("status") => Asked::Status {
+        Some("notify-test") => Asked::Ready(Command::NotifyTest),
+        Some("silence") => Asked::Ready(Command::Silence(silence_command(inputs.command_args())?)),
+        Some("status") => Asked::Ready(Command::Status {
             json: args::given(inputs.command_args(), "--json"),
-        },
-        Some("history") => Asked::History {
+        }),
+        Some("history") => Asked::Ready(Command::History {
             game: history_game(inputs)?,
             since: match args::value(inputs.command_args(), "--since") {
                 None => HISTORY_SINCE,
                 Some(v) => age(v, "--since")?,
             },
             json: args::given(inputs.command_args(), "--json"),
-        },
+        }),
         Some(other) => {
             return Err(ConfigError::new(format!(
                 "unknown command {other:?}; expected run, once, migrate, prune-events, \
@@ -115,7 +105,7 @@ pub(super) fn asked(
             )));
         }
     };
-    if !matches!(command, Asked::Silence(_)) {
+    if !matches!(command, Asked::Ready(Command::Silence(_))) {
         args::check(command_name.unwrap_or("run"), inputs.command_args())?;
     }
     if let (false, Some(given)) = (
@@ -201,8 +191,6 @@ pub(super) fn with_database(
         })
     };
     Ok(match asked {
-        Asked::Run => Command::Run,
-        Asked::Once => Command::Once,
         Asked::Migrate => Command::Migrate {
             database: needs_database("migrate")?,
         },
@@ -210,10 +198,7 @@ pub(super) fn with_database(
             database: needs_database("prune-events")?,
             older_than,
         },
-        Asked::NotifyTest => Command::NotifyTest,
-        Asked::Silence(silence) => Command::Silence(silence),
-        Asked::Status { json } => Command::Status { json },
-        Asked::History { game, since, json } => Command::History { game, since, json },
+        Asked::Ready(command) => command,
     })
 }
 
