@@ -1,46 +1,67 @@
-//! The flags `status` and `history` read of their own (`--json`, `--game
-//! G`, `--since 24h`), beside those of `silence` (`silence.rs`). They are
-//! not options: no environment variable sets them (a `RTINSPECT_JSON` in the
-//! defaults file every command reads would change what a script parses),
-//! and each belongs to the commands that name it; given to another command
-//! it is refused, naming who reads it.
+//! The flags commands read of their own: `status` and `history` (`--json`,
+//! `--game G`, `--since 24h`) and `silence` (its actions check which of
+//! theirs they take, `silence.rs`), in one table the command line is read
+//! with. They are not options: no environment variable sets them (a
+//! `RTINSPECT_JSON` in the defaults file every command reads would change
+//! what a script parses), and each belongs to the commands that name it;
+//! given to another command it is refused, naming who reads it.
 
 use super::error::ConfigError;
 use super::raw::CommandArgs;
 
-/// The flags `command` reads (`silence` checks its own).
-fn read_by(command: &str) -> &'static [&'static str] {
-    match command {
-        "status" => &["--json"],
-        "history" => &["--json", "--game", "--since"],
-        _ => &[],
+/// A command's own flag.
+#[derive(Debug)]
+pub(super) struct CommandFlag {
+    /// Its name, `--` included.
+    pub(super) name: &'static str,
+    /// Whether a value follows it (`--all` and `--json` take none).
+    pub(super) takes_value: bool,
+    /// The commands that read it, as a refusal names them (`silence`
+    /// checks which of its actions do).
+    read_by: &'static [&'static str],
+}
+
+/// The flags of commands of their own (`silence`, `status`, `history`):
+/// they are a command's own input, not options, so they have no variable
+/// and no row in the option table. The command line is read with this
+/// table, and each flag is checked against the command given.
+const COMMAND_FLAGS: [CommandFlag; 7] = [
+    flag("--game", true, &["history", "silence"]),
+    flag("--all", false, &["silence"]),
+    flag("--for", true, &["silence"]),
+    flag("--until", true, &["silence"]),
+    flag("--comment", true, &["silence"]),
+    flag("--json", false, &["status", "history"]),
+    flag("--since", true, &["history"]),
+];
+
+const fn flag(
+    name: &'static str,
+    takes_value: bool,
+    read_by: &'static [&'static str],
+) -> CommandFlag {
+    CommandFlag {
+        name,
+        takes_value,
+        read_by,
     }
 }
 
-/// The commands that read `flag`, as a refusal names them.
-fn readers(flag: &str) -> &'static str {
-    match flag {
-        "--json" => "status and history",
-        "--since" => "history",
-        "--game" => "history and silence",
-        _ => "silence",
-    }
+/// The command flag named `name` (`--` included), if it is one.
+pub(super) fn command_flag(name: &str) -> Option<&'static CommandFlag> {
+    COMMAND_FLAGS.iter().find(|f| f.name == name)
 }
 
 /// Refuses a flag `command` does not read, one given twice, and a word
 /// after the command (only `silence` takes words).
 pub(super) fn check(command: &str, args: &CommandArgs) -> Result<(), ConfigError> {
-    let reads = read_by(command);
     for (i, (flag, _)) in args.flags.iter().enumerate() {
-        if !reads.contains(flag) {
-            let who = readers(flag);
-            let verb = if who.contains(" and ") {
-                "read"
-            } else {
-                "reads"
-            };
+        let read_by = command_flag(flag).map_or(&[][..], |f| f.read_by);
+        if !read_by.contains(&command) {
+            let verb = if read_by.len() > 1 { "read" } else { "reads" };
             return Err(ConfigError::new(format!(
-                "{flag} has no effect on {command}: only {who} {verb} it; remove it"
+                "{flag} has no effect on {command}: only {} {verb} it; remove it",
+                read_by.join(" and ")
             )));
         }
         if args.flags[..i].iter().any(|(f, _)| f == flag) {

@@ -108,20 +108,6 @@ fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
     }
 }
 
-/// The flags of commands of their own (`silence`, `status`, `history`):
-/// they are a command's own input, not options, so they have no variable
-/// and no row in the table; each command checks those it reads
-/// (`command.rs`, `silence.rs`). `--all` and `--json` take no value.
-pub(super) const COMMAND_FLAGS: [&str; 7] = [
-    "--game",
-    "--all",
-    "--for",
-    "--until",
-    "--comment",
-    "--json",
-    "--since",
-];
-
 /// The command line as given, before the environment is read.
 #[derive(Debug, Default)]
 pub(crate) struct RawArgs {
@@ -157,7 +143,7 @@ impl RawArgs {
                         None => (bytes, None),
                     };
                     let name = String::from_utf8_lossy(name);
-                    if let Some(flag) = COMMAND_FLAGS.iter().find(|f| **f == name) {
+                    if let Some(flag) = super::args::command_flag(&name) {
                         raw.command_flag(flag, inline, &mut args);
                         continue;
                     }
@@ -231,15 +217,15 @@ impl RawArgs {
         self.command.as_deref()
     }
 
-    /// A command's own flag: `--all` and `--json` alone, the others with a
-    /// value.
+    /// A command's own flag (see `args.rs`), alone or with its value.
     fn command_flag(
         &mut self,
-        flag: &'static str,
+        flag: &'static super::args::CommandFlag,
         inline: Option<OsString>,
         args: &mut impl Iterator<Item = OsString>,
     ) {
-        if flag == "--all" || flag == "--json" {
+        let (takes_value, flag) = (flag.takes_value, flag.name);
+        if !takes_value {
             match inline {
                 Some(_) => self.fail(format!("option {flag} takes no value")),
                 None => self.command_args.flags.push((flag, None)),
