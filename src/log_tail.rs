@@ -173,6 +173,19 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_whose_key_an_invisible_character_splits_is_hidden_all_the_same() {
+        // A chat removes these characters before it shows the line: the
+        // key it would show must have hidden its value here.
+        for invisible in ["\u{34f}", "\u{e0041}", "\u{fe0f}", "\u{3164}", "\u{200b}"] {
+            let line = format!("pass{invisible}word=hunter2");
+            let LogTail::Lines(tail) = LogTail::from_raw_lines(raw(&[&line])) else {
+                panic!("lines expected");
+            };
+            assert_eq!(tail, ["password=…"], "{invisible:?}");
+        }
+    }
+
+    #[test]
     fn dockers_message_is_cleaned_and_cut() {
         let why = format!("driver \u{1b}[1msays\u{7} no {}", "z".repeat(400));
         let LogTail::Unavailable(why) = LogTail::unavailable(&why) else {

@@ -1,7 +1,9 @@
-//! Text cut to a size, and durations read from text: a shared leaf for every adapter that bounds what it
-//! sends or keeps (Docker's free texts, a chat's message), so that none
-//! borrows it from another; and the two small hands the answers of
-//! `status` and `history` are written with: a JSON string, and an order.
+//! Text cut to a size, and durations read from text: a shared leaf for
+//! every adapter that bounds what it sends or keeps (Docker's free texts, a
+//! chat's message), so that none borrows it from another; the characters
+//! that hide in text, which a log line and a chat message drop alike; and
+//! the two small hands the answers of `status` and `history` are written
+//! with: a JSON string, and an order.
 
 mod duration;
 
@@ -12,6 +14,24 @@ pub(crate) fn cut_at_char_boundary(text: &str, max: usize) -> &str {
     // `floor_char_boundary` gives the largest boundary not above `max`, and
     // the length for a `max` past the end: the whole text.
     &text[..text.floor_char_boundary(max)]
+}
+
+/// The format characters that change how text reads without showing
+/// themselves: the zero-width ones, the bidi marks, embeddings, overrides
+/// and isolates (Unicode's `Bidi_Control`), the word joiner and its kin,
+/// the byte order mark; the tag characters (which spell hidden ASCII
+/// behind an emoji), the soft hyphen and the combining grapheme joiner;
+/// the Hangul fillers, which show as blank space a name can hide behind;
+/// and the variation selectors. One list for a log line and a chat
+/// message: a character the chat drops must not have hidden a secret's
+/// key from the log tail's redaction.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// Appends `text` as a JSON string, quoted and escaped (RFC 8259): the

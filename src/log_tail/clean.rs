@@ -6,6 +6,8 @@
 //! could hide a word from the redaction that follows, or turn a chat
 //! message around.
 
+use crate::text::is_invisible;
+
 /// `bytes` as one printable line.
 pub(super) fn printable(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -25,7 +27,7 @@ pub(super) fn printable(bytes: &[u8]) -> String {
             '\u{9b}' => skip_until_final(&mut chars),
             '\u{9d}' => skip_string(&mut chars),
             '\t' => out.push(' '),
-            c if c.is_control() || is_invisible_format(c) => {}
+            c if c.is_control() || is_invisible(c) => {}
             c => out.push(c),
         }
     }
@@ -78,14 +80,6 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     }
 }
 
-/// Zero-width characters, direction marks, embeddings, overrides and
-/// isolates, the word joiner and its kin, the soft hyphen and the BOM.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,8 +124,7 @@ mod tests {
                 for input in [[a, b, b'x'], [0x1b, a, b]] {
                     let out = printable(&input);
                     assert!(
-                        !out.chars()
-                            .any(|c| c.is_control() || is_invisible_format(c)),
+                        !out.chars().any(|c| c.is_control() || is_invisible(c)),
                         "{input:?} gave {out:?}"
                     );
                 }

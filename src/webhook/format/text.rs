@@ -6,7 +6,7 @@
 use crate::event::HealthEvent;
 use crate::incident::{Change, Kind as IncidentKind};
 use crate::inspector::restart_under_way;
-use crate::text::cut_at_char_boundary;
+use crate::text::{cut_at_char_boundary, is_invisible};
 
 /// What an event is about, as the chat formats tell it apart; the worst
 /// first.
@@ -97,21 +97,6 @@ pub(crate) fn inert(text: &str) -> String {
         .collect::<String>()
         .trim()
         .to_owned()
-}
-
-/// The format characters that change how text reads without showing
-/// themselves: the zero-width ones, the bidi marks, embeddings, overrides
-/// and isolates (Unicode's `Bidi_Control`), the byte order mark; the tag
-/// characters (which spell hidden ASCII behind an emoji), the soft hyphen
-/// and the combining grapheme joiner; the Hangul fillers, which show as
-/// blank space a name can hide behind; and the variation selectors.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{3164}'
-        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
-        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// The readable line, from `host`, every text from outside made [`inert`],
