@@ -335,20 +335,25 @@ impl Worker {
 
     /// Appends an incident event to `history.jsonl`; a failure is warned
     /// about (once a minute) and the line is lost: the event itself goes on
-    /// to the sinks, and the incidents are saved apart.
+    /// to the sinks, and the incidents are saved apart. That the file is
+    /// written again is said at the sync that makes lines durable.
     fn remember(&mut self, event: &HealthEvent) {
         let Some(history) = &mut self.history else {
             return;
         };
-        let written = history.append(event.envelope().as_str());
-        self.history_written(written);
+        if let Err(e) = history.append(event.envelope().as_str()) {
+            self.history_written(Err(e));
+        }
     }
 
     /// Makes the appended lines durable, at the tick's save.
     fn sync_history(&mut self) {
         if let Some(history) = &mut self.history {
-            let synced = history.sync();
-            self.history_written(synced);
+            // Only lines written and synced say the disk takes them again.
+            match history.sync() {
+                Ok(false) => {}
+                synced => self.history_written(synced.map(drop)),
+            }
         }
     }
 

@@ -2,13 +2,15 @@
 //! recovers, watched at once by a daemon in label mode (the timeline in
 //! `history.jsonl`, read while the daemon runs) and one in PostgreSQL mode
 //! (the events table); both timelines show it opened, escalated to a crash
-//! loop and resolved, in order, with durations.
+//! loop and resolved, in order, with durations. And `history.jsonl` on a
+//! full disk: said once, and the watching goes on.
 
 use std::process::Output;
 use std::time::Duration;
 
 use crate::support::{
-    Containers, Daemon, TempDir, TestSchema, bin, live_docker, live_pg, wait_until,
+    Containers, Daemon, Engine, TempDir, TestSchema, bin, game_box, live_docker, live_pg, of_type,
+    run_on, wait_until,
 };
 
 /// Quick incidents: a crash loop at three restarts, over after 15 s clean.
@@ -271,4 +273,55 @@ fn facts_alone_make_a_timeline_said_as_derived() {
             .contains("derived from the facts"),
         "{text}"
     );
+}
+
+#[test]
+fn a_full_disk_under_history_is_said_once_and_never_said_mended() {
+    let engine = Engine::start();
+    engine.put(1, game_box("g-1", "running"));
+    engine.put(2, game_box("g-2", "running"));
+    let state = TempDir::new("history-full");
+    // Every write of the history fails as on a full disk (ENOSPC).
+    std::os::unix::fs::symlink("/dev/full", state.path().join("history.jsonl")).unwrap();
+    let dir = state.path().to_str().unwrap().to_owned();
+    let (daemon, out, err) = run_on(
+        &engine,
+        "incidents",
+        &[
+            "--events",
+            "off",
+            "--interval",
+            "250ms",
+            "--state-dir",
+            &dir,
+        ],
+    );
+    engine.wait_lists(2);
+    // Two incidents, ticks apart: two lines the history cannot take.
+    for (k, n) in [(1, 1), (2, 2)] {
+        engine.update(k, |c| c.status = "exited".into());
+        wait_until(Duration::from_secs(20), "an opening", || {
+            of_type(&out, "incident_opened").len() >= n
+        });
+        engine.wait_lists(4);
+    }
+    let text = err.text();
+    assert_eq!(
+        text.matches("cannot append to history.jsonl").count(),
+        1,
+        "once a minute: {text}"
+    );
+    assert!(
+        !text.contains("history.jsonl is written again"),
+        "nothing was written: {text}"
+    );
+    // Room again: the next incident's line is written, and that is said.
+    std::fs::remove_file(state.path().join("history.jsonl")).unwrap();
+    engine.put(3, game_box("g-3", "exited"));
+    wait_until(Duration::from_secs(20), "written again", || {
+        err.text().contains("history.jsonl is written again")
+    });
+    let history = std::fs::read_to_string(state.path().join("history.jsonl")).unwrap();
+    assert!(history.contains("\"g-3\""), "{history}");
+    assert!(daemon.terminate().success(), "{}", err.text());
 }

@@ -47,6 +47,8 @@ pub(crate) struct HistoryLog {
     file: Option<(File, u64)>,
     /// Lines written since the last fsync.
     unsynced: bool,
+    /// A line failed to be written since the last fsync.
+    failed: bool,
 }
 
 impl HistoryLog {
@@ -56,12 +58,19 @@ impl HistoryLog {
             dir: dir.to_owned(),
             file: None,
             unsynced: false,
+            failed: false,
         }
     }
 
     /// Appends `line` (without its newline); a line over [`LINE_LIMIT`] is
     /// not written.
     pub(crate) fn append(&mut self, line: &str) -> Result<(), StateError> {
+        let written = self.write_line(line);
+        self.failed |= written.is_err();
+        written
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), StateError> {
         let path = self.dir.join(HISTORY);
         if line.len() >= LINE_LIMIT {
             return Err(at(&path)(io::Error::new(
@@ -72,52 +81,57 @@ impl HistoryLog {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        if let Some((_, size)) = &self.file
-            && *size > 0
-            && *size + bytes.len() as u64 > HISTORY_LIMIT
-        {
-            self.rotate()?;
-        }
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .open(&path)
-                .map_err(at(&path))?;
-            let size = file.metadata().map_err(at(&path))?.len();
-            self.file = Some((file, size));
-            if size > 0 && size + bytes.len() as u64 > HISTORY_LIMIT {
-                self.rotate()?;
-                return self.append(line);
+        let (mut file, size) = match self.file.take() {
+            Some(open) => open,
+            None => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o640)
+                    .open(&path)
+                    .map_err(at(&path))?;
+                let size = file.metadata().map_err(at(&path))?.len();
+                (file, size)
             }
+        };
+        if size > 0 && size + bytes.len() as u64 > HISTORY_LIMIT {
+            self.file = Some((file, size));
+            self.rotate()?;
+            // The new file is empty: this line goes in whatever its size.
+            return self.write_line(line);
         }
-        let (file, size) = self.file.as_mut().expect("opened above");
         // One write of the whole line: a reader sees all of it or none.
         match file.write_all(&bytes) {
             Ok(()) => {
-                *size += bytes.len() as u64;
+                self.file = Some((file, size + bytes.len() as u64));
                 self.unsynced = true;
                 Ok(())
             }
             Err(e) => {
-                // Reopened (and measured) at the next line.
-                self.file = None;
+                // A full disk may have taken the line's start: cut it off,
+                // or the next line would be glued to it. A file that cannot
+                // be cut is reopened (and measured) at the next line.
+                if file.set_len(size).is_ok() {
+                    self.file = Some((file, size));
+                }
                 Err(at(&path)(e))
             }
         }
     }
 
-    /// Makes what was appended durable; nothing to do when nothing was.
-    pub(crate) fn sync(&mut self) -> Result<(), StateError> {
-        if !self.unsynced {
-            return Ok(());
+    /// Makes what was appended durable: `Ok(true)` when lines were, every
+    /// one since the last sync written; `Ok(false)` when there were none,
+    /// or one failed (its error was the append's), so that a sync never
+    /// passes for a disk that takes lines again.
+    pub(crate) fn sync(&mut self) -> Result<bool, StateError> {
+        let failed = std::mem::take(&mut self.failed);
+        if !std::mem::take(&mut self.unsynced) {
+            return Ok(false);
         }
         if let Some((file, _)) = &self.file {
             file.sync_data().map_err(at(&self.dir.join(HISTORY)))?;
         }
-        self.unsynced = false;
-        Ok(())
+        Ok(!failed)
     }
 
     /// `history.jsonl` becomes `history.jsonl.1`, replacing the older;
