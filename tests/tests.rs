@@ -31,7 +31,7 @@ mod ends;
 mod events;
 /// Faults across restarts: the spool, baselines after kill -9, a hostile engine.
 mod faults;
-/// Fleets on one records table: host scoping, its index, PgBouncer.
+/// Fleets on one records table: host scoping and its index.
 mod fleets;
 /// `rtinspect history`: a crash loop and its end, in both modes.
 mod history;
@@ -59,10 +59,15 @@ mod nudges;
 mod observe;
 /// The status page: escaped, in headless Chromium, under idle connections.
 mod page;
+/// PgBouncer in transaction mode: every event stored once through it, and
+/// a locked records table bounded by the statement timeout.
+mod pgbouncer;
 /// Against Podman's Docker-compatible API.
 mod podman;
 /// PostgreSQL mode on a real server: migrate, records in, rows and NOTIFY out.
 mod postgres_mode;
+/// `rtinspect prune-events`: the events table's retention, in batches.
+mod prune_events;
 /// Writes of the state directory: a failed save tried again until it
 /// succeeds, and a burst of events paid in a few writes, not one a change.
 mod saves;
