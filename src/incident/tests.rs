@@ -56,19 +56,31 @@ fn feed(tracker: &mut Tracker, steps: impl IntoIterator<Item = Step>) -> Vec<Inc
     steps
         .into_iter()
         .flat_map(|(at, container_id, restart_count, status, health)| {
-            tracker.look(&Look {
-                game_id: "g",
-                container_id,
-                restart_count,
-                status,
-                health,
-                started_at: None,
-                end: None,
-                settling: false,
-                at: t(at),
-            })
+            tracker.look(&look_at(t(at), container_id, restart_count, status, health))
         })
         .collect()
+}
+
+/// One look at game `g` at `at`: no `StartedAt`, no end told, nothing
+/// settling; a test sets what else it needs over it.
+fn look_at<'a>(
+    at: Stamp,
+    container_id: &'a str,
+    restart_count: u64,
+    status: &'a str,
+    health: &'a str,
+) -> Look<'a> {
+    Look {
+        game_id: "g",
+        container_id,
+        restart_count,
+        status,
+        health,
+        started_at: None,
+        end: None,
+        settling: false,
+        at,
+    }
 }
 
 /// The events as (seconds, change, kind): what most tests pin.
@@ -253,15 +265,8 @@ fn a_start_no_restart_count_shows_counts_as_a_restart() {
         let started = format!("2026-12-02T10:{minute:02}:00Z");
         for (s, status) in [(0, "running"), (40, "running"), (50, "exited")] {
             events.extend(tracker.look(&Look {
-                game_id: "g",
-                container_id: A,
-                restart_count: 0,
-                status,
-                health: "",
                 started_at: Some(&started),
-                end: None,
-                settling: false,
-                at: t(minute * 60 + s),
+                ..look_at(t(minute * 60 + s), A, 0, status, "")
             }));
         }
     }

@@ -18,17 +18,7 @@ fn stepped(s: u64, step: i64) -> Stamp {
 /// One look at game `g` at `at`.
 fn look(tracker: &mut Tracker, at: Stamp, step: (&str, u64, &str, &str)) -> Vec<IncidentEvent> {
     let (container_id, restart_count, status, health) = step;
-    tracker.look(&Look {
-        game_id: "g",
-        container_id,
-        restart_count,
-        status,
-        health,
-        started_at: None,
-        end: None,
-        settling: false,
-        at,
-    })
+    tracker.look(&look_at(at, container_id, restart_count, status, health))
 }
 
 /// The changes of `events`, by the monotonic second of their look, found

@@ -7,15 +7,8 @@ use super::*;
 /// One look at game `g` with `State.StartedAt` `started`.
 fn started(s: u64, count: u64, status: &'static str, started: &'static str) -> Look<'static> {
     Look {
-        game_id: "g",
-        container_id: A,
-        restart_count: count,
-        status,
-        health: "",
         started_at: Some(started),
-        end: None,
-        settling: false,
-        at: t(s),
+        ..look_at(t(s), A, count, status, "")
     }
 }
 

@@ -16,15 +16,9 @@ fn look(
     end: Option<EndReason>,
 ) -> Look<'static> {
     Look {
-        game_id: "g",
-        container_id: A,
-        restart_count: count,
-        status,
-        health: "",
         started_at: Some(started),
         end,
-        settling: false,
-        at: t(s),
+        ..look_at(t(s), A, count, status, "")
     }
 }
 
