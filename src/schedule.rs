@@ -52,7 +52,7 @@ mod saves;
 mod ticks;
 
 pub use actions::{Action, Input, ListFor, Report, TickEnd};
-pub use docker_event::{ACTIONS, ContainerEvent};
+pub use docker_event::{ContainerAction, ContainerEvent};
 use nudges::{Pending, Waiting};
 pub use saves::StateFile;
 

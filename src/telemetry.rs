@@ -13,6 +13,7 @@ mod histogram;
 mod sink;
 
 use crate::incident::{Change, Kind};
+use crate::schedule::ContainerAction;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
@@ -85,29 +86,22 @@ pub const INCIDENT_CHANGES: [(Change, &str); 4] = [
 ];
 
 /// The `action` labels of `rtinspect_docker_events_total`: the actions the
-/// events reader follows (in its order), and `other`.
-pub const DOCKER_EVENT_ACTIONS: [&str; 11] = [
-    "die",
-    "oom",
-    "health_status",
-    "start",
-    "restart",
-    "create",
-    "stop",
-    "kill",
-    "destroy",
-    "remove",
-    "other",
-];
+/// events reader follows (in the order of [`ContainerAction::ALL`]), and
+/// `other`, which the reader never counts (it decodes no other action).
+pub const DOCKER_EVENT_ACTIONS: [&str; ContainerAction::ALL.len() + 1] = {
+    let mut labels = ["other"; ContainerAction::ALL.len() + 1];
+    let mut i = 0;
+    while i < ContainerAction::ALL.len() {
+        labels[i] = ContainerAction::ALL[i].as_str();
+        i += 1;
+    }
+    labels
+};
 
 impl Telemetry {
-    /// Counts one Docker event of `action` (`other` when not followed).
-    pub fn docker_event(&self, action: &str) {
-        let i = DOCKER_EVENT_ACTIONS
-            .iter()
-            .position(|a| *a == action)
-            .unwrap_or(DOCKER_EVENT_ACTIONS.len() - 1);
-        self.docker_events[i].fetch_add(1, Relaxed);
+    /// Counts one Docker event of `action`.
+    pub fn docker_event(&self, action: ContainerAction) {
+        self.docker_events[action as usize].fetch_add(1, Relaxed);
     }
 }
 

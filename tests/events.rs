@@ -296,7 +296,7 @@ struct Counted {
 }
 
 impl StreamCounters for Counted {
-    fn event(&self, _action: &'static str) {
+    fn event(&self, _action: events::ContainerAction) {
         self.events.fetch_add(1, SeqCst);
     }
     fn attempted(&self) {

@@ -47,7 +47,7 @@ use super::error::DockerError;
 use crate::backoff::Backoff;
 use crate::unix_socket;
 
-pub use decode::{ACTIONS, ContainerEvent, Nudge, decode_event, events_query};
+pub use decode::{ContainerAction, ContainerEvent, Nudge, decode_event, events_query};
 use wire::*;
 
 /// How long the stream may stay silent before dockerd is pinged.
@@ -62,8 +62,8 @@ const HEAD_LIMIT: usize = 16 * 1024;
 
 /// What the reader counts, for the metrics.
 pub trait StreamCounters: Send + Sync {
-    /// One event of `action` (a label of [`ContainerEvent::action_label`]) arrived.
-    fn event(&self, action: &'static str);
+    /// One event of `action` arrived.
+    fn event(&self, action: ContainerAction);
     /// A subscription was tried (the first, or a retry after a break).
     fn attempted(&self);
     /// A subscription got its 2xx response head after an earlier one broke
@@ -74,7 +74,7 @@ pub trait StreamCounters: Send + Sync {
 /// The process's counters are the reader's: each followed action under its
 /// own label.
 impl StreamCounters for crate::telemetry::Telemetry {
-    fn event(&self, action: &'static str) {
+    fn event(&self, action: ContainerAction) {
         self.docker_event(action);
     }
 
@@ -373,7 +373,7 @@ fn subscribe(
             Ok(Got::Line) => {
                 if let Some(event) = event {
                     *last_event = Some(event.at);
-                    parts.counters.event(event.action_label());
+                    parts.counters.event(event.action);
                     // Replayed or not, the inspector decides.
                     offer(parts, Nudge::Container(event));
                 }

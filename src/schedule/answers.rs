@@ -116,7 +116,7 @@ impl Schedule {
                     record,
                     outcome,
                     prompt: Some(Prompt {
-                        action: pending.event.action_label(),
+                        action: pending.event.action.as_str(),
                         event_at: pending.event.at,
                         read_at: pending.read_at,
                         answered_at: at,

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use crate::ending::Happened;
 
 /// The container actions that may change a verdict, the record set, or
-/// how a container's end is classified. `health_status` matches
+/// how a container's end is classified, decided once where Docker's line is
+/// decoded ([`ContainerAction::parse`]). `health_status` matches
 /// `health_status: unhealthy` too (Docker's filter treats it as a prefix).
 /// `create` only moves a game's record to its newest container (label
 /// mode); it never asks for an inspect. `kill`, `stop`, `destroy` (Podman:
@@ -16,18 +17,72 @@ use crate::ending::Happened;
 /// API (`docker stop`, `docker kill`, `docker rm -f`, a deploy): they feed
 /// the classifier of ends (`ending`), and ask for no inspect: the `die`
 /// that ends the run does.
-pub const ACTIONS: [&str; 10] = [
-    "die",
-    "oom",
-    "health_status",
-    "start",
-    "restart",
-    "create",
-    "stop",
-    "kill",
-    "destroy",
-    "remove",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerAction {
+    /// `die`.
+    Die,
+    /// `oom`.
+    Oom,
+    /// `health_status`, with or without Docker's `: unhealthy` suffix.
+    HealthStatus,
+    /// `start`.
+    Start,
+    /// `restart`.
+    Restart,
+    /// `create`.
+    Create,
+    /// `stop`.
+    Stop,
+    /// `kill`.
+    Kill,
+    /// `destroy`.
+    Destroy,
+    /// `remove` (Podman's `destroy`).
+    Remove,
+}
+
+impl ContainerAction {
+    /// Every action followed: the one list of them, in the order of the
+    /// events filter and of the `action` labels of
+    /// `rtinspect_docker_events_total`.
+    pub const ALL: [ContainerAction; 10] = [
+        ContainerAction::Die,
+        ContainerAction::Oom,
+        ContainerAction::HealthStatus,
+        ContainerAction::Start,
+        ContainerAction::Restart,
+        ContainerAction::Create,
+        ContainerAction::Stop,
+        ContainerAction::Kill,
+        ContainerAction::Destroy,
+        ContainerAction::Remove,
+    ];
+
+    /// Its name, as Docker's filter and the metrics' label say it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ContainerAction::Die => "die",
+            ContainerAction::Oom => "oom",
+            ContainerAction::HealthStatus => "health_status",
+            ContainerAction::Start => "start",
+            ContainerAction::Restart => "restart",
+            ContainerAction::Create => "create",
+            ContainerAction::Stop => "stop",
+            ContainerAction::Kill => "kill",
+            ContainerAction::Destroy => "destroy",
+            ContainerAction::Remove => "remove",
+        }
+    }
+
+    /// The action followed that Docker's `Action` names, with anything
+    /// after a `:` (`health_status: unhealthy`); `None` for the others.
+    pub fn parse(action: &str) -> Option<ContainerAction> {
+        let name = action.split_once(':').map_or(action, |(name, _)| name);
+        ContainerAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == name)
+    }
+}
 
 /// One container event, reduced to what the inspector needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +91,8 @@ pub struct ContainerEvent {
     pub id: String,
     /// Its name, when Docker says (without the leading `/`).
     pub name: Option<String>,
-    /// `die`, `oom`, `health_status: unhealthy`, …
-    pub action: String,
+    /// What happened to it: `die`, `oom`, `health_status`, …
+    pub action: ContainerAction,
     /// When dockerd says it happened.
     pub at: SystemTime,
     /// Label mode: the value of the game label, when the container carries
@@ -64,37 +119,23 @@ pub struct ContainerEvent {
 }
 
 impl ContainerEvent {
-    /// The action's label for `rtinspect_docker_events_total{action}`: one of
-    /// [`ACTIONS`], `health_status` for every health change.
-    pub fn action_label(&self) -> &'static str {
-        ACTIONS
-            .iter()
-            .find(|a| {
-                self.action
-                    .strip_prefix(**a)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
-            })
-            .copied()
-            .unwrap_or("other")
-    }
-
     /// What the event tells the classifier of ends, if anything.
     pub fn happened(&self) -> Option<Happened<'_>> {
-        Some(match self.action_label() {
-            "start" => Happened::Start,
-            "kill" => Happened::Kill {
+        Some(match self.action {
+            ContainerAction::Start => Happened::Start,
+            ContainerAction::Kill => Happened::Kill {
                 signal: self.signal.as_deref(),
             },
-            "oom" => Happened::Oom,
-            "die" => Happened::Die {
+            ContainerAction::Oom => Happened::Oom,
+            ContainerAction::Die => Happened::Die {
                 exit_code: self.exit_code,
             },
-            "stop" => Happened::Stop,
-            "destroy" | "remove" => Happened::Destroy,
-            "restart" => Happened::Restart {
+            ContainerAction::Stop => Happened::Stop,
+            ContainerAction::Destroy | ContainerAction::Remove => Happened::Destroy,
+            ContainerAction::Restart => Happened::Restart {
                 podman: self.podman,
             },
-            _ => return None,
+            ContainerAction::HealthStatus | ContainerAction::Create => return None,
         })
     }
 }

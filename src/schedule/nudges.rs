@@ -76,7 +76,7 @@ impl Schedule {
             // record as it is now (an old `create` must not move a record).
             return;
         }
-        if event.action_label() == "create" {
+        if event.action == ContainerAction::Create {
             // The newest container of a game is the one that should run; it
             // is inspected once it starts (a created one is not running yet).
             if let (Follow::Labels, Some(game)) = (follow, &event.game) {
@@ -94,11 +94,17 @@ impl Schedule {
             }
             return;
         }
-        if matches!(event.action_label(), "stop" | "kill" | "destroy" | "remove") {
+        if matches!(
+            event.action,
+            ContainerAction::Stop
+                | ContainerAction::Kill
+                | ContainerAction::Destroy
+                | ContainerAction::Remove
+        ) {
             // They ask for no inspect: the `die` that ends the run does.
             return;
         }
-        if event.action_label() == "oom"
+        if event.action == ContainerAction::Oom
             && let Some(game) = self.record_of(&event).map(|r| r.game_id.clone())
             && let Some(tracker) = &mut self.incidents
         {
@@ -109,7 +115,7 @@ impl Schedule {
         let known = self.record_of(&event).is_some();
         if follow == Follow::Labels
             && !known
-            && event.action_label() == "start"
+            && event.action == ContainerAction::Start
             && let Some(game) = &event.game
             && !self.records.iter().any(|r| r.game_id == *game)
         {
@@ -144,8 +150,8 @@ impl Schedule {
             return;
         };
         let (game_id, container) = (record.game_id.clone(), record.container_id.clone());
-        let health = event.action_label() == "health_status";
-        let died = (event.action_label() == "die").then_some(event.exit_code);
+        let health = event.action == ContainerAction::HealthStatus;
+        let died = (event.action == ContainerAction::Die).then_some(event.exit_code);
         if let Some(p) = self.pending.iter_mut().find(|p| p.game_id == game_id) {
             p.health |= health;
             p.died = died.or(p.died);
@@ -179,7 +185,7 @@ impl Schedule {
         }
         if let Some(w) = self.waiting.iter_mut().find(|w| w.event.id == event.id) {
             w.known |= known;
-            if event.action_label() == "die" {
+            if event.action == ContainerAction::Die {
                 // What a `die` says is kept: the container may be gone by
                 // the inspect.
                 w.event = event;

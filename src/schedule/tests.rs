@@ -26,7 +26,7 @@ fn ev(n: u8, action: &str, game: Option<&str>) -> ContainerEvent {
     ContainerEvent {
         id: id(n),
         name: None,
-        action: action.into(),
+        action: ContainerAction::parse(action).expect("an action followed"),
         at: UNIX_EPOCH,
         game: game.map(str::to_owned),
         exit_code: None,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-pub use crate::schedule::{ACTIONS, ContainerEvent};
+pub use crate::schedule::{ContainerAction, ContainerEvent};
 
 /// What the reader tells the inspector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +51,12 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
     if m.kind != "container" || m.actor.id.is_empty() {
         return None;
     }
+    // The action is decided here, once: the rest of the way only matches it.
+    let action = ContainerAction::parse(&m.action)?;
     // Cleaned of NUL as the listing's label is: PostgreSQL takes no NUL in text.
     let clean = crate::docker::decode::clean_text;
     let game = label.and_then(|l| m.actor.attributes.get(l).cloned().map(clean));
-    let event = ContainerEvent {
+    Some(ContainerEvent {
         game,
         at: if m.time_nano > 0 {
             UNIX_EPOCH + Duration::from_nanos(m.time_nano as u64)
@@ -75,22 +77,21 @@ pub fn decode_event(line: &[u8], label: Option<&str>) -> Option<ContainerEvent> 
         podman: m.actor.attributes.contains_key("podId"),
         replayed: false,
         id: m.actor.id,
-        action: m.action,
-    };
-    (event.action_label() != "other").then_some(event)
+        action,
+    })
 }
 
 /// The query of the events request: containers only, the actions of
-/// [`ACTIONS`], from `since` on (seconds with nanoseconds, as Docker takes it).
+/// [`ContainerAction::ALL`], from `since` on (seconds with nanoseconds, as Docker takes it).
 /// `create` only with `creates` (label mode): elsewhere it would only take
 /// room in the nudge channel. `died` follows `die`, because Podman 4.3
 /// matches the filter against its internal name for `die` (containers/podman
 /// #16857, fixed in 4.4) and would otherwise send no death at all; dockerd
 /// ignores a value it never sends.
 pub fn events_query(since: Option<SystemTime>, creates: bool) -> String {
-    let actions: Vec<&str> = ACTIONS
-        .iter()
-        .copied()
+    let actions: Vec<&str> = ContainerAction::ALL
+        .map(ContainerAction::as_str)
+        .into_iter()
         .filter(|a| creates || *a != "create")
         .flat_map(|a| std::iter::once(a).chain((a == "die").then_some("died")))
         .collect();

@@ -12,8 +12,23 @@ const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 #[test]
 fn each_followed_action_has_its_own_label_in_the_metrics_and_the_rest_are_other() {
     let labels = crate::telemetry::DOCKER_EVENT_ACTIONS;
-    assert_eq!(&labels[..ACTIONS.len()], &ACTIONS[..]);
-    assert_eq!(labels[ACTIONS.len()..], ["other"]);
+    let actions = ContainerAction::ALL.map(ContainerAction::as_str);
+    assert_eq!(&labels[..actions.len()], &actions[..]);
+    assert_eq!(labels[actions.len()..], ["other"]);
+}
+
+#[test]
+fn an_action_counts_under_its_own_label() {
+    // The counter is indexed by the action itself (`as usize`).
+    let t = crate::telemetry::Telemetry::default();
+    for (i, action) in ContainerAction::ALL.into_iter().enumerate() {
+        t.docker_event(action);
+        let counted: Vec<u64> = t.docker_events.iter().map(|c| c.swap(0, Relaxed)).collect();
+        let mut want = vec![0; crate::telemetry::DOCKER_EVENT_ACTIONS.len()];
+        want[i] = 1;
+        assert_eq!(counted, want, "{}", action.as_str());
+        assert_eq!(crate::telemetry::DOCKER_EVENT_ACTIONS[i], action.as_str());
+    }
 }
 
 /// (action, its label, the container's name) expected of a line.
@@ -65,8 +80,8 @@ fn event_lines_table() {
             Some((action, label, name)) => {
                 let e = got.unwrap_or_else(|| panic!("{line}"));
                 assert_eq!(e.id, ID);
-                assert_eq!(e.action, *action);
-                assert_eq!(e.action_label(), *label);
+                assert_eq!(ContainerAction::parse(action), Some(e.action));
+                assert_eq!(e.action.as_str(), *label);
                 assert_eq!(e.name.as_deref(), *name);
                 assert_eq!(e.at, at(1_795_726_800_123_456_789));
             }
@@ -101,7 +116,8 @@ fn the_game_label_is_read_from_the_attributes_in_label_mode() {
     assert_eq!(
         decode_event(created.as_bytes(), label)
             .unwrap()
-            .action_label(),
+            .action
+            .as_str(),
         "create"
     );
 }
