@@ -70,7 +70,7 @@ pub fn offer(
                 say_full(&mut slot.full, counters, Some(overflow));
             }
             Ok(Pushed::Full) if event.event_type == EventType::Fact => {
-                counters.dropped(event.event_type.as_str());
+                counters.dropped(event.event_type);
                 slot.full.facts += 1;
                 say_full(&mut slot.full, counters, Some(overflow));
             }
@@ -104,7 +104,7 @@ fn make_room(slot: &mut Slot, outbox: &Outbox, event: HealthEvent, counters: &Si
     slot.backlog.extend(outbox.queue.try_iter());
     slot.backlog.push_back(event);
     for (gone, why) in shed::make_room(&mut slot.backlog, QUEUE_CAPACITY, HELD_HARD_LIMIT) {
-        counters.dropped(gone.event_type.as_str());
+        counters.dropped(gone.event_type);
         match why {
             // Nothing lost but an older look at the game.
             Shed::Superseded => slot.full.superseded += 1,
@@ -153,7 +153,7 @@ fn say_full(full: &mut FullQueue, counters: &SinkCounters, overflow: Option<&Ove
 /// Counts and logs an event dropped (logged whole, so that it is not lost
 /// without a trace).
 fn dropped(event: &HealthEvent, why: &str, counters: &SinkCounters) {
-    counters.dropped(event.event_type.as_str());
+    counters.dropped(event.event_type);
     dropped_logged(event, why, counters);
 }
 

@@ -121,7 +121,7 @@ fn detected(event: &HealthEvent, prompt: &crate::event::Prompt, counters: &SinkC
 fn accepted(events: &[HealthEvent], counters: &SinkCounters) {
     counters.delivered(Instant::now());
     for event in events {
-        counters.published(event.event_type.as_str());
+        counters.published(event.event_type);
         if let Some(prompt) = &event.prompt {
             detected(event, prompt, counters);
         }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::histogram::Histogram;
+use crate::event::EventType;
 
 /// How far back `/healthz` looks at a sink's deliveries: a sink that
 /// refused every event it was given over this span (at least
@@ -98,25 +99,22 @@ impl SinkCounters {
     }
 
     /// The sink accepted an event of `event_type`.
-    pub fn published(&self, event_type: &str) {
+    pub fn published(&self, event_type: EventType) {
         count_by_type(&self.events_published, event_type);
     }
 
     /// An event of `event_type` was dropped for a full queue.
-    pub fn dropped(&self, event_type: &str) {
+    pub fn dropped(&self, event_type: EventType) {
         count_by_type(&self.events_dropped, event_type);
     }
 }
 
 /// Counts one event of `event_type` in `counts`, indexed as
-/// [`crate::event::EVENT_TYPES`].
-fn count_by_type(counts: &[AtomicU64; crate::event::EVENT_TYPES.len()], event_type: &str) {
+/// [`EventType::PUBLISHED`] (the order of [`crate::event::EVENT_TYPES`]).
+fn count_by_type(counts: &[AtomicU64; crate::event::EVENT_TYPES.len()], event_type: EventType) {
     // Every event is made with one of these types, a spooled one included
     // (`from_envelope` refuses any other).
-    if let Some(i) = crate::event::EVENT_TYPES
-        .iter()
-        .position(|t| *t == event_type)
-    {
+    if let Some(i) = EventType::PUBLISHED.iter().position(|t| *t == event_type) {
         counts[i].fetch_add(1, Relaxed);
     }
 }
