@@ -292,7 +292,10 @@ impl Tick {
     pub fn pinged(&mut self, result: Result<(), String>) {
         match (self.ping.take(), result) {
             (Some(PingFor::Timeouts), Ok(())) => self.timeouts_in_a_row = 0,
-            (Some(PingFor::Timeouts), Err(_)) => self.given_up = Some(Skip::DockerDown),
+            (Some(PingFor::Timeouts), Err(e)) => {
+                self.given_up = Some(Skip::DockerDown);
+                self.docker_error = Some(e);
+            }
             (Some(PingFor::Closing), Ok(())) => self.reached = true,
             (Some(PingFor::Closing), Err(e)) => self.docker_error = Some(e),
             (None, _) => {}
@@ -316,9 +319,14 @@ impl Tick {
     }
 
     /// Whether the tick could see dockerd; `None` while nothing says either way
-    /// (a tick cancelled before any answer).
+    /// (a tick cancelled before any answer). A tick that gave up on dockerd
+    /// could not, whatever answered before it stopped answering (frozen
+    /// with SIGSTOP in the middle of a tick, say).
     pub fn reach(&self) -> Option<Reach> {
-        if self.reached {
+        if self.given_up == Some(Skip::DockerDown) {
+            let why = self.docker_error.clone();
+            Some(Reach::Unreachable(why.unwrap_or_default()))
+        } else if self.reached {
             Some(Reach::Reached)
         } else {
             self.docker_error.clone().map(Reach::Unreachable)
@@ -488,6 +496,39 @@ mod tests {
                 "g4: skipped docker",
                 "g5: skipped docker",
             ]
+        );
+    }
+
+    #[test]
+    fn a_dockerd_that_stops_answering_in_the_middle_of_a_tick_is_not_reached() {
+        // Frozen (SIGSTOP) after the first answers: the tick gives up on
+        // it, and says why, whatever answered before.
+        let docker = FakeDocker::new()
+            .answer("ok", Answer::running(A, 0, ""))
+            .default_answer(Answer::Timeout);
+        docker.set_ping(Some(Answer::Timeout));
+        let records = [
+            rec("a", "ok"),
+            rec("b", "t1"),
+            rec("c", "t2"),
+            rec("d", "t3"),
+            rec("e", "t4"),
+        ];
+        let (got, tick) = drive(&mut Inspector::new(), &docker, &records, &mut || false);
+        assert_eq!(
+            got,
+            vec![
+                "a: healthy",
+                "b: failed timeout",
+                "c: failed timeout",
+                "d: failed timeout",
+                "e: skipped docker",
+            ]
+        );
+        assert!(tick.gave_up_on_docker());
+        assert_eq!(
+            tick.reach(),
+            Some(Reach::Unreachable(docker.pinged().unwrap_err()))
         );
     }
 
