@@ -71,13 +71,24 @@ fn look(
         .collect()
 }
 
+/// `look` at 110 s, within the silence's span, with `g`'s incident `id` opened
+/// there as `kind`.
+fn opened_inside(h: &mut Hold, id: &str, kind: Kind, open: Option<(&str, Kind)>) -> Vec<String> {
+    look(
+        h,
+        110,
+        false,
+        vec![change(Change::Opened, id, kind, 110)],
+        open,
+    )
+}
+
 #[test]
 fn an_incident_opened_in_a_silence_is_announced_at_its_end_when_still_down() {
     let mut h = hold(Some("g"));
     let open = Some(("i1", Kind::NotRunning));
-    let opened = change(Change::Opened, "i1", Kind::NotRunning, 110);
     assert_eq!(
-        look(&mut h, 110, false, vec![opened], open),
+        opened_inside(&mut h, "i1", Kind::NotRunning, open),
         ["held Opened"]
     );
     assert!(h.take_changed());
@@ -103,9 +114,8 @@ fn an_incident_opened_in_a_silence_is_announced_at_its_end_when_still_down() {
 fn an_incident_that_came_back_inside_its_silence_resolves_unannounced() {
     let mut h = hold(Some("g"));
     let open = Some(("i1", Kind::NotRunning));
-    let opened = change(Change::Opened, "i1", Kind::NotRunning, 110);
     assert_eq!(
-        look(&mut h, 110, false, vec![opened], open),
+        opened_inside(&mut h, "i1", Kind::NotRunning, open),
         ["held Opened"]
     );
     // Clean at the end: nothing said, still held.
@@ -119,12 +129,10 @@ fn an_incident_that_came_back_inside_its_silence_resolves_unannounced() {
     assert_eq!(h.len(), 0);
     // Resolved inside the silence: the same.
     let mut h = hold(Some("g"));
-    let opened = change(Change::Opened, "i2", Kind::NotRunning, 110);
-    look(
+    opened_inside(
         &mut h,
-        110,
-        false,
-        vec![opened],
+        "i2",
+        Kind::NotRunning,
         Some(("i2", Kind::NotRunning)),
     );
     let resolved = change(Change::Resolved, "i2", Kind::NotRunning, 150);
@@ -139,13 +147,7 @@ fn an_incident_that_came_back_inside_its_silence_resolves_unannounced() {
 fn a_held_incident_that_goes_bad_again_after_its_silence_is_announced_then() {
     let mut h = hold(Some("g"));
     let open = Some(("i1", Kind::NotRunning));
-    look(
-        &mut h,
-        110,
-        false,
-        vec![change(Change::Opened, "i1", Kind::NotRunning, 110)],
-        open,
-    );
+    opened_inside(&mut h, "i1", Kind::NotRunning, open);
     assert_eq!(look(&mut h, 205, true, vec![], open), Vec::<String>::new());
     // Down again before it resolved: the tracker says nothing (the same
     // incident, no worse), the hold announces it.
@@ -156,13 +158,7 @@ fn a_held_incident_that_goes_bad_again_after_its_silence_is_announced_then() {
     // A reminder of an incident never announced is not said; an
     // escalation after the silence announces it as opened.
     let mut h = hold(Some("g"));
-    look(
-        &mut h,
-        110,
-        false,
-        vec![change(Change::Opened, "i1", Kind::Restarted, 110)],
-        open,
-    );
+    opened_inside(&mut h, "i1", Kind::Restarted, open);
     assert_eq!(look(&mut h, 205, true, vec![], open), Vec::<String>::new());
     let escalated = change(Change::Escalated, "i1", Kind::CrashLoop, 230);
     assert_eq!(
@@ -239,21 +235,14 @@ fn an_announced_incident_keeps_its_resolution_and_its_reminders_wait() {
 #[test]
 fn games_not_silenced_pass_through_and_removed_ones_follow_the_same_rule() {
     let mut h = hold(Some("other"));
-    let opened = change(Change::Opened, "i1", Kind::NotRunning, 110);
     assert_eq!(
-        look(&mut h, 110, false, vec![opened], None),
+        opened_inside(&mut h, "i1", Kind::NotRunning, None),
         ["Opened not_running i1"]
     );
     assert!(!h.take_changed());
     // A game gone while held resolves unannounced; an announced one, said.
     let mut h = hold(Some("g"));
-    look(
-        &mut h,
-        110,
-        false,
-        vec![change(Change::Opened, "i1", Kind::NotRunning, 110)],
-        None,
-    );
+    opened_inside(&mut h, "i1", Kind::NotRunning, None);
     let mut gone = change(Change::Resolved, "i1", Kind::NotRunning, 150);
     gone.resolution = Some(crate::incident::Resolution::Removed);
     let v = h.removed(vec![gone.clone()]);
@@ -278,13 +267,7 @@ fn games_not_silenced_pass_through_and_removed_ones_follow_the_same_rule() {
 fn a_held_incident_outlives_a_restart_and_a_stale_entry_is_dropped() {
     let mut h = hold(Some("g"));
     let open = Some(("i1", Kind::NotRunning));
-    look(
-        &mut h,
-        110,
-        false,
-        vec![change(Change::Opened, "i1", Kind::NotRunning, 110)],
-        open,
-    );
+    opened_inside(&mut h, "i1", Kind::NotRunning, open);
     let saved = h.saved();
     let text = serde_json::to_string(&saved).unwrap();
     assert_eq!(text, r#"{"g":{"incident_id":"i1","announced":false}}"#);
