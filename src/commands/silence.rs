@@ -293,11 +293,14 @@ fn table(rows: &[Silence], now: SystemTime) -> String {
 }
 
 /// `text` with its control characters (a tab, a newline, an escape
-/// sequence) escaped, so that a row is one line of its columns.
+/// sequence), its line separators and the characters that hide in text (a
+/// direction override, a zero-width space) escaped, so that a row is one
+/// line of its columns and reads as it is.
 fn printable(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
+            let hides = crate::text::is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}');
+            let escaped: Vec<char> = if c.is_control() || hides {
                 c.escape_default().collect()
             } else {
                 vec![c]
@@ -346,6 +349,24 @@ mod tests {
         assert_eq!(
             table(&rows, later),
             "ID\tGAMES\tSTARTS\tENDS\tBY\tCOMMENT\n"
+        );
+    }
+
+    #[test]
+    fn a_row_that_hides_or_turns_text_is_shown_escaped() {
+        let rows = [row(
+            "a",
+            Some("g\u{200b}-1"),
+            "ok \u{202e}txet desrever\u{2028}next",
+        )];
+        let now = parse_rfc3339("2026-11-26T21:30:00Z").unwrap();
+        let text = table(&rows, now);
+        assert!(
+            text.ends_with(
+                "a\tg\\u{200b}-1\t2026-11-26T21:00:00Z\t2026-11-26T22:00:00Z\tci@host\t\
+                 ok \\u{202e}txet desrever\\u{2028}next\n"
+            ),
+            "{text:?}"
         );
     }
 }
