@@ -1,8 +1,10 @@
 //! The one place that routes: which sinks an event goes to ([`takes`],
 //! [`destinations`]: a pure decision from each sink's route, its `--report`
-//! or a notification URL's `report=`, `min=` and `games=`), and the
+//! or a notification URL's `report=`, `min=` and `games=`), the
 //! [`Emitter`] that puts it in the queue of every sink that is to get it,
-//! or, once that sink's outbox is closed, in its spool.
+//! or, once that sink's outbox is closed, in its spool, and the share of
+//! each sink in a spool an earlier version kept for all of them
+//! ([`split`]).
 //!
 //! `min=` needs no memory of what a sink was told: an incident's kind is
 //! never lowered, and its events carry it, so the reminders and the
@@ -36,7 +38,7 @@ pub(crate) fn takes(route: &Route, event: &HealthEvent) -> bool {
 }
 
 /// Which sinks take `event`, by their places in `routes`.
-pub(crate) fn destinations<'a>(
+fn destinations<'a>(
     routes: impl IntoIterator<Item = &'a Route>,
     event: &HealthEvent,
 ) -> Vec<usize> {
@@ -46,6 +48,26 @@ pub(crate) fn destinations<'a>(
         .filter(|(_, route)| takes(route, event))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// `events`, each given to the sinks that take it: every sink's share, in
+/// the order of `routes`, and the events no sink takes.
+pub(crate) fn split<'a>(
+    routes: impl IntoIterator<Item = &'a Route> + Clone,
+    events: &[HealthEvent],
+) -> (Vec<Vec<HealthEvent>>, Vec<HealthEvent>) {
+    let mut shares = vec![Vec::new(); routes.clone().into_iter().count()];
+    let mut no_sink = Vec::new();
+    for event in events {
+        let to = destinations(routes.clone(), event);
+        for &i in &to {
+            shares[i].push(event.clone());
+        }
+        if to.is_empty() {
+            no_sink.push(event.clone());
+        }
+    }
+    (shares, no_sink)
 }
 
 /// One sink's end of the inspector: what it gets, its queue, its spool.

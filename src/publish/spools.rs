@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::failure::Failure;
-use crate::publish::fanout::destinations;
+use crate::publish::fanout::split;
 use crate::publish::outbox::Outbox;
 use crate::state::StateDir;
 use crate::state::spool::{LoadedSpool, SPOOL_LIMIT};
@@ -25,23 +25,14 @@ pub(crate) fn spooled(
     state: Option<&StateDir>,
     telemetry: &Telemetry,
 ) -> Result<Vec<Vec<HealthEvent>>, Failure> {
-    let mut backlogs = vec![Vec::new(); config.sinks.len()];
+    let routes = config.sinks.iter().map(|s| &s.route);
     let Some(state) = state else {
-        return Ok(backlogs);
+        return Ok(vec![Vec::new(); config.sinks.len()]);
     };
     let read = |e| Failure::runtime("reading the spool", e);
     let old = state.load_old_spool().map_err(read)?;
     said_aside(state, &old, "spool.jsonl", telemetry);
-    let mut no_sink = Vec::new();
-    for event in &old.events {
-        let to = destinations(config.sinks.iter().map(|s| &s.route), event);
-        for &i in &to {
-            backlogs[i].push(event.clone());
-        }
-        if to.is_empty() {
-            no_sink.push(event.clone());
-        }
-    }
+    let (mut backlogs, no_sink) = split(routes, &old.events);
     // Every sink's own spool is read before anything is written: a start
     // that fails here leaves the files as they were.
     let mut own_spools = Vec::with_capacity(backlogs.len());
