@@ -10,16 +10,16 @@
 //! still blocked in a call.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::build;
 use crate::commands;
-use crate::config::{Command, Config, SinkConfig};
+use crate::config::{Command, Config};
 use crate::docker::DockerClient;
 use crate::docker::events::{self, ReaderParts};
-use crate::event::{DetailLevel, HealthEvent};
+use crate::event::DetailLevel;
 use crate::failure::Failure;
 use crate::incident::Tracker;
 use crate::inspector::Inspector;
@@ -31,7 +31,7 @@ use crate::publish::outbox::Outbox;
 use crate::publish::publisher::{self, Publisher};
 use crate::publish::rejects::Rejects;
 use crate::publish::sink::EventSink;
-use crate::publish::spools::{self, FinalSpool};
+use crate::publish::spools::{self, Spools};
 use crate::publish::tails::Tails;
 use crate::schedule::{Follow, Schedule, Settings};
 use crate::shutdown::{self, ShutdownTrigger};
@@ -49,7 +49,7 @@ const NUDGE_CAPACITY: usize = 256;
 
 /// Each sink's final spool, once the outboxes exist: what a second signal
 /// writes, and what the exit writes.
-type AtExit = Arc<OnceLock<Vec<Arc<FinalSpool>>>>;
+type AtExit = Arc<OnceLock<Spools>>;
 
 /// The events waiting for their log tail, once the inspector's way out
 /// exists: a second signal sends them on before it writes the spools.
@@ -111,8 +111,8 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     if let Some(reader) = build::silence_reader(config, state.as_ref()) {
         worker = worker.with_silences(reader);
     }
-    let outlets = outlets(config, backlogs, &names, state.as_ref());
-    let _ = at_exit.set(outlets.iter().map(|o| o.spool.clone()).collect());
+    let (outlets, spools) = spools::open(config, backlogs, state.as_ref());
+    let _ = at_exit.set(spools);
     let metrics = serve_metrics(config, &telemetry, &outlets)?;
     if let Some(m) = &metrics {
         worker = worker.with_live(m.board());
@@ -195,47 +195,12 @@ fn watch_signals(
             if let Some(tails) = waiting.get() {
                 tails.release_now();
             }
-            for spool in at_exit.get().into_iter().flatten() {
-                let _ = spool.write();
+            if let Some(spools) = at_exit.get() {
+                let _ = spools.close();
             }
         }),
     )
     .map_err(|e| Failure::runtime("cannot start the signal thread", e))
-}
-
-/// Each sink's end of the inspector, its backlog (the spool) queued first.
-fn outlets(
-    config: &Config,
-    backlogs: Vec<Vec<HealthEvent>>,
-    names: &[&str],
-    state: Option<&StateDir>,
-) -> Vec<Outlet> {
-    config
-        .sinks
-        .iter()
-        .zip(backlogs)
-        .enumerate()
-        .map(|(index, (SinkConfig { route, .. }, backlog))| {
-            let (events, outbox) = Outbox::new(backlog);
-            // What finds the queue full waits on disk, after the spool.
-            if let Some(state) = state {
-                outbox.overflow_to(state, names[index]);
-            }
-            let spool = Arc::new(FinalSpool {
-                sink: names[index].to_owned(),
-                outbox: outbox.clone(),
-                state: state.cloned(),
-                written: Mutex::new(None),
-            });
-            Outlet {
-                index,
-                route: route.clone(),
-                events,
-                outbox,
-                spool,
-            }
-        })
-        .collect()
 }
 
 /// The metrics listener, when `--metrics-addr` is set.
@@ -363,26 +328,10 @@ fn drain(
     // publisher ends once it has delivered everything; else wait while
     // anything is left to deliver.
     drop(outlets);
-    let spools = at_exit.get().map_or(&[][..], Vec::as_slice);
-    if inspector_done {
-        for publisher in publishers {
-            publisher.wait_until(deadline);
-        }
-    } else {
-        while let Some(i) = spools.iter().position(|s| !s.outbox.is_empty())
-            && Instant::now() < deadline
-        {
-            publishers[i].wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
-        }
+    if let Some(spools) = at_exit.get() {
+        spools.drain(publishers, deadline, inspector_done);
+        spools.close()?;
     }
-    // Every sink's spool is written, even after one could not be.
-    let mut written = Ok(0);
-    for spool in spools {
-        if let Err(e) = spool.write() {
-            written = Err(e);
-        }
-    }
-    written?;
     Ok(work)
 }
 
@@ -402,11 +351,9 @@ fn said_undelivered(at_exit: &AtExit, telemetry: &Telemetry) -> Result<(), Failu
     let spooled: Vec<String> = at_exit
         .get()
         .into_iter()
-        .flatten()
-        .filter_map(|s| {
-            let n = s.count();
-            (n > 0).then(|| format!("the {} sink {n}", s.sink))
-        })
+        .flat_map(Spools::counts)
+        .filter(|&(_, n)| n > 0)
+        .map(|(sink, n)| format!("the {sink} sink {n}"))
         .collect();
     let mut said = Vec::new();
     if !aside.is_empty() {

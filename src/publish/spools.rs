@@ -1,15 +1,19 @@
 //! The spool's life around a run: what each sink's spool (and an earlier
-//! version's single spool) holds at the start, published first; what is left
-//! undelivered at the exit, written once, late events added.
+//! version's single spool) holds at the start, published first ([`spooled`]),
+//! each sink's outbox opened over it ([`open`]); at the exit, delivery
+//! drained until the deadline and what is left undelivered written once,
+//! late events added ([`Spools`]). The daemon only calls these.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::failure::Failure;
-use crate::publish::fanout::split;
+use crate::publish::fanout::{Outlet, split};
 use crate::publish::outbox::Outbox;
+use crate::publish::publisher::Publisher;
 use crate::state::StateDir;
 use crate::state::spool::{LoadedSpool, SPOOL_LIMIT};
 use crate::telemetry::Telemetry;
@@ -114,17 +118,96 @@ fn said_aside(state: &StateDir, loaded: &LoadedSpool, spool: &str, telemetry: &T
     }
 }
 
+/// Each sink's end of the inspector, its `backlogs` (the spool, from
+/// [`spooled`]) queued first, what finds its queue full waiting on disk
+/// after it (with a state directory); and the spools to write at the exit.
+pub(crate) fn open(
+    config: &Config,
+    backlogs: Vec<Vec<HealthEvent>>,
+    state: Option<&StateDir>,
+) -> (Vec<Outlet>, Spools) {
+    let outlets: Vec<Outlet> = config
+        .sinks
+        .iter()
+        .zip(backlogs)
+        .enumerate()
+        .map(|(index, (sink, backlog))| {
+            let (events, outbox) = Outbox::new(backlog);
+            if let Some(state) = state {
+                outbox.overflow_to(state, &sink.name);
+            }
+            let spool = Arc::new(FinalSpool {
+                sink: sink.name.clone(),
+                outbox: outbox.clone(),
+                state: state.cloned(),
+                written: Mutex::new(None),
+            });
+            Outlet {
+                index,
+                route: sink.route.clone(),
+                events,
+                outbox,
+                spool,
+            }
+        })
+        .collect();
+    let spools = Spools(outlets.iter().map(|o| o.spool.clone()).collect());
+    (outlets, spools)
+}
+
+/// Every sink's final spool, in the order of the sinks: what the exit
+/// drains and writes, and what a second signal writes at once.
+#[derive(Clone, Default)]
+pub(crate) struct Spools(Vec<Arc<FinalSpool>>);
+
+impl Spools {
+    /// Delivery goes on until `deadline`: until each publisher has ended
+    /// when no one sends any more (`senders_gone`: it ends once it has
+    /// delivered everything), else while an outbox holds anything.
+    pub(crate) fn drain(&self, publishers: &[Publisher], deadline: Instant, senders_gone: bool) {
+        if senders_gone {
+            for publisher in publishers {
+                publisher.wait_until(deadline);
+            }
+            return;
+        }
+        while let Some(i) = self.0.iter().position(|s| !s.outbox.is_empty())
+            && Instant::now() < deadline
+        {
+            publishers[i].wait_until((Instant::now() + Duration::from_millis(20)).min(deadline));
+        }
+    }
+
+    /// Closes every outbox and writes every sink's spool, even after one
+    /// could not be; the last failure.
+    pub(crate) fn close(&self) -> Result<(), Failure> {
+        let mut written = Ok(0);
+        for spool in &self.0 {
+            if let Err(e) = spool.write() {
+                written = Err(e);
+            }
+        }
+        written.map(drop)
+    }
+
+    /// How many events each sink spooled, late ones included, by sink
+    /// name; an event being spooled right now is waited for.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.0.iter().map(|s| (s.sink.as_str(), s.count()))
+    }
+}
+
 /// A sink's final spool, written once: by the main thread at the end of the
 /// drain, or by the signal thread on a second signal, whichever comes first;
 /// events that come later (from an inspect still under way then) are added
 /// to it.
 pub(crate) struct FinalSpool {
     /// The sink's name.
-    pub(crate) sink: String,
-    pub(crate) outbox: Arc<Outbox>,
-    pub(crate) state: Option<StateDir>,
+    sink: String,
+    outbox: Arc<Outbox>,
+    state: Option<StateDir>,
     /// What was spooled, once it was.
-    pub(crate) written: Mutex<Option<Vec<HealthEvent>>>,
+    written: Mutex<Option<Vec<HealthEvent>>>,
 }
 
 impl FinalSpool {
