@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{
-    Containers, Daemon, FakeEngine, TempDir, UNHEALTHY, bin, free_addr, http_get, live_docker,
-    live_required, one_labelled_reply, sample, skipped, wait_until,
+    Containers, Daemon, FakeEngine, TempDir, bin, free_addr, http_get, live_docker, live_required,
+    one_labelled_reply, sample, skipped, wait_for_the_three, wait_until,
 };
 
 /// The game whose id is markup.
@@ -96,16 +96,7 @@ fn a_script_game_is_text_on_the_page_and_in_chromium_and_status_json_has_the_row
     for game in ["g-alpha", "g-bravo", "g-charlie", SCRIPT_GAME] {
         c.run(game, &[], &["sleep", "3600"]);
     }
-    let sick = c.run("g-sick", UNHEALTHY, &["sleep", "3600"]);
-    c.exited("g-down");
-    c.run(
-        "g-loop",
-        &["--restart=always"],
-        &["sh", "-c", "sleep 1; exit 1"],
-    );
-    wait_until(Duration::from_secs(30), "g-sick unhealthy", || {
-        c.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
-    });
+    c.three_in_trouble("g-down");
     let addr = free_addr();
     let (daemon, out, err) = Daemon::watched(
         bin()
@@ -115,22 +106,7 @@ fn a_script_game_is_text_on_the_page_and_in_chromium_and_status_json_has_the_row
             .arg("--state-dir")
             .arg(state.path()),
     );
-    // The stopped game's incident opens once its end is known (a die is
-    // waited for a few seconds), the loop's as soon as it loops.
-    wait_until(
-        Duration::from_secs(90),
-        "the crash loop and the other two",
-        || {
-            let lines = out.lines();
-            let has = |kind: &str, game: &str| {
-                let game = format!("\"game_id\":\"{game}\"");
-                lines.iter().any(|l| l.contains(kind) && l.contains(&game))
-            };
-            has("\"incident_escalated\"", "g-loop")
-                && has("\"incident_opened\"", "g-down")
-                && has("\"incident_opened\"", "g-sick")
-        },
-    );
+    wait_for_the_three(&out, "g-down");
     // The page shows the board of a tick that ended after the escalation.
     let ticks = |addr: &str| {
         http_get(addr, "/metrics").and_then(|(_, m)| sample(&m, "rtinspect_ticks_total"))

@@ -9,7 +9,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{
-    Containers, Daemon, FakeEngine, Reply, TempDir, UNHEALTHY, bin, live_docker, wait_until,
+    Containers, Daemon, FakeEngine, Reply, TempDir, bin, live_docker, wait_for_the_three,
+    wait_until,
 };
 
 /// `rtinspect status` over this test's games, with `extra`.
@@ -48,16 +49,7 @@ fn ten_games_one_looping_one_stopped_one_sick_worst_first_and_exit_1() {
     for i in 0..7 {
         c.run(&format!("g-{i}"), &[], &["sleep", "3600"]);
     }
-    c.exited("g-stopped");
-    let sick = c.run("g-sick", UNHEALTHY, &["sleep", "3600"]);
-    c.run(
-        "g-loop",
-        &["--restart=always"],
-        &["sh", "-c", "sleep 1; exit 1"],
-    );
-    wait_until(Duration::from_secs(30), "g-sick unhealthy", || {
-        c.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
-    });
+    c.three_in_trouble("g-stopped");
     // The daemon tracks incidents (a sink takes them) and saves them.
     let (daemon, out, err) = Daemon::watched(
         bin()
@@ -66,22 +58,7 @@ fn ten_games_one_looping_one_stopped_one_sick_worst_first_and_exit_1() {
             .arg("--state-dir")
             .arg(state.path()),
     );
-    // The stopped game's incident opens once its end is known (a die is
-    // waited for a few seconds), the loop's as soon as it loops.
-    wait_until(
-        Duration::from_secs(90),
-        "the crash loop and the other two",
-        || {
-            let lines = out.lines();
-            let has = |kind: &str, game: &str| {
-                let game = format!("\"game_id\":\"{game}\"");
-                lines.iter().any(|l| l.contains(kind) && l.contains(&game))
-            };
-            has("\"incident_escalated\"", "g-loop")
-                && has("\"incident_opened\"", "g-stopped")
-                && has("\"incident_opened\"", "g-sick")
-        },
-    );
+    wait_for_the_three(&out, "g-stopped");
     wait_until(
         Duration::from_secs(10),
         "incidents.json with all three",

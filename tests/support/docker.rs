@@ -227,6 +227,45 @@ impl Containers<'_> {
     }
 }
 
+impl Containers<'_> {
+    /// Three games in trouble: `stopped` exited, `g-sick` unhealthy
+    /// (waited for), `g-loop` exiting 1 a second after each start under
+    /// `--restart=always`.
+    pub fn three_in_trouble(&mut self, stopped: &str) {
+        self.exited(stopped);
+        let sick = self.run("g-sick", UNHEALTHY, &["sleep", "3600"]);
+        self.run(
+            "g-loop",
+            &["--restart=always"],
+            &["sh", "-c", "sleep 1; exit 1"],
+        );
+        wait_until(Duration::from_secs(30), "g-sick unhealthy", || {
+            self.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
+        });
+    }
+}
+
+/// Waits until a daemon's stdout `out` has the incidents of
+/// [`Containers::three_in_trouble`]: the stopped game's opens once its end
+/// is known (a die is waited for a few seconds), the loop's as soon as it
+/// loops.
+pub fn wait_for_the_three(out: &StderrLines, stopped: &str) {
+    wait_until(
+        Duration::from_secs(90),
+        "the crash loop and the other two",
+        || {
+            let lines = out.lines();
+            let has = |kind: &str, game: &str| {
+                let game = format!("\"game_id\":\"{game}\"");
+                lines.iter().any(|l| l.contains(kind) && l.contains(&game))
+            };
+            has("\"incident_escalated\"", "g-loop")
+                && has("\"incident_opened\"", stopped)
+                && has("\"incident_opened\"", "g-sick")
+        },
+    );
+}
+
 /// A tar of a root filesystem made of Debian's static busybox and a symlink
 /// per applet, for `docker import` or `podman import` (no registry here).
 pub fn busybox_rootfs_tar(applets: &[&str]) -> Vec<u8> {
