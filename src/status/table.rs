@@ -148,14 +148,12 @@ fn colour_of(s: Standing) -> &'static str {
 }
 
 /// Outside text made safe for a terminal and cut to `width` characters: a
-/// control character, a direction mark or override, a zero-width character
-/// or a line separator becomes `?`.
+/// control character, a line separator, or a character that hides in text
+/// (a direction mark or override, a zero-width one, a tag: the shared list
+/// the log tail and the chats drop) becomes `?`.
 pub(crate) fn inert(text: &str, width: usize) -> String {
     let safe = text.chars().map(|c| {
-        let hidden = matches!(
-            c,
-            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
-        );
+        let hidden = crate::text::is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}');
         if c.is_control() || hidden { '?' } else { c }
     });
     let n = text.chars().count();
@@ -226,6 +224,7 @@ healthy     g-ok    0123456789ab  running  -        0         -           -     
             ("\x1b]0;owned\x07g", 40, "?]0;owned?g"),
             ("a\u{202e}b\nc\rd\u{85}", 40, "a?b?c?d?"),
             ("z\u{200b}w\u{2028}s\u{2066}i\u{feff}", 40, "z?w?s?i?"),
+            ("g-1\u{e0067}\u{e0032}", 40, "g-1??"),
             ("abcdef", 4, "abc…"),
             ("ééééé", 5, "ééééé"),
             ("éééééé", 5, "éééé…"),
