@@ -38,11 +38,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::ending::{EndReason, Endings};
+use crate::ending::Endings;
 use crate::incident::{Stamp, Tracker};
-use crate::inspector::{Inspector, Observation, RuntimeRecord};
+use crate::inspector::{Inspector, RuntimeRecord};
 use crate::silence::hold::Hold;
-use crate::tick::{Outcome, Tick};
+use crate::tick::Tick;
 
 mod actions;
 mod answers;
@@ -50,11 +50,12 @@ mod docker_event;
 mod nudges;
 mod saves;
 mod ticks;
+mod waits;
 
 pub use actions::{Action, Input, ListFor, Report, TickEnd};
 pub use docker_event::{ContainerAction, ContainerEvent};
-use nudges::{Pending, Waiting};
 pub use saves::StateFile;
+use waits::{Pending, Waiting};
 
 /// How long after a bare `health_status` (Podman's) a container that still
 /// looked healthy is inspected again: Podman 4.3 sends the event while its

@@ -5,7 +5,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{ContainerEvent, StateFile};
+use super::docker_event::ContainerEvent;
+use super::saves::StateFile;
 use crate::event::{HealthEvent, Prompt};
 use crate::incident::IncidentEvent;
 use crate::inspector::RuntimeRecord;

@@ -7,7 +7,9 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{Action, Busy, HEALTH_RECHECK, Pending, RECHECKS_MAX, Report, Schedule};
+use super::actions::{Action, Report};
+use super::waits::Pending;
+use super::{Busy, HEALTH_RECHECK, RECHECKS_MAX, Schedule};
 use crate::ending::{self, EndReason};
 use crate::event::{HealthEvent, IncidentFacts, Prompt};
 use crate::incident::{IncidentEvent, Look, Resolution, Stamp};

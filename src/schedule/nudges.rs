@@ -6,35 +6,17 @@
 //! classifier of ends first; a `stopped` end is told to the incident
 //! tracker at once (a `kill`, `stop` or `destroy` asks for no inspect).
 
-use super::*;
-use crate::tick;
+use std::time::{Instant, SystemTime};
 
-/// A record waiting for a nudged inspect, with what it was nudged by.
-#[derive(Debug, Clone)]
-pub(super) struct Pending {
-    pub(super) game_id: String,
-    /// The record's container when it was nudged: if the game has moved to
-    /// another container since, the nudge is stale.
-    pub(super) container: String,
-    pub(super) event: ContainerEvent,
-    pub(super) read_at: SystemTime,
-    /// Whether any merged event was a health change (Podman's bare
-    /// `health_status` asks for a recheck when it still looked healthy).
-    pub(super) health: bool,
-    /// Whether a merged event was a `die`, and the exit code it said: a
-    /// container removed as it died (`--rm`) is judged from it.
-    pub(super) died: Option<Option<i64>>,
-}
-
-/// An event that waits for a read of the records.
-#[derive(Debug)]
-pub(super) struct Waiting {
-    pub(super) event: ContainerEvent,
-    pub(super) read_at: SystemTime,
-    pub(super) arrived: Instant,
-    /// Whether a record named its container when it arrived.
-    pub(super) known: bool,
-}
+use super::actions::{Action, ListFor, Report};
+use super::docker_event::{ContainerAction, ContainerEvent};
+use super::saves::StateFile;
+use super::waits::{Pending, Waiting};
+use super::{ADDED_MAX, Busy, Follow, KNOWN_READ_GAP, Schedule, UNKNOWN_READ_GAP, WAITING_MAX};
+use crate::ending::EndReason;
+use crate::incident::Stamp;
+use crate::inspector::{Observation, RuntimeRecord};
+use crate::tick::{self, Outcome};
 
 impl Schedule {
     pub(super) fn nudged(&mut self, event: ContainerEvent, read_at: SystemTime, now: Instant) {

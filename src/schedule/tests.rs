@@ -4,6 +4,8 @@
 use super::*;
 use crate::event::HealthEvent;
 use crate::fakes::{Answer, FakeDocker};
+use crate::inspector::Observation;
+use crate::tick::Outcome;
 use std::time::UNIX_EPOCH;
 
 mod incidents;

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use super::{Action, Busy, MIN_RESYNC_GAP, Report, Schedule, TickEnd};
+use super::actions::{Action, Report, TickEnd};
+use super::{Busy, MIN_RESYNC_GAP, Schedule};
 use crate::tick::{Step, Summary, Tick};
 
 impl Schedule {
