@@ -20,7 +20,6 @@ use crate::log_tail::LogTail;
 mod envelope;
 mod time;
 
-use envelope::ReadBack;
 pub use envelope::{Envelope, MAX_ENVELOPE_BYTES};
 pub use time::rfc3339_micros;
 
@@ -151,6 +150,15 @@ pub struct HealthEvent {
     /// render to byte for byte (written by hand, or by another writer):
     /// that line, which the wire carries again as it was.
     read_back: Option<Box<ReadBack>>,
+}
+
+/// A spool line kept as it was read (see [`HealthEvent::from_envelope`]):
+/// the envelope carries it again byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadBack {
+    json: String,
+    /// Where its `details` object lies in it.
+    details: std::ops::Range<usize>,
 }
 
 /// When a Docker event led to an inspect: the stages of its detection.

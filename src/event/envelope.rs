@@ -11,7 +11,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventType, HealthEvent, IncidentFacts};
+use super::{EventType, HealthEvent, IncidentFacts, ReadBack};
 use crate::ending::EndReason;
 use crate::inspector::StateDetails;
 use crate::log_tail::LogTail;
@@ -45,13 +45,6 @@ impl<'a> Envelope<'a> {
     pub fn into_cow(self) -> Cow<'a, str> {
         self.json
     }
-}
-
-/// A spool line kept as it was read (see [`HealthEvent::from_envelope`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ReadBack {
-    json: String,
-    details: Range<usize>,
 }
 
 /// An incident event's `details`: the incident, and what was seen (or,
