@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use super::change::IncidentEvent;
 use super::game::GameState;
-use super::{IncidentEvent, Stamp, Tracker};
+use super::{Stamp, Tracker};
 
 impl Tracker {
     /// An `oom` event of the game's container, taken at `now`.

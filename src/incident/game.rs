@@ -5,7 +5,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{Change, EndReason, IncidentEvent, Kind, Resolution};
+use super::change::{Change, IncidentEvent, Kind, Resolution};
+use crate::ending::EndReason;
 
 /// An open incident.
 #[derive(Debug, Clone, PartialEq, Eq)]

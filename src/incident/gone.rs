@@ -5,9 +5,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::change::{IncidentEvent, Resolution};
 use super::clock::elapsed;
 use super::game::GameState;
-use super::{IncidentEvent, Resolution, Stamp, Tracker};
+use super::{Stamp, Tracker};
 
 impl Tracker {
     /// A fresh record list, listed at `at`: the games not in it are gone

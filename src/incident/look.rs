@@ -5,11 +5,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::change::{Change, IncidentEvent, Kind};
 use super::clock::{elapsed, next_due};
 use super::game::{GameState, Incident};
-use super::{
-    Change, EndReason, IncidentEvent, Kind, Look, MAX_RESTARTS_PER_LOOK, OOM_GRACE, Tracker,
-};
+use super::{Look, MAX_RESTARTS_PER_LOOK, OOM_GRACE, Tracker};
+use crate::ending::EndReason;
 use crate::inspector::restart_under_way;
 
 impl Tracker {

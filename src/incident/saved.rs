@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::change::Kind;
 use super::game::{GameState, Incident};
-use super::*;
+use super::{Policy, Stamp, Tracker};
+use crate::ending::EndReason;
 
 impl Tracker {
     /// A tracker that goes on from the state saved by an earlier process,
