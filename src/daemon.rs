@@ -218,7 +218,7 @@ fn serve_metrics(
         started: Instant::now(),
         queue_depths: Box::new(move || outboxes.iter().map(|o| o.len()).collect()),
     };
-    let host = crate::status::command::host_name(config)?;
+    let host = crate::build::host_name(config);
     metrics::serve(addr, telemetry.clone(), inputs, host)
         .map(Some)
         .map_err(Failure::because)

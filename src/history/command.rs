@@ -12,7 +12,7 @@ use crate::config::{Config, Sink};
 use crate::failure::Failure;
 use crate::postgres::{FACT_ROWS, INCIDENT_ROWS, Rows, history_rows};
 use crate::state::history::read_history;
-use crate::status::command::{host_name, state_dir};
+use crate::status::command::state_dir;
 
 /// Runs `rtinspect history`.
 pub(crate) fn history(
@@ -23,7 +23,7 @@ pub(crate) fn history(
 ) -> Result<(), Failure> {
     let now = SystemTime::now();
     let from = now.checked_sub(since).unwrap_or(UNIX_EPOCH);
-    let host = host_name(config)?;
+    let host = build::host_name(config);
     let game = game.map(str::to_owned);
     let postgres_sink = config
         .sinks

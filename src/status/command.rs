@@ -31,7 +31,7 @@ pub(crate) const PACKAGED_STATE_DIR: &str = "/var/lib/rtinspect";
 
 /// Runs `rtinspect status`.
 pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
-    let host = host_name(config)?;
+    let host = build::host_name(config);
     let docker = build::docker_client(config);
     let pg = build::pg_parts(config)?;
     let mut source = build::build_source(config, &docker, pg.as_ref());
@@ -65,12 +65,6 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
         0 => Ok(()),
         status => Err(Failure::Verdict(status)),
     }
-}
-
-/// The host the board is of: `--host-id` (with or without host scoping),
-/// else the hostname, as the chats name it.
-pub(crate) fn host_name(config: &Config) -> Result<String, Failure> {
-    Ok(build::host_name(config))
 }
 
 /// The records could not be read: nothing was looked at.
