@@ -12,16 +12,12 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, UNIX_EPOCH};
 
+use super::exposition::{family, single};
 use crate::status::{Board, STANDINGS};
 use crate::telemetry::{INCIDENT_KINDS, Telemetry};
 
 /// The most per-game series one scrape carries.
 pub(crate) const GAME_SERIES: usize = 100;
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
 
 /// Appends the board's gauges (zeros before the first board) and the
 /// restarts counter; `publishers_alive` in the order of the sinks.
@@ -78,27 +74,19 @@ pub(crate) fn render(out: &mut String, board: Option<&Board>, t: &Telemetry, now
         );
         shown += 1;
     }
-    family(
+    single(
         out,
         "rtinspect_incident_series_dropped",
         "gauge",
         "Open incidents left out of rtinspect_incident_open_since_seconds (past 100).",
+        open.count() - shown,
     );
-    let _ = writeln!(
-        out,
-        "rtinspect_incident_series_dropped {}",
-        open.count() - shown
-    );
-    family(
+    single(
         out,
         "rtinspect_container_restarts_total",
         "counter",
         "Restarts the looks showed: a container's RestartCount risen since the last look at it.",
-    );
-    let _ = writeln!(
-        out,
-        "rtinspect_container_restarts_total {}",
-        t.container_restarts.load(Relaxed)
+        t.container_restarts.load(Relaxed),
     );
     family(
         out,

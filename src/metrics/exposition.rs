@@ -10,13 +10,20 @@ use crate::telemetry::{
     SinkCounters, Stage, TICK_BUCKETS, Telemetry,
 };
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// A metric family's `HELP` and `TYPE` lines.
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// A metric family with one unlabelled sample.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(super) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }
