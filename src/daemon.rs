@@ -242,7 +242,13 @@ fn spawn_publishers(
                 Backoff::default(),
                 telemetry.clone(),
             )
-            .map_err(|e| Failure::runtime("cannot start a publisher thread", e))
+            .map_err(|e| {
+                let sink = &telemetry.sink(outlet.index).name;
+                Failure::runtime(
+                    format!("cannot start the publisher thread of the sink {sink}"),
+                    e,
+                )
+            })
         })
         .collect()
 }

@@ -646,3 +646,47 @@ fn the_most_sinks_with_every_thread_on_run_under_the_units_tasks_max() {
     assert!(exposition.is_some(), "{}", err.text());
     assert!(daemon.terminate().success(), "{}", err.text());
 }
+
+#[test]
+fn a_tasks_max_short_of_the_largest_configuration_stops_the_start_naming_the_thread() {
+    let engine = Engine::start();
+    engine.put(1, game_box("g-1", "exited"));
+    let hook = HookServer::start(|_, _| HookReply::ok());
+    let urls: Vec<String> = (1..=16)
+        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
+        .collect();
+    // The largest configuration runs 24 threads: a limit under it refuses
+    // one of them, whichever the start has come to.
+    for max in [4, 12, 19, 20, 23] {
+        let Some(cgroup) = PidsCgroup::new(max) else {
+            return;
+        };
+        let (daemon, _out, err) = Daemon::watched(
+            cgroup
+                .bin_inside()
+                .args(["run", "--docker-host", &engine.docker_host()])
+                .args(["--interval", "300ms", "--events", "on", "--log-lines", "10"])
+                .args(["--metrics-addr", &free_addr()])
+                .env("RTINSPECT_NOTIFY", urls.join(" ")),
+        );
+        let status = daemon.wait();
+        let said = err.text();
+        eprintln!("pids.max {max}: {status}: {said}");
+        assert_eq!(status.code(), Some(1), "an exit, not an abort: {said}");
+        assert!(
+            said.contains("cannot start the") || said.contains("cannot start a"),
+            "{said}"
+        );
+        assert!(said.contains("thread"), "{said}");
+        // A publisher says whose it is: the sink after the last started.
+        if said.contains("publisher") {
+            let started = max - 3;
+            assert!(
+                said.contains(&format!("of the sink chat{}:", started + 1)),
+                "{said}"
+            );
+        }
+        assert!(said.contains("Resource temporarily unavailable"), "{said}");
+        assert_ne!(cgroup.read("pids.events").trim(), "max 0");
+    }
+}
