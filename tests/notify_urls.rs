@@ -690,3 +690,70 @@ fn a_tasks_max_short_of_the_largest_configuration_stops_the_start_naming_the_thr
         assert_ne!(cgroup.read("pids.events").trim(), "max 0");
     }
 }
+
+#[test]
+fn sixteen_chats_blocked_at_sigterm_each_spool_their_event_and_the_next_start_sends_it() {
+    let engine = Engine::start();
+    engine.put(1, game_box("g-1", "exited"));
+    // Every chat takes the request and never answers (as a receiver frozen
+    // with SIGSTOP, whose kernel still accepts): each sink is blocked in
+    // its own send when SIGTERM comes.
+    let hook = HookServer::start(|_, _| HookReply::Hang);
+    let state = TempDir::new("notify-blocked-sigterm");
+    let urls: Vec<String> = (1..=16)
+        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
+        .collect();
+    let start = || {
+        let mut c = bin();
+        c.args([
+            "--docker-host",
+            &engine.docker_host(),
+            "--interval",
+            "300ms",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("RTINSPECT_NOTIFY", urls.join(" "));
+        c
+    };
+    let (daemon, _out, err) = Daemon::watched(start().arg("run"));
+    wait_until(Duration::from_secs(30), "a send to each chat", || {
+        let asked: std::collections::HashSet<String> =
+            hook.requests().into_iter().map(|r| r.path).collect();
+        asked.len() == 16
+    });
+    let blocked = hook.requests().len();
+    let stopping = Instant::now();
+    let status = daemon.terminate();
+    let said = err.text();
+    eprintln!("exit {status} {:?} after SIGTERM", stopping.elapsed());
+    assert!(
+        status.success(),
+        "a stop with everything spooled is clean: {said}"
+    );
+    for i in 1..=16 {
+        let spool = state.path().join(format!("spool.chat{i}.jsonl"));
+        let text = std::fs::read_to_string(&spool).unwrap_or_default();
+        assert!(
+            text.lines().count() >= 1,
+            "chat{i}'s event in its spool: {said}"
+        );
+    }
+
+    // The chats answer again: the next start sends each spool first.
+    hook.set_handler(|_, _| HookReply::ok());
+    let out = start().arg("once").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let sent: std::collections::HashSet<String> = hook.requests()[blocked..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(sent.len(), 16, "{said}");
+    for i in 1..=16 {
+        assert!(
+            !state.path().join(format!("spool.chat{i}.jsonl")).exists(),
+            "chat{i}'s spool delivered: {said}"
+        );
+    }
+}
