@@ -38,8 +38,16 @@ pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     }
 }
 
+/// `O_NOFOLLOW`: the state directory belongs to the service's user, and a
+/// command run as root (`rtinspect silence add` from a deploy script) must
+/// not open, write or give away a file that user's symlink points at.
+fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
 /// Opens (creating it, mode 0640) the lock file at `path` for reading and
 /// writing, without truncating what its holder wrote; the caller `flock`s it.
+/// A symlink in its place is refused, not followed.
 pub(crate) fn open_lock_file(path: &Path) -> Result<File, StateError> {
     OpenOptions::new()
         .read(true)
@@ -47,8 +55,31 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File, StateError> {
         .create(true)
         .truncate(false)
         .mode(0o640)
+        .custom_flags(no_follow())
         .open(path)
         .map_err(at(path))
+}
+
+/// Creates the temporary file `temp` afresh (`O_EXCL`, which follows no
+/// symlink): a file or link left in its place, by a crash of an earlier
+/// process of the same pid or by someone else, is removed (the link
+/// itself, never what it points at) and the creation tried once more.
+fn create_temp(temp: &Path) -> io::Result<File> {
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(no_follow())
+            .open(temp)
+    };
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(temp)?;
+            create()
+        }
+        other => other,
+    }
 }
 
 /// Writes `bytes` to `dir/name` atomically: a temporary file of a name
@@ -63,13 +94,7 @@ pub(crate) fn write_atomic(
 ) -> Result<(), StateError> {
     let target = dir.join(name);
     let temp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&temp)
-        .map_err(at(&temp))?;
+    let mut f = create_temp(&temp).map_err(at(&temp))?;
     if let Err(e) = prepare(&f)
         .and_then(|()| f.write_all(bytes))
         .and_then(|()| f.sync_all())
@@ -86,4 +111,54 @@ pub(crate) fn write_atomic(
     }
     // The rename itself is durable only once the directory is synced.
     File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("rtinspect-atomic-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_lock_file_is_refused_not_followed() {
+        let dir = scratch("lock");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        symlink(&victim, dir.join("x.lock")).unwrap();
+        let e = open_lock_file(&dir.join("x.lock")).unwrap_err();
+        assert_eq!(
+            e.source.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error()),
+            "{e}"
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_temporary_file_is_removed_not_written_through() {
+        let dir = scratch("temp");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let temp = dir.join(format!(".x.json.{}.7.tmp", std::process::id()));
+        symlink(&victim, &temp).unwrap();
+        let mut prepared = None;
+        write_atomic(&dir, "x.json", b"new", 7, |f| {
+            prepared = Some(f.metadata()?.file_type().is_file());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(prepared, Some(true), "prepare was handed the new file");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(dir.join("x.json")).unwrap(), b"new");
+        assert!(!temp.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -270,11 +270,19 @@ fn owner_of(dir: &Path) -> Result<Option<(u32, u32)>, StateError> {
     Ok((root && (meta.uid(), meta.gid()) != (0, 0)).then_some((meta.uid(), meta.gid())))
 }
 
-/// Gives `file` to `owner`, when there is one.
+/// Gives `file` to `owner`, when there is one: only a regular file of one
+/// link, so that a hard link the directory's owner made to a file of
+/// root's is never given to them (the opens follow no symlink).
 fn give(file: &File, owner: Option<(u32, u32)>) -> io::Result<()> {
     let Some((uid, gid)) = owner else {
         return Ok(());
     };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err(io::Error::other(
+            "not a regular file of one link: not given to the directory's owner",
+        ));
+    }
     rustix::fs::fchown(
         file,
         Some(rustix::process::Uid::from_raw(uid)),
