@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+mod accept;
 mod ca;
 mod docker;
 mod engine;
@@ -15,6 +16,7 @@ mod postgres;
 mod process;
 mod receiver;
 
+pub use accept::*;
 pub use ca::*;
 pub use docker::*;
 pub use engine::*;

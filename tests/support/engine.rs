@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,30 +38,30 @@ pub struct FakeEngine {
     pub socket: PathBuf,
     _dir: TempDir,
     state: Arc<EngineState>,
+    conns: Arc<Connections<UnixStream>>,
 }
 
 pub struct EngineState {
-    pub connections: AtomicUsize,
     pub requests: Mutex<Vec<String>>,
     pub api_version: Mutex<String>,
     pub api_header: Mutex<String>,
     pub min_api: Mutex<Option<(u16, u16)>>,
     /// `/_ping` never answers while set.
     pub ping_hangs: AtomicBool,
-    stopped: AtomicBool,
     handler: Mutex<Arc<Handler>>,
-    open: Mutex<Vec<UnixStream>>,
 }
 
 impl FakeEngine {
     pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeEngine {
         let dir = TempDir::new("engine");
         let socket = dir.path().join("docker.sock");
-        let state = listen(&socket, Arc::new(handler));
+        let state = EngineState::new(Arc::new(handler));
+        let conns = listen(&socket, &state);
         FakeEngine {
             socket,
             _dir: dir,
             state,
+            conns,
         }
     }
 
@@ -74,7 +74,7 @@ impl FakeEngine {
     }
 
     pub fn connections(&self) -> usize {
-        self.state.connections.load(SeqCst)
+        self.conns.accepted()
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -106,56 +106,46 @@ impl FakeEngine {
     /// Stops this engine (closing its connections) and starts a new one on the
     /// same socket path, as a restarted dockerd would.
     pub fn restart(&mut self) {
-        stop(&self.state, &self.socket);
+        self.stop();
         let handler = self.state.handler.lock().unwrap().clone();
         let _ = std::fs::remove_file(&self.socket);
-        self.state = listen(&self.socket, handler);
+        self.state = EngineState::new(handler);
+        self.conns = listen(&self.socket, &self.state);
+    }
+
+    fn stop(&self) {
+        self.conns.stop(|| {
+            let _ = UnixStream::connect(&self.socket);
+        });
     }
 }
 
-fn listen(socket: &Path, handler: Arc<Handler>) -> Arc<EngineState> {
+impl EngineState {
+    /// A fresh engine's state: API 1.41, no requests yet.
+    fn new(handler: Arc<Handler>) -> Arc<EngineState> {
+        Arc::new(EngineState {
+            requests: Mutex::new(Vec::new()),
+            api_version: Mutex::new("1.41".into()),
+            api_header: Mutex::new("Api-Version".into()),
+            min_api: Mutex::new(None),
+            ping_hangs: AtomicBool::new(false),
+            handler: Mutex::new(handler),
+        })
+    }
+}
+
+fn listen(socket: &Path, state: &Arc<EngineState>) -> Arc<Connections<UnixStream>> {
     let listener = UnixListener::bind(socket).unwrap();
-    let state = Arc::new(EngineState {
-        connections: AtomicUsize::new(0),
-        requests: Mutex::new(Vec::new()),
-        api_version: Mutex::new("1.41".into()),
-        api_header: Mutex::new("Api-Version".into()),
-        min_api: Mutex::new(None),
-        ping_hangs: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
-        handler: Mutex::new(handler),
-        open: Mutex::new(Vec::new()),
-    });
-    let s = state.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if s.stopped.load(SeqCst) {
-                break;
-            }
-            let Ok(conn) = conn else { break };
-            s.connections.fetch_add(1, SeqCst);
-            if let Ok(clone) = conn.try_clone() {
-                s.open.lock().unwrap().push(clone);
-            }
-            let s = s.clone();
-            std::thread::spawn(move || serve(conn, &s));
-        }
-    });
-    state
-}
-
-fn stop(state: &EngineState, socket: &Path) {
-    state.stopped.store(true, SeqCst);
-    for conn in state.open.lock().unwrap().drain(..) {
-        let _ = conn.shutdown(std::net::Shutdown::Both);
-    }
-    // Wake the accept loop so it sees the flag.
-    let _ = UnixStream::connect(socket);
+    let state = state.clone();
+    Connections::accept(
+        move || listener.accept().map(|(conn, _)| conn),
+        move |conn, conns| serve(conn, &state, conns),
+    )
 }
 
 impl Drop for FakeEngine {
     fn drop(&mut self) {
-        stop(&self.state, &self.socket);
+        self.stop();
     }
 }
 
@@ -166,14 +156,14 @@ fn parse_version(path: &str) -> Option<(u16, u16)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-fn serve(conn: UnixStream, state: &EngineState) {
+fn serve(conn: UnixStream, state: &EngineState, conns: &Connections<UnixStream>) {
     let handle = conn.try_clone().unwrap();
-    serve_requests(conn, state);
+    serve_requests(conn, state, conns);
     // A clone is kept for stop(); shut down so the peer sees the close.
     let _ = handle.shutdown(std::net::Shutdown::Both);
 }
 
-fn serve_requests(conn: UnixStream, state: &EngineState) {
+fn serve_requests(conn: UnixStream, state: &EngineState, conns: &Connections<UnixStream>) {
     conn.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -182,7 +172,7 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
         // Read one request head.
         let mut request_line = String::new();
         loop {
-            if state.stopped.load(SeqCst) {
+            if conns.stopped() {
                 return;
             }
             match reader.read_line(&mut request_line) {
@@ -205,7 +195,7 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if state.stopped.load(SeqCst) {
+                    if conns.stopped() {
                         return;
                     }
                 }
@@ -271,7 +261,7 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
                 }
             }
             Reply::Hang => {
-                while !state.stopped.load(SeqCst) {
+                while !conns.stopped() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 return;
@@ -293,7 +283,7 @@ fn serve_requests(conn: UnixStream, state: &EngineState) {
                     return;
                 }
                 loop {
-                    if state.stopped.load(SeqCst) {
+                    if conns.stopped() {
                         return;
                     }
                     match lines.recv_timeout(Duration::from_millis(50)) {

@@ -2,7 +2,7 @@
 //! and answers as the test says.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,9 +54,6 @@ type HookHandler = dyn Fn(usize, &HookRequest) -> HookReply + Send + Sync;
 struct HookState {
     requests: Mutex<Vec<HookRequest>>,
     handler: Mutex<Arc<HookHandler>>,
-    stopped: AtomicBool,
-    connections: AtomicUsize,
-    open: Mutex<Vec<std::net::TcpStream>>,
 }
 
 /// A webhook on 127.0.0.1, plain or TLS, answering each request with its
@@ -66,6 +63,7 @@ pub struct HookServer {
     pub addr: std::net::SocketAddr,
     tls: bool,
     state: Arc<HookState>,
+    conns: Arc<Connections<TcpStream>>,
 }
 
 impl HookServer {
@@ -90,39 +88,26 @@ impl HookServer {
         let state = Arc::new(HookState {
             requests: Mutex::new(Vec::new()),
             handler: Mutex::new(handler),
-            stopped: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-            open: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let is_tls = tls.is_some();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stopped.load(SeqCst) {
-                    break;
+        let conns = Connections::accept(
+            move || listener.accept().map(|(conn, _)| conn),
+            move |conn, conns| match &tls {
+                None => serve_hook(conn, &s, conns),
+                Some(config) => {
+                    let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+                        return;
+                    };
+                    serve_hook(rustls::StreamOwned::new(session, conn), &s, conns)
                 }
-                let Ok(conn) = conn else { break };
-                s.connections.fetch_add(1, SeqCst);
-                if let Ok(clone) = conn.try_clone() {
-                    s.open.lock().unwrap().push(clone);
-                }
-                let s = s.clone();
-                let tls = tls.clone();
-                std::thread::spawn(move || match tls {
-                    None => serve_hook(conn, &s),
-                    Some(config) => {
-                        let Ok(session) = rustls::ServerConnection::new(config) else {
-                            return;
-                        };
-                        serve_hook(rustls::StreamOwned::new(session, conn), &s)
-                    }
-                });
-            }
-        });
+            },
+        );
         HookServer {
             addr,
             tls: is_tls,
             state,
+            conns,
         }
     }
 
@@ -138,7 +123,7 @@ impl HookServer {
 
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.state.connections.load(SeqCst)
+        self.conns.accepted()
     }
 
     pub fn set_handler(
@@ -151,15 +136,13 @@ impl HookServer {
 
 impl Drop for HookServer {
     fn drop(&mut self) {
-        self.state.stopped.store(true, SeqCst);
-        for conn in self.state.open.lock().unwrap().drain(..) {
-            let _ = conn.shutdown(std::net::Shutdown::Both);
-        }
-        let _ = std::net::TcpStream::connect(self.addr);
+        self.conns.stop(|| {
+            let _ = TcpStream::connect(self.addr);
+        });
     }
 }
 
-fn serve_hook(stream: impl Read + Write, state: &HookState) {
+fn serve_hook(stream: impl Read + Write, state: &HookState, conns: &Connections<TcpStream>) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -206,7 +189,7 @@ fn serve_hook(stream: impl Read + Write, state: &HookState) {
         let handler = state.handler.lock().unwrap().clone();
         match handler(n, &request) {
             HookReply::Hang => {
-                while !state.stopped.load(SeqCst) {
+                while !conns.stopped() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 return;
