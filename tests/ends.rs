@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, bin, live_docker, wait_until,
+    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, bin, live_docker, succeeded,
+    wait_until,
 };
 
 /// `rtinspect run` over the test's label, incidents and facts on stdout;
@@ -150,18 +151,14 @@ impl<'a> Project<'a> {
         Project { live, dir, name }
     }
 
+    /// Runs Debian's docker-compose (1.29) on the project.
     fn compose(&self, args: &[&str]) {
-        let out = Command::new("docker-compose")
-            .current_dir(self.dir.path())
-            .env("DOCKER_HOST", self.live.docker_host())
-            .args(["-p", &self.name])
-            .args(args)
-            .output()
-            .expect("Debian's docker-compose (apt-get install docker-compose)");
-        assert!(
-            out.status.success(),
-            "docker-compose {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            Command::new("docker-compose")
+                .current_dir(self.dir.path())
+                .env("DOCKER_HOST", self.live.docker_host())
+                .args(["-p", &self.name])
+                .args(args),
         );
     }
 

@@ -1,6 +1,6 @@
 //! A test certificate authority made with openssl, for the TLS tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -15,33 +15,11 @@ pub struct TestCa {
 impl TestCa {
     pub fn new() -> TestCa {
         let dir = TempDir::new("ca");
-        let sh = |cmd: &str| {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        for ca in ["ca", "other-ca"] {
-            sh(&format!(
-                "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rtinspect-test-{ca} \
-                 -keyout {ca}.key -out {ca}.pem 2>/dev/null"
-            ));
-        }
-        sh(
-            "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
-             -out server.csr 2>/dev/null",
-        );
-        sh(
-            "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && \
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile san.ext -out server.crt 2>/dev/null",
+        signed_server_cert(dir.path(), "IP:127.0.0.1,DNS:localhost");
+        sh_in(
+            dir.path(),
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rtinspect-test-other-ca \
+             -keyout other-ca.key -out other-ca.pem 2>/dev/null",
         );
         TestCa { dir }
     }
@@ -75,4 +53,34 @@ impl TestCa {
         .unwrap();
         Arc::new(config)
     }
+}
+
+/// Runs `cmd` with `sh -c` in `dir`; the test fails, with its stderr,
+/// unless it succeeded.
+pub fn sh_in(dir: &Path, cmd: &str) {
+    succeeded(Command::new("sh").arg("-c").arg(cmd).current_dir(dir));
+}
+
+/// Makes with openssl, in `dir`, a CA (`ca.pem`, `ca.key`) and a server
+/// certificate it signed for the subject alternative names `san`
+/// (`server.crt`, `server.key`).
+pub fn signed_server_cert(dir: &Path, san: &str) {
+    sh_in(
+        dir,
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rtinspect-test-ca \
+         -keyout ca.key -out ca.pem 2>/dev/null",
+    );
+    sh_in(
+        dir,
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
+         -out server.csr 2>/dev/null",
+    );
+    sh_in(
+        dir,
+        &format!(
+            "printf 'subjectAltName={san}\\n' > san.ext && \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile san.ext -out server.crt 2>/dev/null"
+        ),
+    );
 }

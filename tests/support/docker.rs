@@ -65,16 +65,11 @@ impl LiveDocker {
 
     /// Runs the docker CLI against this daemon; panics on failure.
     pub fn docker(&self, args: &[&str]) -> String {
-        let out = Command::new("docker")
-            .arg("-H")
-            .arg(self.docker_host())
-            .args(args)
-            .output()
-            .expect("the docker CLI runs");
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            Command::new("docker")
+                .arg("-H")
+                .arg(self.docker_host())
+                .args(args),
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }

@@ -229,17 +229,11 @@ impl PgCluster {
     }
 
     fn as_postgres(&self, args: &[&str]) {
-        let program = self.bin.join(args[0]);
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(program)
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join(args[0]))
+                .args(&args[1..]),
         );
     }
 
@@ -286,31 +280,12 @@ impl PgCluster {
     pub fn serve_tls_only(&mut self) -> PathBuf {
         self.down();
         let dir = self.dir.path();
-        let sh = |cmd: &str| {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .current_dir(dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(
-            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rtinspect-test-ca \
-            -keyout ca.key -out ca.pem 2>/dev/null",
+        // For `localhost` only: a client that names 127.0.0.1 fails to verify it.
+        signed_server_cert(dir, "DNS:localhost");
+        sh_in(
+            dir,
+            "chown postgres server.key server.crt && chmod 600 server.key",
         );
-        sh(
-            "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
-            -out server.csr 2>/dev/null",
-        );
-        sh("printf 'subjectAltName=DNS:localhost\\n' > san.ext && \
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile san.ext -out server.crt 2>/dev/null");
-        sh("chown postgres server.key server.crt && chmod 600 server.key");
         let data = self.data();
         std::fs::write(
             format!("{data}/pg_hba.conf"),

@@ -325,12 +325,14 @@ pub fn stderr_text(out: &Output) -> String {
 }
 
 /// Runs `command` to its end and returns what it said; the test fails,
-/// with its stderr, unless it succeeded.
+/// naming it, with its stderr, unless it succeeded.
 pub fn succeeded(command: &mut Command) -> Output {
-    let out = command.output().unwrap();
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
