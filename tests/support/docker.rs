@@ -82,28 +82,14 @@ impl LiveDocker {
         if present {
             return;
         }
-        let root = TempDir::new("image");
-        let bin = root.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy("/bin/busybox", bin.join("busybox"))
-            .expect("static busybox at /bin/busybox (Debian's busybox-static)");
-        for applet in ["sh", "sleep", "true", "false", "kill"] {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(root.path())
-            .args(["-c", "."])
-            .output()
-            .unwrap();
-        assert!(tar.status.success());
+        let tar = busybox_rootfs_tar(&["sh", "sleep", "true", "false", "kill"]);
         let mut import = Command::new("docker")
             .args(["-H", &self.docker_host(), "import", "-", IMAGE])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+        import.stdin.take().unwrap().write_all(&tar).unwrap();
         assert!(import.wait().unwrap().success(), "docker import failed");
     }
 }
