@@ -7,9 +7,9 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    FakeEngine, HOOK, HookReply, HookRequest, HookServer, Reply, StderrLines, TestCa,
-    assert_no_secret, bin, hex_id, log_answer, log_frame, oom_killed_body, oom_killed_games,
-    stderr_text, stop_with_sigterm, this_host, wait_until,
+    FakeEngine, HOOK, HookReply, HookRequest, HookServer, StderrLines, TestCa, assert_no_secret,
+    bin, oom_killed_games, oom_killed_growing, stderr_text, stop_with_sigterm, this_host,
+    wait_until,
 };
 
 /// One `once` posting in `format`, reporting `report`, with extended
@@ -340,25 +340,7 @@ fn a_hundred_games_down_in_10_s_reach_a_rate_limited_discord_as_digests_without_
     let ca = TestCa::new();
     // Ten more games down every second, for ten seconds.
     let since = Instant::now();
-    let engine = FakeEngine::start(move |path| {
-        if path.contains("/containers/json?") {
-            let down = (10 + 10 * since.elapsed().as_secs() as u32).min(100);
-            let list: Vec<String> = (0..down)
-                .map(|n| {
-                    format!(
-                        r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
-                        hex_id(n + 1)
-                    )
-                })
-                .collect();
-            return Reply::Json(200, format!("[{}]", list.join(",")));
-        }
-        if path.contains("/logs?") {
-            return log_answer(&log_frame(2, b"Killed: out of memory\n"));
-        }
-        let id = path.split('/').nth(3).unwrap_or_default().to_owned();
-        Reply::Json(200, oom_killed_body(&id))
-    });
+    let engine = oom_killed_growing(move || (10 + 10 * since.elapsed().as_secs() as u32).min(100));
     let receiver = std::sync::Arc::new(std::sync::Mutex::new(DiscordLike {
         window: None,
         accepted: Vec::new(),

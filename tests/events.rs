@@ -18,7 +18,7 @@ use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 use crate::support::{
     Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, container_event_line,
     free_addr, hex_id, http_get, inspect_body, labelled_list, live_docker, one_labelled_reply,
-    printed, sample, tuple, unix_nanos, wait_until,
+    printed, sample, subscribe, tuple, unix_nanos, wait_until,
 };
 
 /// A fake dockerd with labelled containers whose state the test changes, and
@@ -42,9 +42,7 @@ impl Engine {
         let (st, sm) = (states.clone(), stream.clone());
         let engine = FakeEngine::start(move |path| {
             if path.contains("/events?") {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                *sm.lock().unwrap() = Some(tx);
-                return Reply::Stream(rx);
+                return subscribe(&sm);
             }
             let states = st.lock().unwrap();
             if path.contains("/containers/json?") {

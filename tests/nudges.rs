@@ -17,8 +17,8 @@ use crossbeam_channel::Sender;
 
 use crate::support::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin,
-    container_event_line, free_addr, hex_id, http_get, inspect_body, printed,
-    printed_container_ids, sample, tuple, wait_until,
+    container_event_line, created_list, free_addr, hex_id, http_get, inspect_body, printed,
+    printed_container_ids, sample, subscribe, tuple, wait_until,
 };
 
 /// One container of the fake dockerd.
@@ -77,25 +77,12 @@ impl Engine {
         );
         let engine = FakeEngine::start(move |path| {
             if path.contains("/events?") {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                *sm.lock().unwrap() = Some(tx);
-                return Reply::Stream(rx);
+                return subscribe(&sm);
             }
             if path.contains("/containers/json?") {
-                let list: Vec<String> = cs
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, c)| {
-                        format!(
-                            r#"{{"Id":"{}","Created":{},"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
-                            hex_id(*k),
-                            c.created,
-                            c.game
-                        )
-                    })
-                    .collect();
-                return Reply::Json(200, format!("[{}]", list.join(",")));
+                let cs = cs.lock().unwrap();
+                let list = cs.iter().map(|(k, c)| (*k, &c.game, c.created));
+                return Reply::Json(200, created_list(list));
             }
             let Some(k) = cs
                 .lock()

@@ -324,11 +324,18 @@ pub fn inspect_body(id: &str, restarts: u64, status: &str, health: Option<&str>)
 /// A `/containers/json` body listing one container per `(n, game)`: id
 /// `hex_id(n)`, created at 1, labelled `rtinspect.game-id=game`.
 pub fn labelled_list<G: AsRef<str>>(games: impl IntoIterator<Item = (u32, G)>) -> String {
-    let list: Vec<String> = games
+    created_list(games.into_iter().map(|(n, game)| (n, game, 1)))
+}
+
+/// A `/containers/json` body listing one container per `(n, game,
+/// created)`: id `hex_id(n)`, `Created` that second, labelled
+/// `rtinspect.game-id=game`.
+pub fn created_list<G: AsRef<str>>(containers: impl IntoIterator<Item = (u32, G, i64)>) -> String {
+    let list: Vec<String> = containers
         .into_iter()
-        .map(|(n, game)| {
+        .map(|(n, game, created)| {
             format!(
-                r#"{{"Id":"{}","Created":1,"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
+                r#"{{"Id":"{}","Created":{created},"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
                 hex_id(n),
                 game.as_ref()
             )
@@ -353,6 +360,14 @@ pub fn hex_id(n: u32) -> String {
     format!("{n:064x}")
 }
 
+/// Answers a subscription to the events stream: a new stream, its sender
+/// left in `stream` for [`send_on`] (the last stream's dropped, ending it).
+pub fn subscribe(stream: &Mutex<Option<crossbeam_channel::Sender<String>>>) -> Reply {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    *stream.lock().unwrap() = Some(tx);
+    Reply::Stream(rx)
+}
+
 /// Sends one line on the events stream a fake engine is serving (the
 /// sender its subscription left in `stream`).
 pub fn send_on(stream: &Mutex<Option<crossbeam_channel::Sender<String>>>, line: String) {
@@ -369,11 +384,16 @@ pub fn send_on(stream: &Mutex<Option<crossbeam_channel::Sender<String>>>, line: 
 /// (named `game-N`) carrying the game label with `game`, as Docker copies a
 /// container's labels into its events.
 pub fn container_event_line(n: u32, action: &str, game: &str) -> String {
+    event_line(n, action, game, "")
+}
+
+/// The same, with `attributes` (JSON members) beside its name and label.
+pub fn event_line(n: u32, action: &str, game: &str, attributes: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     format!(
-        r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"{game}"}}}},"time":{},"timeNano":{}}}"#,
+        r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{n}","rtinspect.game-id":"{game}"{attributes}}}}},"time":{},"timeNano":{}}}"#,
         hex_id(n),
         now.as_secs(),
         now.as_nanos()
@@ -392,18 +412,15 @@ pub fn oom_killed_body(id: &str) -> String {
 /// A Docker whose label lists `games` exited containers, g-0 (id 1) on,
 /// each of which logged [`OOM_LAST_WORDS`] last.
 pub fn oom_killed_games(games: u32) -> FakeEngine {
-    let list = (0..games)
-        .map(|n| {
-            format!(
-                r#"{{"Id":"{}","Created":{n},"Labels":{{"rtinspect.game-id":"g-{n}"}}}}"#,
-                hex_id(n + 1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    oom_killed_growing(move || games)
+}
+
+/// The same, listing as many as `games()` says at each list.
+pub fn oom_killed_growing(games: impl Fn() -> u32 + Send + Sync + 'static) -> FakeEngine {
     FakeEngine::start(move |path| {
         if path.contains("/containers/json?") {
-            return Reply::Json(200, format!("[{list}]"));
+            let list = (0..games()).map(|n| (n + 1, format!("g-{n}"), i64::from(n)));
+            return Reply::Json(200, created_list(list));
         }
         if path.contains("/logs?") {
             return log_answer(&log_frame(2, OOM_LAST_WORDS.as_bytes()));

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use super::{Daemon, FakeEngine, Reply, StderrLines, bin, hex_id, send_on, wait_until};
+use super::{
+    Daemon, FakeEngine, Reply, StderrLines, bin, created_list, hex_id, send_on, subscribe,
+    wait_until,
+};
 
 /// One container of the fake dockerd.
 #[derive(Clone, Debug)]
@@ -53,24 +56,12 @@ impl Engine {
         let (cs, sm) = (containers.clone(), stream.clone());
         let engine = FakeEngine::start(move |path| {
             if path.contains("/events?") {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                *sm.lock().unwrap() = Some(tx);
-                return Reply::Stream(rx);
+                return subscribe(&sm);
             }
             let cs = cs.lock().unwrap();
             if path.contains("/containers/json?") {
-                let list: Vec<String> = cs
-                    .iter()
-                    .map(|(k, c)| {
-                        format!(
-                            r#"{{"Id":"{}","Created":{},"Labels":{{"rtinspect.game-id":"{}"}}}}"#,
-                            hex_id(*k),
-                            c.created,
-                            c.game
-                        )
-                    })
-                    .collect();
-                return Reply::Json(200, format!("[{}]", list.join(",")));
+                let list = cs.iter().map(|(k, c)| (*k, &c.game, c.created));
+                return Reply::Json(200, created_list(list));
             }
             match cs
                 .iter()
@@ -152,20 +143,6 @@ fn inspect(k: u32, c: &FakeContainer) -> String {
         c.started_at,
         c.restarts,
         c.game
-    )
-}
-
-/// An event line of container `k` of game `game`, with `attributes` (JSON
-/// members) beside its name and label.
-pub fn event_line(k: u32, action: &str, game: &str, attributes: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!(
-        r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{}","Attributes":{{"name":"game-{k}","rtinspect.game-id":"{game}"{attributes}}}}},"time":{},"timeNano":{}}}"#,
-        hex_id(k),
-        now.as_secs(),
-        now.as_nanos()
     )
 }
 
