@@ -11,24 +11,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, bin, live_docker, succeeded,
-    wait_until,
+    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, first_tick, live_docker,
+    succeeded, wait_until,
 };
 
 /// `rtinspect run` over the test's label, incidents and facts on stdout;
 /// the facts are only the test's clock of looks.
 fn watch(c: &Containers<'_>, extra: &[&str]) -> (Daemon, StderrLines, StderrLines) {
     let (daemon, out, err) = Daemon::watched(
-        bin()
-            .args(["run", "--label", &c.label, "--sink", "stdout"])
-            .args(["--report", "both", "--interval", "1s"])
-            .args(["--docker-host", &c.live.docker_host()])
-            .args(extra)
-            .env("RUST_LOG", "rtinspect=debug"),
+        c.daemon()
+            .args(["--sink", "stdout", "--report", "both", "--interval", "1s"])
+            .args(extra),
     );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    first_tick(&err);
     (daemon, out, err)
 }
 

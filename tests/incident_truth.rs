@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, Engine, StderrLines, TempDir, bin, envelopes, event_line, game_box, hex_id,
-    live_docker, of_type, run_on, succeeded, wait_until,
+    Containers, Daemon, Engine, StderrLines, TempDir, bin, envelopes, event_line, first_tick,
+    game_box, hex_id, live_docker, of_type, run_on, succeeded, wait_until,
 };
 
 /// One `rtinspect once` over `engine` with its state in `state`; the
@@ -211,16 +211,15 @@ fn a_container_removed_as_it_died_is_reported_from_its_die() {
 fn on_the_real_dockerd_a_game_dying_5s_after_each_start_is_a_crash_loop_at_its_third_restart() {
     let Some(live) = live_docker() else { return };
     let mut c = Containers::new(live, "truth-twice");
-    let (daemon, out, err) = Daemon::watched(
-        bin()
-            .args(["run", "--label", &c.label, "--sink", "stdout"])
-            .args(["--report", "incidents", "--interval", "15s"])
-            .args(["--docker-host", &live.docker_host()])
-            .env("RUST_LOG", "rtinspect=debug"),
-    );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    let (daemon, out, err) = Daemon::watched(c.daemon().args([
+        "--sink",
+        "stdout",
+        "--report",
+        "incidents",
+        "--interval",
+        "15s",
+    ]));
+    first_tick(&err);
     let id = c.run(
         "g-twice",
         &["--restart=always"],

@@ -9,7 +9,11 @@ use std::time::Duration;
 use rtinspect::docker::{DockerClient, DockerError};
 use rtinspect::log_tail::LogTail;
 
-use crate::support::{FakeEngine, Reply, log_answer, log_frame};
+use crate::support::{
+    Containers, Daemon, FakeEngine, Reply, StderrLines, bin, envelopes, first_tick, hex_id,
+    inspect_body, labelled_list, live_docker, log_answer, log_frame, of_type, thread_count,
+    wait_until,
+};
 
 fn client(socket: &std::path::Path) -> DockerClient {
     DockerClient::new(socket, Duration::from_secs(5), Duration::from_secs(60))
@@ -134,23 +138,17 @@ const TEN_LINES_THEN_3: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; 
 const A_MEGABYTE_LINE: &str = "s=x; i=0; while [ $i -lt 20 ]; do s=$s$s; i=$((i+1)); done; \
      printf '%s\\n' \"$s\"; echo last words; exit 1";
 
-fn exited(c: &crate::support::Containers, id: &str) {
-    crate::support::wait_until(Duration::from_secs(30), "exited", || {
-        c.inspect(id, "{{.State.Status}}") == "exited"
-    });
-}
-
 #[test]
 fn the_real_dockerd_gives_the_same_lines_with_a_tty_and_without() {
-    let Some(live) = crate::support::live_docker() else {
+    let Some(live) = live_docker() else {
         return;
     };
-    let mut c = crate::support::Containers::new(live, "tail-client");
+    let mut c = Containers::new(live, "tail-client");
     let plain = c.run("g-plain", &[], &["sh", "-c", TEN_LINES_THEN_3]);
     let tty = c.run("g-tty", &["-t"], &["sh", "-c", TEN_LINES_THEN_3]);
     let (plain, tty) = (plain.as_str(), tty.as_str());
-    exited(&c, plain);
-    exited(&c, tty);
+    c.wait_exited(plain);
+    c.wait_exited(tty);
     let docker = client(&live.socket);
     let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
     for id in [plain, tty] {
@@ -164,10 +162,10 @@ fn the_real_dockerd_gives_the_same_lines_with_a_tty_and_without() {
 
 #[test]
 fn the_real_dockerd_with_a_secret_a_megabyte_line_and_no_log_driver() {
-    let Some(live) = crate::support::live_docker() else {
+    let Some(live) = live_docker() else {
         return;
     };
-    let mut c = crate::support::Containers::new(live, "tail-client-hostile");
+    let mut c = Containers::new(live, "tail-client-hostile");
     let secret = c.run(
         "g-secret",
         &[],
@@ -184,7 +182,7 @@ fn the_real_dockerd_with_a_secret_a_megabyte_line_and_no_log_driver() {
         &["sh", "-c", "echo hi; exit 1"],
     );
     for id in [&secret, &huge, &silent] {
-        exited(&c, id);
+        c.wait_exited(id);
     }
     let docker = client(&live.socket);
     let tail = lines(
@@ -213,27 +211,18 @@ fn the_real_dockerd_with_a_secret_a_megabyte_line_and_no_log_driver() {
     }
 }
 
-/// The envelopes printed so far, as JSON.
-fn envelopes(out: &crate::support::StderrLines) -> Vec<serde_json::Value> {
-    out.lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// The `incident_opened` of each game, once every one of `games` has one.
 fn openings(
-    out: &crate::support::StderrLines,
+    out: &StderrLines,
     games: &[&str],
 ) -> std::collections::HashMap<String, serde_json::Value> {
     let mut found = std::collections::HashMap::new();
-    crate::support::wait_until(
+    wait_until(
         Duration::from_secs(60),
         "every game's incident_opened",
         || {
-            found = envelopes(out)
+            found = of_type(out, "incident_opened")
                 .into_iter()
-                .filter(|e| e["event_type"] == "incident_opened")
                 .map(|e| (e["game_id"].as_str().unwrap_or_default().to_owned(), e))
                 .collect();
             games.iter().all(|g| found.contains_key(*g))
@@ -254,18 +243,14 @@ fn tail_of(event: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn a_games_death_opens_an_incident_carrying_its_last_lines() {
-    use crate::support::{Containers, Daemon, bin, live_docker, wait_until};
     let Some(live) = live_docker() else { return };
     let mut c = Containers::new(live, "tail");
     let (daemon, out, err) = Daemon::watched(
-        bin()
-            .args(["run", "--label", &c.label, "--report", "both"])
-            .args(["--interval", "1h", "--docker-host", &live.docker_host()])
+        c.daemon()
+            .args(["--report", "both", "--interval", "1h"])
             .env("RUST_LOG", "trace"),
     );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    first_tick(&err);
     // Each game dies after the first tick: its `die` event finds it.
     c.run("g-plain", &[], &["sh", "-c", TEN_LINES_THEN_3]);
     c.run("g-tty", &["-t"], &["sh", "-c", TEN_LINES_THEN_3]);
@@ -315,7 +300,6 @@ fn a_games_death_opens_an_incident_carrying_its_last_lines() {
 /// A fake dockerd of `games` exited games (`g-0` is `hex_id(1)`, …) whose
 /// logs endpoint answers each game's read with `logs(n)`.
 fn exited_games(games: u32, logs: impl Fn(u32) -> Reply + Send + Sync + 'static) -> FakeEngine {
-    use crate::support::{hex_id, inspect_body, labelled_list};
     let list = labelled_list((1..=games).map(|n| (n, format!("g-{}", n - 1))));
     FakeEngine::start(move |path| {
         if path.contains("/containers/json?") {
@@ -333,15 +317,9 @@ fn exited_games(games: u32, logs: impl Fn(u32) -> Reply + Send + Sync + 'static)
 
 /// `rtinspect run` over a fake dockerd, its events stream off: incidents
 /// and facts on stdout, a Docker timeout far past the tail's wait.
-fn run_over(
-    engine: &FakeEngine,
-) -> (
-    crate::support::Daemon,
-    crate::support::StderrLines,
-    crate::support::StderrLines,
-) {
-    crate::support::Daemon::watched(
-        crate::support::bin()
+fn run_over(engine: &FakeEngine) -> (Daemon, StderrLines, StderrLines) {
+    Daemon::watched(
+        bin()
             .args([
                 "run",
                 "--report",
@@ -406,7 +384,7 @@ fn a_hanging_or_garbled_logs_endpoint_never_holds_an_incident_back() {
     let hanging = engine
         .requests()
         .iter()
-        .filter(|r| r.contains(&format!("{}/logs?", crate::support::hex_id(1))))
+        .filter(|r| r.contains(&format!("{}/logs?", hex_id(1))))
         .count();
     assert_eq!(hanging, 1, "one read of g-0, still hanging");
     assert!(daemon.terminate().success());
@@ -414,7 +392,6 @@ fn a_hanging_or_garbled_logs_endpoint_never_holds_an_incident_back() {
 
 #[test]
 fn a_fleets_crash_is_read_by_two_threads_and_every_incident_goes_in_time() {
-    use crate::support::thread_count;
     // 400 games down at once, and reads that never answer.
     let engine = exited_games(400, |_| Reply::Hang);
     let (daemon, out, err) = run_over(&engine);
@@ -459,7 +436,6 @@ fn a_fleets_crash_is_read_by_two_threads_and_every_incident_goes_in_time() {
 
 #[test]
 fn an_incident_waiting_for_its_tail_at_sigterm_is_delivered_not_lost() {
-    use crate::support::wait_until;
     let engine = exited_games(1, |_| Reply::Hang);
     let (daemon, out, err) = run_over(&engine);
     // The inspector has handed the incident on: it now waits for its tail.
@@ -468,10 +444,7 @@ fn an_incident_waiting_for_its_tail_at_sigterm_is_delivered_not_lost() {
     });
     daemon.signal("-TERM");
     assert!(daemon.wait().success());
-    let opened: Vec<_> = envelopes(&out)
-        .into_iter()
-        .filter(|e| e["event_type"] == "incident_opened")
-        .collect();
+    let opened = of_type(&out, "incident_opened");
     assert_eq!(opened.len(), 1, "delivered before the exit");
     let why = opened[0]["details"]["log_tail_unavailable"]
         .as_str()

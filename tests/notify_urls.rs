@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Containers, Daemon, Engine, HookReply, HookRequest, HookServer, PidsCgroup, TempDir,
-    assert_no_secret, bin, free_addr, game_box, http_get, live_docker, run_on, sample, wait_until,
+    assert_no_secret, bin, first_tick, free_addr, game_box, http_get, live_docker, run_on, sample,
+    wait_until,
 };
 
 /// A notify file of `text` in `dir`, mode 600.
@@ -353,23 +354,13 @@ fn three_chats_from_one_notify_file_each_get_their_route_and_one_down_delays_no_
         .as_bytes(),
     );
     let (daemon, out, err) = Daemon::watched(
-        bin()
-            .args([
-                "run",
-                "--label",
-                &c.label,
-                "--docker-host",
-                &live.docker_host(),
-            ])
+        c.daemon()
             .args(["--sink", "stdout", "--report", "incidents"])
             .args(["--interval", "2s", "--crash-loop-window", "1m"])
             .args(["--recover-after", "5s", "--notify-file"])
-            .arg(&file)
-            .env("RUST_LOG", "rtinspect=debug"),
+            .arg(&file),
     );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    first_tick(&err);
     // A crash loop under restart=always; a game that dies once, then runs;
     // a crash loop of a game no games= names.
     let loop_cmd = ["sh", "-c", "sleep 1; exit 3"];
@@ -473,27 +464,17 @@ fn two_hosts_on_one_channel_each_message_and_digest_names_its_host() {
     let mut daemons = Vec::new();
     for host in ["alpha", "beta"] {
         daemons.push(Daemon::watched(
-            bin()
-                .args([
-                    "run",
-                    "--label",
-                    &c.label,
-                    "--docker-host",
-                    &live.docker_host(),
-                ])
+            c.daemon()
                 .args(["--host-id", host, "--interval", "2s"])
                 .args([
                     "--notify",
                     &format!("{}?format=slack", chat.url("/chat/SECRETTOKEN")),
                 ])
-                .args(["--notify", &machine.url("/events")])
-                .env("RUST_LOG", "rtinspect=debug"),
+                .args(["--notify", &machine.url("/events")]),
         ));
     }
     for (_, _, err) in &daemons {
-        wait_until(Duration::from_secs(20), "the first ticks", || {
-            err.text().contains("tick:")
-        });
+        first_tick(err);
     }
     // Two games that fall together, again and again: each host's chat gets
     // digests of them as well as single messages.

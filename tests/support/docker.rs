@@ -137,10 +137,25 @@ impl<'a> Containers<'a> {
     /// A container that ran `true` and has exited; returns its full id.
     pub fn exited(&mut self, game: &str) -> String {
         let id = self.run(game, &[], &["true"]);
-        wait_until(Duration::from_secs(30), "exited", || {
-            self.inspect(&id, "{{.State.Status}}") == "exited"
-        });
+        self.wait_exited(&id);
         id
+    }
+
+    /// Waits until container `id` has exited.
+    pub fn wait_exited(&self, id: &str) {
+        wait_until(Duration::from_secs(30), "exited", || {
+            self.inspect(id, "{{.State.Status}}") == "exited"
+        });
+    }
+
+    /// `rtinspect run` over this test's label on the live dockerd, logging
+    /// every tick (`RUST_LOG=rtinspect=debug`); add the rest.
+    pub fn daemon(&self) -> Command {
+        let mut cmd = bin();
+        cmd.args(["run", "--label", &self.label])
+            .args(["--docker-host", &self.live.docker_host()])
+            .env("RUST_LOG", "rtinspect=debug");
+        cmd
     }
 
     pub fn inspect(&self, id: &str, format: &str) -> String {

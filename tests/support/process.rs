@@ -77,6 +77,14 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for a daemon's first tick: its `tick:` line (logged at debug) on
+/// `err`.
+pub fn first_tick(err: &StderrLines) {
+    wait_until(Duration::from_secs(20), "the first tick", || {
+        err.text().contains("tick:")
+    });
+}
+
 /// Whether the environment demands the live services (CI sets it).
 pub fn live_required() -> bool {
     std::env::var_os("RTINSPECT_TEST_REQUIRE_LIVE").is_some_and(|v| !v.is_empty() && v != "0")
