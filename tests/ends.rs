@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, first_tick, live_docker,
-    succeeded, wait_until,
+    Containers, Daemon, IMAGE, LiveDocker, StderrLines, TempDir, envelopes, first_tick,
+    live_docker, succeeded, wait_until,
 };
 
 /// `rtinspect run` over the test's label, incidents and facts on stdout;
@@ -29,9 +29,8 @@ fn watch(c: &Containers<'_>, extra: &[&str]) -> (Daemon, StderrLines, StderrLine
 
 /// Every incident event printed so far.
 fn incidents(out: &StderrLines) -> Vec<serde_json::Value> {
-    out.lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    envelopes(out)
+        .into_iter()
         .filter(|e| {
             e["event_type"]
                 .as_str()
@@ -45,18 +44,8 @@ fn incidents(out: &StderrLines) -> Vec<serde_json::Value> {
 fn ticks(err: &StderrLines, n: usize) {
     let since = Instant::now();
     wait_until(Duration::from_secs(60), "more ticks", || {
-        count_after(err, since, "tick:") >= n
+        err.count_between(since, Instant::now(), "tick:") >= n
     });
-}
-
-fn count_after(lines: &StderrLines, since: Instant, text: &str) -> usize {
-    let mut n = 0;
-    let mut from = since;
-    while let Some(at) = lines.first_after(from, text) {
-        n += 1;
-        from = at + Duration::from_nanos(1);
-    }
-    n
 }
 
 /// Waits until the game's container has been looked at running.
@@ -295,6 +284,16 @@ fn crash_loop<'a>(
     (c, id, daemon, out, err)
 }
 
+/// Waits until Docker holds the game back before its sixth restart or a
+/// later one, seconds by then.
+fn in_a_long_back_off(c: &Containers<'_>, id: &str) {
+    wait_until(Duration::from_secs(60), "a long back-off", || {
+        let state = c.inspect(id, "{{.State.Status}} {{.RestartCount}}");
+        let (status, count) = state.split_once(' ').unwrap();
+        status == "restarting" && count.parse::<u32>().unwrap() >= 6
+    });
+}
+
 /// The incident events after the crash loop opened: one `incident_resolved`,
 /// as `stopped`, of the same incident.
 fn resolved_as_stopped(out: &StderrLines, err: &StderrLines) {
@@ -337,11 +336,7 @@ fn a_crash_loop_stopped_in_its_restart_back_off_resolves_as_stopped() {
     // Dying at once, its back-off doubles from 100 ms: by the sixth
     // restart Docker waits seconds, `restarting`, before the next start.
     let (c, id, daemon, out, err) = crash_loop(live, "ends-loop-wait", 0);
-    wait_until(Duration::from_secs(60), "a long back-off", || {
-        let state = c.inspect(&id, "{{.State.Status}} {{.RestartCount}}");
-        let (status, count) = state.split_once(' ').unwrap();
-        status == "restarting" && count.parse::<u32>().unwrap() >= 6
-    });
+    in_a_long_back_off(&c, &id);
     live.docker(&["stop", "-t", "1", &id]);
     assert_eq!(c.inspect(&id, "{{.State.Status}}"), "exited");
     resolved_as_stopped(&out, &err);
@@ -354,11 +349,7 @@ fn a_crash_loop_killed_in_its_restart_back_off_is_found_stopped_by_a_look() {
     // `docker kill` in the back-off sends no event at all: the tick finds
     // the container exited under `always`, which only the API can do.
     let (c, id, daemon, out, err) = crash_loop(live, "ends-loop-kill", 0);
-    wait_until(Duration::from_secs(60), "a long back-off", || {
-        let state = c.inspect(&id, "{{.State.Status}} {{.RestartCount}}");
-        let (status, count) = state.split_once(' ').unwrap();
-        status == "restarting" && count.parse::<u32>().unwrap() >= 6
-    });
+    in_a_long_back_off(&c, &id);
     live.docker(&["kill", &id]);
     assert_eq!(c.inspect(&id, "{{.State.Status}}"), "exited");
     resolved_as_stopped(&out, &err);

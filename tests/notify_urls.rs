@@ -310,6 +310,10 @@ fn notify_test_says_one_line_for_each_named_sink_and_refuses_a_bad_url_first() {
     assert_eq!(up.requests().len(), 2, "nothing sent");
 }
 
+/// A game's shell under `--restart=always`: it dies 2 s after its first
+/// start, and runs after the restart.
+const DIES_ONCE: &str = "test -e /ran || { : > /ran; sleep 2; exit 3; }; sleep 3600";
+
 /// What a chat was told of `game`: the bodies that name it, lowercased.
 fn told(hook: &HookServer, game: &str, accepted_after: Option<Instant>) -> Vec<String> {
     hook.requests()
@@ -366,15 +370,7 @@ fn three_chats_from_one_notify_file_each_get_their_route_and_one_down_delays_no_
     let loop_cmd = ["sh", "-c", "sleep 1; exit 3"];
     c.run("nt-loop", &["--restart=always"], &loop_cmd);
     let loop_started = Instant::now();
-    c.run(
-        "nt-once",
-        &["--restart=always"],
-        &[
-            "sh",
-            "-c",
-            "test -e /ran || { : > /ran; sleep 2; exit 3; }; sleep 3600",
-        ],
-    );
+    c.run("nt-once", &["--restart=always"], &["sh", "-c", DIES_ONCE]);
     c.run("xx-loop", &["--restart=always"], &loop_cmd);
     let looping = |hook: &HookServer| {
         told(hook, "nt-loop", None)
@@ -504,15 +500,7 @@ fn two_hosts_on_one_channel_each_message_and_digest_names_its_host() {
         t.iter().any(digest_of("alpha")) && t.iter().any(digest_of("beta"))
     });
     // And a game that falls alone, once: a single message from each host.
-    c.run(
-        "h-solo",
-        &["--restart=always"],
-        &[
-            "sh",
-            "-c",
-            "test -e /ran || { : > /ran; sleep 2; exit 3; }; sleep 3600",
-        ],
-    );
+    c.run("h-solo", &["--restart=always"], &["sh", "-c", DIES_ONCE]);
     let single_from = |host: &str| {
         let head = format!("rtinspect on {host}: ");
         texts(&chat)
