@@ -1,5 +1,6 @@
 //! `rtinspect silence add|list|end` as a deploy script meets it: in label
-//! mode on a state directory (scripts at once, a bad file, bad input), and
+//! mode on a state directory (scripts at once, a bad file, one that cannot
+//! be written, bad input), and
 //! in PostgreSQL mode on the table `migrate` makes (a row a tool inserts
 //! with psql, host scoping, an older schema without the table).
 
@@ -206,6 +207,20 @@ fn a_silences_file_that_does_not_parse_is_named_and_kept() {
         assert_eq!(std::fs::read(&file).unwrap(), garbage, "left as it was");
         assert_eq!(silence(dir.path(), &["list"]).status.code(), Some(1));
     }
+}
+
+#[test]
+fn a_silence_that_cannot_be_written_is_never_said_silenced() {
+    let dir = TempDir::new("silence-unwritable");
+    // The lock cannot be opened, as on a read-only mount (root writes
+    // through a directory's mode).
+    std::fs::create_dir(dir.path().join("silences.lock")).unwrap();
+    let out = silence(dir.path(), &["add", "--game", "g-1", "--for", "5m"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("silences.lock"), "{err}");
+    assert!(!err.contains("silenced anyway"), "{err}");
+    assert!(!dir.path().join("silences.json").exists());
 }
 
 #[test]

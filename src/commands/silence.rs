@@ -60,10 +60,11 @@ pub(crate) fn silence(config: &Config, command: &SilenceCommand) -> Result<(), F
                 None => vec![row(None)],
                 Some(games) => games.iter().map(|g| row(Some(g.clone()))).collect(),
             };
+            add(&store, &rows, now)?;
+            // Only once it is written: "silenced anyway" must be true.
             if let Some(games) = games {
                 warn_unknown(config, games);
             }
-            add(&store, &rows, now)?;
             let what = match games {
                 None => "every game".to_owned(),
                 Some(games) => games.join(", "),
