@@ -245,8 +245,9 @@ struct Container {
     down: bool,
     /// Its last end, kept across the next start: the reason of a restart.
     end: Option<End>,
-    /// Since when looks have found it `created`, never started.
-    created_since: Option<Instant>,
+    /// Since when looks have found it `created` (never started) or
+    /// `removing`: between two states, neither of them an outage.
+    passing_since: Option<Instant>,
     touched: Instant,
 }
 
@@ -257,7 +258,7 @@ impl Container {
             oom: false,
             down: false,
             end: None,
-            created_since: None,
+            passing_since: None,
             touched: now,
         }
     }
@@ -318,7 +319,9 @@ impl Endings {
     /// long and the next look.
     ///
     /// So is a container found `created` for less than [`CREATED_SETTLE`],
-    /// events or not: it is about to start.
+    /// events or not: it is about to start; and one found `removing` for as
+    /// long: it is being removed through the API (`docker rm -f`, a compose
+    /// down or recreate), its `destroy` on the way.
     pub fn settling(&self, container: &str, now: Instant) -> bool {
         let Some(c) = self.containers.get(container) else {
             return false;
@@ -326,7 +329,7 @@ impl Endings {
         let young = |since: Instant, settle| now.saturating_duration_since(since) < settle;
         let end_on_its_way =
             self.events && c.down && c.end.is_some_and(|e| !e.by_events && young(e.at, DIE_WAIT));
-        end_on_its_way || c.created_since.is_some_and(|t| young(t, CREATED_SETTLE))
+        end_on_its_way || c.passing_since.is_some_and(|t| young(t, CREATED_SETTLE))
     }
 
     /// An event of `container` at `now`. Returns the container's end when
@@ -342,7 +345,7 @@ impl Endings {
         c.touched = now;
         match happened {
             Happened::Start => {
-                c.created_since = None;
+                c.passing_since = None;
                 c.asked = None;
                 c.oom = false;
                 c.down = false;
@@ -413,8 +416,9 @@ impl Endings {
     pub fn look(&mut self, container: &str, look: Look<'_>, now: Instant) -> Option<EndReason> {
         let c = self.entry(container, now);
         c.touched = now;
-        c.created_since = match look.status {
-            "created" if !look.start_failed => c.created_since.or(Some(now)),
+        c.passing_since = match look.status {
+            "created" if !look.start_failed => c.passing_since.or(Some(now)),
+            "removing" => c.passing_since.or(Some(now)),
             _ => None,
         };
         let down = is_down(look.status);

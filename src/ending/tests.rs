@@ -530,6 +530,23 @@ fn with_events_a_look_before_the_die_settles_until_the_die_or_a_while() {
 }
 
 #[test]
+fn a_container_being_removed_settles_for_a_while() {
+    // `docker rm -f` of a game, its replacement started seconds later: a
+    // look between the two finds the old one `removing`, which no one
+    // should be paged for.
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    for events in [false, true] {
+        let mut endings = Endings::new(events);
+        endings.look(C, look("running", "always"), at(0.0));
+        assert!(!endings.settling(C, at(0.0)));
+        endings.look(C, look("removing", "always"), at(1.0));
+        assert!(endings.settling(C, at(30.9)), "events {events}");
+        assert!(!endings.settling(C, at(31.0)), "still removing: judged");
+    }
+}
+
+#[test]
 fn a_container_created_and_not_yet_started_settles_for_a_while() {
     let t0 = Instant::now();
     let at = |s: f64| t0 + Duration::from_secs_f64(s);
