@@ -51,7 +51,7 @@ fn the_client_reads_frames_and_a_ttys_bytes_alike() {
     assert_eq!(lines(tail), ["line 1", "line 2"]);
     let asked = engine.requests();
     assert!(
-        asked.contains(&"/v1.41/containers/framed/logs?stdout=1&stderr=1&tail=10".to_owned()),
+        asked.contains(&"/v1.41/containers/framed/logs?stdout=1&stderr=1&tail=127".to_owned()),
         "{asked:?}"
     );
 }
@@ -86,7 +86,7 @@ fn a_frame_claiming_4_gib_is_refused_at_its_header() {
 
 #[test]
 fn a_flood_past_the_bound_is_not_read_to_its_end() {
-    // 8 MiB of frames: the read stops at 1 MiB and says so.
+    // 8 MiB of frames: the read stops at 2 MiB and says so.
     let body: Vec<u8> = (0..512)
         .flat_map(|_| log_frame(1, &[b'x'; 16 * 1024]))
         .collect();
@@ -158,6 +158,28 @@ fn the_real_dockerd_gives_the_same_lines_with_a_tty_and_without() {
     // Three asked for: the last three.
     let tail = docker.log_tail(tty, 3, Duration::from_secs(5)).unwrap();
     assert_eq!(lines(tail), ["line 8", "line 9", "line 10"]);
+}
+
+#[test]
+fn the_real_dockerd_keeps_the_lines_before_a_megabyte_line() {
+    // Docker logs the megabyte as 64 entries of 16 KiB, and counts entries.
+    let Some(live) = crate::support::live_docker() else {
+        return;
+    };
+    let mut c = crate::support::Containers::new(live, "tail-client-before");
+    let shell = format!("for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; done; {A_MEGABYTE_LINE}");
+    let id = c.run("g-before", &[], &["sh", "-c", &shell]);
+    exited(&c, &id);
+    let docker = client(&live.socket);
+    let tail = lines(docker.log_tail(&id, 10, Duration::from_secs(5)).unwrap());
+    let want: Vec<String> = (3..=10).map(|i| format!("line {i}")).collect();
+    assert_eq!(tail[..8], want[..], "{tail:.60?}");
+    assert!(
+        tail[8].starts_with("xxxx") && tail[8].ends_with('…'),
+        "{:.40}",
+        tail[8]
+    );
+    assert_eq!(tail[9], "last words");
 }
 
 #[test]

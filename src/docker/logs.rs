@@ -19,11 +19,18 @@ use crate::inspector::is_valid_container_ref;
 use crate::log_tail::{LogTail, ReadTail, TailLines};
 use frames::{Demux, Framing};
 
-/// The most bytes of a log answer read. Docker logs a line of more than
-/// 16 KiB as several entries of 16 KiB, and `tail=N` counts entries, so
-/// the answer for the default ten lines is at most some 160 KiB; past the
-/// bound the read stops, and says so.
-pub const LOG_READ_BOUND: u64 = 1024 * 1024;
+/// The most bytes of a log answer read; past the bound the read stops, and
+/// says so.
+pub const LOG_READ_BOUND: u64 = 2 * 1024 * 1024;
+
+/// The entries asked for (`tail=`) when fewer lines are wanted. Docker logs
+/// a line of more than 16 KiB as several entries of 16 KiB, and `tail=N`
+/// counts entries: asked for ten, a game's ten last lines before a
+/// megabyte line would all be pushed out by its pieces. As many entries as
+/// the bound takes whole (127 of 16 KiB and an 8-byte header each: the
+/// lines before a line of up to 1.8 MB) are asked for, and the last lines
+/// of them kept.
+const ENTRIES_WITHIN_BOUND: usize = (LOG_READ_BOUND / (16 * 1024 + 8)) as usize;
 
 /// The read's buffer: one piece of the answer at a time.
 const PIECE: usize = 8 * 1024;
@@ -45,7 +52,8 @@ impl DockerClient {
             return Err(DockerError::InvalidId(container.to_owned()));
         }
         let id = container.strip_prefix('/').unwrap_or(container);
-        let path = format!("/containers/{id}/logs?stdout=1&stderr=1&tail={lines}");
+        let entries = lines.max(ENTRIES_WITHIN_BOUND);
+        let path = format!("/containers/{id}/logs?stdout=1&stderr=1&tail={entries}");
         let mut response = self.get_streamed(&path, within)?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
