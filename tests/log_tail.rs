@@ -169,7 +169,7 @@ fn the_real_dockerd_keeps_the_lines_before_a_megabyte_line() {
     let mut c = crate::support::Containers::new(live, "tail-client-before");
     let shell = format!("for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; done; {A_MEGABYTE_LINE}");
     let id = c.run("g-before", &[], &["sh", "-c", &shell]);
-    exited(&c, &id);
+    c.wait_exited(&id);
     let docker = client(&live.socket);
     let tail = lines(docker.log_tail(&id, 10, Duration::from_secs(5)).unwrap());
     let want: Vec<String> = (3..=10).map(|i| format!("line {i}")).collect();
