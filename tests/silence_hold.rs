@@ -6,11 +6,12 @@
 //! turned to garbage, or a schema without the table, never stops the
 //! watching. Facts go on unchanged throughout.
 
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, HookReply, HookServer, StderrLines, TempDir, TestSchema, bin, live_docker,
-    live_pg, wait_until,
+    Containers, Daemon, HookReply, HookServer, LiveDocker, StderrLines, TempDir, TestSchema, bin,
+    live_docker, live_pg, wait_until,
 };
 
 /// The command of a game that runs until `/flag/die` appears, then exits 3
@@ -40,6 +41,34 @@ fn facts_of(out: &StderrLines, game: &str) -> usize {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["event_type"] == "inspect_unhealthy" && e["game_id"] == game)
         .count()
+}
+
+/// Waits for `n` more ticks of the daemon whose debug log is `err`.
+fn more_ticks(err: &StderrLines, n: usize) {
+    let ticks = err.text().matches("tick:").count();
+    wait_until(Duration::from_secs(10), "more ticks", || {
+        err.text().matches("tick:").count() >= ticks + n
+    });
+}
+
+/// `rtinspect silence add ARGS` on `state`, the test's dockerd asked about
+/// the games; it succeeds.
+fn silence_add(live: &LiveDocker, state: &TempDir, args: &[&str]) -> Output {
+    let add = bin()
+        .args(["silence", "add"])
+        .args(args)
+        .args(["--docker-host", &live.docker_host()])
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        add.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    add
 }
 
 #[test]
@@ -74,28 +103,17 @@ fn a_game_crashed_inside_its_silence_is_announced_once_at_its_end_if_still_down(
     wait_until(Duration::from_secs(20), "the first tick", || {
         err.text().contains("tick:")
     });
-    let add = bin()
-        .args([
-            "silence", "add", "--game", "g-down", "--game", "g-back", "--for", "20s",
-        ])
-        .args(["--label", &c.label, "--docker-host", &live.docker_host()])
-        .arg("--state-dir")
-        .arg(state.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        add.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
+    let add = silence_add(
+        live,
+        &state,
+        &[
+            "--game", "g-down", "--game", "g-back", "--for", "20s", "--label", &c.label,
+        ],
     );
     assert!(!String::from_utf8_lossy(&add.stderr).contains("unknown game"));
     let added = Instant::now();
     // Read at the next tick's start: two ticks later, it is in force.
-    let ticks = err.text().matches("tick:").count();
-    wait_until(Duration::from_secs(10), "two more ticks", || {
-        err.text().matches("tick:").count() >= ticks + 2
-    });
+    more_ticks(&err, 2);
     std::fs::write(down_flag.path().join("die"), "").unwrap();
     std::fs::write(back_flag.path().join("die"), "").unwrap();
     wait_until(Duration::from_secs(15), "both incidents opened", || {
@@ -198,13 +216,7 @@ fn once_honours_a_silence_and_announces_after_it() {
             .collect();
         (facts, incidents)
     };
-    let add = bin()
-        .args(["silence", "add", "--all", "--for", "3s", "--state-dir"])
-        .arg(state.path())
-        .args(["--docker-host", &live.docker_host()])
-        .output()
-        .unwrap();
-    assert!(add.status.success());
+    silence_add(live, &state, &["--all", "--for", "3s"]);
     let added = Instant::now();
     let (facts, incidents) = once();
     assert_eq!((facts, incidents.len()), (1, 0), "{incidents:?}");
@@ -233,21 +245,7 @@ fn a_silences_file_turned_to_garbage_keeps_the_last_good_set_and_the_watching() 
         &["-v", &format!("{}:/flag", flag.path().display())],
         DIES_ON_FLAG,
     );
-    let add = bin()
-        .args([
-            "silence",
-            "add",
-            "--game",
-            "g-1",
-            "--for",
-            "1h",
-            "--state-dir",
-        ])
-        .arg(state.path())
-        .args(["--docker-host", &live.docker_host()])
-        .output()
-        .unwrap();
-    assert!(add.status.success());
+    silence_add(live, &state, &["--game", "g-1", "--for", "1h"]);
     let (daemon, out, err) = Daemon::watched(
         bin()
             .args([
@@ -271,10 +269,7 @@ fn a_silences_file_turned_to_garbage_keeps_the_last_good_set_and_the_watching() 
     // Each in turn, a tick or two apart; the warning comes once a minute.
     for bytes in garbage {
         std::fs::write(&file, bytes).unwrap();
-        let ticks = err.text().matches("tick:").count();
-        wait_until(Duration::from_secs(10), "two more ticks", || {
-            err.text().matches("tick:").count() >= ticks + 2
-        });
+        more_ticks(&err, 2);
     }
     assert!(
         err.text()
@@ -287,10 +282,7 @@ fn a_silences_file_turned_to_garbage_keeps_the_last_good_set_and_the_watching() 
     wait_until(Duration::from_secs(15), "the crash held back", || {
         err.text().contains("held back: the game is silenced until")
     });
-    let ticks = err.text().matches("tick:").count();
-    wait_until(Duration::from_secs(10), "more ticks", || {
-        err.text().matches("tick:").count() >= ticks + 2
-    });
+    more_ticks(&err, 2);
     let printed = out.text();
     assert!(!printed.contains("incident_"), "{printed}");
     assert!(printed.contains("inspect_unhealthy"), "the facts go on");
@@ -367,9 +359,6 @@ fn a_row_inserted_by_psql_takes_effect_within_one_tick() {
     wait_until(Duration::from_secs(10), "the warning", || {
         err.text().contains("run `rtinspect migrate`")
     });
-    let ticks = err.text().matches("tick:").count();
-    wait_until(Duration::from_secs(10), "more ticks", || {
-        err.text().matches("tick:").count() >= ticks + 2
-    });
+    more_ticks(&err, 2);
     daemon.terminate();
 }
