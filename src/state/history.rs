@@ -253,6 +253,18 @@ mod tests {
         format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000))
     }
 
+    /// The `n` of each line [`line`] made.
+    fn numbers(lines: &[String]) -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn lines_rotate_at_the_limit_and_two_files_read_back_in_order() {
         let dir = temp_dir("rotate");
@@ -266,15 +278,7 @@ mod tests {
         assert!(cur <= HISTORY_LIMIT && old <= HISTORY_LIMIT, "{cur} {old}");
         let read = read_history(&dir).unwrap();
         assert_eq!(read.skipped, 0);
-        let ns: Vec<usize> = read
-            .lines
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
-                    .as_u64()
-                    .unwrap() as usize
-            })
-            .collect();
+        let ns = numbers(&read.lines);
         // The newest lines, in order, with no gap: about 2 MiB of them.
         assert_eq!(*ns.last().unwrap(), 2999);
         assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap");
@@ -334,15 +338,7 @@ mod tests {
         while !writer.is_finished() || reads == 0 {
             let read = read_history(&dir).unwrap();
             assert_eq!(read.skipped, 0, "no cut line");
-            let ns: Vec<u64> = read
-                .lines
-                .iter()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
-                        .as_u64()
-                        .unwrap()
-                })
-                .collect();
+            let ns = numbers(&read.lines);
             assert!(
                 ns.windows(2).all(|w| w[1] == w[0] + 1),
                 "in order, once each, no gap"
