@@ -99,6 +99,11 @@ pub(super) fn asked(
             json: args::given(inputs.command_args(), "--json"),
         }),
         Some(other) => {
+            // A URL given first (`rtinspect https://…`) is not shown whole.
+            let other = match super::notify_url::may_hold_a_secret(other) {
+                true => super::notify_url::masked(other),
+                false => other.to_owned(),
+            };
             return Err(ConfigError::new(format!(
                 "unknown command {other:?}; expected run, once, migrate, prune-events, \
                  notify-test, silence, status or history"

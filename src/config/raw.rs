@@ -11,6 +11,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
 use super::error::ConfigError;
+use super::notify_url::{masked, may_hold_a_secret};
 use super::options::Opt;
 use super::row::OptionDefault;
 
@@ -71,6 +72,10 @@ impl Given {
     pub(super) fn described(&self) -> String {
         if self.source.opt().spec().secret {
             self.source.to_string()
+        } else if may_hold_a_secret(&self.value) {
+            // A URL given where a path or a word was expected: its token
+            // is not shown.
+            format!("{} {:?}", self.source, masked(&self.value))
         } else if self.value.len() > SHOWN_VALUE_BYTES {
             // A value of megabytes makes a message nobody reads whole.
             let end = self.value.floor_char_boundary(SHOWN_VALUE_BYTES);
@@ -201,9 +206,15 @@ impl RawArgs {
                                 raw.fail(format!("invalid argument {word:?}: not valid UTF-8"))
                             }
                         },
-                        Some(first) => raw.fail(format!(
-                            "unexpected argument {word:?} after command {first:?}"
-                        )),
+                        Some(first) => {
+                            let word = match may_hold_a_secret(&word) {
+                                true => masked(&word),
+                                false => word,
+                            };
+                            raw.fail(format!(
+                                "unexpected argument {word:?} after command {first:?}"
+                            ))
+                        }
                         None => raw.command = Some(word),
                     }
                 }

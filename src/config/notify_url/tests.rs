@@ -326,8 +326,23 @@ fn a_url_is_masked_to_its_scheme_and_a_servers_host() {
         ("SECRET://x", "…"),
         ("https://SE%20CRET@h/x", "https://h/…"),
         ("https://h\u{1}SECRET/x", "https://…"),
+        // A password with a `/` in it: no part of it is taken for a host.
+        ("https://user:pa/SECRET@example.com/x", "https://…"),
+        ("https://user:SECRET/x", "https://…"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/…"),
     ];
     for (text, shown) in table {
         assert_eq!(masked(text), shown, "{text:?}");
     }
+}
+
+#[test]
+fn values_that_may_hold_a_secret_are_told_apart() {
+    assert!(may_hold_a_secret(
+        "https://discord.com/api/webhooks/1/TOKEN"
+    ));
+    assert!(may_hold_a_secret("ntfy://ntfy.sh/topic"));
+    assert!(may_hold_a_secret("postgres://user:pw@db/x"));
+    assert!(!may_hold_a_secret("unix:///var/run/docker.sock"));
+    assert!(!may_hold_a_secret("/etc/rtinspect/notify"));
 }
