@@ -104,12 +104,20 @@ fn value_after_key(bytes: &[u8], end: usize, header: bool) -> Option<std::ops::R
     }
     let value = match bytes.get(at) {
         Some(&q @ (b'"' | b'\'')) => {
+            // To the closing quote: a `\"` closes a value opened by one (a
+            // JSON text inside a string); in one opened by a plain quote, a
+            // backslash escapes what follows, which stays in the value.
             let start = at + 1;
-            let len = bytes[start..]
-                .iter()
-                .take_while(|b| **b != q && **b != b'\\')
-                .count();
-            start..start + len
+            let mut end = start;
+            while let Some(&b) = bytes.get(end) {
+                match b {
+                    b'\\' if escaped => break,
+                    b'\\' => end = (end + 2).min(bytes.len()),
+                    b if b == q => break,
+                    _ => end += 1,
+                }
+            }
+            start..end
         }
         _ if header => at..bytes.len(),
         _ => {
@@ -195,6 +203,11 @@ mod tests {
                 r#"{"password":"…","user":"bob"}"#,
             ),
             (r#"{"token": 'hunter2'}"#, r#"{"token": '…'}"#),
+            (
+                r#"{"password":"hun\"ter2","user":"bob"}"#,
+                r#"{"password":"…","user":"bob"}"#,
+            ),
+            (r#"{"password":"hunter2\\"}"#, r#"{"password":"…"}"#),
             (
                 r#"msg="{\"secret\":\"hunter2\"}""#,
                 r#"msg="{\"secret\":\"…\"}""#,
