@@ -451,3 +451,71 @@ fn a_burst_to_a_chat_is_one_digest_and_a_refused_digest_is_set_aside_whole() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stdout_nobody_reads_at_sigterm_spools_what_it_could_not_print() {
+    use crate::support::{Daemon, Engine, StderrLines, free_addr, game_box, http_get};
+    let engine = Engine::start();
+    for i in 1..=600 {
+        engine.put(i, game_box(&format!("g-{i}"), "exited"));
+    }
+    let state = TempDir::new("sinks-stdout-blocked");
+    let metrics = free_addr();
+    // Its stdout a pipe nobody reads: once the pipe's 64 KiB are full the
+    // publisher is blocked in a write, as under a frozen reader.
+    let mut child = bin()
+        .args([
+            "run",
+            "--docker-host",
+            &engine.docker_host(),
+            "--sink",
+            "stdout",
+        ])
+        .args(["--interval", "1h", "--metrics-addr", &metrics])
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unread = child.stdout.take();
+    let err = StderrLines::of(&mut child);
+    let daemon = Daemon(Some(child));
+    let depth = || {
+        http_get(&metrics, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("rtinspect_publish_queue_depth{sink=\"stdout\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "a whole tick, the publisher blocked",
+        || err.text().contains("tick: 600 records, 600 events") && depth() > 100,
+    );
+    let stopping = Instant::now();
+    let status = daemon.terminate();
+    let took = stopping.elapsed();
+    let said = err.text();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut unread.unwrap(), &mut printed).unwrap();
+    let spooled = spooled_ids(&state.path().join("spool.stdout.jsonl"), "");
+    let whole: BTreeSet<String> = printed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    eprintln!(
+        "exit {status} {took:?} after SIGTERM; {} printed whole, {} spooled, last printed line \
+         {} bytes",
+        whole.len(),
+        spooled.len(),
+        printed.rsplit('\n').next().map_or(0, str::len)
+    );
+    assert!(status.success(), "{said}");
+    assert!(said.contains("undelivered events spooled"), "{said}");
+    // None lost: each of the 600 facts printed whole or spooled.
+    assert_eq!(whole.union(&spooled).count(), 600, "{said}");
+}
