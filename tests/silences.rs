@@ -281,6 +281,38 @@ fn silences_live_in_the_table_migrate_makes() {
 }
 
 #[test]
+fn a_table_of_as_many_silences_as_the_daemon_reads_takes_no_more() {
+    let Some(url) = live_pg() else { return };
+    let mut s = TestSchema::new(url, "fullsilences");
+    s.migrate();
+    let table = s.silences();
+    s.client
+        .batch_execute(&format!(
+            "INSERT INTO {table} (silence_id, game_id, ends_at) \
+             SELECT gen_random_uuid(), 'g-' || i, now() + interval '1 hour' \
+             FROM generate_series(1, 10000) AS i"
+        ))
+        .unwrap();
+    let out = bin()
+        .args(["silence", "add", "--game", "one-more", "--for", "5m"])
+        .args(s.args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("10000 silences are in force"),
+        "{}",
+        stderr(&out)
+    );
+    let rows: i64 = s
+        .client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 10_000, "nothing added past what the daemon reads");
+}
+
+#[test]
 fn a_schema_without_the_silences_table_says_run_migrate() {
     let Some(url) = live_pg() else { return };
     let mut s = TestSchema::new(url, "nosilences");

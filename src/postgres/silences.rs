@@ -157,6 +157,11 @@ impl PgSilences {
                 None => "",
             }
         );
+        let count = format!(
+            "SELECT count(*) FROM {} WHERE ends_at > $1::timestamptz{}",
+            table.quoted(),
+            host_clause(host, 2)
+        );
         self.in_tx(BEGIN, |c| {
             let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&now, Type::TIMESTAMPTZ)];
             if let Some(h) = &host {
@@ -164,6 +169,23 @@ impl PgSilences {
             }
             c.execute_typed(&prune, &params)
                 .map_err(|e| missing(PgError::on_table(format!("pruning {table}"), e, table)))?;
+            // The daemon reads at most MAX_SILENCES in force or to come: a
+            // row past them would keep it on its last good set, unseen.
+            let in_force: i64 = c
+                .query_typed(&count, &params)
+                .map_err(|e| missing(PgError::on_table(format!("counting {table}"), e, table)))?
+                .first()
+                .map_or(Ok(0), |row| row.try_get(0))
+                .map_err(|e| PgError::on_table(format!("counting {table}"), e, table))?;
+            if in_force as usize + rows.len() > MAX_SILENCES {
+                return Err(PgError::schema(
+                    format!("adding to {table}"),
+                    format!(
+                        "{in_force} silences are in force or to come, and at most \
+                         {MAX_SILENCES} are read: end some"
+                    ),
+                ));
+            }
             for row in rows {
                 let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
                     (&row.id, Type::TEXT),

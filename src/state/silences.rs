@@ -238,6 +238,17 @@ pub fn change<T>(
                 .checked_add(KEEP_ENDED)
                 .is_none_or(|kept_until| kept_until > now)
         });
+        make_room(&mut silences, now);
+        if silences.len() > MAX_SILENCES {
+            return Err(SilencesError::Full(
+                dir.join(SILENCES),
+                format!(
+                    "{} silences in force or to come, and at most {MAX_SILENCES} are kept: \
+                     end some",
+                    silences.len()
+                ),
+            ));
+        }
         let bytes = render(&silences);
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(SilencesError::Full(
@@ -253,6 +264,24 @@ pub fn change<T>(
         write_atomic(dir, SILENCES, &bytes, 0, |f| give(f, owner))?;
     }
     Ok(value)
+}
+
+/// Past [`MAX_SILENCES`], the silences that have ended (kept a day to be
+/// listed) go, the longest ended first, until the rest fit: a file the
+/// daemon refuses to read would keep every silence added after it unseen.
+fn make_room(silences: &mut Vec<Silence>, now: SystemTime) {
+    let Some(excess) = silences.len().checked_sub(MAX_SILENCES).filter(|n| *n > 0) else {
+        return;
+    };
+    let mut ended: Vec<SystemTime> = silences
+        .iter()
+        .filter(|s| s.has_ended(now))
+        .map(|s| s.ends_at)
+        .collect();
+    ended.sort_unstable();
+    if let Some(&last_to_go) = ended.get(excess - 1).or(ended.last()) {
+        silences.retain(|s| !(s.has_ended(now) && s.ends_at <= last_to_go));
+    }
 }
 
 /// Who a file made in `dir` should belong to when made as root: the
@@ -278,7 +307,7 @@ fn give(file: &File, owner: Option<(u32, u32)>) -> io::Result<()> {
         return Ok(());
     };
     let meta = file.metadata()?;
-    if !meta.file_type().is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
         return Err(io::Error::other(
             "not a regular file of one link: not given to the directory's owner",
         ));
@@ -365,6 +394,47 @@ mod tests {
         let later = t("2026-11-27T22:00:00.25Z");
         change(&dir, later, |_| Ok(((), true))).unwrap();
         assert_eq!(read(&dir).unwrap().0, Vec::new());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ended_silences_make_room_for_new_ones_the_longest_ended_first() {
+        let dir = temp_dir("room");
+        let now = t("2026-11-26T21:00:00Z");
+        let ended = |i: usize| Silence {
+            ends_at: now - std::time::Duration::from_secs(1 + i as u64),
+            ..one(ID, Some("g-old"), "2026-11-26T21:00:00Z")
+        };
+        let to_come = one(ID, Some("g-new"), "2026-11-26T22:00:00Z");
+        change(&dir, now, |s| {
+            s.extend((0..5_000).map(ended));
+            s.extend(std::iter::repeat_n(to_come.clone(), 5_000));
+            Ok(((), true))
+        })
+        .unwrap();
+        // One more: the longest ended goes.
+        change(&dir, now, |s| {
+            s.push(one(ID, Some("g-one-more"), "2026-11-26T22:00:00Z"));
+            Ok(((), true))
+        })
+        .unwrap();
+        let (got, _) = read(&dir).unwrap();
+        assert_eq!(got.len(), MAX_SILENCES);
+        assert!(
+            got.iter()
+                .any(|s| s.game_id.as_deref() == Some("g-one-more"))
+        );
+        assert!(!got.contains(&ended(4_999)), "the longest ended went");
+        assert!(got.contains(&ended(0)));
+        // With none ended left to go, a change past the bound is refused
+        // and the file left as it was.
+        let full = change(&dir, now, |s| {
+            s.retain(|s| !s.has_ended(now));
+            s.extend(std::iter::repeat_n(to_come.clone(), 5_000));
+            Ok(((), true))
+        });
+        assert!(matches!(full, Err(SilencesError::Full(..))), "{full:?}");
+        assert_eq!(read(&dir).unwrap().0.len(), MAX_SILENCES);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
