@@ -39,6 +39,28 @@ pub(crate) fn with_notify_file(config: &Config) -> Result<Cow<'_, Config>, Failu
     Ok(Cow::Owned(all))
 }
 
+/// Checks that a state directory a command was given to read or change
+/// exists: a mistyped path must neither make a directory no daemon reads
+/// nor read as a quiet night. Exit 64 naming it.
+pub(crate) fn existing_state_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::usage(format!(
+            "invalid --state-dir {:?}: not a directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::usage(format!(
+            "invalid --state-dir {:?}: the directory does not exist (is it the one \
+             rtinspect runs with?)",
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::runtime(
+            format!("cannot use the state directory {}", dir.display()),
+            e,
+        )),
+    }
+}
+
 /// The Docker client of a run: one kept-alive connection, with the details
 /// incidents need.
 pub(crate) fn docker_client(config: &Config) -> DockerClient {

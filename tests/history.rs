@@ -325,3 +325,23 @@ fn a_full_disk_under_history_is_said_once_and_never_said_mended() {
     assert!(history.contains("\"g-3\""), "{history}");
     assert!(daemon.terminate().success(), "{}", err.text());
 }
+
+#[test]
+fn a_state_directory_that_is_not_there_is_refused_by_name_not_read_as_quiet() {
+    for command in ["history", "status"] {
+        let out = crate::support::bin()
+            .args([command, "--state-dir", "/nonexistent/rtinspect-state"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {err}");
+        assert!(
+            err.contains("invalid --state-dir \"/nonexistent/rtinspect-state\""),
+            "{command}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{command}: nothing printed as if read"
+        );
+    }
+}

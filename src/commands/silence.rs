@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::build::{docker_client, host_filter, pg_connector};
+use crate::build::{docker_client, existing_state_dir, host_filter, pg_connector};
 use crate::config::{Config, SilenceCommand};
 use crate::docker::ContainerLister;
 use crate::failure::Failure;
@@ -117,22 +117,8 @@ fn store(config: &Config) -> Result<Store, Failure> {
              service's is /var/lib/rtinspect",
         ));
     };
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(Store::File(dir.clone())),
-        Ok(_) => Err(Failure::usage(format!(
-            "invalid --state-dir {:?}: not a directory",
-            dir.display()
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::usage(format!(
-            "invalid --state-dir {:?}: the directory does not exist (is it the one \
-             rtinspect runs with?)",
-            dir.display()
-        ))),
-        Err(e) => Err(Failure::runtime(
-            format!("cannot use the state directory {}", dir.display()),
-            e,
-        )),
-    }
+    existing_state_dir(dir)?;
+    Ok(Store::File(dir.clone()))
 }
 
 fn add(store: &Store, rows: &[Silence], now: SystemTime) -> Result<(), Failure> {

@@ -12,7 +12,7 @@ use crate::config::{Config, Sink};
 use crate::failure::Failure;
 use crate::postgres::{FACT_ROWS, INCIDENT_ROWS, Rows, history_rows};
 use crate::state::history::read_history;
-use crate::status::command::state_dir;
+use crate::status::command::{check_state_dir, state_dir};
 
 /// Runs `rtinspect history`.
 pub(crate) fn history(
@@ -21,6 +21,7 @@ pub(crate) fn history(
     since: Duration,
     json: bool,
 ) -> Result<(), Failure> {
+    check_state_dir(config)?;
     let now = SystemTime::now();
     let from = now.checked_sub(since).unwrap_or(UNIX_EPOCH);
     let host = build::host_name(config);

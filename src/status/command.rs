@@ -31,6 +31,7 @@ pub(crate) const PACKAGED_STATE_DIR: &str = "/var/lib/rtinspect";
 
 /// Runs `rtinspect status`.
 pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
+    check_state_dir(config)?;
     let host = build::host_name(config);
     let docker = build::docker_client(config);
     let pg = build::pg_parts(config)?;
@@ -77,6 +78,15 @@ fn cannot_look(config: &Config, e: RecordError) -> Failure {
         RecordError::Database(_) => format!("cannot read the records: {e}"),
     };
     Failure::Unseen(message.into())
+}
+
+/// Checks that the configured state directory, if any, exists (exit 64
+/// naming it): `status` and `history` read it once they have looked.
+pub(crate) fn check_state_dir(config: &Config) -> Result<(), Failure> {
+    config
+        .state_dir
+        .as_deref()
+        .map_or(Ok(()), build::existing_state_dir)
 }
 
 /// The state directory to read: the configured one, else the packaged one
