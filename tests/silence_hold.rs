@@ -362,3 +362,45 @@ fn a_row_inserted_by_psql_takes_effect_within_one_tick() {
     more_ticks(&err, 2);
     daemon.terminate();
 }
+
+/// The most a process has held resident, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_64_mib_comment_inserted_by_psql_is_not_read_at_every_tick() {
+    let Some(live) = live_docker() else { return };
+    let Some(url) = live_pg() else { return };
+    let mut s = TestSchema::new(url, "silencehuge");
+    s.migrate();
+    let table = s.silences();
+    s.client
+        .batch_execute(&format!(
+            "INSERT INTO {table} (silence_id, game_id, ends_at, comment) \
+             VALUES (gen_random_uuid(), 'g-1', now() + interval '1 hour', repeat('x', 64 << 20))"
+        ))
+        .unwrap();
+    let (daemon, _out, err) = Daemon::watched(
+        bin()
+            .arg("run")
+            .args(s.args())
+            .args(["--report", "incidents", "--interval", "250ms"])
+            .args(["--docker-host", &live.docker_host()])
+            .env("RUST_LOG", "rtinspect=debug"),
+    );
+    wait_until(Duration::from_secs(20), "the row read", || {
+        err.text()
+            .contains("silences read: 1 not over, 1 in force now")
+    });
+    more_ticks(&err, 8);
+    let peak = peak_rss_kib(daemon.id());
+    eprintln!("peak RSS with a 64 MiB comment in the silences table: {peak} KiB");
+    assert!(peak < 32 * 1024, "{peak} KiB");
+    assert!(daemon.terminate().success(), "{}", err.text());
+}

@@ -22,11 +22,14 @@ use crate::config::TableName;
 use crate::silence::{Ended, MAX_SILENCES, Silence};
 
 /// The columns every read decodes, in order; times clamped to years
-/// `timestamptz` and `SystemTime` both hold (a tool may write `infinity`).
+/// `timestamptz` and `SystemTime` both hold (a tool may write `infinity`);
+/// who made it and the comment cut where `silence add` bounds them (256
+/// and 1,024 characters, bytes there), so that a tool's 64 MiB comment is
+/// not fetched again at every tick.
 const COLUMNS: &str = "silence_id::text, game_id::text, \
      greatest(least(starts_at, '9999-12-31Z'::timestamptz), 'epoch'::timestamptz), \
      greatest(least(ends_at, '9999-12-31Z'::timestamptz), 'epoch'::timestamptz), \
-     coalesce(created_by::text, ''), coalesce(comment::text, '')";
+     left(coalesce(created_by::text, ''), 256), left(coalesce(comment::text, ''), 1024)";
 
 /// The silences a host honours: its own rows and every host's, when
 /// scoping is on (`$n` is the host id).
