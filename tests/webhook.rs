@@ -546,3 +546,74 @@ fn the_token_stays_out_of_the_log_even_at_trace() {
     );
     assert_no_secret(&err);
 }
+
+#[test]
+fn a_receiver_that_drops_each_kept_alive_connection_costs_no_retry() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    // A front end whose idle timeout is shorter than the pool's (30 s):
+    // it answers, then closes the connection without saying so
+    // (no `Connection: close`), and the next event finds it gone.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let keys = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = keys.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut reader = BufReader::new(conn);
+            let (mut length, mut key) = (0, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                    key = v.trim().to_owned();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            seen.lock().unwrap().push(key);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            // Dropped here: closed, unannounced.
+        }
+    });
+    let engine = oom_killed_games(1);
+    let mut child = bin()
+        .args([
+            "run",
+            "--interval",
+            "300ms",
+            "--docker-host",
+            &engine.docker_host(),
+        ])
+        .args(["--sink", "webhook", "--report", "facts"])
+        .args(["--webhook-url", &format!("http://{addr}/hook")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = StderrLines::of(&mut child);
+    wait_until(Duration::from_secs(30), "five facts posted", || {
+        keys.lock().unwrap().len() >= 5
+    });
+    let (_, clean) = stop_with_sigterm(child);
+    let err = lines.text();
+    assert!(clean, "{err}");
+    let keys = keys.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "no event sent twice: {keys:?}");
+    assert!(!err.contains("publish failed"), "{err}");
+}
