@@ -67,8 +67,9 @@ pub const DIE_WAIT: Duration = Duration::from_secs(5);
 /// judged like any other that does not run.
 pub const CREATED_SETTLE: Duration = Duration::from_secs(30);
 
-/// The containers remembered at most; past it, the one left alone longest
-/// is forgotten (its game's end is with the incident tracker by then).
+/// The containers remembered at most beside the records' own (see
+/// [`Endings::room_for`]); past it, the one left alone longest is forgotten
+/// (its game's end is with the incident tracker by then).
 pub const MAX_CONTAINERS: usize = 4096;
 
 /// How a container's run ended.
@@ -299,6 +300,9 @@ pub struct Endings {
     /// Whether an events stream feeds it: then a look that finds a
     /// container down before its `die` arrived waits for the `die`.
     events: bool,
+    /// The containers remembered at most: [`MAX_CONTAINERS`] and the
+    /// records' (see [`Endings::room_for`]).
+    room: usize,
 }
 
 impl Endings {
@@ -307,7 +311,25 @@ impl Endings {
         Endings {
             containers: HashMap::new(),
             events,
+            room: MAX_CONTAINERS,
         }
+    }
+
+    /// Keeps room for the containers of `records` records beside
+    /// [`MAX_CONTAINERS`] others. Every record's container is looked at
+    /// each tick: with more records than the bound, each look would forget
+    /// the container left alone longest, the very one the tick looks at
+    /// next, costing every end the events told and a scan of the whole
+    /// memory per look. When the records shrink, the memory stays as large
+    /// as it grew: a container is forgotten for each new one.
+    pub fn room_for(&mut self, records: usize) {
+        self.room = MAX_CONTAINERS.saturating_add(records);
+    }
+
+    /// Whether `container` is remembered.
+    #[cfg(test)]
+    pub fn remembers(&self, container: &str) -> bool {
+        self.containers.contains_key(container)
     }
 
     /// Whether `container`'s end is still on its way at `now`: with the
@@ -478,11 +500,11 @@ impl Endings {
         self.containers.get(container)?.end.map(|e| e.reason)
     }
 
-    /// The container's machine, made when new; past [`MAX_CONTAINERS`] the
-    /// one left alone longest is forgotten first.
+    /// The container's machine, made when new; past the room the one left
+    /// alone longest is forgotten first.
     fn entry(&mut self, container: &str, now: Instant) -> &mut Container {
         if !self.containers.contains_key(container) {
-            if self.containers.len() >= MAX_CONTAINERS
+            if self.containers.len() >= self.room
                 && let Some(oldest) = self
                     .containers
                     .iter()

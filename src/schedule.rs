@@ -379,6 +379,7 @@ impl Schedule {
             match listed {
                 Some(records) => {
                     self.inspector.prune(&records);
+                    self.endings.room_for(records.len());
                     if let Some(tracker) = &mut self.incidents {
                         let games = records.iter().map(|r| r.game_id.as_str()).collect();
                         let removed = tracker.listed(&games, at);

@@ -252,6 +252,27 @@ fn running(n: u8, restarts: u64) -> Answer {
 }
 
 #[test]
+fn every_record_s_container_is_remembered_however_many_records() {
+    // More records than the classifier of ends keeps of other containers:
+    // a tick forgets none of the containers it looks at.
+    let n = crate::ending::MAX_CONTAINERS + 100;
+    let ids: Vec<String> = (0..n).map(|i| format!("{i:064x}")).collect();
+    let records = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| RuntimeRecord::new(format!("g{i}"), id.clone()))
+        .collect();
+    let mut r = Run::once(records);
+    for id in &ids {
+        r.docker.set(id, Answer::running(id, 0, ""));
+    }
+    r.until(60_000);
+    assert_eq!(r.log.last().map(String::as_str), Some("stop"));
+    let forgotten = ids.iter().filter(|id| !r.schedule.endings.remembers(id));
+    assert_eq!(forgotten.count(), 0);
+}
+
+#[test]
 fn the_first_tick_waits_for_the_subscription_at_most_two_seconds() {
     let mut r = Run::new(Follow::Database, true, vec![rec("g", 1)]);
     r.answer(1, running(1, 0));
