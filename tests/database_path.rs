@@ -13,7 +13,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::support::{
     Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin, hex_id,
-    inspect_body, live_pg, succeeded, wait_until,
+    inspect_body, json_lines, live_pg, succeeded, wait_until,
 };
 
 /// An inspect body of an exited container `id` whose `State.Error` and last
@@ -418,11 +418,7 @@ fn run_over(s: &TestSchema, engine: &FakeEngine, interval: &str, state: &TempDir
 
 /// The lines of a state directory's file, none when it is missing.
 fn lines_of(state: &TempDir, name: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.path().join(name))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(&std::fs::read_to_string(state.path().join(name)).unwrap_or_default())
 }
 
 /// A schema of its own, migrated, with two running games: g-bad, whose

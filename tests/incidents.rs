@@ -7,17 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Containers, Daemon, HookReply, HookServer, StderrLines, TempDir, bin, live_docker, this_host,
+    Containers, Daemon, HookReply, HookServer, TempDir, bin, envelopes, live_docker, this_host,
     wait_until,
 };
-
-/// Envelopes printed, as JSON.
-fn envelopes(out: &StderrLines) -> Vec<serde_json::Value> {
-    out.lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn of_type<'a>(all: &'a [serde_json::Value], event_type: &str) -> Vec<&'a serde_json::Value> {
     all.iter()

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Containers, Daemon, Engine, HookReply, HookRequest, HookServer, PidsCgroup, TempDir,
-    assert_no_secret, bin, first_tick, free_addr, game_box, http_get, live_docker, run_on, sample,
-    wait_until,
+    assert_no_secret, bin, first_tick, free_addr, game_box, http_get, json_lines, live_docker,
+    run_on, sample, wait_until,
 };
 
 /// A notify file of `text` in `dir`, mode 600.
@@ -228,10 +228,7 @@ fn each_notification_url_is_a_sink_of_its_own_with_its_route_spool_and_label() {
         "{exposition}"
     );
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = rejected
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&rejected);
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l["sink"] == "slack-4"), "{rejected}");
     assert!(!rejected.contains("SECRETTOKEN"), "{rejected}");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    HookReply, HookServer, StoppedGame, TempDir, bin, oom_killed_games, wait_until,
+    HookReply, HookServer, StoppedGame, TempDir, bin, json_lines, oom_killed_games, wait_until,
 };
 
 /// The ids of the envelopes of type `event_type` (any when empty) in a
@@ -166,16 +166,10 @@ fn each_sink_keeps_its_own_spool_and_marks_its_refusals() {
         stderr.contains("events set aside rather than delivered (the webhook sink 3)"),
         "{stderr}"
     );
-    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let printed = json_lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(printed.len(), 3, "stdout got every fact");
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = rejected
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&rejected);
     assert_eq!(lines.len(), 3, "{rejected}");
     for (line, fact) in lines.iter().zip(&printed) {
         assert_eq!(line["sink"], "webhook");

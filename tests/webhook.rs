@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     FakeEngine, HOOK, HookReply, HookRequest, HookServer, StderrLines, TempDir, TestCa,
-    assert_no_secret, bin, hex_id, oom_killed_games, stderr_text, stop_with_sigterm, this_host,
-    thread_count, wait_until,
+    assert_no_secret, bin, hex_id, json_lines, oom_killed_games, stderr_text, stop_with_sigterm,
+    this_host, thread_count, wait_until,
 };
 
 fn once(engine: &FakeEngine, url: &str, extra: &[&str]) -> Output {
@@ -254,10 +254,7 @@ fn a_refused_event_is_set_aside_and_the_next_one_is_delivered() {
     );
     assert_ne!(r[0].json()["game_id"], r[1].json()["game_id"]);
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = rejected
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&rejected);
     assert_eq!(lines.len(), 1, "{rejected}");
     assert_eq!(lines[0]["envelope"], r[0].json());
     let reason = lines[0]["reason"].as_str().unwrap();

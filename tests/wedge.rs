@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, live_docker,
+    Blackhole, PgCluster, StoppedGame, TempDir, bin, iptables_usable, json_lines, live_docker,
     rows_and_distinct, succeeded, wait_until,
 };
 
@@ -120,12 +120,9 @@ fn refused_events_are_set_aside_and_every_other_game_keeps_flowing() {
         "every event of the live game is a row: {log}"
     );
     let rejected = std::fs::read_to_string(state.path().join("rejected.jsonl")).unwrap();
-    let reasons: Vec<String> = rejected
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["reason"].as_str().unwrap().to_owned()
-        })
+    let reasons: Vec<String> = json_lines(&rejected)
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(reasons.len(), 3, "{rejected}");
     assert!(reasons[0].starts_with("spool line 4: "), "{reasons:?}");

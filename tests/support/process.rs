@@ -61,9 +61,12 @@ pub fn bin() -> Command {
 
 /// Parses stdout as one JSON envelope per line.
 pub fn events(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
+    json_lines(&String::from_utf8(out.stdout.clone()).unwrap())
+}
+
+/// Parses `text` as one JSON value per line (stdout, `rejected.jsonl`).
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
 }
