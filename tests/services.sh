@@ -1,5 +1,6 @@
-# Sourced by tests/run.sh and tests/bench/run.sh: installs what is missing and
-# starts throwaway services, stopped again when the sourcing script exits.
+# Sourced by tests/run.sh and the benchmarks in tests/bench/: installs what is
+# missing and starts throwaway services, stopped again when the sourcing script
+# exits.
 #
 #   install_missing      docker.io, busybox-static, postgresql, pgbouncer,
 #                        prometheus, file, iptables, podman, docker-compose,
@@ -19,6 +20,10 @@
 #                        section (a later line wins).
 #   start_podman         exports RTINSPECT_TEST_PODMAN_HOST: the one named, or a
 #                        throwaway Podman API service (needs root and podman)
+#   bench_dockerd        sets bench_host: the dockerd BENCH_DOCKER_HOST names
+#                        (it must answer), or a throwaway one (needs root)
+#   bench_image HOST     imports $bench_image (static busybox, from scratch)
+#                        into the dockerd at HOST unless it has it
 #
 # Set `log_tag` before sourcing to name the caller in messages.
 
@@ -112,6 +117,34 @@ throwaway_dockerd() {
   log "dockerd did not start; its log:"
   tail -n 30 "$work/dockerd.log" >&2 || true
   return 1
+}
+
+# The dockerd a benchmark measures: BENCH_DOCKER_HOST when set, else a
+# throwaway one of this run (started_dockerd then says its pid).
+bench_dockerd() {
+  if [ -n "${BENCH_DOCKER_HOST:-}" ]; then
+    ping_docker "${BENCH_DOCKER_HOST#unix://}" ||
+      { log "no dockerd answers at $BENCH_DOCKER_HOST"; return 1; }
+    bench_host=$BENCH_DOCKER_HOST
+  else
+    throwaway_dockerd "$work/docker.sock" || return 1
+    bench_host="unix://$work/docker.sock"
+  fi
+}
+
+# The image the benchmarks run: Debian's static busybox and a link per applet
+# they use, imported from scratch, as no registry is reached. A tag of its
+# own: the tests' rtinspect-test/busybox:1 (tests/support/docker.rs) has
+# fewer applets, and a benchmark may share the tests' dockerd.
+bench_image=rtinspect-bench/busybox:1
+bench_image() {
+  docker -H "$1" image inspect "$bench_image" >/dev/null 2>&1 && return 0
+  log "importing $bench_image"
+  local img="$work/bench-image" applet
+  mkdir -p "$img/bin"
+  cp /bin/busybox "$img/bin/"
+  for applet in sh sleep true false kill test touch head; do ln -sf busybox "$img/bin/$applet"; done
+  tar -C "$img" -c . | docker -H "$1" import - "$bench_image" >/dev/null
 }
 
 start_dockerd() {

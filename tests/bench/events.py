@@ -33,7 +33,8 @@ import sys
 import threading
 import time
 
-IMAGE = "rtinspect-test/busybox:1"
+# The image tests/services.sh imports for the benchmarks ($bench_image).
+IMAGE = "rtinspect-bench/busybox:1"
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # The tick log line ends with the tick's duration in Rust's Debug format.
 TICK_TOOK = re.compile(r", ([0-9.]+)(ns|µs|ms|s)$")

@@ -115,10 +115,10 @@ install_missing
 for tool in dockerd docker python3; do
   command -v "$tool" >/dev/null || { log "$tool is missing"; exit 1; }
 done
-if [ -n "${BENCH_DOCKER_HOST:-}" ] && ! ping_docker "${BENCH_DOCKER_HOST#unix://}"; then
-  log "no dockerd answers at $BENCH_DOCKER_HOST"
-  exit 1
-fi
+# A dockerd of our own unless told otherwise: its CPU is then rtinspect's and
+# the idle daemon's only, and no other client's containers come and go.
+bench_dockerd || exit 1
+host=$bench_host
 log "building (release)"
 cargo build --release --quiet
 cargo build --release --quiet --example fake_engine
@@ -136,34 +136,21 @@ if [ "${BENCH_MUSL:-1}" != 0 ] && rustup target list --installed 2>/dev/null | g
   fi
 fi
 
-# A dockerd of our own unless told otherwise: its CPU is then rtinspect's and
-# the idle daemon's only, and no other client's containers come and go.
-if [ -n "${BENCH_DOCKER_HOST:-}" ]; then
-  host=$BENCH_DOCKER_HOST
+if [ -n "$started_dockerd" ]; then
+  dockerd_pid=$started_dockerd
+  daemon_desc="a throwaway daemon of this run"
+else
   daemon_desc="an existing daemon at $host, shared with its other clients"
   dockerd_pid=$(ss -xlpn 2>/dev/null | awk -v s="${host#unix://}" '$5 == s' |
     grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
   [ -n "$dockerd_pid" ] || { log "cannot find the process listening on $host"; exit 1; }
-else
-  sock="$work/docker.sock"
-  throwaway_dockerd "$sock" || exit 1
-  host="unix://$sock"
-  dockerd_pid=$started_dockerd
-  daemon_desc="a throwaway daemon of this run"
 fi
 # dockerd's containerd is its child when dockerd manages it; else the system's.
 containerd_pid=$(pgrep -P "$dockerd_pid" -x containerd | head -n 1 || true)
 [ -n "$containerd_pid" ] || containerd_pid=$(pgrep -o -x containerd || true)
 [ -n "$containerd_pid" ] || { log "cannot find containerd"; exit 1; }
 
-if ! docker -H "$host" image inspect rtinspect-test/busybox:1 >/dev/null 2>&1; then
-  log "importing rtinspect-test/busybox:1"
-  img="$work/img"
-  mkdir -p "$img/bin"
-  cp /bin/busybox "$img/bin/"
-  for applet in sh sleep true false kill test touch; do ln -s busybox "$img/bin/$applet"; done
-  tar -C "$img" -c . | docker -H "$host" import - rtinspect-test/busybox:1 >/dev/null
-fi
+bench_image "$host"
 
 # 1. Detection latency, events on, then off.
 for mode in on off; do

@@ -39,7 +39,7 @@ window=${BENCH_WINDOW:-45}
 games=20
 label="rtinspect-bench-noise.$$"
 project="rtnoise$$"
-image=rtinspect-test/busybox:1
+image=$bench_image
 rt_pid=""
 hook_pid=""
 host=""
@@ -66,21 +66,10 @@ cargo build --release --quiet
 new_bin=$PWD/target/release/rtinspect
 old_bin=${BENCH_OLD_BIN:-}
 
-if [ -n "${BENCH_DOCKER_HOST:-}" ]; then
-  host=$BENCH_DOCKER_HOST
-  ping_docker "${host#unix://}" || { log "no dockerd answers at $host"; exit 1; }
-else
-  throwaway_dockerd "$work/docker.sock" || exit 1
-  host="unix://$work/docker.sock"
-fi
+bench_dockerd || exit 1
+host=$bench_host
 dk() { docker -H "$host" "$@"; }
-if ! dk image inspect "$image" >/dev/null 2>&1; then
-  log "importing $image"
-  mkdir -p "$work/img/bin"
-  cp /bin/busybox "$work/img/bin/"
-  for applet in sh sleep true false kill head; do ln -s busybox "$work/img/bin/$applet"; done
-  tar -C "$work/img" -c . | dk import - "$image" >/dev/null
-fi
+bench_image "$host"
 
 # The project: 20 games that run until stopped, under the label.
 {

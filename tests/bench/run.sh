@@ -76,14 +76,10 @@ start_dockerd
 if [ -n "${RTINSPECT_TEST_DOCKER_HOST:-}" ]; then
   host=$RTINSPECT_TEST_DOCKER_HOST
   label="rtinspect-bench.$$"
-  if ! docker -H "$host" image inspect rtinspect-test/busybox:1 >/dev/null 2>&1; then
-    img="$work/img"; mkdir -p "$img/bin"; cp /bin/busybox "$img/bin/"
-    for a in sh sleep; do ln -s busybox "$img/bin/$a"; done
-    tar -C "$img" -c . | docker -H "$host" import - rtinspect-test/busybox:1 >/dev/null
-  fi
+  bench_image "$host"
   log "starting $containers containers"
   for i in $(seq 1 "$containers"); do
-    docker -H "$host" run -d --network none --label "$label=g-$i" rtinspect-test/busybox:1 sleep 100000 >/dev/null
+    docker -H "$host" run -d --network none --label "$label=g-$i" "$bench_image" sleep 100000 >/dev/null
   done
   hyperfine --style none --warmup 3 --runs 30 --export-json "$out/docker.json" \
     "$rt once --docker-host $host --label $label" \
