@@ -237,6 +237,9 @@ pub(crate) struct Timeline {
     pub(crate) skipped: usize,
     /// Whether more rows were there than were read.
     pub(crate) truncated: bool,
+    /// Bytes of `history.jsonl` not read: the start of a file past the
+    /// read's bound.
+    pub(crate) unread_bytes: u64,
 }
 
 impl Timeline {
@@ -260,6 +263,7 @@ impl Timeline {
             entries,
             skipped: 0,
             truncated: false,
+            unread_bytes: 0,
         }
     }
 
@@ -303,6 +307,12 @@ impl Timeline {
         }
         if self.truncated {
             out.push_str("; only the oldest shown (too many)");
+        }
+        if self.unread_bytes > 0 {
+            out.push_str(&format!(
+                "; the first {} bytes of a history file over 4 MiB not read",
+                self.unread_bytes
+            ));
         }
         out.push('\n');
         if n == 0 {
@@ -362,10 +372,11 @@ impl Timeline {
         push_json_or_null(&mut out, self.game.as_deref());
         let _ = write!(
             out,
-            ",\"since\":\"{}\",\"skipped\":{},\"truncated\":{},\"events\":[",
+            ",\"since\":\"{}\",\"skipped\":{},\"truncated\":{},\"unread_bytes\":{},\"events\":[",
             rfc3339_micros(self.since),
             self.skipped,
-            self.truncated
+            self.truncated,
+            self.unread_bytes
         );
         for (i, e) in self.entries.iter().enumerate() {
             let _ = write!(

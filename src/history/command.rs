@@ -104,6 +104,7 @@ pub(crate) fn history(
             let skipped = read.skipped + (n - entries.len());
             let mut t = Timeline::new(host, Source::HistoryFile, game, from, entries);
             t.skipped = skipped;
+            t.unread_bytes = read.unread_bytes;
             t
         }
     };

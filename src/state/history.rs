@@ -156,6 +156,8 @@ pub(crate) struct HistoryLines {
     pub(crate) lines: Vec<String>,
     /// Lines that are not UTF-8 or are too long.
     pub(crate) skipped: usize,
+    /// Bytes at the start of a file over [`READ_LIMIT`] that were not read.
+    pub(crate) unread_bytes: u64,
 }
 
 /// Reads both files of the history in `dir` without the lock; none when
@@ -214,6 +216,7 @@ fn read_lines(mut file: File, len: u64, found: &mut HistoryLines) -> io::Result<
     let cut = len > READ_LIMIT;
     if cut {
         file.seek(SeekFrom::Start(len - READ_LIMIT))?;
+        found.unread_bytes += len - READ_LIMIT;
     }
     let mut bytes = Vec::new();
     file.take(READ_LIMIT).read_to_end(&mut bytes)?;
@@ -304,6 +307,21 @@ mod tests {
             read_history(&temp_dir("none")).unwrap(),
             HistoryLines::default()
         );
+    }
+
+    #[test]
+    fn the_start_of_a_file_past_the_bound_is_said_unread() {
+        // Events, then a line of 10 MB: the events are before the last
+        // 4 MiB, and what was not read is said, not left as a quiet night.
+        let dir = temp_dir("cut");
+        let mut bytes = b"{\"a\":1}\n".repeat(2_000);
+        bytes.extend_from_slice(&vec![b'x'; 10 << 20]);
+        bytes.extend_from_slice(b"\n{\"b\":2}\n");
+        fs::write(dir.join(HISTORY), &bytes).unwrap();
+        let read = read_history(&dir).unwrap();
+        assert_eq!(read.lines, ["{\"b\":2}"]);
+        assert_eq!(read.unread_bytes, bytes.len() as u64 - READ_LIMIT);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
