@@ -25,7 +25,7 @@ pub(crate) mod hold;
 pub(crate) const MAX_LENGTH: Duration = Duration::from_secs(365 * 86_400);
 
 /// The longest game id a silence names: a record's game id is at most this.
-pub(crate) const MAX_GAME_ID_BYTES: usize = 256;
+pub(crate) use crate::tick::MAX_GAME_ID_BYTES;
 
 /// The longest comment `silence add` takes.
 pub(crate) const MAX_COMMENT_BYTES: usize = 1024;
