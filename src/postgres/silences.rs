@@ -25,8 +25,10 @@ use crate::silence::{Ended, MAX_SILENCES, Silence};
 /// `timestamptz` and `SystemTime` both hold (a tool may write `infinity`);
 /// who made it and the comment cut where `silence add` bounds them (256
 /// and 1,024 characters, bytes there), so that a tool's 64 MiB comment is
-/// not fetched again at every tick.
-const COLUMNS: &str = "silence_id::text, game_id::text, \
+/// not fetched again at every tick. A game id is cut at 257 characters: one
+/// that long is more than the 256 bytes of any record's
+/// ([`crate::tick::MAX_GAME_ID_BYTES`]), so it still names no game.
+const COLUMNS: &str = "silence_id::text, left(game_id::text, 257), \
      greatest(least(starts_at, '9999-12-31Z'::timestamptz), 'epoch'::timestamptz), \
      greatest(least(ends_at, '9999-12-31Z'::timestamptz), 'epoch'::timestamptz), \
      left(coalesce(created_by::text, ''), 256), left(coalesce(comment::text, ''), 1024)";
