@@ -48,17 +48,10 @@ use crate::backoff::Backoff;
 use crate::unix_socket;
 
 pub use decode::{ContainerAction, ContainerEvent, Nudge, decode_event, events_query};
-use wire::*;
+use wire::{Got, LINE_LIMIT, open, read_head, read_line};
 
 /// How long the stream may stay silent before dockerd is pinged.
 pub const SILENCE: Duration = Duration::from_secs(30);
-
-/// The longest event line read; an event is a few hundred bytes, but its
-/// attributes carry every label of the container.
-const LINE_LIMIT: usize = 256 * 1024;
-
-/// The response head's limit.
-const HEAD_LIMIT: usize = 16 * 1024;
 
 /// What the reader counts, for the metrics.
 pub trait StreamCounters: Send + Sync {

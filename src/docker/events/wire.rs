@@ -11,7 +11,15 @@ use crate::docker::error::DockerError;
 use crate::docker::error::{error_message, is_version_refusal};
 use crate::unix_socket;
 
-use super::*;
+use super::ReaderParts;
+use super::decode::events_query;
+
+/// The longest event line read; an event is a few hundred bytes, but its
+/// attributes carry every label of the container.
+pub(crate) const LINE_LIMIT: usize = 256 * 1024;
+
+/// The response head's limit.
+const HEAD_LIMIT: usize = 16 * 1024;
 
 /// Connects and sends the request.
 pub(crate) fn open(
