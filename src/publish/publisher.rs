@@ -160,6 +160,8 @@ fn deliver(
         if (!gather.is_zero() && outbox.gather_for(gather, limit)) || !paced(sink, outbox) {
             return;
         }
+        // At least the event `take` waited for: a close, the only thing
+        // that empties the send, makes `gather` say `None`.
         let Some(batch) = outbox.gather(limit) else {
             return;
         };

@@ -34,12 +34,16 @@ impl Rejects {
         why: &dyn std::fmt::Display,
         telemetry: &Telemetry,
     ) {
+        // Never empty from the publisher (a send holds at least one event);
+        // nothing to set aside otherwise.
+        let Some(first) = events.first() else {
+            return;
+        };
         let reason = why.to_string();
         let counters = telemetry.sink(self.sink);
         counters
             .events_rejected
             .fetch_add(events.len() as u64, Relaxed);
-        let first = &events[0];
         let kept = self
             .state
             .as_ref()
