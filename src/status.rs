@@ -89,12 +89,12 @@ pub(crate) type TrackerMemory = SavedIncidents;
 
 /// What the tracker remembers of `game_id`: nothing yet when it never
 /// looked at it.
-fn tracked(memory: &TrackerMemory, game_id: &str) -> Tracked {
-    let Some(g) = memory.game(game_id) else {
+fn tracked(memory: &TrackerMemory, game_id: &str, at: SystemTime) -> Tracked {
+    let Some(g) = memory.game(game_id, at) else {
         return Tracked::default();
     };
     Tracked {
-        restarts: g.restarts,
+        restarts: g.restarts_last_hour,
         incident: g.incident.map(|i| Incident {
             id: i.id.to_owned(),
             kind: i.kind,
@@ -111,7 +111,7 @@ pub(crate) enum Standing {
     Healthy,
     /// It could not be looked at.
     Unknown,
-    /// Restarted within the crash-loop window, or restarting now.
+    /// Restarted within the last hour, or restarting now.
     Restarted,
     /// Its healthcheck says `unhealthy`.
     Unhealthy,
@@ -186,7 +186,8 @@ pub(crate) struct Row {
     pub(crate) state: String,
     /// `State.Health.Status`, `""` without a healthcheck.
     pub(crate) health: String,
-    /// Restarts the tracker counts; `None` without a tracker.
+    /// Restarts the tracker counted in the last hour; `None` without a
+    /// tracker.
     pub(crate) restarts: Option<u32>,
     /// The open incident.
     pub(crate) incident: Option<Incident>,
@@ -199,8 +200,13 @@ pub(crate) struct Row {
 impl Row {
     /// The row of one look, with what the tracker remembers of the game
     /// (`memory` is `None` when there is no tracker).
-    fn new(look: Look, memory: Option<&TrackerMemory>, silenced_until: Option<SystemTime>) -> Row {
-        let tracked = memory.map(|m| tracked(m, &look.game_id));
+    fn new(
+        look: Look,
+        memory: Option<&TrackerMemory>,
+        at: SystemTime,
+        silenced_until: Option<SystemTime>,
+    ) -> Row {
+        let tracked = memory.map(|m| tracked(m, &look.game_id, at));
         let (container_id, state, health, seen, note) = match look.seen {
             Seen::Container {
                 container_id,
@@ -290,7 +296,7 @@ impl Board {
             .into_iter()
             .map(|look| {
                 let silence = silenced_until(&look.game_id);
-                Row::new(look, memory, silence)
+                Row::new(look, memory, at, silence)
             })
             .collect();
         let since = |r: &Row| r.incident.as_ref().map(|i| i.since);

@@ -3,7 +3,8 @@
 //! run under way, and what Docker's events told of it. A few fields, no
 //! history of looks or restart times.
 
-use std::time::{Instant, SystemTime};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::change::{Change, IncidentEvent, Kind, Resolution};
 use crate::ending::EndReason;
@@ -33,6 +34,10 @@ pub(super) struct GameState {
     pub(super) started: Option<String>,
     /// Restarts since the container last ran clean for the crash-loop window.
     pub(super) restarts: u32,
+    /// When the restarts of the last hour were counted, oldest first (the
+    /// newest [`RESTART_TIMES_KEPT`]): what `status` shows, whatever the
+    /// crash-loop window.
+    pub(super) restarted_at: VecDeque<Instant>,
     /// When the current run of clean looks began. Saved while an incident is
     /// open or restarts are counted (so that `once`, a look per run, can
     /// resolve one and clear the count): a streak that starts and ends at
@@ -59,7 +64,26 @@ pub(super) struct GameState {
     pub(super) gone_since: Option<Instant>,
 }
 
+/// How far back `status` counts restarts.
+pub(super) const RESTARTS_SHOWN_FOR: Duration = Duration::from_secs(3600);
+
+/// The most restart times kept of a game: a game restarting more often
+/// than this in an hour shows this many.
+pub(super) const RESTART_TIMES_KEPT: usize = 256;
+
 impl GameState {
+    /// Counts `n` restarts at `now` for the last hour's count.
+    pub(super) fn restarts_seen(&mut self, n: u64, now: Instant) {
+        self.restarted_at
+            .retain(|t| now.saturating_duration_since(*t) < RESTARTS_SHOWN_FOR);
+        for _ in 0..n {
+            if self.restarted_at.len() == RESTART_TIMES_KEPT {
+                self.restarted_at.pop_front();
+            }
+            self.restarted_at.push_back(now);
+        }
+    }
+
     /// Ends the open incident with `resolution`, which no clean run made:
     /// its `incident_resolved`, for the game's last container. The one
     /// place an incident is closed without a clean look.

@@ -129,6 +129,7 @@ impl Tracker {
         if restarted > 0 {
             // At most 64: the cast cannot truncate.
             game.restarts = game.restarts.saturating_add(restarted as u32);
+            game.restarts_seen(restarted, now);
             changed = true;
         }
         if let Some(oom_at) = game.oom_at

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::change::Kind;
-use super::game::{GameState, Incident};
+use super::game::{GameState, Incident, RESTARTS_SHOWN_FOR};
 use super::{Policy, Stamp, Tracker};
 use crate::ending::EndReason;
 
@@ -62,6 +62,7 @@ impl Tracker {
                     last: s.container_id.map(|c| (c, s.restart_count)),
                     started: s.started_at,
                     restarts: s.restarts_in_window,
+                    restarted_at: s.restarted_at_ms.into_iter().map(mono).collect(),
                     clean_since: s.clean_since_ms.map(mono),
                     incident,
                     oom_at: s.oom_at_ms.map(mono),
@@ -93,6 +94,12 @@ impl Tracker {
                     container_id: s.last.as_ref().map(|(c, _)| c.clone()),
                     restart_count: s.last.as_ref().map_or(0, |(_, n)| *n),
                     restarts_in_window: s.restarts,
+                    restarted_at_ms: s
+                        .restarted_at
+                        .iter()
+                        .filter(|t| now.mono.saturating_duration_since(**t) < RESTARTS_SHOWN_FOR)
+                        .map(|t| wall(*t))
+                        .collect(),
                     incident: s.incident.as_ref().map(|i| SavedIncident {
                         id: i.id.clone(),
                         kind: i.kind.into(),
@@ -163,12 +170,14 @@ impl SavedIncidents {
         self.games.is_empty()
     }
 
-    /// What `status` shows of a game remembered: its restart count and its
-    /// open incident, read only.
-    pub fn game(&self, game_id: &str) -> Option<SavedView<'_>> {
+    /// What `status` shows of a game remembered at `now`: its restarts in
+    /// the last hour and its open incident, read only.
+    pub fn game(&self, game_id: &str, now: SystemTime) -> Option<SavedView<'_>> {
         let s = self.games.get(game_id)?;
+        let hour_ago = now.checked_sub(RESTARTS_SHOWN_FOR).map_or(0, ms);
+        let last_hour = s.restarted_at_ms.iter().filter(|t| **t >= hour_ago).count();
         Some(SavedView {
-            restarts: s.restarts_in_window,
+            restarts_last_hour: u32::try_from(last_hour).unwrap_or(u32::MAX),
             incident: s.incident.as_ref().map(|i| OpenIncident {
                 id: &i.id,
                 kind: i.kind.into(),
@@ -184,9 +193,8 @@ impl SavedIncidents {
 /// One game as the tracker remembers it, for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SavedView<'a> {
-    /// Restarts counted since its container last ran clean for the
-    /// crash-loop window.
-    pub restarts: u32,
+    /// Restarts counted in the hour before the look.
+    pub restarts_last_hour: u32,
     /// Its open incident.
     pub incident: Option<OpenIncident<'a>>,
 }
@@ -214,6 +222,9 @@ pub(super) struct SavedGame {
     restart_count: u64,
     #[serde(default)]
     pub(super) restarts_in_window: u32,
+    /// When the restarts of the last hour were counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    restarted_at_ms: Vec<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) incident: Option<SavedIncident>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

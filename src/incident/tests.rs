@@ -679,3 +679,23 @@ fn names_table() {
     }
     assert!(Restarted < Unhealthy && Unhealthy < NotRunning && NotRunning < CrashLoop);
 }
+
+#[test]
+fn status_counts_the_restarts_of_the_last_hour_whatever_the_window() {
+    // A restart every 11 minutes: each one clean for longer than the
+    // 10-minute window before it, so the window's count is never above 1.
+    let restarts: Vec<u64> = (1..=5).map(|i| i * 11 * MIN).collect();
+    let mut tracker = Tracker::new(Policy::default());
+    feed(&mut tracker, restarting(&restarts, 30, 56 * MIN));
+    let shown = |tracker: &Tracker, at: u64| {
+        let saved = tracker.saved(t(at));
+        saved.game("g", wall(at)).unwrap().restarts_last_hour
+    };
+    assert_eq!(shown(&tracker, 56 * MIN), 5);
+    // Saved and loaded again, as `status` reads it.
+    let loaded = Tracker::with_saved(Policy::default(), tracker.saved(t(56 * MIN)), t(56 * MIN));
+    assert_eq!(shown(&loaded, 56 * MIN), 5);
+    // An hour after the first, it no longer counts.
+    assert_eq!(shown(&tracker, 71 * MIN + 1), 4);
+    assert_eq!(shown(&tracker, 120 * MIN), 0);
+}

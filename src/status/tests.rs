@@ -34,13 +34,15 @@ fn seen(game: &str, seen: Seen) -> Look {
 /// (game, restarts, open incident's kind and opening).
 pub(super) type Remembered<'a> = (&'a str, u32, Option<(Kind, u64)>);
 
-/// The tracker's memory of `games`: (game, restarts, open incident's kind
+/// The tracker's memory of `games`: (game, restarts in the last hour, open incident's kind
 /// and opening, as seconds after `t(0)`), as `incidents.json` holds it.
 pub(super) fn memory(games: &[Remembered<'_>]) -> TrackerMemory {
     let games: serde_json::Map<String, serde_json::Value> = games
         .iter()
         .map(|(game, restarts, incident)| {
-            let mut g = serde_json::json!({"restarts_in_window": restarts});
+            // Counted 50 s after `t(0)`, within the hour before each board.
+            let at: Vec<u64> = vec![(1_800_000_000 + 50) * 1000; *restarts as usize];
+            let mut g = serde_json::json!({"restarts_in_window": restarts, "restarted_at_ms": at});
             if let Some((kind, since)) = incident {
                 g["incident"] = serde_json::json!({
                     "id": format!("id-{since}"),
