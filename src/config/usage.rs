@@ -83,7 +83,8 @@ unless it holds its default, which is then ignored):
   -V, --version           print the version
 
 Log level: RUST_LOG (default info). Logs go to stderr, never to stdout.
-Exit status: 0 success, 1 runtime failure, 64 bad usage or configuration.
+Exit status: 0 success, 1 runtime failure, 64 bad usage or configuration;
+`status`: 0 all healthy, 1 some game in trouble, 2 could not look.
 ",
     );
     out

@@ -37,6 +37,15 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
     let pg = build::pg_parts(config)?;
     let mut source = build::build_source(config, &docker, pg.as_ref());
     let records = source.records().map_err(|e| cannot_look(config, e))?;
+    if records.is_empty() {
+        // Not trouble, but a label or table mistyped would read as all
+        // healthy: said where a person sees it, the exit status unchanged.
+        let whence = match &config.database {
+            None => format!("no container carries the label {}", config.label),
+            Some(_) => "the records table has no row for this host".to_owned(),
+        };
+        log::warn!("no games to look at: {whence}");
+    }
     let memory = saved_memory(config);
     let looks = look_at(&docker, records).map_err(|e| {
         Failure::Unseen(
