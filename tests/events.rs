@@ -7,79 +7,61 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use rtinspect::docker::DockerClient;
 use rtinspect::docker::events::{self, Nudge, ReaderParts, StreamCounters};
 
 use crate::support::{
-    Containers, Daemon, FakeEngine, Reply, StderrLines, TempDir, bin, container_event_line,
-    free_addr, hex_id, http_get, inspect_body, labelled_list, live_docker, one_labelled_reply,
-    printed, sample, subscribe, tuple, unix_nanos, wait_until,
+    self, Containers, Daemon, FakeContainer, FakeEngine, Reply, StderrLines, TempDir, bin,
+    container_event_line, free_addr, game_box, hex_id, http_get, live_docker, one_labelled_reply,
+    printed, sample, tuple, unix_nanos, wait_until,
 };
 
-/// A fake dockerd with labelled containers whose state the test changes, and
-/// an events stream the test writes to (a new stream per subscription).
-struct Engine {
-    engine: FakeEngine,
-    /// (restart count, status) per container number.
-    states: Arc<Mutex<HashMap<u32, (u64, String)>>>,
-    /// The sender of the current stream; dropping it ends the stream.
-    stream: Arc<Mutex<Option<Sender<String>>>>,
+/// The fake dockerd of labelled games ([`support::Engine`]) whose state the
+/// test changes, and whose events stream it writes to.
+struct Engine(support::Engine);
+
+impl std::ops::Deref for Engine {
+    type Target = support::Engine;
+
+    fn deref(&self) -> &support::Engine {
+        &self.0
+    }
 }
 
 impl Engine {
+    /// Containers `1..=containers`, running, container `n` of game `g-n`.
     fn start(containers: u32) -> Engine {
-        let states: Arc<Mutex<HashMap<u32, (u64, String)>>> = Arc::new(Mutex::new(
-            (1..=containers)
-                .map(|n| (n, (0, "running".to_owned())))
-                .collect(),
-        ));
-        let stream: Arc<Mutex<Option<Sender<String>>>> = Arc::new(Mutex::new(None));
-        let (st, sm) = (states.clone(), stream.clone());
-        let engine = FakeEngine::start(move |path| {
-            if path.contains("/events?") {
-                return subscribe(&sm);
-            }
-            let states = st.lock().unwrap();
-            if path.contains("/containers/json?") {
-                let games = states.keys().map(|n| (*n, format!("g-{n}")));
-                return Reply::Json(200, labelled_list(games));
-            }
-            for (n, (restarts, status)) in states.iter() {
-                if path.contains(&hex_id(*n)) {
-                    return Reply::Json(200, inspect_body(&hex_id(*n), *restarts, status, None));
-                }
-            }
-            Reply::Json(404, r#"{"message":"No such container"}"#.into())
-        });
-        Engine {
-            engine,
-            states,
-            stream,
+        let e = support::Engine::start();
+        for n in 1..=containers {
+            e.put(
+                n,
+                FakeContainer {
+                    created: 1,
+                    ..game_box(&format!("g-{n}"), "running")
+                },
+            );
         }
+        Engine(e)
     }
 
     fn set(&self, n: u32, restarts: u64, status: &str) {
-        self.states
-            .lock()
-            .unwrap()
-            .insert(n, (restarts, status.to_owned()));
+        self.update(n, |c| {
+            c.restarts = restarts;
+            c.status = status.into();
+        });
     }
 
-    /// Sends one container event on the current stream; like Docker's, its
-    /// attributes carry the container's labels.
+    /// Sends one container event (of game `g-n`, a container of the engine
+    /// or not) on the current stream; like Docker's, its attributes carry
+    /// the container's labels.
     fn send(&self, n: u32, action: &str) {
-        let line = container_event_line(n, action, &format!("g-{n}"));
-        crate::support::send_on(&self.stream, line);
-    }
-
-    /// Ends the current stream, as a dockerd that stops does.
-    fn end_stream(&self) {
-        self.stream.lock().unwrap().take();
+        self.0
+            .send(container_event_line(n, action, &format!("g-{n}")));
     }
 
     fn subscriptions(&self) -> Vec<String> {
@@ -124,7 +106,7 @@ impl Engine {
         Daemon::watched(
             bin()
                 .args(["run", "--interval", "1h", "--docker-host"])
-                .arg(self.engine.docker_host())
+                .arg(self.docker_host())
                 .env("RUST_LOG", "rtinspect=debug"),
         )
     }

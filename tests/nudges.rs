@@ -5,7 +5,6 @@
 //! dockerd whose containers, inspect delays and events stream the test
 //! drives.
 
-use std::collections::{BTreeMap, HashMap};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -13,155 +12,50 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::support::{
-    Daemon, FakeEngine, PgCluster, Reply, StderrLines, TempDir, TestSchema, bin,
-    container_event_line, created_list, free_addr, hex_id, http_get, inspect_body, printed,
-    printed_container_ids, sample, subscribe, tuple, wait_until,
+    self, Daemon, FakeContainer, PgCluster, StderrLines, TempDir, TestSchema, bin, free_addr,
+    game_box, hex_id, http_get, printed, printed_container_ids, sample, tuple, wait_until,
 };
 
-/// One container of the fake dockerd.
-#[derive(Clone)]
-struct Container {
-    /// The value of its `rtinspect.game-id` label.
-    game: String,
-    /// `Created` in the list, seconds since the epoch: the newest container
-    /// of a game is its record.
-    created: i64,
-    restarts: u64,
-    status: String,
-}
+/// The fake dockerd of labelled games ([`support::Engine`]) the test
+/// drives: its containers, inspect delays and holds, and events stream.
+struct Engine(support::Engine);
 
-/// A fake dockerd with labelled containers whose state, inspect delay and
-/// inspect hold the test sets, and an events stream the test writes to (a
-/// new stream per subscription).
-struct Engine {
-    engine: FakeEngine,
-    containers: Arc<Mutex<BTreeMap<u32, Container>>>,
-    /// How long each inspect of a container takes.
-    delays: Arc<Mutex<HashMap<u32, Duration>>>,
-    /// Until when an inspect of a container is held unanswered (read again
-    /// while held, so the test may move it).
-    holds: Arc<Mutex<HashMap<u32, Instant>>>,
-    /// The sender of the current stream; dropping it ends the stream.
-    stream: Arc<Mutex<Option<Sender<String>>>>,
+impl std::ops::Deref for Engine {
+    type Target = support::Engine;
+
+    fn deref(&self) -> &support::Engine {
+        &self.0
+    }
 }
 
 impl Engine {
     /// Containers `1..=n`, running, container `k` of game `g-k`, created at `k`.
     fn start(n: u32) -> Engine {
-        let containers: Arc<Mutex<BTreeMap<u32, Container>>> = Arc::new(Mutex::new(
-            (1..=n)
-                .map(|k| {
-                    (
-                        k,
-                        Container {
-                            game: format!("g-{k}"),
-                            created: i64::from(k),
-                            restarts: 0,
-                            status: "running".into(),
-                        },
-                    )
-                })
-                .collect(),
-        ));
-        let delays: Arc<Mutex<HashMap<u32, Duration>>> = Arc::default();
-        let holds: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
-        let stream: Arc<Mutex<Option<Sender<String>>>> = Arc::default();
-        let (cs, ds, hs, sm) = (
-            containers.clone(),
-            delays.clone(),
-            holds.clone(),
-            stream.clone(),
-        );
-        let engine = FakeEngine::start(move |path| {
-            if path.contains("/events?") {
-                return subscribe(&sm);
-            }
-            if path.contains("/containers/json?") {
-                let cs = cs.lock().unwrap();
-                let list = cs.iter().map(|(k, c)| (*k, &c.game, c.created));
-                return Reply::Json(200, created_list(list));
-            }
-            let Some(k) = cs
-                .lock()
-                .unwrap()
-                .keys()
-                .copied()
-                .find(|k| path.contains(&format!("/containers/{}/json", hex_id(*k))))
-            else {
-                return Reply::Json(404, r#"{"message":"No such container"}"#.into());
-            };
-            // Each connection has a thread of its own: a held inspect holds
-            // only its own.
-            let delay = ds.lock().unwrap().get(&k).copied();
-            if let Some(delay) = delay {
-                std::thread::sleep(delay);
-            }
-            loop {
-                let until = hs.lock().unwrap().get(&k).copied();
-                match until {
-                    Some(until) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    _ => break,
-                }
-            }
-            let c = cs.lock().unwrap()[&k].clone();
-            Reply::Json(200, inspect_body(&hex_id(k), c.restarts, &c.status, None))
-        });
-        Engine {
-            engine,
-            containers,
-            delays,
-            holds,
-            stream,
+        let e = Engine(support::Engine::start());
+        for k in 1..=n {
+            e.add(k, &format!("g-{k}"), i64::from(k));
         }
+        e
     }
 
     /// Sets what an inspect of container `k` says.
     fn set(&self, k: u32, restarts: u64, status: &str) {
-        let mut containers = self.containers.lock().unwrap();
-        let c = containers.get_mut(&k).expect("a container of the engine");
-        c.restarts = restarts;
-        c.status = status.into();
+        self.update(k, |c| {
+            c.restarts = restarts;
+            c.status = status.into();
+        });
     }
 
     /// Adds a running container `k` of `game`, created at `created`.
     fn add(&self, k: u32, game: &str, created: i64) {
-        self.containers.lock().unwrap().insert(
+        self.put(
             k,
-            Container {
-                game: game.into(),
+            FakeContainer {
                 created,
-                restarts: 0,
-                status: "running".into(),
+                ..game_box(game, "running")
             },
         );
-    }
-
-    fn delay(&self, k: u32, delay: Duration) {
-        self.delays.lock().unwrap().insert(k, delay);
-    }
-
-    fn hold_until(&self, k: u32, until: Instant) {
-        self.holds.lock().unwrap().insert(k, until);
-    }
-
-    /// A sender of container events on the current stream, for a writer
-    /// thread of the test's.
-    fn events(&self) -> Events {
-        Events {
-            stream: self.stream.clone(),
-            games: self
-                .containers
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(k, c)| (*k, c.game.clone()))
-                .collect(),
-        }
     }
 
     /// Sends one container event; like Docker's, its attributes carry the
@@ -170,17 +64,8 @@ impl Engine {
         self.events().send(k, action);
     }
 
-    /// Ends the current stream, as a dockerd that stops does.
-    fn end_stream(&self) {
-        self.stream.lock().unwrap().take();
-    }
-
     fn subscriptions(&self) -> usize {
-        self.engine
-            .requests()
-            .iter()
-            .filter(|p| p.contains("/events?"))
-            .count()
+        self.count("/events?")
     }
 
     fn count(&self, what: &str) -> usize {
@@ -199,23 +84,9 @@ impl Engine {
     fn command(&self, interval: &str, extra: &[&str]) -> std::process::Command {
         let mut cmd = bin();
         cmd.args(["run", "--interval", interval, "--docker-host"])
-            .arg(self.engine.docker_host())
+            .arg(self.docker_host())
             .args(extra);
         cmd
-    }
-}
-
-/// Writes container events to the engine's current stream.
-#[derive(Clone)]
-struct Events {
-    stream: Arc<Mutex<Option<Sender<String>>>>,
-    games: HashMap<u32, String>,
-}
-
-impl Events {
-    fn send(&self, k: u32, action: &str) {
-        let line = container_event_line(k, action, &self.games[&k]);
-        crate::support::send_on(&self.stream, line);
     }
 }
 

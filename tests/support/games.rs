@@ -1,16 +1,16 @@
 //! A fake dockerd of labelled games the test drives: containers it puts,
-//! changes and removes (404 once removed), an events stream it writes to,
-//! and an `rtinspect run` watching it.
+//! changes and removes (404 once removed), inspects it slows or holds, an
+//! events stream it writes to, and an `rtinspect run` watching it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
 use super::{
-    Daemon, FakeEngine, Reply, StderrLines, bin, created_list, hex_id, send_on, subscribe,
-    wait_until,
+    Daemon, FakeEngine, Reply, StderrLines, bin, container_event_line, created_list, hex_id,
+    send_on, subscribe, wait_until,
 };
 
 /// One container of the fake dockerd.
@@ -47,34 +47,69 @@ pub struct Engine {
     pub engine: FakeEngine,
     containers: Arc<Mutex<BTreeMap<u32, FakeContainer>>>,
     stream: Arc<Mutex<Option<Sender<String>>>>,
+    /// How long each inspect of a container takes.
+    delays: Arc<Mutex<HashMap<u32, Duration>>>,
+    /// Until when an inspect of a container is held unanswered (read again
+    /// while held, so the test may move it).
+    holds: Arc<Mutex<HashMap<u32, Instant>>>,
 }
 
 impl Engine {
     pub fn start() -> Engine {
         let containers: Arc<Mutex<BTreeMap<u32, FakeContainer>>> = Arc::default();
         let stream: Arc<Mutex<Option<Sender<String>>>> = Arc::default();
-        let (cs, sm) = (containers.clone(), stream.clone());
+        let delays: Arc<Mutex<HashMap<u32, Duration>>> = Arc::default();
+        let holds: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
+        let (cs, sm, ds, hs) = (
+            containers.clone(),
+            stream.clone(),
+            delays.clone(),
+            holds.clone(),
+        );
         let engine = FakeEngine::start(move |path| {
             if path.contains("/events?") {
                 return subscribe(&sm);
             }
-            let cs = cs.lock().unwrap();
             if path.contains("/containers/json?") {
+                let cs = cs.lock().unwrap();
                 let list = cs.iter().map(|(k, c)| (*k, &c.game, c.created));
                 return Reply::Json(200, created_list(list));
             }
-            match cs
-                .iter()
-                .find(|(k, _)| path.contains(&format!("/containers/{}/json", hex_id(**k))))
-            {
-                Some((k, c)) => Reply::Json(200, inspect(*k, c)),
-                None => Reply::Json(404, r#"{"message":"No such container"}"#.into()),
+            let Some(k) = cs
+                .lock()
+                .unwrap()
+                .keys()
+                .copied()
+                .find(|k| path.contains(&format!("/containers/{}/json", hex_id(*k))))
+            else {
+                return no_such_container();
+            };
+            // Each connection has a thread of its own: a slowed or held
+            // inspect holds only its own.
+            let delay = ds.lock().unwrap().get(&k).copied();
+            if let Some(delay) = delay {
+                std::thread::sleep(delay);
+            }
+            loop {
+                let until = hs.lock().unwrap().get(&k).copied();
+                match until {
+                    Some(until) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => break,
+                }
+            }
+            match cs.lock().unwrap().get(&k) {
+                Some(c) => Reply::Json(200, inspect(k, c)),
+                None => no_such_container(),
             }
         });
         Engine {
             engine,
             containers,
             stream,
+            delays,
+            holds,
         }
     }
 
@@ -107,6 +142,36 @@ impl Engine {
         send_on(&self.stream, line);
     }
 
+    /// A sender of container events on the current stream, for a writer
+    /// thread of the test's.
+    pub fn events(&self) -> Events {
+        Events {
+            stream: self.stream.clone(),
+            games: self
+                .containers
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, c)| (*k, c.game.clone()))
+                .collect(),
+        }
+    }
+
+    /// Ends the current stream, as a dockerd that stops does.
+    pub fn end_stream(&self) {
+        self.stream.lock().unwrap().take();
+    }
+
+    /// Makes each inspect of container `k` take `delay`.
+    pub fn delay(&self, k: u32, delay: Duration) {
+        self.delays.lock().unwrap().insert(k, delay);
+    }
+
+    /// Holds each inspect of container `k` unanswered until `until`.
+    pub fn hold_until(&self, k: u32, until: Instant) {
+        self.holds.lock().unwrap().insert(k, until);
+    }
+
     /// Whether a stream is subscribed.
     pub fn subscribed(&self) -> bool {
         self.stream.lock().unwrap().is_some()
@@ -128,6 +193,29 @@ impl Engine {
             self.lists() >= want
         });
     }
+}
+
+/// Writes container events to an engine's current stream.
+#[derive(Clone)]
+pub struct Events {
+    stream: Arc<Mutex<Option<Sender<String>>>>,
+    games: HashMap<u32, String>,
+}
+
+impl Events {
+    /// Sends one event of container `k`; like Docker's, its attributes
+    /// carry the container's labels.
+    pub fn send(&self, k: u32, action: &str) {
+        send_on(
+            &self.stream,
+            container_event_line(k, action, &self.games[&k]),
+        );
+    }
+}
+
+/// Docker's answer about a container it does not have.
+fn no_such_container() -> Reply {
+    Reply::Json(404, r#"{"message":"No such container"}"#.into())
 }
 
 /// The inspect body of container `k`.
