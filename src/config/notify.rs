@@ -69,8 +69,9 @@ impl NotifyFile {
     }
 }
 
-/// Adds the sink of the notification URL `text` to `all`, named by its
-/// position among the notification URLs, unless it is one too many (the
+/// Adds the sink of the notification URL `text` to `all` (a sink per chat
+/// of a Telegram URL naming several), named by its position among the
+/// notification URLs, unless it is one too many (the
 /// sinks before it are `before`'s), unreadable or its name is taken: what
 /// is wrong is said through `at`, which says where the URL was.
 fn add(
@@ -79,16 +80,17 @@ fn add(
     before: &str,
     at: &dyn Fn(&str) -> ConfigError,
 ) -> Result<(), ConfigError> {
-    if all.len() == MAX_SINKS {
-        return Err(at(&format!(
-            "one sink too many: at most {MAX_SINKS} in all, {before} included"
-        )));
+    for url in notify_url::parse_all(text).map_err(|why| at(&why))? {
+        if all.len() == MAX_SINKS {
+            return Err(at(&format!(
+                "one sink too many: at most {MAX_SINKS} in all, {before} included"
+            )));
+        }
+        let position = all.iter().filter(|s| s.notify).count() + 1;
+        let sink = named(url, position);
+        unique(&sink, all).map_err(|why| at(&why))?;
+        all.push(sink);
     }
-    let url = notify_url::parse(text).map_err(|why| at(&why))?;
-    let position = all.iter().filter(|s| s.notify).count() + 1;
-    let sink = named(url, position);
-    unique(&sink, all).map_err(|why| at(&why))?;
-    all.push(sink);
     Ok(())
 }
 

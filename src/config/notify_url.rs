@@ -177,6 +177,37 @@ fn token_like(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Reads `text` as notification URLs: one, or for shoutrrr's Telegram form
+/// naming several chats (`chats=@a,-100…`), one per chat, each a sink of
+/// its own (its `name=`, when given, numbered `-1`, `-2`, …).
+pub(crate) fn parse_all(text: &str) -> Result<Vec<NotifyUrl>, String> {
+    let chats = Parts::of(text).ok().and_then(|p| {
+        if p.scheme != "telegram" {
+            return None;
+        }
+        p.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            matches!(key, "chats" | "channels")
+                .then(|| (pair, value.split(',').map(str::trim).collect::<Vec<_>>()))
+        })
+    });
+    let Some((pair, chats)) = chats.filter(|(_, chats)| chats.len() > 1) else {
+        return parse(text).map(|url| vec![url]);
+    };
+    let key = pair.split_once('=').map_or("chats", |(k, _)| k);
+    chats
+        .iter()
+        .enumerate()
+        .map(|(i, chat)| {
+            let mut url = parse(&text.replacen(pair, &format!("{key}={chat}"), 1))?;
+            if let Some(name) = url.name.take() {
+                url.name = Some(sink_name(&format!("{name}-{}", i + 1))?);
+            }
+            Ok(url)
+        })
+        .collect()
+}
+
 /// Reads `text` as a notification URL. The error says why in words that
 /// never hold the URL or a piece of it.
 pub(crate) fn parse(text: &str) -> Result<NotifyUrl, String> {
@@ -322,8 +353,9 @@ fn telegram(p: &Parts<'_>) -> Result<Form, String> {
         }
     };
     let chats: Vec<&str> = chats.split(',').map(str::trim).collect();
+    // Several chats are one URL each by now (`parse_all`).
     let [chat] = chats[..] else {
-        return Err("chats= names one chat a URL here: write a URL for each chat".into());
+        return Err("chats= names one chat a URL here".into());
     };
     // A forum topic: `CHAT:THREAD`.
     let (chat, thread) = match chat.rsplit_once(':') {

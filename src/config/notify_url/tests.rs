@@ -346,3 +346,42 @@ fn values_that_may_hold_a_secret_are_told_apart() {
     assert!(!may_hold_a_secret("unix:///var/run/docker.sock"));
     assert!(!may_hold_a_secret("/etc/rtinspect/notify"));
 }
+
+#[test]
+fn a_telegram_url_naming_several_chats_is_a_sink_for_each() {
+    let urls =
+        parse_all("telegram://1:SECRET@telegram?chats=@game_alerts,-1001234567890:42&name=ops")
+            .unwrap();
+    let got: Vec<(String, Option<String>)> = urls
+        .into_iter()
+        .map(|u| (u.webhook.url.secret().to_owned(), u.name))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "https://api.telegram.org/bot1:SECRET/sendMessage?chat_id=@game_alerts".to_owned(),
+                Some("ops-1".to_owned())
+            ),
+            (
+                "https://api.telegram.org/bot1:SECRET/sendMessage?chat_id=-1001234567890\
+                 &message_thread_id=42"
+                    .to_owned(),
+                Some("ops-2".to_owned())
+            ),
+        ]
+    );
+    // One chat, or another service: one URL, as `parse` reads it.
+    assert_eq!(
+        parse_all("telegram://1:K@telegram?channels=5")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(parse_all("ntfy://ntfy.sh/a,b").unwrap().len(), 1);
+    // A bad chat among them refuses the whole URL.
+    let why = parse_all("telegram://1:SECRET@telegram?chats=5,abc")
+        .err()
+        .unwrap();
+    assert!(why.contains("chats= must be"), "{why}");
+}
