@@ -113,6 +113,18 @@ fn not_utf8(source: Source, value: &OsStr) -> ConfigError {
     }
 }
 
+/// How the values of an option given more than once are joined, as its
+/// variable would hold them: `--sink` once for each sink (`,`), `--notify`
+/// once for each URL (a space); `None` for an option given once, whose last
+/// value counts.
+fn joined_by(opt: Opt) -> Option<char> {
+    match opt {
+        Opt::Sink => Some(','),
+        Opt::Notify => Some(' '),
+        _ => None,
+    }
+}
+
 /// The command line as given, before the environment is read.
 #[derive(Debug, Default)]
 pub(crate) struct RawArgs {
@@ -161,29 +173,20 @@ impl RawArgs {
                         continue;
                     };
                     match value.into_string() {
-                        // `--sink` may be given once for each sink.
-                        Ok(value) if opt == Opt::Sink => {
-                            raw.flags
-                                .entry(opt)
-                                .and_modify(|v| {
-                                    v.push(',');
-                                    v.push_str(&value);
-                                })
-                                .or_insert(value);
-                        }
-                        // `--notify` too, once for each URL.
-                        Ok(value) if opt == Opt::Notify => {
-                            raw.flags
-                                .entry(opt)
-                                .and_modify(|v| {
-                                    v.push(' ');
-                                    v.push_str(&value);
-                                })
-                                .or_insert(value);
-                        }
-                        Ok(value) => {
-                            raw.flags.insert(opt, value);
-                        }
+                        Ok(value) => match joined_by(opt) {
+                            Some(sep) => {
+                                raw.flags
+                                    .entry(opt)
+                                    .and_modify(|v| {
+                                        v.push(sep);
+                                        v.push_str(&value);
+                                    })
+                                    .or_insert(value);
+                            }
+                            None => {
+                                raw.flags.insert(opt, value);
+                            }
+                        },
                         Err(value) => raw.fail_with(not_utf8(Source::Flag(opt), &value)),
                     }
                 }
