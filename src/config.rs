@@ -30,6 +30,7 @@ mod durations;
 mod error;
 mod host;
 mod incidents;
+mod mask;
 mod names;
 mod notify;
 mod notify_url;

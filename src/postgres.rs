@@ -25,12 +25,14 @@
 //!
 //! `connect` opens the connections (the probe, keepalives, TLS), and
 //! `transaction` begins and ends every transaction on them; `records`,
-//! `sink`, `migrate`, `prune` and `history` are the five uses, each on its own;
-//! `error` describes a failure of any of them.
+//! `sink`, `migrate`, `prune`, `history` and `silences` are the uses, each on
+//! its own; `host` is which rows are this host's, for all of them; `error`
+//! describes a failure of any of them.
 
 mod connect;
 mod error;
 mod history;
+mod host;
 mod migrate;
 mod prune;
 mod records;
@@ -44,6 +46,7 @@ pub use error::{PgError, describe};
 pub use history::{FACT_ROWS, HistoryRow, INCIDENT_ROWS, Rows, history_rows};
 pub use migrate::{MigrationStep, Tables, migrate};
 pub use prune::{PRUNE_BATCH, Pruned, prune_events};
-pub use records::{HostFilter, PgRecords, records_query};
+pub use host::HostFilter;
+pub use records::{PgRecords, records_query};
 pub use silences::{PgSilences, is_missing, known_games, silences_query};
 pub use sink::PgSink;

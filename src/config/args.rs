@@ -7,7 +7,16 @@
 //! given to another command it is refused, naming who reads it.
 
 use super::error::ConfigError;
-use super::raw::CommandArgs;
+
+/// What a command was given beside the options: its words (`silence`'s)
+/// and its flags, in order.
+#[derive(Debug, Default)]
+pub(super) struct CommandArgs {
+    /// The words after `silence`: the action, then an id.
+    pub(super) words: Vec<String>,
+    /// Each command flag, with its value (`--all` and `--json` have none).
+    pub(super) flags: Vec<(&'static str, Option<String>)>,
+}
 
 /// A command's own flag.
 #[derive(Debug)]

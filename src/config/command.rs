@@ -100,8 +100,8 @@ pub(super) fn asked(
         }),
         Some(other) => {
             // A URL given first (`rtinspect https://…`) is not shown whole.
-            let other = match super::notify_url::may_hold_a_secret(other) {
-                true => super::notify_url::masked(other),
+            let other = match super::mask::may_hold_a_secret(other) {
+                true => super::mask::masked(other),
                 false => other.to_owned(),
             };
             return Err(ConfigError::new(format!(

@@ -8,10 +8,11 @@
 //! ([`NotifyFile`]) and read by the webhook adapter when the sinks are
 //! built, its lines then read here as the flag's are. Every message names
 //! the option (and the file's line) and shows no more of a URL than
-//! [`notify_url::masked`] does.
+//! [`mask::masked`](super::mask::masked) does.
 
 use super::error::ConfigError;
-use super::notify_url::{self, NotifyUrl, masked};
+use super::mask::masked;
+use super::notify_url::{self, NotifyUrl};
 use super::raw::Given;
 use super::sinks::{Sink, SinkConfig};
 use super::webhook::WebhookSettings;

@@ -10,8 +10,9 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
+use super::args::CommandArgs;
 use super::error::ConfigError;
-use super::notify_url::{masked, may_hold_a_secret};
+use super::mask::{masked, may_hold_a_secret};
 use super::options::Opt;
 use super::row::OptionDefault;
 
@@ -366,16 +367,6 @@ pub(super) struct Inputs {
     given: HashMap<Opt, Given>,
     state_directory: Option<Given>,
     command_args: CommandArgs,
-}
-
-/// What a command was given beside the options: its words (`silence`'s)
-/// and its flags, in order.
-#[derive(Debug, Default)]
-pub(super) struct CommandArgs {
-    /// The words after `silence`: the action, then an id.
-    pub(super) words: Vec<String>,
-    /// Each command flag, with its value (`--all` and `--json` have none).
-    pub(super) flags: Vec<(&'static str, Option<String>)>,
 }
 
 impl Inputs {

@@ -2,8 +2,8 @@
 //! as they can be without the clock (whether `--until` is still to come is
 //! the command's to say, when it runs: see `crate::silence::window`).
 
+use super::args::CommandArgs;
 use super::error::ConfigError;
-use super::raw::CommandArgs;
 use crate::silence::{self, Ends};
 
 /// What `rtinspect silence` was asked to do.

@@ -11,7 +11,7 @@ use postgres::types::{ToSql, Type};
 
 use super::connect::Connector;
 use super::error::PgError;
-use super::records::HostFilter;
+use super::host::HostFilter;
 use super::transaction::{BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 

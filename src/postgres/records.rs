@@ -10,20 +10,12 @@ use postgres::types::{ToSql, Type};
 
 use super::connect::Connector;
 use super::error::{PgError, UNDEFINED_COLUMN, UNDEFINED_FUNCTION};
+use super::host::HostFilter;
 use super::transaction::{BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 use crate::inspector::RuntimeRecord;
 use crate::records::{RecordError, RecordSource, SilencesReadError};
 use crate::silence::Silence;
-
-/// This host's slice of a shared records table, ready for the adapters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFilter {
-    /// The records table's column naming the host (a validated identifier).
-    pub column: String,
-    /// This host's id, bound as `$1`.
-    pub host_id: String,
-}
 
 /// The records query: the running records, and with host scoping only
 /// this host's (`AND "<column>" = $1`), which the index

@@ -16,7 +16,7 @@ use postgres::types::{ToSql, Type};
 
 use super::connect::Connector;
 use super::error::{PgError, UNDEFINED_COLUMN};
-use super::records::HostFilter;
+use super::host::HostFilter;
 use super::transaction::{BEGIN, BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 use crate::silence::{Ended, MAX_SILENCES, Silence};
