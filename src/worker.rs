@@ -146,7 +146,7 @@ impl Worker {
             mono: Instant::now(),
         };
         let memory = schedule.incidents().map(|t| t.saved(now));
-        live.publish(memory.as_ref());
+        live.publish(memory.as_ref(), schedule.hold().silences());
     }
 
     /// What fails right now and since when, for `STATUS=`; `None` when all is well.
@@ -313,7 +313,7 @@ impl Worker {
                 // The board shows what was just saved: one copy of the
                 // tracker's memory serves both.
                 if let Some(live) = &mut self.live {
-                    live.publish(Some(&saved));
+                    live.publish(Some(&saved), schedule.hold().silences());
                 }
                 self.saved(StateFile::Incidents, result)
             }

@@ -101,6 +101,11 @@ impl Hold {
             .collect()
     }
 
+    /// The silences in force, as last read.
+    pub fn silences(&self) -> &Silences {
+        &self.silences
+    }
+
     /// The silences from now on.
     pub fn set_silences(&mut self, silences: Silences) {
         self.silences = silences;

@@ -87,15 +87,28 @@ pub(crate) fn render(board: Option<&Board>, now: SystemTime, refresh: Duration) 
         }
         out.push_str("</table>");
     }
-    out.push_str(
+    // The column of silences only when a game is silenced, as in `status`.
+    let silences = board.rows.iter().any(|r| r.silenced_until.is_some());
+    let _ = write!(
+        out,
         "<h2>Games</h2><table><tr><th>status</th><th>game</th><th>container</th>\
-         <th>state</th><th>health</th><th>restarts</th><th>note</th></tr>",
+         <th>state</th><th>health</th><th>restarts</th>{}<th>note</th></tr>",
+        if silences {
+            "<th>silenced until</th>"
+        } else {
+            ""
+        }
     );
     for r in board.rows.iter().take(PAGE_ROWS) {
+        let silenced = match (silences, r.silenced_until) {
+            (false, _) => String::new(),
+            (true, None) => "<td>-</td>".to_owned(),
+            (true, Some(until)) => format!("<td>{}</td>", minute(until)),
+        };
         let _ = write!(
             out,
             "<tr class=\"{}\"><td class=\"s\">{}</td><td>{}</td><td><code>{}</code></td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td>{silenced}<td>{}</td></tr>",
             r.standing.as_str(),
             r.standing.words(),
             text(&r.game_id, 64),
@@ -211,6 +224,32 @@ mod tests {
         for asset in ["src=", "http://", "https://", "<link", "@import", "url("] {
             assert!(!page.contains(asset), "{asset}: {page}");
         }
+    }
+
+    #[test]
+    fn a_silenced_game_shows_until_when_and_no_column_without_one() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let until = at + Duration::from_secs(3600);
+        let looks = vec![look("g-quiet", "exited"), look("g-1", "running")];
+        let b = Board::new("h".into(), at, looks, None, &|g| {
+            (g == "g-quiet").then_some(until)
+        });
+        let page = render(Some(&b), at, Duration::from_secs(15));
+        assert!(page.contains("<th>silenced until</th>"), "{page}");
+        assert!(
+            page.contains(&format!("<td>{}</td>", minute(until))),
+            "{page}"
+        );
+        // g-1: health, restarts and silence each `-`.
+        assert!(
+            page.contains("<td>running</td><td>-</td><td>-</td><td>-</td><td></td></tr>"),
+            "{page}"
+        );
+        let b = Board::new("h".into(), at, vec![look("g-1", "running")], None, &|_| {
+            None
+        });
+        let page = render(Some(&b), at, Duration::from_secs(15));
+        assert!(!page.contains("silenced until"), "{page}");
     }
 
     #[test]

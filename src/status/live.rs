@@ -13,6 +13,7 @@ use super::{Board, Look, Seen, TrackerMemory};
 use crate::docker::DockerError;
 use crate::incident::MAX_RESTARTS_PER_LOOK;
 use crate::inspector::{Observation, RuntimeRecord};
+use crate::silence::Silences;
 
 /// The board the listener shows: the last one published.
 #[derive(Debug)]
@@ -119,18 +120,15 @@ impl Looks {
     }
 
     /// Publishes the board of the looks now, with what the tracker
-    /// remembers (`None`: no tracker). It is called at a tick's end and at
-    /// a save of the incidents, when the tracker changed: each time the
-    /// board's time, at least, is new.
-    pub(crate) fn publish(&mut self, memory: Option<&TrackerMemory>) {
+    /// remembers (`None`: no tracker) and the silences in force. It is
+    /// called at a tick's end and at a save of the incidents, when the
+    /// tracker changed: each time the board's time, at least, is new.
+    pub(crate) fn publish(&mut self, memory: Option<&TrackerMemory>, silences: &Silences) {
         let looks = self.looks.values().map(|(l, _)| l.clone()).collect();
-        let board = Board::new(
-            self.board.host.clone(),
-            SystemTime::now(),
-            looks,
-            memory,
-            &|_| None,
-        )
+        let now = SystemTime::now();
+        let board = Board::new(self.board.host.clone(), now, looks, memory, &|game| {
+            silences.covered_until(game, now)
+        })
         .with_reasons(&|id| self.reasons.get(id).cloned());
         // The reasons of incidents no longer open go.
         let open: HashSet<&str> = board
@@ -185,7 +183,7 @@ mod tests {
             "another container"
         );
         assert_eq!(looks.looked(&g1, &seen(B, 500, "running")), 64, "bounded");
-        looks.publish(None);
+        looks.publish(None, &Silences::default());
         let b = board.latest().unwrap();
         assert_eq!(b.host, "host-7");
         let games: Vec<&str> = b.rows.iter().map(|r| r.game_id.as_str()).collect();
@@ -193,10 +191,29 @@ mod tests {
         // A game that leaves the records leaves the board.
         looks.listed(std::slice::from_ref(&g1));
         looks.invalid(&RuntimeRecord::new("g-3", ""), "record skipped".into());
-        looks.publish(None);
+        looks.publish(None, &Silences::default());
         let b = board.latest().unwrap();
         let games: Vec<&str> = b.rows.iter().map(|r| r.game_id.as_str()).collect();
         assert_eq!(games, ["g-3", "g-1"]);
+        // The silences in force show on the page as in `status`.
+        let now = SystemTime::now();
+        let until = now + std::time::Duration::from_secs(600);
+        let silence = crate::silence::Silence {
+            id: "s".into(),
+            game_id: Some("g-1".into()),
+            starts_at: now - std::time::Duration::from_secs(1),
+            ends_at: until,
+            created_by: "ci".into(),
+            comment: String::new(),
+        };
+        looks.publish(None, &Silences::new([&silence], now));
+        let b = board.latest().unwrap();
+        let silenced: Vec<(&str, Option<SystemTime>)> = b
+            .rows
+            .iter()
+            .map(|r| (r.game_id.as_str(), r.silenced_until))
+            .collect();
+        assert_eq!(silenced, [("g-3", None), ("g-1", Some(until))]);
     }
 
     #[test]
@@ -210,7 +227,7 @@ mod tests {
         looks.reason("id-5", "oom");
         looks.reason("id-gone", "stopped");
         let open = super::super::tests::memory(&[("g-1", 0, Some((Kind::NotRunning, 5)))]);
-        looks.publish(Some(&open));
+        looks.publish(Some(&open), &Silences::default());
         let b = board.latest().unwrap();
         let reason = b.rows[0].incident.as_ref().and_then(|i| i.reason.clone());
         assert_eq!(reason.as_deref(), Some("oom"));
