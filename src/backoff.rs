@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Retry delays: exponential from `first`, capped, with up to 50% jitter so
 /// that many hosts recovering together do not retry in step.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     first: Duration,
     cap: Duration,
     next: Duration,
@@ -14,7 +14,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Delays from `first` doubling up to `cap`.
-    pub fn new(first: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(first: Duration, cap: Duration) -> Self {
         Backoff {
             first,
             cap,
@@ -23,7 +23,7 @@ impl Backoff {
     }
 
     /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(self.cap);
         let random = std::collections::hash_map::RandomState::new()
@@ -34,7 +34,7 @@ impl Backoff {
     }
 
     /// Back to the first delay, after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.first;
     }
 }

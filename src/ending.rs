@@ -52,25 +52,25 @@ use std::time::{Duration, Instant};
 /// shows a container of its restart loop `exited` for a moment between the
 /// `die` and its `restart`, which the rule without events would take for a
 /// stop.
-pub const LOOK_SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const LOOK_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long an end a look found before its `die` arrived waits for it
 /// ([`Endings::settling`]): dockerd sends the `die` after it marks the
 /// container exited, and a daemon busy with a compose recreate of many
 /// services was seen to send it late.
-pub const DIE_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const DIE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a container found `created` (never started) is taken for one
 /// about to start: a deploy creates its containers, then starts them
 /// (compose creates every service's before it starts the first), and a tick
 /// between the two is no outage. One still `created` after this long is
 /// judged like any other that does not run.
-pub const CREATED_SETTLE: Duration = Duration::from_secs(30);
+pub(crate) const CREATED_SETTLE: Duration = Duration::from_secs(30);
 
 /// The containers remembered at most beside the records' own (see
 /// [`Endings::room_for`]); past it, the one left alone longest is forgotten
 /// (its game's end is with the incident tracker by then).
-pub const MAX_CONTAINERS: usize = 4096;
+pub(crate) const MAX_CONTAINERS: usize = 4096;
 
 /// How a container's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl EndReason {
 
 /// Whether `State.Status` says the container's run has ended and no
 /// restart is under way: `exited` or `dead`.
-pub fn is_down(status: &str) -> bool {
+pub(crate) fn is_down(status: &str) -> bool {
     matches!(status, "exited" | "dead")
 }
 
@@ -154,7 +154,7 @@ const SIGNALS: [&str; 31] = [
 ];
 
 /// The name of signal `n` (1 to 31), without `SIG`.
-pub fn signal_name(n: i64) -> Option<&'static str> {
+pub(crate) fn signal_name(n: i64) -> Option<&'static str> {
     let i = usize::try_from(n.checked_sub(1)?).ok()?;
     SIGNALS.get(i).copied()
 }
@@ -203,7 +203,7 @@ pub enum Happened<'a> {
 
 /// What one inspect said of a container, for its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Look<'a> {
+pub(crate) struct Look<'a> {
     /// `State.Status`.
     pub status: &'a str,
     /// `HostConfig.RestartPolicy.Name` (`no`, `always`, `unless-stopped`,
@@ -295,7 +295,7 @@ impl Container {
 
 /// Every container's end, as the events and the inspects told it.
 #[derive(Debug, Clone, Default)]
-pub struct Endings {
+pub(crate) struct Endings {
     containers: HashMap<String, Container>,
     /// Whether an events stream feeds it: then a look that finds a
     /// container down before its `die` arrived waits for the `die`.
@@ -307,7 +307,7 @@ pub struct Endings {
 
 impl Endings {
     /// Knows of no container yet; `events` when an events stream feeds it.
-    pub fn new(events: bool) -> Endings {
+    pub(crate) fn new(events: bool) -> Endings {
         Endings {
             containers: HashMap::new(),
             events,
@@ -322,7 +322,7 @@ impl Endings {
     /// next, costing every end the events told and a scan of the whole
     /// memory per look. When the records shrink, the memory stays as large
     /// as it grew: a container is forgotten for each new one.
-    pub fn room_for(&mut self, records: usize) {
+    pub(crate) fn room_for(&mut self, records: usize) {
         self.room = MAX_CONTAINERS.saturating_add(records);
     }
 
@@ -344,7 +344,7 @@ impl Endings {
     /// events or not: it is about to start; and one found `removing` for as
     /// long: it is being removed through the API (`docker rm -f`, a compose
     /// down or recreate), its `destroy` on the way.
-    pub fn settling(&self, container: &str, now: Instant) -> bool {
+    pub(crate) fn settling(&self, container: &str, now: Instant) -> bool {
         let Some(c) = self.containers.get(container) else {
             return false;
         };
@@ -357,7 +357,7 @@ impl Endings {
     /// An event of `container` at `now`. Returns the container's end when
     /// this event made or changed it (a `die`, or a `stop` or `destroy`
     /// after it: the operator took over).
-    pub fn event(
+    pub(crate) fn event(
         &mut self,
         container: &str,
         happened: Happened<'_>,
@@ -435,7 +435,12 @@ impl Endings {
     /// What an inspect of `container` at `now` said. Returns the reason of
     /// the container's last end as it stands after the look (`None`: it
     /// never ended, as far as anything told).
-    pub fn look(&mut self, container: &str, look: Look<'_>, now: Instant) -> Option<EndReason> {
+    pub(crate) fn look(
+        &mut self,
+        container: &str,
+        look: Look<'_>,
+        now: Instant,
+    ) -> Option<EndReason> {
         let c = self.entry(container, now);
         c.touched = now;
         c.passing_since = match look.status {

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use crate::ending::EndReason;
+pub(crate) use crate::ending::EndReason;
 
 mod change;
 mod clock;
@@ -30,16 +30,16 @@ mod gone;
 mod look;
 mod saved;
 
-pub use change::{Change, IncidentEvent, Kind, Resolution};
+pub(crate) use change::{Change, IncidentEvent, Kind, Resolution};
 use game::GameState;
-pub use saved::SavedIncidents;
+pub(crate) use saved::SavedIncidents;
 
 /// How long an `oom` event waits for an incident of its game to open and take
 /// it; the `die` that follows an OOM kill comes within moments.
-pub const OOM_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const OOM_GRACE: Duration = Duration::from_secs(60);
 
 /// The most restarts one look counts from a jump of `RestartCount`.
-pub const MAX_RESTARTS_PER_LOOK: u64 = 64;
+pub(crate) const MAX_RESTARTS_PER_LOOK: u64 = 64;
 
 /// When incidents open, escalate, remind and resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

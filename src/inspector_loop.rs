@@ -28,7 +28,7 @@ pub(crate) struct Turns {
 }
 
 /// The inspector's end of the events stream.
-pub struct Nudges {
+pub(crate) struct Nudges {
     /// The reader's nudges.
     pub receiver: Receiver<Nudge>,
     /// Set by the reader when a nudge did not fit: resync.

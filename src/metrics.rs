@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use exposition::render;
-pub use health::{HealthInputs, health};
-pub use listener::ListenError;
+pub(crate) use exposition::render;
+pub(crate) use health::{HealthInputs, health};
+pub(crate) use listener::ListenError;
 use listener::{Limits, Listener, RequestLine, Response};
 
 use crate::status::html::PAGE_ROWS;
@@ -29,14 +29,14 @@ use crate::status::live::LiveBoard;
 use crate::telemetry::Telemetry;
 
 /// The running listener.
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     listener: Listener,
     board: Arc<LiveBoard>,
 }
 
 /// Binds `addr` and starts the listener thread, the status page being of
 /// `host`; the error names the address.
-pub fn serve(
+pub(crate) fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     inputs: HealthInputs,
@@ -62,7 +62,7 @@ impl MetricsServer {
     }
 
     /// Stops listening, closes every connection and joins the thread.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.listener.stop();
     }
 }

@@ -21,7 +21,7 @@ const MIN_WATCHDOG: Duration = Duration::from_millis(200);
 
 /// The link to systemd's notify socket, if there is one.
 #[derive(Debug, Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
     last_ping: Mutex<Option<Instant>>,
@@ -33,7 +33,7 @@ pub struct Notifier {
 impl Notifier {
     /// The notifier systemd asks for through `NOTIFY_SOCKET`, with the
     /// watchdog period of `WATCHDOG_USEC` (when `WATCHDOG_PID`, if set, is us).
-    pub fn from_env(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+    pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Self {
         let socket = env("NOTIFY_SOCKET").and_then(|path| {
             let addr = address(&path)?;
             let socket = UnixDatagram::unbound().ok()?;
@@ -67,17 +67,17 @@ impl Notifier {
 
     /// How often the watchdog must hear from us: half its period, as systemd
     /// recommends; `None` without a watchdog.
-    pub fn watchdog_every(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_every(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)
     }
 
     /// Configuration valid, state directory locked, listener bound.
-    pub fn ready(&self) {
+    pub(crate) fn ready(&self) {
         self.send("READY=1");
     }
 
     /// The inspector loop turned (at most one datagram a second).
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         if self.watchdog.is_none() {
             return;
         }
@@ -90,7 +90,7 @@ impl Notifier {
     }
 
     /// A one-line summary for `systemctl status`.
-    pub fn status(&self, line: &str) {
+    pub(crate) fn status(&self, line: &str) {
         if self.socket.is_some() {
             // One line: a newline would start another assignment.
             let line = line.replace('\n', " ");
@@ -102,7 +102,7 @@ impl Notifier {
     /// stops the watchdog of a unit that stops (`TimeoutStopSec` bounds the
     /// exit instead) and a late ping would arm it again; a tick that ends
     /// during the exit must not put its summary over "stopping".
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         let mut stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
         if !*stopping {
             *stopping = true;

@@ -52,44 +52,44 @@ mod saves;
 mod ticks;
 mod waits;
 
-pub use actions::{Action, Input, ListFor, Report, TickEnd};
+pub(crate) use actions::{Action, Input, ListFor, Report, TickEnd};
 pub use docker_event::{ContainerAction, ContainerEvent};
-pub use saves::StateFile;
+pub(crate) use saves::StateFile;
 use waits::{Pending, Waiting};
 
 /// How long after a bare `health_status` (Podman's) a container that still
 /// looked healthy is inspected again: Podman 4.3 sends the event while its
 /// probe runs, before it records the verdict (containers/podman#19245).
-pub const HEALTH_RECHECK: Duration = Duration::from_secs(1);
+pub(crate) const HEALTH_RECHECK: Duration = Duration::from_secs(1);
 
 /// The least time between two full ticks that resyncs ask for.
-pub const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
+pub(crate) const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
 
 /// How long the first tick waits for the events stream to be subscribed:
 /// subscribe first, then tick, so nothing falls between the two.
-pub const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// The least time from the end of one read of the records to the start of
 /// the next that nudges of known records wait for (PostgreSQL mode): a flood
 /// of events costs at most ten reads a second, an isolated event one round
 /// trip to the database.
-pub const KNOWN_READ_GAP: Duration = Duration::from_millis(100);
+pub(crate) const KNOWN_READ_GAP: Duration = Duration::from_millis(100);
 
 /// The least time from the end of one read of the records to the start of
 /// the next that events of containers no record names ask for.
-pub const UNKNOWN_READ_GAP: Duration = Duration::from_secs(1);
+pub(crate) const UNKNOWN_READ_GAP: Duration = Duration::from_secs(1);
 
 /// Events waiting for a read of the records at most; past that a full tick
 /// catches up.
-pub const WAITING_MAX: usize = 256;
+pub(crate) const WAITING_MAX: usize = 256;
 
 /// Re-inspections waiting for their time at most; past that none is added
 /// (the next tick inspects every record anyway).
-pub const RECHECKS_MAX: usize = 256;
+pub(crate) const RECHECKS_MAX: usize = 256;
 
 /// Records added by Docker events (label mode) between two listings at
 /// most; past that a full tick lists them instead.
-pub const ADDED_MAX: usize = 1024;
+pub(crate) const ADDED_MAX: usize = 1024;
 
 /// Where the records come from, which says how the record set follows Docker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

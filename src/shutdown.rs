@@ -14,14 +14,14 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 /// Requests shutdown; clones share the one request.
 #[derive(Debug, Clone)]
-pub struct ShutdownTrigger(Arc<Mutex<Option<Sender<()>>>>);
+pub(crate) struct ShutdownTrigger(Arc<Mutex<Option<Sender<()>>>>);
 
 /// Tells whether shutdown was requested, and sleeps until it is.
 #[derive(Debug, Clone)]
-pub struct Shutdown(Receiver<()>);
+pub(crate) struct Shutdown(Receiver<()>);
 
 /// A fresh trigger and its waiter.
-pub fn channel() -> (ShutdownTrigger, Shutdown) {
+pub(crate) fn channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = crossbeam_channel::bounded(0);
     (
         ShutdownTrigger(Arc::new(Mutex::new(Some(tx)))),
@@ -31,19 +31,19 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
 
 impl ShutdownTrigger {
     /// Requests shutdown; later calls do nothing.
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
 impl Shutdown {
     /// Whether shutdown was requested.
-    pub fn is_requested(&self) -> bool {
+    pub(crate) fn is_requested(&self) -> bool {
         matches!(self.0.try_recv(), Err(TryRecvError::Disconnected))
     }
 
     /// The channel that disconnects on shutdown, for a `select!` beside others.
-    pub fn receiver(&self) -> &Receiver<()> {
+    pub(crate) fn receiver(&self) -> &Receiver<()> {
         &self.0
     }
 }
@@ -52,13 +52,13 @@ impl Shutdown {
 /// one runs `at_once` (which spools what is undelivered) and ends the process
 /// at once (exit 130), for an operator who will not wait for the drain.
 #[derive(Debug)]
-pub struct SignalWatcher {
+pub(crate) struct SignalWatcher {
     handle: Handle,
     thread: JoinHandle<()>,
 }
 
 /// Starts the signal thread.
-pub fn watch_signals(
+pub(crate) fn watch_signals(
     trigger: ShutdownTrigger,
     at_once: Box<dyn Fn() + Send>,
 ) -> std::io::Result<SignalWatcher> {
@@ -91,7 +91,7 @@ pub fn watch_signals(
 
 impl SignalWatcher {
     /// Stops watching and joins the thread.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.handle.close();
         if let Err(panic) = self.thread.join() {
             std::panic::resume_unwind(panic);

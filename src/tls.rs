@@ -14,7 +14,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use crate::config::CaFile;
 
 /// The system's CA bundle on Debian and its relatives.
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub(crate) const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Bound on a CA file: Debian's whole bundle is about 220 KB, and a path to a
 /// device or a huge file must not exhaust memory.
@@ -105,7 +105,7 @@ fn read_ca_file(ca: &CaFile) -> Result<Vec<u8>, CaError> {
 
 /// The trusted certificates of `ca_file`, else of the system bundle (named
 /// in errors as `system_named_by`), each checked as a rustls trust anchor.
-pub fn load_roots(
+pub(crate) fn load_roots(
     ca_file: Option<&CaFile>,
     system_named_by: &str,
 ) -> Result<Vec<CertificateDer<'static>>, CaError> {

@@ -25,13 +25,13 @@ use ureq::unversioned::transport::{
 
 /// Opens a connection to one Unix socket path, whatever the request's host.
 #[derive(Debug, Clone)]
-pub struct UnixConnector {
+pub(crate) struct UnixConnector {
     path: PathBuf,
 }
 
 impl UnixConnector {
     /// A connector for the socket at `path`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         UnixConnector { path: path.into() }
     }
 }
@@ -73,7 +73,7 @@ impl std::fmt::Display for ConnectTimedOut {
 impl std::error::Error for ConnectTimedOut {}
 
 /// Whether `e` is a connect that found no room within its time.
-pub fn is_connect_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_connect_timeout(e: &io::Error) -> bool {
     e.get_ref()
         .is_some_and(|inner| inner.is::<ConnectTimedOut>())
 }
@@ -121,7 +121,7 @@ impl ShutdownHandle for SharedStream {
 
 /// One open connection to the socket.
 #[derive(Debug)]
-pub struct UnixTransport {
+pub(crate) struct UnixTransport {
     stream: Arc<SharedStream>,
     buffers: LazyBuffers,
     read_timeout: Option<Duration>,
@@ -216,7 +216,7 @@ impl Transport for UnixTransport {
 
 /// A resolver that resolves nothing: every request goes to the one socket.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NoLookup;
+pub(crate) struct NoLookup;
 
 impl Resolver for NoLookup {
     fn resolve(

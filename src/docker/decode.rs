@@ -287,7 +287,7 @@ impl CreatedAt {
 }
 
 /// Decodes the `Created` of an inspect body.
-pub fn decode_created(body: &[u8]) -> Result<CreatedAt, DockerError> {
+pub(super) fn decode_created(body: &[u8]) -> Result<CreatedAt, DockerError> {
     #[derive(Deserialize)]
     struct Created {
         #[serde(rename = "Created")]

@@ -43,7 +43,7 @@ fn per_sink(
 
 /// The exposition text of every metric; `queue_depths` in the order of
 /// [`Telemetry::sinks`].
-pub fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
+pub(crate) fn render(t: &Telemetry, queue_depths: &[usize]) -> String {
     let mut out = String::with_capacity(4096);
     family(
         &mut out,

@@ -9,7 +9,7 @@ use crate::event::rfc3339_micros;
 use crate::telemetry::{FailureStreak, Telemetry};
 
 /// What `/healthz` needs besides the counters.
-pub struct HealthInputs {
+pub(crate) struct HealthInputs {
     /// The tick interval: a last successful tick older than three of these
     /// is stale.
     pub interval: Duration,
@@ -33,7 +33,7 @@ pub struct HealthInputs {
 /// (`now` against the `Instant`s of [`Telemetry::tick_succeeded`] and
 /// [`HealthInputs::started`]), so a step of the wall clock changes nothing:
 /// a watcher that cannot see must never say ok.
-pub fn health(
+pub(crate) fn health(
     telemetry: &Telemetry,
     inputs: &HealthInputs,
     now: Instant,

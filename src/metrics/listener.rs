@@ -28,7 +28,7 @@ use conn::{Conn, State};
 
 /// The bounds the listener keeps, whatever its clients do.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(super) struct Limits {
     /// Connections open at once; a new one beyond this evicts the oldest.
     pub max_connections: usize,
     /// Time from accepting a connection to having its whole request head.
@@ -57,7 +57,7 @@ impl Default for Limits {
 
 /// The request line of a request: all the listener reads of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestLine<'a> {
+pub(super) struct RequestLine<'a> {
     /// The method, case-sensitive as HTTP has it (`GET`, `POST`, …).
     pub method: &'a str,
     /// The path of the target, without its query.
@@ -66,7 +66,7 @@ pub struct RequestLine<'a> {
 
 /// An answer to send back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(super) struct Response {
     /// The status code.
     pub status: u16,
     /// The `Content-Type` header.
@@ -77,7 +77,7 @@ pub struct Response {
 
 impl Response {
     /// A `text/plain` answer.
-    pub fn text(status: u16, body: impl Into<String>) -> Response {
+    pub(super) fn text(status: u16, body: impl Into<String>) -> Response {
         Response {
             status,
             content_type: TEXT,
@@ -90,11 +90,11 @@ impl Response {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// What answers a well-formed request.
-pub type Handler = Box<dyn FnMut(RequestLine<'_>) -> Response + Send>;
+pub(super) type Handler = Box<dyn FnMut(RequestLine<'_>) -> Response + Send>;
 
 /// Why the listener could not start.
 #[derive(Debug)]
-pub enum ListenError {
+pub(crate) enum ListenError {
     /// The address could not be bound (in use, not local, no permission).
     Bind {
         /// The address asked for.
@@ -148,7 +148,7 @@ impl std::error::Error for ListenError {
 }
 
 /// The running listener thread.
-pub struct Listener {
+pub(super) struct Listener {
     addr: SocketAddr,
     /// Closing this end wakes the thread, which then ends.
     wake: UnixStream,
@@ -157,7 +157,11 @@ pub struct Listener {
 
 /// Binds `addr` and starts the listener thread, which answers each
 /// well-formed request with `handler`.
-pub fn spawn(addr: SocketAddr, limits: Limits, handler: Handler) -> Result<Listener, ListenError> {
+pub(super) fn spawn(
+    addr: SocketAddr,
+    limits: Limits,
+    handler: Handler,
+) -> Result<Listener, ListenError> {
     let listener = TcpListener::bind(addr).map_err(|source| ListenError::Bind { addr, source })?;
     let setup = |source| ListenError::Setup { addr, source };
     listener.set_nonblocking(true).map_err(setup)?;
@@ -176,13 +180,13 @@ pub fn spawn(addr: SocketAddr, limits: Limits, handler: Handler) -> Result<Liste
 
 impl Listener {
     /// The address actually bound (the port is chosen when asked for 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Wakes the thread, which closes every connection, and joins it; a
     /// panic of the thread is raised again here.
-    pub fn stop(self) {
+    pub(super) fn stop(self) {
         // The thread polls the other end: a shutdown makes it readable.
         let _ = self.wake.shutdown(Shutdown::Both);
         if let Err(panic) = self.thread.join() {

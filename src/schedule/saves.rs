@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 /// The least time between two writes of one file of the state directory.
-pub const SAVE_GAP: Duration = Duration::from_secs(1);
+pub(super) const SAVE_GAP: Duration = Duration::from_secs(1);
 
 /// A file of the state directory the schedule writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

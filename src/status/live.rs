@@ -17,7 +17,7 @@ use crate::silence::Silences;
 
 /// The board the listener shows: the last one published.
 #[derive(Debug)]
-pub struct LiveBoard {
+pub(crate) struct LiveBoard {
     /// The host the boards are of.
     host: String,
     published: Mutex<Option<Arc<Board>>>,
@@ -25,7 +25,7 @@ pub struct LiveBoard {
 
 impl LiveBoard {
     /// A live board of `host`, empty until the first publication.
-    pub fn new(host: String) -> LiveBoard {
+    pub(crate) fn new(host: String) -> LiveBoard {
         LiveBoard {
             host,
             published: Mutex::new(None),

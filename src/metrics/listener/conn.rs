@@ -197,7 +197,7 @@ pub(super) fn head_end(head: &[u8]) -> Option<usize> {
 /// Splits a request line (`GET /metrics?x=1 HTTP/1.1`, the line end already
 /// cut, a trailing CR allowed) into method and path, or `None` when it is
 /// not an HTTP/1.x request line in origin form (RFC 9112 §3).
-pub fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
+pub(super) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.split(' ');
