@@ -412,13 +412,13 @@ impl Timeline {
 
 /// An RFC 3339 time in UTC as rtinspect writes it
 /// (`2026-11-26T21:00:00.123456Z`) as a wall-clock time; `None` when it is
-/// not one, or before 1970. Read by the one RFC 3339 reader (the silences'),
+/// not one, or before 1970. Read by the one RFC 3339 reader (`text`),
 /// held to the form rtinspect writes: a `T` and a `Z`, no offset.
 pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     if s.as_bytes().get(10) != Some(&b'T') || !s.ends_with('Z') {
         return None;
     }
-    crate::silence::parse_rfc3339(s)
+    crate::text::parse_rfc3339(s)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! Text cut to a size, and durations read from text: a shared leaf for
-//! every adapter that bounds what it sends or keeps (Docker's free texts, a
-//! chat's message), so that none borrows it from another; the characters
+//! Text cut to a size, and durations and times read from text: a shared
+//! leaf for every adapter that bounds what it sends or keeps (Docker's free
+//! texts, a chat's message), so that none borrows it from another; the characters
 //! that hide in text, which a log line and a chat message drop alike; and
 //! the two small hands the answers of `status` and `history` are written
 //! with: a JSON string, and an order.
 
 mod duration;
+mod time;
 
 pub(crate) use duration::{Units, parse_duration};
+pub(crate) use time::parse_rfc3339;
 
 /// `text` cut to at most `max` bytes without splitting a UTF-8 character.
 pub(crate) fn cut_at_char_boundary(text: &str, max: usize) -> &str {

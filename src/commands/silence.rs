@@ -305,7 +305,7 @@ fn say(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::silence::parse_rfc3339;
+    use crate::text::parse_rfc3339;
 
     fn row(id: &str, game: Option<&str>, comment: &str) -> Silence {
         Silence {

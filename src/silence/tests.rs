@@ -17,33 +17,6 @@ fn silence(game: Option<&str>, from: &str, to: &str) -> Silence {
 
 #[test]
 fn rfc3339_times_are_read_with_their_offsets() {
-    let table: &[(&str, Option<u64>)] = &[
-        ("1970-01-01T00:00:00Z", Some(0)),
-        ("2026-11-26T21:00:00Z", Some(1_795_726_800)),
-        ("2026-11-26T22:00:00+01:00", Some(1_795_726_800)),
-        ("2026-11-26T20:30:00-00:30", Some(1_795_726_800)),
-        ("2026-11-26t21:00:00z", Some(1_795_726_800)),
-        ("2026-11-26 21:00:00Z", Some(1_795_726_800)),
-        ("2024-02-29T00:00:00Z", Some(1_709_164_800)),
-        ("2023-02-29T00:00:00Z", None),
-        ("2026-13-01T00:00:00Z", None),
-        ("2026-11-31T00:00:00Z", None),
-        ("2026-11-26T24:00:00Z", None),
-        ("2026-11-26T21:00:00", None),
-        ("2026-11-26T21:00:00+0100", None),
-        ("2026-11-26T21:00:00+24:00", None),
-        ("2026-11-26", None),
-        ("+2026-11-26T21:00:00Z", None),
-        ("1969-12-31T23:59:59Z", None),
-        ("2026-11-26T21:00:00.Z", None),
-        ("2026-11-26T21:00:00Zjunk", None),
-        ("２０２６-11-26T21:00:00Z", None),
-        ("", None),
-    ];
-    for (text, want) in table {
-        let got = parse_rfc3339(text).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-        assert_eq!(got, *want, "{text:?}");
-    }
     let t = at("2026-11-26T21:00:00.1234567891Z");
     assert_eq!(
         t.duration_since(UNIX_EPOCH).unwrap().subsec_nanos(),

@@ -180,7 +180,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<Silence>, String> {
         .enumerate()
         .map(|(i, s)| {
             let time = |name: &str, text: &str| {
-                silence::parse_rfc3339(text)
+                crate::text::parse_rfc3339(text)
                     .ok_or_else(|| format!("silence {i}: {name} {text:?} is no RFC 3339 time"))
             };
             let id = silence::parse_id(&s.silence_id)
@@ -345,7 +345,7 @@ fn lock(dir: &Path, owner: Option<(u32, u32)>) -> Result<File, SilencesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::silence::parse_rfc3339;
+    use crate::text::parse_rfc3339;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =

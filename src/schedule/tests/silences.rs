@@ -49,8 +49,7 @@ fn a_game_still_down_at_its_silences_end_is_announced_then_once() {
     let opened = r.incidents.last().unwrap();
     let envelope: serde_json::Value = serde_json::from_str(opened.envelope().as_str()).unwrap();
     assert_eq!(envelope["details"]["after_silence"], true);
-    let started =
-        crate::silence::parse_rfc3339(envelope["details"]["started_at"].as_str().unwrap());
+    let started = crate::text::parse_rfc3339(envelope["details"]["started_at"].as_str().unwrap());
     // The look at 2 ms (a list and an inspect of 1 ms each) opened it.
     let first_look = UNIX_EPOCH + Duration::from_secs(1_000_000) + Duration::from_millis(2);
     assert_eq!(started, Some(first_look), "its true start");
