@@ -33,7 +33,7 @@ impl RuntimeRecord {
 /// policy's wait between a death and the next start (moby sets it while its
 /// back-off runs), a restart under way rather than a container that stays
 /// down.
-pub fn restart_under_way(status: &str) -> bool {
+pub(crate) fn restart_under_way(status: &str) -> bool {
     status == "restarting"
 }
 
@@ -93,7 +93,7 @@ pub struct StateDetails {
 
 impl StateDetails {
     /// Whether nothing at all is known.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == StateDetails::default()
     }
 }
@@ -120,7 +120,7 @@ pub enum Reason {
 
 impl Reason {
     /// A short name for logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Restarted => "restarted",
             Reason::NotRunning => "not_running",
@@ -155,7 +155,7 @@ impl Inspector {
     }
 
     /// An inspector that starts from baselines saved earlier.
-    pub fn with_baselines(baselines: HashMap<String, Baseline>) -> Self {
+    pub(crate) fn with_baselines(baselines: HashMap<String, Baseline>) -> Self {
         Inspector {
             baselines,
             changed: false,
@@ -163,12 +163,12 @@ impl Inspector {
     }
 
     /// Whether the baselines changed since the last call (so they need saving).
-    pub fn take_changed(&mut self) -> bool {
+    pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
 
     /// The baselines, keyed by game id.
-    pub fn baselines(&self) -> &HashMap<String, Baseline> {
+    pub(crate) fn baselines(&self) -> &HashMap<String, Baseline> {
         &self.baselines
     }
 
@@ -181,7 +181,7 @@ impl Inspector {
     ///
     /// Called once per tick, after a successful listing and before any inspect,
     /// so that a game that left and came back is seen afresh.
-    pub fn prune(&mut self, records: &[RuntimeRecord]) {
+    pub(crate) fn prune(&mut self, records: &[RuntimeRecord]) {
         if self.baselines.is_empty() {
             return;
         }
@@ -200,7 +200,7 @@ impl Inspector {
     /// baseline, and a lower `RestartCount` (Docker resets it to 0 on a manual
     /// `docker start` or `docker restart`) re-seeds it. The status and health
     /// rules need no history and apply to every observation.
-    pub fn observe(&mut self, game_id: &str, observation: Observation) -> Option<Finding> {
+    pub(crate) fn observe(&mut self, game_id: &str, observation: Observation) -> Option<Finding> {
         // Whether the restart rule fires, and the baseline updated in place
         // (the steady state allocates nothing per record).
         let restarted = match self.baselines.get_mut(game_id) {

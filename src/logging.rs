@@ -82,7 +82,7 @@ impl log::Log for NoWireTrace {
 }
 
 /// The syslog priority journald reads from a `<N>` prefix.
-pub fn priority(level: Level) -> u8 {
+pub(crate) fn priority(level: Level) -> u8 {
     match level {
         Level::Error => 3,
         Level::Warn => 4,
@@ -102,7 +102,7 @@ impl<'kvs> VisitSource<'kvs> for Collect<'_> {
 
 /// One log entry, ready to render.
 #[derive(Debug, Clone)]
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     /// RFC 3339 time, or `None` when journald adds its own.
     pub ts: Option<String>,
     /// Level.
@@ -118,7 +118,7 @@ pub struct Line<'a> {
 impl Line<'_> {
     /// `TS LEVEL target: msg key=value …`; values with spaces, quotes or `=`
     /// are quoted with Rust's escaping.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         if let Some(ts) = &self.ts {
             out.push_str(ts);
@@ -140,7 +140,7 @@ impl Line<'_> {
     }
 
     /// `{"ts":…,"level":…,"target":…,"msg":…,"game_id":…}`.
-    pub fn json(&self) -> String {
+    pub(crate) fn json(&self) -> String {
         let mut map = serde_json::Map::new();
         if let Some(ts) = &self.ts {
             map.insert("ts".into(), ts.clone().into());
@@ -161,7 +161,7 @@ impl Line<'_> {
 
 /// ` (N more like it held back)` for a warning [`WarnLimiter`] let through
 /// after holding N back, or nothing.
-pub fn held_back(n: u64) -> String {
+pub(crate) fn held_back(n: u64) -> String {
     if n == 0 {
         String::new()
     } else {
@@ -173,14 +173,14 @@ pub fn held_back(n: u64) -> String {
 /// most one per period, saying how many were held back; so a week-long outage
 /// costs a line a minute, not a line per tick or per record.
 #[derive(Debug)]
-pub struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     period: Duration,
     causes: HashMap<String, (Instant, u64)>,
 }
 
 impl WarnLimiter {
     /// A limiter letting one warning per cause through each `period`.
-    pub fn new(period: Duration) -> Self {
+    pub(crate) fn new(period: Duration) -> Self {
         WarnLimiter {
             period,
             causes: HashMap::new(),
@@ -189,7 +189,7 @@ impl WarnLimiter {
 
     /// Whether to log a warning of `cause` now; `Some(n)` with the number of
     /// warnings held back since the last one logged.
-    pub fn allow(&mut self, cause: &str, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, cause: &str, now: Instant) -> Option<u64> {
         match self.causes.get_mut(cause) {
             None => {
                 self.causes.insert(cause.to_owned(), (now, 0));
@@ -209,17 +209,17 @@ impl WarnLimiter {
     }
 
     /// The cause is over; true when it had been warned about.
-    pub fn clear(&mut self, cause: &str) -> bool {
+    pub(crate) fn clear(&mut self, cause: &str) -> bool {
         !self.causes.is_empty() && self.causes.remove(cause).is_some()
     }
 
     /// Whether no cause is being warned about.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.causes.is_empty()
     }
 
     /// Forgets every cause for which `keep` is false (games that left).
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.causes.retain(|cause, _| keep(cause));
     }
 }

@@ -26,7 +26,7 @@ pub enum RecordError {
 
 impl RecordError {
     /// Whether the failure is dockerd's (label mode), not the record store's.
-    pub fn is_docker(&self) -> bool {
+    pub(crate) fn is_docker(&self) -> bool {
         matches!(self, RecordError::Docker(_))
     }
 }

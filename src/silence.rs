@@ -120,6 +120,7 @@ impl Silences {
         silences
     }
 
+    #[cfg(test)]
     /// Whether a silence covers `game_id` at `at`.
     pub fn covers(&self, game_id: &str, at: SystemTime) -> bool {
         self.every_game.iter().any(|w| w.is_on(at))
@@ -140,11 +141,13 @@ impl Silences {
             .max()
     }
 
+    #[cfg(test)]
     /// The earliest end of the silences not over when they were taken.
     pub fn earliest_end(&self) -> Option<SystemTime> {
         self.earliest_end
     }
 
+    #[cfg(test)]
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.every_game.is_empty() && self.by_game.is_empty()

@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
 
-pub use histogram::{Histogram, HistogramCounts, TICK_BUCKETS};
-pub use sink::{Deliveries, REFUSALS_FOR_TROUBLE, SINK_TROUBLE_AFTER, SinkCounters};
+pub(crate) use histogram::{Histogram, HistogramCounts, TICK_BUCKETS};
+pub(crate) use sink::SinkCounters;
 
 /// The inspect error kinds, in the order of [`Telemetry::inspect_errors`].
 pub const INSPECT_ERROR_KINDS: [&str; 4] = ["not_found", "timeout", "docker", "invalid_id"];
@@ -69,7 +69,7 @@ pub struct Telemetry {
 
 /// The `kind` labels of `rtinspect_incidents_total`, in the order of the
 /// counter.
-pub const INCIDENT_KINDS: [Kind; 4] = [
+pub(crate) const INCIDENT_KINDS: [Kind; 4] = [
     Kind::Restarted,
     Kind::Unhealthy,
     Kind::NotRunning,
@@ -78,7 +78,7 @@ pub const INCIDENT_KINDS: [Kind; 4] = [
 
 /// The `change` labels of `rtinspect_incidents_total`, in the order of
 /// the counter.
-pub const INCIDENT_CHANGES: [(Change, &str); 4] = [
+pub(crate) const INCIDENT_CHANGES: [(Change, &str); 4] = [
     (Change::Opened, "opened"),
     (Change::Escalated, "escalated"),
     (Change::Reminder, "reminder"),
@@ -100,7 +100,7 @@ pub const DOCKER_EVENT_ACTIONS: [&str; ContainerAction::ALL.len() + 1] = {
 
 impl Telemetry {
     /// Counts one Docker event of `action`.
-    pub fn docker_event(&self, action: ContainerAction) {
+    pub(crate) fn docker_event(&self, action: ContainerAction) {
         self.docker_events[action as usize].fetch_add(1, Relaxed);
     }
 }
@@ -120,7 +120,7 @@ impl Stage {
     pub const ALL: [Stage; 2] = [Stage::Records, Stage::Docker];
 
     /// The value of the `stage` label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Stage::Records => "records",
             Stage::Docker => "docker",
@@ -134,7 +134,7 @@ impl Stage {
 
 /// A run of failed ticks with no success between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureStreak {
+pub(crate) struct FailureStreak {
     /// The stage that failed last.
     pub stage: Stage,
     /// What fails, in one line ("cannot reach dockerd at /var/run/docker.sock").
@@ -149,7 +149,7 @@ pub struct FailureStreak {
 
 /// What the ticks so far say, as one consistent snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TickOutcome {
+pub(crate) struct TickOutcome {
     /// Monotonic and wall time of the last successful tick.
     pub last_success: Option<(Instant, SystemTime)>,
     /// The failures since the last success, if the last tick failed.
@@ -157,7 +157,7 @@ pub struct TickOutcome {
 }
 
 /// Unix time now, in milliseconds.
-pub fn unix_ms_now() -> u64 {
+pub(crate) fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -165,7 +165,7 @@ pub fn unix_ms_now() -> u64 {
 
 impl Telemetry {
     /// The counters of a process whose events go to the sinks `names`.
-    pub fn for_sinks(names: &[&str]) -> Telemetry {
+    pub(crate) fn for_sinks(names: &[&str]) -> Telemetry {
         Telemetry {
             sinks: names
                 .iter()
@@ -176,12 +176,12 @@ impl Telemetry {
     }
 
     /// The counters of the sink `index` (its place in [`Telemetry::sinks`]).
-    pub fn sink(&self, index: usize) -> &SinkCounters {
+    pub(crate) fn sink(&self, index: usize) -> &SinkCounters {
         &self.sinks[index]
     }
 
     /// A tick listed its records and reached dockerd; ends any failure streak.
-    pub fn tick_succeeded(&self, now: Instant, wall: SystemTime) {
+    pub(crate) fn tick_succeeded(&self, now: Instant, wall: SystemTime) {
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         outcome.last_success = Some((now, wall));
         outcome.failing = None;
@@ -191,7 +191,7 @@ impl Telemetry {
     /// /var/run/docker.sock" or "cannot read records", `detail` the error
     /// ("connection refused"). Counts `rtinspect_tick_failures_total{stage}`;
     /// the streak's start time is kept until a success.
-    pub fn tick_failed(
+    pub(crate) fn tick_failed(
         &self,
         stage: Stage,
         what: &str,
@@ -216,17 +216,17 @@ impl Telemetry {
 
     /// The tick starts `what` ("reading the records", "inspecting the
     /// containers"); `None` when it is done with it.
-    pub fn busy_with(&self, what: Option<&'static str>, now: Instant) {
+    pub(crate) fn busy_with(&self, what: Option<&'static str>, now: Instant) {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = what.map(|w| (w, now));
     }
 
     /// What the tick is doing and since when, if anything.
-    pub fn busy(&self) -> Option<(&'static str, Instant)> {
+    pub(crate) fn busy(&self) -> Option<(&'static str, Instant)> {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last success and the failure streak under way, read together.
-    pub fn tick_outcome(&self) -> TickOutcome {
+    pub(crate) fn tick_outcome(&self) -> TickOutcome {
         self.outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -234,19 +234,19 @@ impl Telemetry {
     }
 
     /// The count of failed ticks at `stage`.
-    pub fn tick_failures_of(&self, stage: Stage) -> u64 {
+    pub(crate) fn tick_failures_of(&self, stage: Stage) -> u64 {
         self.tick_failures[stage.index()].load(Relaxed)
     }
 
     /// Counts one inspect error of `kind` (one of [`INSPECT_ERROR_KINDS`]).
-    pub fn inspect_error(&self, kind: &str) {
+    pub(crate) fn inspect_error(&self, kind: &str) {
         if let Some(i) = INSPECT_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.inspect_errors[i].fetch_add(1, Relaxed);
         }
     }
 
     /// Counts an incident's `change` of `kind`, whatever the sinks.
-    pub fn incident(&self, kind: Kind, change: Change) {
+    pub(crate) fn incident(&self, kind: Kind, change: Change) {
         let k = INCIDENT_KINDS.iter().position(|k| *k == kind);
         let c = INCIDENT_CHANGES.iter().position(|(c, _)| *c == change);
         if let (Some(k), Some(c)) = (k, c) {
@@ -255,7 +255,7 @@ impl Telemetry {
     }
 
     /// The count of incidents' `change` of `kind`.
-    pub fn incidents_of(&self, kind: Kind, change: Change) -> u64 {
+    pub(crate) fn incidents_of(&self, kind: Kind, change: Change) -> u64 {
         let k = INCIDENT_KINDS.iter().position(|k| *k == kind);
         let c = INCIDENT_CHANGES.iter().position(|(c, _)| *c == change);
         match (k, c) {

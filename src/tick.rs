@@ -18,7 +18,7 @@ use crate::inspector::{Inspector, Reason, RuntimeRecord, is_valid_container_ref}
 
 mod failure;
 
-pub use failure::{Failure, FailureKind, InspectAnswer, InspectError};
+pub(crate) use failure::{Failure, FailureKind, InspectAnswer, InspectError};
 
 /// The longest game id accepted: an envelope must fit in a NOTIFY payload,
 /// which PostgreSQL caps below 8000 bytes.
@@ -44,7 +44,7 @@ pub enum Invalid {
 
 impl Invalid {
     /// A short cause, for rate-limiting warnings per game and cause.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Invalid::EmptyGameId => "empty_game_id",
             Invalid::LongGameId(_) => "long_game_id",
@@ -96,7 +96,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether this answer shows dockerd reachable: any answer counts, a 404
     /// or an error status included; a refused connection or a timeout does not.
-    pub fn reached_docker(&self) -> Option<bool> {
+    pub(crate) fn reached_docker(&self) -> Option<bool> {
         match self {
             Outcome::Event(..) | Outcome::Healthy | Outcome::Missing => Some(true),
             Outcome::Failed(e) => Some(!e.means_unreachable()),
@@ -122,7 +122,7 @@ pub struct Summary {
 
 impl Summary {
     /// Counts one outcome in.
-    pub fn count(&mut self, outcome: &Outcome) {
+    pub(crate) fn count(&mut self, outcome: &Outcome) {
         match outcome {
             Outcome::Event(..) => self.events += 1,
             Outcome::Healthy => {}
@@ -148,7 +148,7 @@ impl std::fmt::Display for Summary {
 }
 
 /// Checks a record before any request is built from it.
-pub fn validate(record: &RuntimeRecord) -> Result<(), Invalid> {
+pub(crate) fn validate(record: &RuntimeRecord) -> Result<(), Invalid> {
     if record.game_id.is_empty() {
         return Err(Invalid::EmptyGameId);
     }
@@ -181,7 +181,7 @@ pub enum Step {
 
 /// Whether a tick could see dockerd, for `/healthz` and the status line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
+pub(crate) enum Reach {
     /// Some answer came from dockerd (a 404 and an error status included).
     Reached,
     /// Nothing answered; the last error's text.
@@ -215,7 +215,7 @@ enum PingFor {
 
 impl Tick {
     /// A tick over `records`, in their order.
-    pub fn new(records: Vec<RuntimeRecord>) -> Tick {
+    pub(crate) fn new(records: Vec<RuntimeRecord>) -> Tick {
         Tick {
             summary: Summary {
                 records: records.len(),
@@ -233,7 +233,7 @@ impl Tick {
 
     /// The next step. A step that asks for a request waits for its answer
     /// ([`Tick::answered`], [`Tick::pinged`]) before this is called again.
-    pub fn next_step(&mut self) -> Step {
+    pub(crate) fn next_step(&mut self) -> Step {
         if self.ping.is_some() {
             return Step::Ping;
         }
@@ -304,7 +304,7 @@ impl Tick {
 
     /// Stops the tick at shutdown: the records not yet inspected are
     /// counted as skipped.
-    pub fn cancel(&mut self) {
+    pub(crate) fn cancel(&mut self) {
         self.given_up.get_or_insert(Skip::Shutdown);
         self.ping = None;
         self.closed = true;
@@ -314,7 +314,7 @@ impl Tick {
     }
 
     /// What the tick did so far.
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         self.summary
     }
 
@@ -322,7 +322,7 @@ impl Tick {
     /// (a tick cancelled before any answer). A tick that gave up on dockerd
     /// could not, whatever answered before it stopped answering (frozen
     /// with SIGSTOP in the middle of a tick, say).
-    pub fn reach(&self) -> Option<Reach> {
+    pub(crate) fn reach(&self) -> Option<Reach> {
         if self.given_up == Some(Skip::DockerDown) {
             let why = self.docker_error.clone();
             Some(Reach::Unreachable(why.unwrap_or_default()))
@@ -334,7 +334,7 @@ impl Tick {
     }
 
     /// Whether the tick gave up on dockerd (not at shutdown).
-    pub fn gave_up_on_docker(&self) -> bool {
+    pub(crate) fn gave_up_on_docker(&self) -> bool {
         self.given_up == Some(Skip::DockerDown)
     }
 }

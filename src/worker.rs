@@ -28,7 +28,7 @@ use crate::status::live::{LiveBoard, Looks};
 use crate::telemetry::{Stage, Telemetry};
 use crate::tick::{Failure, FailureKind, InspectAnswer, InspectError, Reach, Summary};
 use record_log::RecordLog;
-pub use silences::{SilenceReader, SilencesFrom};
+pub(crate) use silences::{SilenceReader, SilencesFrom};
 
 /// One warning a minute per cause while it lasts.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
@@ -61,7 +61,7 @@ pub struct Worker {
 
 /// What carrying out an action gave.
 #[derive(Debug)]
-pub enum Carried {
+pub(crate) enum Carried {
     /// The answer the schedule waits for.
     Answer(Input),
     /// Inputs to hand the schedule in this order, the answer it waits for
@@ -104,7 +104,7 @@ impl Worker {
     }
 
     /// Reads the silences with `reader` at each tick from now on.
-    pub fn with_silences(mut self, reader: SilenceReader) -> Self {
+    pub(crate) fn with_silences(mut self, reader: SilenceReader) -> Self {
         self.silences = Some(reader);
         self
     }
@@ -112,7 +112,7 @@ impl Worker {
     /// Saves baselines to `state` from now on, and returns the ones saved
     /// there before: a restart that happens while rtinspect is down is then
     /// reported when it comes back.
-    pub fn with_state(
+    pub(crate) fn with_state(
         mut self,
         state: StateDir,
     ) -> Result<(Self, Inspector), crate::state::StateError> {
@@ -160,7 +160,7 @@ impl Worker {
     }
 
     /// Why the last tick's records could not be listed, taken.
-    pub fn take_list_error(&mut self) -> Option<RecordError> {
+    pub(crate) fn take_list_error(&mut self) -> Option<RecordError> {
         self.list_error.take()
     }
 
@@ -209,7 +209,7 @@ impl Worker {
     }
 
     /// Carries out one action of `schedule`, handing each event to `emit`.
-    pub fn carry_out(
+    pub(crate) fn carry_out(
         &mut self,
         action: Action,
         schedule: &Schedule,

@@ -65,7 +65,7 @@ impl DockerClient {
 
     /// The same client, decoding `details` of each inspect: with
     /// [`DetailLevel::Extended`] the observations carry [`StateDetails`](crate::inspector::StateDetails).
-    pub fn with_details(mut self, details: DetailLevel) -> Self {
+    pub(crate) fn with_details(mut self, details: DetailLevel) -> Self {
         self.details = details;
         self
     }
@@ -113,7 +113,7 @@ impl DockerClient {
     }
 
     /// The negotiated API version, negotiating first when there is none.
-    pub fn api_version(&self) -> Result<ApiVersion, DockerError> {
+    pub(crate) fn api_version(&self) -> Result<ApiVersion, DockerError> {
         let current = *self.api.lock().unwrap_or_else(|p| p.into_inner());
         match current {
             Some(v) => Ok(v),

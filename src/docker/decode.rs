@@ -271,7 +271,7 @@ pub struct CreatedAt(String, u32);
 impl CreatedAt {
     /// Reads Docker's `2026-11-26T21:00:00.123456789Z` (a fraction of any
     /// length, or none); `None` for anything else.
-    pub fn parse(text: &str) -> Option<CreatedAt> {
+    pub(crate) fn parse(text: &str) -> Option<CreatedAt> {
         let text = text.strip_suffix('Z')?;
         let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
         if seconds.len() != 19

@@ -68,7 +68,7 @@ impl DockerError {
     /// Whether dockerd gave no answer at all: a socket that cannot be
     /// connected to, a timeout, a connection broken off. Any HTTP answer,
     /// an error status or a 404 included, shows dockerd reachable.
-    pub fn means_unreachable(&self) -> bool {
+    pub(crate) fn means_unreachable(&self) -> bool {
         matches!(
             self,
             DockerError::Unreachable { .. }

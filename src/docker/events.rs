@@ -47,7 +47,8 @@ use super::error::DockerError;
 use crate::backoff::Backoff;
 use crate::unix_socket;
 
-pub use decode::{ContainerAction, ContainerEvent, Nudge, decode_event, events_query};
+pub use decode::{ContainerAction, ContainerEvent};
+pub use decode::{Nudge, decode_event, events_query};
 use wire::{Got, LINE_LIMIT, open, read_head, read_line};
 
 /// How long the stream may stay silent before dockerd is pinged.

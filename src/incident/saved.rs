@@ -160,11 +160,13 @@ pub struct SavedIncidents {
 }
 
 impl SavedIncidents {
+    #[cfg(test)]
     /// The number of games remembered.
     pub fn len(&self) -> usize {
         self.games.len()
     }
 
+    #[cfg(test)]
     /// Whether no game is remembered.
     pub fn is_empty(&self) -> bool {
         self.games.is_empty()

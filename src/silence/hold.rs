@@ -122,6 +122,7 @@ impl Hold {
         std::mem::take(&mut self.changed)
     }
 
+    #[cfg(test)]
     /// The incidents held now, unannounced or with a change waiting.
     pub fn len(&self) -> usize {
         self.games.len()

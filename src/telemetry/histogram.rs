@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the tick-duration buckets, in seconds: 1 ms to 60 s.
-pub const TICK_BUCKETS: [f64; 15] = [
+pub(crate) const TICK_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -29,7 +29,7 @@ pub struct HistogramCounts {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = TICK_BUCKETS
             .iter()
@@ -49,7 +49,7 @@ impl Histogram {
 
 impl HistogramCounts {
     /// Cumulative counts per bucket, `+Inf` last, as Prometheus wants them.
-    pub fn cumulative(&self) -> Vec<u64> {
+    pub(crate) fn cumulative(&self) -> Vec<u64> {
         let mut total = 0;
         self.buckets
             .iter()

@@ -14,14 +14,14 @@ use crate::event::EventType;
 /// refused every event it was given over this span (at least
 /// [`REFUSALS_FOR_TROUBLE`]), or failed to deliver for all of it, is
 /// unhealthy.
-pub const SINK_TROUBLE_AFTER: Duration = Duration::from_secs(5 * 60);
+pub(crate) const SINK_TROUBLE_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// The fewest refused events that make a sink refusing everything.
-pub const REFUSALS_FOR_TROUBLE: usize = 3;
+pub(crate) const REFUSALS_FOR_TROUBLE: usize = 3;
 
 /// How a sink's deliveries went lately, on the monotonic clock.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Deliveries {
+pub(crate) struct Deliveries {
     /// When the sink last accepted events.
     last_accepted: Option<Instant>,
     /// When each of its last [`REFUSALS_FOR_TROUBLE`] refused events was
@@ -39,7 +39,7 @@ impl Deliveries {
     /// anything: it refused every event it was given over the last
     /// [`SINK_TROUBLE_AFTER`] (at least [`REFUSALS_FOR_TROUBLE`]), or failed
     /// to deliver for that long.
-    pub fn trouble(&self, now: Instant) -> Option<String> {
+    pub(crate) fn trouble(&self, now: Instant) -> Option<String> {
         let within = |at: Instant| now.saturating_duration_since(at) <= SINK_TROUBLE_AFTER;
         let minutes = SINK_TROUBLE_AFTER.as_secs() / 60;
         if let Some((since, why)) = &self.failing
@@ -99,12 +99,12 @@ impl SinkCounters {
     }
 
     /// The sink accepted an event of `event_type`.
-    pub fn published(&self, event_type: EventType) {
+    pub(crate) fn published(&self, event_type: EventType) {
         count_by_type(&self.events_published, event_type);
     }
 
     /// An event of `event_type` was dropped for a full queue.
-    pub fn dropped(&self, event_type: EventType) {
+    pub(crate) fn dropped(&self, event_type: EventType) {
         count_by_type(&self.events_dropped, event_type);
     }
 }
@@ -121,14 +121,14 @@ fn count_by_type(counts: &[AtomicU64; crate::event::EVENT_TYPES.len()], event_ty
 
 impl SinkCounters {
     /// The sink accepted events at `now`: a failure streak ends.
-    pub fn delivered(&self, now: Instant) {
+    pub(crate) fn delivered(&self, now: Instant) {
         let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         d.last_accepted = Some(now);
         d.failing = None;
     }
 
     /// The sink refused `events` events at `now`, for `why`.
-    pub fn refused(&self, events: usize, why: &dyn std::fmt::Display, now: Instant) {
+    pub(crate) fn refused(&self, events: usize, why: &dyn std::fmt::Display, now: Instant) {
         let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..events.min(REFUSALS_FOR_TROUBLE) {
             if d.refused.len() == REFUSALS_FOR_TROUBLE {
@@ -140,14 +140,14 @@ impl SinkCounters {
     }
 
     /// An attempt to deliver failed at `now` (the sink is down), for `why`.
-    pub fn failed(&self, why: &dyn std::fmt::Display, now: Instant) {
+    pub(crate) fn failed(&self, why: &dyn std::fmt::Display, now: Instant) {
         let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         let since = d.failing.as_ref().map_or(now, |(since, _)| *since);
         d.failing = Some((since, why.to_string()));
     }
 
     /// How its deliveries went lately.
-    pub fn deliveries(&self) -> Deliveries {
+    pub(crate) fn deliveries(&self) -> Deliveries {
         self.deliveries
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -10,7 +10,7 @@ use std::fmt;
 use crate::inspector::Observation;
 
 /// An inspect's answer, as the cores take it.
-pub type InspectAnswer = Result<Observation, InspectError>;
+pub(crate) type InspectAnswer = Result<Observation, InspectError>;
 
 /// Why an inspect brought no observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum FailureKind {
 
 impl Failure {
     /// A failure of `kind`, said as `message`.
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
         Failure {
             kind,
             message: message.into(),
@@ -61,7 +61,7 @@ impl Failure {
     }
 
     /// The short cause: the `kind` label of `rtinspect_inspect_errors_total`.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self.kind {
             FailureKind::Timeout | FailureKind::SocketSilent => "timeout",
             FailureKind::NoSocket | FailureKind::Broken | FailureKind::BadAnswer => "docker",
@@ -70,12 +70,12 @@ impl Failure {
 
     /// Whether dockerd gave no answer at all: any HTTP answer, an error
     /// status included, shows it reachable.
-    pub fn means_unreachable(&self) -> bool {
+    pub(crate) fn means_unreachable(&self) -> bool {
         self.kind != FailureKind::BadAnswer
     }
 
     /// Whether the socket itself failed: dockerd's, not this container's.
-    pub fn is_the_socket(&self) -> bool {
+    pub(crate) fn is_the_socket(&self) -> bool {
         matches!(self.kind, FailureKind::NoSocket | FailureKind::SocketSilent)
     }
 }
