@@ -287,10 +287,9 @@ pub fn unix_nanos(rfc3339: &str) -> i128 {
 
 /// (game, state, restart count, health) of each event printed so far.
 pub fn printed(out: &StderrLines) -> Vec<(String, String, u64, String)> {
-    out.lines()
+    json_lines(&out.text())
         .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|v| {
             (
                 v["game_id"].as_str().unwrap().to_owned(),
                 v["details"]["state"].as_str().unwrap().to_owned(),
@@ -313,12 +312,9 @@ pub fn tuple(
 
 /// The container id of each envelope printed so far.
 pub fn printed_container_ids(out: &StderrLines) -> Vec<String> {
-    out.lines()
+    json_lines(&out.text())
         .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["container_id"].as_str().unwrap().to_owned()
-        })
+        .map(|v| v["container_id"].as_str().unwrap().to_owned())
         .collect()
 }
 
