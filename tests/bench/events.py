@@ -14,6 +14,11 @@ on the way out.
   cost       dockerd + containerd CPU per hour, 100 real containers
   footprint  rtinspect RSS and threads at 1,000 records, on and off at once
   table      the Markdown table from the JSON files
+
+Each command lives in a module beside this file: events_latency (latency),
+events_steady (cost, footprint), events_table (table); events_procs (the
+processes, the docker CLI, /proc) and events_logs (rtinspect's logs) are
+what they share. This file keeps the command line and the unwinding.
 """
 
 import argparse
