@@ -563,6 +563,15 @@ fn units_tasks_max() -> usize {
         .expect("the unit sets TasksMax to a number")
 }
 
+/// The most notification URLs one rtinspect takes: 16 chats `chat1` to
+/// `chat16`, each posting to its own path (`/hook1` …) of `hook`, as
+/// `RTINSPECT_NOTIFY` takes them once joined by spaces.
+fn sixteen_chats(hook: &HookServer) -> Vec<String> {
+    (1..=16)
+        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
+        .collect()
+}
+
 #[test]
 fn the_most_sinks_with_every_thread_on_run_under_the_units_tasks_max() {
     let Some(cgroup) = PidsCgroup::new(units_tasks_max()) else {
@@ -574,9 +583,7 @@ fn the_most_sinks_with_every_thread_on_run_under_the_units_tasks_max() {
     // 16 chats: the most sinks one rtinspect runs, each a
     // publisher thread; with the events reader, the metrics listener and
     // the log tail's readers.
-    let urls: Vec<String> = (1..=16)
-        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
-        .collect();
+    let urls = sixteen_chats(&hook);
     let metrics = free_addr();
     let (daemon, _out, err) = Daemon::watched(
         cgroup
@@ -618,9 +625,7 @@ fn a_tasks_max_short_of_the_largest_configuration_stops_the_start_naming_the_thr
     let engine = Engine::start();
     engine.put(1, game_box("g-1", "exited"));
     let hook = HookServer::start(|_, _| HookReply::ok());
-    let urls: Vec<String> = (1..=16)
-        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
-        .collect();
+    let urls = sixteen_chats(&hook);
     // The largest configuration runs 24 threads: a limit under it refuses
     // one of them, whichever the start has come to.
     for max in [4, 12, 19, 20, 23] {
@@ -666,9 +671,7 @@ fn sixteen_chats_blocked_at_sigterm_each_spool_their_event_and_the_next_start_se
     // its own send when SIGTERM comes.
     let hook = HookServer::start(|_, _| HookReply::Hang);
     let state = TempDir::new("notify-blocked-sigterm");
-    let urls: Vec<String> = (1..=16)
-        .map(|i| format!("generic+{}?name=chat{i}", hook.url(&format!("/hook{i}"))))
-        .collect();
+    let urls = sixteen_chats(&hook);
     let start = || {
         let mut c = bin();
         c.args([
