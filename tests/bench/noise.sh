@@ -21,8 +21,9 @@
 # window) and otherwise the defaults: events on, a crash loop at 3 restarts.
 # A scenario's row counts every incident event rtinspect printed on stdout
 # and every request the chat receiver got (a burst waits 2 s and goes as one
-# digest), from the scenario's start to the end of its window. About 7
-# minutes for one build, twice that with BENCH_OLD_BIN.
+# digest), from the scenario's start to the end of its window. About 11
+# minutes for one build once built (7 min 40 s with BENCH_WINDOW=20, each of
+# the 8 windows 25 s shorter), twice that with BENCH_OLD_BIN.
 set -euo pipefail
 
 log_tag=tests/bench/noise.sh
