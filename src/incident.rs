@@ -43,7 +43,7 @@ pub(crate) const MAX_RESTARTS_PER_LOOK: u64 = 64;
 
 /// When incidents open, escalate, remind and resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// The restarts that make a crash loop, counted until the container has
     /// run clean for `crash_loop_window`.
     pub crash_loop_restarts: u32,
@@ -74,7 +74,7 @@ impl Policy {
     /// each restart: otherwise a game crashing every few minutes would open
     /// and resolve an incident for each crash, and a resolved incident would
     /// reopen straight as a crash loop.
-    pub fn clean_to_resolve(&self, kind: Kind) -> Duration {
+    pub(crate) fn clean_to_resolve(&self, kind: Kind) -> Duration {
         match kind {
             Kind::CrashLoop => self.recover_after.max(self.crash_loop_window),
             _ => self.recover_after,
@@ -92,7 +92,7 @@ impl Policy {
 /// age, window and reminder, so that a step of the wall clock neither
 /// resolves nor holds nor skips anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     /// The wall clock.
     pub wall: SystemTime,
     /// The monotonic clock.
@@ -101,7 +101,7 @@ pub struct Stamp {
 
 /// One successful inspect of a game's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Look<'a> {
+pub(crate) struct Look<'a> {
     /// The game the container runs.
     pub game_id: &'a str,
     /// The full container id Docker answered with.
@@ -129,7 +129,7 @@ pub struct Look<'a> {
 
 /// The incidents of every game, and the memory of each game behind them.
 #[derive(Debug, Clone)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     policy: Policy,
     games: HashMap<String, GameState>,
     /// Whether the saved state changed since [`Tracker::take_changed`].
@@ -138,7 +138,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker that has seen nothing yet.
-    pub fn new(policy: Policy) -> Tracker {
+    pub(crate) fn new(policy: Policy) -> Tracker {
         Tracker {
             policy,
             games: HashMap::new(),
@@ -147,18 +147,18 @@ impl Tracker {
     }
 
     /// Whether the state changed since the last call (so it needs saving).
-    pub fn take_changed(&mut self) -> bool {
+    pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
 
     /// The number of incidents open now.
-    pub fn open_incidents(&self) -> usize {
+    pub(crate) fn open_incidents(&self) -> usize {
         self.games.values().filter(|g| g.incident.is_some()).count()
     }
 
     /// The incident open for `game_id` as it stands, as its `change` at
     /// `at`: what a silence held back, said once it is over.
-    pub fn open_incident(
+    pub(crate) fn open_incident(
         &self,
         game_id: &str,
         change: Change,

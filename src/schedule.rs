@@ -93,7 +93,7 @@ pub(crate) const ADDED_MAX: usize = 1024;
 
 /// Where the records come from, which says how the record set follows Docker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Follow {
+pub(crate) enum Follow {
     /// Label mode: the containers carrying the game label; events carry it.
     Labels,
     /// PostgreSQL mode: a table that changes without telling.
@@ -102,7 +102,7 @@ pub enum Follow {
 
 /// How the loop turns.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The time between two ticks.
     pub interval: Duration,
     /// One tick, then stop (`rtinspect once`).
@@ -129,7 +129,7 @@ enum Busy {
 /// The inspector loop's state: baselines, the record set, the tick under
 /// way, nudges and timers.
 #[derive(Debug)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     settings: Settings,
     inspector: Inspector,
     /// The incidents, when a sink gets them.
@@ -180,7 +180,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule that starts at `now` from `inspector`'s baselines.
-    pub fn new(settings: Settings, inspector: Inspector, now: Instant) -> Schedule {
+    pub(crate) fn new(settings: Settings, inspector: Inspector, now: Instant) -> Schedule {
         Schedule {
             settings,
             inspector,
@@ -211,45 +211,45 @@ impl Schedule {
     }
 
     /// The inspector state.
-    pub fn inspector(&self) -> &Inspector {
+    pub(crate) fn inspector(&self) -> &Inspector {
         &self.inspector
     }
 
     /// Tracks incidents with `tracker` from now on.
-    pub fn with_incidents(mut self, tracker: Tracker) -> Schedule {
+    pub(crate) fn with_incidents(mut self, tracker: Tracker) -> Schedule {
         self.incidents = Some(tracker);
         self
     }
 
     /// dockerd's time of the newest Docker event taken: the events stream
     /// is replayed from it after a restart of rtinspect.
-    pub fn event_cursor(&self) -> Option<SystemTime> {
+    pub(crate) fn event_cursor(&self) -> Option<SystemTime> {
         self.event_cursor
     }
 
     /// The incident tracker, when incidents are tracked.
-    pub fn incidents(&self) -> Option<&Tracker> {
+    pub(crate) fn incidents(&self) -> Option<&Tracker> {
         self.incidents.as_ref()
     }
 
     /// Holds back incidents as `hold` (an earlier process's) says from now on.
-    pub fn with_hold(mut self, hold: Hold) -> Schedule {
+    pub(crate) fn with_hold(mut self, hold: Hold) -> Schedule {
         self.hold = hold;
         self
     }
 
     /// What silences hold back, saved with the incidents.
-    pub fn hold(&self) -> &Hold {
+    pub(crate) fn hold(&self) -> &Hold {
         &self.hold
     }
 
     /// The inspector state, to start another schedule from.
-    pub fn into_inspector(self) -> Inspector {
+    pub(crate) fn into_inspector(self) -> Inspector {
         self.inspector
     }
 
     /// Takes what happened at `now`.
-    pub fn on(&mut self, input: Input, now: Instant) {
+    pub(crate) fn on(&mut self, input: Input, now: Instant) {
         match input {
             Input::Subscribed => {
                 self.first_wait = None;
@@ -282,7 +282,7 @@ impl Schedule {
     /// What to do next at `now`. An action that asks for an answer
     /// ([`Action::List`], [`Action::Inspect`], [`Action::Ping`]) must be
     /// answered through [`Schedule::on`] before this is called again.
-    pub fn next(&mut self, now: Instant) -> Action {
+    pub(crate) fn next(&mut self, now: Instant) -> Action {
         if let Some(action) = self.out.pop_front() {
             return action;
         }

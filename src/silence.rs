@@ -84,7 +84,7 @@ impl Window {
 /// The silences not yet over, indexed by game so that a look asks a map,
 /// not every silence: thousands of silences cost a look nothing more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Silences {
+pub(crate) struct Silences {
     every_game: Vec<Window>,
     by_game: HashMap<String, Vec<Window>>,
     /// The earliest end of them all.
@@ -93,7 +93,7 @@ pub struct Silences {
 
 impl Silences {
     /// The silences of `list` that have not ended at `now`.
-    pub fn new<'a>(list: impl IntoIterator<Item = &'a Silence>, now: SystemTime) -> Silences {
+    pub(crate) fn new<'a>(list: impl IntoIterator<Item = &'a Silence>, now: SystemTime) -> Silences {
         let mut silences = Silences::default();
         for s in list {
             if s.has_ended(now) || s.ends_at <= s.starts_at {
@@ -132,7 +132,7 @@ impl Silences {
 
     /// Until when `game_id` is silenced, from `at`: the latest end of the
     /// silences covering it then (`None`: it is not silenced).
-    pub fn covered_until(&self, game_id: &str, at: SystemTime) -> Option<SystemTime> {
+    pub(crate) fn covered_until(&self, game_id: &str, at: SystemTime) -> Option<SystemTime> {
         self.every_game
             .iter()
             .chain(self.by_game.get(game_id).into_iter().flatten())
@@ -167,7 +167,7 @@ pub enum Ended {
 
 /// How `silence add` was told when the silence ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ends {
+pub(crate) enum Ends {
     /// `--for DURATION`, as given.
     For(String),
     /// `--until TIME`, as given.
@@ -176,7 +176,7 @@ pub enum Ends {
 
 /// A bad input of a `silence` command, naming it: exit 64.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputError {
+pub(crate) struct InputError {
     /// What to print, one line.
     pub message: String,
 }
@@ -212,7 +212,7 @@ fn shown(value: &str) -> String {
 /// When a silence asked for at `now` starts and ends: from `now`, for a
 /// positive duration of at most [`MAX_LENGTH`], or until a time after `now`
 /// (RFC 3339, with `Z` or an offset) no further than that.
-pub fn window(ends: &Ends, now: SystemTime) -> Result<(SystemTime, SystemTime), InputError> {
+pub(crate) fn window(ends: &Ends, now: SystemTime) -> Result<(SystemTime, SystemTime), InputError> {
     let end = match ends {
         Ends::For(text) => {
             let length = parse_duration(text, Units::UpToDays).ok_or_else(|| {
@@ -270,7 +270,7 @@ pub fn window(ends: &Ends, now: SystemTime) -> Result<(SystemTime, SystemTime), 
 /// A game id a silence may name: not empty, at most
 /// [`MAX_GAME_ID_BYTES`], no control character (it ends up in log lines
 /// and a terminal).
-pub fn check_game(game_id: &str) -> Result<(), InputError> {
+pub(crate) fn check_game(game_id: &str) -> Result<(), InputError> {
     let why = if game_id.is_empty() {
         "must not be empty"
     } else if game_id.len() > MAX_GAME_ID_BYTES {
@@ -284,7 +284,7 @@ pub fn check_game(game_id: &str) -> Result<(), InputError> {
 }
 
 /// A comment: at most [`MAX_COMMENT_BYTES`], one line, no control character.
-pub fn check_comment(comment: &str) -> Result<(), InputError> {
+pub(crate) fn check_comment(comment: &str) -> Result<(), InputError> {
     let why = if comment.len() > MAX_COMMENT_BYTES {
         "is longer than 1024 bytes"
     } else if comment.chars().any(char::is_control) {
@@ -297,14 +297,14 @@ pub fn check_comment(comment: &str) -> Result<(), InputError> {
 
 /// A silence id as given to `silence end`: a UUID, written as PostgreSQL
 /// and `silence add` write it (lowercase, hyphenated); `None` otherwise.
-pub fn parse_id(text: &str) -> Option<String> {
+pub(crate) fn parse_id(text: &str) -> Option<String> {
     uuid::Uuid::parse_str(text)
         .ok()
         .map(|u| u.hyphenated().to_string())
 }
 
 /// A fresh silence id: a UUID v7 whose time part is `now`.
-pub fn new_id(now: SystemTime) -> String {
+pub(crate) fn new_id(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
     uuid::Uuid::new_v7(ts).to_string()
@@ -312,7 +312,7 @@ pub fn new_id(now: SystemTime) -> String {
 
 /// A time as silences show it: RFC 3339 in UTC, to the second when it has
 /// no fraction, else to the microsecond.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let text = crate::event::rfc3339_micros(t);
     match text.strip_suffix(".000000Z") {
         Some(whole) => format!("{whole}Z"),

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::incident::SavedIncidents;
 use crate::inspector::Baseline;
 use crate::silence::hold::SavedHold;
-pub use atomic::StateError;
+pub(crate) use atomic::StateError;
 use atomic::{at, open_lock_file, write_atomic};
 
 /// The spool of a version that had one sink: shared out among the sinks
@@ -59,7 +59,7 @@ const LOCK: &str = "rtinspect.lock";
 
 /// Why the state directory cannot be used.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Another process holds the lock.
     Locked {
         /// The directory.
@@ -104,7 +104,7 @@ impl From<StateError> for OpenError {
 /// The state directory of one process; clones share the lock, which is
 /// released when the last one is dropped.
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     dir: PathBuf,
     /// The open, locked `rtinspect.lock`: the lock lives as long as this.
     _lock: Arc<File>,
@@ -162,7 +162,7 @@ fn parse_incidents(text: &str) -> Result<(SavedIncidents, SavedHold), String> {
 impl StateDir {
     /// Opens `dir`, creating it (mode 0750) when missing, and takes its lock;
     /// writing the pid into the lock file also proves the directory writable.
-    pub fn open(dir: &Path) -> Result<StateDir, OpenError> {
+    pub(crate) fn open(dir: &Path) -> Result<StateDir, OpenError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
@@ -196,7 +196,7 @@ impl StateDir {
     }
 
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 
@@ -244,7 +244,7 @@ impl StateDir {
     }
 
     /// The saved baselines; empty when none were saved or the file is bad.
-    pub fn load_baselines(&self) -> Result<HashMap<String, Baseline>, StateError> {
+    pub(crate) fn load_baselines(&self) -> Result<HashMap<String, Baseline>, StateError> {
         let Some(text) = self.read(BASELINES)? else {
             return Ok(HashMap::new());
         };
@@ -274,7 +274,7 @@ impl StateDir {
     }
 
     /// Saves the baselines, replacing the previous ones.
-    pub fn save_baselines(&self, baselines: &HashMap<String, Baseline>) -> Result<(), StateError> {
+    pub(crate) fn save_baselines(&self, baselines: &HashMap<String, Baseline>) -> Result<(), StateError> {
         let saved = SavedBaselines {
             version: 1,
             baselines: baselines
@@ -296,7 +296,7 @@ impl StateDir {
 
     /// The saved incidents and what silences hold back of them, from one
     /// read of the file; none when none were saved or the file is bad.
-    pub fn load_incidents(&self) -> Result<(SavedIncidents, SavedHold), StateError> {
+    pub(crate) fn load_incidents(&self) -> Result<(SavedIncidents, SavedHold), StateError> {
         let Some(text) = self.read(INCIDENTS)? else {
             return Ok(Default::default());
         };
@@ -307,7 +307,7 @@ impl StateDir {
     }
 
     /// Saves the incidents and what silences hold back of them.
-    pub fn save_incidents_held(
+    pub(crate) fn save_incidents_held(
         &self,
         incidents: &SavedIncidents,
         held: &SavedHold,

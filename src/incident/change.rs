@@ -46,7 +46,7 @@ pub enum Change {
 
 /// How an incident ended when no clean run of its container ended it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     /// The game left the records, or its container has been gone (404) for
     /// `--recover-after`.
     Removed,
@@ -57,7 +57,7 @@ pub enum Resolution {
 
 impl Resolution {
     /// The name in events: `removed` or `stopped`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Resolution::Removed => "removed",
             Resolution::Stopped => "stopped",
@@ -67,7 +67,7 @@ impl Resolution {
 
 /// A change of an incident: the material of an `incident_*` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentEvent {
+pub(crate) struct IncidentEvent {
     /// What happened.
     pub change: Change,
     /// The game the incident is about.

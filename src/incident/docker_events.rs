@@ -14,7 +14,7 @@ impl Tracker {
     /// It marks the open incident, or else the next one to open within
     /// [`OOM_GRACE`]: the OOM kill shows in `State.OOMKilled` only until the
     /// container starts again, and a look may come too late to see it.
-    pub fn oom(&mut self, game_id: &str, now: Instant) {
+    pub(crate) fn oom(&mut self, game_id: &str, now: Instant) {
         let game = self.games.entry(game_id.to_owned()).or_default();
         match &mut game.incident {
             Some(incident) if incident.oom => {}
@@ -38,7 +38,7 @@ impl Tracker {
     /// took over, and its restart count is cleared. The game is `game_id`
     /// when known, else whichever game's last container it is; nothing
     /// happens for a container that is not its game's last.
-    pub fn ended_by_api(
+    pub(crate) fn ended_by_api(
         &mut self,
         game_id: Option<&str>,
         container_id: &str,

@@ -15,7 +15,7 @@ impl Tracker {
     /// from then on. Returns the resolutions, as `removed`, of games gone
     /// for `--recover-after` or longer; a game gone for the crash-loop
     /// window too is forgotten.
-    pub fn listed(&mut self, games: &HashSet<&str>, at: Stamp) -> Vec<IncidentEvent> {
+    pub(crate) fn listed(&mut self, games: &HashSet<&str>, at: Stamp) -> Vec<IncidentEvent> {
         for (game_id, game) in &mut self.games {
             if !games.contains(game_id.as_str()) && game.gone_since.is_none() {
                 game.gone_since = Some(at.mono);
@@ -39,7 +39,7 @@ impl Tracker {
     /// The container of a listed game answered 404 at `at`: it is gone from
     /// then on, until a look sees one again. Returns the resolution when it
     /// has been gone too long.
-    pub fn missing(&mut self, game_id: &str, at: Stamp) -> Vec<IncidentEvent> {
+    pub(crate) fn missing(&mut self, game_id: &str, at: Stamp) -> Vec<IncidentEvent> {
         let Some(game) = self.games.get_mut(game_id) else {
             return Vec::new();
         };

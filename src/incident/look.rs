@@ -37,7 +37,7 @@ impl Tracker {
     /// a later clean look at least [`Policy::clean_to_resolve`] after the
     /// streak began resolves the incident; one at least the crash-loop
     /// window after it clears the restart count.
-    pub fn look(&mut self, look: &Look<'_>) -> Vec<IncidentEvent> {
+    pub(crate) fn look(&mut self, look: &Look<'_>) -> Vec<IncidentEvent> {
         let policy = self.policy;
         let (at, now) = (look.at.wall, look.at.mono);
         // A lookup, not an entry: no allocation per look of a known game.

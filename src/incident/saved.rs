@@ -22,7 +22,7 @@ impl Tracker {
     /// starts again, a gone game is gone from now); a reminder is due at
     /// most one period from now. None of them can resolve, remind or close
     /// anything before a look says so.
-    pub fn with_saved(policy: Policy, saved: SavedIncidents, now: Stamp) -> Tracker {
+    pub(crate) fn with_saved(policy: Policy, saved: SavedIncidents, now: Stamp) -> Tracker {
         let mono = |ms: u64| to_mono(from_ms(ms), now);
         let games = saved
             .games
@@ -82,7 +82,7 @@ impl Tracker {
     }
 
     /// The state to persist, at `now`: every time on the wall clock.
-    pub fn saved(&self, now: Stamp) -> SavedIncidents {
+    pub(crate) fn saved(&self, now: Stamp) -> SavedIncidents {
         let wall = |t: Instant| ms(to_wall(t, now));
         let games = self
             .games
@@ -155,7 +155,7 @@ fn to_wall(t: Instant, now: Stamp) -> SystemTime {
 /// Times are Unix milliseconds (an incident's opening also in
 /// microseconds), on the wall clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SavedIncidents {
+pub(crate) struct SavedIncidents {
     pub(super) games: BTreeMap<String, SavedGame>,
 }
 
@@ -174,7 +174,7 @@ impl SavedIncidents {
 
     /// What `status` shows of a game remembered at `now`: its restarts in
     /// the last hour and its open incident, read only.
-    pub fn game(&self, game_id: &str, now: SystemTime) -> Option<SavedView<'_>> {
+    pub(crate) fn game(&self, game_id: &str, now: SystemTime) -> Option<SavedView<'_>> {
         let s = self.games.get(game_id)?;
         let hour_ago = now.checked_sub(RESTARTS_SHOWN_FOR).map_or(0, ms);
         let last_hour = s.restarted_at_ms.iter().filter(|t| **t >= hour_ago).count();
@@ -194,7 +194,7 @@ impl SavedIncidents {
 
 /// One game as the tracker remembers it, for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SavedView<'a> {
+pub(crate) struct SavedView<'a> {
     /// Restarts counted in the hour before the look.
     pub restarts_last_hour: u32,
     /// Its open incident.
@@ -203,7 +203,7 @@ pub struct SavedView<'a> {
 
 /// An open incident as the tracker remembers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenIncident<'a> {
+pub(crate) struct OpenIncident<'a> {
     /// Its id.
     pub id: &'a str,
     /// Its kind.

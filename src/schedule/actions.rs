@@ -15,7 +15,7 @@ use crate::tick::{InspectAnswer, Outcome, Reach, Summary};
 
 /// What happened, told to the schedule.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// The events stream (re)subscribed, or could not: events may have been
     /// missed, so every record is inspected.
     Subscribed,
@@ -42,7 +42,7 @@ pub enum Input {
 
 /// Why the records are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListFor {
+pub(crate) enum ListFor {
     /// A full tick begins.
     Tick,
     /// Docker events wait to be judged against the records as they are now.
@@ -51,7 +51,7 @@ pub enum ListFor {
 
 /// What became of one record, for the shell to log, count and publish.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// The record inspected (or not).
     pub record: RuntimeRecord,
     /// What became of it.
@@ -62,7 +62,7 @@ pub struct Report {
 
 /// The end of a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickEnd {
+pub(crate) struct TickEnd {
     /// When its list was asked for.
     pub started: Instant,
     /// What it did; `None` when the records could not be listed.
@@ -78,7 +78,7 @@ pub struct TickEnd {
 // size of a report does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Read the records; answer with [`Input::Listed`].
     List(ListFor),
     /// Inspect this record's container; answer with [`Input::Answered`].

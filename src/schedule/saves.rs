@@ -11,7 +11,7 @@ pub(super) const SAVE_GAP: Duration = Duration::from_secs(1);
 
 /// A file of the state directory the schedule writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateFile {
+pub(crate) enum StateFile {
     /// `baselines.json`: the inspector's baselines.
     Baselines,
     /// `incidents.json`: the incident tracker's memory.
@@ -23,7 +23,7 @@ pub enum StateFile {
 
 impl StateFile {
     /// The file's name in the state directory.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StateFile::Baselines => "baselines.json",
             StateFile::Incidents => "incidents.json",

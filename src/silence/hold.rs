@@ -31,7 +31,7 @@ use crate::incident::{Change, IncidentEvent};
 
 /// What the hold remembers of one game's incident touched by a silence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Held {
+pub(crate) struct Held {
     /// The incident.
     incident_id: String,
     /// Whether its opening was delivered (before the silence).
@@ -50,11 +50,11 @@ enum Waiting {
 }
 
 /// The hold's memory as `incidents.json` keeps it: by game.
-pub type SavedHold = BTreeMap<String, Held>;
+pub(crate) type SavedHold = BTreeMap<String, Held>;
 
 /// What becomes of one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Delivered: as the tracker made it, or (`after_silence`) what a
     /// silence held back, now that it is over.
     Deliver {
@@ -76,7 +76,7 @@ pub enum Verdict {
 
 /// The silences in force and the incidents they hold.
 #[derive(Debug, Clone, Default)]
-pub struct Hold {
+pub(crate) struct Hold {
     silences: Silences,
     games: HashMap<String, Held>,
     /// Whether the saved state changed since [`Hold::take_changed`].
@@ -85,7 +85,7 @@ pub struct Hold {
 
 impl Hold {
     /// A hold that goes on from what an earlier process saved.
-    pub fn with_saved(saved: SavedHold) -> Hold {
+    pub(crate) fn with_saved(saved: SavedHold) -> Hold {
         Hold {
             silences: Silences::default(),
             games: saved.into_iter().collect(),
@@ -94,7 +94,7 @@ impl Hold {
     }
 
     /// What to save.
-    pub fn saved(&self) -> SavedHold {
+    pub(crate) fn saved(&self) -> SavedHold {
         self.games
             .iter()
             .map(|(g, h)| (g.clone(), h.clone()))
@@ -102,23 +102,23 @@ impl Hold {
     }
 
     /// The silences in force, as last read.
-    pub fn silences(&self) -> &Silences {
+    pub(crate) fn silences(&self) -> &Silences {
         &self.silences
     }
 
     /// The silences from now on.
-    pub fn set_silences(&mut self, silences: Silences) {
+    pub(crate) fn set_silences(&mut self, silences: Silences) {
         self.silences = silences;
     }
 
     /// Whether a look of `game_id` must come here even without a change:
     /// it has an incident a silence touched.
-    pub fn holds(&self, game_id: &str) -> bool {
+    pub(crate) fn holds(&self, game_id: &str) -> bool {
         self.games.contains_key(game_id)
     }
 
     /// Whether the state changed since the last call (so it needs saving).
-    pub fn take_changed(&mut self) -> bool {
+    pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
 
@@ -132,7 +132,7 @@ impl Hold {
     /// `clean` says whether that look was clean, and `open` gives the
     /// game's open incident as it stands after the look, as a change of
     /// the kind asked for (only asked when a held incident is delivered).
-    pub fn look(
+    pub(crate) fn look(
         &mut self,
         game_id: &str,
         at: SystemTime,
@@ -175,7 +175,7 @@ impl Hold {
     }
 
     /// What becomes of resolutions of games gone (no look behind them).
-    pub fn removed(&mut self, changes: Vec<IncidentEvent>) -> Vec<Verdict> {
+    pub(crate) fn removed(&mut self, changes: Vec<IncidentEvent>) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         for change in changes {
             let game_id = change.game_id.clone();

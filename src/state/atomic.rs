@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// A state-directory failure, with the path it concerns.
 #[derive(Debug)]
-pub struct StateError {
+pub(crate) struct StateError {
     /// The file or directory.
     pub path: PathBuf,
     /// What the system said.

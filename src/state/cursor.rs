@@ -26,7 +26,7 @@ impl StateDir {
     /// The time of the newest Docker event an earlier run took; `None` when
     /// none was saved, and when the file is bad (moved aside) or of another
     /// version.
-    pub fn load_event_cursor(&self) -> Result<Option<SystemTime>, StateError> {
+    pub(crate) fn load_event_cursor(&self) -> Result<Option<SystemTime>, StateError> {
         let Some(text) = self.read(EVENTS)? else {
             return Ok(None);
         };
@@ -49,7 +49,7 @@ impl StateDir {
     }
 
     /// Saves the time of the newest Docker event taken.
-    pub fn save_event_cursor(&self, at: SystemTime) -> Result<(), StateError> {
+    pub(crate) fn save_event_cursor(&self, at: SystemTime) -> Result<(), StateError> {
         let ns = at
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)

@@ -20,7 +20,7 @@ pub(super) const REJECTED_OLD: &str = "rejected.jsonl.1";
 /// The size past which `rejected.jsonl` is rotated: at a line of some 420
 /// bytes per refused event, 25,000 events; a receiver refusing all events of
 /// 100 games every second fills it in about four minutes.
-pub const REJECTED_LIMIT: u64 = 10 << 20;
+pub(crate) const REJECTED_LIMIT: u64 = 10 << 20;
 
 /// How many bytes of lines a start sets aside from the spool in one write:
 /// what it holds in memory for them, and the most a write can take
@@ -30,7 +30,7 @@ pub(super) const ASIDE_BATCH: usize = 1 << 20;
 
 /// Where events were set aside.
 #[derive(Debug)]
-pub struct SetAside {
+pub(crate) struct SetAside {
     /// `rejected.jsonl`.
     pub path: PathBuf,
     /// Lines of the older `rejected.jsonl.1` dropped to make room: events set
@@ -61,7 +61,7 @@ impl StateDir {
     /// (`{"rejected_at":…,"sink":…,"reason":…,"envelope":…}`), in one write
     /// and one fsync, rotating the file first when they would take it past
     /// [`REJECTED_LIMIT`].
-    pub fn append_rejected_events(
+    pub(crate) fn append_rejected_events(
         &self,
         sink: &str,
         events: &[HealthEvent],

@@ -29,7 +29,7 @@ use super::peek::{Unread, read_regular};
 use crate::silence::{self, MAX_SILENCES, Silence};
 
 /// The file of silences.
-pub const SILENCES: &str = "silences.json";
+pub(crate) const SILENCES: &str = "silences.json";
 
 /// The lock every change of [`SILENCES`] is made under.
 const SILENCES_LOCK: &str = "silences.lock";
@@ -39,11 +39,11 @@ const VERSION: u32 = 1;
 
 /// The largest `silences.json` read or written: 10,000 silences with long
 /// comments fit; what does not is no file `silence add` made.
-pub const MAX_FILE_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// How long a silence that ended stays in the file, so that `silence end`
 /// of one that ran out meanwhile says so rather than "no such silence".
-pub const KEEP_ENDED: Duration = Duration::from_secs(86_400);
+pub(crate) const KEEP_ENDED: Duration = Duration::from_secs(86_400);
 
 /// How long a change waits for another's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -67,7 +67,7 @@ struct SavedSilence {
 
 /// Why the silences cannot be read or changed.
 #[derive(Debug)]
-pub enum SilencesError {
+pub(crate) enum SilencesError {
     /// The file or the directory could not be read or written.
     Io(StateError),
     /// The file is there but is no set of silences (its path, and why).
@@ -112,7 +112,7 @@ impl From<StateError> for SilencesError {
 /// What identifies one version of the file: a replaced file is a new inode,
 /// an edit in place changes its size or time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -132,7 +132,7 @@ impl FileStamp {
 
 /// The silences of `dir/silences.json` with the stamp of the version read;
 /// none when there is no file.
-pub fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesError> {
+pub(crate) fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesError> {
     let path = dir.join(SILENCES);
     let (bytes, meta) = match read_regular(&path, MAX_FILE_BYTES) {
         Ok(Some(read)) => read,
@@ -154,7 +154,7 @@ pub fn read(dir: &Path) -> Result<(Vec<Silence>, Option<FileStamp>), SilencesErr
 
 /// The stamp of `dir/silences.json` as it is now (`None`: no file), to
 /// tell whether it changed since it was read, without reading it.
-pub fn stamp(dir: &Path) -> Result<Option<FileStamp>, StateError> {
+pub(crate) fn stamp(dir: &Path) -> Result<Option<FileStamp>, StateError> {
     let path = dir.join(SILENCES);
     match std::fs::metadata(&path) {
         Ok(meta) => Ok(Some(FileStamp::of(&meta))),
@@ -223,7 +223,7 @@ fn render(silences: &[Silence]) -> Vec<u8> {
 /// ended [`KEEP_ENDED`] ago, and writes them back when `change` says it
 /// changed something. `dir` must exist: a missing one is a mistyped path,
 /// not one to create.
-pub fn change<T>(
+pub(crate) fn change<T>(
     dir: &Path,
     now: SystemTime,
     change: impl FnOnce(&mut Vec<Silence>) -> Result<(T, bool), SilencesError>,

@@ -19,7 +19,7 @@ pub(super) const OLD_SPOOL: &str = "spool.jsonl";
 /// The most events a spool keeps: twice the publish queue. An event takes
 /// about 1 KB in memory, so a spool grown over many exits with the sink down
 /// costs at most some 8 MB at start, inside the unit's `MemoryMax=64M`.
-pub const SPOOL_LIMIT: usize = 8192;
+pub(crate) const SPOOL_LIMIT: usize = 8192;
 
 /// The longest spool line read; an envelope is well under 8000 bytes. Of a
 /// longer line only the first 200 bytes are kept, to be set aside; the rest
@@ -28,7 +28,7 @@ pub(super) const SPOOL_LINE_LIMIT: usize = 64 * 1024;
 
 /// What a start found in the spool.
 #[derive(Debug, Default)]
-pub struct LoadedSpool {
+pub(crate) struct LoadedSpool {
     /// The events to publish first, oldest first.
     pub events: Vec<HealthEvent>,
     /// Lines that did not parse, set aside in `rejected.jsonl`.
@@ -182,7 +182,7 @@ impl StateDir {
     /// it, so that the next start does not set it aside again. The spool
     /// otherwise stays until [`StateDir::save_spool`] replaces it at exit, so
     /// a crash in between replays it (delivery is at least once).
-    pub fn load_spool(&self, sink: &str) -> Result<LoadedSpool, StateError> {
+    pub(crate) fn load_spool(&self, sink: &str) -> Result<LoadedSpool, StateError> {
         let loaded = self.read_spool_file(&spool_file(sink), sink)?;
         if loaded.rewrite {
             self.save_spool(sink, &loaded.spool.events)?;
@@ -195,12 +195,12 @@ impl StateDir {
     /// parse is set aside, marked as from that file). The caller hands them
     /// to the sinks, saves their spools, then calls
     /// [`StateDir::remove_old_spool`].
-    pub fn load_old_spool(&self) -> Result<LoadedSpool, StateError> {
+    pub(crate) fn load_old_spool(&self) -> Result<LoadedSpool, StateError> {
         Ok(self.read_spool_file(OLD_SPOOL, OLD_SPOOL)?.spool)
     }
 
     /// Removes `spool.jsonl` once its events are in the sinks' spools.
-    pub fn remove_old_spool(&self) -> Result<(), StateError> {
+    pub(crate) fn remove_old_spool(&self) -> Result<(), StateError> {
         let path = self.path().join(OLD_SPOOL);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(&path)(e)),
@@ -212,7 +212,7 @@ impl StateDir {
     /// events kept for a sink no longer configured. Only looked at, never
     /// opened (a FIFO of that name cannot hang the start); what is not a
     /// regular file is not one.
-    pub fn other_spools(&self, sinks: &[&str]) -> Result<Vec<(PathBuf, u64)>, StateError> {
+    pub(crate) fn other_spools(&self, sinks: &[&str]) -> Result<Vec<(PathBuf, u64)>, StateError> {
         let mut found = Vec::new();
         for entry in fs::read_dir(self.path()).map_err(at(self.path()))? {
             let entry = entry.map_err(at(self.path()))?;
@@ -280,7 +280,7 @@ impl StateDir {
 
     /// Replaces the spool of the sink `sink` with `events`; removes it when
     /// there are none.
-    pub fn save_spool(&self, sink: &str, events: &[HealthEvent]) -> Result<(), StateError> {
+    pub(crate) fn save_spool(&self, sink: &str, events: &[HealthEvent]) -> Result<(), StateError> {
         let name = spool_file(sink);
         if events.is_empty() {
             let path = self.path().join(&name);

@@ -23,7 +23,7 @@ use crate::state::silences::{self as file, FileStamp, SilencesError};
 
 /// Where the silences are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SilencesFrom {
+pub(crate) enum SilencesFrom {
     /// Label mode: `silences.json` in this state directory.
     File(PathBuf),
     /// PostgreSQL mode: the record source reads them with the records.
@@ -32,7 +32,7 @@ pub enum SilencesFrom {
 
 /// The silences' reader, with the last good set.
 #[derive(Debug)]
-pub struct SilenceReader {
+pub(crate) struct SilenceReader {
     from: SilencesFrom,
     /// The file's version last looked at (`Some(None)`: there was none).
     stamp: Option<Option<FileStamp>>,
@@ -43,7 +43,7 @@ pub struct SilenceReader {
 
 impl SilenceReader {
     /// A reader of the silences `from` there.
-    pub fn new(from: SilencesFrom) -> SilenceReader {
+    pub(crate) fn new(from: SilencesFrom) -> SilenceReader {
         SilenceReader {
             from,
             stamp: None,
@@ -54,7 +54,7 @@ impl SilenceReader {
 
     /// The silences at `now`, when they differ from the last set handed
     /// out; `None` when they did not change, or could not be read.
-    pub fn read(&mut self, source: &mut dyn RecordSource, now: SystemTime) -> Option<Silences> {
+    pub(crate) fn read(&mut self, source: &mut dyn RecordSource, now: SystemTime) -> Option<Silences> {
         let read =
             match &self.from {
                 SilencesFrom::File(dir) => self.read_file(&dir.clone()),
