@@ -55,8 +55,8 @@ pub(crate) use silence::SilenceCommand;
 // `pub` only while the PostgreSQL adapter, `tls` and the webhook sink name
 // them in public signatures; the rest of the library uses them, not main.rs
 // or tests/.
-pub use database::{CaFile, Database, SslMode};
-pub use error::ConfigError;
+pub(crate) use database::{CaFile, Database, SslMode};
+pub(crate) use error::ConfigError;
 pub(crate) use host::{HostId, HostScope};
 pub(crate) use incidents::IncidentRules;
 pub use names::TableName;

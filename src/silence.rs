@@ -93,7 +93,10 @@ pub(crate) struct Silences {
 
 impl Silences {
     /// The silences of `list` that have not ended at `now`.
-    pub(crate) fn new<'a>(list: impl IntoIterator<Item = &'a Silence>, now: SystemTime) -> Silences {
+    pub(crate) fn new<'a>(
+        list: impl IntoIterator<Item = &'a Silence>,
+        now: SystemTime,
+    ) -> Silences {
         let mut silences = Silences::default();
         for s in list {
             if s.has_ended(now) || s.ends_at <= s.starts_at {

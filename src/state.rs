@@ -274,7 +274,10 @@ impl StateDir {
     }
 
     /// Saves the baselines, replacing the previous ones.
-    pub(crate) fn save_baselines(&self, baselines: &HashMap<String, Baseline>) -> Result<(), StateError> {
+    pub(crate) fn save_baselines(
+        &self,
+        baselines: &HashMap<String, Baseline>,
+    ) -> Result<(), StateError> {
         let saved = SavedBaselines {
             version: 1,
             baselines: baselines

@@ -15,7 +15,7 @@ use super::raw::Given;
 
 /// libpq's `sslmode`, as far as it concerns a client without a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     /// Plain TCP.
     Disable,
     /// TLS when the server offers it, unverified.
@@ -69,7 +69,7 @@ impl SslMode {
 
 /// A CA file and the option that named it, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaFile {
+pub(crate) struct CaFile {
     /// The file of PEM certificates.
     pub(crate) path: PathBuf,
     /// `--database-ca-file`, `RTINSPECT_DATABASE_CA_FILE`, or `sslrootcert in --database-url`.
@@ -78,7 +78,7 @@ pub struct CaFile {
 
 /// The database connection settings; the URL itself is not kept.
 #[derive(Clone)]
-pub struct Database {
+pub(crate) struct Database {
     /// Parsed connection settings, `sslmode` set from [`Database::ssl_mode`].
     pub(crate) config: ::postgres::Config,
     /// libpq's `sslmode`, from the URL (default `prefer`).

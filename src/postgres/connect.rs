@@ -47,13 +47,13 @@ impl fmt::Debug for Connector {
 impl Connector {
     /// Builds the TLS connector for `db`'s sslmode, reading its CA file now,
     /// so that a bad one is a start-up error rather than a failure of each tick.
-    pub fn new(db: Database) -> Result<Connector, TlsError> {
+    pub(crate) fn new(db: Database) -> Result<Connector, TlsError> {
         let tls = tls::connector(db.ssl_mode, db.ca_file.as_ref())?;
         Ok(Connector { db, tls })
     }
 
     /// Opens a connection; see [`connect`].
-    pub fn connect(&self) -> Result<Client, PgError> {
+    pub(crate) fn connect(&self) -> Result<Client, PgError> {
         connect(&self.db, &self.tls)
     }
 
@@ -69,7 +69,7 @@ impl Connector {
 /// timeout. No statement timeout here: PgBouncer refuses the `options`
 /// startup parameter that would carry it ("unsupported startup parameter:
 /// options", SQLSTATE 08P01); each transaction sets it (`SET LOCAL`).
-pub fn connect(db: &Database, tls: &MakeRustlsConnect) -> Result<Client, PgError> {
+pub(crate) fn connect(db: &Database, tls: &MakeRustlsConnect) -> Result<Client, PgError> {
     let mut config = db.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

@@ -38,7 +38,7 @@ pub(super) fn leaves_the_server(sqlstate: &str) -> bool {
 
 /// A PostgreSQL failure, described for an operator.
 #[derive(Debug)]
-pub struct PgError {
+pub(crate) struct PgError {
     /// What was being done ("connecting", "reading runtime_records", …).
     pub step: String,
     /// The server's or the driver's words.
@@ -99,7 +99,7 @@ impl PgError {
     /// Whether the server refused the values of this statement, which no
     /// retry changes: a data exception (SQLSTATE class 22, a NOTIFY payload
     /// over 8000 bytes among them: 22023) or an integrity violation (23).
-    pub fn refuses_the_values(&self) -> bool {
+    pub(crate) fn refuses_the_values(&self) -> bool {
         self.sqlstate
             .as_deref()
             .is_some_and(|s| s.starts_with("22") || s.starts_with("23"))
@@ -135,7 +135,7 @@ impl PgError {
 
 /// The driver's error and its causes on one line; a server error as
 /// `message (SQLSTATE code)` with its detail and hint.
-pub fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
         if let Some(d) = db.detail() {

@@ -16,14 +16,14 @@ use super::transaction::{BEGIN_READ_ONLY, in_transaction};
 use crate::config::TableName;
 
 /// At most this many incident events are read.
-pub const INCIDENT_ROWS: i64 = 10_000;
+pub(crate) const INCIDENT_ROWS: i64 = 10_000;
 
 /// At most this many facts are read (a day of 70 games in trouble at 15 s).
-pub const FACT_ROWS: i64 = 400_000;
+pub(crate) const FACT_ROWS: i64 = 400_000;
 
 /// What the rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rows {
+pub(crate) enum Rows {
     /// The incident events: (event_type, game_id, container_id,
     /// occurred_at, details as JSON text).
     Incidents,
@@ -33,11 +33,11 @@ pub enum Rows {
 }
 
 /// One row: event type, game, container, when it occurred, details (JSON).
-pub type HistoryRow = (String, String, String, SystemTime, String);
+pub(crate) type HistoryRow = (String, String, String, SystemTime, String);
 
 /// The rows of `table` that occurred at or after `since`, oldest first, at
 /// most `limit` (a row more says there were more: the caller cuts it).
-pub fn history_rows(
+pub(crate) fn history_rows(
     connector: &Connector,
     table: &TableName,
     host: Option<&HostFilter>,

@@ -15,7 +15,7 @@ use crate::config::TableName;
 
 /// What `migrate` did to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationStep {
+pub(crate) struct MigrationStep {
     /// "table", "index" or "column".
     pub kind: &'static str,
     /// Its qualified name (a column as `table.column`).
@@ -78,7 +78,7 @@ enum Lookup {
 /// `(<column>, status) INCLUDE (game_id, current_container_id)` on any
 /// (a missing or non-text column is an error naming it), and the events'
 /// and the silences' `host_id` column.
-pub fn migrate(
+pub(crate) fn migrate(
     connector: &Connector,
     tables: &Tables<'_>,
     host_column: Option<&str>,
@@ -91,7 +91,7 @@ pub fn migrate(
 
 /// The tables `migrate` makes.
 #[derive(Debug, Clone, Copy)]
-pub struct Tables<'a> {
+pub(crate) struct Tables<'a> {
     /// The runtime records.
     pub records: &'a TableName,
     /// The health events.

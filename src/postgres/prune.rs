@@ -12,11 +12,11 @@ use crate::config::TableName;
 
 /// `prune-events` deletes at most this many rows per statement and
 /// transaction: short locks, short transactions, a bounded WAL burst.
-pub const PRUNE_BATCH: i64 = 10_000;
+pub(crate) const PRUNE_BATCH: i64 = 10_000;
 
 /// What `prune-events` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// Rows deleted.
     pub deleted: u64,
     /// The cutoff: rows recorded before it were deleted.
@@ -34,7 +34,7 @@ pub struct Pruned {
 /// `DELETE` and `SELECT (event_id, recorded_at)` (a `ctid` would need
 /// `SELECT` on the whole table). A batch committed stays deleted if a later
 /// one fails.
-pub fn prune_events(
+pub(crate) fn prune_events(
     connector: &Connector,
     events: &TableName,
     older_than: Duration,

@@ -57,7 +57,7 @@ impl fmt::Debug for PgRecords {
 impl PgRecords {
     /// A source reading `table`, only `host`'s records when given; nothing
     /// is opened until the first tick.
-    pub fn new(connector: Connector, table: TableName, host: Option<HostFilter>) -> Self {
+    pub(crate) fn new(connector: Connector, table: TableName, host: Option<HostFilter>) -> Self {
         let query = records_query(&table, host.as_ref());
         PgRecords {
             connector,
@@ -70,7 +70,7 @@ impl PgRecords {
     }
 
     /// Reads the silences of `table` too, on the same connection.
-    pub fn with_silences(mut self, table: TableName) -> Self {
+    pub(crate) fn with_silences(mut self, table: TableName) -> Self {
         self.silences = Some(table);
         self
     }

@@ -44,7 +44,7 @@ fn host_clause(host_id: Option<&str>, n: usize) -> String {
 
 /// The daemon's query: the silences not over by the server's clock, at
 /// most one more than it takes (the `ends_at` index answers it).
-pub fn silences_query(table: &TableName, host_id: Option<&str>) -> String {
+pub(crate) fn silences_query(table: &TableName, host_id: Option<&str>) -> String {
     format!(
         "SELECT {COLUMNS} FROM {} WHERE ends_at > now(){} ORDER BY starts_at, silence_id LIMIT {}",
         table.quoted(),
@@ -81,7 +81,7 @@ pub(super) fn read(
 
 /// Whether the error says the table, or its host column, is not there:
 /// an older schema, which `migrate` brings up to date.
-pub fn is_missing(e: &PgError) -> bool {
+pub(crate) fn is_missing(e: &PgError) -> bool {
     matches!(e.sqlstate.as_deref(), Some("42P01" | UNDEFINED_COLUMN))
 }
 
@@ -111,7 +111,7 @@ fn decode(row: &postgres::Row, table: &TableName) -> Result<Silence, PgError> {
 /// `rtinspect silence` on PostgreSQL: each call its own transaction on a
 /// connection of its own.
 #[derive(Debug)]
-pub struct PgSilences {
+pub(crate) struct PgSilences {
     connector: Connector,
     table: TableName,
     host_id: Option<String>,
@@ -119,7 +119,11 @@ pub struct PgSilences {
 
 impl PgSilences {
     /// The silences of `table`, this host's when `host_id` is given.
-    pub fn new(connector: Connector, table: TableName, host_id: Option<String>) -> PgSilences {
+    pub(crate) fn new(
+        connector: Connector,
+        table: TableName,
+        host_id: Option<String>,
+    ) -> PgSilences {
         PgSilences {
             connector,
             table,
@@ -137,14 +141,14 @@ impl PgSilences {
     }
 
     /// The silences in force or to come.
-    pub fn list(&self) -> Result<Vec<Silence>, PgError> {
+    pub(crate) fn list(&self) -> Result<Vec<Silence>, PgError> {
         let mut client = self.connector.connect()?;
         read(&mut client, &self.table, self.host_id.as_deref())
     }
 
     /// Inserts `rows` (one silence), after deleting this host's rows that
     /// ended more than a day before `now`.
-    pub fn add(&self, rows: &[Silence], now: SystemTime) -> Result<(), PgError> {
+    pub(crate) fn add(&self, rows: &[Silence], now: SystemTime) -> Result<(), PgError> {
         let table = &self.table;
         let host = self.host_id.as_deref();
         let insert = format!(
@@ -217,7 +221,7 @@ impl PgSilences {
 
     /// Ends the silence `id` at `now` (every silence in force or to come,
     /// when `None`).
-    pub fn end(&self, id: Option<&str>, now: SystemTime) -> Result<Ended, PgError> {
+    pub(crate) fn end(&self, id: Option<&str>, now: SystemTime) -> Result<Ended, PgError> {
         let table = &self.table;
         let host = self.host_id.as_deref();
         let (filter, next) = match id {
@@ -266,7 +270,7 @@ impl PgSilences {
 
 /// Which of `games` the records table knows (in any status; this host's,
 /// with host scoping): `silence add` says which it does not.
-pub fn known_games(
+pub(crate) fn known_games(
     connector: &Connector,
     records: &TableName,
     host: Option<&HostFilter>,

@@ -19,7 +19,7 @@ use crate::publish::sink::{Down, EventSink, SinkError};
 /// and an event already stored (a retry after a lost commit, a spool
 /// replayed) is not notified again: the INSERT's `RETURNING` decides.
 /// With host scoping the row's `host_id` is this host's id.
-pub struct PgSink {
+pub(crate) struct PgSink {
     connector: Connector,
     table: TableName,
     channel: Option<String>,
@@ -41,7 +41,7 @@ impl fmt::Debug for PgSink {
 impl PgSink {
     /// A sink writing to `table`, notifying on `channel` when set, filling
     /// `host_id` when given.
-    pub fn new(
+    pub(crate) fn new(
         connector: Connector,
         table: TableName,
         channel: Option<String>,

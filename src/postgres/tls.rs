@@ -26,7 +26,7 @@ use crate::tls::CaError;
 
 /// Why the TLS connector could not be built.
 #[derive(Debug)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// The trusted CA certificates: each names the CA file and the option
     /// that named it.
     Ca(CaError),
@@ -75,7 +75,10 @@ fn load_roots(ca_file: Option<&CaFile>) -> Result<RootCertStore, TlsError> {
 
 /// The connector for `mode`, trusting `ca_file` (else the system bundle)
 /// where the mode verifies; the CA file is read now.
-pub fn connector(mode: SslMode, ca_file: Option<&CaFile>) -> Result<MakeRustlsConnect, TlsError> {
+pub(crate) fn connector(
+    mode: SslMode,
+    ca_file: Option<&CaFile>,
+) -> Result<MakeRustlsConnect, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -54,7 +54,11 @@ impl SilenceReader {
 
     /// The silences at `now`, when they differ from the last set handed
     /// out; `None` when they did not change, or could not be read.
-    pub(crate) fn read(&mut self, source: &mut dyn RecordSource, now: SystemTime) -> Option<Silences> {
+    pub(crate) fn read(
+        &mut self,
+        source: &mut dyn RecordSource,
+        now: SystemTime,
+    ) -> Option<Silences> {
         let read =
             match &self.from {
                 SilencesFrom::File(dir) => self.read_file(&dir.clone()),
