@@ -328,7 +328,7 @@ impl Endings {
 
     /// Whether `container` is remembered.
     #[cfg(test)]
-    pub fn remembers(&self, container: &str) -> bool {
+    pub(crate) fn remembers(&self, container: &str) -> bool {
         self.containers.contains_key(container)
     }
 
@@ -501,7 +501,7 @@ impl Endings {
 
     /// The reason of `container`'s last end, as far as anything told.
     #[cfg(test)]
-    pub fn reason(&self, container: &str) -> Option<EndReason> {
+    pub(crate) fn reason(&self, container: &str) -> Option<EndReason> {
         self.containers.get(container)?.end.map(|e| e.reason)
     }
 

@@ -20,14 +20,13 @@ use crate::log_tail::LogTail;
 mod envelope;
 mod time;
 
-pub use envelope::{Envelope, MAX_ENVELOPE_BYTES};
-pub use time::rfc3339_micros;
+pub(crate) use time::rfc3339_micros;
 
 /// The fact: a record in trouble at one inspect, every tick it lasts.
-pub const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
+pub(crate) const INSPECT_UNHEALTHY: &str = "inspect_unhealthy";
 
 /// Every event type, the fact first, then the changes of an incident.
-pub const EVENT_TYPES: [&str; 5] = [
+pub(crate) const EVENT_TYPES: [&str; 5] = [
     EventType::Fact.as_str(),
     EventType::Incident(Change::Opened).as_str(),
     EventType::Incident(Change::Escalated).as_str(),
@@ -37,11 +36,12 @@ pub const EVENT_TYPES: [&str; 5] = [
 
 /// The resolution of an incident whose game left the records, or whose
 /// container has been gone (404) for `--recover-after`.
-pub const REMOVED: &str = "removed";
+#[cfg(test)]
+pub(crate) const REMOVED: &str = "removed";
 
 /// The event `rtinspect notify-test` sends: it says nothing about a game,
 /// so it is not one of [`EVENT_TYPES`] and is never spooled.
-pub const NOTIFY_TEST: &str = "notify_test";
+pub(crate) const NOTIFY_TEST: &str = "notify_test";
 
 /// What an event reports; the wire names it by [`EventType::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub enum EventType {
 impl EventType {
     /// Every type an event is published and spooled as, in the order of
     /// [`EVENT_TYPES`].
-    pub const PUBLISHED: [EventType; 5] = [
+    pub(crate) const PUBLISHED: [EventType; 5] = [
         EventType::Fact,
         EventType::Incident(Change::Opened),
         EventType::Incident(Change::Escalated),
@@ -80,7 +80,7 @@ impl EventType {
 
     /// The change of an incident it reports; `None` for a fact (and
     /// `rtinspect notify-test`'s message).
-    pub fn change(self) -> Option<Change> {
+    pub(crate) fn change(self) -> Option<Change> {
         match self {
             EventType::Incident(change) => Some(change),
             EventType::Fact | EventType::NotifyTest => None,
@@ -213,7 +213,7 @@ pub struct IncidentFacts {
 impl IncidentFacts {
     /// These facts saying how the container ended: the reason's name, and
     /// a crash's exit code and signal.
-    pub fn with_end(mut self, end: Option<EndReason>) -> IncidentFacts {
+    pub(crate) fn with_end(mut self, end: Option<EndReason>) -> IncidentFacts {
         self.reason = end.map(|r| r.as_str().to_owned());
         self.exit_code = end
             .filter(|r| r.as_str() == "crashed")
@@ -226,12 +226,12 @@ impl IncidentFacts {
 impl HealthEvent {
     /// Makes the event for `finding` observed at `occurred_at`, with a fresh
     /// UUID (v7) whose time part is that same instant.
-    pub fn from_finding(finding: Finding, occurred_at: SystemTime) -> Self {
+    pub(crate) fn from_finding(finding: Finding, occurred_at: SystemTime) -> Self {
         Self::with_id(new_id(occurred_at), finding, occurred_at)
     }
 
     /// Makes the event with a given id (for tests and replays).
-    pub fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
+    pub(crate) fn with_id(event_id: String, finding: Finding, occurred_at: SystemTime) -> Self {
         Self::make(
             event_id,
             EventType::Fact,
@@ -244,7 +244,7 @@ impl HealthEvent {
 
     /// Makes an incident's event, of its `change`, with what was seen at
     /// its look.
-    pub fn for_incident(
+    pub(crate) fn for_incident(
         change: Change,
         incident: IncidentFacts,
         game_id: String,
@@ -265,7 +265,7 @@ impl HealthEvent {
     /// behind it: its game is gone (`details.resolution` is `removed`), or
     /// its container was stopped through the API (`stopped`); no `seen`;
     /// `container_id` is the last container seen.
-    pub fn for_closed_incident(
+    pub(crate) fn for_closed_incident(
         mut incident: IncidentFacts,
         game_id: String,
         container_id: String,
@@ -291,7 +291,7 @@ impl HealthEvent {
 
     /// The test message of `rtinspect notify-test`, from the host `host`:
     /// its game id names the command and the host, its container is none.
-    pub fn notify_test(host: &str, occurred_at: SystemTime) -> Self {
+    pub(crate) fn notify_test(host: &str, occurred_at: SystemTime) -> Self {
         Self::make(
             new_id(occurred_at),
             EventType::NotifyTest,
@@ -348,7 +348,7 @@ impl HealthEvent {
     /// The event as host `host` saw it: its envelope names the host, and is
     /// fitted to its bound again. An event read back from a spool line
     /// keeps that line as it was.
-    pub fn seen_on(mut self, host: &str) -> HealthEvent {
+    pub(crate) fn seen_on(mut self, host: &str) -> HealthEvent {
         if self.read_back.is_none() {
             self.host_id = Some(host.to_owned());
             self.fit_the_envelope();
@@ -358,7 +358,7 @@ impl HealthEvent {
 
     /// The change of an incident this event reports; `None` for a fact (and
     /// `rtinspect notify-test`'s message).
-    pub fn change(&self) -> Option<Change> {
+    pub(crate) fn change(&self) -> Option<Change> {
         self.event_type.change()
     }
 
@@ -380,7 +380,7 @@ impl HealthEvent {
 
     /// The event carrying `tail`, fitted to the envelope's bound again
     /// (its oldest lines go first when the rest leaves no room).
-    pub fn with_log_tail(mut self, tail: LogTail) -> Self {
+    pub(crate) fn with_log_tail(mut self, tail: LogTail) -> Self {
         self.log_tail = Some(Box::new(tail));
         self.fit_the_envelope();
         self

@@ -17,7 +17,7 @@ use crate::tick::InspectAnswer;
 
 /// What the fake Docker answers for one container.
 #[derive(Debug, Clone)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// A successful inspect.
     Inspect(Observation),
     /// 404.
@@ -32,7 +32,7 @@ pub enum Answer {
 
 impl Answer {
     /// A running container with `health` (`""`: no healthcheck).
-    pub fn running(id: &str, restarts: u64, health: &str) -> Answer {
+    pub(crate) fn running(id: &str, restarts: u64, health: &str) -> Answer {
         Answer::Inspect(Observation {
             container_id: id.into(),
             restart_count: restarts,
@@ -43,7 +43,7 @@ impl Answer {
     }
 
     /// A container in `status`, without healthcheck.
-    pub fn status(id: &str, restarts: u64, status: &str) -> Answer {
+    pub(crate) fn status(id: &str, restarts: u64, status: &str) -> Answer {
         Answer::Inspect(Observation {
             container_id: id.into(),
             restart_count: restarts,
@@ -72,7 +72,7 @@ impl Answer {
 
 /// A Docker that answers from a table and remembers what it was asked.
 #[derive(Debug, Default, Clone)]
-pub struct FakeDocker {
+pub(crate) struct FakeDocker {
     answers: Arc<Mutex<HashMap<String, Answer>>>,
     default: Option<Answer>,
     asked: Arc<Mutex<Vec<String>>>,
@@ -81,24 +81,24 @@ pub struct FakeDocker {
 
 impl FakeDocker {
     /// A Docker with no containers (every inspect is a 404).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Answers `answer` for `container`.
-    pub fn answer(self, container: &str, answer: Answer) -> Self {
+    pub(crate) fn answer(self, container: &str, answer: Answer) -> Self {
         self.set(container, answer);
         self
     }
 
     /// Answers `answer` for every container not in the table.
-    pub fn default_answer(mut self, answer: Answer) -> Self {
+    pub(crate) fn default_answer(mut self, answer: Answer) -> Self {
         self.default = Some(answer);
         self
     }
 
     /// Changes the answer for `container`.
-    pub fn set(&self, container: &str, answer: Answer) {
+    pub(crate) fn set(&self, container: &str, answer: Answer) {
         self.answers
             .lock()
             .unwrap()
@@ -106,22 +106,22 @@ impl FakeDocker {
     }
 
     /// Makes `/_ping` fail with `answer` (`None`: it succeeds).
-    pub fn set_ping(&self, answer: Option<Answer>) {
+    pub(crate) fn set_ping(&self, answer: Option<Answer>) {
         *self.ping.lock().unwrap() = answer;
     }
 
     /// The containers inspected, in order.
-    pub fn asked(&self) -> Vec<String> {
+    pub(crate) fn asked(&self) -> Vec<String> {
         self.asked.lock().unwrap().clone()
     }
 
     /// Inspects `container`, the answer as the worker hands it to the cores.
-    pub fn answer_to(&self, container: &str) -> InspectAnswer {
+    pub(crate) fn answer_to(&self, container: &str) -> InspectAnswer {
         crate::worker::core_answer(self.inspect(container))
     }
 
     /// Pings, the answer as the worker hands it to the cores.
-    pub fn pinged(&self) -> Result<(), String> {
+    pub(crate) fn pinged(&self) -> Result<(), String> {
         self.ping().map_err(|e| e.to_string())
     }
 }
@@ -147,16 +147,16 @@ impl ContainerInspector for FakeDocker {
 
 /// A record source answering a list, or a failure, that a test can change.
 #[derive(Debug, Clone, Default)]
-pub struct FakeRecords(Arc<Mutex<Option<Vec<RuntimeRecord>>>>);
+pub(crate) struct FakeRecords(Arc<Mutex<Option<Vec<RuntimeRecord>>>>);
 
 impl FakeRecords {
     /// A source listing `records`.
-    pub fn new(records: Vec<RuntimeRecord>) -> Self {
+    pub(crate) fn new(records: Vec<RuntimeRecord>) -> Self {
         FakeRecords(Arc::new(Mutex::new(Some(records))))
     }
 
     /// Lists `records` from now on (`None`: listing fails).
-    pub fn set(&self, records: Option<Vec<RuntimeRecord>>) {
+    pub(crate) fn set(&self, records: Option<Vec<RuntimeRecord>>) {
         *self.0.lock().unwrap() = records;
     }
 }
@@ -173,7 +173,7 @@ impl RecordSource for FakeRecords {
 
 /// How the fake sink answers one publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkAnswer {
+pub(crate) enum SinkAnswer {
     /// Accept the event.
     Accept,
     /// The sink is down.
@@ -187,7 +187,7 @@ pub enum SinkAnswer {
 /// A sink answering from a script (then accepting everything), keeping what
 /// it accepted.
 #[derive(Debug)]
-pub struct FakeSink {
+pub(crate) struct FakeSink {
     script: std::collections::VecDeque<SinkAnswer>,
     accepted: Arc<Mutex<Vec<HealthEvent>>>,
     entered: (Sender<()>, Receiver<()>),
@@ -195,7 +195,7 @@ pub struct FakeSink {
 
 impl FakeSink {
     /// A sink answering `script` in order, then accepting.
-    pub fn new(script: Vec<SinkAnswer>) -> Self {
+    pub(crate) fn new(script: Vec<SinkAnswer>) -> Self {
         FakeSink {
             script: script.into(),
             accepted: Arc::default(),
@@ -204,12 +204,12 @@ impl FakeSink {
     }
 
     /// The events accepted so far.
-    pub fn accepted(&self) -> Arc<Mutex<Vec<HealthEvent>>> {
+    pub(crate) fn accepted(&self) -> Arc<Mutex<Vec<HealthEvent>>> {
         self.accepted.clone()
     }
 
     /// Receives one message each time a publish starts to hang.
-    pub fn entered(&self) -> Receiver<()> {
+    pub(crate) fn entered(&self) -> Receiver<()> {
         self.entered.1.clone()
     }
 }
@@ -234,7 +234,7 @@ impl EventSink for FakeSink {
 }
 
 /// Waits (at most 30 s) until `f` holds, for states another thread reaches.
-pub fn wait_for(mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(mut f: impl FnMut() -> bool) {
     let limit = Instant::now() + Duration::from_secs(30);
     while !f() {
         assert!(Instant::now() < limit, "condition not reached in 30 s");

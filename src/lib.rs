@@ -25,6 +25,9 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// What nothing outside the crate can reach is pub(crate), so that `pub`
+// says what main.rs and the tests use.
+#![warn(unreachable_pub)]
 
 /// A boxed error cause, kept so that `source()` can reach it.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;

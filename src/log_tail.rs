@@ -23,7 +23,7 @@ pub const TAIL_BYTES: usize = 2048;
 
 /// The most lines `--log-lines` may ask for: with [`TAIL_BYTES`] in all,
 /// more would be lines of a few bytes each.
-pub const MAX_LINES: usize = 100;
+pub(crate) const MAX_LINES: usize = 100;
 
 /// What an incident's event says of its container's last log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl LogTail {
 
     /// Why there is no tail, cleaned as a line is (Docker's message is
     /// outside text) and cut to [`LINE_BYTES`].
-    pub fn unavailable(why: &str) -> LogTail {
+    pub(crate) fn unavailable(why: &str) -> LogTail {
         let text = clean::printable(why.as_bytes());
         let text = secrets::redact(&text);
         LogTail::Unavailable(cut_line(text.trim(), false))

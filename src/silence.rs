@@ -125,7 +125,7 @@ impl Silences {
 
     #[cfg(test)]
     /// Whether a silence covers `game_id` at `at`.
-    pub fn covers(&self, game_id: &str, at: SystemTime) -> bool {
+    pub(crate) fn covers(&self, game_id: &str, at: SystemTime) -> bool {
         self.every_game.iter().any(|w| w.is_on(at))
             || self
                 .by_game
@@ -146,20 +146,20 @@ impl Silences {
 
     #[cfg(test)]
     /// The earliest end of the silences not over when they were taken.
-    pub fn earliest_end(&self) -> Option<SystemTime> {
+    pub(crate) fn earliest_end(&self) -> Option<SystemTime> {
         self.earliest_end
     }
 
     #[cfg(test)]
     /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.every_game.is_empty() && self.by_game.is_empty()
     }
 }
 
 /// What `silence end ID` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// Its rows (one per game it names) ended now.
     Now(u64),
     /// It exists, but had ended already, at this time.

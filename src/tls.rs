@@ -22,7 +22,7 @@ const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 
 /// Why the trusted CA certificates could not be loaded.
 #[derive(Debug)]
-pub enum CaError {
+pub(crate) enum CaError {
     /// The CA file cannot be read: missing, not permitted, not a regular file, too big.
     Read {
         /// The file.

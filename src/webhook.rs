@@ -36,10 +36,10 @@ use redact::Redactor;
 
 /// How long a chat's message waits for the events of the same burst (a
 /// tick's, or Docker's events of a reboot) to go with it as one digest.
-pub const DIGEST_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const DIGEST_WAIT: Duration = Duration::from_secs(2);
 
 /// Posts each event to a webhook.
-pub struct WebhookSink {
+pub(crate) struct WebhookSink {
     http: Http,
     url: WebhookUrl,
     /// Masks the URL's token in what its server writes back.
@@ -79,7 +79,7 @@ impl fmt::Debug for WebhookSink {
 impl WebhookSink {
     /// The sink for `webhook`; for an `https://` URL its CA file (else the
     /// system bundle) is read now, so a bad one stops the start.
-    pub fn new(webhook: &Webhook) -> Result<WebhookSink, SetupError> {
+    pub(crate) fn new(webhook: &Webhook) -> Result<WebhookSink, SetupError> {
         let http = Http::new(webhook.url.is_https(), webhook.ca_file.as_ref())?;
         let url = &webhook.url;
         let (target, authorization, chat_id) = match webhook.format {

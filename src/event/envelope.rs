@@ -18,7 +18,7 @@ use crate::log_tail::LogTail;
 
 /// The longest envelope: PostgreSQL refuses a NOTIFY payload of 8000 bytes
 /// or more (SQLSTATE 22023), with room to spare.
-pub const MAX_ENVELOPE_BYTES: usize = 7900;
+pub(crate) const MAX_ENVELOPE_BYTES: usize = 7900;
 
 /// An event's envelope as bytes are made from it: one line of JSON, no
 /// trailing newline, and where its `details` object lies in it.
@@ -37,12 +37,12 @@ impl<'a> Envelope<'a> {
     /// The envelope's `details` object, byte for byte as the envelope has
     /// it: what the PostgreSQL sink stores, so that the row and the NOTIFY
     /// payload say the same.
-    pub fn details(&self) -> &str {
+    pub(crate) fn details(&self) -> &str {
         &self.json[self.details.clone()]
     }
 
     /// The envelope, owned or borrowed from the event.
-    pub fn into_cow(self) -> Cow<'a, str> {
+    pub(crate) fn into_cow(self) -> Cow<'a, str> {
         self.json
     }
 }
@@ -259,7 +259,7 @@ impl HealthEvent {
     /// its envelope stays byte for byte the line read, so a replayed event is
     /// the event that was emitted. The wire names the types and kinds, so
     /// this is where names are read back into them.
-    pub fn from_envelope(envelope: &str) -> Result<HealthEvent, String> {
+    pub(crate) fn from_envelope(envelope: &str) -> Result<HealthEvent, String> {
         #[derive(Deserialize)]
         struct Owned<'a> {
             event_id: String,

@@ -1,5 +1,6 @@
 //! The envelope's unit tests: its fields, times and types.
 
+use super::envelope::MAX_ENVELOPE_BYTES;
 use super::*;
 use crate::inspector::{Observation, Reason};
 

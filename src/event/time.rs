@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Formats a time as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC). Times before 1970 are
 /// clamped to the epoch; none are made by this program.
-pub fn rfc3339_micros(t: SystemTime) -> String {
+pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);

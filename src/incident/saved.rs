@@ -162,13 +162,13 @@ pub(crate) struct SavedIncidents {
 impl SavedIncidents {
     #[cfg(test)]
     /// The number of games remembered.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.games.len()
     }
 
     #[cfg(test)]
     /// Whether no game is remembered.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.games.is_empty()
     }
 

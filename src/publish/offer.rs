@@ -34,7 +34,7 @@ const SAY_EVERY: Duration = Duration::from_secs(60);
 /// one, room is made behind the backlog, facts first; what goes is counted
 /// by type and logged. A closed outbox refuses it (`Err`), for the caller to
 /// spool: after the close, nobody reads the queue.
-pub fn offer(
+pub(crate) fn offer(
     outbox: &Outbox,
     events: &Sender<HealthEvent>,
     event: HealthEvent,
@@ -168,7 +168,7 @@ fn dropped_logged(event: &HealthEvent, why: &str, counters: &SinkCounters) {
 /// Offers an event to the queue, waiting for room until `deadline` and then
 /// putting it behind the backlog (for `once`, which has no next tick to
 /// protect). A closed outbox refuses it (`Err`), for the caller to spool.
-pub fn offer_until(
+pub(crate) fn offer_until(
     outbox: &Outbox,
     events: &Sender<HealthEvent>,
     mut event: HealthEvent,

@@ -20,7 +20,7 @@ use crate::state::StateDir;
 
 /// How many events the queue holds; when it is full, what comes overflows
 /// to disk, or without a state directory makes room facts first.
-pub const QUEUE_CAPACITY: usize = 4096;
+pub(crate) const QUEUE_CAPACITY: usize = 4096;
 
 /// How many events are read back from the overflow file at a time.
 const OVERFLOW_CHUNK: usize = 512;
@@ -28,7 +28,7 @@ const OVERFLOW_CHUNK: usize = 512;
 /// The events waiting for the sink: a backlog read from the spool, the queue
 /// the inspector feeds, and the one event the publisher is delivering.
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     pub(super) queue: Receiver<HealthEvent>,
     slot: Mutex<Slot>,
     /// Dropped by [`Outbox::close`], which wakes the publisher at once.
@@ -65,7 +65,7 @@ pub(super) struct FullQueue {
 impl Outbox {
     /// An outbox with `backlog` (spooled events) first, and the sender that
     /// feeds its bounded queue.
-    pub fn new(backlog: Vec<HealthEvent>) -> (Sender<HealthEvent>, Arc<Outbox>) {
+    pub(crate) fn new(backlog: Vec<HealthEvent>) -> (Sender<HealthEvent>, Arc<Outbox>) {
         let (events, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let (closer, closed) = crossbeam_channel::bounded(0);
         let outbox = Outbox {
@@ -89,7 +89,7 @@ impl Outbox {
     /// `state` (and what an earlier run left there goes after the backlog).
     /// Without it (it cannot be opened: said here) the outbox makes room
     /// facts first, as without a state directory.
-    pub fn overflow_to(&self, state: &StateDir, sink: &str) {
+    pub(crate) fn overflow_to(&self, state: &StateDir, sink: &str) {
         match Overflow::open(state.path(), sink) {
             Ok(overflow) => {
                 if overflow.waiting() > 0 {
@@ -107,7 +107,7 @@ impl Outbox {
 
     /// Events waiting, the one in flight and those in the overflow file
     /// included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let slot = self.slot();
         slot.backlog.len()
             + slot.in_flight.len()
@@ -116,7 +116,7 @@ impl Outbox {
     }
 
     /// Whether nothing waits and nothing is in flight.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -126,7 +126,7 @@ impl Outbox {
     /// there too (delivery is at least once). Later calls return what was
     /// queued since. What waits in the overflow file (newer than all those)
     /// stays there for the next start, which publishes it after the spool.
-    pub fn close(&self) -> Vec<HealthEvent> {
+    pub(crate) fn close(&self) -> Vec<HealthEvent> {
         let mut slot = self.slot();
         let first = !slot.closed;
         slot.closed = true;

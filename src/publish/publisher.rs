@@ -37,7 +37,7 @@ use crate::telemetry::{SinkCounters, Telemetry};
 
 /// The running publisher thread.
 #[derive(Debug)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     thread: JoinHandle<()>,
     /// Disconnected when the thread ends, however it ends.
     ended: Receiver<()>,
@@ -45,7 +45,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Waits until the thread has ended or `deadline` passes; true when it ended.
-    pub fn wait_until(&self, deadline: Instant) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
         matches!(
             self.ended.recv_deadline(deadline),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
@@ -54,7 +54,7 @@ impl Publisher {
 
     /// Joins the thread if it has ended, re-raising its panic; a thread still
     /// blocked in the sink is left behind (the process is about to exit).
-    pub fn join_if_ended(self) {
+    pub(crate) fn join_if_ended(self) {
         if self.thread.is_finished()
             && let Err(panic) = self.thread.join()
         {
@@ -66,7 +66,7 @@ impl Publisher {
 /// Starts the publisher thread of the sink `rejects` is for, over `outbox`.
 /// It ends when the outbox is closed, or when every sender is gone and
 /// everything was delivered.
-pub fn spawn(
+pub(crate) fn spawn(
     mut sink: Box<dyn EventSink>,
     outbox: Arc<Outbox>,
     rejects: Rejects,

@@ -13,7 +13,7 @@ use crate::telemetry::Telemetry;
 /// older file that a rotation drops are counted in
 /// `rtinspect_rejected_dropped_total`.
 #[derive(Debug, Clone)]
-pub struct Rejects {
+pub(crate) struct Rejects {
     state: Option<StateDir>,
     /// The sink's place in [`Telemetry::sinks`].
     pub(super) sink: usize,
@@ -22,13 +22,13 @@ pub struct Rejects {
 impl Rejects {
     /// Into `rejected.jsonl` in `state`, or the error log without one, for
     /// the sink `sink` of [`Telemetry::sinks`].
-    pub fn new(state: Option<StateDir>, sink: usize) -> Self {
+    pub(crate) fn new(state: Option<StateDir>, sink: usize) -> Self {
         Rejects { state, sink }
     }
 
     /// Sets `events` (refused together: one event, or a digest's) aside,
     /// counted, in one write; no envelope is ever only dropped.
-    pub fn set_aside(
+    pub(crate) fn set_aside(
         &self,
         events: &[HealthEvent],
         why: &dyn std::fmt::Display,

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::event::HealthEvent;
 
-pub use crate::Cause;
+pub(crate) use crate::Cause;
 
 /// Why a sink did not accept an event.
 #[derive(Debug)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// The sink cannot take events now (unreachable, timeout, server error):
     /// the same event is retried, in order, with backoff.
     Unavailable(Cause),
@@ -33,13 +33,13 @@ pub enum SinkError {
 impl SinkError {
     /// A refusal whose cause is only a message (the fakes' and tests' shorthand).
     #[cfg(test)]
-    pub fn refused(message: impl Into<String>) -> SinkError {
+    pub(crate) fn refused(message: impl Into<String>) -> SinkError {
         SinkError::Refused(message.into().into())
     }
 
     /// An outage whose cause is only a message (the fakes' and tests' shorthand).
     #[cfg(test)]
-    pub fn unavailable(message: impl Into<String>) -> SinkError {
+    pub(crate) fn unavailable(message: impl Into<String>) -> SinkError {
         SinkError::Unavailable(message.into().into())
     }
 
@@ -47,7 +47,7 @@ impl SinkError {
     /// nothing about the event: its cause is a [`Down`] (the PostgreSQL sink
     /// says so of a connection lost, or of a server that takes no writes,
     /// 25006, or is shutting down or starting, 57P01 to 57P03).
-    pub fn is_outage(&self) -> bool {
+    pub(crate) fn is_outage(&self) -> bool {
         match self {
             SinkError::Unavailable(cause) | SinkError::UnavailableFor(_, cause) => is_outage(cause),
             SinkError::Refused(_) => false,
@@ -55,7 +55,7 @@ impl SinkError {
     }
 
     /// The wait the sink asked for before the next try, if it asked.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             SinkError::UnavailableFor(wait, _) => Some(*wait),
             SinkError::Unavailable(_) | SinkError::Refused(_) => None,
@@ -118,7 +118,7 @@ impl Error for SinkError {
 /// [`EventSink::gather`], asks [`EventSink::ready_in`] before the send, and
 /// hands [`EventSink::publish_batch`] up to [`EventSink::batch_limit`] events
 /// that are waiting by then.
-pub trait EventSink: Send {
+pub(crate) trait EventSink: Send {
     /// Publishes one event.
     fn publish(&mut self, event: &HealthEvent) -> Result<(), SinkError>;
 

@@ -9,13 +9,13 @@ use crate::event::HealthEvent;
 
 /// Writes each envelope as one line and flushes it.
 #[derive(Debug)]
-pub struct StdoutSink<W: Write + Send> {
+pub(crate) struct StdoutSink<W: Write + Send> {
     out: W,
 }
 
 impl StdoutSink<std::io::Stdout> {
     /// A sink on the process's standard output.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         StdoutSink {
             out: std::io::stdout(),
         }

@@ -124,7 +124,7 @@ impl Hold {
 
     #[cfg(test)]
     /// The incidents held now, unannounced or with a change waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.games.len()
     }
 

@@ -32,7 +32,7 @@ const QUOTED_BODY_BYTES: usize = 200;
 /// Why one request did not deliver an event. Each names the webhook by its
 /// scheme and host only.
 #[derive(Debug)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     /// The webhook answered with a status other than 2xx or a redirect.
     Status {
         /// The webhook, as shown.

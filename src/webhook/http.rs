@@ -19,7 +19,7 @@ use crate::config::CaFile;
 use crate::tls::{CaError, load_roots};
 
 /// Bound on one request, whole: connecting, TLS, sending, the answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much of an answer's body is read (to the end, so the connection can
 /// be kept); a longer one costs the connection.

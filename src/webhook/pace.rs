@@ -22,7 +22,7 @@ use crate::config::WebhookFormat;
 /// It is kept as the instant it is full again (the "theoretical arrival
 /// time" of the generic cell rate algorithm): no ticking, no fractions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     capacity: u32,
     period: Duration,
     /// When the bucket is full again; `None` while it is full.
@@ -31,7 +31,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket of `capacity` tokens (at least one), one back each `period`.
-    pub const fn new(capacity: u32, period: Duration) -> Bucket {
+    pub(crate) const fn new(capacity: u32, period: Duration) -> Bucket {
         Bucket {
             capacity: if capacity == 0 { 1 } else { capacity },
             period,
@@ -40,7 +40,7 @@ impl Bucket {
     }
 
     /// How long until a token is there; zero when one is.
-    pub fn ready_in(&self, now: Instant) -> Duration {
+    pub(crate) fn ready_in(&self, now: Instant) -> Duration {
         let Some(full_at) = self.full_at else {
             return Duration::ZERO;
         };
@@ -54,7 +54,7 @@ impl Bucket {
     /// A request went out at `now`: one token fewer. A request sent without
     /// waiting for a token empties the bucket, no further: the service
     /// refused what it had no room for, and a refusal costs no token.
-    pub fn take(&mut self, now: Instant) {
+    pub(crate) fn take(&mut self, now: Instant) {
         let from = self.full_at.map_or(now, |at| at.max(now));
         let empty_at = now + self.period * self.capacity;
         self.full_at = Some((from + self.period).min(empty_at));
@@ -64,29 +64,29 @@ impl Bucket {
 /// Slack: "Posting messages: 1 per second. Short bursts >1 allowed. If you
 /// attempt bursts, there is no guarantee that messages will be delivered"
 /// (its rate limits, incoming webhooks included): one a second, no burst.
-pub const SLACK: Bucket = Bucket::new(1, Duration::from_secs(1));
+pub(crate) const SLACK: Bucket = Bucket::new(1, Duration::from_secs(1));
 
 /// Telegram, in any chat: "avoid sending more than one message per second"
 /// (the Bots FAQ).
-pub const TELEGRAM_CHAT: Bucket = Bucket::new(1, Duration::from_secs(1));
+pub(crate) const TELEGRAM_CHAT: Bucket = Bucket::new(1, Duration::from_secs(1));
 
 /// Telegram, in a group or a channel besides: "your bot will not be able to
 /// send more than 20 messages per minute to the same group" (the Bots FAQ).
 /// Ten at once and one each 6 s: never more than 20 in a minute, ends
 /// included, with [`TELEGRAM_CHAT`] spacing them a second apart.
-pub const TELEGRAM_GROUP: Bucket = Bucket::new(10, Duration::from_secs(6));
+pub(crate) const TELEGRAM_GROUP: Bucket = Bucket::new(10, Duration::from_secs(6));
 
 /// ntfy's default limit per visitor is a bucket of 60 requests, one back
 /// every 5 s (`visitor-request-limit-burst: 60`,
 /// `visitor-request-limit-replenish: 5s`). Ten are left to whatever else
 /// this host posts there (a visitor is an IP address), which also covers a
 /// clock running apart from the server's.
-pub const NTFY: Bucket = Bucket::new(50, Duration::from_secs(5));
+pub(crate) const NTFY: Bucket = Bucket::new(50, Duration::from_secs(5));
 
 /// Whether a Telegram `chat_id` names a group or a channel: their ids are
 /// negative (`-100…` for supergroups and channels), and a channel may be
 /// named by its `@username`; a private chat's id is positive.
-pub fn is_telegram_group(chat_id: &str) -> bool {
+pub(crate) fn is_telegram_group(chat_id: &str) -> bool {
     chat_id.starts_with(['-', '@'])
 }
 
@@ -95,7 +95,7 @@ pub fn is_telegram_group(chat_id: &str) -> bool {
 /// `X-RateLimit-Reset-After` once `X-RateLimit-Remaining` is 0 ("the total
 /// time (in seconds) of when the current rate limit bucket will reset. Can
 /// have decimals"). The longer of the two, cut to [`MAX_RETRY_AFTER`].
-pub fn asked_wait(
+pub(crate) fn asked_wait(
     retry_after: Option<Duration>,
     remaining: Option<&str>,
     reset_after: Option<&str>,
@@ -112,7 +112,7 @@ pub fn asked_wait(
 /// A destination's pace: its buckets, and the instant its last answers
 /// asked to wait for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pace {
+pub(crate) struct Pace {
     buckets: Vec<Bucket>,
     not_before: Option<Instant>,
 }
@@ -121,7 +121,7 @@ impl Pace {
     /// The pace of a destination in `format`; `chat_id` is Telegram's chat.
     /// Discord has no bucket here: "rate limits should not be hard coded
     /// into your app" (its rate limits); its headers say when to wait.
-    pub fn for_destination(format: WebhookFormat, chat_id: Option<&str>) -> Pace {
+    pub(crate) fn for_destination(format: WebhookFormat, chat_id: Option<&str>) -> Pace {
         let buckets = match format {
             WebhookFormat::Envelope | WebhookFormat::Discord => Vec::new(),
             WebhookFormat::Slack => vec![SLACK],
@@ -138,7 +138,7 @@ impl Pace {
     }
 
     /// How long the next request must wait; zero when it may go now.
-    pub fn ready_in(&self, now: Instant) -> Duration {
+    pub(crate) fn ready_in(&self, now: Instant) -> Duration {
         let asked = self
             .not_before
             .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
@@ -149,7 +149,7 @@ impl Pace {
     }
 
     /// A request went out at `now`.
-    pub fn sent(&mut self, now: Instant) {
+    pub(crate) fn sent(&mut self, now: Instant) {
         for bucket in &mut self.buckets {
             bucket.take(now);
         }
@@ -157,7 +157,7 @@ impl Pace {
 
     /// An answer read at `now` asked to wait `wait` (see [`asked_wait`])
     /// before the next request; a later instant already asked for stays.
-    pub fn hold(&mut self, now: Instant, wait: Duration) {
+    pub(crate) fn hold(&mut self, now: Instant, wait: Duration) {
         let until = now + wait.min(MAX_RETRY_AFTER);
         self.not_before = Some(self.not_before.map_or(until, |at| at.max(until)));
     }

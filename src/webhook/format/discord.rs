@@ -16,17 +16,17 @@ use crate::text::cut_at_char_boundary;
 /// message must not exceed 6000 characters" (its Embed Limits).
 pub(crate) mod discord_limits {
     /// `title`.
-    pub const TITLE: usize = 256;
+    pub(crate) const TITLE: usize = 256;
     /// `description`.
-    pub const DESCRIPTION: usize = 4096;
+    pub(crate) const DESCRIPTION: usize = 4096;
     /// A field's `name`.
-    pub const FIELD_NAME: usize = 256;
+    pub(crate) const FIELD_NAME: usize = 256;
     /// A field's `value`.
-    pub const FIELD_VALUE: usize = 1024;
+    pub(crate) const FIELD_VALUE: usize = 1024;
     /// Fields in an embed.
-    pub const FIELDS: usize = 25;
+    pub(crate) const FIELDS: usize = 25;
     /// All of the above together.
-    pub const TOTAL: usize = 6000;
+    pub(crate) const TOTAL: usize = 6000;
 }
 
 /// The body of the discord format: Discord's execute-webhook JSON with one
