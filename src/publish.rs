@@ -7,6 +7,7 @@
 //! events waiting a moment for their container's log tail ([`tails`]).
 
 pub(crate) mod fanout;
+pub(crate) mod final_spool;
 pub(crate) mod offer;
 pub(crate) mod outbox;
 pub(crate) mod overflow;

@@ -19,9 +19,9 @@ use crossbeam_channel::Sender;
 
 use crate::config::Route;
 use crate::event::HealthEvent;
+use crate::publish::final_spool::FinalSpool;
 use crate::publish::offer::{offer, offer_until};
 use crate::publish::outbox::Outbox;
-use crate::publish::spools::FinalSpool;
 use crate::telemetry::Telemetry;
 
 /// Whether a sink whose route is `route` takes `event`: a fact or an

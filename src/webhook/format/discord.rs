@@ -130,7 +130,7 @@ pub(crate) fn discord_body(event: &HealthEvent, host: &str) -> String {
         .min(limit::DESCRIPTION)
         .saturating_sub(description.chars().count());
     let sep = if description.is_empty() { "" } else { "\n" };
-    description.push_str(&tail::for_event(event, tail::DISCORD, sep, room));
+    description.push_str(&tail::for_event(event, TAIL, sep, room));
     if !description.is_empty() {
         embed["description"] = description.into();
     }
@@ -179,7 +179,7 @@ pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
     let budget = limit::DESCRIPTION.min(limit::TOTAL - title.chars().count());
     let mut description = digest.lines(&host, discord_text, budget);
     let room = budget.saturating_sub(description.len());
-    description.push_str(&tail::for_digest(digest, tail::DISCORD, "\n\n", room));
+    description.push_str(&tail::for_digest(digest, TAIL, "\n\n", room));
     let mut embed = serde_json::json!({
         "title": title,
         "color": discord_color(digest.worst()),
@@ -211,6 +211,16 @@ pub(crate) fn test_body(title: &str, line: &str, event: &HealthEvent) -> String 
     })
     .to_string()
 }
+
+/// Discord: a bold heading and a code block.
+pub(crate) const TAIL: tail::Shape = tail::Shape {
+    heading: |h| format!("**{h}**\n"),
+    open: "```\n",
+    close: "\n```",
+    line: |l| l.replace('`', "`\u{200B}").replace('@', "@\u{200B}"),
+    none: |why| format!("**No log lines:** {why}"),
+    text: discord_text,
+};
 
 #[cfg(test)]
 mod tests {

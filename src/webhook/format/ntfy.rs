@@ -39,7 +39,7 @@ pub(crate) fn ntfy_message(event: &HealthEvent, host: &str) -> NtfyMessage {
     let title = ntfy_title(&format!("rtinspect on {host}: {what} {}", event.game_id));
     let mut body = readable_line(event, host, str::to_owned);
     let room = NTFY_BODY_BYTES.saturating_sub(body.len());
-    body.push_str(&tail::for_event(event, tail::NTFY, "\n\n", room));
+    body.push_str(&tail::for_event(event, TAIL, "\n\n", room));
     NtfyMessage {
         title,
         priority,
@@ -97,7 +97,7 @@ pub(crate) fn digest_message(digest: &Digest, host: &str) -> NtfyMessage {
         .unwrap_or((3, "warning"));
     let mut body = digest.lines(host, str::to_owned, NTFY_BODY_BYTES);
     let room = NTFY_BODY_BYTES.saturating_sub(body.len());
-    body.push_str(&tail::for_digest(digest, tail::NTFY, "\n\n", room));
+    body.push_str(&tail::for_digest(digest, TAIL, "\n\n", room));
     NtfyMessage {
         title: ntfy_title(&format!("rtinspect: {}", digest.summary(host))),
         priority,
@@ -127,6 +127,16 @@ impl NtfyMessage {
         ]
     }
 }
+
+/// ntfy: plain text, a heading line and the lines.
+pub(crate) const TAIL: tail::Shape = tail::Shape {
+    heading: |h| format!("{h}:\n"),
+    open: "",
+    close: "",
+    line: str::to_owned,
+    none: |why| format!("No log lines: {why}"),
+    text: str::to_owned,
+};
 
 #[cfg(test)]
 mod tests {

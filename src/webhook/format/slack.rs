@@ -15,7 +15,7 @@ pub(crate) const SLACK_TEXT_CHARS: usize = 4000;
 pub(crate) fn slack_body(event: &HealthEvent, host: &str) -> String {
     let mut text = slack_line(event, host);
     let room = SLACK_TEXT_CHARS.saturating_sub(text.len());
-    text.push_str(&tail::for_event(event, tail::SLACK, "\n", room));
+    text.push_str(&tail::for_event(event, TAIL, "\n", room));
     serde_json::json!({ "text": text }).to_string()
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
     let budget = SLACK_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&digest.lines(&host, slack_name, budget));
     let room = SLACK_TEXT_CHARS.saturating_sub(text.len());
-    text.push_str(&tail::for_digest(digest, tail::SLACK, "\n", room));
+    text.push_str(&tail::for_digest(digest, TAIL, "\n", room));
     serde_json::json!({ "text": text }).to_string()
 }
 
@@ -69,6 +69,17 @@ pub(crate) fn digest_body(digest: &Digest, host: &str) -> String {
 pub(crate) fn test_body(title: &str, line: &str) -> String {
     serde_json::json!({ "text": format!("{title}\n{line}") }).to_string()
 }
+
+/// Slack: a bold heading and a code block, Slack's `&`, `<`, `>` escaped
+/// inside it too.
+pub(crate) const TAIL: tail::Shape = tail::Shape {
+    heading: |h| format!("*{h}*\n"),
+    open: "```\n",
+    close: "\n```",
+    line: |l| slack_escape(l).replace('`', "`\u{200B}"),
+    none: |why| format!("No log lines: {why}"),
+    text: slack_escape,
+};
 
 #[cfg(test)]
 mod tests {

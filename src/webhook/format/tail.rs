@@ -9,9 +9,6 @@
 //! it has room, and counts the others in a note.
 
 use super::digest::Digest;
-use super::discord::discord_text;
-use super::slack::slack_escape;
-use super::telegram::telegram_html;
 use super::text::{cut_chars, inert};
 use crate::event::HealthEvent;
 use crate::incident::Change;
@@ -27,58 +24,17 @@ const LEAST_LINES: usize = 16;
 #[derive(Clone, Copy)]
 pub(crate) struct Shape {
     /// A heading (already made inert and escaped) before the block.
-    heading: fn(&str) -> String,
+    pub(crate) heading: fn(&str) -> String,
     /// The block's opening and closing.
-    open: &'static str,
-    close: &'static str,
+    pub(crate) open: &'static str,
+    pub(crate) close: &'static str,
     /// One line made safe inside the block.
-    line: fn(&str) -> String,
+    pub(crate) line: fn(&str) -> String,
     /// "No log lines" and why (already made inert and escaped).
-    none: fn(&str) -> String,
+    pub(crate) none: fn(&str) -> String,
     /// Outside text (a game id, Docker's reason) made safe outside the block.
-    text: fn(&str) -> String,
+    pub(crate) text: fn(&str) -> String,
 }
-
-/// Discord: a bold heading and a code block.
-pub(crate) const DISCORD: Shape = Shape {
-    heading: |h| format!("**{h}**\n"),
-    open: "```\n",
-    close: "\n```",
-    line: |l| l.replace('`', "`\u{200B}").replace('@', "@\u{200B}"),
-    none: |why| format!("**No log lines:** {why}"),
-    text: discord_text,
-};
-
-/// Slack: a bold heading and a code block, Slack's `&`, `<`, `>` escaped
-/// inside it too.
-pub(crate) const SLACK: Shape = Shape {
-    heading: |h| format!("*{h}*\n"),
-    open: "```\n",
-    close: "\n```",
-    line: |l| slack_escape(l).replace('`', "`\u{200B}"),
-    none: |why| format!("No log lines: {why}"),
-    text: slack_escape,
-};
-
-/// Telegram: a bold heading and `<pre>`, its text escaped as HTML.
-pub(crate) const TELEGRAM: Shape = Shape {
-    heading: |h| format!("<b>{h}</b>\n"),
-    open: "<pre>",
-    close: "</pre>",
-    line: telegram_html,
-    none: |why| format!("No log lines: {why}"),
-    text: telegram_html,
-};
-
-/// ntfy: plain text, a heading line and the lines.
-pub(crate) const NTFY: Shape = Shape {
-    heading: |h| format!("{h}:\n"),
-    open: "",
-    close: "",
-    line: str::to_owned,
-    none: |why| format!("No log lines: {why}"),
-    text: str::to_owned,
-};
 
 /// What a single message adds for `event`'s tail, starting with `sep`, in
 /// at most `room` bytes; empty when it has none, or no room.

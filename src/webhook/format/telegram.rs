@@ -19,7 +19,7 @@ pub(crate) const TELEGRAM_TEXT_CHARS: usize = 4096;
 pub(crate) fn telegram_body(event: &HealthEvent, host: &str, chat_id: &str) -> String {
     let mut text = telegram_text(&readable_line(event, host, str::to_owned));
     let room = TELEGRAM_TEXT_CHARS.saturating_sub(text.chars().count());
-    text.push_str(&tail::for_event(event, tail::TELEGRAM, "\n", room));
+    text.push_str(&tail::for_event(event, TAIL, "\n", room));
     serde_json::json!({
         "chat_id": telegram_chat(chat_id),
         "text": text,
@@ -95,7 +95,7 @@ pub(crate) fn digest_body(digest: &Digest, host: &str, chat_id: &str) -> String 
     let budget = TELEGRAM_TEXT_CHARS.saturating_sub(text.len());
     text.push_str(&digest.lines(&host, telegram_html, budget));
     let room = TELEGRAM_TEXT_CHARS.saturating_sub(text.len());
-    text.push_str(&tail::for_digest(digest, tail::TELEGRAM, "\n", room));
+    text.push_str(&tail::for_digest(digest, TAIL, "\n", room));
     serde_json::json!({
         "chat_id": telegram_chat(chat_id),
         "text": text,
@@ -115,6 +115,16 @@ pub(crate) fn test_body(title: &str, line: &str, chat_id: &str) -> String {
     })
     .to_string()
 }
+
+/// Telegram: a bold heading and `<pre>`, its text escaped as HTML.
+pub(crate) const TAIL: tail::Shape = tail::Shape {
+    heading: |h| format!("<b>{h}</b>\n"),
+    open: "<pre>",
+    close: "</pre>",
+    line: telegram_html,
+    none: |why| format!("No log lines: {why}"),
+    text: telegram_html,
+};
 
 #[cfg(test)]
 mod tests {

@@ -258,5 +258,13 @@ fn a_digest_shows_each_incidents_last_lines_while_it_has_room() {
     }
     // A resolution, a fact, a tail-less opening: no tail, no note.
     let quiet = [incident(Change::Resolved, IncidentKind::NotRunning, "g-0")];
-    assert_eq!(for_digest(&Digest::of(&quiet), NTFY, "\n\n", 4096), "");
+    assert_eq!(
+        for_digest(
+            &Digest::of(&quiet),
+            crate::webhook::format::ntfy::TAIL,
+            "\n\n",
+            4096
+        ),
+        ""
+    );
 }
