@@ -1,11 +1,16 @@
 //! The commands that run once and end: `migrate`, `prune-events`,
-//! `notify-test` and `silence` (in a file of its own). Each says what it
+//! `notify-test`, and in files of their own `silence`, `status` and
+//! `history`. Each says what it
 //! did on stdout, one line a step.
 
+mod history;
 mod silence;
+mod status;
 mod stdout;
 
+pub(crate) use history::history;
 pub(crate) use silence::silence;
+pub(crate) use status::status;
 pub(crate) use stdout::print_out;
 
 use std::time::{Duration, Instant, SystemTime};

@@ -66,9 +66,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         } => return commands::prune_events(config, database, *older_than),
         Command::NotifyTest => return commands::notify_test(config),
         Command::Silence(silence) => return commands::silence(config, silence),
-        Command::Status { json } => return crate::status::command::status(config, *json),
+        Command::Status { json } => return crate::commands::status(config, *json),
         Command::History { game, since, json } => {
-            return crate::history::command::history(config, game.as_deref(), *since, *json);
+            return crate::commands::history(config, game.as_deref(), *since, *json);
         }
         Command::Run | Command::Once => {}
     }

@@ -7,9 +7,7 @@
 //! or the facts when no incident event was stored (a run of facts is a
 //! stretch of trouble: said as derived), with the filter and the time; a
 //! [`Timeline`] comes out, rendered as a table or as JSON. Reading them is
-//! `history/command.rs`.
-
-pub(crate) mod command;
+//! the command, `commands/history.rs`.
 
 use std::time::{Duration, SystemTime};
 

@@ -5,7 +5,7 @@
 //! This part is pure: the looks, the tracker's memory and the time come in,
 //! a [`Board`] comes out, and its renderings (`table` for a terminal, `html`
 //! for the page, [`Board::json`] for scripts) are functions of it. The
-//! looking itself is `status/command.rs` (the command) and `status/live.rs`
+//! looking itself is `commands/status.rs` (the command) and `status/live.rs`
 //! (the daemon's latest looks, which the listener reads).
 //!
 //! A row's standing is the worst that holds of: the open incident's kind
@@ -16,7 +16,6 @@
 //! whose container is gone (404) is not running; one that could not be
 //! looked at is `unknown`.
 
-pub(crate) mod command;
 pub(crate) mod html;
 pub(crate) mod live;
 pub(crate) mod table;

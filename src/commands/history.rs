@@ -6,13 +6,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Entry, Fact, Source, Timeline, from_facts};
+use super::status::{check_state_dir, state_dir};
 use crate::build;
 use crate::config::{Config, Sink};
 use crate::failure::Failure;
+use crate::history::{Entry, Fact, Source, Timeline, from_facts};
 use crate::postgres::{FACT_ROWS, INCIDENT_ROWS, Rows, history_rows};
 use crate::state::history::read_history;
-use crate::status::command::{check_state_dir, state_dir};
 
 /// Runs `rtinspect history`.
 pub(crate) fn history(
@@ -113,7 +113,7 @@ pub(crate) fn history(
     } else {
         timeline.table()
     };
-    crate::commands::print_out(&text)
+    super::print_out(&text)
 }
 
 /// A fact's row as the derived timeline reads it.

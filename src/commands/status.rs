@@ -12,7 +12,6 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Board, Look, Seen, TrackerMemory, table};
 use crate::build;
 use crate::config::Config;
 use crate::docker::{ContainerInspector, DockerError};
@@ -24,6 +23,7 @@ use crate::records::RecordError;
 use crate::silence::Silences;
 use crate::state::history::read_history;
 use crate::state::peek;
+use crate::status::{Board, Look, Seen, TrackerMemory, table};
 
 /// The state directory the packaged unit gives the service
 /// (`StateDirectory=rtinspect`): read when none is configured and it exists.
@@ -70,7 +70,7 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         table::render(&board, SystemTime::now(), colour)
     };
-    crate::commands::print_out(&text)?;
+    super::print_out(&text)?;
     match board.exit_status() {
         0 => Ok(()),
         status => Err(Failure::Verdict(status)),
