@@ -51,6 +51,7 @@ mod log_tail;
 mod notify;
 /// Notification URLs: several chats from `--notify` and `--notify-file`,
 /// each a sink with its own route; bad ones refused, masked.
+mod notify_limits;
 mod notify_urls;
 /// The events path under attack: floods of nudges, restarts found by events.
 mod nudges;
