@@ -149,14 +149,14 @@ struct FileVersion {
 /// parser said.
 fn parse_incidents(text: &str) -> Result<(SavedIncidents, SavedHold), String> {
     let version = serde_json::from_str::<FileVersion>(text)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| peek::json_failure(&e))?
         .version;
     if version != INCIDENTS_VERSION {
         return Err(format!("unknown version {version}"));
     }
     serde_json::from_str::<IncidentsFile<SavedIncidents, SavedHold>>(text)
         .map(|f| (f.incidents, f.held.unwrap_or_default()))
-        .map_err(|e| e.to_string())
+        .map_err(|e| peek::json_failure(&e))
 }
 
 impl StateDir {

@@ -273,7 +273,7 @@ fn a_silences_file_turned_to_garbage_keeps_the_last_good_set_and_the_watching() 
     }
     assert!(
         err.text()
-            .contains("silences.json does not parse: EOF while parsing")
+            .contains("silences.json does not parse: cut short at line 1")
             && err.text().contains("the last good ones stay in force"),
         "{}",
         err.text()

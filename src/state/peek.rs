@@ -56,6 +56,19 @@ impl fmt::Display for Unread {
     }
 }
 
+/// Where and how a state file's JSON does not parse, without the parser's
+/// own words, which quote the file's values: a file a command run as root
+/// reads may hold what its reader must not print.
+pub(crate) fn json_failure(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "not the expected fields",
+        serde_json::error::Category::Eof => "cut short",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// The incidents saved in `dir`; `None` when none were ever saved.
 pub(crate) fn read_incidents(dir: &Path) -> Result<Option<SavedIncidents>, PeekError> {
     let path = dir.join(INCIDENTS);
@@ -95,16 +108,24 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Option<(Vec<u8>, M
 }
 
 /// Opens `path` for reading without blocking (a FIFO put in its place
-/// would wait for a writer for ever) and only if it is a regular file (not
-/// `/dev/zero` behind a link); `None` when there is none.
+/// would wait for a writer for ever) and only if it is a regular file, not
+/// a link (to `/dev/zero`, or to a file of someone else's); `None` when
+/// there is none.
 pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, Metadata)>, Unread> {
+    // Nor through a symlink: the state directory belongs to the service's
+    // user, and `status` or `silence` run as root must not read (and quote
+    // in an error) a file of root's that user linked there.
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .custom_flags(flags.bits() as i32)
         .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(Unread::NotRegular);
+        }
         Err(e) => return Err(Unread::Io(e)),
     };
     let meta = file.metadata().map_err(Unread::Io)?;
@@ -141,7 +162,7 @@ mod tests {
             Some(SavedIncidents::default())
         );
         for (content, why) in [
-            (&b"{\"version\":1,"[..], "cannot be read: EOF"),
+            (&b"{\"version\":1,"[..], "cannot be read: cut short"),
             (b"\xff\xfe", "not UTF-8"),
             (b"{\"version\":9,\"incidents\":{}}", "unknown version 9"),
         ] {

@@ -165,7 +165,8 @@ pub(crate) fn stamp(dir: &Path) -> Result<Option<FileStamp>, StateError> {
 
 /// The silences of the bytes of a file; why not, in words.
 fn parse(bytes: &[u8]) -> Result<Vec<Silence>, String> {
-    let file: SilencesFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let file: SilencesFile =
+        serde_json::from_slice(bytes).map_err(|e| super::peek::json_failure(&e))?;
     if file.version != VERSION {
         return Err(format!("unknown version {}", file.version));
     }
@@ -443,8 +444,13 @@ mod tests {
         let dir = temp_dir("bad");
         let path = dir.join(SILENCES);
         let bad: &[(&[u8], &str)] = &[
-            (b"garbage", "expected value"),
-            (b"\xff\xfe{}", "expected value"),
+            (b"garbage", "not JSON at line 1 column 1"),
+            (b"\xff\xfe{}", "not JSON at line 1 column 1"),
+            // The parser's words would quote the value: not said.
+            (
+                b"{\"version\":\"hunter2\"}",
+                "not the expected fields at line 1",
+            ),
             (b"{\"version\":2,\"silences\":[]}", "unknown version 2"),
             (
                 b"{\"version\":1,\"silences\":[{\"silence_id\":\"x\",\"game_id\":null,\
@@ -457,10 +463,22 @@ mod tests {
             std::fs::write(&path, bytes).unwrap();
             let got = read(&dir).unwrap_err().to_string();
             assert!(got.contains(want), "{got}");
+            assert!(!got.contains("hunter2"), "{got}");
             let refused = change(&dir, t("2026-11-26T21:00:00Z"), |_| Ok(((), true)));
             assert!(refused.is_err());
             assert_eq!(std::fs::read(&path).unwrap(), *bytes, "not replaced");
         }
+        // A link in its place, to a file of someone else's, is not followed.
+        let other = dir.join("root.json");
+        std::fs::write(&other, b"{\"version\":\"hunter2\"}").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&other, &path).unwrap();
+        let got = read(&dir).unwrap_err().to_string();
+        assert!(
+            got.contains("not a regular file") && !got.contains("hunter2"),
+            "{got}"
+        );
+        std::fs::remove_file(&path).unwrap();
         // Past the bound, whatever it holds.
         let big = vec![b' '; (MAX_FILE_BYTES + 1) as usize];
         std::fs::write(&path, &big).unwrap();
