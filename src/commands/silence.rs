@@ -145,9 +145,9 @@ fn add(store: &Store, rows: &[Silence], now: SystemTime) -> Result<(), Failure> 
 fn list(store: &Store) -> Result<Vec<Silence>, Failure> {
     match store {
         Store::Table(pg) => pg.list().map_err(Failure::because),
-        Store::File(dir) => file::read(dir)
-            .map(|(rows, _)| rows)
-            .map_err(|e| file_failure(dir, e)),
+        Store::File(dir) => file::read(dir).map(|(rows, _)| rows).map_err(|e| {
+            Failure::runtime(format!("cannot read the silences of {}", dir.display()), e)
+        }),
     }
 }
 

@@ -61,7 +61,7 @@ impl NotifyFile {
                 self.file
                     .invalid(&format!("line {} ({}): {why}", number + 1, masked(line)))
             };
-            add(&mut all, line, "--sink's and --notify's", &at)?;
+            add(&mut all, line, &at)?;
         }
         if all.len() == taken.len() {
             return Err(self.invalid("holds no URL (a URL a line, # for a comment)"));
@@ -72,19 +72,27 @@ impl NotifyFile {
 
 /// Adds the sink of the notification URL `text` to `all` (a sink per chat
 /// of a Telegram URL naming several), named by its position among the
-/// notification URLs, unless it is one too many (the
-/// sinks before it are `before`'s), unreadable or its name is taken: what
-/// is wrong is said through `at`, which says where the URL was.
+/// notification URLs, unless it is one too many, unreadable or its name
+/// is taken: what is wrong is said through `at`, which says where the URL
+/// was.
 fn add(
     all: &mut Vec<SinkConfig>,
     text: &str,
-    before: &str,
     at: &dyn Fn(&str) -> ConfigError,
 ) -> Result<(), ConfigError> {
-    for url in notify_url::parse_all(text).map_err(|why| at(&why))? {
+    let urls = notify_url::parse_all(text).map_err(|why| at(&why))?;
+    let chats = match urls.len() {
+        1 => String::new(),
+        n => format!(" (this URL names {n} chats)"),
+    };
+    for url in urls {
         if all.len() == MAX_SINKS {
+            let given = match all.iter().filter(|s| !s.notify).count() {
+                0 => String::new(),
+                n => format!(", {n} of them --sink's"),
+            };
             return Err(at(&format!(
-                "one sink too many: at most {MAX_SINKS} in all, {before} included"
+                "one sink too many: at most {MAX_SINKS} in all{given}{chats}"
             )));
         }
         let position = all.iter().filter(|s| s.notify).count() + 1;
@@ -137,7 +145,7 @@ pub(super) fn notify_sinks(
                 masked(text)
             ))
         };
-        add(&mut all, text, "--sink's", &at)?;
+        add(&mut all, text, &at)?;
     }
     if all.len() == taken.len() {
         return Err(given.invalid("no URL in it"));

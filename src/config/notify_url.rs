@@ -195,6 +195,17 @@ pub(crate) fn parse_all(text: &str) -> Result<Vec<NotifyUrl>, String> {
         return parse(text).map(|url| vec![url]);
     };
     let key = pair.split_once('=').map_or("chats", |(k, _)| k);
+    // The same chat twice would be told everything twice.
+    if let Some(twice) = chats
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| chats[..i].contains(c).then_some(c))
+    {
+        return Err(match twice.starts_with('@') {
+            true => format!("{key}= names the chat {twice} twice"),
+            false => format!("{key}= names a chat twice"),
+        });
+    }
     chats
         .iter()
         .enumerate()

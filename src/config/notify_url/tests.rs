@@ -340,6 +340,11 @@ fn a_telegram_url_naming_several_chats_is_a_sink_for_each() {
         1
     );
     assert_eq!(parse_all("ntfy://ntfy.sh/a,b").unwrap().len(), 1);
+    // The same chat twice is refused, not told everything twice.
+    let why = parse_all("telegram://1:SECRET@telegram?chats=@a,@a")
+        .err()
+        .unwrap();
+    assert_eq!(why, "chats= names the chat @a twice");
     // A bad chat among them refuses the whole URL.
     let why = parse_all("telegram://1:SECRET@telegram?chats=5,abc")
         .err()
