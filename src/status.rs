@@ -98,7 +98,7 @@ fn tracked(memory: &TrackerMemory, game_id: &str, at: SystemTime) -> Tracked {
             id: i.id.to_owned(),
             kind: i.kind,
             since: i.started_at,
-            reason: None,
+            reason: i.reason.map(str::to_owned),
         }),
     }
 }
@@ -313,9 +313,9 @@ impl Board {
         Board { host, at, rows }
     }
 
-    /// The board with each open incident's reason, as `reason_of` tells
-    /// it from the incident's id (the last reason its events said): the
-    /// tracker's memory holds none.
+    /// The board with each open incident's reason, where the tracker's
+    /// memory holds none (one saved by an earlier version), as `reason_of`
+    /// tells it from the incident's id (the last reason its events said).
     pub(crate) fn with_reasons(mut self, reason_of: &dyn Fn(&str) -> Option<String>) -> Board {
         for incident in self.rows.iter_mut().filter_map(|r| r.incident.as_mut()) {
             if incident.reason.is_none() {

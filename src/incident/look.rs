@@ -210,8 +210,11 @@ impl Tracker {
             changed = true;
             kind = None;
         }
-        if let (Some(incident), Some(_)) = (&mut game.incident, reason)
+        // A known end is not forgotten for `unknown`: a look after a restart
+        // of rtinspect, whose classifier lost the end, knows less.
+        if let (Some(incident), Some(new)) = (&mut game.incident, reason)
             && incident.reason != reason
+            && !(new == EndReason::Unknown && incident.reason.is_some())
         {
             incident.reason = reason;
             changed = true;

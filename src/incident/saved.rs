@@ -187,6 +187,7 @@ impl SavedIncidents {
                     .started_at_us
                     .map(from_us)
                     .unwrap_or_else(|| from_ms(i.started_at_ms.unwrap_or(0))),
+                reason: i.reason.as_deref(),
             }),
         })
     }
@@ -210,6 +211,8 @@ pub(crate) struct OpenIncident<'a> {
     pub kind: Kind,
     /// When it opened, on the wall clock.
     pub started_at: SystemTime,
+    /// How its container ended, as the tracker last knew it.
+    pub(crate) reason: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -238,3 +238,25 @@ fn ages_and_ids_as_people_read_them() {
     assert_eq!(short_id("my-game-1"), "my-game-1");
     assert_eq!(minute(t(0)), "2027-01-15 08:00Z");
 }
+
+#[test]
+fn an_open_incidents_reason_is_the_trackers_and_the_events_only_fill_in() {
+    let mut memory = memory(&[("down", 0, Some((Kind::NotRunning, 1)))]);
+    let saved: serde_json::Value = serde_json::to_value(&memory).unwrap();
+    let mut saved = saved;
+    saved["games"]["down"]["incident"]["reason"] = "crashed".into();
+    memory = serde_json::from_value(saved).unwrap();
+    let events_say = |_: &str| Some("unknown".to_owned());
+    let b = board(vec![look("down", "exited", "")], Some(&memory)).with_reasons(&events_say);
+    let reason = b.rows[0].incident.as_ref().unwrap().reason.clone();
+    assert_eq!(
+        reason.as_deref(),
+        Some("crashed"),
+        "as the page shows it after a restart"
+    );
+    // A memory saved without it: the events' reason.
+    let memory = super::tests::memory(&[("down", 0, Some((Kind::NotRunning, 1)))]);
+    let b = board(vec![look("down", "exited", "")], Some(&memory)).with_reasons(&events_say);
+    let reason = b.rows[0].incident.as_ref().unwrap().reason.clone();
+    assert_eq!(reason.as_deref(), Some("unknown"));
+}

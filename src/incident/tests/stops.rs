@@ -266,3 +266,29 @@ fn an_open_incident_keeps_its_reason_for_a_silence_to_tell_and_across_a_restart(
     let held = again.open_incident("g", Opened, wall(21)).unwrap();
     assert_eq!(held.reason, Some(CRASH), "saved with its exit code");
 }
+
+#[test]
+fn a_known_end_is_not_forgotten_for_unknown_after_a_restart_of_rtinspect() {
+    let mut tracker = Tracker::new(Policy::default());
+    let events = looks(
+        &mut tracker,
+        &[
+            look(0, 0, "running", "S0", None),
+            look(5, 0, "exited", "S0", Some(CRASH)),
+        ],
+    );
+    assert_eq!(events[0].reason, Some(CRASH));
+    // rtinspect restarts: the classifier lost the end, a look says unknown.
+    let mut tracker = Tracker::with_saved(Policy::default(), tracker.saved(t(10)), t(10));
+    looks(
+        &mut tracker,
+        &[look(20, 0, "exited", "S0", Some(EndReason::Unknown))],
+    );
+    let saved = tracker.saved(t(20));
+    let open = saved.game("g", wall(20)).unwrap().incident.unwrap();
+    assert_eq!(
+        open.reason,
+        Some("crashed"),
+        "what status and the page show"
+    );
+}
