@@ -186,6 +186,25 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_whose_key_is_written_with_json_escapes_is_hidden_all_the_same() {
+        let lines = [
+            r#"{"pass\u0077ord":"hunter8"}"#,
+            r#"{"\u0074oken": "hunter8", "n": "\u00e9\u0022"}"#,
+        ];
+        let LogTail::Lines(tail) = LogTail::from_raw_lines(raw(&lines)) else {
+            panic!("lines expected");
+        };
+        assert_eq!(
+            tail,
+            [
+                r#"{"password":"…"}"#,
+                r#"{"token": "…", "n": "\u00e9\u0022"}"#
+            ],
+            "letters decoded; an é or a quote left as written"
+        );
+    }
+
+    #[test]
     fn dockers_message_is_cleaned_and_cut() {
         let why = format!("driver \u{1b}[1msays\u{7} no {}", "z".repeat(400));
         let LogTail::Unavailable(why) = LogTail::unavailable(&why) else {

@@ -27,11 +27,31 @@ pub(super) fn printable(bytes: &[u8]) -> String {
             '\u{9b}' => skip_until_final(&mut chars),
             '\u{9d}' => skip_string(&mut chars),
             '\t' => out.push(' '),
+            '\\' => match json_escaped_word_char(&mut chars) {
+                Some(c) => out.push(c),
+                None => out.push('\\'),
+            },
             c if c.is_control() || is_invisible(c) => {}
             c => out.push(c),
         }
     }
     out
+}
+
+/// After a backslash: a JSON `\uXXXX` that writes a letter, a digit, `_`
+/// or `-` (taken from `chars`), which is how a key such as
+/// `pass\u0077ord` would hide from the redaction; `None` leaves `chars`
+/// as it was.
+fn json_escaped_word_char(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
+    let mut ahead = chars.clone();
+    if ahead.next()? != 'u' {
+        return None;
+    }
+    let hex: String = ahead.by_ref().take(4).collect();
+    let code = (hex.len() == 4).then(|| u32::from_str_radix(&hex, 16).ok())??;
+    let c = char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))?;
+    *chars = ahead;
+    Some(c)
 }
 
 /// Skips the rest of an escape sequence whose ESC was just read: CSI
