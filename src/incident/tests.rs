@@ -12,6 +12,8 @@ use saved::SavedKind;
 mod clock;
 mod counting;
 mod gone;
+mod oom;
+mod reminders;
 mod stops;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -341,79 +343,6 @@ fn restarts_spaced_by_a_back_off_stay_a_crash_loop() {
     assert_eq!(events[4].incident_id, events[5].incident_id);
 }
 
-fn oom_then(tracker: &mut Tracker, oom_at: u64, steps: Vec<Step>) -> Vec<IncidentEvent> {
-    tracker.oom("g", t(oom_at).mono);
-    feed(tracker, steps)
-}
-
-#[test]
-fn an_oom_event_marks_the_incident_that_opens_after_it() {
-    let mut tracker = Tracker::new(Policy::default());
-    feed(&mut tracker, [(0, A, 0, "running", "healthy")]);
-    let events = oom_then(
-        &mut tracker,
-        100,
-        vec![
-            (105, A, 0, "running", "unhealthy"),
-            (110, A, 0, "exited", ""),
-            (120, A, 0, "running", "healthy"),
-            (150, A, 0, "running", "healthy"),
-        ],
-    );
-    assert_eq!(
-        brief(&events),
-        [
-            (105, Opened, Unhealthy),
-            (110, Escalated, NotRunning),
-            (150, Resolved, NotRunning)
-        ]
-    );
-    assert!(events.iter().all(|e| e.oom), "{events:#?}");
-
-    // The next incident is a new one, without the OOM.
-    let events = feed(&mut tracker, [(200, A, 0, "exited", "")]);
-    assert_eq!(brief(&events), [(200, Opened, NotRunning)]);
-    assert!(!events[0].oom);
-
-    // An OOM during an open incident marks its later events.
-    let events = oom_then(&mut tracker, 210, vec![(220, A, 0, "exited", "")]);
-    assert!(events.is_empty());
-    let events = feed(
-        &mut tracker,
-        [(230, A, 0, "running", ""), (260, A, 0, "running", "")],
-    );
-    assert_eq!(brief(&events), [(260, Resolved, NotRunning)]);
-    assert!(events[0].oom);
-}
-
-#[test]
-fn an_oom_event_waits_a_minute_for_its_incident() {
-    let table: &[(u64, bool)] = &[(0, true), (60, true), (61, false)];
-    for &(late, oom) in table {
-        let mut tracker = Tracker::new(Policy::default());
-        feed(&mut tracker, [(0, A, 0, "running", "")]);
-        let events = oom_then(
-            &mut tracker,
-            100,
-            vec![
-                (100 + late / 2, A, 0, "running", ""),
-                (100 + late, A, 0, "exited", ""),
-            ],
-        );
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].oom, oom, "look {late} s after the oom");
-    }
-}
-
-#[test]
-fn an_oom_mark_survives_a_restart_of_rtinspect() {
-    let mut before = Tracker::new(Policy::default());
-    before.oom("g", t(0).mono);
-    let mut after = Tracker::with_saved(Policy::default(), before.saved(t(1)), t(2));
-    let events = feed(&mut after, [(5, A, 0, "exited", "")]);
-    assert!(events[0].oom);
-}
-
 #[test]
 fn rules_table() {
     // (looks, expected events): the rules one by one.
@@ -569,66 +498,6 @@ fn the_crash_loop_count_is_cleared_only_after_the_window_clean() {
         let events = check(Policy::default(), steps.iter().copied());
         assert_eq!(&brief(&events), expected, "looks {steps:?}");
     }
-}
-
-#[test]
-fn reminders_come_once_per_due_time_and_never_in_a_burst() {
-    let open = [(0, A, 0, "exited", "")];
-    // (policy's remind, later looks, the reminders)
-    let table: &[(Option<u64>, &[u64], &[u64])] = &[
-        (
-            Some(4 * HOUR),
-            &[HOUR, 4 * HOUR - 1, 4 * HOUR, 4 * HOUR + 10],
-            &[4 * HOUR],
-        ),
-        // A look 13 h later: one reminder, and the next at 16 h.
-        (
-            Some(4 * HOUR),
-            &[HOUR, 13 * HOUR, 16 * HOUR - 1, 16 * HOUR],
-            &[13 * HOUR, 16 * HOUR],
-        ),
-        (None, &[HOUR, 13 * HOUR, 16 * HOUR], &[]),
-        (Some(0), &[HOUR, 13 * HOUR], &[]),
-    ];
-    for (remind, looks, reminders) in table {
-        let policy = Policy {
-            remind: remind.map(Duration::from_secs),
-            ..Policy::default()
-        };
-        let steps = open
-            .iter()
-            .copied()
-            .chain(looks.iter().map(|&at| (at, A, 0, "exited", "")));
-        let events = check(policy, steps);
-        let got: Vec<u64> = events
-            .iter()
-            .filter(|e| e.change == Reminder)
-            .map(|e| secs(e.at))
-            .collect();
-        assert_eq!(&got, reminders, "remind {remind:?}, looks {looks:?}");
-    }
-}
-
-#[test]
-fn an_escalation_stands_for_a_reminder_due_at_the_same_look() {
-    let policy = Policy {
-        remind: Some(Duration::from_secs(HOUR)),
-        ..Policy::default()
-    };
-    let steps = [
-        (0, A, 0, "running", "unhealthy"),
-        (HOUR, A, 0, "exited", ""),
-        (HOUR + 10, A, 0, "exited", ""),
-        (2 * HOUR, A, 0, "exited", ""),
-    ];
-    assert_eq!(
-        brief(&check(policy, steps)),
-        [
-            (0, Opened, Unhealthy),
-            (HOUR, Escalated, NotRunning),
-            (2 * HOUR, Reminder, NotRunning)
-        ]
-    );
 }
 
 #[test]
