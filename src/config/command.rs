@@ -100,10 +100,7 @@ pub(super) fn asked(
         }),
         Some(other) => {
             // A URL given first (`rtinspect https://…`) is not shown whole.
-            let other = match super::mask::may_hold_a_secret(other) {
-                true => super::mask::masked(other),
-                false => other.to_owned(),
-            };
+            let other = super::mask::shown(other);
             return Err(ConfigError::new(format!(
                 "unknown command {other:?}; expected run, once, migrate, prune-events, \
                  notify-test, silence, status or history"

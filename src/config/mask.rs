@@ -31,6 +31,16 @@ pub(crate) fn masked(text: &str) -> String {
     }
 }
 
+/// `text` as a message may show it: [`masked`] when it
+/// [`may_hold_a_secret`], else whole (a word given where another was
+/// expected, a command's name).
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match may_hold_a_secret(text) {
+        true => masked(text).into(),
+        false => text.into(),
+    }
+}
+
 /// Whether a value names a URL of a scheme a notification URL takes, or
 /// any URL with a user in it: one to show [`masked`] in a message.
 pub(crate) fn may_hold_a_secret(text: &str) -> bool {

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::args::CommandArgs;
 use super::error::ConfigError;
-use super::mask::{masked, may_hold_a_secret};
+use super::mask::{masked, may_hold_a_secret, shown};
 use super::options::Opt;
 use super::row::OptionDefault;
 
@@ -210,15 +210,10 @@ impl RawArgs {
                                 raw.fail(format!("invalid argument {word:?}: not valid UTF-8"))
                             }
                         },
-                        Some(first) => {
-                            let word = match may_hold_a_secret(&word) {
-                                true => masked(&word),
-                                false => word,
-                            };
-                            raw.fail(format!(
-                                "unexpected argument {word:?} after command {first:?}"
-                            ))
-                        }
+                        Some(first) => raw.fail(format!(
+                            "unexpected argument {:?} after command {first:?}",
+                            shown(&word)
+                        )),
                         None => raw.command = Some(word),
                     }
                 }
