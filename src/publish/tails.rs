@@ -47,7 +47,6 @@ struct Shared {
     /// Told of every change: a read asked for, answered, events gone.
     changed: Condvar,
     source: Option<Box<dyn ReadTail>>,
-    lines: usize,
 }
 
 struct State {
@@ -90,7 +89,6 @@ impl Tails {
                 }),
                 changed: Condvar::new(),
                 source: None,
-                lines: 0,
             }),
             threads: Mutex::new(Vec::new()),
         })
@@ -112,7 +110,6 @@ impl Tails {
             }),
             changed: Condvar::new(),
             source: Some(source),
-            lines: settings.lines,
         });
         let tails = Tails {
             shared: shared.clone(),
@@ -264,7 +261,7 @@ impl Shared {
                 continue;
             };
             drop(state);
-            let tail = source.read_tail(&job.container_id, self.lines, job.within);
+            let tail = source.read_tail(&job.container_id, job.lines, job.within);
             state = self.lock();
             if let Some(room) = state.room.as_mut() {
                 room.answered(job.id, tail);

@@ -54,6 +54,8 @@ impl RoomSettings {
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) container_id: String,
+    /// The lines to ask for ([`RoomSettings::lines`]).
+    pub(crate) lines: usize,
     /// Its bound: what is left of the first waiting event's wait, or the
     /// read bound when no event waits for it.
     pub(crate) within: Duration,
@@ -248,6 +250,7 @@ impl Room {
         Some(Job {
             id: read.id,
             container_id: read.container_id.clone(),
+            lines: self.settings.lines,
             within: within.min(self.settings.read_bound),
         })
     }
