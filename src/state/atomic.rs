@@ -109,7 +109,11 @@ pub(crate) fn write_atomic(
         let _ = fs::remove_file(&temp);
         return Err(at(&target)(e));
     }
-    // The rename itself is durable only once the directory is synced.
+    sync_dir(dir)
+}
+
+/// Makes a rename in `dir` durable: it is only once the directory is synced.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StateError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
 

@@ -24,7 +24,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::StateError;
-use super::atomic::at;
+use super::atomic::{at, sync_dir};
 use super::peek::PeekError;
 
 /// The file appended to.
@@ -143,9 +143,7 @@ impl HistoryLog {
         }
         fs::rename(&path, self.dir.join(HISTORY_OLD)).map_err(at(&path))?;
         self.unsynced = false;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at(&self.dir))
+        sync_dir(&self.dir)
     }
 }
 

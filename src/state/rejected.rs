@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::event::HealthEvent;
 
 use super::StateDir;
-use super::atomic::{StateError, at};
+use super::atomic::{StateError, at, sync_dir};
 
 /// The file of events set aside.
 pub(crate) const REJECTED: &str = "rejected.jsonl";
@@ -113,10 +113,7 @@ impl StateDir {
             Err(e) => return Err(at(&old)(e)),
         };
         fs::rename(self.path().join(REJECTED), &old).map_err(at(&old))?;
-        // The rename is durable only once the directory is synced.
-        File::open(self.path())
-            .and_then(|d| d.sync_all())
-            .map_err(at(self.path()))?;
+        sync_dir(self.path())?;
         Ok(dropped)
     }
 }
