@@ -99,15 +99,10 @@ fn a_crash_loop_and_its_recovery_in_both_modes() {
     let state = TempDir::new("history-state");
     let mut schema = TestSchema::new(url, "history");
     schema.migrate();
-    let mount = format!("{}:/flag", flag.path().display());
-    let id = c.run(
+    let id = c.run_restarting(
         "g-loop",
-        &["--restart=always", "-v", &mount],
-        &[
-            "sh",
-            "-c",
-            "test -e /flag/stop || { sleep 1; exit 3; }; sleep 3600",
-        ],
+        &flag,
+        "test -e /flag/stop || { sleep 1; exit 3; }; sleep 3600",
     );
     schema.insert_record("g-loop", "running", &id);
     let docker = ["--docker-host".to_owned(), live.docker_host()];

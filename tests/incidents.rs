@@ -65,15 +65,10 @@ fn a_crash_loop_is_one_incident_opened_escalated_and_resolved_beside_every_fact(
         err.text().contains("tick:") && hook_err.text().contains("tick:")
     });
     let started = Instant::now();
-    let mount = format!("{}:/flag", flag.path().display());
-    let id = c.run(
+    let id = c.run_restarting(
         "g-loop",
-        &["--restart=always", "-v", &mount],
-        &[
-            "sh",
-            "-c",
-            "sleep 12; test -e /flag/stop || exit 3; sleep 3600",
-        ],
+        &flag,
+        "sleep 12; test -e /flag/stop || exit 3; sleep 3600",
     );
     // Three restarts (twelve seconds each) make the crash loop; then it is
     // watched looping until two minutes have passed.

@@ -470,14 +470,12 @@ fn two_hosts_on_one_channel_each_message_and_digest_names_its_host() {
     }
     // Two games that fall together, again and again: each host's chat gets
     // digests of them as well as single messages.
-    let mount = format!("{}:/flag", flag.path().display());
-    let cmd = [
-        "sh",
-        "-c",
-        "while ! test -e /flag/go; do sleep 0.1; done; sleep 1; exit 3",
-    ];
     for game in ["h-1", "h-2"] {
-        c.run(game, &["--restart=always", "-v", &mount], &cmd);
+        c.run_restarting(
+            game,
+            &flag,
+            "while ! test -e /flag/go; do sleep 0.1; done; sleep 1; exit 3",
+        );
     }
     std::thread::sleep(Duration::from_secs(3));
     std::fs::write(flag.path().join("go"), b"").unwrap();

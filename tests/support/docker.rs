@@ -134,6 +134,18 @@ impl<'a> Containers<'a> {
         id
     }
 
+    /// A game that runs `script` under `sh -c` with `flag` mounted at
+    /// `/flag` (for the test to steer it), restarted by dockerd whenever it
+    /// exits; returns its full id.
+    pub fn run_restarting(&mut self, game: &str, flag: &TempDir, script: &str) -> String {
+        let mount = format!("{}:/flag", flag.path().display());
+        self.run(
+            game,
+            &["--restart=always", "-v", &mount],
+            &["sh", "-c", script],
+        )
+    }
+
     /// A container that ran `true` and has exited; returns its full id.
     pub fn exited(&mut self, game: &str) -> String {
         let id = self.run(game, &[], &["true"]);
