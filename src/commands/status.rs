@@ -58,11 +58,12 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
     })?;
     let now = SystemTime::now();
     let silences = silences(config);
-    let reasons = reasons(config);
+    // history.jsonl is read only for an incident saved without its reason.
+    let said = std::cell::OnceCell::new();
     let board = Board::new(host, now, looks, memory.as_ref(), &|game| {
         silences.as_ref()?.covered_until(game, now)
     })
-    .with_reasons(&|id| reasons.get(id).cloned());
+    .with_reasons(&|id| said.get_or_init(|| reasons(config)).get(id).cloned());
     let text = if json {
         board.json(usize::MAX)
     } else {
