@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Containers, Daemon, HookReply, HookServer, LiveDocker, StderrLines, TempDir, TestSchema, bin,
-    live_docker, live_pg, wait_until,
+    first_tick, live_docker, live_pg, wait_until,
 };
 
 /// The command of a game that runs until `/flag/die` appears, then exits 3
@@ -100,9 +100,7 @@ fn a_game_crashed_inside_its_silence_is_announced_once_at_its_end_if_still_down(
             .args(["--docker-host", &live.docker_host()])
             .env("RUST_LOG", "rtinspect=debug"),
     );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    first_tick(&err);
     let add = silence_add(
         live,
         &state,
@@ -313,9 +311,7 @@ fn a_row_inserted_by_psql_takes_effect_within_one_tick() {
             .args(["--docker-host", &live.docker_host()])
             .env("RUST_LOG", "rtinspect=debug"),
     );
-    wait_until(Duration::from_secs(20), "the first tick", || {
-        err.text().contains("tick:")
-    });
+    first_tick(&err);
     let table = s.silences();
     s.client
         .batch_execute(&format!(
