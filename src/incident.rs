@@ -166,23 +166,7 @@ impl Tracker {
     ) -> Option<IncidentEvent> {
         let game = self.games.get(game_id)?;
         let incident = game.incident.as_ref()?;
-        Some(IncidentEvent {
-            change,
-            game_id: game_id.to_owned(),
-            container_id: game
-                .last
-                .as_ref()
-                .map(|(c, _)| c.clone())
-                .unwrap_or_default(),
-            incident_id: incident.id.clone(),
-            kind: incident.kind,
-            started_at: incident.started_at,
-            restarts_in_window: game.restarts,
-            oom: incident.oom,
-            at,
-            reason: incident.reason,
-            resolution: None,
-        })
+        Some(game.event(game_id, incident, change, incident.reason, at))
     }
 }
 

@@ -96,22 +96,38 @@ impl GameState {
     ) -> Option<IncidentEvent> {
         let incident = self.incident.take()?;
         Some(IncidentEvent {
-            change: Change::Resolved,
+            resolution: Some(resolution),
+            ..self.event(game_id, &incident, Change::Resolved, reason, at)
+        })
+    }
+
+    /// The event of `change` to `incident` (the game's open one, or the
+    /// one just closed), for the game's last container, with no resolution.
+    pub(super) fn event(
+        &self,
+        game_id: &str,
+        incident: &Incident,
+        change: Change,
+        reason: Option<EndReason>,
+        at: SystemTime,
+    ) -> IncidentEvent {
+        IncidentEvent {
+            change,
             game_id: game_id.to_owned(),
             container_id: self
                 .last
                 .as_ref()
                 .map(|(c, _)| c.clone())
                 .unwrap_or_default(),
-            incident_id: incident.id,
+            incident_id: incident.id.clone(),
             kind: incident.kind,
             started_at: incident.started_at,
             restarts_in_window: self.restarts,
             oom: incident.oom,
             at,
             reason,
-            resolution: Some(resolution),
-        })
+            resolution: None,
+        }
     }
 
     /// The operator took the game over (its end is `stopped`): the open
