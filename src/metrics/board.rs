@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, UNIX_EPOCH};
 
-use super::exposition::{family, single};
+use super::exposition::{family, per_sink, single};
 use crate::status::{Board, STANDINGS};
 use crate::telemetry::{INCIDENT_KINDS, Telemetry};
 
@@ -88,22 +88,20 @@ pub(crate) fn render(out: &mut String, board: Option<&Board>, t: &Telemetry, now
         "Restarts the looks showed: a container's RestartCount risen since the last look at it.",
         t.container_restarts.load(Relaxed),
     );
-    family(
+    per_sink(
         out,
-        "rtinspect_sink_failing",
-        "gauge",
-        "1 while the sink's publisher is not running, or it has failed or refused everything for 5 minutes (as /healthz says), else 0.",
+        t,
+        (
+            "rtinspect_sink_failing",
+            "gauge",
+            "1 while the sink's publisher is not running, or it has failed or refused everything for 5 minutes (as /healthz says), else 0.",
+        ),
+        |_, sink| {
+            u64::from(
+                !sink.publisher_alive.load(Relaxed) || sink.deliveries().trouble(now).is_some(),
+            )
+        },
     );
-    for sink in &t.sinks {
-        let failing =
-            !sink.publisher_alive.load(Relaxed) || sink.deliveries().trouble(now).is_some();
-        let _ = writeln!(
-            out,
-            "rtinspect_sink_failing{{sink=\"{}\"}} {}",
-            sink.name,
-            u8::from(failing)
-        );
-    }
 }
 
 /// A label value as the text format escapes it: `\`, `"` and a line feed.

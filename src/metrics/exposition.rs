@@ -29,7 +29,7 @@ pub(super) fn single(
 }
 
 /// One sample per sink of a per-sink counter or gauge.
-fn per_sink(
+pub(super) fn per_sink(
     out: &mut String,
     t: &Telemetry,
     (name, kind, help): (&str, &str, &str),
